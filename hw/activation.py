@@ -1,0 +1,75 @@
+"""Sigmoid and tanh: lookup tables with linear interpolation.
+
+The table contents come from :class:`ese.sw.arithmetic.ActivationTable`, so the hardware and
+the golden model evaluate the same function. One memory serves several lookups per cycle
+(one read port each); an FPGA tool maps two lookups onto each block RAM.
+"""
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .fixed import round_shift
+
+__all__ = ["ActivationTable"]
+
+
+class ActivationTable(wiring.Component):
+    """Evaluate one tabulated function for ``lookups`` inputs per cycle.
+
+    Latency is two cycles: a code presented in cycle ``t`` gives its value in cycle ``t + 2``.
+    The unit is fully pipelined and has no handshake.
+
+    Parameters
+    ----------
+    table : ese.sw.arithmetic.ActivationTable
+        Segment bases and slopes; the input format is the activation format.
+    lookups : int
+        Independent lookups per cycle.
+
+    Members
+    -------
+    codes : In(ArrayLayout(signed(bits), lookups))
+        Activation codes to evaluate.
+    values : Out(ArrayLayout(signed(bits), lookups))
+        The function's values, in the activation format.
+    """
+
+    def __init__(self, table, lookups=1):
+        if lookups < 1:
+            raise TypeError(f"an activation table needs at least one lookup, not {lookups}")
+        self.table = table
+        self.lookups = lookups
+        bits = table.input_format.bits
+        super().__init__({
+            "codes": In(data.ArrayLayout(signed(bits), lookups)),
+            "values": Out(data.ArrayLayout(signed(bits), lookups)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        table = self.table
+        base_bits, slope_bits = table.base_bits, table.slope_bits
+        word = data.StructLayout({"base": signed(base_bits), "slope": signed(slope_bits)})
+        init = [(int(b) & ((1 << base_bits) - 1)) | ((int(s) & ((1 << slope_bits) - 1)) << base_bits)
+                for b, s in zip(table.base, table.slope)]
+        m.submodules.memory = memory = Memory(shape=unsigned(word.size), depth=len(init),
+                                              init=init)
+        fmt = table.input_format
+        position_bits = table.position_bits
+        for lane in range(self.lookups):
+            port = memory.read_port()
+            code = self.codes[lane]
+            # The offset code + 2**(bits-1) is the code with its sign bit inverted.
+            offset = Signal(unsigned(fmt.bits), name=f"offset{lane}")
+            m.d.comb += [
+                offset.eq(code.as_unsigned() ^ (1 << (fmt.bits - 1))),
+                port.addr.eq(offset[position_bits:]),
+            ]
+            position = Signal(unsigned(position_bits), name=f"position{lane}")
+            m.d.sync += position.eq(offset[:position_bits])
+            entry = data.View(word, port.data)
+            interpolated = entry.base + round_shift(entry.slope * position, position_bits)
+            m.d.sync += self.values[lane].eq(interpolated)
+        return m

@@ -1,0 +1,213 @@
+"""The cell unit: the element-wise LSTM update, one cell per cycle.
+
+After the gate products of a frame are accumulated, the cell unit visits every cell of the
+layer. It reads the cell's four gate accumulators (one address across the four banks of the
+PE that owns the cell, cleared behind the read), its biases, peepholes and previous cell
+state, and computes, exactly as :func:`ese.sw.arithmetic.cell_update` does::
+
+    i = sigmoid(gate_i + b_i + w_ic * c)      f = sigmoid(gate_f + b_f + w_fc * c)
+    g = tanh(gate_g + b_g)                    c' = f * c + i * g
+    o = sigmoid(gate_o + b_o + w_oc * c')     m = o * tanh(c')
+
+It writes c' back and m to the activation vector memory (where the projection, or the next
+frame, reads it) and, for the network's output, into the output queue. It is a fixed-latency
+pipeline without stalls; it issues a cell only when the output queue is sure to have room.
+"""
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sw.arithmetic import sigmoid_table, tanh_table
+from ..sw.memory_map import MemoryMap, address_bits, count_bits
+from .activation import ActivationTable
+from .fixed import delay, requantize
+from .pe import BANKS, WritePortSignature
+
+__all__ = ["CellUnit", "LATENCY"]
+
+#: Cycles from issuing a cell to writing its output.
+LATENCY = 11
+
+
+class CellUnit(wiring.Component):
+    """Element-wise LSTM cell update for one layer at a time.
+
+    Members
+    -------
+    start : In(1)
+        Begin a layer: ``cells`` cells whose state and parameters start at ``cell_base``;
+        outputs go to the vector memory from ``output_base``, and to the output queue if
+        ``emit`` is set. Only while not ``busy``.
+    busy : Out(1)
+    accumulator_pe, accumulator_address, accumulator_read : Out
+        Which PE's accumulators to read (all four banks, then cleared).
+    accumulator_data : In(ArrayLayout(signed(accumulator_bits), 4))
+        The selected PE's readout data, one cycle after the read.
+    parameter_address : Out, parameter_data : In
+        Read port of the cell parameter memory (biases, peepholes).
+    state_address : Out, state_data : In
+        Read port of the cell state memory.
+    state_write : Out(WritePortSignature)
+        Write port of the cell state memory.
+    vector_write : Out(WritePortSignature)
+        Write port of the activation vector memory.
+    output_space : In
+        Free entries in the output queue.
+    output_valid : Out(1), output_value : Out, output_last : Out(1)
+        A word for the output queue (written without handshake; space is reserved).
+    """
+
+    def __init__(self, config):
+        config.require_sized()
+        self.config = config
+        mm = MemoryMap(config)
+        self.pe_bits = max(1, (config.pes - 1).bit_length())
+        cells = address_bits(config.cell_depth)
+        vector = address_bits(config.vector_depth)
+        super().__init__({
+            "start": In(1),
+            "cells": In(count_bits(config.cell_depth)),
+            "cell_base": In(cells),
+            "output_base": In(vector),
+            "emit": In(1),
+            "busy": Out(1),
+            "accumulator_pe": Out(self.pe_bits),
+            "accumulator_address": Out(address_bits(config.accumulator_depth // BANKS)),
+            "accumulator_read": Out(1),
+            "accumulator_data": In(data.ArrayLayout(signed(config.accumulator_bits), BANKS)),
+            "parameter_address": Out(cells),
+            "parameter_data": In(mm.cell_parameter_bits),
+            "state_address": Out(cells),
+            "state_data": In(signed(config.cell_bits)),
+            "state_write": Out(WritePortSignature(cells, config.cell_bits)),
+            "vector_write": Out(WritePortSignature(vector, config.activation_bits)),
+            "output_space": In(range(1 << 12)),
+            "output_valid": Out(1),
+            "output_value": Out(signed(config.activation_bits)),
+            "output_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        mm = MemoryMap(config)
+        act = config.activation_format
+        acc_frac = config.product_frac_bits
+        bias_shift = acc_frac - config.bias_frac_bits
+        peep_shift = config.activation_frac_bits - config.cell_frac_bits
+        log2_pes = (config.pes - 1).bit_length()
+
+        m.submodules.sigmoid = sigmoid = ActivationTable(sigmoid_table(config), lookups=3)
+        m.submodules.tanh = tanh = ActivationTable(tanh_table(config), lookups=2)
+
+        # Issue: one cell per cycle, while the output queue has room for everything in flight.
+        cells = Signal.like(self.cells)
+        cell_base = Signal.like(self.cell_base)
+        output_base = Signal.like(self.output_base)
+        emit = Signal()
+        index = Signal.like(self.cells)
+        in_flight = Signal(range(LATENCY + 2))
+        issue = Signal()
+        finish = Signal()   # a cell leaves the pipeline this cycle
+        with m.If(self.start):
+            m.d.sync += [cells.eq(self.cells), cell_base.eq(self.cell_base),
+                         output_base.eq(self.output_base), emit.eq(self.emit), index.eq(0)]
+        m.d.comb += issue.eq((index < cells) & (~emit | (in_flight < self.output_space)))
+        with m.If(issue):
+            m.d.sync += index.eq(index + 1)
+        m.d.sync += in_flight.eq(in_flight + issue - finish)
+        m.d.comb += self.busy.eq((index < cells) | (in_flight != 0))
+
+        m.d.comb += [
+            self.accumulator_pe.eq(index[:log2_pes] if log2_pes else 0),
+            self.accumulator_address.eq(index >> log2_pes),
+            self.accumulator_read.eq(issue),
+            self.parameter_address.eq(cell_base + index),
+            self.state_address.eq(cell_base + index),
+        ]
+        valid0 = issue
+        cell_address0 = cell_base + index
+        output_address0 = output_base + index
+        last0 = index + 1 == cells
+
+        # Stage 1: operands arrive; peephole products with the previous state.
+        valid1 = delay(m, valid0, 1, "valid1")
+        gates = self.accumulator_data
+        params = data.View(data.StructLayout({name: signed(width) if s else unsigned(width)
+                                              for name, width, s in mm.cell_parameter_fields}),
+                           self.parameter_data)
+        previous = self.state_data
+        peep_i = Signal(signed(config.weight_bits + config.cell_bits))
+        peep_f = Signal.like(peep_i)
+        m.d.sync += [peep_i.eq(params.peephole_i * previous),
+                     peep_f.eq(params.peephole_f * previous)]
+        hold = {
+            "gate_i": gates[0], "gate_f": gates[1], "gate_g": gates[2], "gate_o": gates[3],
+            "bias_i": params.bias_i, "bias_f": params.bias_f, "bias_g": params.bias_g,
+            "bias_o": params.bias_o, "peephole_o": params.peephole_o, "previous": previous,
+        }
+        stage2 = {name: delay(m, value, 1, f"{name}_s2") for name, value in hold.items()}
+
+        # Stage 2: gate pre-activations, requantized to table inputs.
+        def gate_input(gate, bias, peephole=None):
+            total = gate + (bias << bias_shift)
+            if peephole is not None:
+                total = total + (peephole << peep_shift)
+            return requantize(total, acc_frac, act)
+
+        u_i, u_f, u_g = (Signal(signed(act.bits), name=n) for n in ("u_i", "u_f", "u_g"))
+        m.d.sync += [
+            u_i.eq(gate_input(stage2["gate_i"], stage2["bias_i"], peep_i)),
+            u_f.eq(gate_input(stage2["gate_f"], stage2["bias_f"], peep_f)),
+            u_g.eq(gate_input(stage2["gate_g"], stage2["bias_g"])),
+        ]
+        # Stage 3: table lookups (two cycles).
+        m.d.comb += [sigmoid.codes[0].eq(u_i), sigmoid.codes[1].eq(u_f), tanh.codes[0].eq(u_g)]
+        previous5 = delay(m, stage2["previous"], 3, "previous_s5")
+
+        # Stage 5: the new cell state.
+        i, f, g = sigmoid.values[0], sigmoid.values[1], tanh.values[0]
+        mixed = ((f * previous5) << peep_shift) + i * g
+        new_cell = Signal(signed(config.cell_bits))
+        m.d.sync += new_cell.eq(requantize(mixed, 2 * act.frac, config.cell_format))
+        valid6 = delay(m, valid0, 6, "valid6")
+        cell_address6 = delay(m, cell_address0, 6, "cell_address6")
+        m.d.comb += [
+            self.state_write.address.eq(cell_address6),
+            self.state_write.data.eq(new_cell),
+            self.state_write.enable.eq(valid6),
+        ]
+
+        # Stage 6: the output gate's peephole, and tanh's input.
+        later = {name: delay(m, stage2[name], 4, f"{name}_s6")
+                 for name in ("gate_o", "bias_o", "peephole_o")}
+        peep_o = Signal.like(peep_i)
+        u_c = Signal(signed(act.bits))
+        m.d.sync += [
+            peep_o.eq(later["peephole_o"] * new_cell),
+            u_c.eq(requantize(new_cell, config.cell_frac_bits, act)),
+        ]
+        gate_o7 = delay(m, later["gate_o"], 1, "gate_o7")
+        bias_o7 = delay(m, later["bias_o"], 1, "bias_o7")
+
+        # Stage 7: the output gate's input; stage 8: lookups of o and tanh(c').
+        u_o = Signal(signed(act.bits))
+        u_c8 = Signal.like(u_c)
+        m.d.sync += [u_o.eq(gate_input(gate_o7, bias_o7, peep_o)), u_c8.eq(u_c)]
+        m.d.comb += [sigmoid.codes[2].eq(u_o), tanh.codes[1].eq(u_c8)]
+
+        # Stage 10: m = o * tanh(c'), written in stage 11.
+        output = Signal(signed(act.bits))
+        m.d.sync += output.eq(requantize(sigmoid.values[2] * tanh.values[1], 2 * act.frac, act))
+        valid11 = delay(m, valid0, LATENCY, "valid11")
+        m.d.comb += [
+            finish.eq(valid11),
+            self.vector_write.address.eq(delay(m, output_address0, LATENCY, "output_address11")),
+            self.vector_write.data.eq(output),
+            self.vector_write.enable.eq(valid11),
+            self.output_valid.eq(valid11 & emit),
+            self.output_value.eq(output),
+            self.output_last.eq(delay(m, last0, LATENCY, "last11")),
+        ]
+        return m

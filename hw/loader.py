@@ -1,0 +1,143 @@
+"""The weight loader: turns the load stream of a weight image into memory writes.
+
+The stream format is defined in :mod:`ese.sw.memory_map`: records of a three-word header
+(target and PE, first address, element count) followed by the elements, each in as many
+32-bit words as its memory is wide, least significant first. A record that names an unknown
+memory or PE, or runs past the end of its memory, sets the sticky ``error`` flag and is
+consumed without writing anything.
+"""
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sw.memory_map import LOAD_WORD_BITS, LoadTarget, MemoryMap, address_bits, words_per_element
+from .pe import WritePortSignature
+
+__all__ = ["WeightLoader"]
+
+
+class WeightLoader(wiring.Component):
+    """Write load records into the accelerator's memories.
+
+    Members
+    -------
+    words : In(stream.Signature(32))
+        The load stream.
+    enable : In(1)
+        Whether a new record may begin (the controller allows loading only between frames).
+    busy : Out(1)
+        A record is partly received.
+    error : Out(1)
+        Sticky: a record was malformed (cleared by reset).
+    pe : Out
+        The PE a per-PE write goes to.
+    pointer_write, entry_write : Out(WritePortSignature)
+        Per-PE memories (enable qualified by ``pe`` outside).
+    cell_parameter_write, descriptor_write : Out(WritePortSignature)
+        Shared memories.
+    """
+
+    def __init__(self, config):
+        config.require_sized()
+        self.config = config
+        mm = self.memory_map = MemoryMap(config)
+        super().__init__({
+            "words": In(stream.Signature(LOAD_WORD_BITS)),
+            "enable": In(1),
+            "busy": Out(1),
+            "error": Out(1),
+            "pe": Out(max(1, (config.pes - 1).bit_length())),
+            "pointer_write": Out(WritePortSignature(address_bits(config.pointer_depth),
+                                                    mm.pointer_bits)),
+            "entry_write": Out(WritePortSignature(address_bits(config.entry_depth),
+                                                  mm.entry_bits)),
+            "cell_parameter_write": Out(WritePortSignature(address_bits(config.cell_depth),
+                                                           mm.cell_parameter_bits)),
+            "descriptor_write": Out(WritePortSignature(address_bits(config.max_layers),
+                                                       mm.descriptor_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, mm = self.config, self.memory_map
+        targets = {
+            LoadTarget.POINTERS: self.pointer_write,
+            LoadTarget.ENTRIES: self.entry_write,
+            LoadTarget.CELL_PARAMETERS: self.cell_parameter_write,
+            LoadTarget.LAYER_DESCRIPTORS: self.descriptor_write,
+        }
+        widest = max(words_per_element(mm.element_bits(t)) for t in targets)
+
+        word = self.words.payload
+        accept = Signal()
+        target = Signal(8)
+        pe = Signal(16)
+        address = Signal(32)
+        count = Signal(32)
+        word_index = Signal(range(widest))
+        element = Signal(unsigned(LOAD_WORD_BITS * widest))
+        discard = Signal()
+        error = Signal()
+        m.d.comb += [self.error.eq(error), self.pe.eq(pe)]
+
+        last_word = Signal()
+        known = Signal()
+        for t, port in targets.items():
+            words = words_per_element(mm.element_bits(t))
+            m.d.comb += [
+                port.address.eq(address),
+                port.data.eq(Cat(element[:LOAD_WORD_BITS * (words - 1)], word)),
+            ]
+            with m.If(target == t):
+                m.d.comb += [known.eq(1), last_word.eq(word_index == words - 1)]
+
+        def check(t, w_pe, w_address, w_count):
+            """Whether a record header is well-formed for target ``t``."""
+            in_range = (w_address + w_count) <= mm.depth(t)
+            pe_ok = (w_pe < config.pes) if t.per_pe else (w_pe == 0)
+            return in_range & pe_ok
+
+        with m.FSM():
+            with m.State("TARGET"):
+                m.d.comb += self.words.ready.eq(self.enable)
+                with m.If(self.words.valid & self.enable):
+                    m.d.sync += [target.eq(word[:8]), pe.eq(word[8:24])]
+                    m.next = "ADDRESS"
+            with m.State("ADDRESS"):
+                m.d.comb += [self.words.ready.eq(1), self.busy.eq(1)]
+                with m.If(self.words.valid):
+                    m.d.sync += address.eq(word)
+                    m.next = "COUNT"
+            with m.State("COUNT"):
+                m.d.comb += [self.words.ready.eq(1), self.busy.eq(1)]
+                with m.If(self.words.valid):
+                    good = Signal()
+                    for t in targets:
+                        with m.If(target == t):
+                            m.d.comb += good.eq(check(t, pe, address, word))
+                    m.d.sync += [count.eq(word), word_index.eq(0), discard.eq(~good)]
+                    with m.If(~good):
+                        m.d.sync += error.eq(1)
+                    with m.If(word != 0):
+                        m.next = "DATA"
+                    with m.Else():
+                        m.next = "TARGET"
+            with m.State("DATA"):
+                m.d.comb += [self.words.ready.eq(1), self.busy.eq(1)]
+                with m.If(self.words.valid):
+                    m.d.comb += accept.eq(1)
+                    m.d.sync += element.word_select(word_index, LOAD_WORD_BITS).eq(word)
+                    # An unknown target has no element width: its words are discarded singly.
+                    with m.If(last_word | ~known):
+                        m.d.sync += [word_index.eq(0), address.eq(address + 1),
+                                     count.eq(count - 1)]
+                        with m.If(count == 1):
+                            m.next = "TARGET"
+                    with m.Else():
+                        m.d.sync += word_index.eq(word_index + 1)
+
+        write = accept & last_word & ~discard
+        for t, port in targets.items():
+            m.d.comb += port.enable.eq(write & (target == t))
+        return m

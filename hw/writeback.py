@@ -1,0 +1,110 @@
+"""The projection writeback: accumulated y = W_ym m becomes the layer's output vector.
+
+After the projection's sparse products, each output row sits in one accumulator of the PE
+that owns it (row ``p`` in PE ``p mod pes``). The writeback reads the rows in order (clearing
+each one behind the read), rounds and saturates them to the activation format, and writes
+them to the layer's recurrent vector (y_t, read by the next frame and by the next layer) and,
+for the network's output, into the output queue.
+"""
+
+from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sw.memory_map import address_bits, count_bits
+from .fixed import delay, requantize
+from .pe import BANKS, WritePortSignature
+
+__all__ = ["ProjectionWriteback", "LATENCY"]
+
+#: Cycles from reading a row to writing it.
+LATENCY = 2
+
+
+class ProjectionWriteback(wiring.Component):
+    """Move projection accumulators to the activation vector memory.
+
+    Members
+    -------
+    start : In(1)
+        Begin: ``rows`` rows starting at accumulator row ``row_base`` of every PE; outputs go
+        to the vector memory from ``output_base`` and, if ``emit``, to the output queue.
+    busy : Out(1)
+    accumulator_pe, accumulator_address, accumulator_read, accumulator_clear : Out
+        Readout request to one PE (the bank of the row is cleared after the read).
+    accumulator_data : In(ArrayLayout(signed(accumulator_bits), 4))
+    vector_write : Out(WritePortSignature)
+    output_space : In
+    output_valid, output_value, output_last : Out
+    """
+
+    def __init__(self, config):
+        config.require_sized()
+        self.config = config
+        self.pe_bits = max(1, (config.pes - 1).bit_length())
+        vector = address_bits(config.vector_depth)
+        super().__init__({
+            "start": In(1),
+            "rows": In(count_bits(config.vector_depth)),
+            "row_base": In(address_bits(config.accumulator_depth)),
+            "output_base": In(vector),
+            "emit": In(1),
+            "busy": Out(1),
+            "accumulator_pe": Out(self.pe_bits),
+            "accumulator_address": Out(address_bits(config.accumulator_depth // BANKS)),
+            "accumulator_read": Out(1),
+            "accumulator_clear": Out(BANKS),
+            "accumulator_data": In(data.ArrayLayout(signed(config.accumulator_bits), BANKS)),
+            "vector_write": Out(WritePortSignature(vector, config.activation_bits)),
+            "output_space": In(range(1 << 12)),
+            "output_valid": Out(1),
+            "output_value": Out(signed(config.activation_bits)),
+            "output_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        log2_pes = (config.pes - 1).bit_length()
+
+        rows = Signal.like(self.rows)
+        row_base = Signal.like(self.row_base)
+        output_base = Signal.like(self.output_base)
+        emit = Signal()
+        index = Signal.like(self.rows)
+        in_flight = Signal(range(LATENCY + 2))
+        issue = Signal()
+        finish = Signal()
+        with m.If(self.start):
+            m.d.sync += [rows.eq(self.rows), row_base.eq(self.row_base),
+                         output_base.eq(self.output_base), emit.eq(self.emit), index.eq(0)]
+        m.d.comb += issue.eq((index < rows) & (~emit | (in_flight < self.output_space)))
+        with m.If(issue):
+            m.d.sync += index.eq(index + 1)
+        m.d.sync += in_flight.eq(in_flight + issue - finish)
+        m.d.comb += self.busy.eq((index < rows) | (in_flight != 0))
+
+        row = Signal.like(self.row_base)
+        m.d.comb += [
+            row.eq(row_base + (index >> log2_pes)),
+            self.accumulator_pe.eq(index[:log2_pes] if log2_pes else 0),
+            self.accumulator_address.eq(row[2:]),
+            self.accumulator_read.eq(issue),
+            self.accumulator_clear.eq(Const(1, BANKS) << row[:2]),
+        ]
+        bank1 = delay(m, row[:2], 1, "bank1")
+        value = Signal(signed(config.activation_bits))
+        selected = self.accumulator_data[bank1]
+        m.d.sync += value.eq(requantize(selected, config.product_frac_bits,
+                                        config.activation_format))
+        valid2 = delay(m, issue, LATENCY, "valid2")
+        m.d.comb += [
+            finish.eq(valid2),
+            self.vector_write.address.eq(delay(m, output_base + index, LATENCY, "address2")),
+            self.vector_write.data.eq(value),
+            self.vector_write.enable.eq(valid2),
+            self.output_valid.eq(valid2 & emit),
+            self.output_value.eq(value),
+            self.output_last.eq(delay(m, index + 1 == rows, LATENCY, "last2")),
+        ]
+        return m

@@ -1,0 +1,176 @@
+"""Running a program's frames on the generated RTL: Verilator driven by cocotb 2.x.
+
+:func:`simulate` builds (or reuses) the Verilator model for the program's hardware
+parameters, writes a job (the program's load stream and the quantized frames), runs the
+cocotb testbench of :mod:`ese.sim.testbench` through cocotb's runner, and reads back every
+output word and the cycle on which each frame completed. It compares the words with the golden
+model, so a :class:`SimulationResult` says whether the hardware was bit-exact.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..sw.errors import InputError, SimulationError
+from .build import TOPLEVEL, build_simulator
+
+__all__ = ["SimulationResult", "simulate"]
+
+
+@dataclass
+class SimulationResult:
+    """What one RTL simulation produced and measured.
+
+    Attributes
+    ----------
+    outputs : float array (frames, outputs)
+        The hardware's outputs, decoded; identical to ``Program.predict`` when bit-exact.
+    output_codes : int array (frames, outputs)
+        The raw output words.
+    expected_codes : int array (frames, outputs)
+        The golden model's words for the same frames.
+    cycles_per_frame : list of int
+        Clock cycles of each frame: from the first input word to the frame's last output word
+        for the first frame, and between consecutive frames' last output words after it.
+    load_cycles : int
+        Cycles to stream the weight image in.
+    """
+
+    outputs: np.ndarray
+    output_codes: np.ndarray
+    expected_codes: np.ndarray
+    cycles_per_frame: list
+    load_cycles: int
+    build_seconds: float
+    build_cached: bool
+    wall_seconds: float
+    clock_mhz: float
+    stall_probability: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def mismatches(self):
+        """Output words that differ from the golden model."""
+        return int(np.count_nonzero(self.output_codes != self.expected_codes))
+
+    @property
+    def bitexact(self):
+        return self.mismatches == 0
+
+    @property
+    def total_cycles(self):
+        return self.load_cycles + int(sum(self.cycles_per_frame))
+
+    @property
+    def simulated_cycles_per_second(self):
+        return self.total_cycles / self.wall_seconds if self.wall_seconds else 0.0
+
+    def latency_us(self, frame=-1):
+        return self.cycles_per_frame[frame] / self.clock_mhz
+
+
+@contextlib.contextmanager
+def _outside_pytest():
+    """cocotb's runner exits the process on failures when it sees pytest; we report instead."""
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+
+
+def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=None,
+             timeout_cycles=None):
+    """Run ``frames`` through the RTL of ``program``'s hardware.
+
+    Parameters
+    ----------
+    program : Program
+    frames : array (frames, inputs)
+        Real-valued inputs, quantized exactly as ``Program.predict`` does.
+    stall_probability : float
+        Probability of an idle cycle on each input stream and of back-pressure on the output
+        stream, in every cycle (0 for the pure hardware timing).
+    seed : int
+        Seed of the stall patterns.
+    log : callable, optional
+        Receives one-line progress messages.
+    keep : path, optional
+        Directory to keep the simulation's files in (a temporary directory otherwise).
+    timeout_cycles : int, optional
+        Fail if a frame takes longer than this (default: generous, from the model's size).
+    """
+    if not 0.0 <= stall_probability < 1.0:
+        raise InputError(f"stall_probability must be in [0, 1), not {stall_probability}")
+    codes, _ = program.encode_inputs(frames)
+    expected = program.predict_codes(codes)
+    build = build_simulator(program.config, log=log)
+    words = program.image.load_words()
+    if timeout_cycles is None:
+        entries = int(program.image.entries_per_pe.max())
+        timeout_cycles = 1_000_000 + 100 * (entries + program.config.vector_depth
+                                             + program.config.cell_depth)
+    settings = {
+        "activation_bits": program.config.activation_bits,
+        "stall_probability": float(stall_probability),
+        "seed": int(seed),
+        "timeout_cycles": int(timeout_cycles),
+    }
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ese-sim-")))
+        else:
+            work = Path(keep)
+            work.mkdir(parents=True, exist_ok=True)
+        job, result_path = work / "job.npz", work / "result.npz"
+        np.savez(job, load_words=words, inputs=codes, settings=json.dumps(settings))
+        if log is not None:
+            log(f"simulating {len(codes)} frames in Verilator")
+        from cocotb_tools.check_results import get_results
+        from cocotb_tools.runner import get_runner
+        runner = get_runner("verilator")
+        started = time.monotonic()
+        try:
+            with _outside_pytest():
+                results = runner.test(
+                    test_module="ese.sim.testbench", hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                    build_dir=build.directory, test_dir=work, results_xml=str(work / "results.xml"),
+                    extra_env={"ESE_SIM_JOB": str(job), "ESE_SIM_RESULT": str(result_path)},
+                    log_file=work / "simulation.log", seed=seed)
+            failed = get_results(results)[1]
+        except (RuntimeError, SystemExit) as error:
+            raise SimulationError(f"the simulation did not run ({error}):\n"
+                                  f"{_tail(work / 'simulation.log')}") from None
+        wall = time.monotonic() - started
+        if failed or not result_path.exists():
+            raise SimulationError(f"the testbench failed:\n{_tail(work / 'simulation.log')}")
+        with np.load(result_path) as result:
+            output_codes = result["outputs"]
+            completed = result["completed"]
+            started_cycle, loaded_cycle, sequence_cycle = (int(v) for v in result["markers"])
+            flags = json.loads(str(result["flags"]))
+    if output_codes.shape != expected.shape:
+        raise SimulationError(f"the hardware produced outputs of shape {output_codes.shape}, "
+                              f"expected {expected.shape}")
+    cycles = np.diff(np.concatenate([[sequence_cycle], completed])).tolist()
+    return SimulationResult(
+        outputs=program.decode_outputs(output_codes), output_codes=output_codes,
+        expected_codes=expected, cycles_per_frame=[int(c) for c in cycles],
+        load_cycles=loaded_cycle - started_cycle, build_seconds=build.seconds,
+        build_cached=build.cached, wall_seconds=wall, clock_mhz=program.config.clock_mhz,
+        stall_probability=stall_probability, details={"flags": flags,
+                                                      "build_directory": str(build.directory)})
+
+
+def _tail(path, lines=40):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log was written)"

@@ -1,0 +1,104 @@
+"""cocotb testbench of the accelerator: load a weight image, stream frames, collect outputs.
+
+This module runs inside the simulator process (cocotb loads it). It reads a job written by
+:mod:`ese.sim.runner` (the load stream, the input frames, bus-stall settings), drives the
+design through cocotbext-axi bus models and writes the outputs and the cycle of every frame's
+completion back for the runner to compare with the golden model.
+"""
+
+import json
+import os
+import random
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.utils import get_sim_time
+from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+__all__ = ["AcceleratorBench", "run_job"]
+
+CLOCK_NS = 5   # 200 MHz
+
+
+def _stall_pattern(probability, rng):
+    """A pause generator: True (stall this cycle) with the given probability."""
+    while True:
+        yield rng.random() < probability
+
+
+class AcceleratorBench:
+    """Clock, reset and bus models around the ``ese_accelerator`` top level."""
+
+    def __init__(self, dut, activation_bits, stall_probability=0.0, seed=0):
+        self.dut = dut
+        self.activation_bits = activation_bits
+        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+        self.weights = AxiStreamSource(AxiStreamBus.from_prefix(dut, "weights_"), dut.clk,
+                                       dut.rst, byte_size=32)
+        self.frames_in = AxiStreamSource(AxiStreamBus.from_prefix(dut, "frames_in_"), dut.clk,
+                                         dut.rst, byte_size=activation_bits)
+        self.frames_out = AxiStreamSink(AxiStreamBus.from_prefix(dut, "frames_out_"), dut.clk,
+                                        dut.rst, byte_size=activation_bits)
+        for logger in (self.weights.log, self.frames_in.log, self.frames_out.log):
+            logger.setLevel("WARNING")
+        if stall_probability > 0:
+            rng = random.Random(seed)
+            for bus in (self.weights, self.frames_in, self.frames_out):
+                bus.set_pause_generator(_stall_pattern(stall_probability, rng))
+
+    def cycle(self):
+        return int(get_sim_time(unit="ns")) // CLOCK_NS
+
+    async def reset(self):
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 4)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+
+    async def load(self, words):
+        """Send the load stream and wait until the last word is taken."""
+        await self.weights.send(AxiStreamFrame([int(w) for w in words]))
+        await self.weights.wait()
+
+    async def run_sequence(self, codes, timeout_cycles):
+        """Stream one sequence of frames; returns (outputs, completion cycle of each frame)."""
+        mask = (1 << self.activation_bits) - 1
+        for index, frame in enumerate(codes):
+            user = [0] * len(frame)
+            user[0] = int(index == 0)
+            await self.frames_in.send(AxiStreamFrame([int(v) & mask for v in frame],
+                                                     tuser=user))
+        outputs, completed = [], []
+        sign = 1 << (self.activation_bits - 1)
+        for _ in range(len(codes)):
+            frame = await with_timeout(self.frames_out.recv(), timeout_cycles * CLOCK_NS, "ns")
+            outputs.append([(v ^ sign) - sign for v in frame.tdata])
+            completed.append(self.cycle())
+        return outputs, completed
+
+
+@cocotb.test()
+async def run_job(dut):
+    """Run the job named by $ESE_SIM_JOB and write $ESE_SIM_RESULT."""
+    job = np.load(os.environ["ESE_SIM_JOB"])
+    settings = json.loads(str(job["settings"]))
+    bench = AcceleratorBench(dut, settings["activation_bits"], settings["stall_probability"],
+                             settings["seed"])
+    await bench.reset()
+    started = bench.cycle()
+    await bench.load(job["load_words"])
+    loaded = bench.cycle()
+    # Let the last load record finish before frames start arriving.
+    await ClockCycles(dut.clk, 2)
+    sequence_start = bench.cycle()
+    outputs, completed = await bench.run_sequence(job["inputs"], settings["timeout_cycles"])
+    flags = {name: int(getattr(dut, name).value) for name in ("load_error", "frame_error")}
+    np.savez(os.environ["ESE_SIM_RESULT"],
+             outputs=np.array(outputs, dtype=np.int64).reshape(len(outputs), -1),
+             completed=np.array(completed, dtype=np.int64),
+             markers=np.array([started, loaded, sequence_start], dtype=np.int64),
+             flags=json.dumps(flags))
+    assert not flags["load_error"], "the accelerator flagged a malformed load record"
+    assert not flags["frame_error"], "the accelerator flagged a frame of the wrong length"

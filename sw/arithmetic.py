@@ -1,0 +1,214 @@
+"""The arithmetic contract: fixed-point formats, rounding, saturation and activation tables.
+
+The golden model (:mod:`ese.sw.golden`) and the hardware (:mod:`ese.hw`) both take their
+rules and constants from this module, so they cannot drift apart. ``docs/arithmetic.md``
+states the same contract in prose. In short:
+
+* Every value is a signed two's-complement integer ``v`` standing for ``v / 2**frac``.
+* Rounding happens only where precision is dropped, always the same way: round to nearest,
+  ties towards plus infinity (add half an LSB, then shift right arithmetically).
+* Every value that is narrowed saturates to its format's range; nothing wraps around.
+* Accumulators are wide enough that they cannot overflow (the compiler checks the bound),
+  so sums are exact and independent of the order of accumulation.
+* Sigmoid and tanh come from tables of ``2**table_index_bits`` segments spanning the whole
+  activation range, with linear interpolation between adjacent entries.
+
+Functions work on numpy integer arrays (int64) and on Python ints.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "FixedFormat", "round_shift", "saturate", "requantize", "quantize", "dequantize",
+    "ActivationTable", "sigmoid_table", "tanh_table", "cell_update",
+]
+
+
+@dataclass(frozen=True)
+class FixedFormat:
+    """A signed fixed-point format: ``bits`` in all, ``frac`` of them after the point."""
+
+    bits: int
+    frac: int
+
+    @property
+    def min_code(self):
+        return -(1 << (self.bits - 1))
+
+    @property
+    def max_code(self):
+        return (1 << (self.bits - 1)) - 1
+
+    @property
+    def scale(self):
+        return float(1 << self.frac)
+
+    @property
+    def min_value(self):
+        return self.min_code / self.scale
+
+    @property
+    def max_value(self):
+        return self.max_code / self.scale
+
+    def __str__(self):
+        return f"Q{self.bits - self.frac - 1}.{self.frac} ({self.bits}-bit signed)"
+
+
+def round_shift(value, shift):
+    """Divide by ``2**shift`` with round-to-nearest, ties up; multiply if ``shift <= 0``.
+
+    ``(v + 2**(shift-1)) >> shift`` with an arithmetic shift, exactly what the hardware does.
+    """
+    if shift > 0:
+        return (value + (1 << (shift - 1))) >> shift
+    return value << (-shift)
+
+
+def saturate(value, bits):
+    """Clamp to the range of a ``bits``-wide signed integer."""
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if isinstance(value, np.ndarray):
+        return np.clip(value, low, high)
+    return min(max(value, low), high)
+
+
+def requantize(value, frac, fmt):
+    """Convert ``value`` (with ``frac`` fraction bits) to ``fmt``: round, then saturate."""
+    return saturate(round_shift(value, frac - fmt.frac), fmt.bits)
+
+
+def quantize(values, fmt):
+    """Encode real numbers in ``fmt``.
+
+    Rounds to nearest (ties to even, as numpy does) and saturates. Returns the int64 codes and
+    the number of values that saturated. The caller refuses NaN and infinities first.
+    """
+    scaled = np.rint(np.asarray(values, dtype=np.float64) * fmt.scale)
+    saturated = int(np.count_nonzero((scaled < fmt.min_code) | (scaled > fmt.max_code)))
+    return np.clip(scaled, fmt.min_code, fmt.max_code).astype(np.int64), saturated
+
+
+def dequantize(codes, fmt):
+    """The real numbers that ``codes`` in ``fmt`` stand for."""
+    return np.asarray(codes, dtype=np.float64) / fmt.scale
+
+
+class ActivationTable:
+    """A sigmoid or tanh lookup table with linear interpolation.
+
+    The input is an activation code ``u`` (``input_format``). Its offset ``u + 2**(bits-1)``
+    is split into a segment index (the top ``index_bits``) and a position inside the segment
+    (the low ``bits - index_bits``, called ``F``). The result, with the activation format's
+    fraction bits, is ``base[index] + round_shift(slope[index] * position, F)``, where
+    ``base[k]`` is the function at the segment's left end and ``slope[k]`` the step to the next
+    segment's left end (both rounded to nearest). The table spans the whole input range, so no
+    input falls outside it.
+    """
+
+    def __init__(self, function, input_format, index_bits, name):
+        self.name = name
+        self.input_format = input_format
+        self.index_bits = index_bits
+        self.position_bits = input_format.bits - index_bits
+        segments = 1 << index_bits
+        ends = (np.arange(segments + 1, dtype=np.float64) * (1 << self.position_bits)
+                + input_format.min_code) / input_format.scale
+        points = np.rint(function(ends) * input_format.scale).astype(np.int64)
+        self.base = points[:-1].copy()
+        self.slope = np.diff(points)
+
+    @property
+    def base_bits(self):
+        """Signed width that holds every base value."""
+        return _signed_width(self.base)
+
+    @property
+    def slope_bits(self):
+        """Signed width that holds every slope value."""
+        return _signed_width(self.slope)
+
+    def lookup(self, codes):
+        """Evaluate the table on activation codes (numpy array or int)."""
+        fmt = self.input_format
+        offset = np.asarray(codes, dtype=np.int64) - fmt.min_code
+        index = offset >> self.position_bits
+        position = offset & ((1 << self.position_bits) - 1)
+        return self.base[index] + round_shift(self.slope[index] * position, self.position_bits)
+
+
+def _signed_width(values):
+    low, high = int(np.min(values)), int(np.max(values))
+    width = 1
+    while not (-(1 << (width - 1)) <= low and high <= (1 << (width - 1)) - 1):
+        width += 1
+    return width
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def sigmoid_table(config):
+    """The sigmoid table of ``config`` (see :class:`ActivationTable`)."""
+    return ActivationTable(_sigmoid, config.activation_format, config.table_index_bits, "sigmoid")
+
+
+def tanh_table(config):
+    """The tanh table of ``config`` (see :class:`ActivationTable`)."""
+    return ActivationTable(np.tanh, config.activation_format, config.table_index_bits, "tanh")
+
+
+def cell_update(config, gates, bias, peephole, cell, sigmoid=None, tanh=None):
+    """One LSTM cell update in integers, exactly as the hardware's cell unit does it.
+
+    Parameters
+    ----------
+    gates : int64 array (4, cells)
+        Accumulated ``W_x x + W_r y`` per gate (i, f, g, o), with ``product_frac_bits``.
+    bias : int64 array (4, cells)
+        Biases in ``bias_format``.
+    peephole : int64 array (3, cells)
+        Peephole weights w_ic, w_fc, w_oc in ``weight_format`` (zeros where there are none).
+    cell : int64 array (cells,)
+        Previous cell state in ``cell_format``.
+
+    Returns
+    -------
+    (cell, output) : int64 arrays
+        The new cell state (``cell_format``) and m = o * tanh(c) (``activation_format``).
+    """
+    sigmoid = sigmoid or sigmoid_table(config)
+    tanh = tanh or tanh_table(config)
+    act = config.activation_format
+    acc_frac = config.product_frac_bits
+    bias_shift = acc_frac - config.bias_frac_bits
+    # Peephole products carry weight_frac + cell_frac fraction bits; the accumulator grid has
+    # weight_frac + activation_frac, so they move left by the difference, exactly.
+    peep_shift = config.activation_frac_bits - config.cell_frac_bits
+
+    def gate_input(gate, peep=None):
+        total = gates[gate] + (bias[gate] << bias_shift)
+        if peep is not None:
+            total = total + (peep << peep_shift)
+        return requantize(total, acc_frac, act)
+
+    i = sigmoid.lookup(gate_input(0, peephole[0] * cell))
+    f = sigmoid.lookup(gate_input(1, peephole[1] * cell))
+    g = tanh.lookup(gate_input(2))
+    # f*c has activation_frac + cell_frac fraction bits and i*g has 2*activation_frac: align
+    # f*c to i*g, add exactly, then round once into the cell format.
+    mixed = ((f * cell) << peep_shift) + i * g
+    new_cell = requantize(mixed, 2 * config.activation_frac_bits, config.cell_format)
+    o = sigmoid.lookup(gate_input(3, peephole[2] * new_cell))
+    squashed = tanh.lookup(requantize(new_cell, config.cell_frac_bits, act))
+    output = requantize(o * squashed, 2 * config.activation_frac_bits, act)
+    return new_cell, output
+
+
+def log2_ceil(value):
+    """Bits needed to count ``value`` distinct things (at least 1)."""
+    return max(1, math.ceil(math.log2(max(1, value))))

@@ -1,0 +1,250 @@
+"""Hardware parameters: the one place that says how wide, how many and how deep.
+
+The compiler, the hardware generator, the weight-image header and the simulator all read a
+:class:`Config`; nothing derives a bit width or a PE count on its own. Bit widths default to
+ESE's (12-bit weights with 4-bit relative indices, 16-bit activations). Memory capacities
+default to ``None``, which means "size the memories for the model being compiled"; a compiled
+:class:`~ese.sw.program.Program` always carries a config with every capacity resolved.
+"""
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+from .arithmetic import FixedFormat
+from .errors import ConfigError
+
+__all__ = ["Config", "CAPACITY_FIELDS"]
+
+
+#: Memory capacities, in the order the hardware lists them. ``None`` means "fit the model".
+CAPACITY_FIELDS = (
+    "max_layers",         # layer descriptors the controller can hold
+    "pointer_depth",      # column pointers per PE (all layers' columns, plus one end pointer)
+    "entry_depth",        # sparse (value, relative index) entries per PE
+    "accumulator_depth",  # accumulator rows per PE (a multiple of 4: one bank per gate)
+    "cell_depth",         # LSTM cells across all layers (cell state, biases, peepholes)
+    "vector_depth",       # 16-bit activation words: inputs, recurrent outputs, cell outputs
+)
+
+
+def _is_power_of_two(value):
+    return isinstance(value, int) and value > 0 and value & (value - 1) == 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parameters of one generated accelerator.
+
+    Parameters
+    ----------
+    pes : int
+        Processing elements per channel, a power of two. Row ``r`` of every matrix goes to
+        PE ``r mod pes`` (for the gate matrix, ``r`` counts cells).
+    channels : int
+        Independent utterances processed in parallel on the same weights.
+    weight_bits, weight_frac_bits : int
+        Signed fixed-point weights: total bits and fraction bits (ESE: 12 bits).
+    index_bits : int
+        Relative row index stored beside each weight (ESE: 4). A run of more zero rows than
+        ``2**index_bits - 1`` costs a padding entry.
+    activation_bits, activation_frac_bits : int
+        Signed fixed-point activations: inputs, gate values, cell outputs, projections.
+    cell_bits, cell_frac_bits : int
+        Signed fixed-point cell state. ``cell_frac_bits`` may not exceed
+        ``activation_frac_bits``.
+    bias_bits, bias_frac_bits : int
+        Signed fixed-point biases (the sum of PyTorch's two bias vectors).
+    accumulator_bits : int
+        Width of the multiply-accumulate registers. The compiler refuses a model whose rows
+        could overflow them, so accumulation is always exact.
+    table_index_bits : int
+        The sigmoid and tanh tables have ``2**table_index_bits`` segments over the whole
+        activation range, with linear interpolation inside a segment.
+    activation_queue_depth : int
+        Depth of each PE's queue of broadcast (column, activation) pairs (EIE: 8).
+    clock_mhz : float
+        Clock the design is built and reported for.
+    max_layers, pointer_depth, entry_depth, accumulator_depth, cell_depth, vector_depth : int or None
+        Memory capacities; ``None`` sizes them for the compiled model (to the next power of
+        two, so that similar models share one hardware build).
+    """
+
+    pes: int = 32
+    channels: int = 1
+    weight_bits: int = 12
+    weight_frac_bits: int = 10
+    index_bits: int = 4
+    activation_bits: int = 16
+    activation_frac_bits: int = 12
+    cell_bits: int = 16
+    cell_frac_bits: int = 11
+    bias_bits: int = 16
+    bias_frac_bits: int = 12
+    accumulator_bits: int = 48
+    table_index_bits: int = 10
+    activation_queue_depth: int = 8
+    clock_mhz: float = 200.0
+    max_layers: "int | None" = None
+    pointer_depth: "int | None" = None
+    entry_depth: "int | None" = None
+    accumulator_depth: "int | None" = None
+    cell_depth: "int | None" = None
+    vector_depth: "int | None" = None
+
+    def __post_init__(self):
+        def positive_int(name, value, low=1, high=None):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"Config.{name} must be an integer, not {value!r}")
+            if value < low or (high is not None and value > high):
+                bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+                raise ConfigError(f"Config.{name} must be {bound}, not {value}")
+
+        positive_int("pes", self.pes, 1, 1024)
+        if not _is_power_of_two(self.pes):
+            raise ConfigError(f"Config.pes (the PE count) must be a power of two, not {self.pes}")
+        positive_int("channels", self.channels, 1, 256)
+        positive_int("weight_bits", self.weight_bits, 2, 32)
+        positive_int("index_bits", self.index_bits, 1, 8)
+        positive_int("activation_bits", self.activation_bits, 4, 32)
+        positive_int("cell_bits", self.cell_bits, 4, 40)
+        positive_int("bias_bits", self.bias_bits, 2, 40)
+        positive_int("accumulator_bits", self.accumulator_bits, 8, 64)
+        positive_int("activation_queue_depth", self.activation_queue_depth, 2, 1024)
+        for name, total in (("weight_frac_bits", self.weight_bits),
+                            ("activation_frac_bits", self.activation_bits),
+                            ("cell_frac_bits", self.cell_bits),
+                            ("bias_frac_bits", self.bias_bits)):
+            positive_int(name, getattr(self, name), 0, total - 1)
+        if self.weight_bits + self.index_bits > 32:
+            raise ConfigError(
+                f"a sparse entry holds weight_bits + index_bits = "
+                f"{self.weight_bits + self.index_bits} bits; at most 32 are supported")
+        if self.cell_frac_bits > self.activation_frac_bits:
+            raise ConfigError(
+                f"Config.cell_frac_bits ({self.cell_frac_bits}) may not exceed "
+                f"activation_frac_bits ({self.activation_frac_bits}): the cell update aligns "
+                f"cell values to the activation grid without rounding")
+        if self.bias_frac_bits > self.product_frac_bits:
+            raise ConfigError(
+                f"Config.bias_frac_bits ({self.bias_frac_bits}) may not exceed the accumulator's "
+                f"fraction bits (activation_frac_bits + weight_frac_bits = "
+                f"{self.product_frac_bits})")
+        positive_int("table_index_bits", self.table_index_bits, 2, self.activation_bits - 1)
+        if self.accumulator_bits < self.product_bits + 1:
+            raise ConfigError(
+                f"Config.accumulator_bits ({self.accumulator_bits}) must exceed the product width "
+                f"weight_bits + activation_bits = {self.product_bits}")
+        if (isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float))
+                or not 0 < self.clock_mhz <= 1000):
+            raise ConfigError(f"Config.clock_mhz must be a frequency in MHz, not {self.clock_mhz!r}")
+        for name in CAPACITY_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                positive_int(name, value, 1, 1 << 24)
+        if self.accumulator_depth is not None and self.accumulator_depth % 4:
+            raise ConfigError(
+                f"Config.accumulator_depth must be a multiple of 4 (one bank per gate), "
+                f"not {self.accumulator_depth}")
+
+    # Fixed-point formats of the arithmetic contract (see ese.sw.arithmetic).
+
+    @property
+    def weight_format(self):
+        return FixedFormat(self.weight_bits, self.weight_frac_bits)
+
+    @property
+    def activation_format(self):
+        return FixedFormat(self.activation_bits, self.activation_frac_bits)
+
+    @property
+    def cell_format(self):
+        return FixedFormat(self.cell_bits, self.cell_frac_bits)
+
+    @property
+    def bias_format(self):
+        return FixedFormat(self.bias_bits, self.bias_frac_bits)
+
+    @property
+    def product_bits(self):
+        """Width of a weight times an activation."""
+        return self.weight_bits + self.activation_bits
+
+    @property
+    def product_frac_bits(self):
+        """Fraction bits of products and of the accumulators."""
+        return self.weight_frac_bits + self.activation_frac_bits
+
+    @property
+    def entry_bits(self):
+        """Width of one sparse entry: the weight in the low bits, the relative index above."""
+        return self.weight_bits + self.index_bits
+
+    @property
+    def max_run(self):
+        """Longest run of zero rows one entry can skip; longer runs need padding entries."""
+        return (1 << self.index_bits) - 1
+
+    # Capacities.
+
+    @property
+    def capacities(self):
+        return {name: getattr(self, name) for name in CAPACITY_FIELDS}
+
+    @property
+    def is_sized(self):
+        """Whether every memory capacity is set, so that hardware can be generated."""
+        return all(value is not None for value in self.capacities.values())
+
+    def require_sized(self):
+        if not self.is_sized:
+            missing = ", ".join(name for name, value in self.capacities.items() if value is None)
+            raise ConfigError(
+                f"this Config has no size for {missing}; compile a model with it "
+                f"(ese.compile) or set the capacities explicitly")
+
+    def sized_for(self, requirements):
+        """Return a copy with every capacity at least ``requirements[name]``.
+
+        A capacity left as ``None`` becomes the next power of two of the requirement (at least
+        16); a capacity set too small raises :class:`~ese.sw.errors.CapacityError`.
+        """
+        from .errors import CapacityError
+        sized = {}
+        for name in CAPACITY_FIELDS:
+            need = int(requirements[name])
+            have = getattr(self, name)
+            if have is None:
+                have = max(16, 1 << max(0, need - 1).bit_length())
+                if name == "max_layers":
+                    have = max(1, 1 << max(0, need - 1).bit_length())
+            elif have < need:
+                raise CapacityError(
+                    f"the model needs Config.{name} >= {need}, but this hardware has {have}; "
+                    f"raise it or leave it as None to size it for the model")
+            sized[name] = have
+        return self.replace(**sized)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    # Serialisation (weight image headers, build identifiers).
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values):
+        if not isinstance(values, dict):
+            raise ConfigError(f"a Config is described by a mapping, not {type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown Config fields: {', '.join(map(str, unknown))}")
+        missing = sorted(known - set(values))
+        if missing:
+            raise ConfigError(f"Config fields missing: {', '.join(missing)}")
+        return cls(**values)
+
+    def hardware_key(self):
+        """The parameters that change the generated hardware, as a canonical string."""
+        return ",".join(f"{name}={value}" for name, value in sorted(self.to_dict().items()))

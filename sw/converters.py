@@ -1,0 +1,264 @@
+"""Converters: from PyTorch modules to the model description.
+
+A registry maps module types to converters, so supporting a new layer type is one new
+converter class. Each converter knows three things about its module type: which options it can
+map onto the hardware (:meth:`Converter.check`), which weight matrices are pruned and how their
+rows are dealt to PEs (:meth:`Converter.prunable`), and how to read the weights into a
+:class:`~ese.sw.model.ModelDescription` (:meth:`Converter.describe`). It can also run the float
+module over one sequence (:meth:`Converter.run_float`), the reference that tests and reports
+compare the fixed-point results with.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import InputError, UnsupportedModelError
+from .model import LayerDescription, ModelDescription
+from .peephole import PeepholeLSTM
+
+__all__ = ["Converter", "PrunableMatrix", "converter_for", "describe", "supported_modules"]
+
+_REGISTRY = {}
+
+
+def register(module_type, display_name):
+    """Class decorator: make ``cls`` the converter of ``module_type``."""
+    def decorate(cls):
+        cls.module_type = module_type
+        cls.display_name = display_name
+        _REGISTRY[module_type] = cls()
+        return cls
+    return decorate
+
+
+def supported_modules():
+    """Names of the module types that have a converter."""
+    return [converter.display_name for converter in _REGISTRY.values()]
+
+
+def converter_for(module):
+    """The converter for ``module``, or :class:`UnsupportedModelError` naming what is supported."""
+    if not isinstance(module, nn.Module):
+        raise UnsupportedModelError(
+            f"ese compiles a torch.nn.Module, not {type(module).__name__}; supported: "
+            f"{', '.join(supported_modules())}")
+    for cls in type(module).__mro__:
+        if cls in _REGISTRY:
+            converter = _REGISTRY[cls]
+            converter.check(module)
+            return converter
+    raise UnsupportedModelError(
+        f"{type(module).__module__}.{type(module).__name__} is not supported; ese compiles "
+        f"{', '.join(supported_modules())}")
+
+
+def describe(module):
+    """The model description of a supported module."""
+    return converter_for(module).describe(module)
+
+
+@dataclass(frozen=True)
+class PrunableMatrix:
+    """A weight matrix to prune, and how its rows are dealt to PEs.
+
+    Row ``r`` belongs to PE ``(r mod rows_per_group) mod pes``: for the stacked gate matrices
+    ``rows_per_group`` is the cell count (row r is cell r mod cells), for a projection it is
+    the number of rows.
+    """
+
+    owner: nn.Module
+    name: str
+    rows_per_group: int
+
+
+def _array(tensor, what):
+    if tensor is None:
+        return None
+    if not torch.is_floating_point(tensor):
+        raise UnsupportedModelError(
+            f"{what} has dtype {tensor.dtype}; ese compiles floating-point modules "
+            f"(float16, bfloat16, float32, float64)")
+    return tensor.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+
+
+def _check_sizes(module, **sizes):
+    for name, value in sizes.items():
+        if value < 1:
+            raise UnsupportedModelError(
+                f"{type(module).__name__} has {name}={value}; every layer needs at least one "
+                f"input and one cell")
+
+
+class Converter:
+    """Base class: one instance per supported module type, found through the registry."""
+
+    module_type = None
+    display_name = None
+
+    def check(self, module):
+        """Raise :class:`UnsupportedModelError` for options the hardware cannot run."""
+
+    def prunable(self, module):
+        """The matrices pruning applies to, as :class:`PrunableMatrix` es."""
+        raise NotImplementedError
+
+    def describe(self, module):
+        """A :class:`ModelDescription` of the module's current weights."""
+        raise NotImplementedError
+
+    def run_float(self, module, frames):
+        """Run the module in floating point over one sequence from zero state.
+
+        ``frames`` is a (frames, inputs) numpy array; returns (frames, outputs) float64.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def _as_tensor(module, frames):
+        parameter = next(module.parameters())
+        return torch.as_tensor(np.asarray(frames), dtype=parameter.dtype, device=parameter.device)
+
+
+@register(nn.LSTM, "torch.nn.LSTM (unidirectional)")
+class TorchLSTMConverter(Converter):
+    """``torch.nn.LSTM``: any layer count, with or without projection, biases and batch_first."""
+
+    def check(self, module):
+        if module.bidirectional:
+            raise UnsupportedModelError(
+                "bidirectional LSTMs are not supported: the accelerator runs frames in time "
+                "order only; use bidirectional=False")
+        if module.mode != "LSTM":
+            raise UnsupportedModelError(f"torch.nn.{module.mode} is not supported; ese compiles "
+                                        f"{', '.join(supported_modules())}")
+        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
+        for name, parameter in module.named_parameters():
+            _array(parameter[:0], f"torch.nn.LSTM parameter {name}")
+
+    def prunable(self, module):
+        found = []
+        for layer in range(module.num_layers):
+            found.append(PrunableMatrix(module, f"weight_ih_l{layer}", module.hidden_size))
+            found.append(PrunableMatrix(module, f"weight_hh_l{layer}", module.hidden_size))
+            if module.proj_size:
+                found.append(PrunableMatrix(module, f"weight_hr_l{layer}", module.proj_size))
+        return found
+
+    def describe(self, module):
+        layers = []
+        for layer in range(module.num_layers):
+            get = lambda name: getattr(module, f"{name}_l{layer}", None)
+            bias = np.zeros(4 * module.hidden_size)
+            if module.bias:
+                bias = _array(get("bias_ih"), "bias_ih") + _array(get("bias_hh"), "bias_hh")
+            layers.append(LayerDescription(
+                input_weights=_array(get("weight_ih"), f"weight_ih_l{layer}"),
+                recurrent_weights=_array(get("weight_hh"), f"weight_hh_l{layer}"),
+                bias=bias,
+                projection=_array(get("weight_hr"), f"weight_hr_l{layer}")
+                if module.proj_size else None))
+        return ModelDescription(layers, source="torch.nn.LSTM")
+
+    def run_float(self, module, frames):
+        with torch.no_grad():
+            output, _ = module(self._as_tensor(module, frames))   # unbatched (time, features)
+        return output.to(torch.float64).cpu().numpy()
+
+
+@register(nn.LSTMCell, "torch.nn.LSTMCell")
+class TorchLSTMCellConverter(Converter):
+    """``torch.nn.LSTMCell``: one layer without projection; the output is h."""
+
+    def check(self, module):
+        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
+        for name, parameter in module.named_parameters():
+            _array(parameter[:0], f"torch.nn.LSTMCell parameter {name}")
+
+    def prunable(self, module):
+        return [PrunableMatrix(module, "weight_ih", module.hidden_size),
+                PrunableMatrix(module, "weight_hh", module.hidden_size)]
+
+    def describe(self, module):
+        bias = np.zeros(4 * module.hidden_size)
+        if module.bias:
+            bias = _array(module.bias_ih, "bias_ih") + _array(module.bias_hh, "bias_hh")
+        layer = LayerDescription(input_weights=_array(module.weight_ih, "weight_ih"),
+                                 recurrent_weights=_array(module.weight_hh, "weight_hh"),
+                                 bias=bias)
+        return ModelDescription([layer], source="torch.nn.LSTMCell")
+
+    def run_float(self, module, frames):
+        inputs = self._as_tensor(module, frames)
+        h = inputs.new_zeros(module.hidden_size)
+        c = inputs.new_zeros(module.hidden_size)
+        outputs = []
+        with torch.no_grad():
+            for frame in inputs:
+                h, c = module(frame, (h, c))
+                outputs.append(h)
+        return torch.stack(outputs).to(torch.float64).cpu().numpy()
+
+
+@register(PeepholeLSTM, "ese.PeepholeLSTM")
+class PeepholeLSTMConverter(Converter):
+    """``ese.PeepholeLSTM``: peepholes, optional projection, any layer count."""
+
+    def check(self, module):
+        for name, parameter in module.named_parameters():
+            _array(parameter[:0], f"PeepholeLSTM parameter {name}")
+
+    def prunable(self, module):
+        found = []
+        for layer in range(module.num_layers):
+            found.append(PrunableMatrix(module, f"weight_ih_l{layer}", module.hidden_size))
+            found.append(PrunableMatrix(module, f"weight_hh_l{layer}", module.hidden_size))
+            if module.proj_size:
+                found.append(PrunableMatrix(module, f"weight_hr_l{layer}", module.proj_size))
+        return found
+
+    def describe(self, module):
+        layers = []
+        for layer in range(module.num_layers):
+            p = module.layer_parameters(layer)
+            bias = (_array(p["bias"], f"bias_l{layer}") if p["bias"] is not None
+                    else np.zeros(4 * module.hidden_size))
+            layers.append(LayerDescription(
+                input_weights=_array(p["input_weights"], f"weight_ih_l{layer}"),
+                recurrent_weights=_array(p["recurrent_weights"], f"weight_hh_l{layer}"),
+                bias=bias,
+                peephole=_array(p["peephole"], f"weight_peephole_l{layer}"),
+                projection=_array(p["projection"], f"weight_hr_l{layer}")))
+        return ModelDescription(layers, source="ese.PeepholeLSTM")
+
+    def run_float(self, module, frames):
+        with torch.no_grad():
+            output, _ = module(self._as_tensor(module, frames))
+        return output.to(torch.float64).cpu().numpy()
+
+
+def check_frames(frames, inputs):
+    """Validate a (frames, inputs) array of real numbers and return it as float64."""
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu().numpy()
+    try:
+        array = np.asarray(frames, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"input frames must be an array of real numbers ({error})") from None
+    if array.ndim != 2:
+        raise InputError(
+            f"input frames must be a 2-D array (frames, {inputs}), not shape {array.shape}; "
+            f"for a single frame use x.reshape(1, -1)")
+    if array.shape[1] != inputs:
+        raise InputError(
+            f"the model takes {inputs} inputs per frame, but the frames have {array.shape[1]} "
+            f"(array shape {array.shape})")
+    if array.shape[0] == 0:
+        raise InputError("no input frames: the array has shape (0, ...)")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise InputError(f"input frames hold {bad} NaN or infinite values; they cannot be "
+                         f"encoded in fixed point")
+    return array

@@ -1,0 +1,333 @@
+"""Per-PE encoding: the integer model becomes the contents of the accelerator's memories.
+
+Interleaved compressed sparse column (EIE, ESE). PE ``k`` owns the rows of every matrix whose
+row group is ``k mod pes``: for the gate matrix ``[W_x | W_r]`` the four gate rows of cells
+``k, k + pes, ...`` (local row ``4 * (cell // pes) + gate``, so one address in four banks holds
+a cell's four gates); for the projection, rows ``k, k + pes, ...``. For each column it stores
+the non-zero weights of its rows in row order, each with the number of zero rows skipped since
+the previous one (``index_bits`` wide). A longer run of zeros is bridged by padding entries of
+weight zero that skip ``2**index_bits`` rows each. Column pointers mark where each column's
+entries start; the columns of all layers form one column space::
+
+    layer l:  [ x (inputs) | y_{t-1} (recurrent) | m (cells, only with a projection) ]
+
+The :class:`HardwareImage` also holds the shared memories (cell parameters, layer
+descriptors) and the layout of the activation vector memory, and produces the load stream
+(:meth:`HardwareImage.load_words`). :func:`decode_image` inverts the encoding, so that a
+loaded image can be checked and run by the golden model.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ImageError
+from .memory_map import (LOAD_WORD_BITS, LoadTarget, MemoryMap, pack_fields, unpack_fields,
+                         words_per_element)
+from .quantization import QuantizedLayer, QuantizedModel
+
+__all__ = ["HardwareImage", "encode_model", "decode_image", "layout_model", "encode_columns"]
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+def encode_columns(local, config):
+    """Encode a (rows, columns) integer matrix as one PE's entries, column by column.
+
+    Returns ``(words, counts, padding)``: the entry words in column-major order, the number of
+    entries (padding included) per column, and the number of padding entries.
+    """
+    rows, columns = local.shape
+    column_of, row_of = np.nonzero(local.T)          # ordered by column, then row
+    values = local[row_of, column_of]
+    previous = np.full(len(row_of), -1, dtype=np.int64)
+    continues = np.zeros(len(row_of), dtype=bool)
+    continues[1:] = column_of[1:] == column_of[:-1]
+    previous[1:][continues[1:]] = row_of[:-1][continues[1:]]
+    gap = row_of - previous - 1
+    step = config.max_run + 1
+    pads, run = gap // step, gap % step
+    per_nonzero = pads + 1
+    weight_mask = (1 << config.weight_bits) - 1
+    padding_word = config.max_run << config.weight_bits
+    words = np.full(int(per_nonzero.sum()), padding_word, dtype=np.int64)
+    words[np.cumsum(per_nonzero) - 1] = (values & weight_mask) | (run << config.weight_bits)
+    counts = np.bincount(column_of, weights=per_nonzero, minlength=columns).astype(np.int64)
+    return words, counts, int(pads.sum())
+
+
+def gate_rows_of(layer_cells, pe, pes):
+    """Rows of the stacked (4 * cells) gate matrix that PE ``pe`` holds, in local-row order."""
+    cells = np.arange(pe, layer_cells, pes)
+    return (np.arange(4)[None, :] * layer_cells + cells[:, None]).reshape(-1)
+
+
+@dataclass
+class ModelLayout:
+    """Where each layer lives in the shared memories and the column space."""
+
+    descriptors: list
+    columns: int             # total columns of all layers
+    cells: int               # total cells of all layers
+    vector_words: int        # activation vector memory words used
+    accumulator_rows: int    # accumulator rows per PE used
+
+
+def layout_model(layers, pes):
+    """Place the layers in the column space, the cell memory and the vector memory."""
+    descriptors = []
+    column, cell = 0, 0
+    vector = layers[0].inputs             # the input frame sits at address 0
+    input_base = 0
+    accumulator_rows = 0
+    projection_cells = max((layer.cells for layer in layers if layer.proj), default=0)
+    recurrent_bases = []
+    for layer in layers:
+        recurrent_bases.append(vector)
+        vector += layer.recurrent
+    cell_output_scratch = vector
+    vector += projection_cells
+    for index, layer in enumerate(layers):
+        gate_rows = 4 * ceil_div(layer.cells, pes)
+        accumulator_rows = max(accumulator_rows, gate_rows + ceil_div(layer.proj, pes))
+        descriptors.append({
+            "inputs": layer.inputs,
+            "recurrent": layer.recurrent,
+            "cells": layer.cells,
+            "proj": layer.proj,
+            "column_base": column,
+            "input_base": input_base,
+            "recurrent_base": recurrent_bases[index],
+            "cell_output_base": cell_output_scratch if layer.proj else recurrent_bases[index],
+            "cell_base": cell,
+            "projection_row_base": gate_rows,
+            "last": int(index == len(layers) - 1),
+        })
+        column += layer.inputs + layer.recurrent + (layer.cells if layer.proj else 0)
+        cell += layer.cells
+        input_base = recurrent_bases[index]   # the next layer reads this layer's y
+    return ModelLayout(descriptors, column, cell, vector, 4 * ceil_div(accumulator_rows, 4))
+
+
+@dataclass
+class HardwareImage:
+    """Contents of every loadable memory of one accelerator, for one model.
+
+    Attributes
+    ----------
+    config : Config
+        The sized hardware parameters.
+    pointers : int64 array (pes, columns + 1)
+        Column pointers of each PE.
+    entries : list of int64 arrays
+        Each PE's sparse entry words.
+    cell_parameters : int64 array (cells, 7)
+        Biases of i, f, g, o and peepholes w_ic, w_fc, w_oc for every cell of every layer.
+    descriptors : list of dict
+        One per layer (see :attr:`MemoryMap.descriptor_fields`).
+    padding : int64 array (pes,)
+        Padding entries per PE.
+    """
+
+    config: object
+    pointers: np.ndarray
+    entries: list
+    cell_parameters: np.ndarray
+    descriptors: list
+    padding: np.ndarray = field(default=None)
+
+    @property
+    def memory_map(self):
+        return MemoryMap(self.config)
+
+    @property
+    def entries_per_pe(self):
+        return np.array([len(e) for e in self.entries], dtype=np.int64)
+
+    @property
+    def nonzeros_per_pe(self):
+        return self.entries_per_pe - self.padding
+
+    def records(self):
+        """``(target, pe, address, elements)`` for every record of the load stream."""
+        records = []
+        for pe in range(self.config.pes):
+            records.append((LoadTarget.POINTERS, pe, 0, self.pointers[pe]))
+            if len(self.entries[pe]):
+                records.append((LoadTarget.ENTRIES, pe, 0, self.entries[pe]))
+        mm = self.memory_map
+        cells = [pack_fields(dict(zip((n for n, _, _ in mm.cell_parameter_fields), row)),
+                         mm.cell_parameter_fields) for row in self.cell_parameters.tolist()]
+        records.append((LoadTarget.CELL_PARAMETERS, 0, 0, cells))
+        layers = [pack_fields(d, mm.descriptor_fields) for d in self.descriptors]
+        records.append((LoadTarget.LAYER_DESCRIPTORS, 0, 0, layers))
+        return records
+
+    def load_words(self):
+        """The load stream as a uint32 array (see :mod:`ese.sw.memory_map`)."""
+        mm = self.memory_map
+        chunks = []
+        for target, pe, address, elements in self.records():
+            chunks.append(np.array([int(target) | (pe << 8), address, len(elements)],
+                                   dtype=np.uint64))
+            words = words_per_element(mm.element_bits(target))
+            if words == 1:
+                chunks.append(np.asarray(elements, dtype=np.uint64))
+            else:
+                mask = (1 << LOAD_WORD_BITS) - 1
+                chunks.append(np.array([(int(e) >> (LOAD_WORD_BITS * w)) & mask
+                                        for e in elements for w in range(words)],
+                                       dtype=np.uint64))
+        return np.concatenate(chunks).astype(np.uint32)
+
+
+def requirements(layout, entries_per_pe, layers_count):
+    """Capacities a model needs, by Config field name."""
+    return {
+        "max_layers": layers_count,
+        "pointer_depth": layout.columns + 1,
+        "entry_depth": max(1, int(max(entries_per_pe))),
+        "accumulator_depth": layout.accumulator_rows,
+        "cell_depth": layout.cells,
+        "vector_depth": layout.vector_words,
+    }
+
+
+def encode_model(model, config):
+    """Encode a :class:`QuantizedModel` for ``config``.
+
+    ``config`` may leave capacities as None; they are sized for the model. Returns the
+    :class:`HardwareImage`, whose ``config`` is sized.
+    """
+    pes = config.pes
+    layout = layout_model(model.layers, pes)
+    words = [[] for _ in range(pes)]
+    counts = [[] for _ in range(pes)]
+    padding = np.zeros(pes, dtype=np.int64)
+    for layer in model.layers:
+        gates = layer.gate_weights
+        for pe in range(pes):
+            w, n, p = encode_columns(gates[gate_rows_of(layer.cells, pe, pes)], config)
+            words[pe].append(w)
+            counts[pe].append(n)
+            padding[pe] += p
+            if layer.projection is not None:
+                w, n, p = encode_columns(layer.projection[pe::pes], config)
+                words[pe].append(w)
+                counts[pe].append(n)
+                padding[pe] += p
+    entries = [np.concatenate(w) if w else np.zeros(0, dtype=np.int64) for w in words]
+    pointers = np.stack([np.concatenate([[0], np.cumsum(np.concatenate(c))]) for c in counts])
+    sized = config.sized_for(requirements(layout, [len(e) for e in entries], len(model.layers)))
+    cell_parameters = np.concatenate(
+        [np.concatenate([layer.bias.reshape(4, layer.cells), layer.peephole]).T
+         for layer in model.layers]).astype(np.int64)
+    # The memory map's field widths depend on the sized capacities; check they hold the layout.
+    mm = MemoryMap(sized)
+    for descriptor in layout.descriptors:
+        pack_fields(descriptor, mm.descriptor_fields)
+    return HardwareImage(sized, pointers.astype(np.int64), entries, cell_parameters,
+                         layout.descriptors, padding)
+
+
+def _signed(values, bits):
+    values = np.asarray(values, dtype=np.int64) & ((1 << bits) - 1)
+    return np.where(values >> (bits - 1), values - (1 << bits), values)
+
+
+def _decode_columns(words, counts, rows, config, what):
+    """Inverse of :func:`encode_columns`; raises ImageError on anything out of place."""
+    columns = len(counts)
+    local = np.zeros((rows, columns), dtype=np.int64)
+    values = _signed(words, config.weight_bits)
+    runs = (np.asarray(words, dtype=np.int64) >> config.weight_bits)
+    if np.any(runs > config.max_run) or np.any(np.asarray(words) < 0):
+        raise ImageError(f"{what}: an entry word has bits beyond its fields")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    column_of = np.repeat(np.arange(columns), counts)
+    first = np.zeros(len(words), dtype=bool)
+    first[starts[counts > 0]] = True
+    # Row of each entry: within a column, the running sum of (run + 1), minus one.
+    steps = runs + 1
+    totals = np.cumsum(steps)
+    column_start_total = np.repeat(totals[starts[counts > 0]] - steps[starts[counts > 0]],
+                                   counts[counts > 0])
+    row_of = totals - column_start_total - 1
+    if len(words) and row_of.max() >= rows:
+        raise ImageError(f"{what}: an entry points past the PE's last row ({rows} rows)")
+    padding = values == 0
+    if np.any(padding & (runs != config.max_run)):
+        raise ImageError(f"{what}: a zero-weight entry that is not a padding entry")
+    real = ~padding
+    if np.any(local[row_of[real], column_of[real]]):
+        raise ImageError(f"{what}: two entries for one weight")
+    local[row_of[real], column_of[real]] = values[real]
+    return local
+
+
+def decode_image(image):
+    """Rebuild the :class:`QuantizedModel` an image encodes, checking it on the way.
+
+    Raises :class:`ImageError` if the memories are inconsistent with each other or with the
+    descriptors.
+    """
+    config = image.config
+    pes = config.pes
+    descriptors = image.descriptors
+    if not descriptors or not descriptors[-1]["last"] or any(d["last"] for d in descriptors[:-1]):
+        raise ImageError("the layer descriptors do not end with exactly one last layer")
+    total_columns = sum(d["inputs"] + d["recurrent"] + (d["cells"] if d["proj"] else 0)
+                        for d in descriptors)
+    if image.pointers.shape != (pes, total_columns + 1):
+        raise ImageError(f"column pointers have shape {image.pointers.shape}; the layers need "
+                         f"({pes}, {total_columns + 1})")
+    for pe in range(pes):
+        pointer = image.pointers[pe]
+        if pointer[0] != 0 or np.any(np.diff(pointer) < 0) or pointer[-1] != len(image.entries[pe]):
+            raise ImageError(f"PE {pe}: column pointers are not an ordered partition of its "
+                             f"{len(image.entries[pe])} entries")
+    total_cells = sum(d["cells"] for d in descriptors)
+    if image.cell_parameters.shape != (total_cells, 7):
+        raise ImageError(f"cell parameters have shape {image.cell_parameters.shape}; the layers "
+                         f"need ({total_cells}, 7)")
+    layers = []
+    for index, d in enumerate(descriptors):
+        cells, inputs, recurrent, proj = d["cells"], d["inputs"], d["recurrent"], d["proj"]
+        if cells == 0 or inputs == 0 or recurrent != (proj or cells):
+            raise ImageError(f"layer {index}: inconsistent sizes {cells} cells, {inputs} inputs, "
+                             f"{recurrent} recurrent, {proj} projection")
+        gates = np.zeros((4 * cells, inputs + recurrent), dtype=np.int64)
+        projection = np.zeros((proj, cells), dtype=np.int64) if proj else None
+        base = d["column_base"]
+        for pe in range(pes):
+            pointer = image.pointers[pe]
+            entries = np.asarray(image.entries[pe], dtype=np.int64)
+            rows = gate_rows_of(cells, pe, pes)
+            span = slice(base, base + inputs + recurrent)
+            words = entries[pointer[span.start]:pointer[span.stop]]
+            local = _decode_columns(words, np.diff(pointer[span.start:span.stop + 1]),
+                                    len(rows), config, f"layer {index} gates, PE {pe}")
+            gates[rows] = local
+            if proj:
+                span = slice(span.stop, span.stop + cells)
+                words = entries[pointer[span.start]:pointer[span.stop]]
+                own = len(range(pe, proj, pes))
+                projection[pe::pes] = _decode_columns(
+                    words, np.diff(pointer[span.start:span.stop + 1]), own, config,
+                    f"layer {index} projection, PE {pe}")
+        params = image.cell_parameters[d["cell_base"]:d["cell_base"] + cells]
+        layers.append(QuantizedLayer(
+            input_weights=gates[:, :inputs], recurrent_weights=gates[:, inputs:],
+            bias=params[:, :4].T.reshape(-1).copy(), peephole=params[:, 4:].T.copy(),
+            projection=projection))
+    for index in range(1, len(layers)):
+        if layers[index].inputs != layers[index - 1].outputs:
+            raise ImageError(f"layer {index} takes {layers[index].inputs} inputs but layer "
+                             f"{index - 1} produces {layers[index - 1].outputs}")
+    return QuantizedModel(config, layers)
+
+
+def unpack_descriptor(word, config):
+    return unpack_fields(word, MemoryMap(config).descriptor_fields)

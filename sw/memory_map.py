@@ -1,0 +1,152 @@
+"""The memory map shared by the encoder, the image loader in hardware, and the host.
+
+Everything both sides of the weight-load interface must agree on lives here as plain Python:
+the load-record format, the targets it can write, the widths of every memory word and the
+fields of the packed words (cell parameters, layer descriptors). The software side packs with
+these definitions; the hardware builds its memories and ``data.StructLayout`` s from them.
+
+The load stream is a sequence of 32-bit words made of records::
+
+    word 0   target (bits 0-7) | PE (bits 8-23)
+    word 1   first element address
+    word 2   element count
+    ...      the elements, each as ceil(width / 32) words, least significant word first
+
+Per-PE targets (column pointers, sparse entries) use the PE field; shared targets require it
+to be zero.
+"""
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["LoadTarget", "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
+           "pack_fields", "unpack_fields", "address_bits", "count_bits"]
+
+LOAD_WORD_BITS = 32
+RECORD_HEADER_WORDS = 3
+
+
+class LoadTarget(enum.IntEnum):
+    """Memories that a load record can write."""
+    POINTERS = 1           # per PE: column pointers into the entry memory
+    ENTRIES = 2            # per PE: sparse entries (weight, relative row index)
+    CELL_PARAMETERS = 3    # shared: biases and peephole weights of every cell
+    LAYER_DESCRIPTORS = 4  # shared: sizes and base addresses of every layer
+
+    @property
+    def per_pe(self):
+        return self in (LoadTarget.POINTERS, LoadTarget.ENTRIES)
+
+
+def address_bits(depth):
+    """Bits of an address into ``depth`` words (at least 1)."""
+    return max(1, (depth - 1).bit_length())
+
+
+def count_bits(limit):
+    """Bits of a count from 0 to ``limit`` inclusive."""
+    return max(1, limit.bit_length())
+
+
+def words_per_element(width):
+    return -(-width // LOAD_WORD_BITS)
+
+
+def pack_fields(values, fields):
+    """Pack ``{name: int}`` into one integer, first field in the least significant bits.
+
+    Signed values are stored in two's complement; a value that does not fit raises ValueError.
+    """
+    word, offset = 0, 0
+    for name, width, signed in fields:
+        value = int(values[name])
+        low, high = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+        if not low <= value <= high:
+            raise ValueError(f"field {name}={value} does not fit {width} bits")
+        word |= (value & ((1 << width) - 1)) << offset
+        offset += width
+    return word
+
+
+def unpack_fields(word, fields):
+    """Inverse of :func:`pack_fields`."""
+    values, offset = {}, 0
+    for name, width, signed in fields:
+        value = (word >> offset) & ((1 << width) - 1)
+        if signed and value >> (width - 1):
+            value -= 1 << width
+        values[name] = value
+        offset += width
+    return values
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """Widths and packed-word layouts of a sized :class:`~ese.sw.config.Config`."""
+
+    config: object
+
+    def __post_init__(self):
+        self.config.require_sized()
+
+    # Word widths of the loadable memories.
+
+    @property
+    def pointer_bits(self):
+        return count_bits(self.config.entry_depth)
+
+    @property
+    def entry_bits(self):
+        return self.config.entry_bits
+
+    @property
+    def cell_parameter_fields(self):
+        """Biases of gates i, f, g, o, then peepholes w_ic, w_fc, w_oc."""
+        c = self.config
+        return ([(f"bias_{g}", c.bias_bits, True) for g in "ifgo"]
+                + [(f"peephole_{g}", c.weight_bits, True) for g in "ifo"])
+
+    @property
+    def cell_parameter_bits(self):
+        return sum(width for _, width, _ in self.cell_parameter_fields)
+
+    @property
+    def descriptor_fields(self):
+        """Fields of one layer descriptor (see docs/architecture.md)."""
+        c = self.config
+        vector = count_bits(c.vector_depth)
+        cells = count_bits(c.cell_depth)
+        return [
+            ("inputs", vector, False),             # columns of x
+            ("recurrent", vector, False),          # columns of y_{t-1}
+            ("cells", cells, False),
+            ("proj", vector, False),               # 0: no projection, y = m
+            ("column_base", address_bits(c.pointer_depth), False),
+            ("input_base", address_bits(c.vector_depth), False),
+            ("recurrent_base", address_bits(c.vector_depth), False),
+            ("cell_output_base", address_bits(c.vector_depth), False),
+            ("cell_base", address_bits(c.cell_depth), False),
+            ("projection_row_base", address_bits(c.accumulator_depth), False),
+            ("last", 1, False),
+        ]
+
+    @property
+    def descriptor_bits(self):
+        return sum(width for _, width, _ in self.descriptor_fields)
+
+    def element_bits(self, target):
+        return {
+            LoadTarget.POINTERS: self.pointer_bits,
+            LoadTarget.ENTRIES: self.entry_bits,
+            LoadTarget.CELL_PARAMETERS: self.cell_parameter_bits,
+            LoadTarget.LAYER_DESCRIPTORS: self.descriptor_bits,
+        }[LoadTarget(target)]
+
+    def depth(self, target):
+        c = self.config
+        return {
+            LoadTarget.POINTERS: c.pointer_depth,
+            LoadTarget.ENTRIES: c.entry_depth,
+            LoadTarget.CELL_PARAMETERS: c.cell_depth,
+            LoadTarget.LAYER_DESCRIPTORS: c.max_layers,
+        }[LoadTarget(target)]

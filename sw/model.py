@@ -1,0 +1,153 @@
+"""The model description: what the converters produce and the rest of the compiler reads.
+
+A :class:`ModelDescription` is a stack of :class:`LayerDescription` s, each an LSTM layer with
+optional peepholes and optional projection, holding real-valued (float64) numpy arrays. It
+knows nothing of PyTorch: converters (:mod:`ese.sw.converters`) fill it in, and quantization
+(:mod:`ese.sw.quantization`) turns it into integers. Gate order is PyTorch's: i, f, g, o.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import UnsupportedModelError
+
+__all__ = ["LayerDescription", "ModelDescription", "GATES"]
+
+GATES = ("i", "f", "g", "o")
+
+
+@dataclass
+class LayerDescription:
+    """One LSTM layer.
+
+    Attributes
+    ----------
+    input_weights : array (4 * cells, inputs)
+        W_x, the four gates stacked in the order i, f, g, o.
+    recurrent_weights : array (4 * cells, recurrent)
+        W_r, applied to the previous output y (projection size, or cells without projection).
+    bias : array (4 * cells,)
+        b, the sum of all bias terms of a gate.
+    peephole : array (3, cells) or None
+        w_ic, w_fc, w_oc.
+    projection : array (proj, cells) or None
+        W_ym; without it the layer's output y is m = o * tanh(c).
+    """
+
+    input_weights: np.ndarray
+    recurrent_weights: np.ndarray
+    bias: np.ndarray
+    peephole: "np.ndarray | None" = None
+    projection: "np.ndarray | None" = None
+
+    def __post_init__(self):
+        self.input_weights = np.asarray(self.input_weights, dtype=np.float64)
+        self.recurrent_weights = np.asarray(self.recurrent_weights, dtype=np.float64)
+        self.bias = np.asarray(self.bias, dtype=np.float64)
+        if self.peephole is not None:
+            self.peephole = np.asarray(self.peephole, dtype=np.float64)
+        if self.projection is not None:
+            self.projection = np.asarray(self.projection, dtype=np.float64)
+        self.validate()
+
+    @property
+    def cells(self):
+        return self.input_weights.shape[0] // 4
+
+    @property
+    def inputs(self):
+        return self.input_weights.shape[1]
+
+    @property
+    def proj(self):
+        """Projection size, or 0 where the layer has no projection."""
+        return 0 if self.projection is None else self.projection.shape[0]
+
+    @property
+    def recurrent(self):
+        """Size of y, the layer's output and recurrent input."""
+        return self.proj or self.cells
+
+    @property
+    def outputs(self):
+        return self.recurrent
+
+    def validate(self):
+        rows, inputs = self.input_weights.shape if self.input_weights.ndim == 2 else (0, 0)
+        if self.input_weights.ndim != 2 or rows == 0 or rows % 4 or inputs == 0:
+            raise UnsupportedModelError(
+                f"input weights must be a non-empty (4 * cells, inputs) matrix, "
+                f"not shape {self.input_weights.shape}")
+        cells = rows // 4
+        recurrent = self.proj or cells
+        expected = {
+            "recurrent_weights": (self.recurrent_weights, (4 * cells, recurrent)),
+            "bias": (self.bias, (4 * cells,)),
+            "peephole": (self.peephole, (3, cells)),
+            "projection": (self.projection, (self.proj, cells)),
+        }
+        for name, (array, shape) in expected.items():
+            if array is not None and array.shape != shape:
+                raise UnsupportedModelError(
+                    f"{name} has shape {array.shape}; a layer of {cells} cells with "
+                    f"{inputs} inputs and {recurrent} recurrent outputs needs {shape}")
+        if self.proj == 0 and self.projection is not None:
+            raise UnsupportedModelError("a projection matrix needs at least one output row")
+        for name in ("input_weights", "recurrent_weights", "bias", "peephole", "projection"):
+            array = getattr(self, name)
+            if array is not None and not np.all(np.isfinite(array)):
+                raise UnsupportedModelError(f"{name} holds NaN or infinite values")
+
+    def matrices(self):
+        """The sparse matrices of the layer, by name."""
+        found = {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights}
+        if self.projection is not None:
+            found["projection"] = self.projection
+        return found
+
+
+@dataclass
+class ModelDescription:
+    """A stack of LSTM layers; layer ``k + 1`` reads layer ``k``'s output ``y``."""
+
+    layers: list
+    source: str = "unknown"
+    notes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.layers:
+            raise UnsupportedModelError("a model needs at least one layer")
+        for index in range(1, len(self.layers)):
+            before, after = self.layers[index - 1], self.layers[index]
+            if after.inputs != before.outputs:
+                raise UnsupportedModelError(
+                    f"layer {index} takes {after.inputs} inputs but layer {index - 1} "
+                    f"produces {before.outputs}")
+
+    @property
+    def inputs(self):
+        return self.layers[0].inputs
+
+    @property
+    def outputs(self):
+        return self.layers[-1].outputs
+
+    def weight_count(self):
+        """Weights in all sparse matrices (zeros included)."""
+        return sum(m.size for layer in self.layers for m in layer.matrices().values())
+
+    def nonzero_count(self):
+        return sum(int(np.count_nonzero(m)) for layer in self.layers
+                   for m in layer.matrices().values())
+
+    def summary(self):
+        parts = []
+        for layer in self.layers:
+            text = f"{layer.inputs}->{layer.cells} cells"
+            if layer.proj:
+                text += f"->{layer.proj} proj"
+            if layer.peephole is not None:
+                text += " (peepholes)"
+            parts.append(text)
+        return "; ".join(parts)

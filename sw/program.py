@@ -1,0 +1,229 @@
+"""The Program: a compiled model and everything a user does with it.
+
+``ese.compile`` runs the compiler's steps in order (convert, prune, quantize, encode) and
+returns a :class:`Program`. A program predicts with the bit-exact golden model, simulates the
+generated RTL, and saves to and loads from a weight image::
+
+    prog = ese.compile(module, ese.Config(pes=4), density=0.3)
+    y    = prog.predict(x)          # float (frames, outputs), bit-exact with the hardware
+    res  = prog.simulate(x)         # the RTL in Verilator; res.outputs == prog.predict(x)
+    prog.save("model.ese"); prog = ese.load("model.ese")
+"""
+
+import copy
+
+import numpy as np
+
+from .arithmetic import dequantize, quantize
+from .config import Config
+from .converters import check_frames, converter_for
+from .encoding import decode_image, encode_model
+from .errors import ConfigError, ImageError
+from .golden import GoldenModel
+from .image import read_image, write_image
+from .pruning import PRUNING_KINDS, prune_module
+from .quantization import QuantizationReport, quantize_model
+
+__all__ = ["Program", "compile", "load"]
+
+
+class Program:
+    """A model compiled for one hardware configuration.
+
+    Attributes
+    ----------
+    config : Config
+        The sized hardware parameters the program runs on.
+    model : QuantizedModel
+        The integer weights.
+    image : HardwareImage
+        The contents of the accelerator's memories.
+    report : QuantizationReport
+        Saturated values and non-zeros.
+    metadata : dict
+        Where the program came from (source module, density, pruning kind).
+    pruned_module : torch.nn.Module or None
+        The float module with the pruned weights, for comparisons (None after loading).
+    """
+
+    def __init__(self, model, image, report, metadata, pruned_module=None):
+        self.model = model
+        self.image = image
+        self.report = report
+        self.metadata = metadata
+        self.pruned_module = pruned_module
+        self._golden = GoldenModel(model)
+
+    @property
+    def config(self):
+        return self.image.config
+
+    @property
+    def inputs(self):
+        return self.model.inputs
+
+    @property
+    def outputs(self):
+        return self.model.outputs
+
+    # Running.
+
+    def encode_inputs(self, frames):
+        """Check and quantize input frames; returns ``(codes, saturated_count)``."""
+        frames = check_frames(frames, self.inputs)
+        return quantize(frames, self.config.activation_format)
+
+    def decode_outputs(self, codes):
+        return dequantize(codes, self.config.activation_format)
+
+    def predict_codes(self, codes):
+        """Golden model on activation codes (int array (frames, inputs))."""
+        return self._golden.run(codes)
+
+    def predict(self, frames):
+        """Run one sequence of frames from zero state through the golden model.
+
+        Parameters
+        ----------
+        frames : array (frames, inputs)
+            Real-valued inputs; values beyond the activation range saturate.
+
+        Returns
+        -------
+        array (frames, outputs)
+            The last layer's output for every frame, decoded from fixed point: exactly what
+            the hardware produces.
+        """
+        codes, _ = self.encode_inputs(frames)
+        return self.decode_outputs(self.predict_codes(codes))
+
+    def simulate(self, frames, **options):
+        """Run the frames through the generated RTL in Verilator (see ese.sim.runner)."""
+        from ..sim.runner import simulate
+        return simulate(self, frames, **options)
+
+    def float_reference(self, frames):
+        """The float PyTorch module with the same pruned weights, over the same frames."""
+        if self.pruned_module is None:
+            raise ValueError("this program was loaded from an image and has no float module")
+        frames = check_frames(frames, self.inputs)
+        converter = converter_for(self.pruned_module)
+        return converter.run_float(self.pruned_module, frames)
+
+    # Describing.
+
+    def summary(self):
+        """Sizes, sparsity and encoding figures, as a dict."""
+        image = self.image
+        entries = image.entries_per_pe
+        return {
+            "source": self.metadata.get("source"),
+            "layers": [{"inputs": layer.inputs, "cells": layer.cells, "proj": layer.proj,
+                        "peepholes": bool(np.any(layer.peephole))}
+                       for layer in self.model.layers],
+            "pes": self.config.pes,
+            "weights": self.report.weights,
+            "nonzeros": self.report.nonzeros,
+            "density": self.report.density,
+            "padding_entries": int(image.padding.sum()),
+            "entries_per_pe_max": int(entries.max()),
+            "entries_per_pe_min": int(entries.min()),
+            "saturated": self.report.saturated_total,
+        }
+
+    # Files.
+
+    def save(self, path):
+        """Write the program as a weight image file."""
+        metadata = dict(self.metadata)
+        metadata["report"] = self.report.to_dict()
+        write_image(path, self.image, metadata)
+
+    def __repr__(self):
+        s = self.summary()
+        return (f"<Program {s['source']} {self.inputs}->{self.outputs}, {s['nonzeros']} "
+                f"non-zeros ({s['density']:.3f}), {s['pes']} PEs>")
+
+
+def compile(module, config=None, density=None, pruning="balanced"):
+    """Compile a PyTorch LSTM for the accelerator.
+
+    Parameters
+    ----------
+    module : torch.nn.LSTM, torch.nn.LSTMCell or ese.PeepholeLSTM
+        The trained model. It is not modified.
+    config : Config, optional
+        Hardware parameters; ``Config()`` (ESE's) by default. Capacities left as None are
+        sized for the model.
+    density : float or None
+        Fraction of each weight matrix to keep; None keeps the module's own zeros.
+    pruning : "balanced" or "global"
+        Load-balanced per PE (ESE) or one magnitude threshold per matrix.
+
+    Returns
+    -------
+    Program
+    """
+    config = Config() if config is None else config
+    if not isinstance(config, Config):
+        raise ConfigError(f"config must be an ese.Config, not {type(config).__name__}")
+    if pruning not in PRUNING_KINDS:
+        raise ConfigError(f"pruning must be one of {', '.join(PRUNING_KINDS)}, not {pruning!r}")
+    converter = converter_for(module)
+    pruned = copy.deepcopy(module).cpu()
+    if density is not None:
+        prune_module(pruned, converter.prunable(pruned), density, config.pes, pruning)
+    pruned.eval()
+    description = converter.describe(pruned)
+    model, report = quantize_model(description, config)
+    image = encode_model(model, config)
+    model.config = image.config
+    metadata = {"source": converter.display_name, "density": density,
+                "pruning": pruning if density is not None else None}
+    return Program(model, image, report, metadata, pruned_module=pruned)
+
+
+def load(path, config=None):
+    """Load a program from a weight image file.
+
+    If ``config`` is given, the image must have been built for the same arithmetic and PE
+    count, and must fit its capacities; otherwise :class:`ImageError` says what differs.
+    """
+    image, metadata = read_image(path)
+    model = decode_image(image)
+    model.config = image.config
+    # The image must be exactly what this compiler would write for the model it decodes to.
+    again = encode_model(model, image.config)
+    same = (np.array_equal(again.pointers, image.pointers)
+            and all(np.array_equal(a, b) for a, b in zip(again.entries, image.entries))
+            and np.array_equal(again.cell_parameters, image.cell_parameters)
+            and again.descriptors == image.descriptors
+            and np.array_equal(again.padding, image.padding))
+    if not same:
+        raise ImageError(f"{path}: the memories are not a consistent encoding of a model")
+    if config is not None:
+        # Capacities may be larger than the image needs: re-lay the memories for them.
+        check_compatible(image.config, config, path)
+        image = encode_model(model, config)
+        model.config = image.config
+    try:
+        report = QuantizationReport.from_dict(metadata["report"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ImageError(f"{path}: the quantization report in the header is malformed") from None
+    metadata = {k: v for k, v in metadata.items() if k != "report"}
+    return Program(model, image, report, metadata)
+
+
+def check_compatible(built_for, hardware, what="the image"):
+    """Refuse an image built for ``built_for`` on hardware with parameters ``hardware``."""
+    from .config import CAPACITY_FIELDS
+    differences = []
+    for name, value in hardware.to_dict().items():
+        image_value = getattr(built_for, name)
+        if name in CAPACITY_FIELDS:
+            if value is not None and image_value > value:
+                differences.append(f"{name} needs {image_value}, hardware has {value}")
+        elif name != "clock_mhz" and value != image_value:
+            differences.append(f"{name}: image {image_value}, hardware {value}")
+    if differences:
+        raise ImageError(f"{what} was built for other hardware: " + "; ".join(differences))

@@ -1,0 +1,121 @@
+"""Magnitude pruning, load-balanced per PE (ESE) or global, through torch.nn.utils.prune.
+
+Load-balance-aware pruning deals the rows of a matrix to the PEs the way the hardware does
+(row ``r`` to PE ``(r mod rows_per_group) mod pes``) and prunes each PE's sub-matrix to the same
+density, so every PE gets the same number of non-zeros and none waits for a slower one. Global
+pruning keeps the largest magnitudes of the whole matrix, whatever PE they land on.
+
+Both are ``torch.nn.utils.prune`` methods, so they work for one-shot pruning in
+:func:`ese.compile` and for iterative pruning with retraining (prune, train, prune again: a new
+mask only ever removes weights the previous one kept).
+"""
+
+import numpy as np
+import torch
+from torch.nn.utils import prune
+
+from .errors import ConfigError
+
+__all__ = ["LoadBalancedUnstructured", "load_balanced_unstructured", "global_unstructured",
+           "pe_of_rows", "prune_module", "PRUNING_KINDS"]
+
+PRUNING_KINDS = ("balanced", "global")
+
+
+def pe_of_rows(rows, rows_per_group, pes):
+    """The PE that holds each of ``rows`` rows (numpy int array)."""
+    return (np.arange(rows) % rows_per_group) % pes
+
+
+def _check_density(density):
+    if isinstance(density, bool) or not isinstance(density, (int, float)) \
+            or not 0.0 < float(density) <= 1.0:
+        raise ConfigError(f"density must be a number in (0, 1], not {density!r}")
+    return float(density)
+
+
+def _keep_largest(scores, keep):
+    """Mask keeping the ``keep`` largest of a 1-D score tensor (ties broken by position)."""
+    mask = torch.zeros_like(scores)
+    if keep > 0:
+        # A stable sort makes the choice among equal magnitudes reproducible.
+        order = torch.sort(scores, descending=True, stable=True).indices
+        mask[order[:keep]] = 1
+    return mask
+
+
+class LoadBalancedUnstructured(prune.BasePruningMethod):
+    """Prune every PE's rows of a 2-D weight to the same density.
+
+    Parameters
+    ----------
+    density : float
+        Fraction of each PE's weights to keep, in (0, 1].
+    pes : int
+        PE count of the target hardware.
+    rows_per_group : int
+        Row ``r`` belongs to PE ``(r mod rows_per_group) mod pes``: the cell count for stacked
+        gate matrices (rows i, f, g, o of one cell share a PE), the row count otherwise.
+    """
+
+    PRUNING_TYPE = "global"   # the method needs the whole matrix to see which row is where
+
+    def __init__(self, density, pes, rows_per_group):
+        self.density = _check_density(density)
+        self.pes = pes
+        self.rows_per_group = rows_per_group
+
+    def compute_mask(self, t, default_mask):
+        if t.dim() != 2:
+            raise ValueError(f"load-balanced pruning needs a 2-D weight, not {t.dim()}-D")
+        mask = torch.zeros_like(default_mask)
+        # Weights an earlier mask removed must stay removed: they score below every live one.
+        scores = torch.where(default_mask.bool(), t.abs(), torch.full_like(t, -1.0))
+        owner = torch.as_tensor(pe_of_rows(t.shape[0], self.rows_per_group, self.pes))
+        for pe in range(self.pes):
+            rows = torch.nonzero(owner == pe).flatten()
+            if len(rows) == 0:
+                continue
+            block = scores[rows].flatten()
+            keep = min(int(round(self.density * block.numel())),
+                       int(default_mask[rows].sum().item()))
+            mask[rows] = _keep_largest(block, keep).view(len(rows), -1)
+        return mask
+
+    @classmethod
+    def apply(cls, module, name, density, pes, rows_per_group, importance_scores=None):
+        return super().apply(module, name, density=density, pes=pes,
+                             rows_per_group=rows_per_group, importance_scores=importance_scores)
+
+
+def load_balanced_unstructured(module, name, density, pes, rows_per_group):
+    """Prune ``module.<name>`` load-balanced per PE (like ``prune.l1_unstructured``)."""
+    LoadBalancedUnstructured.apply(module, name, density, pes, rows_per_group)
+    return module
+
+
+def global_unstructured(module, name, density):
+    """Prune ``module.<name>`` to ``density`` by one magnitude threshold over the matrix."""
+    density = _check_density(density)
+    total = getattr(module, name).numel()
+    prune.l1_unstructured(module, name, amount=total - int(round(density * total)))
+    return module
+
+
+def prune_module(module, matrices, density, pes, kind="balanced"):
+    """One-shot pruning of ``matrices`` (from a converter's ``prunable``) in place.
+
+    The masks are made permanent (``prune.remove``), so the module is again a plain module
+    whose pruned weights are zeros.
+    """
+    if kind not in PRUNING_KINDS:
+        raise ConfigError(f"pruning must be one of {', '.join(PRUNING_KINDS)}, not {kind!r}")
+    density = _check_density(density)
+    for matrix in matrices:
+        if kind == "balanced":
+            load_balanced_unstructured(matrix.owner, matrix.name, density, pes,
+                                       matrix.rows_per_group)
+        else:
+            global_unstructured(matrix.owner, matrix.name, density)
+        prune.remove(matrix.owner, matrix.name)
+    return module
