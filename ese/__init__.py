@@ -12,18 +12,41 @@ The public API::
 The package's parts live in subpackages: ``ese.sw`` (compiler, golden model, command line),
 ``ese.hw`` (the Amaranth hardware), ``ese.sim`` (Verilator simulation through cocotb) and
 ``ese.boards`` (FPGA board targets).
+
+Names are imported on first use, so that processes which need only one part (the cocotb
+testbench inside the simulator, the command line's help) do not pay for PyTorch's import.
 """
 
-from .sw.config import Config
-from .sw.errors import (CapacityError, ConfigError, EseError, ImageError, InputError,
-                        SimulationError, ToolchainError, UnsupportedModelError)
-from .sw.peephole import PeepholeLSTM
-from .sw.program import Program, compile, load
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Config", "Program", "compile", "load", "PeepholeLSTM",
-    "EseError", "ConfigError", "UnsupportedModelError", "CapacityError", "ImageError",
-    "InputError", "ToolchainError", "SimulationError",
-]
+_EXPORTS = {
+    "Config": "ese.sw.config",
+    "Program": "ese.sw.program",
+    "compile": "ese.sw.program",
+    "load": "ese.sw.program",
+    "PeepholeLSTM": "ese.sw.peephole",
+    "EseError": "ese.sw.errors",
+    "ConfigError": "ese.sw.errors",
+    "UnsupportedModelError": "ese.sw.errors",
+    "CapacityError": "ese.sw.errors",
+    "ImageError": "ese.sw.errors",
+    "InputError": "ese.sw.errors",
+    "ToolchainError": "ese.sw.errors",
+    "SimulationError": "ese.sw.errors",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ese' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

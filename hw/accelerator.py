@@ -66,6 +66,11 @@ class LSTMAccelerator(wiring.Component):
 
     OUTPUT_QUEUE_DEPTH = 2 * CELL_LATENCY
 
+    @staticmethod
+    def clear_cycles(config):
+        """Cycles the state clear at the start of a sequence takes (one per memory word)."""
+        return max(config.vector_depth, config.cell_depth, config.accumulator_depth // BANKS)
+
     def __init__(self, config):
         config.require_sized()
         if config.channels != 1:
@@ -222,7 +227,7 @@ class LSTMAccelerator(wiring.Component):
         cleared = Signal()
         frame_error = Signal()
         m.d.comb += self.frame_error.eq(frame_error)
-        clear_span = max(config.vector_depth, config.cell_depth, bank_depth)
+        clear_span = self.clear_cycles(config)
 
         with m.If(clear_enable):
             m.d.comb += [

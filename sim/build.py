@@ -2,8 +2,10 @@
 
 The accelerator's Verilog depends only on the hardware parameters (weights are loaded at run
 time), so one build serves every model that fits the same :class:`~ese.Config`. Builds are
-cached by a hash of the Verilog and the tool versions under ``$ESE_CACHE_DIR`` (default
-``~/.cache/ese``); a file lock keeps concurrent runs from building the same design twice.
+cached under ``$ESE_CACHE_DIR`` (default ``~/.cache/ese``), keyed by the parameters, the
+source of the hardware generator and the tool versions, so a cached build costs neither
+Verilog generation nor compilation; a file lock keeps concurrent runs from building the same
+design twice.
 """
 
 import fcntl
@@ -45,16 +47,37 @@ class SimulatorBuild:
     cached: bool
 
 
+def _generator_sources():
+    """The files whose contents decide the generated Verilog."""
+    from .. import hw, sw
+    hardware = sorted(Path(hw.__file__).parent.glob("*.py"))
+    contract = [Path(sw.__file__).parent / name
+                for name in ("arithmetic.py", "config.py", "memory_map.py")]
+    return hardware + contract
+
+
+def build_key(config):
+    """Cache key of the simulator for ``config``."""
+    import amaranth
+    import cocotb
+    version, _ = verilator_environment()
+    parameters = {k: v for k, v in config.to_dict().items() if k != "clock_mhz"}
+    digest = hashlib.sha256()
+    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    for text in (version, cocotb.__version__, amaranth.__version__, Path(__file__).read_text()):
+        digest.update(text.encode())
+    for path in _generator_sources():
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
 def build_simulator(config, log=None):
     """Generate, compile and cache the simulator for ``config``.
 
     ``log`` is called with a one-line message before a long build starts.
     """
     version, _ = verilator_environment()
-    import cocotb
-    source = generate_verilog(config)
-    key = hashlib.sha256("\n".join([source, version, cocotb.__version__]).encode()).hexdigest()
-    directory = cache_root() / "verilator" / key[:20]
+    directory = cache_root() / "verilator" / build_key(config)
     directory.mkdir(parents=True, exist_ok=True)
     marker = directory / "build.json"
     with open(directory / ".lock", "w") as lock:
@@ -64,12 +87,13 @@ def build_simulator(config, log=None):
             return SimulatorBuild(directory, verilog_path, 0.0, True)
         if log is not None:
             log(f"building the Verilator model of {config.pes} PEs (once per configuration)")
-        verilog_path.write_text(source)
+        verilog_path.write_text(generate_verilog(config))
         started = time.monotonic()
         from cocotb_tools.runner import get_runner
         runner = get_runner("verilator")
+        # Flags inherited from an outer make (a jobserver it owns) do not apply to this build.
         saved_flags = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_flags, build_make_flags()]))
+        os.environ["MAKEFLAGS"] = build_make_flags()
         try:
             runner.build(
                 sources=[verilog_path],

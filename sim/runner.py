@@ -111,51 +111,15 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
         raise InputError(f"stall_probability must be in [0, 1), not {stall_probability}")
     codes, _ = program.encode_inputs(frames)
     expected = program.predict_codes(codes)
-    build = build_simulator(program.config, log=log)
-    words = program.image.load_words()
-    if timeout_cycles is None:
-        entries = int(program.image.entries_per_pe.max())
-        timeout_cycles = 1_000_000 + 100 * (entries + program.config.vector_depth
-                                             + program.config.cell_depth)
-    settings = {
-        "activation_bits": program.config.activation_bits,
-        "stall_probability": float(stall_probability),
-        "seed": int(seed),
-        "timeout_cycles": int(timeout_cycles),
-    }
-    with contextlib.ExitStack() as stack:
-        if keep is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ese-sim-")))
-        else:
-            work = Path(keep)
-            work.mkdir(parents=True, exist_ok=True)
-        job, result_path = work / "job.npz", work / "result.npz"
-        np.savez(job, load_words=words, inputs=codes, settings=json.dumps(settings))
-        if log is not None:
-            log(f"simulating {len(codes)} frames in Verilator")
-        from cocotb_tools.check_results import get_results
-        from cocotb_tools.runner import get_runner
-        runner = get_runner("verilator")
-        started = time.monotonic()
-        try:
-            with _outside_pytest():
-                results = runner.test(
-                    test_module="ese.sim.testbench", hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                    build_dir=build.directory, test_dir=work, results_xml=str(work / "results.xml"),
-                    extra_env={"ESE_SIM_JOB": str(job), "ESE_SIM_RESULT": str(result_path)},
-                    log_file=work / "simulation.log", seed=seed)
-            failed = get_results(results)[1]
-        except (RuntimeError, SystemExit) as error:
-            raise SimulationError(f"the simulation did not run ({error}):\n"
-                                  f"{_tail(work / 'simulation.log')}") from None
-        wall = time.monotonic() - started
-        if failed or not result_path.exists():
-            raise SimulationError(f"the testbench failed:\n{_tail(work / 'simulation.log')}")
-        with np.load(result_path) as result:
-            output_codes = result["outputs"]
-            completed = result["completed"]
-            started_cycle, loaded_cycle, sequence_cycle = (int(v) for v in result["markers"])
-            flags = json.loads(str(result["flags"]))
+    started = time.monotonic()
+    result, build = run_testbench(program, "run_job", codes, expected,
+                                  stall_probability=stall_probability, seed=seed, log=log,
+                                  keep=keep, timeout_cycles=timeout_cycles)
+    wall = time.monotonic() - started - build.seconds
+    output_codes = result["outputs"]
+    completed = result["completed"]
+    started_cycle, loaded_cycle, sequence_cycle = (int(v) for v in result["markers"])
+    flags = json.loads(str(result["flags"]))
     if output_codes.shape != expected.shape:
         raise SimulationError(f"the hardware produced outputs of shape {output_codes.shape}, "
                               f"expected {expected.shape}")
@@ -167,6 +131,60 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
         build_cached=build.cached, wall_seconds=wall, clock_mhz=program.config.clock_mhz,
         stall_probability=stall_probability, details={"flags": flags,
                                                       "build_directory": str(build.directory)})
+
+
+def run_testbench(program, testcase, codes, expected, *, stall_probability=0.0, seed=0,
+                  log=None, keep=None, timeout_cycles=None):
+    """Run one cocotb test of :mod:`ese.sim.testbench` on ``program``'s hardware.
+
+    The test gets the program's load stream, the input ``codes`` and the ``expected`` output
+    codes. Returns ``(results, build)``: the arrays the test saved (empty if it saved none)
+    and the :class:`~ese.sim.build.SimulatorBuild`. A failing test raises SimulationError.
+    """
+    build = build_simulator(program.config, log=log)
+    if timeout_cycles is None:
+        entries = int(program.image.entries_per_pe.max())
+        timeout_cycles = 1_000_000 + 100 * (entries + program.config.vector_depth
+                                             + program.config.cell_depth)
+    settings = {
+        "activation_bits": program.config.activation_bits,
+        "stall_probability": float(stall_probability),
+        "seed": int(seed),
+        "timeout_cycles": int(timeout_cycles),
+    }
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    if log is not None:
+        log(f"simulating {len(codes)} frames in Verilator ({testcase})")
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ese-sim-")))
+        else:
+            work = Path(keep)
+            work.mkdir(parents=True, exist_ok=True)
+        job, result_path = work / "job.npz", work / "result.npz"
+        np.savez(job, load_words=program.image.load_words(), inputs=codes, expected=expected,
+                 settings=json.dumps(settings))
+        runner = get_runner("verilator")
+        try:
+            with _outside_pytest():
+                results = runner.test(
+                    test_module="ese.sim.testbench", testcase=testcase, hdl_toplevel=TOPLEVEL,
+                    hdl_toplevel_lang="verilog", build_dir=build.directory, test_dir=work,
+                    results_xml=str(work / "results.xml"), log_file=work / "simulation.log",
+                    extra_env={"ESE_SIM_JOB": str(job), "ESE_SIM_RESULT": str(result_path)},
+                    seed=seed)
+            tests, failed = get_results(results)
+        except (RuntimeError, SystemExit) as error:
+            raise SimulationError(f"the simulation did not run ({error}):\n"
+                                  f"{_tail(work / 'simulation.log')}") from None
+        if failed or tests != 1:
+            raise SimulationError(f"the testbench's {testcase} failed:\n"
+                                  f"{_tail(work / 'simulation.log')}")
+        if not result_path.exists():
+            return {}, build
+        with np.load(result_path) as saved:
+            return {name: saved[name] for name in saved.files}, build
 
 
 def _tail(path, lines=40):

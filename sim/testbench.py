@@ -79,13 +79,22 @@ class AcceleratorBench:
         return outputs, completed
 
 
-@cocotb.test()
-async def run_job(dut):
-    """Run the job named by $ESE_SIM_JOB and write $ESE_SIM_RESULT."""
+def _open_job(dut):
     job = np.load(os.environ["ESE_SIM_JOB"])
     settings = json.loads(str(job["settings"]))
     bench = AcceleratorBench(dut, settings["activation_bits"], settings["stall_probability"],
                              settings["seed"])
+    return job, settings, bench
+
+
+def _flags(dut):
+    return {name: int(getattr(dut, name).value) for name in ("load_error", "frame_error")}
+
+
+@cocotb.test()
+async def run_job(dut):
+    """Run the job named by $ESE_SIM_JOB and write $ESE_SIM_RESULT."""
+    job, settings, bench = _open_job(dut)
     await bench.reset()
     started = bench.cycle()
     await bench.load(job["load_words"])
@@ -94,7 +103,7 @@ async def run_job(dut):
     await ClockCycles(dut.clk, 2)
     sequence_start = bench.cycle()
     outputs, completed = await bench.run_sequence(job["inputs"], settings["timeout_cycles"])
-    flags = {name: int(getattr(dut, name).value) for name in ("load_error", "frame_error")}
+    flags = _flags(dut)
     np.savez(os.environ["ESE_SIM_RESULT"],
              outputs=np.array(outputs, dtype=np.int64).reshape(len(outputs), -1),
              completed=np.array(completed, dtype=np.int64),
@@ -102,3 +111,47 @@ async def run_job(dut):
              flags=json.dumps(flags))
     assert not flags["load_error"], "the accelerator flagged a malformed load record"
     assert not flags["frame_error"], "the accelerator flagged a frame of the wrong length"
+
+
+@cocotb.test()
+async def malformed_load_record_is_flagged_and_skipped(dut):
+    """A record for an unknown memory sets load_error; the records after it still load."""
+    job, settings, bench = _open_job(dut)
+    await bench.reset()
+    bad_record = [0x7F, 0, 3, 1, 2, 3]            # target 0x7f does not exist
+    await bench.load(list(bad_record) + [int(w) for w in job["load_words"]])
+    await ClockCycles(dut.clk, 2)
+    assert _flags(dut)["load_error"] == 1, "the malformed record was not flagged"
+    outputs, _ = await bench.run_sequence(job["inputs"], settings["timeout_cycles"])
+    assert np.array_equal(np.array(outputs), job["expected"]), \
+        "the records after the malformed one did not load correctly"
+
+
+@cocotb.test()
+async def frame_of_wrong_length_is_flagged(dut):
+    """A frame whose tlast comes early sets frame_error."""
+    job, settings, bench = _open_job(dut)
+    await bench.reset()
+    await bench.load(job["load_words"])
+    await ClockCycles(dut.clk, 2)
+    assert _flags(dut)["frame_error"] == 0
+    inputs = job["inputs"]
+    mask = (1 << bench.activation_bits) - 1
+    short = [int(v) & mask for v in inputs[0][:-1]]
+    await bench.frames_in.send(AxiStreamFrame(short, tuser=[1] + [0] * (len(short) - 1)))
+    await bench.frames_in.wait()
+    await ClockCycles(dut.clk, 4)
+    assert _flags(dut)["frame_error"] == 1, "a short frame was not flagged"
+
+
+@cocotb.test()
+async def new_sequence_starts_from_zero_state(dut):
+    """A sequence run twice, with tuser on the first word, gives the same outputs twice."""
+    job, settings, bench = _open_job(dut)
+    await bench.reset()
+    await bench.load(job["load_words"])
+    await ClockCycles(dut.clk, 2)
+    first, _ = await bench.run_sequence(job["inputs"], settings["timeout_cycles"])
+    second, _ = await bench.run_sequence(job["inputs"], settings["timeout_cycles"])
+    assert np.array_equal(np.array(first), job["expected"])
+    assert np.array_equal(np.array(second), job["expected"]), "state leaked between sequences"

@@ -102,7 +102,7 @@ def layout_model(layers, pes):
             "recurrent_base": recurrent_bases[index],
             "cell_output_base": cell_output_scratch if layer.proj else recurrent_bases[index],
             "cell_base": cell,
-            "projection_row_base": gate_rows,
+            "projection_row_base": gate_rows if layer.proj else 0,
             "last": int(index == len(layers) - 1),
         })
         column += layer.inputs + layer.recurrent + (layer.cells if layer.proj else 0)

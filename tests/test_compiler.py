@@ -1,0 +1,289 @@
+"""The software side: converters, pruning, quantization, encoding and the golden model."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ese
+from ese.sw.converters import describe
+from ese.sw.encoding import decode_image, encode_columns, encode_model
+from ese.sw.memory_map import LoadTarget
+from ese.sw.pruning import LoadBalancedUnstructured, pe_of_rows, prune_module
+from ese.sw.quantization import quantize_model
+
+from helpers import FLOAT_TOLERANCE, frames
+
+
+# Converters.
+
+def test_lstm_description_matches_the_module():
+    module = nn.LSTM(7, 10, num_layers=2, proj_size=4)
+    description = describe(module)
+    assert [layer.inputs for layer in description.layers] == [7, 4]
+    assert description.layers[1].projection.shape == (4, 10)
+    np.testing.assert_allclose(description.layers[0].bias,
+                               (module.bias_ih_l0 + module.bias_hh_l0).detach().numpy(),
+                               rtol=1e-6)
+    assert description.layers[0].peephole is None
+
+
+@pytest.mark.parametrize("module", [
+    nn.LSTM(6, 9, batch_first=True),
+    nn.LSTM(6, 9, bias=False, num_layers=2),
+    nn.LSTMCell(6, 9),
+    ese.PeepholeLSTM(6, 9, proj_size=5, num_layers=2),
+])
+def test_predict_is_close_to_the_float_module(module):
+    program = ese.compile(module, ese.Config(pes=4))
+    x = frames(40, 6)
+    assert np.abs(program.predict(x) - program.float_reference(x)).max() < FLOAT_TOLERANCE
+
+
+@pytest.mark.parametrize("module, message", [
+    (nn.GRU(4, 8), "GRU is not supported"),
+    (nn.LSTM(4, 8, bidirectional=True), "bidirectional"),
+    (nn.Linear(4, 8), "Linear is not supported"),
+    (nn.RNN(4, 8), "RNN is not supported"),
+    ("not a module", "torch.nn.Module"),
+])
+def test_unsupported_modules_name_what_is_supported(module, message):
+    with pytest.raises(ese.UnsupportedModelError, match=message) as error:
+        ese.compile(module, ese.Config(pes=4))
+    if message != "bidirectional":
+        assert "torch.nn.LSTMCell" in str(error.value) and "ese.PeepholeLSTM" in str(error.value)
+
+
+def test_integer_parameters_are_refused():
+    module = nn.LSTM(4, 8)
+    module.weight_ih_l0 = nn.Parameter(torch.zeros(32, 4, dtype=torch.int32),
+                                       requires_grad=False)
+    with pytest.raises(ese.UnsupportedModelError, match="dtype"):
+        ese.compile(module, ese.Config(pes=4))
+
+
+def test_compile_does_not_modify_the_module():
+    module = nn.LSTM(8, 16)
+    before = module.weight_ih_l0.detach().clone()
+    ese.compile(module, ese.Config(pes=4), density=0.2)
+    assert torch.equal(module.weight_ih_l0, before)
+
+
+# PeepholeLSTM.
+
+def test_peephole_lstm_follows_the_ese_equations():
+    module = ese.PeepholeLSTM(3, 5, proj_size=2)
+    x = torch.randn(4, 3)
+    output, (y_n, c_n) = module(x)
+    p = module.layer_parameters(0)
+    y, c = torch.zeros(2), torch.zeros(5)
+    for t in range(4):
+        pre = p["input_weights"] @ x[t] + p["recurrent_weights"] @ y + p["bias"]
+        i = torch.sigmoid(pre[0:5] + p["peephole"][0] * c)
+        f = torch.sigmoid(pre[5:10] + p["peephole"][1] * c)
+        g = torch.tanh(pre[10:15])
+        c = f * c + i * g
+        o = torch.sigmoid(pre[15:20] + p["peephole"][2] * c)
+        y = p["projection"] @ (o * torch.tanh(c))
+        torch.testing.assert_close(output[t], y)
+    torch.testing.assert_close(c_n[0], c)
+
+
+def test_peephole_lstm_trains_with_autograd():
+    module = ese.PeepholeLSTM(4, 8, proj_size=3, batch_first=True)
+    x, target = torch.randn(6, 10, 4), torch.randn(6, 10, 3)
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = ((module(x)[0] - target) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert module.weight_peephole_l0.grad is not None
+    assert losses[-1] < 0.8 * losses[0]
+
+
+# Pruning.
+
+def test_load_balanced_pruning_gives_every_pe_the_same_work():
+    module = nn.LSTM(20, 32, proj_size=16)
+    prune_module(module, ese.sw.converters.converter_for(module).prunable(module), 0.25, 8)
+    owner = pe_of_rows(128, 32, 8)
+    counts = [int(torch.count_nonzero(module.weight_ih_l0[torch.as_tensor(owner == pe)]))
+              for pe in range(8)]
+    assert len(set(counts)) == 1 and counts[0] == round(0.25 * 16 * 20)
+    assert int(torch.count_nonzero(module.weight_hr_l0)) == round(0.25 * 16 * 32)
+
+
+def test_load_balanced_pruning_keeps_each_pes_largest_weights():
+    weight = torch.randn(16, 10)
+    mask = LoadBalancedUnstructured(0.3, 4, 16).compute_mask(weight, torch.ones_like(weight))
+    for pe in range(4):
+        rows = weight[pe::4].abs().flatten()
+        kept = mask[pe::4].flatten().bool()
+        assert rows[kept].min() >= rows[~kept].max()
+
+
+def test_global_pruning_uses_one_threshold():
+    module = nn.LSTMCell(10, 12)
+    original = module.weight_hh.detach().abs().clone()
+    prune_module(module, ese.sw.converters.converter_for(module).prunable(module), 0.1, 4,
+                 kind="global")
+    kept = module.weight_hh.detach() != 0
+    assert int(kept.sum()) == round(0.1 * original.numel())
+    assert original[kept].min() >= original[~kept].max()
+
+
+def test_iterative_pruning_never_revives_weights():
+    module = nn.LSTMCell(10, 16)
+    LoadBalancedUnstructured.apply(module, "weight_ih", density=0.5, pes=4, rows_per_group=16)
+    first = module.weight_ih_mask.clone()
+    LoadBalancedUnstructured.apply(module, "weight_ih", density=0.2, pes=4, rows_per_group=16)
+    second = module.weight_ih_mask
+    assert torch.all(second <= first)
+    assert int(second.sum()) == round(0.2 * 640)
+
+
+def test_balanced_pruning_beats_global_on_the_worst_pe():
+    torch.manual_seed(0)
+    module = nn.LSTM(64, 128, proj_size=64)
+    with torch.no_grad():   # rows of very different magnitudes make global pruning uneven
+        module.weight_hh_l0.mul_(torch.linspace(0.1, 3.0, 512)[:, None])
+    balanced = ese.compile(module, ese.Config(pes=8), density=0.1, pruning="balanced")
+    uneven = ese.compile(module, ese.Config(pes=8), density=0.1, pruning="global")
+    assert balanced.image.nonzeros_per_pe.max() < uneven.image.nonzeros_per_pe.max()
+    spread = balanced.image.nonzeros_per_pe
+    assert spread.max() - spread.min() <= 2   # rounding only
+
+
+def test_density_outside_the_unit_interval_is_refused():
+    with pytest.raises(ese.ConfigError, match="density"):
+        ese.compile(nn.LSTMCell(4, 4), ese.Config(pes=4), density=1.5)
+
+
+# Quantization.
+
+def test_saturated_weights_are_counted():
+    module = nn.LSTMCell(4, 4)
+    with torch.no_grad():
+        module.weight_ih[0, 0] = 100.0
+        module.weight_ih[1, 1] = -100.0
+    program = ese.compile(module, ese.Config(pes=4))
+    assert program.report.saturated == {"layer0.input_weights": 2}
+    assert program.summary()["saturated"] == 2
+
+
+def test_accumulators_that_could_overflow_are_refused():
+    module = nn.LSTM(200, 8)
+    with pytest.raises(ese.CapacityError, match="accumulator_bits"):
+        ese.compile(module, ese.Config(pes=4, accumulator_bits=29))
+
+
+# Encoding.
+
+def test_column_encoding_uses_relative_indices_and_padding():
+    config = ese.Config(pes=1)
+    local = np.zeros((40, 3), dtype=np.int64)
+    local[[2, 3, 37], 0] = [5, -6, 7]     # gaps of 2, 0 and 33 zero rows
+    local[16, 2] = 1                      # column 1 is empty; gap 16 needs one padding entry
+    words, counts, padding = encode_columns(local, config)
+    weight = lambda w: w & 0xFFF
+    run = lambda w: w >> 12
+    assert counts.tolist() == [5, 0, 2]
+    assert padding == 3
+    assert [(weight(w), run(w)) for w in words] == [
+        (5, 2), (weight(-6), 0), (0, 15), (0, 15), (7, 1), (0, 15), (1, 0)]
+
+
+def test_encoding_round_trips_through_the_image(tmp_path):
+    module = ese.PeepholeLSTM(9, 23, proj_size=7, num_layers=2)
+    program = ese.compile(module, ese.Config(pes=4), density=0.15)
+    decoded = decode_image(program.image)
+    assert decoded.equals(program.model)
+
+
+def test_rows_beyond_a_multiple_of_the_pe_count_are_padded_not_refused():
+    program = ese.compile(nn.LSTM(5, 13, proj_size=3), ese.Config(pes=8), density=0.5)
+    assert program.image.pointers.shape[0] == 8
+    x = frames(10, 5)
+    assert np.abs(program.predict(x) - program.float_reference(x)).max() < FLOAT_TOLERANCE
+
+
+def test_load_stream_is_a_sequence_of_records():
+    program = ese.compile(nn.LSTMCell(4, 6), ese.Config(pes=2))
+    words = program.image.load_words().tolist()
+    position, seen = 0, []
+    mm = program.image.memory_map
+    while position < len(words):
+        target, pe = words[position] & 0xFF, words[position] >> 8
+        count = words[position + 2]
+        seen.append((LoadTarget(target), pe))
+        position += 3 + count * -(-mm.element_bits(target) // 32)
+    assert position == len(words)
+    assert seen == [(LoadTarget.POINTERS, 0), (LoadTarget.ENTRIES, 0), (LoadTarget.POINTERS, 1),
+                    (LoadTarget.ENTRIES, 1), (LoadTarget.CELL_PARAMETERS, 0),
+                    (LoadTarget.LAYER_DESCRIPTORS, 0)]
+
+
+# The golden model.
+
+def test_golden_model_is_integer_exact_for_the_ese_sized_layer():
+    """A dense-integer recomputation of one frame agrees with the sparse float64 path."""
+    module = nn.LSTM(153, 1024, proj_size=512)
+    program = ese.compile(module, ese.Config(pes=32), density=0.112)
+    codes, _ = program.encode_inputs(frames(3, 153))
+    outputs = program.predict_codes(codes)
+    layer = program.model.layers[0]
+    from ese.sw.arithmetic import cell_update, requantize
+    config = program.config
+    y = np.zeros(512, dtype=np.int64)
+    c = np.zeros(1024, dtype=np.int64)
+    for t in range(3):
+        gates = layer.input_weights @ codes[t] + layer.recurrent_weights @ y
+        c, m = cell_update(config, gates.reshape(4, -1), layer.bias.reshape(4, -1),
+                           layer.peephole, c)
+        y = requantize(layer.projection @ m, config.product_frac_bits, config.activation_format)
+        assert np.array_equal(outputs[t], y)
+
+
+def test_state_carries_across_frames_and_starts_at_zero():
+    program = ese.compile(nn.LSTMCell(4, 6), ese.Config(pes=2))
+    x = frames(6, 4)
+    whole = program.predict(x)
+    assert np.array_equal(program.predict(x[:3]), whole[:3])
+    assert not np.array_equal(program.predict(x[3:]), whole[3:])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros(6), "2-D"),
+    (np.zeros((3, 5)), "takes 6 inputs"),
+    (np.full((2, 6), np.nan), "NaN"),
+    (np.full((2, 6), np.inf), "infinite"),
+    (np.zeros((0, 6)), "no input frames"),
+    ([["a"] * 6], "real numbers"),
+])
+def test_bad_inputs_are_refused(bad, message):
+    program = ese.compile(nn.LSTMCell(6, 4), ese.Config(pes=2))
+    with pytest.raises(ese.InputError, match=message):
+        program.predict(bad)
+
+
+def test_inputs_beyond_the_activation_range_saturate():
+    program = ese.compile(nn.LSTMCell(2, 4), ese.Config(pes=2))
+    codes, saturated = program.encode_inputs(np.array([[100.0, -0.5]]))
+    assert saturated == 1 and codes[0, 0] == program.config.activation_format.max_code
+
+
+def test_quantize_model_reports_nonzeros():
+    model, report = quantize_model(describe(nn.LSTMCell(3, 4)), ese.Config(pes=2))
+    assert report.weights == 4 * 4 * 7 and report.nonzeros == model.nonzero_count()
+
+
+def test_encode_model_sizes_the_capacities():
+    program = ese.compile(nn.LSTM(10, 12, proj_size=5), ese.Config(pes=4))
+    config = program.config
+    assert config.is_sized
+    assert config.pointer_depth >= 10 + 5 + 12 + 1
+    assert config.vector_depth >= 10 + 5 + 12
+    assert encode_model(program.model, config).config == config

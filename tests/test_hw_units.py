@@ -1,0 +1,357 @@
+"""Hardware blocks in Amaranth's simulator, each against the software definition it implements."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+import ese
+from ese.hw.activation import ActivationTable
+from ese.hw.broadcast import ActivationBroadcaster
+from ese.hw.cell import CellUnit
+from ese.hw.loader import WeightLoader
+from ese.hw.pe import BANKS, ProcessingElement
+from ese.sw.arithmetic import cell_update, sigmoid_table, tanh_table
+from ese.sw.encoding import encode_columns
+from ese.sw.memory_map import LoadTarget, MemoryMap, pack_fields
+
+from helpers import run_simulation, stream_get, stream_put
+
+UNIT = dict(max_layers=2, pointer_depth=64, entry_depth=512, accumulator_depth=64,
+            cell_depth=32, vector_depth=64)
+
+
+def signed_value(value, bits):
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+@pytest.mark.parametrize("make", [sigmoid_table, tanh_table])
+def test_activation_table_matches_the_contract(make):
+    table = make(ese.Config())
+    dut = ActivationTable(table, lookups=2)
+    rng = np.random.default_rng(0)
+    codes = np.concatenate([rng.integers(-32768, 32768, 200), [-32768, 32767, 0, -1, 1]])
+    seen = []
+
+    async def bench(ctx):
+        for step in range(len(codes) + 2):
+            if step < len(codes):
+                ctx.set(dut.codes[0], int(codes[step]))
+                ctx.set(dut.codes[1], int(-codes[step] - 1))
+            await ctx.tick()
+            if step >= 1:
+                seen.append((ctx.get(dut.values[0]), ctx.get(dut.values[1])))
+
+    run_simulation(dut, bench)
+    got = np.array(seen[:len(codes)])   # a value shows after the second clock edge
+    assert np.array_equal(got[:, 0], table.lookup(codes))
+    assert np.array_equal(got[:, 1], table.lookup(-codes - 1))
+
+
+def _pe_matrix(rows, columns, rng):
+    """A sparse matrix with the awkward cases: long zero runs, empty columns, repeated rows."""
+    matrix = np.where(rng.random((rows, columns)) < 0.2,
+                      rng.integers(-2000, 2000, (rows, columns)), 0)
+    matrix[:, 3] = 0                                  # an empty column
+    matrix[:, 4] = 0
+    matrix[[0, 40, 63], 4] = [7, -9, 11]              # runs of 39 and 22 zeros: padding
+    matrix[:, 5] = 0
+    matrix[:, 6] = 0
+    matrix[[10, 20], 5] = [100, 200]                  # column 5 ends on row 20 ...
+    matrix[[20, 30], 6] = [300, -400]                 # ... column 6 starts on it: back to back
+    matrix[:, 7] = 0
+    matrix[np.arange(0, rows, 2), 7] = 5              # a long column that fills the queue
+    matrix[:, 8] = 0
+    matrix[17, 8] = -3                                # column 8's only entry hits row 17 ...
+    matrix[:, 9] = 0
+    matrix[17, 9] = 4                                 # ... and column 9's too
+    return matrix
+
+
+def test_processing_element_accumulates_sparse_products_exactly():
+    config = ese.Config(pes=1, **UNIT)
+    rng = np.random.default_rng(5)
+    rows, columns = 64, 12
+    matrix = _pe_matrix(rows, columns, rng)
+    words, counts, padding = encode_columns(matrix, config)
+    assert padding >= 2
+    pointers = np.concatenate([[0], np.cumsum(counts)])
+    activations = rng.integers(-30000, 30000, columns)
+    activations[2] = 0                                # a zero activation is harmless too
+    order = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 7]  # column 7 twice: the sum must double
+    dut = ProcessingElement(config)
+    gaps = random.Random(1)
+    queue_was_full = []
+    readout = {}
+
+    async def load_and_run(ctx):
+        for address, value in enumerate(pointers):
+            ctx.set(dut.pointer_write.address, address)
+            ctx.set(dut.pointer_write.data, int(value))
+            ctx.set(dut.pointer_write.enable, 1)
+            await ctx.tick()
+        ctx.set(dut.pointer_write.enable, 0)
+        for address, word in enumerate(words):
+            ctx.set(dut.entry_write.address, address)
+            ctx.set(dut.entry_write.data, int(word))
+            ctx.set(dut.entry_write.enable, 1)
+            await ctx.tick()
+        ctx.set(dut.entry_write.enable, 0)
+        for column in order:
+            if not ctx.get(dut.activations.ready):
+                queue_was_full.append(column)
+            await stream_put(ctx, dut.activations,
+                             {"column": column, "value": int(activations[column]),
+                              "row_base": 0}, gaps if column != 8 else None)
+        await ctx.tick().until(dut.idle)
+        for address in range(rows // BANKS):
+            ctx.set(dut.readout_enable, 1)
+            ctx.set(dut.readout_address, address)
+            ctx.set(dut.readout_clear, 0b1111)
+            await ctx.tick()
+            ctx.set(dut.readout_enable, 0)
+            for bank in range(BANKS):
+                readout[address * BANKS + bank] = ctx.get(dut.readout_data[bank])
+        await ctx.tick()
+        # Read again: the readout cleared every row.
+        ctx.set(dut.readout_enable, 1)
+        ctx.set(dut.readout_address, 3)
+        ctx.set(dut.readout_clear, 0)
+        await ctx.tick()
+        readout["cleared"] = [ctx.get(dut.readout_data[b]) for b in range(BANKS)]
+
+    run_simulation(dut, load_and_run)
+    used = np.zeros(columns, dtype=np.int64)
+    for column in order:
+        used[column] += activations[column]
+    expected = matrix @ used
+    assert [readout[row] for row in range(rows)] == expected.tolist()
+    assert readout["cleared"] == [0, 0, 0, 0]
+    assert queue_was_full, "the long column should have filled the activation queue"
+
+
+def test_processing_element_offsets_rows_by_the_row_base():
+    config = ese.Config(pes=1, **UNIT)
+    matrix = np.zeros((8, 2), dtype=np.int64)
+    matrix[[0, 5], 0] = [3, -2]
+    matrix[7, 1] = 9
+    words, counts, _ = encode_columns(matrix, config)
+    pointers = np.concatenate([[0], np.cumsum(counts)])
+    dut = ProcessingElement(config)
+    result = {}
+
+    async def bench(ctx):
+        for target, values in ((dut.pointer_write, pointers), (dut.entry_write, words)):
+            for address, value in enumerate(values):
+                ctx.set(target.address, address)
+                ctx.set(target.data, int(value))
+                ctx.set(target.enable, 1)
+                await ctx.tick()
+            ctx.set(target.enable, 0)
+        for column, value in ((0, 10), (1, -1)):
+            await stream_put(ctx, dut.activations, {"column": column, "value": value,
+                                                     "row_base": 40})
+        await ctx.tick().until(dut.idle)
+        for address in range(40 // BANKS, 48 // BANKS):
+            ctx.set(dut.readout_enable, 1)
+            ctx.set(dut.readout_address, address)
+            await ctx.tick()
+            for bank in range(BANKS):
+                result[address * BANKS + bank] = ctx.get(dut.readout_data[bank])
+
+    run_simulation(dut, bench)
+    assert [result[40 + r] for r in range(8)] == [30, 0, 0, 0, 0, -20, 0, -9]
+
+
+class CellUnitHarness(wiring.Component):
+    """The cell unit with memories around it standing in for the PEs and shared memories."""
+
+    def __init__(self, config, accumulators, parameters, state):
+        self.config = config
+        self.accumulators = accumulators      # (pes, depth, 4)
+        self.parameters = parameters
+        self.state = state
+        self.unit = CellUnit(config)
+        super().__init__({"start": In(1), "cells": In(16), "busy": Out(1),
+                          "output_space": In(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        m.submodules.unit = unit = self.unit
+        layout = data.ArrayLayout(signed(config.accumulator_bits), BANKS)
+        mask = (1 << config.accumulator_bits) - 1
+        readouts = []
+        for pe, rows in enumerate(self.accumulators):
+            init = [sum((int(v) & mask) << (config.accumulator_bits * b) for b, v in enumerate(r))
+                    for r in rows]
+            memory = Memory(shape=layout.size, depth=len(init), init=init)
+            m.submodules[f"acc{pe}"] = memory
+            port = memory.read_port()
+            m.d.comb += port.addr.eq(unit.accumulator_address)
+            readouts.append(port.data)
+        selected = Signal(range(max(2, len(readouts))))
+        m.d.sync += selected.eq(unit.accumulator_pe)
+        with m.Switch(selected):
+            for pe, value in enumerate(readouts):
+                with m.Case(pe):
+                    m.d.comb += unit.accumulator_data.eq(value)
+        params = Memory(shape=MemoryMap(config).cell_parameter_bits, depth=len(self.parameters),
+                        init=self.parameters)
+        state = Memory(shape=signed(config.cell_bits), depth=len(self.state), init=self.state)
+        m.submodules.params, m.submodules.state = params, state
+        p_read, s_read, s_write = params.read_port(), state.read_port(), state.write_port()
+        m.d.comb += [
+            p_read.addr.eq(unit.parameter_address), unit.parameter_data.eq(p_read.data),
+            s_read.addr.eq(unit.state_address), unit.state_data.eq(s_read.data),
+            s_write.addr.eq(unit.state_write.address), s_write.data.eq(unit.state_write.data),
+            s_write.en.eq(unit.state_write.enable),
+            unit.start.eq(self.start), unit.cells.eq(self.cells), unit.cell_base.eq(0),
+            unit.output_base.eq(0), unit.emit.eq(1), unit.output_space.eq(self.output_space),
+            self.busy.eq(unit.busy),
+        ]
+        return m
+
+
+def test_cell_unit_computes_the_contracts_cell_update():
+    config = ese.Config(pes=2, **UNIT)
+    rng = np.random.default_rng(8)
+    cells = 13
+    frac = config.product_frac_bits
+    gates = rng.normal(scale=3.0, size=(4, cells)) * (1 << frac)
+    gates = gates.astype(np.int64)
+    gates[:, 0] = 40 << frac                          # saturating pre-activations
+    gates[:, 1] = -(40 << frac)
+    bias = rng.integers(-20000, 20000, (4, cells))
+    peephole = rng.integers(-2000, 2000, (3, cells))
+    state = rng.integers(-32768, 32768, cells)
+    mm = MemoryMap(config)
+    names = [name for name, _, _ in mm.cell_parameter_fields]
+    parameters = [pack_fields(dict(zip(names, list(bias[:, n]) + list(peephole[:, n]))),
+                              mm.cell_parameter_fields) for n in range(cells)]
+    depth = -(-cells // config.pes)
+    accumulators = np.zeros((config.pes, depth, BANKS), dtype=np.int64)
+    for n in range(cells):
+        accumulators[n % config.pes, n // config.pes] = gates[:, n]
+    harness = CellUnitHarness(config, accumulators, parameters, [int(v) for v in state] + [0] * 3)
+    unit = harness.unit
+    writes, outputs = {}, []
+
+    async def bench(ctx):
+        ctx.set(harness.output_space, 5)              # room for few: issue must throttle
+        ctx.set(harness.cells, cells)
+        ctx.set(harness.start, 1)
+        await ctx.tick()
+        ctx.set(harness.start, 0)
+        await ctx.tick()
+        while ctx.get(harness.busy):
+            await ctx.tick()
+
+    async def monitor(ctx):
+        async for _clock, _reset, state_en, state_addr, state_data, valid, value, last in \
+                ctx.tick().sample(unit.state_write.enable, unit.state_write.address,
+                                  unit.state_write.data, unit.output_valid, unit.output_value,
+                                  unit.output_last):
+            if state_en:
+                writes[state_addr] = signed_value(state_data, config.cell_bits)
+            if valid:
+                outputs.append((value, last))
+
+    run_simulation(harness, bench, processes=[monitor], deadline=2e-6)
+    expected_cell, expected_output = cell_update(config, gates, bias, peephole, state)
+    assert [writes[n] for n in range(cells)] == expected_cell.tolist()
+    assert [v for v, _ in outputs] == expected_output.tolist()
+    assert [last for _, last in outputs] == [0] * (cells - 1) + [1]
+
+
+def test_broadcaster_skips_zeros_and_honours_back_pressure():
+    config = ese.Config(pes=2, **UNIT)
+    values = [0, 5, -7, 0, 0, 9, 0, 1, -1, 0]
+
+    class Harness(wiring.Component):
+        def __init__(self):
+            self.unit = ActivationBroadcaster(config)
+            super().__init__({})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.unit = unit = self.unit
+            memory = Memory(shape=signed(16), depth=64, init=[0] * 10 + values)
+            m.submodules.vector = memory
+            port = memory.read_port()
+            m.d.comb += [port.addr.eq(unit.read_address), port.en.eq(unit.read_enable),
+                         unit.read_data.eq(port.data)]
+            return m
+
+    harness = Harness()
+    unit = harness.unit
+    received = []
+    stalls = random.Random(3)
+
+    async def control(ctx):
+        ctx.set(unit.start, 1)
+        ctx.set(unit.vector_base, 10)
+        ctx.set(unit.length, len(values))
+        ctx.set(unit.column_base, 20)
+        ctx.set(unit.row_base, 12)
+        await ctx.tick()
+        ctx.set(unit.start, 0)
+
+    async def sink(ctx):
+        for _ in range(sum(1 for v in values if v)):
+            payload = await stream_get(ctx, unit.activations, stalls)
+            received.append((payload.column, payload.value, payload.row_base))
+        for _ in range(5):
+            await ctx.tick()
+        received.append(("busy", ctx.get(unit.busy)))
+
+    run_simulation(harness, control, sink)
+    expected = [(20 + i, v, 12) for i, v in enumerate(values) if v]
+    assert received == expected + [("busy", 0)]
+
+
+def test_loader_writes_records_and_flags_malformed_ones():
+    config = ese.Config(pes=2, **UNIT)
+    mm = MemoryMap(config)
+    cell_word = (1 << 99) | 0xABCDEF
+    stream = [
+        int(LoadTarget.ENTRIES) | (1 << 8), 2, 3, 11, 12, 13,
+        int(LoadTarget.CELL_PARAMETERS), 5, 1,
+        *[(cell_word >> (32 * w)) & 0xFFFFFFFF for w in range(4)],
+        9, 0, 2, 77, 78,                                   # unknown target: two words skipped
+        int(LoadTarget.ENTRIES), UNIT["entry_depth"] - 1, 2, 1, 2,   # runs past the end
+        int(LoadTarget.POINTERS) | (5 << 8), 0, 1, 3,      # no PE 5
+        int(LoadTarget.POINTERS), 7, 1, 42,                # still aligned: this one is written
+    ]
+    assert mm.cell_parameter_bits > 96
+    dut = WeightLoader(config)
+    writes = []
+    errors = []
+
+    async def bench(ctx):
+        ctx.set(dut.enable, 1)
+        for word in stream:
+            await stream_put(ctx, dut.words, word)
+            errors.append(ctx.get(dut.error))
+        await ctx.tick()
+
+    async def monitor(ctx):
+        ports = {"pointer": dut.pointer_write, "entry": dut.entry_write,
+                 "cell": dut.cell_parameter_write, "descriptor": dut.descriptor_write}
+        signals = [s for p in ports.values() for s in (p.enable, p.address, p.data)]
+        async for _clock, _reset, pe, *sampled in ctx.tick().sample(dut.pe, *signals):
+            for index, name in enumerate(ports):
+                enable, address, value = sampled[3 * index:3 * index + 3]
+                if enable:
+                    writes.append((name, pe, address, value))
+
+    run_simulation(dut, bench, processes=[monitor], deadline=3e-6)
+    assert writes == [("entry", 1, 2, 11), ("entry", 1, 3, 12), ("entry", 1, 4, 13),
+                      ("cell", 0, 5, cell_word), ("pointer", 0, 7, 42)]
+    first_bad = stream.index(9)
+    assert not any(errors[:first_bad + 2]) and errors[-1] == 1
