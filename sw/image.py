@@ -78,14 +78,16 @@ def read_image(path):
     """Read and check an image file; returns ``(HardwareImage, metadata)``."""
     try:
         size = os.path.getsize(path)
-        if size < _PREAMBLE.size + _DIGEST_BYTES:
-            raise ImageError(f"{path}: {size} bytes is too short to be a weight image "
-                             f"(truncated, or not an image)")
         with open(path, "rb") as file:
+            start = file.read(len(MAGIC))
+            if start != MAGIC[:len(start)] or not start:
+                raise ImageError(f"{path}: not an ese weight image (it starts with {start!r})")
+            if size < _PREAMBLE.size + _DIGEST_BYTES:
+                raise ImageError(f"{path}: {size} bytes is too short to be a weight image "
+                                 f"(truncated)")
+            file.seek(0)
             magic, version, header_length, body_length = _PREAMBLE.unpack(
                 file.read(_PREAMBLE.size))
-            if magic != MAGIC:
-                raise ImageError(f"{path}: not an ese weight image (bad magic {magic!r})")
             if version != FORMAT_VERSION:
                 raise ImageError(
                     f"{path}: image format version {version} is not supported; this ese reads "

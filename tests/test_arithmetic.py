@@ -39,14 +39,13 @@ def test_quantize_counts_saturated_values():
 
 @pytest.mark.parametrize("make, function", [(sigmoid_table, lambda x: 1 / (1 + np.exp(-x))),
                                             (tanh_table, np.tanh)])
-def test_tables_follow_the_function_within_two_lsb_everywhere(make, function):
+def test_tables_follow_the_function_within_one_lsb_everywhere(make, function):
     config = ese.Config()
     table = make(config)
     codes = np.arange(-32768, 32768)
     values = table.lookup(codes)
     error = np.abs(values / 4096 - function(codes / 4096))
-    # Interpolation error is far below an LSB; the clamp at the range ends costs < 2 LSB.
-    assert error.max() < 2 / 4096
+    assert error.max() < 1 / 4096
     assert np.all(np.diff(values) >= 0), "the table must be monotonic"
 
 

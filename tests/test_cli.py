@@ -1,0 +1,104 @@
+"""The ``ese`` command line: the demo, each subcommand, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import ese
+from ese.sw.cli import main
+from ese.sw.demo import DemoSettings
+
+from helpers import frames
+
+
+def ese_command(*args):
+    """Run ``python -m ese`` as a user would; returns the completed process."""
+    return subprocess.run([sys.executable, "-m", "ese", *map(str, args)], capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "model.ese"
+    ese.compile(ese.PeepholeLSTM(6, 10, proj_size=4), ese.Config(pes=2), density=0.5).save(path)
+    return path
+
+
+def test_demo_runs_bit_exact_and_reports():
+    run = ese_command("demo", "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["bitexact"] and report["mismatches"] == 0
+    defaults = DemoSettings()
+    assert report["frames"] == defaults.frames and report["pes"] == defaults.pes
+    assert 0 < report["density"] <= defaults.density + 0.01
+    assert report["cycles_per_frame"] > 0
+    assert "bit-exact" in run.stdout and "cycles per frame" in run.stdout
+
+
+def test_compile_info_predict_and_simulate(tmp_path):
+    module = ese.PeepholeLSTM(40, 96, proj_size=48)     # the demo's shape: shares its build
+    torch.save(module, tmp_path / "module.pt")
+    out = tmp_path / "model.ese"
+    assert main(["compile", str(tmp_path / "module.pt"), "-o", str(out), "--pes", "4",
+                 "--density", "0.3"]) == 0
+    program = ese.load(out)
+    assert program.summary()["pes"] == 4
+
+    x = frames(5, 40)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["predict", str(out), "-i", str(tmp_path / "x.npy"),
+                 "-o", str(tmp_path / "y.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "y.npy"), program.predict(x))
+
+    run = ese_command("simulate", out, "-i", tmp_path / "x.npy", "--json",
+                      "-o", tmp_path / "rtl.npy")
+    assert run.returncode == 0, run.stderr
+    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    assert figures["bitexact"] and figures["frames"] == 5
+    assert np.array_equal(np.load(tmp_path / "rtl.npy"), program.predict(x))
+
+    run = ese_command("info", out, "--json")
+    assert json.loads(run.stdout)["summary"]["nonzeros"] == program.summary()["nonzeros"]
+
+
+def test_verilog_is_written(image, tmp_path, capsys):
+    assert main(["verilog", str(image), "-o", str(tmp_path / "top.v")]) == 0
+    assert "module ese_accelerator" in (tmp_path / "top.v").read_text()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["info", "{tmp}/absent.ese"], "does not exist"),
+    (["info", "{tmp}"], "is not a file"),
+    (["info", "{tmp}/text.ese"], "not an ese weight image"),
+    (["compile", "{tmp}/dict.pt", "-o", "{tmp}/x.ese"], "ese compiles a torch.nn.Module"),
+    (["compile", "{tmp}/text.ese", "-o", "{tmp}/x.ese"], "is not a PyTorch module"),
+    (["predict", "{image}", "-i", "{tmp}/text.ese", "-o", "{tmp}/y.npy"], "not a .npy array"),
+    (["predict", "{image}", "-i", "{tmp}/wide.npy", "-o", "{tmp}/y.npy"], "takes 6 inputs"),
+])
+def test_bad_input_gives_one_line_and_status_2(arguments, message, image, tmp_path):
+    (tmp_path / "text.ese").write_text("hello")
+    torch.save({"not": "a module"}, tmp_path / "dict.pt")
+    np.save(tmp_path / "wide.npy", np.zeros((3, 9)))
+    run = ese_command(*(a.format(tmp=tmp_path, image=image) for a in arguments))
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", [["--density", "2"], ["--pes", "0"], ["--stalls", "1.5"],
+                                    ["--frames", "many"]])
+def test_options_out_of_range_are_refused(option):
+    run = ese_command("demo", *option)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "expected" in run.stderr
+
+
+def test_non_power_of_two_pe_count_is_a_clean_error(tmp_path):
+    torch.save(torch.nn.LSTMCell(3, 4), tmp_path / "cell.pt")
+    run = ese_command("compile", tmp_path / "cell.pt", "-o", tmp_path / "x.ese", "--pes", "3")
+    assert run.returncode == 2 and "power of two" in run.stderr
