@@ -27,11 +27,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sw.errors import ConfigError
-from ..sw.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
+from ..sw.memory_map import LOAD_WORD_BITS, MemoryMap
 from .axi_stream import AxiStreamSignature
 from .broadcast import ActivationBroadcaster
-from .cell import CellUnit
 from .cell import LATENCY as CELL_LATENCY
+from .cell import CellUnit
 from .loader import WeightLoader
 from .pe import BANKS, ProcessingElement
 from .writeback import ProjectionWriteback

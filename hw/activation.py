@@ -52,7 +52,8 @@ class ActivationTable(wiring.Component):
         table = self.table
         base_bits, slope_bits = table.base_bits, table.slope_bits
         word = data.StructLayout({"base": signed(base_bits), "slope": signed(slope_bits)})
-        init = [(int(b) & ((1 << base_bits) - 1)) | ((int(s) & ((1 << slope_bits) - 1)) << base_bits)
+        base_mask, slope_mask = (1 << base_bits) - 1, (1 << slope_bits) - 1
+        init = [(int(b) & base_mask) | ((int(s) & slope_mask) << base_bits)
                 for b, s in zip(table.base, table.slope)]
         m.submodules.memory = memory = Memory(shape=unsigned(word.size), depth=len(init),
                                               init=init)

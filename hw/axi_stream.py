@@ -6,7 +6,6 @@ handshake is exposed under AXI4-Stream names: ``tdata``, ``tvalid``, ``tready`` 
 stream needs them, ``tlast`` (end of a frame) and ``tuser`` (side information).
 """
 
-from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

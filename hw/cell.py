@@ -21,8 +21,9 @@ from amaranth.lib.wiring import In, Out
 from ..sw.arithmetic import sigmoid_table, tanh_table
 from ..sw.memory_map import MemoryMap, address_bits, count_bits
 from .activation import ActivationTable
-from .fixed import delay, requantize
-from .pe import BANKS, WritePortSignature
+from .fixed import requantize
+from .pe import WritePortSignature, readout_request_members
+from .pipeline import credited_issue, delay, output_queue_members
 
 __all__ = ["CellUnit", "LATENCY"]
 
@@ -62,7 +63,6 @@ class CellUnit(wiring.Component):
         config.require_sized()
         self.config = config
         mm = MemoryMap(config)
-        self.pe_bits = max(1, (config.pes - 1).bit_length())
         cells = address_bits(config.cell_depth)
         vector = address_bits(config.vector_depth)
         super().__init__({
@@ -72,20 +72,14 @@ class CellUnit(wiring.Component):
             "output_base": In(vector),
             "emit": In(1),
             "busy": Out(1),
-            "accumulator_pe": Out(self.pe_bits),
-            "accumulator_address": Out(address_bits(config.accumulator_depth // BANKS)),
-            "accumulator_read": Out(1),
-            "accumulator_data": In(data.ArrayLayout(signed(config.accumulator_bits), BANKS)),
+            **readout_request_members(config),
             "parameter_address": Out(cells),
             "parameter_data": In(mm.cell_parameter_bits),
             "state_address": Out(cells),
             "state_data": In(signed(config.cell_bits)),
             "state_write": Out(WritePortSignature(cells, config.cell_bits)),
             "vector_write": Out(WritePortSignature(vector, config.activation_bits)),
-            "output_space": In(range(1 << 12)),
-            "output_valid": Out(1),
-            "output_value": Out(signed(config.activation_bits)),
-            "output_last": Out(1),
+            **output_queue_members(config),
         })
 
     def elaborate(self, platform):
@@ -102,22 +96,14 @@ class CellUnit(wiring.Component):
         m.submodules.tanh = tanh = ActivationTable(tanh_table(config), lookups=2)
 
         # Issue: one cell per cycle, while the output queue has room for everything in flight.
-        cells = Signal.like(self.cells)
         cell_base = Signal.like(self.cell_base)
         output_base = Signal.like(self.output_base)
-        emit = Signal()
-        index = Signal.like(self.cells)
-        in_flight = Signal(range(LATENCY + 2))
-        issue = Signal()
-        finish = Signal()   # a cell leaves the pipeline this cycle
         with m.If(self.start):
-            m.d.sync += [cells.eq(self.cells), cell_base.eq(self.cell_base),
-                         output_base.eq(self.output_base), emit.eq(self.emit), index.eq(0)]
-        m.d.comb += issue.eq((index < cells) & (~emit | (in_flight < self.output_space)))
-        with m.If(issue):
-            m.d.sync += index.eq(index + 1)
-        m.d.sync += in_flight.eq(in_flight + issue - finish)
-        m.d.comb += self.busy.eq((index < cells) | (in_flight != 0))
+            m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base)]
+        counter = credited_issue(m, start=self.start, length=self.cells, emit=self.emit,
+                                 output_space=self.output_space, latency=LATENCY, name="cell")
+        index, issue, cells = counter.index, counter.issue, counter.length
+        m.d.comb += self.busy.eq(counter.busy)
 
         m.d.comb += [
             self.accumulator_pe.eq(index[:log2_pes] if log2_pes else 0),
@@ -132,7 +118,6 @@ class CellUnit(wiring.Component):
         last0 = index + 1 == cells
 
         # Stage 1: operands arrive; peephole products with the previous state.
-        valid1 = delay(m, valid0, 1, "valid1")
         gates = self.accumulator_data
         params = data.View(data.StructLayout({name: signed(width) if s else unsigned(width)
                                               for name, width, s in mm.cell_parameter_fields}),
@@ -200,13 +185,12 @@ class CellUnit(wiring.Component):
         # Stage 10: m = o * tanh(c'), written in stage 11.
         output = Signal(signed(act.bits))
         m.d.sync += output.eq(requantize(sigmoid.values[2] * tanh.values[1], 2 * act.frac, act))
-        valid11 = delay(m, valid0, LATENCY, "valid11")
+        valid11 = counter.finish
         m.d.comb += [
-            finish.eq(valid11),
             self.vector_write.address.eq(delay(m, output_address0, LATENCY, "output_address11")),
             self.vector_write.data.eq(output),
             self.vector_write.enable.eq(valid11),
-            self.output_valid.eq(valid11 & emit),
+            self.output_valid.eq(valid11 & counter.emit),
             self.output_value.eq(output),
             self.output_last.eq(delay(m, last0, LATENCY, "last11")),
         ]

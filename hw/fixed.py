@@ -7,7 +7,7 @@ width. Using the same definitions here and in the golden model is what keeps the
 
 from amaranth.hdl import Const, Mux, Value, signed
 
-__all__ = ["round_shift", "saturate", "requantize", "delay"]
+__all__ = ["round_shift", "saturate", "requantize"]
 
 
 def round_shift(value, shift):
@@ -32,14 +32,3 @@ def saturate(value, bits):
 def requantize(value, frac, fmt):
     """Convert ``value`` with ``frac`` fraction bits to ``fmt`` (a FixedFormat)."""
     return saturate(round_shift(value, frac - fmt.frac), fmt.bits)
-
-
-def delay(m, value, cycles, name):
-    """``value`` delayed by ``cycles`` clock cycles through a chain of registers."""
-    value = Value.cast(value)
-    from amaranth.hdl import Signal
-    for stage in range(cycles):
-        register = Signal(value.shape(), name=f"{name}_d{stage + 1}")
-        m.d.sync += register.eq(value)
-        value = register
-    return value

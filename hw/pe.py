@@ -29,7 +29,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.memory_map import MemoryMap, address_bits
 
-__all__ = ["ProcessingElement", "BroadcastLayout", "WritePortSignature", "BANKS"]
+__all__ = ["ProcessingElement", "BroadcastLayout", "WritePortSignature", "BANKS",
+           "readout_request_members"]
 
 BANKS = 4
 
@@ -52,6 +53,19 @@ class WritePortSignature(wiring.Signature):
             "data": Out(data_width),
             "enable": Out(1),
         })
+
+
+def readout_request_members(config):
+    """Ports of a unit that reads PE accumulators: which PE, which address, and the data.
+
+    The data (all four banks of the address) arrive one cycle after the read.
+    """
+    return {
+        "accumulator_pe": Out(max(1, (config.pes - 1).bit_length())),
+        "accumulator_address": Out(address_bits(config.accumulator_depth // BANKS)),
+        "accumulator_read": Out(1),
+        "accumulator_data": In(data.ArrayLayout(signed(config.accumulator_bits), BANKS)),
+    }
 
 
 class ProcessingElement(wiring.Component):

@@ -8,12 +8,13 @@ for the network's output, into the output queue.
 """
 
 from amaranth.hdl import Const, Module, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.memory_map import address_bits, count_bits
-from .fixed import delay, requantize
-from .pe import BANKS, WritePortSignature
+from .fixed import requantize
+from .pe import BANKS, WritePortSignature, readout_request_members
+from .pipeline import credited_issue, delay, output_queue_members
 
 __all__ = ["ProjectionWriteback", "LATENCY"]
 
@@ -41,7 +42,6 @@ class ProjectionWriteback(wiring.Component):
     def __init__(self, config):
         config.require_sized()
         self.config = config
-        self.pe_bits = max(1, (config.pes - 1).bit_length())
         vector = address_bits(config.vector_depth)
         super().__init__({
             "start": In(1),
@@ -50,16 +50,10 @@ class ProjectionWriteback(wiring.Component):
             "output_base": In(vector),
             "emit": In(1),
             "busy": Out(1),
-            "accumulator_pe": Out(self.pe_bits),
-            "accumulator_address": Out(address_bits(config.accumulator_depth // BANKS)),
-            "accumulator_read": Out(1),
+            **readout_request_members(config),
             "accumulator_clear": Out(BANKS),
-            "accumulator_data": In(data.ArrayLayout(signed(config.accumulator_bits), BANKS)),
             "vector_write": Out(WritePortSignature(vector, config.activation_bits)),
-            "output_space": In(range(1 << 12)),
-            "output_valid": Out(1),
-            "output_value": Out(signed(config.activation_bits)),
-            "output_last": Out(1),
+            **output_queue_members(config),
         })
 
     def elaborate(self, platform):
@@ -67,22 +61,15 @@ class ProjectionWriteback(wiring.Component):
         config = self.config
         log2_pes = (config.pes - 1).bit_length()
 
-        rows = Signal.like(self.rows)
         row_base = Signal.like(self.row_base)
         output_base = Signal.like(self.output_base)
-        emit = Signal()
-        index = Signal.like(self.rows)
-        in_flight = Signal(range(LATENCY + 2))
-        issue = Signal()
-        finish = Signal()
         with m.If(self.start):
-            m.d.sync += [rows.eq(self.rows), row_base.eq(self.row_base),
-                         output_base.eq(self.output_base), emit.eq(self.emit), index.eq(0)]
-        m.d.comb += issue.eq((index < rows) & (~emit | (in_flight < self.output_space)))
-        with m.If(issue):
-            m.d.sync += index.eq(index + 1)
-        m.d.sync += in_flight.eq(in_flight + issue - finish)
-        m.d.comb += self.busy.eq((index < rows) | (in_flight != 0))
+            m.d.sync += [row_base.eq(self.row_base), output_base.eq(self.output_base)]
+        counter = credited_issue(m, start=self.start, length=self.rows, emit=self.emit,
+                                 output_space=self.output_space, latency=LATENCY,
+                                 name="row")
+        index, issue, rows = counter.index, counter.issue, counter.length
+        m.d.comb += self.busy.eq(counter.busy)
 
         row = Signal.like(self.row_base)
         m.d.comb += [
@@ -97,13 +84,12 @@ class ProjectionWriteback(wiring.Component):
         selected = self.accumulator_data[bank1]
         m.d.sync += value.eq(requantize(selected, config.product_frac_bits,
                                         config.activation_format))
-        valid2 = delay(m, issue, LATENCY, "valid2")
+        valid2 = counter.finish
         m.d.comb += [
-            finish.eq(valid2),
             self.vector_write.address.eq(delay(m, output_base + index, LATENCY, "address2")),
             self.vector_write.data.eq(value),
             self.vector_write.enable.eq(valid2),
-            self.output_valid.eq(valid2 & emit),
+            self.output_valid.eq(valid2 & counter.emit),
             self.output_value.eq(value),
             self.output_last.eq(delay(m, index + 1 == rows, LATENCY, "last2")),
         ]

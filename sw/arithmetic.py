@@ -16,7 +16,6 @@ states the same contract in prose. In short:
 Functions work on numpy integer arrays (int64) and on Python ints.
 """
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,8 +206,3 @@ def cell_update(config, gates, bias, peephole, cell, sigmoid=None, tanh=None):
     squashed = tanh.lookup(requantize(new_cell, config.cell_frac_bits, act))
     output = requantize(o * squashed, 2 * config.activation_frac_bits, act)
     return new_cell, output
-
-
-def log2_ceil(value):
-    """Bits needed to count ``value`` distinct things (at least 1)."""
-    return max(1, math.ceil(math.log2(max(1, value))))

@@ -44,24 +44,22 @@ def _positive_int(text):
     return value
 
 
-def _density(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a density in (0, 1], not {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a density in (0, 1], not {value}")
-    return value
+def _number_in(low, high, what, include_low):
+    """An argparse type: a number in (low, high] or [low, high)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+        inside = (low <= value < high) if include_low else (low < value <= high)
+        if not inside:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {value}")
+        return value
+    return parse
 
 
-def _probability(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability, not {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), not {value}")
-    return value
+_density = _number_in(0.0, 1.0, "a density in (0, 1]", include_low=False)
+_probability = _number_in(0.0, 1.0, "a probability in [0, 1)", include_low=True)
 
 
 def _existing_file(path, what):
@@ -182,9 +180,10 @@ def cmd_verilog(args):
 
 def _print_summary(program, path):
     s = program.summary()
-    layers = "; ".join(f"{l['inputs']}->{l['cells']} cells" + (f"->{l['proj']} proj"
-                       if l["proj"] else "") + (" (peepholes)" if l["peepholes"] else "")
-                       for l in s["layers"])
+    layers = "; ".join(f"{layer['inputs']}->{layer['cells']} cells"
+                       + (f"->{layer['proj']} proj" if layer["proj"] else "")
+                       + (" (peepholes)" if layer["peepholes"] else "")
+                       for layer in s["layers"])
     print(f"{path}: {s['source']}, {layers}")
     print(f"  {s['pes']} PEs, {s['nonzeros']} of {s['weights']} weights non-zero "
           f"(density {s['density']:.4f}), {s['padding_entries']} padding entries, "

@@ -64,7 +64,7 @@ class Config:
         Depth of each PE's queue of broadcast (column, activation) pairs (EIE: 8).
     clock_mhz : float
         Clock the design is built and reported for.
-    max_layers, pointer_depth, entry_depth, accumulator_depth, cell_depth, vector_depth : int or None
+    max_layers, pointer_depth, entry_depth, accumulator_depth, cell_depth, vector_depth : int
         Memory capacities; ``None`` sizes them for the compiled model (to the next power of
         two, so that similar models share one hardware build).
     """
@@ -136,7 +136,8 @@ class Config:
                 f"weight_bits + activation_bits = {self.product_bits}")
         if (isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float))
                 or not 0 < self.clock_mhz <= 1000):
-            raise ConfigError(f"Config.clock_mhz must be a frequency in MHz, not {self.clock_mhz!r}")
+            raise ConfigError(
+                f"Config.clock_mhz must be a frequency in MHz, not {self.clock_mhz!r}")
         for name in CAPACITY_FIELDS:
             value = getattr(self, name)
             if value is not None:
@@ -244,7 +245,3 @@ class Config:
         if missing:
             raise ConfigError(f"Config fields missing: {', '.join(missing)}")
         return cls(**values)
-
-    def hardware_key(self):
-        """The parameters that change the generated hardware, as a canonical string."""
-        return ",".join(f"{name}={value}" for name, value in sorted(self.to_dict().items()))

@@ -92,6 +92,17 @@ def _check_sizes(module, **sizes):
                 f"input and one cell")
 
 
+def _stacked_prunable(module):
+    """Prunable matrices of a stack named like torch.nn.LSTM (weight_ih_l0, weight_hh_l0, ...)."""
+    found = []
+    for layer in range(module.num_layers):
+        found.append(PrunableMatrix(module, f"weight_ih_l{layer}", module.hidden_size))
+        found.append(PrunableMatrix(module, f"weight_hh_l{layer}", module.hidden_size))
+        if module.proj_size:
+            found.append(PrunableMatrix(module, f"weight_hr_l{layer}", module.proj_size))
+    return found
+
+
 class Converter:
     """Base class: one instance per supported module type, found through the registry."""
 
@@ -139,13 +150,7 @@ class TorchLSTMConverter(Converter):
             _array(parameter[:0], f"torch.nn.LSTM parameter {name}")
 
     def prunable(self, module):
-        found = []
-        for layer in range(module.num_layers):
-            found.append(PrunableMatrix(module, f"weight_ih_l{layer}", module.hidden_size))
-            found.append(PrunableMatrix(module, f"weight_hh_l{layer}", module.hidden_size))
-            if module.proj_size:
-                found.append(PrunableMatrix(module, f"weight_hr_l{layer}", module.proj_size))
-        return found
+        return _stacked_prunable(module)
 
     def describe(self, module):
         layers = []
@@ -211,13 +216,7 @@ class PeepholeLSTMConverter(Converter):
             _array(parameter[:0], f"PeepholeLSTM parameter {name}")
 
     def prunable(self, module):
-        found = []
-        for layer in range(module.num_layers):
-            found.append(PrunableMatrix(module, f"weight_ih_l{layer}", module.hidden_size))
-            found.append(PrunableMatrix(module, f"weight_hh_l{layer}", module.hidden_size))
-            if module.proj_size:
-                found.append(PrunableMatrix(module, f"weight_hr_l{layer}", module.proj_size))
-        return found
+        return _stacked_prunable(module)
 
     def describe(self, module):
         layers = []

@@ -31,6 +31,7 @@ def run_demo(settings, console):
     import torch
 
     import ese
+
     from .program import compile
 
     torch.manual_seed(settings.seed)

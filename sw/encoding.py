@@ -22,8 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ImageError
-from .memory_map import (LOAD_WORD_BITS, LoadTarget, MemoryMap, pack_fields, unpack_fields,
-                         words_per_element)
+from .memory_map import (
+    LOAD_WORD_BITS,
+    LoadTarget,
+    MemoryMap,
+    pack_fields,
+    words_per_element,
+)
 from .quantization import QuantizedLayer, QuantizedModel
 
 __all__ = ["HardwareImage", "encode_model", "decode_image", "layout_model", "encode_columns"]
@@ -247,8 +252,6 @@ def _decode_columns(words, counts, rows, config, what):
         raise ImageError(f"{what}: an entry word has bits beyond its fields")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     column_of = np.repeat(np.arange(columns), counts)
-    first = np.zeros(len(words), dtype=bool)
-    first[starts[counts > 0]] = True
     # Row of each entry: within a column, the running sum of (run + 1), minus one.
     steps = runs + 1
     totals = np.cumsum(steps)
@@ -327,7 +330,3 @@ def decode_image(image):
             raise ImageError(f"layer {index} takes {layers[index].inputs} inputs but layer "
                              f"{index - 1} produces {layers[index - 1].outputs}")
     return QuantizedModel(config, layers)
-
-
-def unpack_descriptor(word, config):
-    return unpack_fields(word, MemoryMap(config).descriptor_fields)

@@ -60,7 +60,10 @@ def pack_fields(values, fields):
     word, offset = 0, 0
     for name, width, signed in fields:
         value = int(values[name])
-        low, high = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+        if signed:
+            low, high = -(1 << (width - 1)), (1 << (width - 1)) - 1
+        else:
+            low, high = 0, (1 << width) - 1
         if not low <= value <= high:
             raise ValueError(f"field {name}={value} does not fit {width} bits")
         word |= (value & ((1 << width) - 1)) << offset

@@ -12,13 +12,64 @@ import numpy as np
 
 from .errors import UnsupportedModelError
 
-__all__ = ["LayerDescription", "ModelDescription", "GATES"]
+__all__ = ["LayerShape", "StackShape", "LayerDescription", "ModelDescription"]
 
-GATES = ("i", "f", "g", "o")
+
+class LayerShape:
+    """Sizes of a layer, read off its ``input_weights`` and ``projection`` arrays."""
+
+    @property
+    def cells(self):
+        return self.input_weights.shape[0] // 4
+
+    @property
+    def inputs(self):
+        return self.input_weights.shape[1]
+
+    @property
+    def proj(self):
+        """Projection size, or 0 where the layer has no projection."""
+        return 0 if self.projection is None else self.projection.shape[0]
+
+    @property
+    def recurrent(self):
+        """Size of y, the layer's output and recurrent input."""
+        return self.proj or self.cells
+
+    @property
+    def outputs(self):
+        return self.recurrent
+
+    def matrices(self):
+        """The sparse matrices of the layer, by name."""
+        found = {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights}
+        if self.projection is not None:
+            found["projection"] = self.projection
+        return found
+
+
+class StackShape:
+    """Sizes and counts of a stack of layers (``self.layers``)."""
+
+    @property
+    def inputs(self):
+        return self.layers[0].inputs
+
+    @property
+    def outputs(self):
+        return self.layers[-1].outputs
+
+    def weight_count(self):
+        """Weights in all sparse matrices (zeros included)."""
+        return sum(m.size for layer in self.layers for m in layer.matrices().values())
+
+    def nonzero_count(self):
+        return sum(int(np.count_nonzero(m)) for layer in self.layers
+                   for m in layer.matrices().values())
 
 
 @dataclass
-class LayerDescription:
+class LayerDescription(LayerShape):
     """One LSTM layer.
 
     Attributes
@@ -51,28 +102,6 @@ class LayerDescription:
             self.projection = np.asarray(self.projection, dtype=np.float64)
         self.validate()
 
-    @property
-    def cells(self):
-        return self.input_weights.shape[0] // 4
-
-    @property
-    def inputs(self):
-        return self.input_weights.shape[1]
-
-    @property
-    def proj(self):
-        """Projection size, or 0 where the layer has no projection."""
-        return 0 if self.projection is None else self.projection.shape[0]
-
-    @property
-    def recurrent(self):
-        """Size of y, the layer's output and recurrent input."""
-        return self.proj or self.cells
-
-    @property
-    def outputs(self):
-        return self.recurrent
-
     def validate(self):
         rows, inputs = self.input_weights.shape if self.input_weights.ndim == 2 else (0, 0)
         if self.input_weights.ndim != 2 or rows == 0 or rows % 4 or inputs == 0:
@@ -99,16 +128,9 @@ class LayerDescription:
             if array is not None and not np.all(np.isfinite(array)):
                 raise UnsupportedModelError(f"{name} holds NaN or infinite values")
 
-    def matrices(self):
-        """The sparse matrices of the layer, by name."""
-        found = {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights}
-        if self.projection is not None:
-            found["projection"] = self.projection
-        return found
-
 
 @dataclass
-class ModelDescription:
+class ModelDescription(StackShape):
     """A stack of LSTM layers; layer ``k + 1`` reads layer ``k``'s output ``y``."""
 
     layers: list
@@ -124,22 +146,6 @@ class ModelDescription:
                 raise UnsupportedModelError(
                     f"layer {index} takes {after.inputs} inputs but layer {index - 1} "
                     f"produces {before.outputs}")
-
-    @property
-    def inputs(self):
-        return self.layers[0].inputs
-
-    @property
-    def outputs(self):
-        return self.layers[-1].outputs
-
-    def weight_count(self):
-        """Weights in all sparse matrices (zeros included)."""
-        return sum(m.size for layer in self.layers for m in layer.matrices().values())
-
-    def nonzero_count(self):
-        return sum(int(np.count_nonzero(m)) for layer in self.layers
-                   for m in layer.matrices().values())
 
     def summary(self):
         parts = []

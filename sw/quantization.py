@@ -14,12 +14,13 @@ import numpy as np
 
 from .arithmetic import quantize
 from .errors import CapacityError
+from .model import LayerShape, StackShape
 
 __all__ = ["QuantizedLayer", "QuantizedModel", "QuantizationReport", "quantize_model"]
 
 
 @dataclass
-class QuantizedLayer:
+class QuantizedLayer(LayerShape):
     """One layer in integers (int64 arrays; shapes as in LayerDescription).
 
     ``peephole`` is always present (zeros where the source had none); ``projection`` is None
@@ -33,35 +34,9 @@ class QuantizedLayer:
     projection: "np.ndarray | None"
 
     @property
-    def cells(self):
-        return self.input_weights.shape[0] // 4
-
-    @property
-    def inputs(self):
-        return self.input_weights.shape[1]
-
-    @property
-    def proj(self):
-        return 0 if self.projection is None else self.projection.shape[0]
-
-    @property
-    def recurrent(self):
-        return self.proj or self.cells
-
-    @property
-    def outputs(self):
-        return self.recurrent
-
-    @property
     def gate_weights(self):
         """[W_x | W_r]: the matrix the gates multiply with [x; y]."""
         return np.concatenate([self.input_weights, self.recurrent_weights], axis=1)
-
-    def matrices(self):
-        found = {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights}
-        if self.projection is not None:
-            found["projection"] = self.projection
-        return found
 
     def equals(self, other):
         names = ("input_weights", "recurrent_weights", "bias", "peephole")
@@ -99,27 +74,12 @@ class QuantizationReport:
 
 
 @dataclass
-class QuantizedModel:
+class QuantizedModel(StackShape):
     """The integer model: what the image encodes and the golden model runs."""
 
     config: object
     layers: list
     source: str = "unknown"
-
-    @property
-    def inputs(self):
-        return self.layers[0].inputs
-
-    @property
-    def outputs(self):
-        return self.layers[-1].outputs
-
-    def nonzero_count(self):
-        return sum(int(np.count_nonzero(m)) for layer in self.layers
-                   for m in layer.matrices().values())
-
-    def weight_count(self):
-        return sum(m.size for layer in self.layers for m in layer.matrices().values())
 
     def equals(self, other):
         return (len(self.layers) == len(other.layers)

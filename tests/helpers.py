@@ -9,7 +9,6 @@ import numpy as np
 
 import ese
 
-
 #: Tolerance of the fixed-point golden model against float PyTorch with the same pruned
 #: weights, for the test models (rows of at most ~300 inputs, activations of order 1). The
 #: error is dominated by weight rounding (half an LSB, 2**-11, per weight, adding up like a

@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 
 import ese
-from ese.sw.arithmetic import (FixedFormat, cell_update, dequantize, quantize, requantize,
-                               round_shift, saturate, sigmoid_table, tanh_table)
+from ese.sw.arithmetic import (
+    FixedFormat,
+    cell_update,
+    dequantize,
+    quantize,
+    requantize,
+    round_shift,
+    saturate,
+    sigmoid_table,
+    tanh_table,
+)
 
 
 def test_round_shift_rounds_to_nearest_with_ties_up():

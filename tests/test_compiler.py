@@ -14,7 +14,6 @@ from ese.sw.quantization import quantize_model
 
 from helpers import FLOAT_TOLERANCE, frames
 
-
 # Converters.
 
 def test_lstm_description_matches_the_module():
@@ -287,3 +286,12 @@ def test_encode_model_sizes_the_capacities():
     assert config.pointer_depth >= 10 + 5 + 12 + 1
     assert config.vector_depth >= 10 + 5 + 12
     assert encode_model(program.model, config).config == config
+
+
+def test_packed_fields_round_trip():
+    from ese.sw.memory_map import pack_fields, unpack_fields
+    fields = [("a", 4, False), ("b", 12, True), ("c", 1, False)]
+    values = {"a": 9, "b": -2000, "c": 1}
+    assert unpack_fields(pack_fields(values, fields), fields) == values
+    with pytest.raises(ValueError, match="does not fit"):
+        pack_fields({"a": 16, "b": 0, "c": 0}, fields)

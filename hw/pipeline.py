@@ -1,0 +1,70 @@
+"""Small building blocks for fixed-latency pipelines.
+
+The cell unit and the projection writeback are pipelines without stalls: an item issued in
+cycle t leaves ``latency`` cycles later, whether or not anyone is ready for it. They stay
+correct under back-pressure by issuing only while the queue they feed has room for everything
+already in flight (credit-based flow control), which :func:`credited_issue` builds.
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Signal, Value, signed
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["delay", "credited_issue", "CreditedIssue", "output_queue_members"]
+
+
+def output_queue_members(config):
+    """Ports of a unit that writes the output queue without a handshake, under credit."""
+    return {
+        "output_space": In(range(1 << 12)),     # free entries of the queue
+        "output_valid": Out(1),
+        "output_value": Out(signed(config.activation_bits)),
+        "output_last": Out(1),
+    }
+
+
+def delay(m, value, cycles, name):
+    """``value`` delayed by ``cycles`` clock cycles through a chain of registers."""
+    value = Value.cast(value)
+    for stage in range(cycles):
+        register = Signal(value.shape(), name=f"{name}_d{stage + 1}")
+        m.d.sync += register.eq(value)
+        value = register
+    return value
+
+
+@dataclass
+class CreditedIssue:
+    """Signals of an issue counter (see :func:`credited_issue`)."""
+
+    index: Signal      # the item being offered this cycle
+    issue: Value       # the item at ``index`` enters the pipeline this cycle
+    finish: Value      # an item leaves the pipeline this cycle
+    busy: Value        # items remain to issue, or some are in flight
+    length: Signal     # registered item count
+    emit: Signal       # registered: whether the items go to the output queue
+
+
+def credited_issue(m, *, start, length, emit, output_space, latency, name):
+    """Issue items 0, 1, ..., length-1, one per cycle, into a pipeline of ``latency`` cycles.
+
+    ``start`` (a strobe) samples ``length`` and ``emit``. While ``emit`` is set, an item is
+    issued only if ``output_space`` (free entries of the output queue) exceeds the items in
+    flight, so the queue can never overflow.
+    """
+    registered_length = Signal.like(length, name=f"{name}_length")
+    registered_emit = Signal(name=f"{name}_emit")
+    index = Signal.like(length, name=f"{name}_index")
+    in_flight = Signal(range(latency + 2), name=f"{name}_in_flight")
+    issue = Signal(name=f"{name}_issue")
+    with m.If(start):
+        m.d.sync += [registered_length.eq(length), registered_emit.eq(emit), index.eq(0)]
+    m.d.comb += issue.eq((index < registered_length)
+                         & (~registered_emit | (in_flight < output_space)))
+    finish = delay(m, issue, latency, f"{name}_valid")
+    with m.If(issue):
+        m.d.sync += index.eq(index + 1)
+    m.d.sync += in_flight.eq(in_flight + issue - finish)
+    busy = (index < registered_length) | (in_flight != 0)
+    return CreditedIssue(index, issue, finish, busy, registered_length, registered_emit)
