@@ -1,20 +1,29 @@
 """The LSTM accelerator: PEs, shared memories, cell unit and the frame sequencer.
 
-Dataflow of one frame (one channel)::
+Dataflow of frame t (one channel; layer l's y is layer l+1's x)::
 
-    frames_in ──> vector memory [x]
-    for each layer:
-        broadcaster: x, then y_{t-1}  ──> PEs: gates += [W_x | W_r] [x; y_{t-1}]
-        cell unit: gates, c_{t-1}     ──> c_t, m_t            (m_t to the vector memory)
-        with a projection:
-            broadcaster: m_t          ──> PEs: y += W_ym m_t
-            writeback: y_t            ──> vector memory [y], and frames_out for the last layer
-        without: y_t = m_t            ──> vector memory [y], and frames_out for the last layer
+    frames_in ─> receiver ─> input memory (two slots: x_t, x_{t+1})
+    for each layer l:
+        gates:       broadcast x and y_{t-1} ─> PEs: G[t mod 2] += [W_x | W_r] [x; y_{t-1}]
+        fence        (every product above is in the accumulators)
+        cell unit:   G[t mod 2], c_{t-1} ─> c_t, m_t  (m_t written to the vector memory)
+        projection:  broadcast m_t, following the cell unit ─> PEs: P += W_ym m_t
+        fence, then writeback: P ─> y_t in the vector memory (and frames_out, last layer)
+        (without a projection, y_t = m_t)
 
-The sequencer runs these phases one after another. The weights arrive through the load
-stream (:mod:`ese.hw.loader`) before the first frame; the first input word of a sequence
-carries ``tuser = 1``, which zeroes the cell states, recurrent outputs and accumulators before
-the frame runs.
+What keeps the PEs busy through the serial chain of a frame:
+
+* the products of the first layer's input, W_x x_{t+1}, do not depend on frame t: the filler
+  reader broadcasts them whenever the critical path has nothing to send (while the cell unit
+  starts, at fences), into the other set of gate accumulators;
+* the projection's broadcast follows the cell unit word by word, and the next frame's
+  recurrent broadcast follows the writeback, so no phase waits for the previous one to end;
+* fences travel behind the work in every PE's queue, so a PE that is done goes on with
+  filler while slower ones finish.
+
+The weights arrive through the load stream (:mod:`ese.hw.loader`) before the first frame.
+The first input word of a sequence carries ``tuser = 1``: the sequencer waits for the
+machine to drain, zeroes cell states, recurrent outputs and accumulators, then runs it.
 
 Ports use AXI4-Stream names (``*__tdata``, ``*__tvalid``, ...) so that bus models and DMA
 engines attach directly.
@@ -29,11 +38,12 @@ from amaranth.lib.wiring import In, Out
 from ..sw.errors import ConfigError
 from ..sw.memory_map import LOAD_WORD_BITS, MemoryMap
 from .axi_stream import AxiStreamSignature
-from .broadcast import ActivationBroadcaster
+from .broadcast import BroadcastArbiter, Follow, VectorReader
 from .cell import LATENCY as CELL_LATENCY
 from .cell import CellUnit
 from .loader import WeightLoader
-from .pe import BANKS, ProcessingElement
+from .pe import GATES, ProcessingElement, Target
+from .receiver import SLOTS, FrameReceiver
 from .writeback import ProjectionWriteback
 
 __all__ = ["LSTMAccelerator"]
@@ -66,11 +76,6 @@ class LSTMAccelerator(wiring.Component):
 
     OUTPUT_QUEUE_DEPTH = 2 * CELL_LATENCY
 
-    @staticmethod
-    def clear_cycles(config):
-        """Cycles the state clear at the start of a sequence takes (one per memory word)."""
-        return max(config.vector_depth, config.cell_depth, config.accumulator_depth // BANKS)
-
     def __init__(self, config):
         config.require_sized()
         if config.channels != 1:
@@ -88,16 +93,24 @@ class LSTMAccelerator(wiring.Component):
             "frame_error": Out(1),
         })
 
+    @staticmethod
+    def clear_cycles(config):
+        """Cycles the state clear at the start of a sequence takes (one per memory word)."""
+        return max(config.vector_depth, config.cell_depth, config.cells_per_pe,
+                   config.projections_per_pe)
+
     def elaborate(self, platform):
         m = Module()
         config = self.config
         mm = MemoryMap(config)
         pes = config.pes
-        bank_depth = config.accumulator_depth // BANKS
 
-        # Units.
+        # ---- Units --------------------------------------------------------------------------
         m.submodules.loader = loader = WeightLoader(config)
-        m.submodules.broadcaster = broadcaster = ActivationBroadcaster(config)
+        m.submodules.receiver = receiver = FrameReceiver(config)
+        m.submodules.critical = critical = VectorReader(config, config.vector_depth)
+        m.submodules.filler = filler = VectorReader(config, SLOTS * config.input_depth)
+        m.submodules.arbiter = arbiter = BroadcastArbiter(config)
         m.submodules.cells = cells = CellUnit(config)
         m.submodules.writeback = writeback = ProjectionWriteback(config)
         engines = []
@@ -106,7 +119,9 @@ class LSTMAccelerator(wiring.Component):
             m.submodules[f"pe{index}"] = pe
             engines.append(pe)
 
-        # Shared memories.
+        # ---- Memories -----------------------------------------------------------------------
+        m.submodules.inputs = inputs = Memory(shape=signed(config.activation_bits),
+                                              depth=SLOTS * config.input_depth, init=[])
         m.submodules.vector = vector = Memory(shape=signed(config.activation_bits),
                                               depth=config.vector_depth, init=[])
         m.submodules.cell_state = cell_state = Memory(shape=signed(config.cell_bits),
@@ -116,7 +131,7 @@ class LSTMAccelerator(wiring.Component):
         m.submodules.descriptors = descriptors = Memory(
             shape=unsigned(mm.descriptor_bits), depth=config.max_layers, init=[])
 
-        # Loading.
+        # ---- Loading ------------------------------------------------------------------------
         m.d.comb += [
             loader.words.payload.eq(self.weights.tdata),
             loader.words.valid.eq(self.weights.tvalid),
@@ -135,22 +150,61 @@ class LSTMAccelerator(wiring.Component):
             m.d.comb += [port.addr.eq(source.address), port.data.eq(source.data),
                          port.en.eq(source.enable)]
 
-        # Broadcast to every PE's queue: a word enters all queues in the same cycle.
+        layout = data.StructLayout({name: unsigned(width)
+                                    for name, width, _ in mm.descriptor_fields})
+        layer = Signal(range(config.max_layers))
+        descriptor_read = descriptors.read_port()
+        first_read = descriptors.read_port()          # layer 0, for the receiver and filler
+        m.d.comb += [descriptor_read.addr.eq(layer), first_read.addr.eq(0)]
+        desc = data.View(layout, descriptor_read.data)
+        first = data.View(layout, first_read.data)
+
+        # ---- Input frames -------------------------------------------------------------------
+        m.d.comb += [
+            receiver.words.payload.value.eq(self.frames_in.tdata),
+            receiver.words.payload.first.eq(self.frames_in.tuser[0]),
+            receiver.words.payload.last.eq(self.frames_in.tlast),
+            receiver.words.valid.eq(self.frames_in.tvalid),
+            self.frames_in.tready.eq(receiver.words.ready),
+            receiver.length.eq(first.inputs),
+            self.frame_error.eq(receiver.error),
+        ]
+        input_write = inputs.write_port()
+        input_read = inputs.read_port()
+        m.d.comb += [
+            input_write.addr.eq(receiver.write.address),
+            input_write.data.eq(receiver.write.data),
+            input_write.en.eq(receiver.write.enable),
+            input_read.addr.eq(filler.read_address),
+            input_read.en.eq(filler.read_enable),
+            filler.read_data.eq(input_read.data),
+        ]
+
+        # ---- Broadcast ----------------------------------------------------------------------
+        vector_read = vector.read_port()
+        m.d.comb += [
+            vector_read.addr.eq(critical.read_address),
+            vector_read.en.eq(critical.read_enable),
+            critical.read_data.eq(vector_read.data),
+        ]
+        for reader in (critical, filler):
+            m.d.comb += [reader.produced[0].eq(cells.produced),
+                         reader.produced[1].eq(writeback.produced)]
+        wiring.connect(m, critical.activations, arbiter.critical)
+        wiring.connect(m, filler.activations, arbiter.filler)
         all_ready = Signal()
         m.d.comb += all_ready.eq(Cat(pe.activations.ready for pe in engines).all())
         for pe in engines:
-            m.d.comb += [pe.activations.payload.eq(broadcaster.activations.payload),
-                         pe.activations.valid.eq(broadcaster.activations.valid & all_ready)]
-        m.d.comb += broadcaster.activations.ready.eq(all_ready)
+            m.d.comb += [pe.activations.payload.eq(arbiter.broadcast.payload),
+                         pe.activations.valid.eq(arbiter.broadcast.valid & all_ready)]
+        m.d.comb += arbiter.broadcast.ready.eq(all_ready)
+        fenced = Signal()      # every PE has passed every fence sent
+        m.d.comb += fenced.eq(Cat(pe.fences == arbiter.fences_requested
+                                  for pe in engines).all())
         all_idle = Signal()
         m.d.comb += all_idle.eq(Cat(pe.idle for pe in engines).all())
 
-        vector_read = vector.read_port()
-        m.d.comb += [vector_read.addr.eq(broadcaster.read_address),
-                     vector_read.en.eq(broadcaster.read_enable),
-                     broadcaster.read_data.eq(vector_read.data)]
-
-        # Accumulator readout by the cell unit or the writeback (never both at once).
+        # ---- Accumulator readout by the cell unit or the writeback --------------------------
         read_pe = Signal.like(cells.accumulator_pe)
         with m.If(cells.accumulator_read):
             m.d.sync += read_pe.eq(cells.accumulator_pe)
@@ -170,15 +224,16 @@ class LSTMAccelerator(wiring.Component):
             by_writeback = writeback.accumulator_read & (writeback.accumulator_pe == index)
             m.d.comb += [
                 pe.readout_enable.eq(by_cells | by_writeback),
+                pe.readout_target.eq(Mux(cells.accumulator_read, cells.accumulator_target,
+                                         writeback.accumulator_target)),
                 pe.readout_address.eq(Mux(cells.accumulator_read, cells.accumulator_address,
                                           writeback.accumulator_address)),
-                pe.readout_clear.eq(Mux(by_cells, (1 << BANKS) - 1,
-                                        writeback.accumulator_clear)),
-                pe.clear_enable.eq(clear_enable & (clear_address < bank_depth)),
+                pe.readout_clear.eq(Mux(by_cells, (1 << GATES) - 1, 1)),
+                pe.clear_enable.eq(clear_enable),
                 pe.clear_address.eq(clear_address),
             ]
 
-        # Cell parameters and state for the cell unit.
+        # ---- Cell parameters and state -------------------------------------------------------
         parameter_read = cell_parameters.read_port()
         state_read = cell_state.read_port()
         state_write = cell_state.write_port()
@@ -189,7 +244,7 @@ class LSTMAccelerator(wiring.Component):
             cells.state_data.eq(state_read.data),
         ]
 
-        # The output queue, filled by the cell unit or the writeback.
+        # ---- The output queue, filled by the cell unit or the writeback ---------------------
         output_layout = data.StructLayout({"value": signed(config.activation_bits),
                                            "last": unsigned(1)})
         m.submodules.output_queue = output_queue = SyncFIFOBuffered(
@@ -212,23 +267,8 @@ class LSTMAccelerator(wiring.Component):
             output_queue.r_en.eq(self.frames_out.tready),
         ]
 
-        # The sequencer.
-        descriptor_read = descriptors.read_port()
-        layer = Signal(range(config.max_layers))
-        m.d.comb += descriptor_read.addr.eq(layer)
-        layout = data.StructLayout({name: unsigned(width)
-                                    for name, width, _ in mm.descriptor_fields})
-        desc = data.View(layout, descriptor_read.data)
-
+        # ---- Vector memory and cell state writes --------------------------------------------
         vector_write = vector.write_port()
-        receive_write = Signal()
-        receive_address = Signal.like(vector_write.addr)
-        counter = Signal(32)
-        cleared = Signal()
-        frame_error = Signal()
-        m.d.comb += self.frame_error.eq(frame_error)
-        clear_span = self.clear_cycles(config)
-
         with m.If(clear_enable):
             m.d.comb += [
                 vector_write.addr.eq(clear_address), vector_write.data.eq(0),
@@ -242,10 +282,7 @@ class LSTMAccelerator(wiring.Component):
                 state_write.data.eq(cells.state_write.data),
                 state_write.en.eq(cells.state_write.enable),
             ]
-            with m.If(receive_write):
-                m.d.comb += [vector_write.addr.eq(receive_address),
-                             vector_write.data.eq(self.frames_in.tdata), vector_write.en.eq(1)]
-            with m.Elif(cells.vector_write.enable):
+            with m.If(cells.vector_write.enable):
                 m.d.comb += [vector_write.addr.eq(cells.vector_write.address),
                              vector_write.data.eq(cells.vector_write.data), vector_write.en.eq(1)]
             with m.Elif(writeback.vector_write.enable):
@@ -253,95 +290,162 @@ class LSTMAccelerator(wiring.Component):
                              vector_write.data.eq(writeback.vector_write.data),
                              vector_write.en.eq(1)]
 
-        def start_broadcast(vector_base, length, column_base, row_base):
-            m.d.comb += [broadcaster.start.eq(1), broadcaster.vector_base.eq(vector_base),
-                         broadcaster.length.eq(length), broadcaster.column_base.eq(column_base),
-                         broadcaster.row_base.eq(row_base)]
+        # ---- The filler: the first layer's input products of waiting frames ----------------
+        # Frame t uses input slot t mod 2 and gate accumulators t mod 2. A slot is released
+        # to the receiver at its frame's gate fence, so it holds one frame from arrival to
+        # then, whenever the filler sends it.
+        slot = Signal(range(SLOTS))         # the current frame's slot and gate bank
+        frame_running = Signal()            # the sequencer has begun the current frame
+        filled = Signal(SLOTS)              # the slot's input products have all been sent
+        filler_done = Signal(SLOTS)
+        released = Signal()                 # the current frame has handed its slot back
+        filler_slot = Signal(range(SLOTS))
+        filler_busy = Signal()
+        cells_bank = Signal(range(SLOTS))   # the gate bank the cell unit is reading
+        m.d.comb += [
+            filler.jobs.payload.length.eq(first.inputs),
+            filler.jobs.payload.column_base.eq(first.column_base),
+            filler.jobs.payload.follow.eq(Follow.NONE),
+        ]
+        current_ok = (~released & receiver.full.bit_select(slot, 1)
+                      & ~filled.bit_select(slot, 1) & ~receiver.starts.bit_select(slot, 1))
+        following = slot + 1
+        following_ok = (frame_running & receiver.full.bit_select(following, 1)
+                        & ~filled.bit_select(following, 1)
+                        & ~receiver.starts.bit_select(following, 1)
+                        & ~(cells.busy & (cells_bank == following)))
+        with m.If(~filler_busy):
+            with m.If(current_ok):
+                m.d.comb += [filler.jobs.valid.eq(1),
+                             filler.jobs.payload.base.eq(slot * config.input_depth),
+                             filler.jobs.payload.target.eq(slot)]
+                with m.If(filler.jobs.ready):
+                    m.d.sync += [filler_busy.eq(1), filler_slot.eq(slot)]
+            with m.Elif(following_ok):
+                m.d.comb += [filler.jobs.valid.eq(1),
+                             filler.jobs.payload.base.eq(following * config.input_depth),
+                             filler.jobs.payload.target.eq(following)]
+                with m.If(filler.jobs.ready):
+                    m.d.sync += [filler_busy.eq(1), filler_slot.eq(following)]
+        with m.Elif(~filler.busy):
+            m.d.sync += filler_busy.eq(0)
+            m.d.comb += filler_done.eq(1 << filler_slot)
+        m.d.sync += filled.eq((filled | filler_done) & ~receiver.release)
 
+        # ---- The sequencer --------------------------------------------------------------------
+        counter = Signal(32)
+        m.d.comb += self.busy.eq(frame_running | ~all_idle | cells.busy | writeback.busy
+                                 | critical.busy | filler.busy)
+        previous_producer = Signal(2)       # who writes the previous layer's y (Follow.*)
+        frame_producer = Signal(2)          # who writes the last layer's y of the last frame
+        layers_one = Signal()               # the model has a single layer
+
+        def start_read(base, length, column_base, target, follow):
+            m.d.comb += [
+                critical.jobs.valid.eq(1),
+                critical.jobs.payload.base.eq(base),
+                critical.jobs.payload.length.eq(length),
+                critical.jobs.payload.column_base.eq(column_base),
+                critical.jobs.payload.target.eq(target),
+                critical.jobs.payload.follow.eq(follow),
+            ]
+
+        machine_idle = (all_idle & ~cells.busy & ~writeback.busy & ~critical.busy
+                        & ~filler.busy & ~filler_busy)
         with m.FSM():
-            with m.State("IDLE"):
-                # A new load record may start only while no frame is waiting.
-                m.d.comb += loader.enable.eq(~self.frames_in.tvalid)
-                with m.If(self.frames_in.tvalid & ~loader.busy):
-                    with m.If(self.frames_in.tuser[0] & ~cleared):
-                        m.d.sync += counter.eq(0)
-                        m.next = "CLEAR"
+            with m.State("FRAME_WAIT"):
+                # Weights load only while no frame is waiting or in flight.
+                m.d.comb += loader.enable.eq(machine_idle & (receiver.full == 0)
+                                             & ~self.frames_in.tvalid)
+                with m.If(receiver.full.bit_select(slot, 1) & ~loader.busy):
+                    with m.If(receiver.starts.bit_select(slot, 1)):
+                        m.next = "DRAIN"
                     with m.Else():
-                        m.next = "RECEIVE_DESCRIBE"
-            with m.State("CLEAR"):
-                m.d.comb += [clear_enable.eq(1), clear_address.eq(counter), self.busy.eq(1)]
-                m.d.sync += counter.eq(counter + 1)
-                with m.If(counter == clear_span - 1):
-                    m.d.sync += cleared.eq(1)
-                    m.next = "IDLE"
-            with m.State("RECEIVE_DESCRIBE"):
-                # The descriptor port needs a cycle to show layer 0 after a load.
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += counter.eq(0)
-                m.next = "RECEIVE"
-            with m.State("RECEIVE"):
-                final = counter + 1 == desc.inputs
-                m.d.comb += [
-                    self.busy.eq(1),
-                    self.frames_in.tready.eq(1),
-                    receive_write.eq(self.frames_in.tvalid),
-                    receive_address.eq(desc.input_base + counter),
-                ]
-                with m.If(self.frames_in.tvalid):
-                    m.d.sync += counter.eq(counter + 1)
-                    with m.If(self.frames_in.tlast != final):
-                        m.d.sync += frame_error.eq(1)
-                    with m.If(final):
+                        m.d.sync += [frame_running.eq(1), layer.eq(0)]
                         m.next = "GATES_INPUT"
-            with m.State("LAYER_DESCRIBE"):
-                m.d.comb += self.busy.eq(1)
-                m.next = "GATES_INPUT"
+            with m.State("DRAIN"):
+                # A new sequence: wait until nothing is in flight, then clear the state.
+                with m.If(machine_idle):
+                    m.d.sync += counter.eq(0)
+                    m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.comb += [clear_enable.eq(1), clear_address.eq(counter)]
+                m.d.sync += counter.eq(counter + 1)
+                with m.If(counter == self.clear_cycles(config) - 1):
+                    m.d.comb += receiver.settle.eq(1 << slot)
+                    m.d.sync += [frame_running.eq(1), layer.eq(0),
+                                 frame_producer.eq(Follow.NONE)]
+                    m.next = "GATES_INPUT"
             with m.State("GATES_INPUT"):
-                m.d.comb += self.busy.eq(1)
-                start_broadcast(desc.input_base, desc.inputs, desc.column_base, 0)
-                m.next = "GATES_RECURRENT"
+                # Layers after the first read the previous layer's y as it is written, from
+                # the projection writeback; a cell unit still writing it is still reading
+                # (and clearing) the gate accumulators this layer's products go to, so then
+                # the layer waits for it.
+                with m.If(layer == 0):
+                    m.d.sync += layers_one.eq(desc.last)
+                    m.next = "GATES_RECURRENT"
+                with m.Elif((previous_producer != Follow.CELLS) | ~cells.busy):
+                    start_read(desc.input_base, desc.inputs, desc.column_base, slot,
+                               previous_producer)
+                    with m.If(critical.jobs.ready):
+                        m.next = "GATES_RECURRENT"
             with m.State("GATES_RECURRENT"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~broadcaster.busy):
-                    start_broadcast(desc.recurrent_base, desc.recurrent,
-                                    desc.column_base + desc.inputs, 0)
-                    m.next = "GATES_DRAIN"
-            with m.State("GATES_DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~broadcaster.busy & all_idle):
+                # With one layer, y_{t-1} may still be being written by the last frame.
+                start_read(desc.recurrent_base, desc.recurrent, desc.column_base + desc.inputs,
+                           slot, Mux(layers_one, frame_producer, Follow.NONE))
+                with m.If(critical.jobs.ready):
+                    m.next = "GATES_FENCE"
+            with m.State("GATES_FENCE"):
+                # The first layer's input products come from the filler; wait for them too,
+                # then hand the input slot back to the receiver.
+                with m.If(layer != 0):
+                    with m.If(~critical.busy):
+                        m.d.comb += arbiter.fence_request.eq(1)
+                        m.next = "GATES_WAIT"
+                with m.Elif(~critical.busy & filled.bit_select(slot, 1)):
+                    m.d.comb += [arbiter.fence_request.eq(1),
+                                 receiver.release.eq(1 << slot)]
+                    m.d.sync += released.eq(1)
+                    m.next = "GATES_WAIT"
+            with m.State("GATES_WAIT"):
+                with m.If(fenced & ~cells.busy & ~writeback.busy):
                     m.d.comb += [cells.start.eq(1), cells.cells.eq(desc.cells),
-                                 cells.cell_base.eq(desc.cell_base),
+                                 cells.bank.eq(slot), cells.cell_base.eq(desc.cell_base),
                                  cells.output_base.eq(desc.cell_output_base),
                                  cells.emit.eq(desc.last & (desc.proj == 0))]
-                    m.next = "CELLS"
-            with m.State("CELLS"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~cells.busy):
+                    m.d.sync += cells_bank.eq(slot)
                     with m.If(desc.proj != 0):
-                        start_broadcast(desc.cell_output_base, desc.cells,
-                                        desc.column_base + desc.inputs + desc.recurrent,
-                                        desc.projection_row_base)
-                        m.next = "PROJECTION_DRAIN"
+                        m.next = "PROJECTION"
                     with m.Else():
-                        m.next = "NEXT_LAYER"
-            with m.State("PROJECTION_DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~broadcaster.busy & all_idle):
+                        m.d.sync += previous_producer.eq(Follow.CELLS)
+                        m.next = "LAYER_DONE"
+            with m.State("PROJECTION"):
+                start_read(desc.cell_output_base, desc.cells,
+                           desc.column_base + desc.inputs + desc.recurrent, Target.PROJECTION,
+                           Follow.CELLS)
+                with m.If(critical.jobs.ready):
+                    m.next = "PROJECTION_FENCE"
+            with m.State("PROJECTION_FENCE"):
+                with m.If(~critical.busy):
+                    m.d.comb += arbiter.fence_request.eq(1)
+                    m.next = "PROJECTION_WAIT"
+            with m.State("PROJECTION_WAIT"):
+                with m.If(fenced):
                     m.d.comb += [writeback.start.eq(1), writeback.rows.eq(desc.proj),
-                                 writeback.row_base.eq(desc.projection_row_base),
                                  writeback.output_base.eq(desc.recurrent_base),
                                  writeback.emit.eq(desc.last)]
-                    m.next = "WRITEBACK"
-            with m.State("WRITEBACK"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~writeback.busy):
-                    m.next = "NEXT_LAYER"
-            with m.State("NEXT_LAYER"):
-                m.d.comb += self.busy.eq(1)
+                    m.d.sync += previous_producer.eq(Follow.WRITEBACK)
+                    m.next = "LAYER_DONE"
+            with m.State("LAYER_DONE"):
                 with m.If(desc.last | (layer == config.max_layers - 1)):
-                    m.d.sync += [layer.eq(0), cleared.eq(0)]
-                    m.next = "IDLE"
+                    # The next frame may begin while this one's y is still being written.
+                    m.d.sync += [layer.eq(0), slot.eq(slot + 1), frame_running.eq(0),
+                                 released.eq(0), frame_producer.eq(previous_producer)]
+                    m.next = "FRAME_WAIT"
                 with m.Else():
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "LAYER_DESCRIBE"
+            with m.State("LAYER_DESCRIBE"):
+                # The descriptor port needs a cycle to show the new layer.
+                m.next = "GATES_INPUT"
         return m

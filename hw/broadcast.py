@@ -1,86 +1,191 @@
-"""The activation broadcaster: reads a vector segment and feeds its non-zeros to every PE.
+"""The broadcast: activation vectors become a stream of (column, value) for every PE.
 
-Given a segment of the activation vector memory (where it starts, how long it is) and where
-it sits in the column space, it reads one activation per cycle, drops zeros (they contribute
-nothing, so no PE spends a cycle on them) and sends (column, value, row base) to all PEs at
-once. The send waits only while some PE's activation queue is full.
+Two :class:`VectorReader` s feed a :class:`BroadcastArbiter`:
+
+* the *critical* reader reads the vectors on the frame's critical path (y_{t-1} for the gates,
+  m_t for the projection, a lower layer's y for the next layer); it can *follow* a producer,
+  reading each word as soon as the cell unit or the writeback has written it;
+* the *filler* reader reads the next frame's input x_{t+1}, whose products W_x x_{t+1} do not
+  depend on the current frame and fill every cycle the critical path leaves free.
+
+The arbiter sends a fence first when one is requested, then critical columns, then filler.
+Zero activations are dropped as they are read: they cost no PE cycle.
 """
 
-from amaranth.hdl import Module, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..sw.memory_map import address_bits, count_bits
-from .pe import BroadcastLayout
+from .pe import FENCE_BITS, BroadcastLayout
 
-__all__ = ["ActivationBroadcaster"]
+__all__ = ["VectorReader", "BroadcastArbiter", "ColumnLayout", "ReadJobLayout", "Follow"]
 
 
-class ActivationBroadcaster(wiring.Component):
-    """Stream one segment of the activation vector to the PEs, skipping zeros.
+class Follow:
+    """Which producer a read job follows (0: none, the segment is complete)."""
+    NONE = 0
+    CELLS = 1
+    WRITEBACK = 2
+    PRODUCERS = 2
+
+
+def ColumnLayout(config):
+    """An activation on its way to the arbiter: column, value and target accumulators."""
+    return data.StructLayout({
+        "column": unsigned(address_bits(config.pointer_depth)),
+        "value": signed(config.activation_bits),
+        "target": unsigned(2),
+    })
+
+
+def ReadJobLayout(config, depth):
+    """One segment to read: where, how long, which columns and accumulators, what to follow."""
+    return data.StructLayout({
+        "base": unsigned(address_bits(depth)),
+        "length": unsigned(count_bits(depth)),
+        "column_base": unsigned(address_bits(config.pointer_depth)),
+        "target": unsigned(2),
+        "follow": unsigned(2),
+    })
+
+
+class VectorReader(wiring.Component):
+    """Read queued segments of an activation memory, dropping zeros.
+
+    Parameters
+    ----------
+    config : ese.Config
+    depth : int
+        Depth of the memory it reads.
 
     Members
     -------
-    start : In(1)
-        Begin a segment described by ``vector_base``, ``length``, ``column_base`` and
-        ``row_base`` (sampled in the same cycle). Only while not ``busy``.
+    jobs : In(stream.Signature(ReadJobLayout))
+        Segments to read, queued (two deep) and read back to back.
+    produced : In(ArrayLayout(count, 2))
+        Words written so far by each producer (cell unit, writeback) in its current job; a job
+        that follows a producer reads word ``i`` only once ``produced > i``.
     busy : Out(1)
-        A segment is being read or its last activation has not been sent.
-    read_address, read_enable : Out
-        Read port of the activation vector memory (synchronous, one cycle).
-    read_data : In(signed(activation_bits))
-    activations : Out(stream.Signature(BroadcastLayout))
-        To every PE's activation queue.
+        A job is queued, being read, or its last activation is not yet sent.
+    read_address, read_enable : Out, read_data : In
+        A synchronous read port of the memory.
+    activations : Out(stream.Signature(ColumnLayout))
     """
 
-    def __init__(self, config):
+    def __init__(self, config, depth):
         config.require_sized()
         self.config = config
-        vector = address_bits(config.vector_depth)
+        self.depth = depth
+        count = count_bits(max(depth, config.vector_depth, config.cell_depth))
         super().__init__({
-            "start": In(1),
-            "vector_base": In(vector),
-            "length": In(count_bits(config.vector_depth)),
-            "column_base": In(address_bits(config.pointer_depth)),
-            "row_base": In(address_bits(config.accumulator_depth)),
+            "jobs": In(stream.Signature(ReadJobLayout(config, depth))),
+            "produced": In(data.ArrayLayout(unsigned(count), Follow.PRODUCERS)),
             "busy": Out(1),
-            "read_address": Out(vector),
+            "read_address": Out(address_bits(depth)),
             "read_enable": Out(1),
             "read_data": In(signed(config.activation_bits)),
-            "activations": Out(stream.Signature(BroadcastLayout(self.config))),
+            "activations": Out(stream.Signature(ColumnLayout(config))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        index = Signal(unsigned(count_bits(self.config.vector_depth)))
-        length = Signal.like(index)
-        vector_base = Signal.like(self.vector_base)
-        column_base = Signal.like(self.column_base)
-        row_base = Signal.like(self.row_base)
+        layout = ReadJobLayout(self.config, self.depth)
+        m.submodules.queue = queue = SyncFIFO(width=layout.size, depth=2)
+        m.d.comb += [queue.w_data.eq(self.jobs.payload), queue.w_en.eq(self.jobs.valid),
+                     self.jobs.ready.eq(queue.w_rdy)]
+
+        job = Signal(layout)
+        active = Signal()
+        index = Signal(unsigned(count_bits(self.depth)))
+        followed = Signal(self.produced[0].shape())
+        with m.Switch(job.follow):
+            with m.Case(Follow.CELLS):
+                m.d.comb += followed.eq(self.produced[0])
+            with m.Case(Follow.WRITEBACK):
+                m.d.comb += followed.eq(self.produced[1])
+            with m.Default():
+                m.d.comb += followed.eq(job.length)
+        more = active & (index < job.length)
+        can_read = more & (index < followed)
 
         # Stage 1 holds the activation read in the previous cycle.
         held = Signal()
-        held_column = Signal.like(self.column_base)
+        held_column = Signal.like(job.column_base)
+        held_target = Signal(2)
         nonzero = self.read_data != 0
         advance = ~held | ~nonzero | self.activations.ready
-        more = index < length
-
         m.d.comb += [
-            self.read_address.eq(vector_base + index),
+            self.read_address.eq(job.base + index),
             self.read_enable.eq(advance),
             self.activations.valid.eq(held & nonzero),
             self.activations.payload.column.eq(held_column),
             self.activations.payload.value.eq(self.read_data),
-            self.activations.payload.row_base.eq(row_base),
-            self.busy.eq(more | held),
+            self.activations.payload.target.eq(held_target),
+            self.busy.eq(active | held | queue.r_rdy),
         ]
-        with m.If(self.start):
-            m.d.sync += [
-                index.eq(0), length.eq(self.length), vector_base.eq(self.vector_base),
-                column_base.eq(self.column_base), row_base.eq(self.row_base), held.eq(0),
-            ]
-        with m.Elif(advance):
-            m.d.sync += [held.eq(more), held_column.eq(column_base + index)]
-            with m.If(more):
+        with m.If(advance):
+            m.d.sync += [held.eq(can_read), held_column.eq(job.column_base + index),
+                         held_target.eq(job.target)]
+            with m.If(can_read):
                 m.d.sync += index.eq(index + 1)
+        # Take the next job once the current one is read to its end.
+        take = queue.r_rdy & ~more
+        m.d.comb += queue.r_en.eq(take)
+        with m.If(take):
+            m.d.sync += [job.eq(queue.r_data), active.eq(1), index.eq(0)]
+        with m.Elif(~more):
+            m.d.sync += active.eq(0)
+        return m
+
+
+class BroadcastArbiter(wiring.Component):
+    """Merge fences, critical and filler activations into the broadcast to the PEs.
+
+    Members
+    -------
+    fence_request : In(1)
+        Strobe: send a fence after everything already sent (it goes before any further
+        activation). Only one fence may be outstanding.
+    fences_requested : Out(FENCE_BITS)
+        Fences requested so far, modulo 2**FENCE_BITS: when a PE's fence count equals it,
+        the PE has finished everything sent before the last fence.
+    critical, filler : In(stream.Signature(ColumnLayout))
+    broadcast : Out(stream.Signature(BroadcastLayout))
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "fence_request": In(1),
+            "fences_requested": Out(FENCE_BITS),
+            "critical": In(stream.Signature(ColumnLayout(config))),
+            "filler": In(stream.Signature(ColumnLayout(config))),
+            "broadcast": Out(stream.Signature(BroadcastLayout(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pending = Signal()
+        requested = Signal(FENCE_BITS)
+        m.d.comb += self.fences_requested.eq(requested)
+        out = self.broadcast
+        use_critical = self.critical.valid
+        source = Mux(use_critical, self.critical.payload.as_value(),
+                     self.filler.payload.as_value())
+        chosen = data.View(ColumnLayout(self.config), source)
+        m.d.comb += [
+            out.valid.eq(pending | self.critical.valid | self.filler.valid),
+            out.payload.fence.eq(pending),
+            out.payload.column.eq(chosen.column),
+            out.payload.value.eq(chosen.value),
+            out.payload.target.eq(chosen.target),
+            self.critical.ready.eq(out.ready & ~pending),
+            self.filler.ready.eq(out.ready & ~pending & ~use_critical),
+        ]
+        with m.If(pending & out.ready):
+            m.d.sync += pending.eq(0)
+        with m.If(self.fence_request):
+            m.d.sync += [pending.eq(1), requested.eq(requested + 1)]
         return m

@@ -37,12 +37,14 @@ class CellUnit(wiring.Component):
     Members
     -------
     start : In(1)
-        Begin a layer: ``cells`` cells whose state and parameters start at ``cell_base``;
-        outputs go to the vector memory from ``output_base``, and to the output queue if
-        ``emit`` is set. Only while not ``busy``.
+        Begin a layer: ``cells`` cells whose gates are in the accumulators ``bank`` and whose
+        state and parameters start at ``cell_base``; outputs go to the vector memory from
+        ``output_base``, and to the output queue if ``emit`` is set. Only while not ``busy``.
     busy : Out(1)
-    accumulator_pe, accumulator_address, accumulator_read : Out
-        Which PE's accumulators to read (all four banks, then cleared).
+    produced : Out
+        Outputs written to the vector memory so far in this layer (a reader may follow it).
+    accumulator_pe, accumulator_target, accumulator_address, accumulator_read : Out
+        Which PE's accumulators to read (all four gate banks, then cleared).
     accumulator_data : In(ArrayLayout(signed(accumulator_bits), 4))
         The selected PE's readout data, one cycle after the read.
     parameter_address : Out, parameter_data : In
@@ -68,10 +70,12 @@ class CellUnit(wiring.Component):
         super().__init__({
             "start": In(1),
             "cells": In(count_bits(config.cell_depth)),
+            "bank": In(2),
             "cell_base": In(cells),
             "output_base": In(vector),
             "emit": In(1),
             "busy": Out(1),
+            "produced": Out(count_bits(config.cell_depth)),
             **readout_request_members(config),
             "parameter_address": Out(cells),
             "parameter_data": In(mm.cell_parameter_bits),
@@ -98,8 +102,10 @@ class CellUnit(wiring.Component):
         # Issue: one cell per cycle, while the output queue has room for everything in flight.
         cell_base = Signal.like(self.cell_base)
         output_base = Signal.like(self.output_base)
+        bank = Signal.like(self.bank)
         with m.If(self.start):
-            m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base)]
+            m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
+                         bank.eq(self.bank)]
         counter = credited_issue(m, start=self.start, length=self.cells, emit=self.emit,
                                  output_space=self.output_space, latency=LATENCY, name="cell")
         index, issue, cells = counter.index, counter.issue, counter.length
@@ -107,6 +113,7 @@ class CellUnit(wiring.Component):
 
         m.d.comb += [
             self.accumulator_pe.eq(index[:log2_pes] if log2_pes else 0),
+            self.accumulator_target.eq(bank),
             self.accumulator_address.eq(index >> log2_pes),
             self.accumulator_read.eq(issue),
             self.parameter_address.eq(cell_base + index),
@@ -186,7 +193,13 @@ class CellUnit(wiring.Component):
         output = Signal(signed(act.bits))
         m.d.sync += output.eq(requantize(sigmoid.values[2] * tanh.values[1], 2 * act.frac, act))
         valid11 = counter.finish
+        produced = Signal.like(self.produced)
+        with m.If(self.start):
+            m.d.sync += produced.eq(0)
+        with m.Elif(valid11):
+            m.d.sync += produced.eq(produced + 1)
         m.d.comb += [
+            self.produced.eq(produced),
             self.vector_write.address.eq(delay(m, output_address0, LATENCY, "output_address11")),
             self.vector_write.data.eq(output),
             self.vector_write.enable.eq(valid11),

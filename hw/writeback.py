@@ -7,13 +7,13 @@ them to the layer's recurrent vector (y_t, read by the next frame and by the nex
 for the network's output, into the output queue.
 """
 
-from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.memory_map import address_bits, count_bits
 from .fixed import requantize
-from .pe import BANKS, WritePortSignature, readout_request_members
+from .pe import Target, WritePortSignature, readout_request_members
 from .pipeline import credited_issue, delay, output_queue_members
 
 __all__ = ["ProjectionWriteback", "LATENCY"]
@@ -28,11 +28,13 @@ class ProjectionWriteback(wiring.Component):
     Members
     -------
     start : In(1)
-        Begin: ``rows`` rows starting at accumulator row ``row_base`` of every PE; outputs go
-        to the vector memory from ``output_base`` and, if ``emit``, to the output queue.
+        Begin: ``rows`` projection rows; outputs go to the vector memory from
+        ``output_base`` and, if ``emit``, to the output queue.
     busy : Out(1)
-    accumulator_pe, accumulator_address, accumulator_read, accumulator_clear : Out
-        Readout request to one PE (the bank of the row is cleared after the read).
+    produced : Out
+        Rows written to the vector memory so far (a reader may follow it).
+    accumulator_pe, accumulator_target, accumulator_address, accumulator_read : Out
+        Readout request to one PE (the row is cleared after the read).
     accumulator_data : In(ArrayLayout(signed(accumulator_bits), 4))
     vector_write : Out(WritePortSignature)
     output_space : In
@@ -46,12 +48,11 @@ class ProjectionWriteback(wiring.Component):
         super().__init__({
             "start": In(1),
             "rows": In(count_bits(config.vector_depth)),
-            "row_base": In(address_bits(config.accumulator_depth)),
             "output_base": In(vector),
             "emit": In(1),
             "busy": Out(1),
+            "produced": Out(count_bits(config.vector_depth)),
             **readout_request_members(config),
-            "accumulator_clear": Out(BANKS),
             "vector_write": Out(WritePortSignature(vector, config.activation_bits)),
             **output_queue_members(config),
         })
@@ -61,31 +62,31 @@ class ProjectionWriteback(wiring.Component):
         config = self.config
         log2_pes = (config.pes - 1).bit_length()
 
-        row_base = Signal.like(self.row_base)
         output_base = Signal.like(self.output_base)
         with m.If(self.start):
-            m.d.sync += [row_base.eq(self.row_base), output_base.eq(self.output_base)]
+            m.d.sync += output_base.eq(self.output_base)
         counter = credited_issue(m, start=self.start, length=self.rows, emit=self.emit,
                                  output_space=self.output_space, latency=LATENCY,
                                  name="row")
         index, issue, rows = counter.index, counter.issue, counter.length
-        m.d.comb += self.busy.eq(counter.busy)
-
-        row = Signal.like(self.row_base)
         m.d.comb += [
-            row.eq(row_base + (index >> log2_pes)),
+            self.busy.eq(counter.busy),
             self.accumulator_pe.eq(index[:log2_pes] if log2_pes else 0),
-            self.accumulator_address.eq(row[2:]),
+            self.accumulator_target.eq(Target.PROJECTION),
+            self.accumulator_address.eq(index >> log2_pes),
             self.accumulator_read.eq(issue),
-            self.accumulator_clear.eq(Const(1, BANKS) << row[:2]),
         ]
-        bank1 = delay(m, row[:2], 1, "bank1")
         value = Signal(signed(config.activation_bits))
-        selected = self.accumulator_data[bank1]
-        m.d.sync += value.eq(requantize(selected, config.product_frac_bits,
+        m.d.sync += value.eq(requantize(self.accumulator_data[0], config.product_frac_bits,
                                         config.activation_format))
         valid2 = counter.finish
+        produced = Signal.like(self.produced)
+        with m.If(self.start):
+            m.d.sync += produced.eq(0)
+        with m.Elif(valid2):
+            m.d.sync += produced.eq(produced + 1)
         m.d.comb += [
+            self.produced.eq(produced),
             self.vector_write.address.eq(delay(m, output_base + index, LATENCY, "address2")),
             self.vector_write.data.eq(value),
             self.vector_write.enable.eq(valid2),

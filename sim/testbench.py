@@ -57,10 +57,11 @@ class AcceleratorBench:
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
 
-    async def load(self, words):
+    async def load(self, words, timeout_cycles=None):
         """Send the load stream and wait until the last word is taken."""
         await self.weights.send(AxiStreamFrame([int(w) for w in words]))
-        await self.weights.wait()
+        limit = timeout_cycles or 10 * len(words) + 10_000
+        await with_timeout(self.weights.wait(), limit * CLOCK_NS, "ns")
 
     async def run_sequence(self, codes, timeout_cycles):
         """Stream one sequence of frames; returns (outputs, completion cycle of each frame)."""

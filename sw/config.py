@@ -18,12 +18,14 @@ __all__ = ["Config", "CAPACITY_FIELDS"]
 
 #: Memory capacities, in the order the hardware lists them. ``None`` means "fit the model".
 CAPACITY_FIELDS = (
-    "max_layers",         # layer descriptors the controller can hold
-    "pointer_depth",      # column pointers per PE (all layers' columns, plus one end pointer)
-    "entry_depth",        # sparse (value, relative index) entries per PE
-    "accumulator_depth",  # accumulator rows per PE (a multiple of 4: one bank per gate)
-    "cell_depth",         # LSTM cells across all layers (cell state, biases, peepholes)
-    "vector_depth",       # 16-bit activation words: inputs, recurrent outputs, cell outputs
+    "max_layers",          # layer descriptors the controller can hold
+    "input_depth",         # words of one input frame (two frames are buffered)
+    "pointer_depth",       # column pointers per PE (all layers' columns, plus one end pointer)
+    "entry_depth",         # sparse (value, relative index) entries per PE
+    "cells_per_pe",        # cells of one layer a PE holds (four gate accumulators each)
+    "projections_per_pe",  # projection rows of one layer a PE holds
+    "cell_depth",          # LSTM cells across all layers (cell state, biases, peepholes)
+    "vector_depth",        # activation words: recurrent outputs y and cell outputs m
 )
 
 
@@ -60,11 +62,17 @@ class Config:
     table_index_bits : int
         The sigmoid and tanh tables have ``2**table_index_bits`` segments over the whole
         activation range, with linear interpolation inside a segment.
+    entries_per_read : int
+        Sparse entries each PE reads from its entry memory per cycle (a power of two). The
+        fetch stage turns them into at most one multiply per cycle, skipping padding entries,
+        so padding costs no multiply cycles while the reads keep ahead.
     activation_queue_depth : int
-        Depth of each PE's queue of broadcast (column, activation) pairs (EIE: 8).
+        Depth of each PE's queue of broadcast (column, activation) pairs (EIE found 8 best
+        for its design; deeper queues absorb more column-to-column imbalance).
     clock_mhz : float
         Clock the design is built and reported for.
-    max_layers, pointer_depth, entry_depth, accumulator_depth, cell_depth, vector_depth : int
+    max_layers, input_depth, pointer_depth, entry_depth, cells_per_pe, projections_per_pe, \
+    cell_depth, vector_depth : int
         Memory capacities; ``None`` sizes them for the compiled model (to the next power of
         two, so that similar models share one hardware build).
     """
@@ -82,12 +90,15 @@ class Config:
     bias_frac_bits: int = 12
     accumulator_bits: int = 48
     table_index_bits: int = 10
-    activation_queue_depth: int = 8
+    entries_per_read: int = 4
+    activation_queue_depth: int = 16
     clock_mhz: float = 200.0
     max_layers: "int | None" = None
+    input_depth: "int | None" = None
     pointer_depth: "int | None" = None
     entry_depth: "int | None" = None
-    accumulator_depth: "int | None" = None
+    cells_per_pe: "int | None" = None
+    projections_per_pe: "int | None" = None
     cell_depth: "int | None" = None
     vector_depth: "int | None" = None
 
@@ -110,6 +121,10 @@ class Config:
         positive_int("bias_bits", self.bias_bits, 2, 40)
         positive_int("accumulator_bits", self.accumulator_bits, 8, 64)
         positive_int("activation_queue_depth", self.activation_queue_depth, 2, 1024)
+        positive_int("entries_per_read", self.entries_per_read, 1, 8)
+        if not _is_power_of_two(self.entries_per_read):
+            raise ConfigError(f"Config.entries_per_read must be a power of two, not "
+                              f"{self.entries_per_read}")
         for name, total in (("weight_frac_bits", self.weight_bits),
                             ("activation_frac_bits", self.activation_bits),
                             ("cell_frac_bits", self.cell_bits),
@@ -142,10 +157,13 @@ class Config:
             value = getattr(self, name)
             if value is not None:
                 positive_int(name, value, 1, 1 << 24)
-        if self.accumulator_depth is not None and self.accumulator_depth % 4:
+        if self.pointer_depth is not None and self.pointer_depth % 2:
+            raise ConfigError(f"Config.pointer_depth must be even (two pointer banks), not "
+                              f"{self.pointer_depth}")
+        if self.entry_depth is not None and self.entry_depth % self.entries_per_read:
             raise ConfigError(
-                f"Config.accumulator_depth must be a multiple of 4 (one bank per gate), "
-                f"not {self.accumulator_depth}")
+                f"Config.entry_depth must be a multiple of entries_per_read "
+                f"({self.entries_per_read}), not {self.entry_depth}")
 
     # Fixed-point formats of the arithmetic contract (see ese.sw.arithmetic).
 
@@ -215,9 +233,8 @@ class Config:
             need = int(requirements[name])
             have = getattr(self, name)
             if have is None:
-                have = max(16, 1 << max(0, need - 1).bit_length())
-                if name == "max_layers":
-                    have = max(1, 1 << max(0, need - 1).bit_length())
+                smallest = 1 if name == "max_layers" else 16
+                have = max(smallest, 1 << max(0, need - 1).bit_length())
             elif have < need:
                 raise CapacityError(
                     f"the model needs Config.{name} >= {need}, but this hardware has {have}; "

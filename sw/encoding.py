@@ -77,16 +77,20 @@ class ModelLayout:
     columns: int             # total columns of all layers
     cells: int               # total cells of all layers
     vector_words: int        # activation vector memory words used
-    accumulator_rows: int    # accumulator rows per PE used
+    inputs: int              # words of an input frame
+    cells_per_pe: int        # most cells of one layer on one PE
+    projections_per_pe: int  # most projection rows of one layer on one PE
 
 
 def layout_model(layers, pes):
-    """Place the layers in the column space, the cell memory and the vector memory."""
+    """Place the layers in the column space, the cell memory and the vector memory.
+
+    The first layer's input frames live in their own double-buffered input memory; every
+    other activation vector (each layer's y, and the scratch m of projected layers) lives in
+    the vector memory, where layer ``l + 1`` reads layer ``l``'s y as its input.
+    """
     descriptors = []
-    column, cell = 0, 0
-    vector = layers[0].inputs             # the input frame sits at address 0
-    input_base = 0
-    accumulator_rows = 0
+    column, cell, vector = 0, 0, 0
     projection_cells = max((layer.cells for layer in layers if layer.proj), default=0)
     recurrent_bases = []
     for layer in layers:
@@ -95,25 +99,25 @@ def layout_model(layers, pes):
     cell_output_scratch = vector
     vector += projection_cells
     for index, layer in enumerate(layers):
-        gate_rows = 4 * ceil_div(layer.cells, pes)
-        accumulator_rows = max(accumulator_rows, gate_rows + ceil_div(layer.proj, pes))
         descriptors.append({
             "inputs": layer.inputs,
             "recurrent": layer.recurrent,
             "cells": layer.cells,
             "proj": layer.proj,
             "column_base": column,
-            "input_base": input_base,
+            "input_base": recurrent_bases[index - 1] if index else 0,
             "recurrent_base": recurrent_bases[index],
             "cell_output_base": cell_output_scratch if layer.proj else recurrent_bases[index],
             "cell_base": cell,
-            "projection_row_base": gate_rows if layer.proj else 0,
             "last": int(index == len(layers) - 1),
         })
         column += layer.inputs + layer.recurrent + (layer.cells if layer.proj else 0)
         cell += layer.cells
-        input_base = recurrent_bases[index]   # the next layer reads this layer's y
-    return ModelLayout(descriptors, column, cell, vector, 4 * ceil_div(accumulator_rows, 4))
+    return ModelLayout(
+        descriptors, columns=column, cells=cell, vector_words=max(1, vector),
+        inputs=layers[0].inputs,
+        cells_per_pe=max(ceil_div(layer.cells, pes) for layer in layers),
+        projections_per_pe=max(1, max(ceil_div(layer.proj, pes) for layer in layers)))
 
 
 @dataclass
@@ -161,7 +165,7 @@ class HardwareImage:
         for pe in range(self.config.pes):
             records.append((LoadTarget.POINTERS, pe, 0, self.pointers[pe]))
             if len(self.entries[pe]):
-                records.append((LoadTarget.ENTRIES, pe, 0, self.entries[pe]))
+                records.append((LoadTarget.ENTRIES, pe, 0, self.entry_words(pe)))
         mm = self.memory_map
         cells = [pack_fields(dict(zip((n for n, _, _ in mm.cell_parameter_fields), row)),
                          mm.cell_parameter_fields) for row in self.cell_parameters.tolist()]
@@ -169,6 +173,15 @@ class HardwareImage:
         layers = [pack_fields(d, mm.descriptor_fields) for d in self.descriptors]
         records.append((LoadTarget.LAYER_DESCRIPTORS, 0, 0, layers))
         return records
+
+    def entry_words(self, pe):
+        """PE ``pe``'s entries packed into memory words of ``entries_per_read`` entries."""
+        lanes = self.config.entries_per_read
+        entries = np.asarray(self.entries[pe], dtype=np.int64)
+        padded = np.zeros(-(-len(entries) // lanes) * lanes, dtype=np.int64)
+        padded[:len(entries)] = entries
+        shifts = np.arange(lanes, dtype=np.int64) * self.config.entry_bits
+        return [int(w) for w in (padded.reshape(-1, lanes).astype(object) << shifts).sum(axis=1)]
 
     def load_words(self):
         """The load stream as a uint32 array (see :mod:`ese.sw.memory_map`)."""
@@ -192,9 +205,11 @@ def requirements(layout, entries_per_pe, layers_count):
     """Capacities a model needs, by Config field name."""
     return {
         "max_layers": layers_count,
+        "input_depth": layout.inputs,
         "pointer_depth": layout.columns + 1,
         "entry_depth": max(1, int(max(entries_per_pe))),
-        "accumulator_depth": layout.accumulator_rows,
+        "cells_per_pe": layout.cells_per_pe,
+        "projections_per_pe": layout.projections_per_pe,
         "cell_depth": layout.cells,
         "vector_depth": layout.vector_words,
     }

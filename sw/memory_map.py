@@ -29,7 +29,7 @@ RECORD_HEADER_WORDS = 3
 class LoadTarget(enum.IntEnum):
     """Memories that a load record can write."""
     POINTERS = 1           # per PE: column pointers into the entry memory
-    ENTRIES = 2            # per PE: sparse entries (weight, relative row index)
+    ENTRIES = 2            # per PE: words of entries_per_read sparse entries
     CELL_PARAMETERS = 3    # shared: biases and peephole weights of every cell
     LAYER_DESCRIPTORS = 4  # shared: sizes and base addresses of every layer
 
@@ -103,6 +103,15 @@ class MemoryMap:
         return self.config.entry_bits
 
     @property
+    def entry_word_bits(self):
+        """One entry memory word: entries_per_read entries, the first in the low bits."""
+        return self.config.entries_per_read * self.config.entry_bits
+
+    @property
+    def entry_words(self):
+        return self.config.entry_depth // self.config.entries_per_read
+
+    @property
     def cell_parameter_fields(self):
         """Biases of gates i, f, g, o, then peepholes w_ic, w_fc, w_oc."""
         c = self.config
@@ -118,18 +127,16 @@ class MemoryMap:
         """Fields of one layer descriptor (see docs/architecture.md)."""
         c = self.config
         vector = count_bits(c.vector_depth)
-        cells = count_bits(c.cell_depth)
         return [
-            ("inputs", vector, False),             # columns of x
+            ("inputs", count_bits(max(c.vector_depth, c.input_depth)), False),  # columns of x
             ("recurrent", vector, False),          # columns of y_{t-1}
-            ("cells", cells, False),
+            ("cells", count_bits(c.cell_depth), False),
             ("proj", vector, False),               # 0: no projection, y = m
             ("column_base", address_bits(c.pointer_depth), False),
-            ("input_base", address_bits(c.vector_depth), False),
+            ("input_base", address_bits(c.vector_depth), False),   # layers after the first
             ("recurrent_base", address_bits(c.vector_depth), False),
             ("cell_output_base", address_bits(c.vector_depth), False),
             ("cell_base", address_bits(c.cell_depth), False),
-            ("projection_row_base", address_bits(c.accumulator_depth), False),
             ("last", 1, False),
         ]
 
@@ -140,7 +147,7 @@ class MemoryMap:
     def element_bits(self, target):
         return {
             LoadTarget.POINTERS: self.pointer_bits,
-            LoadTarget.ENTRIES: self.entry_bits,
+            LoadTarget.ENTRIES: self.entry_word_bits,
             LoadTarget.CELL_PARAMETERS: self.cell_parameter_bits,
             LoadTarget.LAYER_DESCRIPTORS: self.descriptor_bits,
         }[LoadTarget(target)]
@@ -149,7 +156,7 @@ class MemoryMap:
         c = self.config
         return {
             LoadTarget.POINTERS: c.pointer_depth,
-            LoadTarget.ENTRIES: c.entry_depth,
+            LoadTarget.ENTRIES: self.entry_words,
             LoadTarget.CELL_PARAMETERS: c.cell_depth,
             LoadTarget.LAYER_DESCRIPTORS: c.max_layers,
         }[LoadTarget(target)]

@@ -21,8 +21,8 @@ FLOAT_TOLERANCE = 0.01
 
 def hardware(pes, **overrides):
     """A test hardware configuration with fixed capacities (shared Verilator builds)."""
-    capacities = dict(max_layers=2, pointer_depth=128, entry_depth=1024, accumulator_depth=128,
-                      cell_depth=128, vector_depth=128)
+    capacities = dict(max_layers=2, input_depth=32, pointer_depth=128, entry_depth=1024,
+                      cells_per_pe=32, projections_per_pe=16, cell_depth=128, vector_depth=128)
     capacities.update(overrides)
     return ese.Config(pes=pes, **capacities)
 

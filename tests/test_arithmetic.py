@@ -116,7 +116,9 @@ class TestConfig:
         ({"cell_frac_bits": 13}, "cell_frac_bits"),
         ({"accumulator_bits": 20}, "accumulator_bits"),
         ({"table_index_bits": 16}, "table_index_bits"),
-        ({"accumulator_depth": 30}, "multiple of 4"),
+        ({"entry_depth": 30}, "multiple of entries_per_read"),
+        ({"pointer_depth": 31}, "even"),
+        ({"entries_per_read": 3}, "power of two"),
         ({"pes": 4.0}, "integer"),
     ])
     def test_bad_parameters_name_the_problem(self, changes, message):
@@ -126,8 +128,9 @@ class TestConfig:
     def test_round_trip_and_sizing(self):
         config = ese.Config(pes=8)
         assert ese.Config.from_dict(config.to_dict()) == config
-        sized = config.sized_for({"max_layers": 3, "pointer_depth": 100, "entry_depth": 17,
-                                  "accumulator_depth": 12, "cell_depth": 5, "vector_depth": 64})
+        sized = config.sized_for({"max_layers": 3, "input_depth": 10, "pointer_depth": 100,
+                                  "entry_depth": 17, "cells_per_pe": 12, "projections_per_pe": 1,
+                                  "cell_depth": 5, "vector_depth": 64})
         assert sized.pointer_depth == 128 and sized.entry_depth == 32 and sized.max_layers == 4
         assert sized.vector_depth == 64 and sized.cell_depth == 16
         with pytest.raises(ese.CapacityError, match="entry_depth"):

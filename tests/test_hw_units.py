@@ -11,18 +11,18 @@ from amaranth.lib.wiring import In, Out
 
 import ese
 from ese.hw.activation import ActivationTable
-from ese.hw.broadcast import ActivationBroadcaster
+from ese.hw.broadcast import BroadcastArbiter, Follow, VectorReader
 from ese.hw.cell import CellUnit
 from ese.hw.loader import WeightLoader
-from ese.hw.pe import BANKS, ProcessingElement
+from ese.hw.pe import GATES, ProcessingElement, Target
 from ese.sw.arithmetic import cell_update, sigmoid_table, tanh_table
 from ese.sw.encoding import encode_columns
 from ese.sw.memory_map import LoadTarget, MemoryMap, pack_fields
 
 from helpers import run_simulation, stream_get, stream_put
 
-UNIT = dict(max_layers=2, pointer_depth=64, entry_depth=512, accumulator_depth=64,
-            cell_depth=32, vector_depth=64)
+UNIT = dict(max_layers=2, input_depth=16, pointer_depth=64, entry_depth=512, cells_per_pe=16,
+            projections_per_pe=16, cell_depth=32, vector_depth=64)
 
 
 def signed_value(value, bits):
@@ -73,12 +73,52 @@ def _pe_matrix(rows, columns, rng):
     return matrix
 
 
+async def _load_pe(ctx, dut, config, pointers, entries):
+    """Write column pointers and entry words through the PE's load ports."""
+    for address, value in enumerate(pointers):
+        ctx.set(dut.pointer_write.address, address)
+        ctx.set(dut.pointer_write.data, int(value))
+        ctx.set(dut.pointer_write.enable, 1)
+        await ctx.tick()
+    ctx.set(dut.pointer_write.enable, 0)
+    lanes = config.entries_per_read
+    padded = list(entries) + [0] * (-len(entries) % lanes)
+    for address in range(len(padded) // lanes):
+        word = sum(int(e) << (config.entry_bits * lane)
+                   for lane, e in enumerate(padded[address * lanes:(address + 1) * lanes]))
+        ctx.set(dut.entry_write.address, address)
+        ctx.set(dut.entry_write.data, word)
+        ctx.set(dut.entry_write.enable, 1)
+        await ctx.tick()
+    ctx.set(dut.entry_write.enable, 0)
+
+
+async def _read_pe(ctx, dut, target, addresses, clear=0b1111):
+    """Read (and clear) accumulators; returns {address: [lane values]}."""
+    values = {}
+    for address in addresses:
+        ctx.set(dut.readout_enable, 1)
+        ctx.set(dut.readout_target, target)
+        ctx.set(dut.readout_address, address)
+        ctx.set(dut.readout_clear, clear)
+        await ctx.tick()
+        ctx.set(dut.readout_enable, 0)
+        values[address] = [ctx.get(dut.readout_data[lane]) for lane in range(GATES)]
+    await ctx.tick()
+    return values
+
+
+def _gate_rows(values, rows):
+    """Local gate rows (4 * cell + gate) from readout values per cell address."""
+    return [values[row // GATES][row % GATES] for row in range(rows)]
+
+
 def test_processing_element_accumulates_sparse_products_exactly():
-    config = ese.Config(pes=1, **UNIT)
+    config = ese.Config(pes=1, activation_queue_depth=4, **UNIT)
     rng = np.random.default_rng(5)
     rows, columns = 64, 12
     matrix = _pe_matrix(rows, columns, rng)
-    words, counts, padding = encode_columns(matrix, config)
+    entries, counts, padding = encode_columns(matrix, config)
     assert padding >= 2
     pointers = np.concatenate([[0], np.cumsum(counts)])
     activations = rng.integers(-30000, 30000, columns)
@@ -87,85 +127,67 @@ def test_processing_element_accumulates_sparse_products_exactly():
     dut = ProcessingElement(config)
     gaps = random.Random(1)
     queue_was_full = []
-    readout = {}
+    seen = {}
 
-    async def load_and_run(ctx):
-        for address, value in enumerate(pointers):
-            ctx.set(dut.pointer_write.address, address)
-            ctx.set(dut.pointer_write.data, int(value))
-            ctx.set(dut.pointer_write.enable, 1)
-            await ctx.tick()
-        ctx.set(dut.pointer_write.enable, 0)
-        for address, word in enumerate(words):
-            ctx.set(dut.entry_write.address, address)
-            ctx.set(dut.entry_write.data, int(word))
-            ctx.set(dut.entry_write.enable, 1)
-            await ctx.tick()
-        ctx.set(dut.entry_write.enable, 0)
+    async def bench(ctx):
+        await _load_pe(ctx, dut, config, pointers, entries)
         for column in order:
             if not ctx.get(dut.activations.ready):
                 queue_was_full.append(column)
             await stream_put(ctx, dut.activations,
                              {"column": column, "value": int(activations[column]),
-                              "row_base": 0}, gaps if column != 8 else None)
-        await ctx.tick().until(dut.idle)
-        for address in range(rows // BANKS):
-            ctx.set(dut.readout_enable, 1)
-            ctx.set(dut.readout_address, address)
-            ctx.set(dut.readout_clear, 0b1111)
-            await ctx.tick()
-            ctx.set(dut.readout_enable, 0)
-            for bank in range(BANKS):
-                readout[address * BANKS + bank] = ctx.get(dut.readout_data[bank])
-        await ctx.tick()
-        # Read again: the readout cleared every row.
-        ctx.set(dut.readout_enable, 1)
-        ctx.set(dut.readout_address, 3)
-        ctx.set(dut.readout_clear, 0)
-        await ctx.tick()
-        readout["cleared"] = [ctx.get(dut.readout_data[b]) for b in range(BANKS)]
+                              "target": Target.GATES_EVEN, "fence": 0},
+                             gaps if column > 8 else None)
+        await stream_put(ctx, dut.activations, {"fence": 1})
+        await ctx.tick().until(dut.fences == 1)
+        seen["idle"] = ctx.get(dut.idle)
+        seen["rows"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES_EVEN, range(16)), rows)
+        seen["again"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES_EVEN, range(16)), rows)
 
-    run_simulation(dut, load_and_run)
+    run_simulation(dut, bench)
     used = np.zeros(columns, dtype=np.int64)
     for column in order:
         used[column] += activations[column]
-    expected = matrix @ used
-    assert [readout[row] for row in range(rows)] == expected.tolist()
-    assert readout["cleared"] == [0, 0, 0, 0]
+    assert seen["rows"] == (matrix @ used).tolist()
+    assert seen["again"] == [0] * rows, "the readout must clear what it read"
+    assert seen["idle"] == 1
     assert queue_was_full, "the long column should have filled the activation queue"
 
 
-def test_processing_element_offsets_rows_by_the_row_base():
+def test_processing_element_keeps_targets_apart():
+    """Even-frame, odd-frame and projection accumulators never mix."""
     config = ese.Config(pes=1, **UNIT)
-    matrix = np.zeros((8, 2), dtype=np.int64)
-    matrix[[0, 5], 0] = [3, -2]
-    matrix[7, 1] = 9
-    words, counts, _ = encode_columns(matrix, config)
-    pointers = np.concatenate([[0], np.cumsum(counts)])
+    rng = np.random.default_rng(9)
+    gate = np.where(rng.random((32, 3)) < 0.5, rng.integers(-500, 500, (32, 3)), 0)
+    projection = np.where(rng.random((8, 4)) < 0.5, rng.integers(-500, 500, (8, 4)), 0)
+    gate_entries, gate_counts, _ = encode_columns(gate, config)
+    proj_entries, proj_counts, _ = encode_columns(projection, config)
+    entries = np.concatenate([gate_entries, proj_entries])
+    pointers = np.concatenate([[0], np.cumsum(np.concatenate([gate_counts, proj_counts]))])
+    x, y, m = [3, -7, 11], [5, 2, -1], [9, -4, 6, 1]
     dut = ProcessingElement(config)
-    result = {}
+    seen = {}
 
     async def bench(ctx):
-        for target, values in ((dut.pointer_write, pointers), (dut.entry_write, words)):
-            for address, value in enumerate(values):
-                ctx.set(target.address, address)
-                ctx.set(target.data, int(value))
-                ctx.set(target.enable, 1)
-                await ctx.tick()
-            ctx.set(target.enable, 0)
-        for column, value in ((0, 10), (1, -1)):
+        await _load_pe(ctx, dut, config, pointers, entries)
+        broadcasts = ([(j, v, Target.GATES_EVEN) for j, v in enumerate(x)]
+                      + [(3 + j, v, Target.PROJECTION) for j, v in enumerate(m)]
+                      + [(j, v, Target.GATES_ODD) for j, v in enumerate(y)])
+        for column, value, target in broadcasts:
             await stream_put(ctx, dut.activations, {"column": column, "value": value,
-                                                     "row_base": 40})
-        await ctx.tick().until(dut.idle)
-        for address in range(40 // BANKS, 48 // BANKS):
-            ctx.set(dut.readout_enable, 1)
-            ctx.set(dut.readout_address, address)
-            await ctx.tick()
-            for bank in range(BANKS):
-                result[address * BANKS + bank] = ctx.get(dut.readout_data[bank])
+                                                     "target": target, "fence": 0})
+        await stream_put(ctx, dut.activations, {"fence": 1})
+        await stream_put(ctx, dut.activations, {"fence": 1})
+        await ctx.tick().until(dut.fences == 2)
+        seen["even"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES_EVEN, range(8)), 32)
+        seen["odd"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES_ODD, range(8)), 32)
+        values = await _read_pe(ctx, dut, Target.PROJECTION, range(8), clear=1)
+        seen["projection"] = [values[row][0] for row in range(8)]
 
     run_simulation(dut, bench)
-    assert [result[40 + r] for r in range(8)] == [30, 0, 0, 0, 0, -20, 0, -9]
+    assert seen["even"] == (gate @ np.array(x)).tolist()
+    assert seen["odd"] == (gate @ np.array(y)).tolist()
+    assert seen["projection"] == (projection @ np.array(m)).tolist()
 
 
 class CellUnitHarness(wiring.Component):
@@ -184,7 +206,7 @@ class CellUnitHarness(wiring.Component):
         m = Module()
         config = self.config
         m.submodules.unit = unit = self.unit
-        layout = data.ArrayLayout(signed(config.accumulator_bits), BANKS)
+        layout = data.ArrayLayout(signed(config.accumulator_bits), GATES)
         mask = (1 << config.accumulator_bits) - 1
         readouts = []
         for pe, rows in enumerate(self.accumulators):
@@ -212,6 +234,7 @@ class CellUnitHarness(wiring.Component):
             s_write.addr.eq(unit.state_write.address), s_write.data.eq(unit.state_write.data),
             s_write.en.eq(unit.state_write.enable),
             unit.start.eq(self.start), unit.cells.eq(self.cells), unit.cell_base.eq(0),
+            unit.bank.eq(0),
             unit.output_base.eq(0), unit.emit.eq(1), unit.output_space.eq(self.output_space),
             self.busy.eq(unit.busy),
         ]
@@ -235,7 +258,7 @@ def test_cell_unit_computes_the_contracts_cell_update():
     parameters = [pack_fields(dict(zip(names, list(bias[:, n]) + list(peephole[:, n]))),
                               mm.cell_parameter_fields) for n in range(cells)]
     depth = -(-cells // config.pes)
-    accumulators = np.zeros((config.pes, depth, BANKS), dtype=np.int64)
+    accumulators = np.zeros((config.pes, depth, GATES), dtype=np.int64)
     for n in range(cells):
         accumulators[n % config.pes, n // config.pes] = gates[:, n]
     harness = CellUnitHarness(config, accumulators, parameters, [int(v) for v in state] + [0] * 3)
@@ -269,62 +292,101 @@ def test_cell_unit_computes_the_contracts_cell_update():
     assert [last for _, last in outputs] == [0] * (cells - 1) + [1]
 
 
-def test_broadcaster_skips_zeros_and_honours_back_pressure():
+class ReaderHarness(wiring.Component):
+    """A vector reader over a memory, with a producer count the test drives."""
+
+    def __init__(self, config, contents):
+        self.contents = contents
+        self.unit = VectorReader(config, 64)
+        super().__init__({"produced": In(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = unit = self.unit
+        memory = Memory(shape=signed(16), depth=64, init=self.contents)
+        m.submodules.vector = memory
+        port = memory.read_port()
+        m.d.comb += [port.addr.eq(unit.read_address), port.en.eq(unit.read_enable),
+                     unit.read_data.eq(port.data), unit.produced[0].eq(self.produced)]
+        return m
+
+
+def test_vector_reader_skips_zeros_follows_its_producer_and_honours_back_pressure():
     config = ese.Config(pes=2, **UNIT)
     values = [0, 5, -7, 0, 0, 9, 0, 1, -1, 0]
-
-    class Harness(wiring.Component):
-        def __init__(self):
-            self.unit = ActivationBroadcaster(config)
-            super().__init__({})
-
-        def elaborate(self, platform):
-            m = Module()
-            m.submodules.unit = unit = self.unit
-            memory = Memory(shape=signed(16), depth=64, init=[0] * 10 + values)
-            m.submodules.vector = memory
-            port = memory.read_port()
-            m.d.comb += [port.addr.eq(unit.read_address), port.en.eq(unit.read_enable),
-                         unit.read_data.eq(port.data)]
-            return m
-
-    harness = Harness()
+    second = [4, 0, 6]
+    harness = ReaderHarness(config, [0] * 10 + values + second)
     unit = harness.unit
     received = []
     stalls = random.Random(3)
+    log = {}
 
     async def control(ctx):
-        ctx.set(unit.start, 1)
-        ctx.set(unit.vector_base, 10)
-        ctx.set(unit.length, len(values))
-        ctx.set(unit.column_base, 20)
-        ctx.set(unit.row_base, 12)
-        await ctx.tick()
-        ctx.set(unit.start, 0)
+        # Job 1 follows the producer (cell unit), which "writes" a word every 3 cycles;
+        # job 2 is a complete segment queued behind it.
+        await stream_put(ctx, unit.jobs, {"base": 10, "length": len(values), "column_base": 20,
+                                          "target": Target.GATES_ODD, "follow": Follow.CELLS})
+        await stream_put(ctx, unit.jobs, {"base": 20, "length": 3, "column_base": 40,
+                                          "target": Target.PROJECTION, "follow": Follow.NONE})
+        for produced in range(len(values) + 1):
+            ctx.set(harness.produced, produced)
+            log[produced] = len(received)
+            await ctx.tick().repeat(3)
 
     async def sink(ctx):
-        for _ in range(sum(1 for v in values if v)):
+        for _ in range(sum(1 for v in values + second if v)):
             payload = await stream_get(ctx, unit.activations, stalls)
-            received.append((payload.column, payload.value, payload.row_base))
-        for _ in range(5):
-            await ctx.tick()
+            received.append((payload.column, payload.value, payload.target))
+        await ctx.tick().repeat(5)
         received.append(("busy", ctx.get(unit.busy)))
 
     run_simulation(harness, control, sink)
-    expected = [(20 + i, v, 12) for i, v in enumerate(values) if v]
+    expected = ([(20 + i, v, Target.GATES_ODD) for i, v in enumerate(values) if v]
+                + [(40 + i, v, Target.PROJECTION) for i, v in enumerate(second) if v])
     assert received == expected + [("busy", 0)]
+    # Nothing was sent before the producer had written it.
+    assert all(count <= sum(1 for v in values[:produced] if v) for produced, count in log.items())
+
+
+def test_arbiter_puts_fences_before_critical_before_filler():
+    config = ese.Config(pes=2, **UNIT)
+    dut = BroadcastArbiter(config)
+    sent = []
+
+    async def bench(ctx):
+        ctx.set(dut.broadcast.ready, 1)
+        ctx.set(dut.critical.valid, 1)
+        ctx.set(dut.critical.payload, {"column": 1, "value": 10, "target": 0})
+        ctx.set(dut.filler.valid, 1)
+        ctx.set(dut.filler.payload, {"column": 2, "value": 20, "target": 1})
+        ctx.set(dut.fence_request, 1)
+        await ctx.tick()
+        ctx.set(dut.fence_request, 0)
+        for _ in range(2):
+            sent.append(ctx.get(dut.broadcast.payload.fence), )
+            sent.append(ctx.get(dut.broadcast.payload.column))
+            await ctx.tick()
+        ctx.set(dut.critical.valid, 0)
+        sent.append(ctx.get(dut.broadcast.payload.column))
+        sent.append(ctx.get(dut.fences_requested))
+
+    run_simulation(dut, bench)
+    # fence first, then the critical column; the filler only when the critical source is dry.
+    assert sent[0] == 1 and sent[2:4] == [0, 1] and sent[4:] == [2, 1]
 
 
 def test_loader_writes_records_and_flags_malformed_ones():
     config = ese.Config(pes=2, **UNIT)
     mm = MemoryMap(config)
     cell_word = (1 << 99) | 0xABCDEF
+    entry_words = [(7 << 48) | 0x1234, (1 << 63) | 5]       # 64-bit words: two load words each
+    split = lambda value, words: [(value >> (32 * w)) & 0xFFFFFFFF for w in range(words)]
     stream = [
-        int(LoadTarget.ENTRIES) | (1 << 8), 2, 3, 11, 12, 13,
-        int(LoadTarget.CELL_PARAMETERS), 5, 1,
-        *[(cell_word >> (32 * w)) & 0xFFFFFFFF for w in range(4)],
+        int(LoadTarget.ENTRIES) | (1 << 8), 2, 2, *split(entry_words[0], 2),
+        *split(entry_words[1], 2),
+        int(LoadTarget.CELL_PARAMETERS), 5, 1, *split(cell_word, 4),
         9, 0, 2, 77, 78,                                   # unknown target: two words skipped
-        int(LoadTarget.ENTRIES), UNIT["entry_depth"] - 1, 2, 1, 2,   # runs past the end
+        int(LoadTarget.ENTRIES), mm.entry_words - 1, 2, 1, 2, 3, 4,   # runs past the end
         int(LoadTarget.POINTERS) | (5 << 8), 0, 1, 3,      # no PE 5
         int(LoadTarget.POINTERS), 7, 1, 42,                # still aligned: this one is written
     ]
@@ -351,7 +413,7 @@ def test_loader_writes_records_and_flags_malformed_ones():
                     writes.append((name, pe, address, value))
 
     run_simulation(dut, bench, processes=[monitor], deadline=3e-6)
-    assert writes == [("entry", 1, 2, 11), ("entry", 1, 3, 12), ("entry", 1, 4, 13),
+    assert writes == [("entry", 1, 2, entry_words[0]), ("entry", 1, 3, entry_words[1]),
                       ("cell", 0, 5, cell_word), ("pointer", 0, 7, 42)]
     first_bad = stream.index(9)
     assert not any(errors[:first_bad + 2]) and errors[-1] == 1
