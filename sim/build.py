@@ -63,7 +63,7 @@ class SimulatorBuild:
 
     directory: Path
     verilog: Path
-    seconds: float       # time spent building now (0 when cached)
+    seconds: float       # time spent generating Verilog and compiling now (0 when cached)
     cached: bool
 
 
@@ -107,8 +107,8 @@ def build_simulator(config, log=None):
             return SimulatorBuild(directory, verilog_path, 0.0, True)
         if log is not None:
             log(f"building the Verilator model of {config.pes} PEs (once per configuration)")
-        verilog_path.write_text(generate_verilog(config))
         started = time.monotonic()
+        verilog_path.write_text(generate_verilog(config))
         runner = _lean_verilator_runner()
         # Flags inherited from an outer make (a jobserver it owns) do not apply to this build.
         saved_flags = os.environ.get("MAKEFLAGS")

@@ -38,6 +38,8 @@ class SimulationResult:
     cycles_per_frame : list of int
         Clock cycles of each frame: from the first input word to the frame's last output word
         for the first frame, and between consecutive frames' last output words after it.
+        In a paced run, each frame's latency: from sending its first input word (to an idle
+        machine) to receiving its last output word.
     load_cycles : int
         Cycles to stream the weight image in.
     """
@@ -52,6 +54,7 @@ class SimulationResult:
     wall_seconds: float
     clock_mhz: float
     stall_probability: float = 0.0
+    paced: bool = False
     details: dict = field(default_factory=dict)
 
     @property
@@ -87,7 +90,7 @@ def _outside_pytest():
 
 
 def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=None,
-             timeout_cycles=None):
+             timeout_cycles=None, paced=False):
     """Run ``frames`` through the RTL of ``program``'s hardware.
 
     Parameters
@@ -100,6 +103,9 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
         stream, in every cycle (0 for the pure hardware timing).
     seed : int
         Seed of the stall patterns.
+    paced : bool
+        Send each frame only after the previous frame's output arrived (to measure the latency
+        of a frame on an idle machine) instead of streaming them.
     log : callable, optional
         Receives one-line progress messages.
     keep : path, optional
@@ -114,7 +120,8 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     started = time.monotonic()
     result, build = run_testbench(program, "run_job", codes, expected,
                                   stall_probability=stall_probability, seed=seed, log=log,
-                                  keep=keep, timeout_cycles=timeout_cycles)
+                                  keep=keep, timeout_cycles=timeout_cycles,
+                                  options={"paced": bool(paced)})
     wall = time.monotonic() - started - build.seconds
     output_codes = result["outputs"]
     completed = result["completed"]
@@ -123,18 +130,19 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     if output_codes.shape != expected.shape:
         raise SimulationError(f"the hardware produced outputs of shape {output_codes.shape}, "
                               f"expected {expected.shape}")
-    cycles = np.diff(np.concatenate([[sequence_cycle], completed])).tolist()
+    cycles = (completed.tolist() if paced
+              else np.diff(np.concatenate([[sequence_cycle], completed])).tolist())
     return SimulationResult(
         outputs=program.decode_outputs(output_codes), output_codes=output_codes,
         expected_codes=expected, cycles_per_frame=[int(c) for c in cycles],
         load_cycles=loaded_cycle - started_cycle, build_seconds=build.seconds,
         build_cached=build.cached, wall_seconds=wall, clock_mhz=program.config.clock_mhz,
-        stall_probability=stall_probability, details={"flags": flags,
+        stall_probability=stall_probability, paced=paced, details={"flags": flags,
                                                       "build_directory": str(build.directory)})
 
 
 def run_testbench(program, testcase, codes, expected, *, stall_probability=0.0, seed=0,
-                  log=None, keep=None, timeout_cycles=None):
+                  log=None, keep=None, timeout_cycles=None, options=None):
     """Run one cocotb test of :mod:`ese.sim.testbench` on ``program``'s hardware.
 
     The test gets the program's load stream, the input ``codes`` and the ``expected`` output
@@ -151,6 +159,7 @@ def run_testbench(program, testcase, codes, expected, *, stall_probability=0.0, 
         "stall_probability": float(stall_probability),
         "seed": int(seed),
         "timeout_cycles": int(timeout_cycles),
+        **(options or {}),
     }
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner

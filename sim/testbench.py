@@ -39,14 +39,26 @@ class AcceleratorBench:
                                        dut.rst, byte_size=32)
         self.frames_in = AxiStreamSource(AxiStreamBus.from_prefix(dut, "frames_in_"), dut.clk,
                                          dut.rst, byte_size=activation_bits)
-        self.frames_out = AxiStreamSink(AxiStreamBus.from_prefix(dut, "frames_out_"), dut.clk,
-                                        dut.rst, byte_size=activation_bits)
-        for logger in (self.weights.log, self.frames_in.log, self.frames_out.log):
+        self.frames_out = None      # attached after loading: a sink polls every clock cycle
+        self.stall_probability = stall_probability
+        self.rng = random.Random(seed)
+        for logger in (self.weights.log, self.frames_in.log):
             logger.setLevel("WARNING")
         if stall_probability > 0:
-            rng = random.Random(seed)
-            for bus in (self.weights, self.frames_in, self.frames_out):
-                bus.set_pause_generator(_stall_pattern(stall_probability, rng))
+            for bus in (self.weights, self.frames_in):
+                bus.set_pause_generator(_stall_pattern(stall_probability, self.rng))
+        dut.frames_out__tready.value = 0
+
+    def attach_output(self):
+        """Start the output sink (with back-pressure when stalls are on)."""
+        if self.frames_out is None:
+            self.frames_out = AxiStreamSink(AxiStreamBus.from_prefix(self.dut, "frames_out_"),
+                                            self.dut.clk, self.dut.rst,
+                                            byte_size=self.activation_bits)
+            self.frames_out.log.setLevel("WARNING")
+            if self.stall_probability > 0:
+                self.frames_out.set_pause_generator(
+                    _stall_pattern(self.stall_probability, self.rng))
 
     def cycle(self):
         return int(get_sim_time(unit="ns")) // CLOCK_NS
@@ -63,20 +75,42 @@ class AcceleratorBench:
         limit = timeout_cycles or 10 * len(words) + 10_000
         await with_timeout(self.weights.wait(), limit * CLOCK_NS, "ns")
 
-    async def run_sequence(self, codes, timeout_cycles):
-        """Stream one sequence of frames; returns (outputs, completion cycle of each frame)."""
+    async def run_sequence(self, codes, timeout_cycles, paced=False):
+        """Run one sequence of frames; returns (outputs, completion cycle of each frame).
+
+        Frames are queued all at once (streaming), or, when ``paced``, each is sent only after
+        the previous frame's output has arrived; then the second list holds each frame's
+        latency, from sending its first word to receiving its last output.
+        """
+        self.attach_output()
         mask = (1 << self.activation_bits) - 1
-        for index, frame in enumerate(codes):
+        sign = 1 << (self.activation_bits - 1)
+        outputs, completed = [], []
+
+        async def send(index):
+            frame = codes[index]
             user = [0] * len(frame)
             user[0] = int(index == 0)
             await self.frames_in.send(AxiStreamFrame([int(v) & mask for v in frame],
                                                      tuser=user))
-        outputs, completed = [], []
-        sign = 1 << (self.activation_bits - 1)
-        for _ in range(len(codes)):
+
+        async def receive():
             frame = await with_timeout(self.frames_out.recv(), timeout_cycles * CLOCK_NS, "ns")
             outputs.append([(v ^ sign) - sign for v in frame.tdata])
             completed.append(self.cycle())
+
+        if paced:
+            latencies = []
+            for index in range(len(codes)):
+                sent = self.cycle()
+                await send(index)
+                await receive()
+                latencies.append(completed[-1] - sent)
+            return outputs, latencies
+        for index in range(len(codes)):
+            await send(index)
+        for _ in range(len(codes)):
+            await receive()
         return outputs, completed
 
 
@@ -103,7 +137,8 @@ async def run_job(dut):
     # Let the last load record finish before frames start arriving.
     await ClockCycles(dut.clk, 2)
     sequence_start = bench.cycle()
-    outputs, completed = await bench.run_sequence(job["inputs"], settings["timeout_cycles"])
+    outputs, completed = await bench.run_sequence(job["inputs"], settings["timeout_cycles"],
+                                                  paced=settings.get("paced", False))
     flags = _flags(dut)
     np.savez(os.environ["ESE_SIM_RESULT"],
              outputs=np.array(outputs, dtype=np.int64).reshape(len(outputs), -1),

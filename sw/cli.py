@@ -169,6 +169,81 @@ def cmd_simulate(args):
     return 0 if result.bitexact else 1
 
 
+def cmd_bench(args):
+    from dataclasses import asdict
+
+    from .bench import BenchSettings, plot_sweep, run_benchmark, sweep_pe_counts
+    settings = BenchSettings(inputs=args.inputs, cells=args.cells, proj=args.proj, pes=args.pes,
+                             density=args.density, frames=args.frames, seed=args.seed,
+                             queue_depth=args.queue_depth, row_spread=args.row_spread)
+    console = _console()
+    with console.status("benchmark") as status:
+        log = lambda text: status.update(text)
+        if args.sweep:
+            results = sweep_pe_counts(args.sweep, settings, log=log)
+            if args.plot:
+                plot_sweep(results, args.plot)
+            report = {"sweep": results, "settings": asdict(settings)}
+        else:
+            report = run_benchmark(settings, log=log)
+            if args.pruning == "both":
+                other = BenchSettings(**{**asdict(settings), "pruning": "global"})
+                report["global"] = run_benchmark(other, log=log, cpu=False)
+                report["load_balance_speedup"] = (report["global"]["cycles_per_frame"]
+                                                  / report["cycles_per_frame"])
+    if args.json:
+        print(json.dumps(report))
+    elif args.sweep:
+        for r in results:
+            console.print(f"{r['pes']:3d} PEs {r['pruning']:8s}: {r['cycles_per_frame']:9.0f} "
+                          f"cycles/frame, bound {r['bound_cycles']:9.0f}, utilization "
+                          f"{r['utilization']:.3f}, model {r['model_cycles_per_frame']:9.0f} "
+                          f"({100 * r['model_error']:+.1f}%), bit-exact {r['bitexact']}")
+        if args.plot:
+            console.print(f"plot written to {args.plot}")
+    else:
+        _print_bench(report, console)
+    failed = report.get("sweep", [report])
+    return 0 if all(r["bitexact"] for r in failed) else 1
+
+
+def _print_bench(r, console):
+    from rich.table import Table
+    table = Table(title=f"ese bench: LSTMP {r['inputs']}-{r['cells']}-{r['proj']}, density "
+                        f"{r['density']}, {r['pes']} PEs at {r['clock_mhz']:g} MHz",
+                  show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("non-zeros / padding entries", f"{r['nonzeros']} / {r['padding_entries']}"),
+        ("bound (non-zeros / PEs)", f"{r['bound_cycles']:.0f} cycles"),
+        ("RTL cycles per frame", f"{r['cycles_per_frame']:.0f} (median, steady state)"),
+        ("utilization", f"{r['utilization']:.3f}"),
+        ("model cycles per frame", f"{r['model_cycles_per_frame']:.0f} "
+                                   f"({100 * r['model_error']:+.2f}% vs RTL)"),
+        ("latency", f"{r['latency_us']:.1f} us (ESE: {r['ese_latency_us']} us, "
+                    f"{r['speedup_vs_ese']:.2f}x)"),
+        ("one frame on an idle machine", f"{r['frame_latency_cycles']:.0f} cycles, "
+                                         f"{r['frame_latency_us']:.1f} us (input to output)"),
+        ("throughput", f"{r['gops']:.1f} GOPS on the sparse layer"),
+        ("PyTorch CPU, batch 1", f"dense {r['cpu_dense_us']:.0f} us, sparse "
+                                 f"{r['cpu_sparse_us']:.0f} us per frame"),
+        ("bit-exact with predict", str(r["bitexact"])),
+        ("Verilator build", "cached" if r["verilator_build_cached"]
+         else f"{r['verilator_build_seconds']:.0f} s"),
+        ("simulation", f"{r['simulated_cycles']} cycles in {r['simulation_seconds']:.1f} s "
+                       f"({r['simulated_cycles_per_second']:.0f} cycles/s)"),
+    ]
+    if "global" in r:
+        g = r["global"]
+        rows.append(("global pruning", f"{g['cycles_per_frame']:.0f} cycles per frame, "
+                                       f"utilization {g['utilization']:.3f}"))
+        rows.append(("load balance buys", f"{r['load_balance_speedup']:.3f}x"))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
 def cmd_verilog(args):
     from ..sim.build import TOPLEVEL, generate_verilog
     from .program import load
@@ -237,6 +312,28 @@ def build_parser():
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(run=cmd_simulate)
+
+    bench = commands.add_parser(
+        "bench", help="ESE's benchmark layer in RTL simulation: cycles, bound, model, CPU")
+    bench.add_argument("--pes", type=_positive_int, default=32)
+    bench.add_argument("--density", type=_density, default=0.112)
+    bench.add_argument("--inputs", type=_positive_int, default=153)
+    bench.add_argument("--cells", type=_positive_int, default=1024)
+    bench.add_argument("--proj", type=_positive_int, default=512)
+    bench.add_argument("--frames", type=_positive_int, default=12,
+                       help="frames to simulate (the first 2 are warm-up)")
+    bench.add_argument("--queue-depth", type=_positive_int, default=16,
+                       help="activation queue depth per PE")
+    bench.add_argument("--row-spread", type=float, default=0.0,
+                       help="scale each weight row by exp(N(0, spread)), like trained networks")
+    bench.add_argument("--pruning", choices=["balanced", "both"], default="both",
+                       help="also run global pruning at the same density (default)")
+    bench.add_argument("--sweep", type=_positive_int, nargs="+", metavar="PES",
+                       help="run both pruning kinds for each of these PE counts")
+    bench.add_argument("--plot", help="with --sweep: write a PNG of utilization vs PE count")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(run=cmd_bench)
 
     ver = commands.add_parser("verilog", help="write the Verilog of an image's hardware")
     ver.add_argument("image")

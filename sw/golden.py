@@ -44,13 +44,16 @@ class GoldenModel:
                 as_sparse(layer.projection) if layer.projection is not None else None,
             ))
 
-    def run(self, codes):
+    def run(self, codes, trace=None):
         """Run one sequence from zero state.
 
         Parameters
         ----------
         codes : int64 array (frames, inputs)
             Input frames in the activation format.
+        trace : list, optional
+            If given, receives one dict per layer with the vectors the hardware broadcasts,
+            each (frames, size): ``inputs`` (x), ``recurrent`` (y_{t-1}) and ``cells`` (m).
 
         Returns
         -------
@@ -69,10 +72,19 @@ class GoldenModel:
             y = np.zeros(layer.recurrent, dtype=np.int64)
             c = np.zeros(cells, dtype=np.int64)
             outputs = np.empty((len(sequence), layer.outputs), dtype=np.int64)
+            if trace is not None:
+                recorded = {"inputs": sequence.copy(),
+                            "recurrent": np.empty((len(sequence), layer.recurrent), np.int64),
+                            "cells": np.empty((len(sequence), cells), np.int64)}
+                trace.append(recorded)
             for t in range(len(sequence)):
+                if trace is not None:
+                    recorded["recurrent"][t] = y
                 gates = from_input[t] + _exact(recurrent_weights @ y.astype(np.float64))
                 c, m = cell_update(config, gates.reshape(4, cells), bias, layer.peephole, c,
                                    self.sigmoid, self.tanh)
+                if trace is not None:
+                    recorded["cells"][t] = m
                 if projection is not None:
                     y = requantize(_exact(projection @ m.astype(np.float64)), acc_frac, act)
                 else:

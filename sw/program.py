@@ -76,9 +76,13 @@ class Program:
     def decode_outputs(self, codes):
         return dequantize(codes, self.config.activation_format)
 
-    def predict_codes(self, codes):
-        """Golden model on activation codes (int array (frames, inputs))."""
-        return self._golden.run(codes)
+    def predict_codes(self, codes, trace=None):
+        """Golden model on activation codes (int array (frames, inputs)).
+
+        ``trace``, a list, receives the activation vectors of every layer (see
+        ``GoldenModel.run``).
+        """
+        return self._golden.run(codes, trace=trace)
 
     def predict(self, frames):
         """Run one sequence of frames from zero state through the golden model.

@@ -102,3 +102,22 @@ def test_non_power_of_two_pe_count_is_a_clean_error(tmp_path):
     torch.save(torch.nn.LSTMCell(3, 4), tmp_path / "cell.pt")
     run = ese_command("compile", tmp_path / "cell.pt", "-o", tmp_path / "x.ese", "--pes", "3")
     assert run.returncode == 2 and "power of two" in run.stderr
+
+
+def test_bench_reports_every_figure_for_a_small_layer():
+    """`ese bench` end to end on a small layer (the demo's shape: it shares the demo's build)."""
+    run = ese_command("bench", "--inputs", 40, "--cells", 96, "--proj", 48, "--pes", 4,
+                      "--density", 0.3, "--frames", 8, "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    for name in ("pes", "channels", "inputs", "cells", "proj", "density", "nonzeros",
+                 "padding_entries", "bound_cycles", "cycles_per_frame", "latency_us",
+                 "utilization", "model_cycles_per_frame", "gops", "cpu_dense_us",
+                 "cpu_sparse_us", "bitexact", "frame_latency_us",
+                 "simulated_cycles_per_second", "verilator_build_seconds"):
+        assert name in report, name
+    assert report["bitexact"] and report["global"]["bitexact"]
+    assert report["bound_cycles"] == report["nonzeros"] / 4
+    assert abs(report["model_error"]) < 0.1
+    assert report["latency_us"] == report["cycles_per_frame"] / report["clock_mhz"]
+    assert report["load_balance_speedup"] > 0.9

@@ -15,6 +15,7 @@ from ese.hw.broadcast import BroadcastArbiter, Follow, VectorReader
 from ese.hw.cell import CellUnit
 from ese.hw.loader import WeightLoader
 from ese.hw.pe import GATES, ProcessingElement, Target
+from ese.hw.receiver import FrameReceiver
 from ese.sw.arithmetic import cell_update, sigmoid_table, tanh_table
 from ese.sw.encoding import encode_columns
 from ese.sw.memory_map import LoadTarget, MemoryMap, pack_fields
@@ -70,6 +71,7 @@ def _pe_matrix(rows, columns, rng):
     matrix[17, 8] = -3                                # column 8's only entry hits row 17 ...
     matrix[:, 9] = 0
     matrix[17, 9] = 4                                 # ... and column 9's too
+    matrix[44:52] = 0                                 # empty rows: two cells without weights
     return matrix
 
 
@@ -373,6 +375,50 @@ def test_arbiter_puts_fences_before_critical_before_filler():
     run_simulation(dut, bench)
     # fence first, then the critical column; the filler only when the critical source is dry.
     assert sent[0] == 1 and sent[2:4] == [0, 1] and sent[4:] == [2, 1]
+
+
+def test_frame_receiver_fills_two_slots_and_keeps_sequence_starts():
+    config = ese.Config(pes=2, **UNIT)
+    dut = FrameReceiver(config)
+    writes, seen = [], {}
+
+    async def bench(ctx):
+        ctx.set(dut.length, 3)
+        frames = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+        for index, frame in enumerate(frames[:2]):
+            for position, value in enumerate(frame):
+                await stream_put(ctx, dut.words, {"value": value, "first": int(index == 0
+                                                                              and position == 0),
+                                                  "last": int(position == 2)})
+        await ctx.tick()
+        seen["full"], seen["starts"] = ctx.get(dut.full), ctx.get(dut.starts)
+        seen["ready_when_full"] = ctx.get(dut.words.ready)
+        ctx.set(dut.settle, 0b01)                    # the sequencer cleared the state
+        ctx.set(dut.release, 0b01)                   # slot 0's frame has been consumed
+        await ctx.tick()
+        ctx.set(dut.settle, 0)
+        ctx.set(dut.release, 0)
+        await ctx.tick()
+        seen["after_release"] = (ctx.get(dut.full), ctx.get(dut.starts))
+        for position, value in enumerate(frames[2][:2]):   # a short frame: last comes early
+            await stream_put(ctx, dut.words, {"value": value, "first": 0,
+                                              "last": int(position == 1)})
+        await ctx.tick()
+        seen["error"] = ctx.get(dut.error)
+
+    async def monitor(ctx):
+        async for _clock, _reset, enable, address, value in ctx.tick().sample(
+                dut.write.enable, dut.write.address, dut.write.data):
+            if enable:
+                writes.append((address, signed_value(value, 16)))
+
+    run_simulation(dut, bench, processes=[monitor], deadline=2e-6)
+    depth = UNIT["input_depth"]
+    assert writes[:6] == [(0, 1), (1, 2), (2, 3), (depth, 4), (depth + 1, 5), (depth + 2, 6)]
+    assert writes[6:] == [(0, 7), (1, 8)]
+    assert seen["full"] == 0b11 and seen["starts"] == 0b01 and seen["ready_when_full"] == 0
+    assert seen["after_release"] == (0b10, 0b00)
+    assert seen["error"] == 1
 
 
 def test_loader_writes_records_and_flags_malformed_ones():

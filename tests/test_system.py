@@ -108,3 +108,23 @@ def test_simulation_failures_raise_a_clear_error():
     wrong = program.predict_codes(codes) + 1
     with pytest.raises(ese.SimulationError, match="new_sequence_starts_from_zero_state failed"):
         run_testbench(program, "new_sequence_starts_from_zero_state", codes, wrong)
+
+
+def test_structured_zeros_columns_rows_and_inputs():
+    """All-zero columns and rows, empty cells and zero inputs: nothing is skipped wrongly."""
+    import torch
+    module = nn.LSTM(13, 22, proj_size=9)
+    with torch.no_grad():
+        module.weight_ih_l0[:, 3] = 0                 # an input no cell listens to
+        module.weight_ih_l0[:, 7:10] = 0
+        module.weight_hh_l0[:, 2] = 0                 # a recurrent column of zeros
+        for gate in range(4):                         # cell 5 has no weights at all
+            module.weight_ih_l0[gate * 22 + 5] = 0
+            module.weight_hh_l0[gate * 22 + 5] = 0
+        module.weight_hr_l0[4] = 0                    # an empty projection row
+    program = ese.compile(module, hardware(4), density=0.5)
+    x = frames(8, 13, seed=6)
+    x[:, :3] = 0.0                                    # inputs that are exactly zero
+    x[4] = 0.0                                        # and a frame of zeros
+    result = program.simulate(x, stall_probability=0.2, seed=2)
+    assert result.bitexact and np.array_equal(result.outputs, program.predict(x))

@@ -1,0 +1,228 @@
+"""The benchmark: ESE's operating point in RTL simulation, against its bound, a model and CPUs.
+
+``ese bench`` builds the benchmark layer of ESE (input 153, 1024 cells, projection 512,
+peepholes) pruned to density 0.112, compiles it for 32 PEs, runs frames through the Verilator
+model of the hardware and reports cycles per frame against the compute bound (non-zeros per
+PE), the analytical model's prediction, and PyTorch on this machine's CPU for the same layer,
+all measured in one run. It runs the same with global pruning to show what load-balance-aware
+pruning buys, and can sweep the PE count and plot utilization.
+"""
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["BenchSettings", "run_benchmark", "sweep_pe_counts", "plot_sweep", "ESE_LATENCY_US"]
+
+#: ESE's reported latency for this layer on 32 PEs at 200 MHz (FPGA 2017).
+ESE_LATENCY_US = 82.7
+#: Frames run before the steady state is measured (pipeline fill, first-frame zero state).
+WARMUP_FRAMES = 2
+
+
+@dataclass
+class BenchSettings:
+    inputs: int = 153
+    cells: int = 1024
+    proj: int = 512
+    pes: int = 32
+    density: float = 0.112
+    pruning: str = "balanced"
+    frames: int = 12
+    seed: int = 0
+    queue_depth: int = 16
+    row_spread: float = 0.0
+
+
+def build_program(settings):
+    """The benchmark layer, pruned and compiled for ``settings``.
+
+    The weights are PyTorch's default initialization: independent and identically
+    distributed, so global pruning leaves every PE about the same work. Trained networks are
+    not like that (some cells' rows carry much larger weights than others); ``row_spread``
+    scales each row of each matrix by exp(N(0, row_spread)) to mimic it.
+    """
+    import torch
+
+    import ese
+
+    from .program import compile
+    torch.manual_seed(settings.seed)
+    module = ese.PeepholeLSTM(settings.inputs, settings.cells, proj_size=settings.proj)
+    if settings.row_spread:
+        with torch.no_grad():
+            for name in ("weight_ih_l0", "weight_hh_l0", "weight_hr_l0"):
+                weight = getattr(module, name)
+                weight.mul_(torch.exp(settings.row_spread * torch.randn(weight.shape[0], 1)))
+    config = ese.Config(pes=settings.pes, activation_queue_depth=settings.queue_depth)
+    return compile(module, config, density=settings.density, pruning=settings.pruning)
+
+
+def steady_cycles(cycles_per_frame):
+    """Median steady-state cycles per frame.
+
+    The frames after the warm-up are taken in overlapping pairs: the hardware alternates its
+    two sets of gate accumulators, and work moves between the two frames of a pair.
+    """
+    steady = cycles_per_frame[WARMUP_FRAMES:]
+    pairs = [(a + b) / 2 for a, b in zip(steady, steady[1:])] or steady
+    return float(statistics.median(pairs))
+
+
+def cpu_latency_us(program, repeats=5, frames=200):
+    """PyTorch on this CPU, batch 1: microseconds per frame of the pruned float layer.
+
+    Returns ``(dense, sparse)``: the same step with the weight matrices dense, and as CSR
+    sparse matrices (torch.sparse.mm). Each figure is the median of ``repeats`` runs.
+    """
+    import torch
+    module = program.pruned_module
+    layer = module.layer_parameters(0)
+    with torch.no_grad():
+        weights = {k: v.detach().float() for k, v in layer.items() if v is not None}
+    sparse = {k: weights[k].to_sparse_csr() for k in ("input_weights", "recurrent_weights",
+                                                       "projection")}
+    xs = torch.randn(frames, program.inputs)
+    bias, peep = weights["bias"], weights["peephole"]
+    cells = module.hidden_size
+
+    def run(matrices, multiply):
+        y = torch.zeros(program.outputs)
+        c = torch.zeros(cells)
+        for x in xs:
+            pre = multiply(matrices["input_weights"], x) + multiply(
+                matrices["recurrent_weights"], y) + bias
+            i = torch.sigmoid(pre[:cells] + peep[0] * c)
+            f = torch.sigmoid(pre[cells:2 * cells] + peep[1] * c)
+            g = torch.tanh(pre[2 * cells:3 * cells])
+            c = f * c + i * g
+            o = torch.sigmoid(pre[3 * cells:] + peep[2] * c)
+            y = multiply(matrices["projection"], o * torch.tanh(c))
+        return y
+
+    dense_mv = torch.mv
+    sparse_mv = lambda matrix, vector: torch.sparse.mm(matrix, vector[:, None])[:, 0]
+    results = []
+    with torch.no_grad():
+        for matrices, multiply in ((weights, dense_mv), (sparse, sparse_mv)):
+            run(matrices, multiply)                      # warm up
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                run(matrices, multiply)
+                times.append((time.perf_counter() - started) / frames * 1e6)
+            results.append(statistics.median(times))
+    return tuple(results)
+
+
+def run_benchmark(settings, log=None, cpu=True):
+    """Run one benchmark configuration in RTL simulation; returns a dict of figures."""
+    from .performance import predict_performance
+    program = build_program(settings)
+    summary = program.summary()
+    rng = np.random.default_rng(settings.seed + 1)
+    frames = rng.normal(size=(settings.frames, settings.inputs))
+    started = time.monotonic()
+    result = program.simulate(frames, log=log)
+    cycles = steady_cycles(result.cycles_per_frame)
+    # A frame arriving at an idle machine: its input streams in, then every phase runs.
+    paced = program.simulate(frames[:4], log=log, paced=True)
+    isolated = float(statistics.median(paced.cycles_per_frame[1:]))
+    clock = program.config.clock_mhz
+    latency = cycles / clock
+    codes, _ = program.encode_inputs(frames)
+    trace = []
+    program.predict_codes(codes, trace=trace)
+    prediction = predict_performance(program.image, trace=trace, warmup=WARMUP_FRAMES)
+    nonzeros = summary["nonzeros"]
+    bound = nonzeros / settings.pes
+    figures = {
+        "pes": settings.pes,
+        "channels": program.config.channels,
+        "inputs": settings.inputs,
+        "cells": settings.cells,
+        "proj": settings.proj,
+        "density": settings.density,
+        "pruning": settings.pruning,
+        "nonzeros": nonzeros,
+        "padding_entries": summary["padding_entries"],
+        "nonzeros_per_pe_max": int(program.image.nonzeros_per_pe.max()),
+        "bound_cycles": bound,
+        "cycles_per_frame": cycles,
+        "cycles_per_frame_all": result.cycles_per_frame,
+        "clock_mhz": clock,
+        "latency_us": latency,
+        "frame_latency_cycles": isolated,
+        "frame_latency_us": isolated / clock,
+        "utilization": bound / cycles,
+        "effective_bound_cycles": prediction.effective_bound_cycles,
+        "effective_utilization": prediction.effective_bound_cycles / cycles,
+        "model_cycles_per_frame": prediction.cycles_per_frame,
+        "model_error": prediction.cycles_per_frame / cycles - 1.0,
+        "model_limited_by": prediction.limited_by,
+        "gops": 2 * nonzeros / (latency * 1e-6) / 1e9,
+        "bitexact": bool(result.bitexact and paced.bitexact),
+        "mismatches": result.mismatches + paced.mismatches,
+        "frames": settings.frames,
+        "queue_depth": settings.queue_depth,
+        "row_spread": settings.row_spread,
+        "verilator_build_seconds": result.build_seconds,
+        "verilator_build_cached": result.build_cached,
+        "simulation_seconds": result.wall_seconds,
+        "simulated_cycles": result.total_cycles,
+        "simulated_cycles_per_second": result.simulated_cycles_per_second,
+        "benchmark_seconds": time.monotonic() - started,
+    }
+    if cpu:
+        dense, sparse = cpu_latency_us(program)
+        figures.update({"cpu_dense_us": dense, "cpu_sparse_us": sparse,
+                        "speedup_vs_cpu_dense": dense / latency,
+                        "speedup_vs_cpu_sparse": sparse / latency,
+                        "ese_latency_us": ESE_LATENCY_US,
+                        "speedup_vs_ese": ESE_LATENCY_US / latency})
+    return figures
+
+
+def sweep_pe_counts(pe_counts, settings, log=None):
+    """Run both pruning kinds for each PE count; returns a list of figure dicts."""
+    results = []
+    for pes in pe_counts:
+        for pruning in ("balanced", "global"):
+            run = BenchSettings(**{**asdict(settings), "pes": pes, "pruning": pruning})
+            if log is not None:
+                log(f"{pes} PEs, {pruning} pruning")
+            results.append(run_benchmark(run, log=log, cpu=False))
+    return results
+
+
+def plot_sweep(results, path):
+    """Plot PE utilization against PE count for both pruning kinds, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    figure, axes = pyplot.subplots(figsize=(6.4, 4.2), dpi=120)
+    for pruning, marker in (("balanced", "o"), ("global", "s")):
+        rows = sorted((r for r in results if r["pruning"] == pruning), key=lambda r: r["pes"])
+        pes = [r["pes"] for r in rows]
+        axes.plot(pes, [r["effective_utilization"] for r in rows], marker=marker,
+                  label=f"{'load-balanced' if pruning == 'balanced' else 'global'} pruning (RTL)")
+        axes.plot(pes, [r["effective_bound_cycles"] / r["model_cycles_per_frame"] for r in rows],
+                  linestyle=":", color=axes.lines[-1].get_color(), label="  model")
+    axes.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")
+    axes.set_xscale("log", base=2)
+    axes.set_xticks([r["pes"] for r in results], [str(r["pes"]) for r in results])
+    axes.set_ylim(0.5, 1.05)
+    axes.set_xlabel("processing elements")
+    axes.set_ylabel("PE utilization (useful multiplies / PE cycles)")
+    first = results[0]
+    weights = (f"row spread {first['row_spread']}" if first["row_spread"]
+               else "i.i.d. random weights")
+    axes.set_title(f"LSTMP {first['inputs']}-{first['cells']}-{first['proj']}, density "
+                   f"{first['density']}, {weights}", fontsize=10)
+    axes.legend(loc="lower left", fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)
