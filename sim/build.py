@@ -65,6 +65,7 @@ class SimulatorBuild:
     verilog: Path
     seconds: float       # time spent generating Verilog and compiling now (0 when cached)
     cached: bool
+    recorded_seconds: float = 0.0   # how long this model took to build, when it was built
 
 
 def _generator_sources():
@@ -104,7 +105,11 @@ def build_simulator(config, log=None):
         fcntl.flock(lock, fcntl.LOCK_EX)
         verilog_path = directory / f"{TOPLEVEL}.v"
         if marker.exists() and (directory / TOPLEVEL).exists():
-            return SimulatorBuild(directory, verilog_path, 0.0, True)
+            try:
+                recorded = float(json.loads(marker.read_text())["seconds"])
+            except (ValueError, KeyError, OSError):
+                recorded = 0.0
+            return SimulatorBuild(directory, verilog_path, 0.0, True, recorded)
         if log is not None:
             log(f"building the Verilator model of {config.pes} PEs (once per configuration)")
         started = time.monotonic()
@@ -134,7 +139,7 @@ def build_simulator(config, log=None):
                 os.environ["MAKEFLAGS"] = saved_flags
         seconds = time.monotonic() - started
         marker.write_text(json.dumps({"seconds": seconds, "verilator": version}))
-        return SimulatorBuild(directory, verilog_path, seconds, False)
+        return SimulatorBuild(directory, verilog_path, seconds, False, seconds)
 
 
 def _tail(path, lines=30):

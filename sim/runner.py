@@ -137,8 +137,9 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
         expected_codes=expected, cycles_per_frame=[int(c) for c in cycles],
         load_cycles=loaded_cycle - started_cycle, build_seconds=build.seconds,
         build_cached=build.cached, wall_seconds=wall, clock_mhz=program.config.clock_mhz,
-        stall_probability=stall_probability, paced=paced, details={"flags": flags,
-                                                      "build_directory": str(build.directory)})
+        stall_probability=stall_probability, paced=paced,
+        details={"flags": flags, "build_directory": str(build.directory),
+                 "build_recorded_seconds": build.recorded_seconds})
 
 
 def run_testbench(program, testcase, codes, expected, *, stall_probability=0.0, seed=0,

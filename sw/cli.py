@@ -229,8 +229,8 @@ def _print_bench(r, console):
         ("PyTorch CPU, batch 1", f"dense {r['cpu_dense_us']:.0f} us, sparse "
                                  f"{r['cpu_sparse_us']:.0f} us per frame"),
         ("bit-exact with predict", str(r["bitexact"])),
-        ("Verilator build", "cached" if r["verilator_build_cached"]
-         else f"{r['verilator_build_seconds']:.0f} s"),
+        ("Verilator build", f"{r['verilator_build_seconds']:.0f} s"
+         + (" (cached from an earlier run)" if r["verilator_build_cached"] else "")),
         ("simulation", f"{r['simulated_cycles']} cycles in {r['simulation_seconds']:.1f} s "
                        f"({r['simulated_cycles_per_second']:.0f} cycles/s)"),
     ]
