@@ -1,29 +1,33 @@
 """The LSTM accelerator: PEs, shared memories, cell unit and the frame sequencer.
 
-Dataflow of frame t (one channel; layer l's y is layer l+1's x)::
+Channels (independent utterances on the same weights) run in lock-step: every memory word
+of an activation vector, cell state or input holds one value per channel, every weight a PE
+fetches is multiplied with every channel's activation, and a frame step processes one frame
+of every channel. Dataflow of step t (layer l's y is layer l+1's x)::
 
     frames_in ─> receiver ─> input memory (two slots: x_t, x_{t+1})
     for each layer l:
-        gates:       broadcast x and y_{t-1} ─> PEs: G[t mod 2] += [W_x | W_r] [x; y_{t-1}]
+        gates:       broadcast x and y_{t-1} ─> PEs: G += [W_x | W_r] [x; y_{t-1}]
         fence        (every product above is in the accumulators)
-        cell unit:   G[t mod 2], c_{t-1} ─> c_t, m_t  (m_t written to the vector memory)
+        cell unit:   G, c_{t-1} ─> c_t, m_t  (m_t written to the vector memory)
         projection:  broadcast m_t, following the cell unit ─> PEs: P += W_ym m_t
         fence, then writeback: P ─> y_t in the vector memory (and frames_out, last layer)
         (without a projection, y_t = m_t)
 
-What keeps the PEs busy through the serial chain of a frame:
+What keeps the PEs busy through the serial chain of a step:
 
-* the products of the first layer's input, W_x x_{t+1}, do not depend on frame t: the filler
-  reader broadcasts them whenever the critical path has nothing to send (while the cell unit
-  starts, at fences), into the other set of gate accumulators;
-* the projection's broadcast follows the cell unit word by word, and the next frame's
+* the products of the first layer's input, W_x x_{t+1}, do not depend on step t: the filler
+  reader broadcasts them whenever the critical path has nothing to send, as soon as the cell
+  unit has finished reading the gate accumulators of step t;
+* the projection's broadcast follows the cell unit word by word, and the next step's
   recurrent broadcast follows the writeback, so no phase waits for the previous one to end;
 * fences travel behind the work in every PE's queue, so a PE that is done goes on with
   filler while slower ones finish.
 
 The weights arrive through the load stream (:mod:`ese.hw.loader`) before the first frame.
-The first input word of a sequence carries ``tuser = 1``: the sequencer waits for the
-machine to drain, zeroes cell states, recurrent outputs and accumulators, then runs it.
+The first input word of a step carries, in ``tuser``, the channels that begin a new sequence
+with it: for them y_{t-1} is read as zero and the cell state starts at zero. After a reset
+the sequencer zeroes every accumulator, state and vector once before the first step.
 
 Ports use AXI4-Stream names (``*__tdata``, ``*__tvalid``, ...) so that bus models and DMA
 engines attach directly.
@@ -35,14 +39,13 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.errors import ConfigError
 from ..sw.memory_map import LOAD_WORD_BITS, MemoryMap
 from .axi_stream import AxiStreamSignature
 from .broadcast import BroadcastArbiter, Follow, VectorReader
 from .cell import LATENCY as CELL_LATENCY
 from .cell import CellUnit
 from .loader import WeightLoader
-from .pe import GATES, ProcessingElement, Target
+from .pe import GATES, ChannelValues, ProcessingElement, Target
 from .receiver import SLOTS, FrameReceiver
 from .writeback import ProjectionWriteback
 
@@ -61,13 +64,15 @@ class LSTMAccelerator(wiring.Component):
     -------
     weights : In(AxiStreamSignature(32))
         The load stream of a weight image.
-    frames_in : In(AxiStreamSignature(activation_bits, user_width=1))
-        Input frames, ``tlast`` on each frame's last word, ``tuser`` on the first word of a
-        sequence (state is zeroed first).
-    frames_out : Out(AxiStreamSignature(activation_bits))
-        The last layer's y for each frame, ``tlast`` on each frame's last word.
+    frames_in : In(AxiStreamSignature(channels * activation_bits, user_width=channels))
+        Input frame steps: each word one activation per channel (channel 0 in the low bits),
+        ``tlast`` on each step's last word, ``tuser`` (on a step's first word) the channels
+        that begin a new sequence with it.
+    frames_out : Out(AxiStreamSignature(channels * activation_bits))
+        The last layer's y for each step, one value per channel per word, ``tlast`` on each
+        step's last word.
     busy : Out(1)
-        A frame is in progress.
+        A frame step is in progress.
     load_error : Out(1)
         Sticky: a malformed load record was seen.
     frame_error : Out(1)
@@ -78,16 +83,12 @@ class LSTMAccelerator(wiring.Component):
 
     def __init__(self, config):
         config.require_sized()
-        if config.channels != 1:
-            raise ConfigError(
-                f"this accelerator runs one channel; Config.channels={config.channels} needs "
-                f"the multi-channel system top level")
         self.config = config
-        act = config.activation_bits
+        width = ChannelValues(config).size
         super().__init__({
             "weights": In(AxiStreamSignature(LOAD_WORD_BITS, last=False)),
-            "frames_in": In(AxiStreamSignature(act, user_width=1)),
-            "frames_out": Out(AxiStreamSignature(act)),
+            "frames_in": In(AxiStreamSignature(width, user_width=config.channels)),
+            "frames_out": Out(AxiStreamSignature(width)),
             "busy": Out(1),
             "load_error": Out(1),
             "frame_error": Out(1),
@@ -95,7 +96,7 @@ class LSTMAccelerator(wiring.Component):
 
     @staticmethod
     def clear_cycles(config):
-        """Cycles the state clear at the start of a sequence takes (one per memory word)."""
+        """Cycles the clear after a reset takes (one per memory word)."""
         return max(config.vector_depth, config.cell_depth, config.cells_per_pe,
                    config.projections_per_pe)
 
@@ -120,12 +121,13 @@ class LSTMAccelerator(wiring.Component):
             engines.append(pe)
 
         # ---- Memories -----------------------------------------------------------------------
-        m.submodules.inputs = inputs = Memory(shape=signed(config.activation_bits),
-                                              depth=SLOTS * config.input_depth, init=[])
-        m.submodules.vector = vector = Memory(shape=signed(config.activation_bits),
-                                              depth=config.vector_depth, init=[])
-        m.submodules.cell_state = cell_state = Memory(shape=signed(config.cell_bits),
-                                                      depth=config.cell_depth, init=[])
+        words = ChannelValues(config)
+        states = data.ArrayLayout(signed(config.cell_bits), config.channels)
+        m.submodules.inputs = inputs = Memory(shape=words, depth=SLOTS * config.input_depth,
+                                              init=[])
+        m.submodules.vector = vector = Memory(shape=words, depth=config.vector_depth, init=[])
+        m.submodules.cell_state = cell_state = Memory(shape=states, depth=config.cell_depth,
+                                                      init=[])
         m.submodules.cell_parameters = cell_parameters = Memory(
             shape=unsigned(mm.cell_parameter_bits), depth=config.cell_depth, init=[])
         m.submodules.descriptors = descriptors = Memory(
@@ -161,8 +163,8 @@ class LSTMAccelerator(wiring.Component):
 
         # ---- Input frames -------------------------------------------------------------------
         m.d.comb += [
-            receiver.words.payload.value.eq(self.frames_in.tdata),
-            receiver.words.payload.first.eq(self.frames_in.tuser[0]),
+            receiver.words.payload.values.eq(self.frames_in.tdata),
+            receiver.words.payload.starts.eq(self.frames_in.tuser),
             receiver.words.payload.last.eq(self.frames_in.tlast),
             receiver.words.valid.eq(self.frames_in.tvalid),
             self.frames_in.tready.eq(receiver.words.ready),
@@ -228,7 +230,7 @@ class LSTMAccelerator(wiring.Component):
                                          writeback.accumulator_target)),
                 pe.readout_address.eq(Mux(cells.accumulator_read, cells.accumulator_address,
                                           writeback.accumulator_address)),
-                pe.readout_clear.eq(Mux(by_cells, (1 << GATES) - 1, 1)),
+                pe.readout_clear.eq(Mux(cells.accumulator_read, (1 << GATES) - 1, 1)),
                 pe.clear_enable.eq(clear_enable),
                 pe.clear_address.eq(clear_address),
             ]
@@ -245,8 +247,7 @@ class LSTMAccelerator(wiring.Component):
         ]
 
         # ---- The output queue, filled by the cell unit or the writeback ---------------------
-        output_layout = data.StructLayout({"value": signed(config.activation_bits),
-                                           "last": unsigned(1)})
+        output_layout = data.StructLayout({"value": words, "last": unsigned(1)})
         m.submodules.output_queue = output_queue = SyncFIFOBuffered(
             width=output_layout.size, depth=self.OUTPUT_QUEUE_DEPTH)
         space = Signal(range(self.OUTPUT_QUEUE_DEPTH + 1))
@@ -290,41 +291,45 @@ class LSTMAccelerator(wiring.Component):
                              vector_write.data.eq(writeback.vector_write.data),
                              vector_write.en.eq(1)]
 
-        # ---- The filler: the first layer's input products of waiting frames ----------------
-        # Frame t uses input slot t mod 2 and gate accumulators t mod 2. A slot is released
-        # to the receiver at its frame's gate fence, so it holds one frame from arrival to
-        # then, whenever the filler sends it.
-        slot = Signal(range(SLOTS))         # the current frame's slot and gate bank
-        frame_running = Signal()            # the sequencer has begun the current frame
+        # ---- The filler: the first layer's input products of waiting steps ----------------
+        # Step t uses input slot t mod 2. A slot is released to the receiver at its step's
+        # gate fence, so it holds one step from arrival to then, whenever the filler sends it.
+        # The products go to the gate accumulators, so the filler sends the next step's only
+        # once the current step's last cell update has read them.
+        slot = Signal(range(SLOTS))         # the current step's slot
+        frame_running = Signal()            # the sequencer has begun the current step
         filled = Signal(SLOTS)              # the slot's input products have all been sent
         filler_done = Signal(SLOTS)
-        released = Signal()                 # the current frame has handed its slot back
+        released = Signal()                 # the current step has handed its slot back
+        last_cells_started = Signal()       # the current step's last layer's cells began
         filler_slot = Signal(range(SLOTS))
         filler_busy = Signal()
-        cells_bank = Signal(range(SLOTS))   # the gate bank the cell unit is reading
+        fresh = Signal(config.channels)     # channels beginning a sequence in this step
         m.d.comb += [
             filler.jobs.payload.length.eq(first.inputs),
             filler.jobs.payload.column_base.eq(first.column_base),
+            filler.jobs.payload.target.eq(Target.GATES),
             filler.jobs.payload.follow.eq(Follow.NONE),
+            filler.jobs.payload.masked.eq(0),
+            filler.fresh.eq(0),
+            critical.fresh.eq(fresh),
+            cells.fresh.eq(fresh),
         ]
         current_ok = (~released & receiver.full.bit_select(slot, 1)
-                      & ~filled.bit_select(slot, 1) & ~receiver.starts.bit_select(slot, 1))
+                      & ~filled.bit_select(slot, 1) & ~cells.busy)
         following = slot + 1
-        following_ok = (frame_running & receiver.full.bit_select(following, 1)
-                        & ~filled.bit_select(following, 1)
-                        & ~receiver.starts.bit_select(following, 1)
-                        & ~(cells.busy & (cells_bank == following)))
+        following_ok = (frame_running & last_cells_started & ~cells.busy
+                        & receiver.full.bit_select(following, 1)
+                        & ~filled.bit_select(following, 1))
         with m.If(~filler_busy):
             with m.If(current_ok):
                 m.d.comb += [filler.jobs.valid.eq(1),
-                             filler.jobs.payload.base.eq(slot * config.input_depth),
-                             filler.jobs.payload.target.eq(slot)]
+                             filler.jobs.payload.base.eq(slot * config.input_depth)]
                 with m.If(filler.jobs.ready):
                     m.d.sync += [filler_busy.eq(1), filler_slot.eq(slot)]
             with m.Elif(following_ok):
                 m.d.comb += [filler.jobs.valid.eq(1),
-                             filler.jobs.payload.base.eq(following * config.input_depth),
-                             filler.jobs.payload.target.eq(following)]
+                             filler.jobs.payload.base.eq(following * config.input_depth)]
                 with m.If(filler.jobs.ready):
                     m.d.sync += [filler_busy.eq(1), filler_slot.eq(following)]
         with m.Elif(~filler.busy):
@@ -337,10 +342,12 @@ class LSTMAccelerator(wiring.Component):
         m.d.comb += self.busy.eq(frame_running | ~all_idle | cells.busy | writeback.busy
                                  | critical.busy | filler.busy)
         previous_producer = Signal(2)       # who writes the previous layer's y (Follow.*)
-        frame_producer = Signal(2)          # who writes the last layer's y of the last frame
+        frame_producer = Signal(2)          # who writes the last layer's y of the last step
         layers_one = Signal()               # the model has a single layer
+        machine_idle = (all_idle & ~cells.busy & ~writeback.busy & ~critical.busy
+                        & ~filler.busy & ~filler_busy)
 
-        def start_read(base, length, column_base, target, follow):
+        def start_read(base, length, column_base, target, follow, masked=0):
             m.d.comb += [
                 critical.jobs.valid.eq(1),
                 critical.jobs.payload.base.eq(base),
@@ -348,33 +355,23 @@ class LSTMAccelerator(wiring.Component):
                 critical.jobs.payload.column_base.eq(column_base),
                 critical.jobs.payload.target.eq(target),
                 critical.jobs.payload.follow.eq(follow),
+                critical.jobs.payload.masked.eq(masked),
             ]
 
-        machine_idle = (all_idle & ~cells.busy & ~writeback.busy & ~critical.busy
-                        & ~filler.busy & ~filler_busy)
-        with m.FSM():
-            with m.State("FRAME_WAIT"):
-                # Weights load only while no frame is waiting or in flight.
-                m.d.comb += loader.enable.eq(machine_idle & (receiver.full == 0)
-                                             & ~self.frames_in.tvalid)
-                with m.If(receiver.full.bit_select(slot, 1) & ~loader.busy):
-                    with m.If(receiver.starts.bit_select(slot, 1)):
-                        m.next = "DRAIN"
-                    with m.Else():
-                        m.d.sync += [frame_running.eq(1), layer.eq(0)]
-                        m.next = "GATES_INPUT"
-            with m.State("DRAIN"):
-                # A new sequence: wait until nothing is in flight, then clear the state.
-                with m.If(machine_idle):
-                    m.d.sync += counter.eq(0)
-                    m.next = "CLEAR"
+        with m.FSM(init="CLEAR"):
             with m.State("CLEAR"):
+                # After a reset: zero every accumulator, cell state and vector word once.
                 m.d.comb += [clear_enable.eq(1), clear_address.eq(counter)]
                 m.d.sync += counter.eq(counter + 1)
                 with m.If(counter == self.clear_cycles(config) - 1):
-                    m.d.comb += receiver.settle.eq(1 << slot)
+                    m.next = "FRAME_WAIT"
+            with m.State("FRAME_WAIT"):
+                # Weights load only while no step is waiting or in flight.
+                m.d.comb += loader.enable.eq(machine_idle & (receiver.full == 0)
+                                             & ~self.frames_in.tvalid)
+                with m.If(receiver.full.bit_select(slot, 1) & ~loader.busy):
                     m.d.sync += [frame_running.eq(1), layer.eq(0),
-                                 frame_producer.eq(Follow.NONE)]
+                                 fresh.eq(receiver.starts[slot])]
                     m.next = "GATES_INPUT"
             with m.State("GATES_INPUT"):
                 # Layers after the first read the previous layer's y as it is written, from
@@ -385,16 +382,21 @@ class LSTMAccelerator(wiring.Component):
                     m.d.sync += layers_one.eq(desc.last)
                     m.next = "GATES_RECURRENT"
                 with m.Elif((previous_producer != Follow.CELLS) | ~cells.busy):
-                    start_read(desc.input_base, desc.inputs, desc.column_base, slot,
+                    start_read(desc.input_base, desc.inputs, desc.column_base, Target.GATES,
                                previous_producer)
                     with m.If(critical.jobs.ready):
                         m.next = "GATES_RECURRENT"
             with m.State("GATES_RECURRENT"):
-                # With one layer, y_{t-1} may still be being written by the last frame.
-                start_read(desc.recurrent_base, desc.recurrent, desc.column_base + desc.inputs,
-                           slot, Mux(layers_one, frame_producer, Follow.NONE))
-                with m.If(critical.jobs.ready):
-                    m.next = "GATES_FENCE"
+                # With one layer, y_{t-1} may still be being written by the last step's
+                # projection writeback, which this read follows; a cell unit writing it is
+                # still reading the gate accumulators, so then the read waits for it. Channels
+                # beginning a sequence read y_{t-1} as zero.
+                with m.If(~cells.busy):
+                    start_read(desc.recurrent_base, desc.recurrent,
+                               desc.column_base + desc.inputs, Target.GATES,
+                               Mux(layers_one, frame_producer, Follow.NONE), masked=1)
+                    with m.If(critical.jobs.ready):
+                        m.next = "GATES_FENCE"
             with m.State("GATES_FENCE"):
                 # The first layer's input products come from the filler; wait for them too,
                 # then hand the input slot back to the receiver.
@@ -410,10 +412,11 @@ class LSTMAccelerator(wiring.Component):
             with m.State("GATES_WAIT"):
                 with m.If(fenced & ~cells.busy & ~writeback.busy):
                     m.d.comb += [cells.start.eq(1), cells.cells.eq(desc.cells),
-                                 cells.bank.eq(slot), cells.cell_base.eq(desc.cell_base),
+                                 cells.cell_base.eq(desc.cell_base),
                                  cells.output_base.eq(desc.cell_output_base),
                                  cells.emit.eq(desc.last & (desc.proj == 0))]
-                    m.d.sync += cells_bank.eq(slot)
+                    with m.If(desc.last):
+                        m.d.sync += last_cells_started.eq(1)
                     with m.If(desc.proj != 0):
                         m.next = "PROJECTION"
                     with m.Else():
@@ -438,9 +441,10 @@ class LSTMAccelerator(wiring.Component):
                     m.next = "LAYER_DONE"
             with m.State("LAYER_DONE"):
                 with m.If(desc.last | (layer == config.max_layers - 1)):
-                    # The next frame may begin while this one's y is still being written.
+                    # The next step may begin while this one's y is still being written.
                     m.d.sync += [layer.eq(0), slot.eq(slot + 1), frame_running.eq(0),
-                                 released.eq(0), frame_producer.eq(previous_producer)]
+                                 released.eq(0), last_cells_started.eq(0),
+                                 frame_producer.eq(previous_producer)]
                     m.next = "FRAME_WAIT"
                 with m.Else():
                     m.d.sync += layer.eq(layer + 1)

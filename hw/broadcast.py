@@ -9,16 +9,18 @@ Two :class:`VectorReader` s feed a :class:`BroadcastArbiter`:
   depend on the current frame and fill every cycle the critical path leaves free.
 
 The arbiter sends a fence first when one is requested, then critical columns, then filler.
-Zero activations are dropped as they are read: they cost no PE cycle.
+Every word holds one activation per channel (channels run in lock-step); a column whose
+activations are zero in every channel is dropped as it is read: it costs no PE cycle. A job
+may mask channels that start a new sequence in this frame step, so their y_{t-1} reads as 0.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..sw.memory_map import address_bits, count_bits
-from .pe import FENCE_BITS, BroadcastLayout
+from .pe import FENCE_BITS, BroadcastLayout, ChannelValues
 
 __all__ = ["VectorReader", "BroadcastArbiter", "ColumnLayout", "ReadJobLayout", "Follow"]
 
@@ -32,11 +34,11 @@ class Follow:
 
 
 def ColumnLayout(config):
-    """An activation on its way to the arbiter: column, value and target accumulators."""
+    """Activations on their way to the arbiter: column, one value per channel, target."""
     return data.StructLayout({
         "column": unsigned(address_bits(config.pointer_depth)),
-        "value": signed(config.activation_bits),
-        "target": unsigned(2),
+        "values": ChannelValues(config),
+        "target": unsigned(1),
     })
 
 
@@ -46,8 +48,9 @@ def ReadJobLayout(config, depth):
         "base": unsigned(address_bits(depth)),
         "length": unsigned(count_bits(depth)),
         "column_base": unsigned(address_bits(config.pointer_depth)),
-        "target": unsigned(2),
+        "target": unsigned(1),
         "follow": unsigned(2),
+        "masked": unsigned(1),       # zero the channels in ``fresh`` (their y_{t-1} is 0)
     })
 
 
@@ -67,10 +70,12 @@ class VectorReader(wiring.Component):
     produced : In(ArrayLayout(count, 2))
         Words written so far by each producer (cell unit, writeback) in its current job; a job
         that follows a producer reads word ``i`` only once ``produced > i``.
+    fresh : In(channels)
+        Channels starting a new sequence; a ``masked`` job reads them as zero.
     busy : Out(1)
         A job is queued, being read, or its last activation is not yet sent.
     read_address, read_enable : Out, read_data : In
-        A synchronous read port of the memory.
+        A synchronous read port of the memory (one activation per channel per word).
     activations : Out(stream.Signature(ColumnLayout))
     """
 
@@ -82,10 +87,11 @@ class VectorReader(wiring.Component):
         super().__init__({
             "jobs": In(stream.Signature(ReadJobLayout(config, depth))),
             "produced": In(data.ArrayLayout(unsigned(count), Follow.PRODUCERS)),
+            "fresh": In(config.channels),
             "busy": Out(1),
             "read_address": Out(address_bits(depth)),
             "read_enable": Out(1),
-            "read_data": In(signed(config.activation_bits)),
+            "read_data": In(ChannelValues(config)),
             "activations": Out(stream.Signature(ColumnLayout(config))),
         })
 
@@ -110,24 +116,30 @@ class VectorReader(wiring.Component):
         more = active & (index < job.length)
         can_read = more & (index < followed)
 
-        # Stage 1 holds the activation read in the previous cycle.
+        # Stage 1 holds the activations read in the previous cycle.
         held = Signal()
         held_column = Signal.like(job.column_base)
-        held_target = Signal(2)
-        nonzero = self.read_data != 0
+        held_target = Signal()
+        held_mask = Signal(self.config.channels)     # channels whose value is kept
+        values = Signal(ChannelValues(self.config))
+        for channel in range(self.config.channels):
+            m.d.comb += values[channel].eq(Mux(held_mask[channel], self.read_data[channel], 0))
+        nonzero = values.as_value() != 0
         advance = ~held | ~nonzero | self.activations.ready
         m.d.comb += [
             self.read_address.eq(job.base + index),
             self.read_enable.eq(advance),
             self.activations.valid.eq(held & nonzero),
             self.activations.payload.column.eq(held_column),
-            self.activations.payload.value.eq(self.read_data),
+            self.activations.payload.values.eq(values),
             self.activations.payload.target.eq(held_target),
             self.busy.eq(active | held | queue.r_rdy),
         ]
         with m.If(advance):
             m.d.sync += [held.eq(can_read), held_column.eq(job.column_base + index),
-                         held_target.eq(job.target)]
+                         held_target.eq(job.target),
+                         held_mask.eq(Mux(job.masked, ~self.fresh,
+                                          (1 << self.config.channels) - 1))]
             with m.If(can_read):
                 m.d.sync += index.eq(index + 1)
         # Take the next job once the current one is read to its end.
@@ -179,7 +191,7 @@ class BroadcastArbiter(wiring.Component):
             out.valid.eq(pending | self.critical.valid | self.filler.valid),
             out.payload.fence.eq(pending),
             out.payload.column.eq(chosen.column),
-            out.payload.value.eq(chosen.value),
+            out.payload.values.eq(chosen.values),
             out.payload.target.eq(chosen.target),
             self.critical.ready.eq(out.ready & ~pending),
             self.filler.ready.eq(out.ready & ~pending & ~use_critical),

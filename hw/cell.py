@@ -12,9 +12,13 @@ state, and computes, exactly as :func:`ese.sw.arithmetic.cell_update` does::
 It writes c' back and m to the activation vector memory (where the projection, or the next
 frame, reads it) and, for the network's output, into the output queue. It is a fixed-latency
 pipeline without stalls; it issues a cell only when the output queue is sure to have room.
+
+Channels run in lock-step: the control is shared and each channel has its own arithmetic lane
+(:class:`CellLane`), reading that channel's accumulators and state. A channel that begins a
+new sequence in this frame step starts from a zero cell state.
 """
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,114 +26,70 @@ from ..sw.arithmetic import sigmoid_table, tanh_table
 from ..sw.memory_map import MemoryMap, address_bits, count_bits
 from .activation import ActivationTable
 from .fixed import requantize
-from .pe import WritePortSignature, readout_request_members
+from .pe import ChannelValues, Target, WritePortSignature, readout_request_members
 from .pipeline import credited_issue, delay, output_queue_members
 
-__all__ = ["CellUnit", "LATENCY"]
+__all__ = ["CellUnit", "CellLane", "LATENCY"]
 
 #: Cycles from issuing a cell to writing its output.
 LATENCY = 11
+#: Cycles from issuing a cell to writing its new state.
+STATE_LATENCY = 6
 
 
-class CellUnit(wiring.Component):
-    """Element-wise LSTM cell update for one layer at a time.
+def _parameter_layout(config):
+    mm = MemoryMap(config)
+    return data.StructLayout({name: signed(width) if s else unsigned(width)
+                              for name, width, s in mm.cell_parameter_fields})
+
+
+class CellLane(wiring.Component):
+    """One channel's cell update arithmetic: a fixed-latency pipeline.
+
+    The operands are presented one cycle after the cell is issued (stage 1); the new cell
+    state leaves ``STATE_LATENCY`` cycles and the output ``LATENCY`` cycles after the issue.
 
     Members
     -------
-    start : In(1)
-        Begin a layer: ``cells`` cells whose gates are in the accumulators ``bank`` and whose
-        state and parameters start at ``cell_base``; outputs go to the vector memory from
-        ``output_base``, and to the output queue if ``emit`` is set. Only while not ``busy``.
-    busy : Out(1)
-    produced : Out
-        Outputs written to the vector memory so far in this layer (a reader may follow it).
-    accumulator_pe, accumulator_target, accumulator_address, accumulator_read : Out
-        Which PE's accumulators to read (all four gate banks, then cleared).
-    accumulator_data : In(ArrayLayout(signed(accumulator_bits), 4))
-        The selected PE's readout data, one cycle after the read.
-    parameter_address : Out, parameter_data : In
-        Read port of the cell parameter memory (biases, peepholes).
-    state_address : Out, state_data : In
-        Read port of the cell state memory.
-    state_write : Out(WritePortSignature)
-        Write port of the cell state memory.
-    vector_write : Out(WritePortSignature)
-        Write port of the activation vector memory.
-    output_space : In
-        Free entries in the output queue.
-    output_valid : Out(1), output_value : Out, output_last : Out(1)
-        A word for the output queue (written without handshake; space is reserved).
+    gates : In(ArrayLayout(signed(accumulator_bits), 4))
+        The accumulated gates i, f, g, o.
+    parameters : In(cell parameter bits)
+        Biases and peepholes (see MemoryMap.cell_parameter_fields).
+    previous : In(signed(cell_bits))
+        The previous cell state.
+    fresh : In(1)
+        The channel begins a new sequence: the previous state counts as zero.
+    new_cell : Out(signed(cell_bits))
+    output : Out(signed(activation_bits))
     """
 
     def __init__(self, config):
-        config.require_sized()
         self.config = config
-        mm = MemoryMap(config)
-        cells = address_bits(config.cell_depth)
-        vector = address_bits(config.vector_depth)
         super().__init__({
-            "start": In(1),
-            "cells": In(count_bits(config.cell_depth)),
-            "bank": In(2),
-            "cell_base": In(cells),
-            "output_base": In(vector),
-            "emit": In(1),
-            "busy": Out(1),
-            "produced": Out(count_bits(config.cell_depth)),
-            **readout_request_members(config),
-            "parameter_address": Out(cells),
-            "parameter_data": In(mm.cell_parameter_bits),
-            "state_address": Out(cells),
-            "state_data": In(signed(config.cell_bits)),
-            "state_write": Out(WritePortSignature(cells, config.cell_bits)),
-            "vector_write": Out(WritePortSignature(vector, config.activation_bits)),
-            **output_queue_members(config),
+            "gates": In(data.ArrayLayout(signed(config.accumulator_bits), 4)),
+            "parameters": In(MemoryMap(config).cell_parameter_bits),
+            "previous": In(signed(config.cell_bits)),
+            "fresh": In(1),
+            "new_cell": Out(signed(config.cell_bits)),
+            "output": Out(signed(config.activation_bits)),
         })
 
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        mm = MemoryMap(config)
         act = config.activation_format
         acc_frac = config.product_frac_bits
         bias_shift = acc_frac - config.bias_frac_bits
         peep_shift = config.activation_frac_bits - config.cell_frac_bits
-        log2_pes = (config.pes - 1).bit_length()
 
         m.submodules.sigmoid = sigmoid = ActivationTable(sigmoid_table(config), lookups=3)
         m.submodules.tanh = tanh = ActivationTable(tanh_table(config), lookups=2)
 
-        # Issue: one cell per cycle, while the output queue has room for everything in flight.
-        cell_base = Signal.like(self.cell_base)
-        output_base = Signal.like(self.output_base)
-        bank = Signal.like(self.bank)
-        with m.If(self.start):
-            m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
-                         bank.eq(self.bank)]
-        counter = credited_issue(m, start=self.start, length=self.cells, emit=self.emit,
-                                 output_space=self.output_space, latency=LATENCY, name="cell")
-        index, issue, cells = counter.index, counter.issue, counter.length
-        m.d.comb += self.busy.eq(counter.busy)
-
-        m.d.comb += [
-            self.accumulator_pe.eq(index[:log2_pes] if log2_pes else 0),
-            self.accumulator_target.eq(bank),
-            self.accumulator_address.eq(index >> log2_pes),
-            self.accumulator_read.eq(issue),
-            self.parameter_address.eq(cell_base + index),
-            self.state_address.eq(cell_base + index),
-        ]
-        valid0 = issue
-        cell_address0 = cell_base + index
-        output_address0 = output_base + index
-        last0 = index + 1 == cells
-
         # Stage 1: operands arrive; peephole products with the previous state.
-        gates = self.accumulator_data
-        params = data.View(data.StructLayout({name: signed(width) if s else unsigned(width)
-                                              for name, width, s in mm.cell_parameter_fields}),
-                           self.parameter_data)
-        previous = self.state_data
+        gates = self.gates
+        params = data.View(_parameter_layout(config), self.parameters)
+        previous = Signal(signed(config.cell_bits))
+        m.d.comb += previous.eq(Mux(self.fresh, 0, self.previous))
         peep_i = Signal(signed(config.weight_bits + config.cell_bits))
         peep_f = Signal.like(peep_i)
         m.d.sync += [peep_i.eq(params.peephole_i * previous),
@@ -158,18 +118,12 @@ class CellUnit(wiring.Component):
         m.d.comb += [sigmoid.codes[0].eq(u_i), sigmoid.codes[1].eq(u_f), tanh.codes[0].eq(u_g)]
         previous5 = delay(m, stage2["previous"], 3, "previous_s5")
 
-        # Stage 5: the new cell state.
+        # Stage 5: the new cell state (registered: stage 6).
         i, f, g = sigmoid.values[0], sigmoid.values[1], tanh.values[0]
         mixed = ((f * previous5) << peep_shift) + i * g
         new_cell = Signal(signed(config.cell_bits))
         m.d.sync += new_cell.eq(requantize(mixed, 2 * act.frac, config.cell_format))
-        valid6 = delay(m, valid0, 6, "valid6")
-        cell_address6 = delay(m, cell_address0, 6, "cell_address6")
-        m.d.comb += [
-            self.state_write.address.eq(cell_address6),
-            self.state_write.data.eq(new_cell),
-            self.state_write.enable.eq(valid6),
-        ]
+        m.d.comb += self.new_cell.eq(new_cell)
 
         # Stage 6: the output gate's peephole, and tanh's input.
         later = {name: delay(m, stage2[name], 4, f"{name}_s6")
@@ -189,22 +143,129 @@ class CellUnit(wiring.Component):
         m.d.sync += [u_o.eq(gate_input(gate_o7, bias_o7, peep_o)), u_c8.eq(u_c)]
         m.d.comb += [sigmoid.codes[2].eq(u_o), tanh.codes[1].eq(u_c8)]
 
-        # Stage 10: m = o * tanh(c'), written in stage 11.
-        output = Signal(signed(act.bits))
-        m.d.sync += output.eq(requantize(sigmoid.values[2] * tanh.values[1], 2 * act.frac, act))
-        valid11 = counter.finish
+        # Stage 10: m = o * tanh(c') (registered: stage 11).
+        m.d.sync += self.output.eq(requantize(sigmoid.values[2] * tanh.values[1], 2 * act.frac,
+                                              act))
+        return m
+
+
+class CellUnit(wiring.Component):
+    """Element-wise LSTM cell update for one layer at a time, every channel in lock-step.
+
+    Members
+    -------
+    start : In(1)
+        Begin a layer: ``cells`` cells whose state and parameters start at ``cell_base``;
+        outputs go to the vector memory from ``output_base``, and to the output queue if
+        ``emit`` is set. Only while not ``busy``.
+    fresh : In(channels)
+        Channels that begin a new sequence in this frame step (zero previous state).
+    busy : Out(1)
+    produced : Out
+        Outputs written to the vector memory so far in this layer (a reader may follow it).
+    accumulator_pe, accumulator_target, accumulator_address, accumulator_read : Out
+        Which PE's gate accumulators to read (all four banks of every channel, then cleared).
+    accumulator_data : In(ReadoutLayout)
+        The selected PE's readout data, one cycle after the read.
+    parameter_address : Out, parameter_data : In
+        Read port of the cell parameter memory (biases, peepholes; shared by the channels).
+    state_address : Out, state_data : In
+        Read port of the cell state memory (one state per channel per word).
+    state_write : Out(WritePortSignature)
+        Write port of the cell state memory.
+    vector_write : Out(WritePortSignature)
+        Write port of the activation vector memory (one output per channel per word).
+    output_space : In
+        Free entries in the output queue.
+    output_valid : Out(1), output_value : Out, output_last : Out(1)
+        A word for the output queue (written without handshake; space is reserved).
+    """
+
+    def __init__(self, config):
+        config.require_sized()
+        self.config = config
+        mm = MemoryMap(config)
+        cells = address_bits(config.cell_depth)
+        vector = address_bits(config.vector_depth)
+        states = data.ArrayLayout(signed(config.cell_bits), config.channels)
+        super().__init__({
+            "start": In(1),
+            "cells": In(count_bits(config.cell_depth)),
+            "cell_base": In(cells),
+            "output_base": In(vector),
+            "emit": In(1),
+            "fresh": In(config.channels),
+            "busy": Out(1),
+            "produced": Out(count_bits(config.cell_depth)),
+            **readout_request_members(config),
+            "parameter_address": Out(cells),
+            "parameter_data": In(mm.cell_parameter_bits),
+            "state_address": Out(cells),
+            "state_data": In(states),
+            "state_write": Out(WritePortSignature(cells, states.size)),
+            "vector_write": Out(WritePortSignature(vector, ChannelValues(config).size)),
+            **output_queue_members(config),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        log2_pes = (config.pes - 1).bit_length()
+
+        # Issue: one cell per cycle, while the output queue has room for everything in flight.
+        cell_base = Signal.like(self.cell_base)
+        output_base = Signal.like(self.output_base)
+        fresh = Signal.like(self.fresh)
+        with m.If(self.start):
+            m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
+                         fresh.eq(self.fresh)]
+        counter = credited_issue(m, start=self.start, length=self.cells, emit=self.emit,
+                                 output_space=self.output_space, latency=LATENCY, name="cell")
+        index, issue, cells = counter.index, counter.issue, counter.length
+        m.d.comb += [
+            self.busy.eq(counter.busy),
+            self.accumulator_pe.eq(index[:log2_pes] if log2_pes else 0),
+            self.accumulator_target.eq(Target.GATES),
+            self.accumulator_address.eq(index >> log2_pes),
+            self.accumulator_read.eq(issue),
+            self.parameter_address.eq(cell_base + index),
+            self.state_address.eq(cell_base + index),
+        ]
+
+        outputs = Signal(ChannelValues(config))
+        new_cells = Signal(self.state_data.shape())
+        for channel in range(config.channels):
+            lane = CellLane(config)
+            m.submodules[f"lane{channel}"] = lane
+            m.d.comb += [
+                lane.gates.eq(self.accumulator_data[channel]),
+                lane.parameters.eq(self.parameter_data),
+                lane.previous.eq(self.state_data[channel]),
+                lane.fresh.eq(fresh[channel]),
+                new_cells[channel].eq(lane.new_cell),
+                outputs[channel].eq(lane.output),
+            ]
+        m.d.comb += [
+            self.state_write.address.eq(delay(m, cell_base + index, STATE_LATENCY,
+                                              "state_address")),
+            self.state_write.data.eq(new_cells),
+            self.state_write.enable.eq(delay(m, issue, STATE_LATENCY, "state_valid")),
+        ]
+
+        finished = counter.finish
         produced = Signal.like(self.produced)
         with m.If(self.start):
             m.d.sync += produced.eq(0)
-        with m.Elif(valid11):
+        with m.Elif(finished):
             m.d.sync += produced.eq(produced + 1)
         m.d.comb += [
             self.produced.eq(produced),
-            self.vector_write.address.eq(delay(m, output_address0, LATENCY, "output_address11")),
-            self.vector_write.data.eq(output),
-            self.vector_write.enable.eq(valid11),
-            self.output_valid.eq(valid11 & counter.emit),
-            self.output_value.eq(output),
-            self.output_last.eq(delay(m, last0, LATENCY, "last11")),
+            self.vector_write.address.eq(delay(m, output_base + index, LATENCY,
+                                               "output_address")),
+            self.vector_write.data.eq(outputs),
+            self.vector_write.enable.eq(finished),
+            self.output_valid.eq(finished & counter.emit),
+            self.output_value.eq(outputs),
+            self.output_last.eq(delay(m, index + 1 == cells, LATENCY, "last")),
         ]
         return m

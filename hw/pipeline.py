@@ -9,6 +9,7 @@ already in flight (credit-based flow control), which :func:`credited_issue` buil
 from dataclasses import dataclass
 
 from amaranth.hdl import Signal, Value, signed
+from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["delay", "credited_issue", "CreditedIssue", "output_queue_members"]
@@ -19,7 +20,7 @@ def output_queue_members(config):
     return {
         "output_space": In(range(1 << 12)),     # free entries of the queue
         "output_valid": Out(1),
-        "output_value": Out(signed(config.activation_bits)),
+        "output_value": Out(data.ArrayLayout(signed(config.activation_bits), config.channels)),
         "output_last": Out(1),
     }
 

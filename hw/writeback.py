@@ -1,19 +1,19 @@
 """The projection writeback: accumulated y = W_ym m becomes the layer's output vector.
 
 After the projection's sparse products, each output row sits in one accumulator of the PE
-that owns it (row ``p`` in PE ``p mod pes``). The writeback reads the rows in order (clearing
-each one behind the read), rounds and saturates them to the activation format, and writes
-them to the layer's recurrent vector (y_t, read by the next frame and by the next layer) and,
-for the network's output, into the output queue.
+that owns it (row ``p`` in PE ``p mod pes``), for every channel. The writeback reads the rows
+in order (clearing each one behind the read), rounds and saturates them to the activation
+format, and writes them to the layer's recurrent vector (y_t, read by the next frame and by
+the next layer) and, for the network's output, into the output queue; every channel at once.
 """
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.memory_map import address_bits, count_bits
 from .fixed import requantize
-from .pe import Target, WritePortSignature, readout_request_members
+from .pe import ChannelValues, Target, WritePortSignature, readout_request_members
 from .pipeline import credited_issue, delay, output_queue_members
 
 __all__ = ["ProjectionWriteback", "LATENCY"]
@@ -53,7 +53,7 @@ class ProjectionWriteback(wiring.Component):
             "busy": Out(1),
             "produced": Out(count_bits(config.vector_depth)),
             **readout_request_members(config),
-            "vector_write": Out(WritePortSignature(vector, config.activation_bits)),
+            "vector_write": Out(WritePortSignature(vector, ChannelValues(config).size)),
             **output_queue_members(config),
         })
 
@@ -76,9 +76,11 @@ class ProjectionWriteback(wiring.Component):
             self.accumulator_address.eq(index >> log2_pes),
             self.accumulator_read.eq(issue),
         ]
-        value = Signal(signed(config.activation_bits))
-        m.d.sync += value.eq(requantize(self.accumulator_data[0], config.product_frac_bits,
-                                        config.activation_format))
+        value = Signal(ChannelValues(config))
+        for channel in range(config.channels):
+            m.d.sync += value[channel].eq(requantize(self.accumulator_data[channel][0],
+                                                     config.product_frac_bits,
+                                                     config.activation_format))
         valid2 = counter.finish
         produced = Signal.like(self.produced)
         with m.If(self.start):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..sw.errors import InputError, SimulationError
 from .build import TOPLEVEL, build_simulator
+from .plan import plan_steps
 
 __all__ = ["SimulationResult", "simulate"]
 
@@ -29,12 +30,14 @@ class SimulationResult:
 
     Attributes
     ----------
-    outputs : float array (frames, outputs)
-        The hardware's outputs, decoded; identical to ``Program.predict`` when bit-exact.
-    output_codes : int array (frames, outputs)
-        The raw output words.
-    expected_codes : int array (frames, outputs)
-        The golden model's words for the same frames.
+    outputs : float array (frames, outputs), or list per channel
+        The hardware's outputs, decoded; identical to ``Program.predict`` when bit-exact. For
+        frames given per channel, a list with, for each channel, a list of arrays (one per
+        sequence).
+    output_codes : int array (steps, channels, outputs)
+        The raw output words of every channel at every step.
+    expected_codes : int array (steps, channels, outputs)
+        The golden model's words for the same steps.
     cycles_per_frame : list of int
         Clock cycles of each frame: from the first input word to the frame's last output word
         for the first frame, and between consecutive frames' last output words after it.
@@ -96,8 +99,10 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     Parameters
     ----------
     program : Program
-    frames : array (frames, inputs)
-        Real-valued inputs, quantized exactly as ``Program.predict`` does.
+    frames : array (frames, inputs), or a list per channel
+        Real-valued inputs, quantized exactly as ``Program.predict`` does: one sequence for
+        channel 0, or for each channel a sequence, a list of sequences to run back to back
+        (each from zero state), or None (see ``ese.sim.plan``).
     stall_probability : float
         Probability of an idle cycle on each input stream and of back-pressure on the output
         stream, in every cycle (0 for the pure hardware timing).
@@ -115,12 +120,12 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     """
     if not 0.0 <= stall_probability < 1.0:
         raise InputError(f"stall_probability must be in [0, 1), not {stall_probability}")
-    codes, _ = program.encode_inputs(frames)
-    expected = program.predict_codes(codes)
+    plan = plan_steps(program, frames)
+    expected = plan.expected
     started = time.monotonic()
-    result, build = run_testbench(program, "run_job", codes, expected,
-                                  stall_probability=stall_probability, seed=seed, log=log,
-                                  keep=keep, timeout_cycles=timeout_cycles,
+    result, build = run_testbench(program, "run_job", plan.codes, expected,
+                                  starts=plan.starts, stall_probability=stall_probability,
+                                  seed=seed, log=log, keep=keep, timeout_cycles=timeout_cycles,
                                   options={"paced": bool(paced)})
     wall = time.monotonic() - started - build.seconds
     output_codes = result["outputs"]
@@ -132,8 +137,10 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
                               f"expected {expected.shape}")
     cycles = (completed.tolist() if paced
               else np.diff(np.concatenate([[sequence_cycle], completed])).tolist())
+    decoded = program.decode_outputs(output_codes)
+    outputs = decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
     return SimulationResult(
-        outputs=program.decode_outputs(output_codes), output_codes=output_codes,
+        outputs=outputs, output_codes=output_codes,
         expected_codes=expected, cycles_per_frame=[int(c) for c in cycles],
         load_cycles=loaded_cycle - started_cycle, build_seconds=build.seconds,
         build_cached=build.cached, wall_seconds=wall, clock_mhz=program.config.clock_mhz,
@@ -142,14 +149,23 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
                  "build_recorded_seconds": build.recorded_seconds})
 
 
-def run_testbench(program, testcase, codes, expected, *, stall_probability=0.0, seed=0,
-                  log=None, keep=None, timeout_cycles=None, options=None):
+def run_testbench(program, testcase, codes, expected, *, starts=None, stall_probability=0.0,
+                  seed=0, log=None, keep=None, timeout_cycles=None, options=None):
     """Run one cocotb test of :mod:`ese.sim.testbench` on ``program``'s hardware.
 
-    The test gets the program's load stream, the input ``codes`` and the ``expected`` output
-    codes. Returns ``(results, build)``: the arrays the test saved (empty if it saved none)
-    and the :class:`~ese.sim.build.SimulatorBuild`. A failing test raises SimulationError.
+    The test gets the program's load stream, the input ``codes`` (steps, channels, inputs),
+    the channels that begin a sequence at each step (``starts``; by default every channel at
+    the first step) and the ``expected`` output codes (steps, channels, outputs); codes and
+    expectations for one channel may be given as (frames, inputs) and (frames, outputs).
+    Returns ``(results, build)``: the arrays the test saved (empty if it saved none) and the
+    :class:`~ese.sim.build.SimulatorBuild`. A failing test raises SimulationError.
     """
+    codes, expected = np.asarray(codes), np.asarray(expected)
+    if codes.ndim == 2:
+        codes, expected = codes[:, None, :], expected[:, None, :]
+    if starts is None:
+        starts = np.zeros(codes.shape[:2], dtype=bool)
+        starts[0] = True
     build = build_simulator(program.config, log=log)
     if timeout_cycles is None:
         entries = int(program.image.entries_per_pe.max())
@@ -174,7 +190,7 @@ def run_testbench(program, testcase, codes, expected, *, stall_probability=0.0, 
             work.mkdir(parents=True, exist_ok=True)
         job, result_path = work / "job.npz", work / "result.npz"
         np.savez(job, load_words=program.image.load_words(), inputs=codes, expected=expected,
-                 settings=json.dumps(settings))
+                 starts=np.asarray(starts, dtype=bool), settings=json.dumps(settings))
         runner = get_runner("verilator")
         try:
             with _outside_pytest():

@@ -38,7 +38,7 @@ class AcceleratorBench:
         self.weights = AxiStreamSource(AxiStreamBus.from_prefix(dut, "weights_"), dut.clk,
                                        dut.rst, byte_size=32)
         self.frames_in = AxiStreamSource(AxiStreamBus.from_prefix(dut, "frames_in_"), dut.clk,
-                                         dut.rst, byte_size=activation_bits)
+                                         dut.rst, byte_size=len(dut.frames_in__tdata))
         self.frames_out = None      # attached after loading: a sink polls every clock cycle
         self.stall_probability = stall_probability
         self.rng = random.Random(seed)
@@ -54,7 +54,7 @@ class AcceleratorBench:
         if self.frames_out is None:
             self.frames_out = AxiStreamSink(AxiStreamBus.from_prefix(self.dut, "frames_out_"),
                                             self.dut.clk, self.dut.rst,
-                                            byte_size=self.activation_bits)
+                                            byte_size=len(self.dut.frames_out__tdata))
             self.frames_out.log.setLevel("WARNING")
             if self.stall_probability > 0:
                 self.frames_out.set_pause_generator(
@@ -75,41 +75,52 @@ class AcceleratorBench:
         limit = timeout_cycles or 10 * len(words) + 10_000
         await with_timeout(self.weights.wait(), limit * CLOCK_NS, "ns")
 
-    async def run_sequence(self, codes, timeout_cycles, paced=False):
-        """Run one sequence of frames; returns (outputs, completion cycle of each frame).
+    async def run_sequence(self, codes, timeout_cycles, paced=False, starts=None):
+        """Run frame steps; returns (outputs, completion cycle of each step).
 
-        Frames are queued all at once (streaming), or, when ``paced``, each is sent only after
-        the previous frame's output has arrived; then the second list holds each frame's
-        latency, from sending its first word to receiving its last output.
+        ``codes`` is (steps, channels, inputs) and ``starts`` (steps, channels) marks where a
+        channel begins a sequence (every channel at the first step by default). Steps are
+        queued all at once (streaming) or, when ``paced``, each is sent only after the
+        previous step's output has arrived; then the second list holds each step's latency,
+        from sending its first word to receiving its last output. Outputs are (steps,
+        channels, outputs) lists of signed values.
         """
         self.attach_output()
-        mask = (1 << self.activation_bits) - 1
-        sign = 1 << (self.activation_bits - 1)
+        codes = np.asarray(codes)
+        steps, channels, _ = codes.shape
+        if starts is None:
+            starts = np.zeros((steps, channels), dtype=bool)
+            starts[0] = True
+        bits = self.activation_bits
+        mask = (1 << bits) - 1
+        sign = 1 << (bits - 1)
         outputs, completed = [], []
 
         async def send(index):
-            frame = codes[index]
-            user = [0] * len(frame)
-            user[0] = int(index == 0)
-            await self.frames_in.send(AxiStreamFrame([int(v) & mask for v in frame],
-                                                     tuser=user))
+            words = [sum((int(v) & mask) << (bits * c) for c, v in enumerate(column))
+                     for column in codes[index].T]
+            user = [0] * len(words)
+            user[0] = sum(1 << c for c in range(channels) if starts[index][c])
+            await self.frames_in.send(AxiStreamFrame(words, tuser=user))
 
         async def receive():
             frame = await with_timeout(self.frames_out.recv(), timeout_cycles * CLOCK_NS, "ns")
-            outputs.append([(v ^ sign) - sign for v in frame.tdata])
+            step = [[(((word >> (bits * c)) & mask) ^ sign) - sign for word in frame.tdata]
+                    for c in range(channels)]
+            outputs.append(step)
             completed.append(self.cycle())
 
         if paced:
             latencies = []
-            for index in range(len(codes)):
+            for index in range(steps):
                 sent = self.cycle()
                 await send(index)
                 await receive()
                 latencies.append(completed[-1] - sent)
             return outputs, latencies
-        for index in range(len(codes)):
+        for index in range(steps):
             await send(index)
-        for _ in range(len(codes)):
+        for _ in range(steps):
             await receive()
         return outputs, completed
 
@@ -138,10 +149,11 @@ async def run_job(dut):
     await ClockCycles(dut.clk, 2)
     sequence_start = bench.cycle()
     outputs, completed = await bench.run_sequence(job["inputs"], settings["timeout_cycles"],
-                                                  paced=settings.get("paced", False))
+                                                  paced=settings.get("paced", False),
+                                                  starts=job["starts"])
     flags = _flags(dut)
     np.savez(os.environ["ESE_SIM_RESULT"],
-             outputs=np.array(outputs, dtype=np.int64).reshape(len(outputs), -1),
+             outputs=np.array(outputs, dtype=np.int64),
              completed=np.array(completed, dtype=np.int64),
              markers=np.array([started, loaded, sequence_start], dtype=np.int64),
              flags=json.dumps(flags))
@@ -171,9 +183,10 @@ async def frame_of_wrong_length_is_flagged(dut):
     await bench.load(job["load_words"])
     await ClockCycles(dut.clk, 2)
     assert _flags(dut)["frame_error"] == 0
-    inputs = job["inputs"]
-    mask = (1 << bench.activation_bits) - 1
-    short = [int(v) & mask for v in inputs[0][:-1]]
+    bits = bench.activation_bits
+    step = job["inputs"][0]                   # (channels, inputs)
+    short = [sum((int(v) & ((1 << bits) - 1)) << (bits * c) for c, v in enumerate(column))
+             for column in step.T[:-1]]
     await bench.frames_in.send(AxiStreamFrame(short, tuser=[1] + [0] * (len(short) - 1)))
     await bench.frames_in.wait()
     await ClockCycles(dut.clk, 4)

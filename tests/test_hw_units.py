@@ -105,7 +105,7 @@ async def _read_pe(ctx, dut, target, addresses, clear=0b1111):
         ctx.set(dut.readout_clear, clear)
         await ctx.tick()
         ctx.set(dut.readout_enable, 0)
-        values[address] = [ctx.get(dut.readout_data[lane]) for lane in range(GATES)]
+        values[address] = [ctx.get(dut.readout_data[0][lane]) for lane in range(GATES)]
     await ctx.tick()
     return values
 
@@ -137,14 +137,14 @@ def test_processing_element_accumulates_sparse_products_exactly():
             if not ctx.get(dut.activations.ready):
                 queue_was_full.append(column)
             await stream_put(ctx, dut.activations,
-                             {"column": column, "value": int(activations[column]),
-                              "target": Target.GATES_EVEN, "fence": 0},
+                             {"column": column, "values": [int(activations[column])],
+                              "target": Target.GATES, "fence": 0},
                              gaps if column > 8 else None)
         await stream_put(ctx, dut.activations, {"fence": 1})
         await ctx.tick().until(dut.fences == 1)
         seen["idle"] = ctx.get(dut.idle)
-        seen["rows"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES_EVEN, range(16)), rows)
-        seen["again"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES_EVEN, range(16)), rows)
+        seen["rows"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES, range(16)), rows)
+        seen["again"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES, range(16)), rows)
 
     run_simulation(dut, bench)
     used = np.zeros(columns, dtype=np.int64)
@@ -156,9 +156,9 @@ def test_processing_element_accumulates_sparse_products_exactly():
     assert queue_was_full, "the long column should have filled the activation queue"
 
 
-def test_processing_element_keeps_targets_apart():
-    """Even-frame, odd-frame and projection accumulators never mix."""
-    config = ese.Config(pes=1, **UNIT)
+def test_processing_element_keeps_targets_and_channels_apart():
+    """Gate and projection accumulators never mix, nor do the channels' accumulators."""
+    config = ese.Config(pes=1, channels=3, **UNIT)
     rng = np.random.default_rng(9)
     gate = np.where(rng.random((32, 3)) < 0.5, rng.integers(-500, 500, (32, 3)), 0)
     projection = np.where(rng.random((8, 4)) < 0.5, rng.integers(-500, 500, (8, 4)), 0)
@@ -166,30 +166,42 @@ def test_processing_element_keeps_targets_apart():
     proj_entries, proj_counts, _ = encode_columns(projection, config)
     entries = np.concatenate([gate_entries, proj_entries])
     pointers = np.concatenate([[0], np.cumsum(np.concatenate([gate_counts, proj_counts]))])
-    x, y, m = [3, -7, 11], [5, 2, -1], [9, -4, 6, 1]
+    x = rng.integers(-100, 100, (3, 3))               # (channel, column)
+    m = rng.integers(-100, 100, (3, 4))
+    x[1, :] = 0                                       # channel 1 sees only zeros here
     dut = ProcessingElement(config)
     seen = {}
 
     async def bench(ctx):
         await _load_pe(ctx, dut, config, pointers, entries)
-        broadcasts = ([(j, v, Target.GATES_EVEN) for j, v in enumerate(x)]
-                      + [(3 + j, v, Target.PROJECTION) for j, v in enumerate(m)]
-                      + [(j, v, Target.GATES_ODD) for j, v in enumerate(y)])
-        for column, value, target in broadcasts:
-            await stream_put(ctx, dut.activations, {"column": column, "value": value,
+        broadcasts = ([(j, x[:, j], Target.GATES) for j in range(3)]
+                      + [(3 + j, m[:, j], Target.PROJECTION) for j in range(4)])
+        for column, values, target in broadcasts:
+            await stream_put(ctx, dut.activations, {"column": column,
+                                                     "values": [int(v) for v in values],
                                                      "target": target, "fence": 0})
         await stream_put(ctx, dut.activations, {"fence": 1})
-        await stream_put(ctx, dut.activations, {"fence": 1})
-        await ctx.tick().until(dut.fences == 2)
-        seen["even"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES_EVEN, range(8)), 32)
-        seen["odd"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES_ODD, range(8)), 32)
-        values = await _read_pe(ctx, dut, Target.PROJECTION, range(8), clear=1)
-        seen["projection"] = [values[row][0] for row in range(8)]
+        await ctx.tick().until(dut.fences == 1)
+        gates, projections = {}, {}
+        for address in range(8):
+            ctx.set(dut.readout_enable, 1)
+            ctx.set(dut.readout_target, Target.GATES)
+            ctx.set(dut.readout_address, address)
+            await ctx.tick()
+            gates[address] = [[ctx.get(dut.readout_data[c][lane]) for lane in range(GATES)]
+                              for c in range(3)]
+            ctx.set(dut.readout_target, Target.PROJECTION)
+            await ctx.tick()
+            projections[address] = [ctx.get(dut.readout_data[c][0]) for c in range(3)]
+        ctx.set(dut.readout_enable, 0)
+        seen["gates"], seen["projections"] = gates, projections
 
     run_simulation(dut, bench)
-    assert seen["even"] == (gate @ np.array(x)).tolist()
-    assert seen["odd"] == (gate @ np.array(y)).tolist()
-    assert seen["projection"] == (projection @ np.array(m)).tolist()
+    for channel in range(3):
+        rows = [seen["gates"][row // GATES][channel][row % GATES] for row in range(32)]
+        assert rows == (gate @ x[channel]).tolist()
+        assert [seen["projections"][row][channel] for row in range(8)] == \
+            (projection @ m[channel]).tolist()
 
 
 class CellUnitHarness(wiring.Component):
@@ -208,7 +220,7 @@ class CellUnitHarness(wiring.Component):
         m = Module()
         config = self.config
         m.submodules.unit = unit = self.unit
-        layout = data.ArrayLayout(signed(config.accumulator_bits), GATES)
+        layout = data.ArrayLayout(signed(config.accumulator_bits), GATES)   # one channel
         mask = (1 << config.accumulator_bits) - 1
         readouts = []
         for pe, rows in enumerate(self.accumulators):
@@ -224,7 +236,7 @@ class CellUnitHarness(wiring.Component):
         with m.Switch(selected):
             for pe, value in enumerate(readouts):
                 with m.Case(pe):
-                    m.d.comb += unit.accumulator_data.eq(value)
+                    m.d.comb += unit.accumulator_data[0].eq(value)
         params = Memory(shape=MemoryMap(config).cell_parameter_bits, depth=len(self.parameters),
                         init=self.parameters)
         state = Memory(shape=signed(config.cell_bits), depth=len(self.state), init=self.state)
@@ -236,7 +248,6 @@ class CellUnitHarness(wiring.Component):
             s_write.addr.eq(unit.state_write.address), s_write.data.eq(unit.state_write.data),
             s_write.en.eq(unit.state_write.enable),
             unit.start.eq(self.start), unit.cells.eq(self.cells), unit.cell_base.eq(0),
-            unit.bank.eq(0),
             unit.output_base.eq(0), unit.emit.eq(1), unit.output_space.eq(self.output_space),
             self.busy.eq(unit.busy),
         ]
@@ -285,7 +296,7 @@ def test_cell_unit_computes_the_contracts_cell_update():
             if state_en:
                 writes[state_addr] = signed_value(state_data, config.cell_bits)
             if valid:
-                outputs.append((value, last))
+                outputs.append((value[0], last))
 
     run_simulation(harness, bench, processes=[monitor], deadline=2e-6)
     expected_cell, expected_output = cell_update(config, gates, bias, peephole, state)
@@ -305,7 +316,8 @@ class ReaderHarness(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.unit = unit = self.unit
-        memory = Memory(shape=signed(16), depth=64, init=self.contents)
+        memory = Memory(shape=data.ArrayLayout(signed(16), 1), depth=64,
+                        init=[[v] for v in self.contents])
         m.submodules.vector = memory
         port = memory.read_port()
         m.d.comb += [port.addr.eq(unit.read_address), port.en.eq(unit.read_enable),
@@ -327,9 +339,11 @@ def test_vector_reader_skips_zeros_follows_its_producer_and_honours_back_pressur
         # Job 1 follows the producer (cell unit), which "writes" a word every 3 cycles;
         # job 2 is a complete segment queued behind it.
         await stream_put(ctx, unit.jobs, {"base": 10, "length": len(values), "column_base": 20,
-                                          "target": Target.GATES_ODD, "follow": Follow.CELLS})
+                                          "target": Target.GATES, "follow": Follow.CELLS,
+                                          "masked": 0})
         await stream_put(ctx, unit.jobs, {"base": 20, "length": 3, "column_base": 40,
-                                          "target": Target.PROJECTION, "follow": Follow.NONE})
+                                          "target": Target.PROJECTION, "follow": Follow.NONE,
+                                          "masked": 0})
         for produced in range(len(values) + 1):
             ctx.set(harness.produced, produced)
             log[produced] = len(received)
@@ -338,12 +352,12 @@ def test_vector_reader_skips_zeros_follows_its_producer_and_honours_back_pressur
     async def sink(ctx):
         for _ in range(sum(1 for v in values + second if v)):
             payload = await stream_get(ctx, unit.activations, stalls)
-            received.append((payload.column, payload.value, payload.target))
+            received.append((payload.column, payload.values[0], payload.target))
         await ctx.tick().repeat(5)
         received.append(("busy", ctx.get(unit.busy)))
 
     run_simulation(harness, control, sink)
-    expected = ([(20 + i, v, Target.GATES_ODD) for i, v in enumerate(values) if v]
+    expected = ([(20 + i, v, Target.GATES) for i, v in enumerate(values) if v]
                 + [(40 + i, v, Target.PROJECTION) for i, v in enumerate(second) if v])
     assert received == expected + [("busy", 0)]
     # Nothing was sent before the producer had written it.
@@ -358,9 +372,9 @@ def test_arbiter_puts_fences_before_critical_before_filler():
     async def bench(ctx):
         ctx.set(dut.broadcast.ready, 1)
         ctx.set(dut.critical.valid, 1)
-        ctx.set(dut.critical.payload, {"column": 1, "value": 10, "target": 0})
+        ctx.set(dut.critical.payload, {"column": 1, "values": [10], "target": 0})
         ctx.set(dut.filler.valid, 1)
-        ctx.set(dut.filler.payload, {"column": 2, "value": 20, "target": 1})
+        ctx.set(dut.filler.payload, {"column": 2, "values": [20], "target": 1})
         ctx.set(dut.fence_request, 1)
         await ctx.tick()
         ctx.set(dut.fence_request, 0)
@@ -378,30 +392,30 @@ def test_arbiter_puts_fences_before_critical_before_filler():
 
 
 def test_frame_receiver_fills_two_slots_and_keeps_sequence_starts():
-    config = ese.Config(pes=2, **UNIT)
+    config = ese.Config(pes=2, channels=2, **UNIT)
     dut = FrameReceiver(config)
     writes, seen = [], {}
 
     async def bench(ctx):
         ctx.set(dut.length, 3)
-        frames = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
-        for index, frame in enumerate(frames[:2]):
-            for position, value in enumerate(frame):
-                await stream_put(ctx, dut.words, {"value": value, "first": int(index == 0
-                                                                              and position == 0),
+        steps = [[(1, 11), (2, 12), (3, 13)], [(4, 14), (5, 15), (6, 16)]]
+        for index, step in enumerate(steps):
+            for position, values in enumerate(step):
+                # Channel 1 begins a sequence with step 0, channel 0 with step 1.
+                starts = (0b10 if index == 0 else 0b01) if position == 0 else 0
+                await stream_put(ctx, dut.words, {"values": list(values), "starts": starts,
                                                   "last": int(position == 2)})
         await ctx.tick()
-        seen["full"], seen["starts"] = ctx.get(dut.full), ctx.get(dut.starts)
+        seen["full"] = ctx.get(dut.full)
+        seen["starts"] = [ctx.get(dut.starts[slot]) for slot in range(2)]
         seen["ready_when_full"] = ctx.get(dut.words.ready)
-        ctx.set(dut.settle, 0b01)                    # the sequencer cleared the state
-        ctx.set(dut.release, 0b01)                   # slot 0's frame has been consumed
+        ctx.set(dut.release, 0b01)                   # slot 0's step has been consumed
         await ctx.tick()
-        ctx.set(dut.settle, 0)
         ctx.set(dut.release, 0)
         await ctx.tick()
-        seen["after_release"] = (ctx.get(dut.full), ctx.get(dut.starts))
-        for position, value in enumerate(frames[2][:2]):   # a short frame: last comes early
-            await stream_put(ctx, dut.words, {"value": value, "first": 0,
+        seen["after_release"] = ctx.get(dut.full)
+        for position in range(2):                    # a short step: last comes early
+            await stream_put(ctx, dut.words, {"values": [7, 8], "starts": 0,
                                               "last": int(position == 1)})
         await ctx.tick()
         seen["error"] = ctx.get(dut.error)
@@ -410,14 +424,15 @@ def test_frame_receiver_fills_two_slots_and_keeps_sequence_starts():
         async for _clock, _reset, enable, address, value in ctx.tick().sample(
                 dut.write.enable, dut.write.address, dut.write.data):
             if enable:
-                writes.append((address, signed_value(value, 16)))
+                writes.append((address, signed_value(value, 16), signed_value(value >> 16, 16)))
 
     run_simulation(dut, bench, processes=[monitor], deadline=2e-6)
     depth = UNIT["input_depth"]
-    assert writes[:6] == [(0, 1), (1, 2), (2, 3), (depth, 4), (depth + 1, 5), (depth + 2, 6)]
-    assert writes[6:] == [(0, 7), (1, 8)]
-    assert seen["full"] == 0b11 and seen["starts"] == 0b01 and seen["ready_when_full"] == 0
-    assert seen["after_release"] == (0b10, 0b00)
+    assert writes[:6] == [(0, 1, 11), (1, 2, 12), (2, 3, 13), (depth, 4, 14),
+                          (depth + 1, 5, 15), (depth + 2, 6, 16)]
+    assert writes[6:] == [(0, 7, 8), (1, 7, 8)]
+    assert seen["full"] == 0b11 and seen["starts"] == [0b10, 0b01]
+    assert seen["ready_when_full"] == 0 and seen["after_release"] == 0b10
     assert seen["error"] == 1
 
 

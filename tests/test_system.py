@@ -128,3 +128,25 @@ def test_structured_zeros_columns_rows_and_inputs():
     x[4] = 0.0                                        # and a frame of zeros
     result = program.simulate(x, stall_probability=0.2, seed=2)
     assert result.bitexact and np.array_equal(result.outputs, program.predict(x))
+
+
+def test_channels_run_independent_sequences_in_lock_step():
+    """Three channels on one set of weights: different lengths, a restart, two layers."""
+    program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),
+                          hardware(4, channels=3), density=0.3)
+    a, b1, b2, c = (frames(n, 13, seed=s) for n, s in ((9, 1), (4, 2), (3, 3), (5, 4)))
+    result = program.simulate([a, [b1, b2], c], stall_probability=0.25, seed=4)
+    assert result.mismatches == 0 and result.output_codes.shape == (9, 3, 9)
+    (out_a,), (out_b1, out_b2), (out_c,) = result.outputs
+    assert np.array_equal(out_a, program.predict(a))
+    assert np.array_equal(out_b1, program.predict(b1))
+    assert np.array_equal(out_b2, program.predict(b2)), "channel 1's restart leaked state"
+    assert np.array_equal(out_c, program.predict(c))
+
+
+def test_channels_without_projection_and_an_idle_channel():
+    program = ese.compile(nn.LSTMCell(11, 19), hardware(2, channels=2), density=0.5)
+    x = frames(7, 11, seed=8)
+    result = program.simulate([None, x], stall_probability=0.2, seed=5)
+    assert result.mismatches == 0
+    assert np.array_equal(result.outputs[1][0], program.predict(x))
