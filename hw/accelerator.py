@@ -40,7 +40,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sw.memory_map import LOAD_WORD_BITS, MemoryMap
-from .axi_stream import AxiStreamSignature
+from .axi import AxiStreamSignature
 from .broadcast import BroadcastArbiter, Follow, VectorReader
 from .cell import LATENCY as CELL_LATENCY
 from .cell import CellUnit

@@ -22,9 +22,12 @@ from ..hw.accelerator import LSTMAccelerator
 from ..sw.errors import ToolchainError
 from .toolchain import build_make_flags, verilator_environment
 
-__all__ = ["TOPLEVEL", "generate_verilog", "build_simulator", "SimulatorBuild", "cache_root"]
+__all__ = ["TOPLEVEL", "DESIGNS", "generate_verilog", "build_simulator", "SimulatorBuild",
+           "cache_root"]
 
 TOPLEVEL = "ese_accelerator"
+#: The two designs the simulator builds: the accelerator core, and the whole system.
+DESIGNS = {"accelerator": "ese_accelerator", "system": "ese_system"}
 
 
 def _lean_verilator_runner():
@@ -51,10 +54,14 @@ def cache_root():
     return Path(os.environ.get("ESE_CACHE_DIR", Path.home() / ".cache" / "ese"))
 
 
-def generate_verilog(config):
-    """The Verilog of the accelerator for a sized ``config``."""
-    top = LSTMAccelerator(config)
-    return verilog.convert(top, name=TOPLEVEL, emit_src=False)
+def generate_verilog(config, design="accelerator"):
+    """The Verilog of the accelerator core (or the whole system) for a sized ``config``."""
+    if design == "system":
+        from ..hw.system import AcceleratorSystem
+        top = AcceleratorSystem(config)
+    else:
+        top = LSTMAccelerator(config)
+    return verilog.convert(top, name=DESIGNS[design], emit_src=False)
 
 
 @dataclass
@@ -77,14 +84,14 @@ def _generator_sources():
     return hardware + contract
 
 
-def build_key(config):
+def build_key(config, design="accelerator"):
     """Cache key of the simulator for ``config``."""
     import amaranth
     import cocotb
     version, _ = verilator_environment()
     parameters = {k: v for k, v in config.to_dict().items() if k != "clock_mhz"}
     digest = hashlib.sha256()
-    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    digest.update(json.dumps([design, parameters], sort_keys=True).encode())
     for text in (version, cocotb.__version__, amaranth.__version__, Path(__file__).read_text()):
         digest.update(text.encode())
     for path in _generator_sources():
@@ -92,19 +99,20 @@ def build_key(config):
     return digest.hexdigest()[:20]
 
 
-def build_simulator(config, log=None):
-    """Generate, compile and cache the simulator for ``config``.
+def build_simulator(config, log=None, design="accelerator"):
+    """Generate, compile and cache the simulator for ``config`` (``design``: see DESIGNS).
 
     ``log`` is called with a one-line message before a long build starts.
     """
     version, _ = verilator_environment()
-    directory = cache_root() / "verilator" / build_key(config)
+    toplevel = DESIGNS[design]
+    directory = cache_root() / "verilator" / build_key(config, design)
     directory.mkdir(parents=True, exist_ok=True)
     marker = directory / "build.json"
     with open(directory / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        verilog_path = directory / f"{TOPLEVEL}.v"
-        if marker.exists() and (directory / TOPLEVEL).exists():
+        verilog_path = directory / f"{toplevel}.v"
+        if marker.exists() and (directory / toplevel).exists():
             try:
                 recorded = float(json.loads(marker.read_text())["seconds"])
             except (ValueError, KeyError, OSError):
@@ -113,7 +121,7 @@ def build_simulator(config, log=None):
         if log is not None:
             log(f"building the Verilator model of {config.pes} PEs (once per configuration)")
         started = time.monotonic()
-        verilog_path.write_text(generate_verilog(config))
+        verilog_path.write_text(generate_verilog(config, design))
         runner = _lean_verilator_runner()
         # Flags inherited from an outer make (a jobserver it owns) do not apply to this build.
         saved_flags = os.environ.get("MAKEFLAGS")
@@ -121,7 +129,7 @@ def build_simulator(config, log=None):
         try:
             runner.build(
                 sources=[verilog_path],
-                hdl_toplevel=TOPLEVEL,
+                hdl_toplevel=toplevel,
                 build_dir=directory,
                 build_args=["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"],
                 timescale=("1ns", "1ps"),

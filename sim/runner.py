@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..sw.errors import InputError, SimulationError
-from .build import TOPLEVEL, build_simulator
-from .plan import plan_steps
+from ..sw.steps import plan_steps
+from .build import DESIGNS, TOPLEVEL, build_simulator
 
-__all__ = ["SimulationResult", "simulate"]
+__all__ = ["SimulationResult", "simulate", "run_testbench", "run_system"]
 
 
 @dataclass
@@ -218,3 +218,70 @@ def _tail(path, lines=40):
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log was written)"
+
+
+def run_system(program, frames, *, testcase="run_through_driver", stall_probability=0.0,
+               seed=0, log=None, keep=None, other_image=None, timeout_cycles=None):
+    """Run a test of :mod:`ese.sim.system_testbench`: the host driver against the system RTL.
+
+    ``frames`` takes the forms of ``Program.simulate`` (a list per channel, or one sequence).
+    The program is saved as a weight image that the driver loads from its file, as it would
+    on the card. Returns ``(outputs, counters)``: per channel, per sequence, the decoded
+    outputs; and the card's counters.
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    build = build_simulator(program.config, log=log, design="system")
+    if isinstance(frames, np.ndarray):
+        frames = [frames]
+    settings = {"stall_probability": float(stall_probability), "seed": int(seed),
+                "channels": program.config.channels,
+                "timeout_cycles": int(timeout_cycles or 5_000_000)}
+    arrays = {}
+    for channel, entry in enumerate(frames):
+        sequences = [] if entry is None else (entry if isinstance(entry, (list, tuple))
+                                              else [entry])
+        for index, sequence in enumerate(sequences):
+            arrays[f"frames_{channel}_{index}"] = np.asarray(sequence, dtype=np.float64)
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ese-system-")))
+        else:
+            work = Path(keep)
+            work.mkdir(parents=True, exist_ok=True)
+        settings["image"] = str(work / "model.ese")
+        program.save(settings["image"])
+        if other_image is not None:
+            settings["other_image"] = str(work / "other.ese")
+            other_image.save(settings["other_image"])
+        job, result_path = work / "job.npz", work / "result.npz"
+        np.savez(job, settings=json.dumps(settings), **arrays)
+        if log is not None:
+            log(f"running the host driver against the system RTL ({testcase})")
+        runner = get_runner("verilator")
+        try:
+            with _outside_pytest():
+                results = runner.test(
+                    test_module="ese.sim.system_testbench", testcase=testcase,
+                    hdl_toplevel=DESIGNS["system"], hdl_toplevel_lang="verilog",
+                    build_dir=build.directory, test_dir=work,
+                    results_xml=str(work / "results.xml"), log_file=work / "simulation.log",
+                    extra_env={"ESE_SIM_JOB": str(job), "ESE_SIM_RESULT": str(result_path)},
+                    seed=seed)
+            tests, failed = get_results(results)
+        except (RuntimeError, SystemExit) as error:
+            raise SimulationError(f"the simulation did not run ({error}):\n"
+                                  f"{_tail(work / 'simulation.log')}") from None
+        if failed or tests != 1:
+            raise SimulationError(f"the system testbench's {testcase} failed:\n"
+                                  f"{_tail(work / 'simulation.log')}")
+        if not result_path.exists():
+            return None, None
+        with np.load(result_path) as saved:
+            counters = json.loads(str(saved["counters"]))
+            outputs = []
+            for channel in range(program.config.channels):
+                names = sorted((n for n in saved.files if n.startswith(f"outputs_{channel}_")),
+                               key=lambda n: int(n.rsplit("_", 1)[1]))
+                outputs.append([saved[name] for name in names])
+        return outputs, counters

@@ -71,6 +71,8 @@ class Config:
         for its design; deeper queues absorb more column-to-column imbalance).
     clock_mhz : float
         Clock the design is built and reported for.
+    memory_data_bits, memory_address_bits : int
+        Width of the AXI4 port to the off-chip memory (DDR) that holds the weight image.
     max_layers, input_depth, pointer_depth, entry_depth, cells_per_pe, projections_per_pe, \
     cell_depth, vector_depth : int
         Memory capacities; ``None`` sizes them for the compiled model (to the next power of
@@ -93,6 +95,8 @@ class Config:
     entries_per_read: int = 4
     activation_queue_depth: int = 16
     clock_mhz: float = 200.0
+    memory_data_bits: int = 64
+    memory_address_bits: int = 32
     max_layers: "int | None" = None
     input_depth: "int | None" = None
     pointer_depth: "int | None" = None
@@ -153,6 +157,11 @@ class Config:
                 or not 0 < self.clock_mhz <= 1000):
             raise ConfigError(
                 f"Config.clock_mhz must be a frequency in MHz, not {self.clock_mhz!r}")
+        positive_int("memory_data_bits", self.memory_data_bits, 32, 1024)
+        if not _is_power_of_two(self.memory_data_bits):
+            raise ConfigError(f"Config.memory_data_bits must be a power of two from 32 to 1024, "
+                              f"not {self.memory_data_bits}")
+        positive_int("memory_address_bits", self.memory_address_bits, 16, 64)
         for name in CAPACITY_FIELDS:
             value = getattr(self, name)
             if value is not None:

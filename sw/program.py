@@ -11,6 +11,7 @@ generated RTL, and saves to and loads from a weight image::
 """
 
 import copy
+import dataclasses
 
 import numpy as np
 
@@ -137,6 +138,19 @@ class Program:
 
     # Files.
 
+    def retarget(self, config):
+        """This program laid out for hardware ``config``.
+
+        The hardware must have the same arithmetic, PE and channel counts, and capacities at
+        least as large as the program needs; otherwise :class:`ImageError` says what differs.
+        """
+        check_compatible(self.config, config)
+        if config == self.config:
+            return self
+        image = encode_model(self.model, config)
+        model = dataclasses.replace(self.model, config=image.config)
+        return Program(model, image, self.report, self.metadata, self.pruned_module)
+
     def save(self, path):
         """Write the program as a weight image file."""
         metadata = dict(self.metadata)
@@ -206,16 +220,15 @@ def load(path, config=None):
     if not same:
         raise ImageError(f"{path}: the memories are not a consistent encoding of a model")
     if config is not None:
-        # Capacities may be larger than the image needs: re-lay the memories for them.
         check_compatible(image.config, config, path)
-        image = encode_model(model, config)
-        model.config = image.config
     try:
         report = QuantizationReport.from_dict(metadata["report"])
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ImageError(f"{path}: the quantization report in the header is malformed") from None
     metadata = {k: v for k, v in metadata.items() if k != "report"}
-    return Program(model, image, report, metadata)
+    program = Program(model, image, report, metadata)
+    # Capacities may be larger than the image needs: re-lay the memories for them.
+    return program if config is None else program.retarget(config)
 
 
 def check_compatible(built_for, hardware, what="the image"):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sw.errors import InputError
+from .errors import InputError
 
 __all__ = ["StepPlan", "plan_steps"]
 
@@ -52,12 +52,13 @@ class StepPlan:
                 for channel, spans in enumerate(self.spans)]
 
 
-def plan_steps(program, frames):
+def plan_steps(program, frames, golden=True):
     """Lay out ``frames`` for ``program``'s channels.
 
     ``frames`` is one (frames, inputs) array, run on channel 0, or a list with one entry per
     channel (at most ``channels``): a (frames, inputs) array, a list of such arrays to run
-    one after another, or None for an idle channel.
+    one after another, or None for an idle channel. With ``golden`` the plan holds the golden
+    model's outputs too.
     """
     channels = program.config.channels
     single = not isinstance(frames, (list, tuple))
@@ -101,7 +102,8 @@ def plan_steps(program, frames):
                 continue
             codes[step:step + len(run), channel] = run
             starts[step, channel] = True
-            expected[step:step + len(run), channel] = program.predict_codes(run)
+            if golden:
+                expected[step:step + len(run), channel] = program.predict_codes(run)
             channel_spans.append((step, len(sequence)))
             step += len(run)
         spans.append(channel_spans)

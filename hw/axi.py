@@ -1,0 +1,105 @@
+"""AXI4-Stream ports, and adapters between them and Amaranth streams.
+
+Inside the accelerator, blocks talk through ``amaranth.lib.stream`` streams. At the edge of the
+design, where a testbench (cocotbext-axi) or the board's DMA engine attaches, the same
+handshake is exposed under AXI4-Stream names: ``tdata``, ``tvalid``, ``tready`` and, where the
+stream needs them, ``tlast`` (end of a frame) and ``tuser`` (side information).
+"""
+
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["AxiStreamSignature"]
+
+
+class AxiStreamSignature(wiring.Signature):
+    """An AXI4-Stream interface, seen from its source.
+
+    Parameters
+    ----------
+    data_width : int
+        Width of ``tdata``.
+    user_width : int
+        Width of ``tuser``; 0 for no ``tuser``.
+    last : bool
+        Whether the stream has ``tlast``.
+    """
+
+    def __init__(self, data_width, *, user_width=0, last=True):
+        self.data_width = data_width
+        self.user_width = user_width
+        self.has_last = last
+        members = {"tdata": Out(data_width), "tvalid": Out(1), "tready": In(1)}
+        if last:
+            members["tlast"] = Out(1)
+        if user_width:
+            members["tuser"] = Out(user_width)
+        super().__init__(members)
+
+    def __eq__(self, other):
+        return (isinstance(other, AxiStreamSignature) and self.data_width == other.data_width
+                and self.user_width == other.user_width and self.has_last == other.has_last)
+
+    def __repr__(self):
+        return (f"AxiStreamSignature({self.data_width}, user_width={self.user_width}, "
+                f"last={self.has_last})")
+
+
+class AxiLiteSignature(wiring.Signature):
+    """An AXI4-Lite interface, seen from its master (32-bit data).
+
+    Parameters
+    ----------
+    address_width : int
+    """
+
+    def __init__(self, address_width):
+        self.address_width = address_width
+        super().__init__({
+            "awaddr": Out(address_width), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(32), "wstrb": Out(4), "wvalid": Out(1), "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "araddr": Out(address_width), "arvalid": Out(1), "arready": In(1),
+            "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+        })
+
+    def __eq__(self, other):
+        return isinstance(other, AxiLiteSignature) and self.address_width == other.address_width
+
+    def __repr__(self):
+        return f"AxiLiteSignature({self.address_width})"
+
+
+class Axi4Signature(wiring.Signature):
+    """An AXI4 memory-mapped interface, seen from its master.
+
+    The master issues one transaction at a time, so its IDs are a single constant bit (the
+    ports exist because AXI4 slaves and bus models expect them).
+
+    Parameters
+    ----------
+    address_width, data_width : int
+    """
+
+    def __init__(self, address_width, data_width):
+        self.address_width = address_width
+        self.data_width = data_width
+        super().__init__({
+            "awid": Out(1), "bid": In(1), "arid": Out(1), "rid": In(1),
+            "awaddr": Out(address_width), "awlen": Out(8), "awsize": Out(3), "awburst": Out(2),
+            "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
+            "wvalid": Out(1), "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "araddr": Out(address_width), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
+            "arvalid": Out(1), "arready": In(1),
+            "rdata": In(data_width), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
+            "rready": Out(1),
+        })
+
+    def __eq__(self, other):
+        return (isinstance(other, Axi4Signature) and self.address_width == other.address_width
+                and self.data_width == other.data_width)
+
+    def __repr__(self):
+        return f"Axi4Signature({self.address_width}, {self.data_width})"

@@ -1,0 +1,202 @@
+"""The accelerator system: what the board flow instantiates and cocotb drives as a whole.
+
+Around the accelerator core (:mod:`ese.hw.accelerator`) it adds what a host needs:
+
+* control and status registers on an AXI4-Lite port (:mod:`ese.sw.registers`);
+* the weight image in off-chip memory: the host uploads its load stream as words, the
+  :class:`~ese.hw.dma.ImageWriter` stores it in the DDR through the AXI4 master, and the
+  :class:`~ese.hw.dma.ImageReader` reads it back into the core's memories on command;
+* frame steps and results as byte streams, the way a PCIe DMA engine moves them.
+
+Host stream formats (every word ``channels`` 16-bit values, channel 0 in the low bits, so a
+word is ``2 * channels`` bytes)::
+
+    host_frames   per step: a header word (bit c: channel c begins a new sequence), then one
+                  word per input; tlast on the step's last word
+    host_results  per step: one word per output; tlast on the step's last word
+    weights       the image's load stream, 32-bit words
+
+Ports carry AXI names: ``s_axil__*``, ``m_axi__*``, ``host_frames__tdata``, ...
+"""
+
+from amaranth.hdl import Cat, Module, ResetInserter, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sw.image import FORMAT_VERSION
+from ..sw.registers import MAGIC, Control, Status, build_id
+from .accelerator import LSTMAccelerator
+from .axi import Axi4Signature, AxiLiteSignature, AxiStreamSignature
+from .dma import ImageReader, ImageWriter
+from .pe import ChannelValues
+from .registers import ADDRESS_BITS, ControlRegisters
+
+__all__ = ["AcceleratorSystem"]
+
+#: Cycles a RESET command holds the core in reset.
+RESET_CYCLES = 4
+
+
+class AcceleratorSystem(wiring.Component):
+    """The accelerator with its host and memory interfaces.
+
+    Members
+    -------
+    s_axil : In(AxiLiteSignature(12))
+        Control and status registers.
+    m_axi : Out(Axi4Signature(memory_address_bits, memory_data_bits))
+        The off-chip memory holding the weight image.
+    weights : In(AxiStreamSignature(32))
+        The weight image's load stream, to be stored in memory (after STORE_IMAGE).
+    host_frames : In(AxiStreamSignature(16 * channels))
+        Frame steps, each led by a header word of sequence starts.
+    host_results : Out(AxiStreamSignature(16 * channels))
+        The last layer's outputs of each step.
+    """
+
+    def __init__(self, config):
+        config.require_sized()
+        self.config = config
+        width = ChannelValues(config).size
+        super().__init__({
+            "s_axil": In(AxiLiteSignature(ADDRESS_BITS)),
+            "m_axi": Out(Axi4Signature(config.memory_address_bits, config.memory_data_bits)),
+            "weights": In(AxiStreamSignature(32, last=False)),
+            "host_frames": In(AxiStreamSignature(width)),
+            "host_results": Out(AxiStreamSignature(width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        channels = config.channels
+
+        m.submodules.registers = registers = ControlRegisters(config)
+        m.submodules.writer = writer = ImageWriter(config)
+        m.submodules.reader = reader = ImageReader(config)
+        core_reset = Signal()
+        core = LSTMAccelerator(config)
+        m.submodules.core = ResetInserter(core_reset)(core)
+        wiring.connect(m, wiring.flipped(self.s_axil), registers.bus)
+
+        # ---- Memory: writes from the image writer, reads by the image reader -----------------
+        for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb",
+                     "wlast", "wvalid", "bready"):
+            m.d.comb += getattr(self.m_axi, name).eq(getattr(writer.bus, name))
+        for name in ("awready", "wready", "bresp", "bvalid"):
+            m.d.comb += getattr(writer.bus, name).eq(getattr(self.m_axi, name))
+        for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
+            m.d.comb += getattr(self.m_axi, name).eq(getattr(reader.bus, name))
+        for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
+            m.d.comb += getattr(reader.bus, name).eq(getattr(self.m_axi, name))
+        m.d.comb += [
+            writer.words_in.payload.eq(self.weights.tdata),
+            writer.words_in.valid.eq(self.weights.tvalid),
+            self.weights.tready.eq(writer.words_in.ready),
+            core.weights.tdata.eq(reader.words_out.payload),
+            core.weights.tvalid.eq(reader.words_out.valid),
+            reader.words_out.ready.eq(core.weights.tready),
+        ]
+
+        # ---- Frame steps: the header word becomes tuser on the step's first input word ------
+        expecting_header = Signal(init=1)
+        starts = Signal(channels)
+        first_word = Signal()
+        host = self.host_frames
+        with m.If(expecting_header):
+            m.d.comb += host.tready.eq(1)
+            with m.If(host.tvalid):
+                m.d.sync += [starts.eq(host.tdata[:channels]), expecting_header.eq(0),
+                             first_word.eq(1)]
+        with m.Else():
+            m.d.comb += [core.frames_in.tdata.eq(host.tdata),
+                         core.frames_in.tuser.eq(starts & first_word.replicate(channels)),
+                         core.frames_in.tlast.eq(host.tlast),
+                         core.frames_in.tvalid.eq(host.tvalid),
+                         host.tready.eq(core.frames_in.tready)]
+            with m.If(host.tvalid & core.frames_in.tready):
+                m.d.sync += first_word.eq(0)
+                with m.If(host.tlast):
+                    m.d.sync += expecting_header.eq(1)
+        wiring.connect(m, core.frames_out, wiring.flipped(self.host_results))
+
+        # ---- Commands ---------------------------------------------------------------------
+        command = registers.command
+        aligned = registers.image_address[:12] == 0
+        command_error = Signal()
+        reset_count = Signal(range(RESET_CYCLES + 1))
+        m.d.comb += core_reset.eq(reset_count != 0)
+        with m.If(reset_count != 0):
+            m.d.sync += reset_count.eq(reset_count - 1)
+        with m.If(command & Control.RESET):
+            m.d.sync += [reset_count.eq(RESET_CYCLES), expecting_header.eq(1)]
+        with m.If(command & Control.STORE_IMAGE):
+            with m.If(aligned & ~writer.busy & ~reader.busy):
+                m.d.comb += [writer.start.eq(1), writer.address.eq(registers.image_address),
+                             writer.words.eq(registers.image_words)]
+            with m.Else():
+                m.d.comb += command_error.eq(1)
+        with m.If(command & Control.LOAD_IMAGE):
+            with m.If(aligned & ~writer.busy & ~reader.busy & ~core.busy):
+                m.d.comb += [reader.start.eq(1), reader.address.eq(registers.image_address),
+                             reader.words.eq(registers.image_words)]
+            with m.Else():
+                m.d.comb += command_error.eq(1)
+
+        # ---- Status, errors and counters ------------------------------------------------------
+        loaded = Signal()
+        loading = Signal()
+        with m.If(reader.start):
+            m.d.sync += [loading.eq(1), loaded.eq(0)]
+        with m.Elif(loading & ~reader.busy):
+            m.d.sync += [loading.eq(0), loaded.eq(1)]
+        with m.If(writer.start):
+            m.d.sync += loaded.eq(0)
+
+        errors = Signal(32)
+        previous_flags = Signal(2)
+        flags = Cat(core.load_error, core.frame_error)
+        m.d.sync += previous_flags.eq(flags)
+        raised = (flags & ~previous_flags) | ((writer.error | reader.error) << 2) \
+            | (command_error << 3)
+        with m.If(command & Control.CLEAR_ERRORS):
+            m.d.sync += errors.eq(raised)
+        with m.Else():
+            m.d.sync += errors.eq(errors | raised)
+
+        cycles = Signal(64)
+        busy_cycles = Signal(64)
+        steps_in = Signal(32)
+        steps_out = Signal(32)
+        step_cycles = Signal(32)
+        last_step = Signal(64)
+        m.d.sync += cycles.eq(cycles + 1)
+        with m.If(core.busy):
+            m.d.sync += busy_cycles.eq(busy_cycles + 1)
+        with m.If(core.frames_in.tvalid & core.frames_in.tready & core.frames_in.tlast):
+            m.d.sync += steps_in.eq(steps_in + 1)
+        results = self.host_results
+        with m.If(results.tvalid & results.tready & results.tlast):
+            m.d.sync += [steps_out.eq(steps_out + 1), last_step.eq(cycles),
+                         step_cycles.eq(cycles - last_step)]
+
+        # Bits in the order of ese.sw.registers.Status.
+        status = Signal(32)
+        m.d.comb += status.eq(Cat(core.busy, writer.busy, loading | reader.busy, loaded,
+                                  errors != 0))
+        assert [Status.BUSY, Status.STORING, Status.LOADING, Status.LOADED, Status.ERROR] == \
+            [1 << bit for bit in range(5)]
+        m.d.comb += [
+            registers.magic.eq(MAGIC),
+            registers.format_version.eq(FORMAT_VERSION),
+            registers.build_id.eq(build_id(config)),
+            registers.status.eq(status),
+            registers.errors.eq(errors),
+            registers.steps_in.eq(steps_in),
+            registers.steps_out.eq(steps_out),
+            registers.step_cycles.eq(step_cycles),
+            registers.image_stored.eq(writer.written),
+            registers.cycles.eq(cycles),
+            registers.busy_cycles.eq(busy_cycles),
+        ]
+        return m

@@ -1,0 +1,101 @@
+"""The simulated machine as a driver transport: cocotbext-axi bus models around the RTL.
+
+:class:`SimulatedTransport` gives :class:`ese.sw.driver.Accelerator` the same five coroutines
+the board's XDMA transport does, implemented with an ``AxiLiteMaster`` on the registers,
+AXI-Stream sources for the weight image and the frame steps and a sink for the results, so
+the driver code that runs on the card runs unchanged against Verilator. Every bus can be
+given random idle cycles and back-pressure.
+"""
+
+import random
+
+from cocotb.triggers import Timer
+from cocotbext.axi import (
+    AxiBus,
+    AxiLiteBus,
+    AxiLiteMaster,
+    AxiRam,
+    AxiStreamBus,
+    AxiStreamFrame,
+    AxiStreamSink,
+    AxiStreamSource,
+)
+
+__all__ = ["SimulatedTransport", "SystemModels"]
+
+CLOCK_NS = 5   # 200 MHz
+
+
+def _stalls(probability, rng):
+    while True:
+        yield rng.random() < probability
+
+
+class SystemModels:
+    """The bus models around an ``ese_system`` top level.
+
+    Parameters
+    ----------
+    dut
+        The cocotb handle of the system top level.
+    memory_bytes : int
+        Size of the DDR model.
+    stall_probability : float
+        Probability, per cycle and per channel of every bus, of an idle or back-pressure cycle.
+    """
+
+    def __init__(self, dut, memory_bytes=1 << 24, stall_probability=0.0, seed=0):
+        clock, reset = dut.clk, dut.rst
+        self.registers = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), clock, reset)
+        self.memory = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), clock, reset,
+                             size=memory_bytes)
+        self.weights = AxiStreamSource(AxiStreamBus.from_prefix(dut, "weights_"), clock, reset)
+        self.frames = AxiStreamSource(AxiStreamBus.from_prefix(dut, "host_frames_"), clock,
+                                      reset)
+        self.results = AxiStreamSink(AxiStreamBus.from_prefix(dut, "host_results_"), clock,
+                                     reset)
+        for model in (self.registers.write_if, self.registers.read_if, self.memory.write_if,
+                      self.memory.read_if, self.weights, self.frames, self.results):
+            model.log.setLevel("WARNING")
+        if stall_probability > 0:
+            rng = random.Random(seed)
+            channels = [self.registers.write_if.aw_channel, self.registers.write_if.w_channel,
+                        self.registers.write_if.b_channel, self.registers.read_if.ar_channel,
+                        self.registers.read_if.r_channel, self.memory.write_if.aw_channel,
+                        self.memory.write_if.w_channel, self.memory.write_if.b_channel,
+                        self.memory.read_if.ar_channel, self.memory.read_if.r_channel,
+                        self.weights, self.frames, self.results]
+            for channel in channels:
+                channel.set_pause_generator(_stalls(stall_probability, rng))
+
+
+class SimulatedTransport:
+    """Driver transport over :class:`SystemModels`."""
+
+    def __init__(self, models):
+        self.models = models
+        self._pending = bytearray()
+        self.writes = []          # (kind, offset or stream) of everything sent, for tests
+
+    async def read_register(self, offset):
+        return await self.models.registers.read_dword(int(offset))
+
+    async def write_register(self, offset, value):
+        self.writes.append(("register", int(offset)))
+        await self.models.registers.write_dword(int(offset), int(value))
+
+    async def send(self, stream, data):
+        self.writes.append(("stream", stream))
+        source = {"weights": self.models.weights, "frames": self.models.frames}[stream]
+        await source.send(AxiStreamFrame(bytes(data)))
+
+    async def receive(self, stream, size):
+        while len(self._pending) < size:
+            frame = await self.models.results.recv()
+            self._pending += bytes(frame.tdata)
+        data = bytes(self._pending[:size])
+        del self._pending[:size]
+        return data
+
+    async def sleep(self, seconds):
+        await Timer(max(CLOCK_NS, int(seconds * 1e9)), "ns")

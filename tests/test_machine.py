@@ -1,0 +1,43 @@
+"""The whole machine: the host driver against the system RTL, over AXI bus models.
+
+driver -> AXI4-Lite registers -> weight image stored in and loaded from the DDR model (AxiRam)
+-> several lock-step channels -> results, with random idle cycles and back-pressure on every
+bus, and outputs equal to the golden model's.
+"""
+
+import numpy as np
+import pytest
+
+import ese
+from ese.sim.runner import run_system
+
+from helpers import frames, hardware
+
+
+@pytest.fixture(scope="module")
+def program():
+    return ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),
+                       hardware(4, channels=2), density=0.3)
+
+
+def test_driver_runs_channels_through_the_system_under_back_pressure(program):
+    a = frames(7, 13, seed=1)
+    b1, b2 = frames(3, 13, seed=2), frames(4, 13, seed=3)
+    outputs, counters = run_system(program, [a, [b1, b2]], stall_probability=0.25, seed=3)
+    (out_a,), (out_b1, out_b2) = outputs
+    assert np.array_equal(out_a, program.predict(a))
+    assert np.array_equal(out_b1, program.predict(b1))
+    assert np.array_equal(out_b2, program.predict(b2))
+    assert counters["steps_in"] == counters["steps_out"] == 7
+    assert 0 < counters["step_cycles"] < counters["busy_cycles"] < counters["cycles"]
+
+
+def test_image_for_other_hardware_is_refused_before_any_write(program):
+    other = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),
+                        hardware(8, channels=2), density=0.3)
+    run_system(program, [None], other_image=other, seed=1,
+               testcase="image_for_other_hardware_is_refused_before_any_write")
+
+
+def test_error_flags_surface_as_named_exceptions(program):
+    run_system(program, [None], seed=2, testcase="error_flags_surface_as_named_exceptions")
