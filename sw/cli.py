@@ -8,6 +8,7 @@
     ese predict model.ese -i x.npy -o y.npy  golden model on frames from a .npy file
     ese simulate model.ese [-i x.npy]        the RTL in Verilator, checked against predict
     ese verilog model.ese -o top.v           the Verilog of the image's hardware
+    ese run model.ese -i frames.npz          frames through the card (XDMA) or its RTL model
 
 Errors a user can cause (a missing file, an unsupported model, a bad image) end with a
 one-line message and exit status 2, never a traceback.
@@ -244,6 +245,70 @@ def _print_bench(r, console):
     console.print(table)
 
 
+def _load_channel_frames(path):
+    """A .npy (one sequence, channel 0) or .npz (``channel<c>`` or ``channel<c>_<s>`` arrays)."""
+    path = _existing_file(path, "input file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise UsageError(f"{path} is not a .npy or .npz array file ({error})") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    per_channel = {}
+    for name in loaded.files:
+        head, _, sequence = name.partition("_")
+        if not head.startswith("channel") or not head[7:].isdigit():
+            raise UsageError(f"{path}: array {name!r} is not named channel<c> or "
+                             f"channel<c>_<s>")
+        per_channel.setdefault(int(head[7:]), []).append((int(sequence or 0), loaded[name]))
+    channels = max(per_channel) + 1 if per_channel else 0
+    return [[array for _, array in sorted(per_channel[c])] if c in per_channel else None
+            for c in range(channels)]
+
+
+def _save_channel_outputs(path, outputs, single):
+    if single:
+        np.save(path, outputs)
+    else:
+        np.savez(path, **{f"channel{c}_{s}": array for c, sequences in enumerate(outputs)
+                          for s, array in enumerate(sequences)})
+
+
+def cmd_run(args):
+    from .program import load
+    frames = _load_channel_frames(args.input)
+    single = isinstance(frames, np.ndarray)
+    console = _console()
+    if args.transport == "sim":
+        from ..sim.runner import run_system
+        program = load(_existing_file(args.image, "image"))
+        with console.status("simulating the card") as status:
+            outputs, counters = run_system(program, [frames] if single else frames,
+                                           stall_probability=args.stalls,
+                                           log=lambda text: status.update(text))
+        if single:
+            outputs = outputs[0][0]
+    else:
+        import asyncio
+
+        from .driver import Accelerator, XdmaTransport
+
+        async def on_card():
+            transport = XdmaTransport(args.device)
+            try:
+                accelerator = Accelerator(transport)
+                await accelerator.load(_existing_file(args.image, "image"))
+                result = await accelerator.run(frames)
+                return result, await accelerator.counters()
+            finally:
+                transport.close()
+        outputs, counters = asyncio.run(on_card())
+    _save_channel_outputs(args.output, outputs, single)
+    print(f"ran {counters['steps_out']} frame steps ({counters['cycles']} cycles, last step "
+          f"{counters['step_cycles']} cycles); outputs written to {args.output}")
+    return 0
+
+
 def cmd_verilog(args):
     from ..sim.build import TOPLEVEL, generate_verilog
     from .program import load
@@ -334,6 +399,18 @@ def build_parser():
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
+
+    run = commands.add_parser("run", help="run frames on the card, or on its RTL model")
+    run.add_argument("image")
+    run.add_argument("-i", "--input", required=True,
+                     help=".npy (one sequence) or .npz (arrays channel<c>[_<s>])")
+    run.add_argument("-o", "--output", required=True, help=".npy or .npz for the outputs")
+    run.add_argument("--transport", choices=["xdma", "sim"], default="xdma",
+                     help="xdma: the ADM-PCIE-KU3 card; sim: the system RTL in Verilator")
+    run.add_argument("--device", default="/dev/xdma0", help="XDMA device prefix")
+    run.add_argument("--stalls", type=_probability, default=0.0,
+                     help="sim: random idle and back-pressure cycles on every bus")
+    run.set_defaults(run=cmd_run)
 
     ver = commands.add_parser("verilog", help="write the Verilog of an image's hardware")
     ver.add_argument("image")

@@ -121,3 +121,28 @@ def test_bench_reports_every_figure_for_a_small_layer():
     assert abs(report["model_error"]) < 0.1
     assert report["latency_us"] == report["cycles_per_frame"] / report["clock_mhz"]
     assert report["load_balance_speedup"] > 0.9
+
+
+def test_run_frames_through_the_simulated_card(tmp_path):
+    from helpers import hardware
+    program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),
+                          hardware(4, channels=2), density=0.3)   # test_machine's build
+    program.save(tmp_path / "model.ese")
+    a, b1, b2 = frames(4, 13, seed=1), frames(2, 13, seed=2), frames(3, 13, seed=3)
+    np.savez(tmp_path / "frames.npz", channel0=a, channel1_0=b1, channel1_1=b2)
+    run = ese_command("run", tmp_path / "model.ese", "-i", tmp_path / "frames.npz",
+                      "-o", tmp_path / "out.npz", "--transport", "sim", "--stalls", "0.2")
+    assert run.returncode == 0, run.stderr
+    out = np.load(tmp_path / "out.npz")
+    assert np.array_equal(out["channel0_0"], program.predict(a))
+    assert np.array_equal(out["channel1_0"], program.predict(b1))
+    assert np.array_equal(out["channel1_1"], program.predict(b2))
+    assert "ran 5 frame steps" in run.stdout      # channel 1: 2 + 3 frames
+
+
+def test_run_on_a_missing_card_says_so(tmp_path, image):
+    np.save(tmp_path / "x.npy", np.zeros((2, 6)))
+    run = ese_command("run", image, "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+                      "--device", tmp_path / "xdma9")
+    assert run.returncode == 2 and "no XDMA device" in run.stderr
+    assert "Traceback" not in run.stderr
