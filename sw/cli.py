@@ -9,6 +9,7 @@
     ese simulate model.ese [-i x.npy]        the RTL in Verilator, checked against predict
     ese verilog model.ese -o top.v           the Verilog of the image's hardware
     ese run model.ese -i frames.npz          frames through the card (XDMA) or its RTL model
+    ese build --board adm-pcie-ku3 --out DIR the Vivado build tree (and bitstream, with Vivado)
 
 Errors a user can cause (a missing file, an unsupported model, a bad image) end with a
 one-line message and exit status 2, never a traceback.
@@ -309,6 +310,32 @@ def cmd_run(args):
     return 0
 
 
+def _hardware_for(args):
+    """The hardware config of a build or estimate: an image's, or ESE's layer's for options."""
+    from .bench import BenchSettings, build_program
+    from .program import load
+    if args.image:
+        config = load(_existing_file(args.image, "image")).config
+        return config.replace(channels=args.channels) if args.channels else config
+    program = build_program(BenchSettings(pes=args.pes))
+    return program.config.replace(channels=args.channels or 1)
+
+
+def cmd_build(args):
+    from ..boards.vivado import run_vivado, write_build_tree
+    config = _hardware_for(args)
+    directory = write_build_tree(config, args.out)
+    print(f"wrote the Vivado build tree for the {args.board} ({config.pes} PEs, "
+          f"{config.channels} channels) to {directory}")
+    bitstream = None if args.no_vivado else run_vivado(directory)
+    if bitstream is None:
+        print("Vivado is not on PATH (or --no-vivado was given): no bitstream was made. "
+              f"Run 'vivado -mode batch -source build.tcl' in {directory} to make one.")
+    else:
+        print(f"bitstream: {bitstream}")
+    return 0
+
+
 def cmd_verilog(args):
     from ..sim.build import TOPLEVEL, generate_verilog
     from .program import load
@@ -411,6 +438,17 @@ def build_parser():
     run.add_argument("--stalls", type=_probability, default=0.0,
                      help="sim: random idle and back-pressure cycles on every bus")
     run.set_defaults(run=cmd_run)
+
+    build = commands.add_parser("build", help="write the board's Vivado build tree")
+    build.add_argument("--board", choices=["adm-pcie-ku3"], required=True)
+    build.add_argument("--out", required=True, help="directory for the build tree")
+    build.add_argument("--image", help="size the hardware for this weight image")
+    build.add_argument("--pes", type=_positive_int, default=32,
+                       help="without --image: PEs, memories sized for ESE's layer")
+    build.add_argument("--channels", type=_positive_int, default=None,
+                       help="channels (default: the image's, or 1)")
+    build.add_argument("--no-vivado", action="store_true", help="write the tree only")
+    build.set_defaults(run=cmd_build)
 
     ver = commands.add_parser("verilog", help="write the Verilog of an image's hardware")
     ver.add_argument("image")
