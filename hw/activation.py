@@ -1,8 +1,8 @@
 """Sigmoid and tanh: lookup tables with linear interpolation.
 
 The table contents come from :class:`ese.sw.arithmetic.ActivationTable`, so the hardware and
-the golden model evaluate the same function. One memory serves several lookups per cycle
-(one read port each); an FPGA tool maps two lookups onto each block RAM.
+the golden model evaluate the same function. Each copy of the table serves two lookups per
+cycle (the two ports of a block RAM); more lookups get more copies.
 """
 
 from amaranth.hdl import Module, Signal, signed, unsigned
@@ -55,12 +55,15 @@ class ActivationTable(wiring.Component):
         base_mask, slope_mask = (1 << base_bits) - 1, (1 << slope_bits) - 1
         init = [(int(b) & base_mask) | ((int(s) & slope_mask) << base_bits)
                 for b, s in zip(table.base, table.slope)]
-        m.submodules.memory = memory = Memory(shape=unsigned(word.size), depth=len(init),
-                                              init=init)
+        copies = []
+        for copy in range(-(-self.lookups // 2)):
+            memory = Memory(shape=unsigned(word.size), depth=len(init), init=init)
+            m.submodules[f"memory{copy}"] = memory
+            copies.append(memory)
         fmt = table.input_format
         position_bits = table.position_bits
         for lane in range(self.lookups):
-            port = memory.read_port()
+            port = copies[lane // 2].read_port()
             code = self.codes[lane]
             # The offset code + 2**(bits-1) is the code with its sign bit inverted.
             offset = Signal(unsigned(fmt.bits), name=f"offset{lane}")

@@ -22,6 +22,11 @@ BURST_BEATS = 16
 _WORD = 32
 
 
+def _burst_words(left, full):
+    """Words of the next burst: ``full`` (a whole burst), or ``left`` when fewer remain."""
+    return Mux(left >= full, full, left[:full.bit_length()])
+
+
 def _size_code(data_bits):
     return (data_bits // 8).bit_length() - 1
 
@@ -74,7 +79,8 @@ class ImageWriter(wiring.Component):
         size = _size_code(self.data_bits)
         m.d.comb += [self.written.eq(written), bus.awsize.eq(size), bus.awburst.eq(1),
                      bus.arburst.eq(1), bus.arsize.eq(size)]
-        beats_left = (remaining + per_beat - 1) // per_beat
+        words = _burst_words(remaining, BURST_BEATS * per_beat)
+        count = (words + per_beat - 1) // per_beat
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -86,14 +92,11 @@ class ImageWriter(wiring.Component):
                 with m.If(remaining == 0):
                     m.next = "IDLE"
                 with m.Else():
-                    count = Mux(beats_left > BURST_BEATS, BURST_BEATS, beats_left)
                     m.d.comb += [bus.awaddr.eq(address), bus.awlen.eq(count - 1),
                                  bus.awvalid.eq(1)]
                     with m.If(bus.awready):
                         m.d.sync += [burst_beats.eq(count), beat.eq(0), lane.eq(0),
-                                     strobe.eq(0),
-                                     burst_words.eq(Mux(remaining > count * per_beat,
-                                                        count * per_beat, remaining))]
+                                     strobe.eq(0), burst_words.eq(words)]
                         m.next = "GATHER"
             with m.State("GATHER"):
                 # Collect a beat's words (fewer for the image's last beat).
@@ -165,8 +168,7 @@ class ImageReader(wiring.Component):
         wiring.connect(m, queue.r_stream, wiring.flipped(self.words_out))
 
         address = Signal.like(self.address)
-        requested = Signal(32)            # words requested so far
-        total = Signal(32)
+        left = Signal(32)                 # words not yet requested
         outstanding = Signal()            # a burst's data is on its way
         burst_words = Signal(range(depth + 1))
         beat_data = Signal(self.data_bits)
@@ -177,17 +179,16 @@ class ImageReader(wiring.Component):
                      bus.awsize.eq(_size_code(self.data_bits)), bus.awburst.eq(1)]
 
         with m.If(self.start):
-            m.d.sync += [address.eq(self.address), total.eq(self.words), requested.eq(0)]
-        left = total - requested
-        beats_left = (left + per_beat - 1) // per_beat
-        count = Mux(beats_left > BURST_BEATS, BURST_BEATS, beats_left)
+            m.d.sync += [address.eq(self.address), left.eq(self.words)]
+        # The next burst: a whole one, or what is left. Comparing with a constant and adding
+        # small numbers keeps the request logic shallow.
+        words = _burst_words(left, depth)
+        count = (words + per_beat - 1) // per_beat
         room = queue.level + Mux(unpacking, per_beat, 0) <= per_beat
         m.d.comb += [bus.araddr.eq(address), bus.arlen.eq(count - 1),
                      bus.arvalid.eq(~self.start & ~outstanding & (left != 0) & room)]
         with m.If(bus.arvalid & bus.arready):
-            words = Mux(left > count * per_beat, count * per_beat, left)
-            m.d.sync += [outstanding.eq(1), burst_words.eq(words),
-                         requested.eq(requested + words),
+            m.d.sync += [outstanding.eq(1), burst_words.eq(words), left.eq(left - words),
                          address.eq(address + count * beat_bytes)]
 
         # Unpack each beat into words; the burst's last beat may be partly used.

@@ -10,6 +10,7 @@
     ese verilog model.ese -o top.v           the Verilog of the image's hardware
     ese run model.ese -i frames.npz          frames through the card (XDMA) or its RTL model
     ese build --board adm-pcie-ku3 --out DIR the Vivado build tree (and bitstream, with Vivado)
+    ese estimate [--channels 32] [--json]    LUT, FF, DSP, BRAM on the XCKU060 (Yosys)
 
 Errors a user can cause (a missing file, an unsupported model, a bad image) end with a
 one-line message and exit status 2, never a traceback.
@@ -176,8 +177,9 @@ def cmd_bench(args):
 
     from .bench import BenchSettings, plot_sweep, run_benchmark, sweep_pe_counts
     settings = BenchSettings(inputs=args.inputs, cells=args.cells, proj=args.proj, pes=args.pes,
-                             density=args.density, frames=args.frames, seed=args.seed,
-                             queue_depth=args.queue_depth, row_spread=args.row_spread)
+                             channels=args.channels, density=args.density, frames=args.frames,
+                             seed=args.seed, queue_depth=args.queue_depth,
+                             row_spread=args.row_spread)
     console = _console()
     with console.status("benchmark") as status:
         log = lambda text: status.update(text)
@@ -212,7 +214,8 @@ def cmd_bench(args):
 def _print_bench(r, console):
     from rich.table import Table
     table = Table(title=f"ese bench: LSTMP {r['inputs']}-{r['cells']}-{r['proj']}, density "
-                        f"{r['density']}, {r['pes']} PEs at {r['clock_mhz']:g} MHz",
+                        f"{r['density']}, {r['pes']} PEs x {r['channels']} channels at "
+                        f"{r['clock_mhz']:g} MHz",
                   show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -227,7 +230,9 @@ def _print_bench(r, console):
                     f"{r['speedup_vs_ese']:.2f}x)"),
         ("one frame on an idle machine", f"{r['frame_latency_cycles']:.0f} cycles, "
                                          f"{r['frame_latency_us']:.1f} us (input to output)"),
-        ("throughput", f"{r['gops']:.1f} GOPS on the sparse layer"),
+        ("throughput", f"{r['frames_per_second']:,.0f} frames/s, {r['gops']:.1f} GOPS on the "
+                       f"sparse layer ({r['channels']} channel{'s' * (r['channels'] > 1)}; "
+                       f"ESE: {r['ese_gops']} GOPS on 32)"),
         ("PyTorch CPU, batch 1", f"dense {r['cpu_dense_us']:.0f} us, sparse "
                                  f"{r['cpu_sparse_us']:.0f} us per frame"),
         ("bit-exact with predict", str(r["bitexact"])),
@@ -336,6 +341,38 @@ def cmd_build(args):
     return 0
 
 
+def cmd_estimate(args):
+    from ..boards.estimate import DEVICE, ESE_REPORTED, RESOURCES, estimate
+    from ..boards.vivado import board_config
+    config = board_config(_hardware_for(args))
+    console = _console()
+    with console.status("estimate") as status:
+        report = estimate(config, log=lambda text: status.update(text))
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    from rich.table import Table
+    table = Table(title=f"ese estimate: {config.pes} PEs x {config.channels} channels on the "
+                        f"{DEVICE['part']} (Yosys synth_xilinx)")
+    for heading in ("resource", "used", "of device", "ESE (FPGA 2017)"):
+        table.add_column(heading, justify="right")
+    names = {"lut": "LUT", "ff": "FF", "dsp": "DSP48E2", "bram36": "BRAM36"}
+    for name in RESOURCES:
+        table.add_row(names[name], f"{report[name]:,.0f}", f"{report[name + '_percent']:.1f}%",
+                      f"{ESE_REPORTED[name]:,} ({report['ese_reported_percent'][name]:.1f}%)")
+    console.print(table)
+    console.print(f"deepest logic path: {report['lut_levels']} LUT levels")
+    console.print(f"method: {report['method']}")
+    if "check" in report:
+        errors = ", ".join(f"{names[k]} {100 * v:+.1f}%"
+                           for k, v in report["check"]["relative_error"].items())
+        console.print(f"fit checked against a synthesis at {report['check']['pes']} PEs x "
+                      f"{report['check']['channels']} channels: {errors}")
+    console.print(f"not included: {report['excludes']}")
+    console.print("fits the device" if report["fits"] else "[bold red]does not fit the device")
+    return 0
+
+
 def cmd_verilog(args):
     from ..sim.build import TOPLEVEL, generate_verilog
     from .program import load
@@ -408,6 +445,8 @@ def build_parser():
     bench = commands.add_parser(
         "bench", help="ESE's benchmark layer in RTL simulation: cycles, bound, model, CPU")
     bench.add_argument("--pes", type=_positive_int, default=32)
+    bench.add_argument("--channels", type=_positive_int, default=1,
+                       help="utterances run in lock step on the same weights")
     bench.add_argument("--density", type=_density, default=0.112)
     bench.add_argument("--inputs", type=_positive_int, default=153)
     bench.add_argument("--cells", type=_positive_int, default=1024)
@@ -449,6 +488,16 @@ def build_parser():
                        help="channels (default: the image's, or 1)")
     build.add_argument("--no-vivado", action="store_true", help="write the tree only")
     build.set_defaults(run=cmd_build)
+
+    est = commands.add_parser(
+        "estimate", help="resource use on the XCKU060 from Yosys (LUT, FF, DSP, BRAM)")
+    est.add_argument("--image", help="the hardware of this weight image")
+    est.add_argument("--pes", type=_positive_int, default=32,
+                     help="without --image: PEs, memories sized for ESE's layer")
+    est.add_argument("--channels", type=_positive_int, default=None,
+                     help="channels (default: the image's, or 1)")
+    est.add_argument("--json", action="store_true")
+    est.set_defaults(run=cmd_estimate)
 
     ver = commands.add_parser("verilog", help="write the Verilog of an image's hardware")
     ver.add_argument("image")

