@@ -45,7 +45,8 @@ from .broadcast import BroadcastArbiter, Follow, VectorReader
 from .cell import LATENCY as CELL_LATENCY
 from .cell import CellUnit
 from .loader import WeightLoader
-from .pe import GATES, ChannelValues, ProcessingElement, Target
+from .pe import ChannelValues, ProcessingElement, Target
+from .readout import AccumulatorReadout
 from .receiver import SLOTS, FrameReceiver
 from .writeback import ProjectionWriteback
 
@@ -96,9 +97,9 @@ class LSTMAccelerator(wiring.Component):
 
     @staticmethod
     def clear_cycles(config):
-        """Cycles the clear after a reset takes (one per memory word)."""
-        return max(config.vector_depth, config.cell_depth, config.cells_per_pe,
-                   config.projections_per_pe)
+        """Cycles the clear after a reset takes: one per vector or cell state word (the PEs
+        flag all their accumulators as cleared at once)."""
+        return max(config.vector_depth, config.cell_depth)
 
     def elaborate(self, platform):
         m = Module()
@@ -207,32 +208,18 @@ class LSTMAccelerator(wiring.Component):
         m.d.comb += all_idle.eq(Cat(pe.idle for pe in engines).all())
 
         # ---- Accumulator readout by the cell unit or the writeback --------------------------
-        read_pe = Signal.like(cells.accumulator_pe)
-        with m.If(cells.accumulator_read):
-            m.d.sync += read_pe.eq(cells.accumulator_pe)
-        with m.Elif(writeback.accumulator_read):
-            m.d.sync += read_pe.eq(writeback.accumulator_pe)
-        readout = Signal.like(engines[0].readout_data)
-        with m.Switch(read_pe):
-            for index, pe in enumerate(engines):
-                with m.Case(index):
-                    m.d.comb += readout.eq(pe.readout_data)
-        m.d.comb += [cells.accumulator_data.eq(readout), writeback.accumulator_data.eq(readout)]
-
+        m.submodules.readout = readout = AccumulatorReadout(config)
+        wiring.connect(m, cells.accumulator, readout.gates)
+        wiring.connect(m, writeback.accumulator, readout.rows)
         clear_enable = Signal()
         clear_address = Signal(32)
         for index, pe in enumerate(engines):
-            by_cells = cells.accumulator_read & (cells.accumulator_pe == index)
-            by_writeback = writeback.accumulator_read & (writeback.accumulator_pe == index)
             m.d.comb += [
-                pe.readout_enable.eq(by_cells | by_writeback),
-                pe.readout_target.eq(Mux(cells.accumulator_read, cells.accumulator_target,
-                                         writeback.accumulator_target)),
-                pe.readout_address.eq(Mux(cells.accumulator_read, cells.accumulator_address,
-                                          writeback.accumulator_address)),
-                pe.readout_clear.eq(Mux(cells.accumulator_read, (1 << GATES) - 1, 1)),
+                pe.readout_enable.eq(readout.pe_read[index]),
+                pe.readout_row.eq(readout.pe_row[index]),
+                readout.pe_data[index].eq(pe.readout_data),
+                readout.pe_fresh[index].eq(pe.readout_fresh),
                 pe.clear_enable.eq(clear_enable),
-                pe.clear_address.eq(clear_address),
             ]
 
         # ---- Cell parameters and state -------------------------------------------------------

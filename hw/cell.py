@@ -1,9 +1,9 @@
 """The cell unit: the element-wise LSTM update, one cell per cycle.
 
 After the gate products of a frame are accumulated, the cell unit visits every cell of the
-layer. It reads the cell's four gate accumulators (one address across the four banks of the
-PE that owns the cell, cleared behind the read), its biases, peepholes and previous cell
-state, and computes, exactly as :func:`ese.sw.arithmetic.cell_update` does::
+layer. It reads the cell's four gate accumulators (through :mod:`ese.hw.readout`, which
+clears them behind the read), its biases, peepholes and previous cell state, and computes,
+exactly as :func:`ese.sw.arithmetic.cell_update` does::
 
     i = sigmoid(gate_i + b_i + w_ic * c)      f = sigmoid(gate_f + b_f + w_fc * c)
     g = tanh(gate_g + b_g)                    c' = f * c + i * g
@@ -26,15 +26,16 @@ from ..sw.arithmetic import sigmoid_table, tanh_table
 from ..sw.memory_map import MemoryMap, address_bits, count_bits
 from .activation import ActivationTable
 from .fixed import requantize
-from .pe import ChannelValues, Target, WritePortSignature, readout_request_members
+from .pe import ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
+from .readout import GATE_LATENCY, GateRequestSignature, cell_issue_gap
 
 __all__ = ["CellUnit", "CellLane", "LATENCY"]
 
 #: Cycles from issuing a cell to writing its output.
-LATENCY = 11
+LATENCY = GATE_LATENCY + 10
 #: Cycles from issuing a cell to writing its new state.
-STATE_LATENCY = 6
+STATE_LATENCY = GATE_LATENCY + 5
 
 
 def _parameter_layout(config):
@@ -46,8 +47,9 @@ def _parameter_layout(config):
 class CellLane(wiring.Component):
     """One channel's cell update arithmetic: a fixed-latency pipeline.
 
-    The operands are presented one cycle after the cell is issued (stage 1); the new cell
-    state leaves ``STATE_LATENCY`` cycles and the output ``LATENCY`` cycles after the issue.
+    The operands are presented ``GATE_LATENCY`` cycles after the cell is issued (stage 1); the
+    new cell state leaves ``STATE_LATENCY`` cycles and the output ``LATENCY`` cycles after the
+    issue.
 
     Members
     -------
@@ -163,12 +165,12 @@ class CellUnit(wiring.Component):
     busy : Out(1)
     produced : Out
         Outputs written to the vector memory so far in this layer (a reader may follow it).
-    accumulator_pe, accumulator_target, accumulator_address, accumulator_read : Out
-        Which PE's gate accumulators to read (all four banks of every channel, then cleared).
-    accumulator_data : In(ReadoutLayout)
-        The selected PE's readout data, one cycle after the read.
+    accumulator : Out(GateRequestSignature)
+        Which PE's cell to read the gate accumulators of (every channel's, then cleared); the
+        four gates arrive ``GATE_LATENCY`` cycles after the request.
     parameter_address : Out, parameter_data : In
-        Read port of the cell parameter memory (biases, peepholes; shared by the channels).
+        Read port of the cell parameter memory (biases, peepholes; shared by the channels),
+        read so that the data arrive with the gates.
     state_address : Out, state_data : In
         Read port of the cell state memory (one state per channel per word).
     state_write : Out(WritePortSignature)
@@ -197,7 +199,7 @@ class CellUnit(wiring.Component):
             "fresh": In(config.channels),
             "busy": Out(1),
             "produced": Out(count_bits(config.cell_depth)),
-            **readout_request_members(config),
+            "accumulator": Out(GateRequestSignature(config)),
             "parameter_address": Out(cells),
             "parameter_data": In(mm.cell_parameter_bits),
             "state_address": Out(cells),
@@ -212,24 +214,35 @@ class CellUnit(wiring.Component):
         config = self.config
         log2_pes = (config.pes - 1).bit_length()
 
-        # Issue: one cell per cycle, while the output queue has room for everything in flight.
+        # Issue: one cell per cycle (or fewer, with fewer PEs than gates; see readout), while
+        # the output queue has room for everything in flight.
         cell_base = Signal.like(self.cell_base)
         output_base = Signal.like(self.output_base)
         fresh = Signal.like(self.fresh)
         with m.If(self.start):
             m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
                          fresh.eq(self.fresh)]
+        gap = cell_issue_gap(config)
+        cooldown = Signal(range(gap))
         counter = credited_issue(m, start=self.start, length=self.cells, emit=self.emit,
-                                 output_space=self.output_space, latency=LATENCY, name="cell")
+                                 output_space=self.output_space, latency=LATENCY, name="cell",
+                                 allow=cooldown == 0)
         index, issue, cells = counter.index, counter.issue, counter.length
+        if gap > 1:
+            with m.If(issue):
+                m.d.sync += cooldown.eq(gap - 1)
+            with m.Elif(cooldown != 0):
+                m.d.sync += cooldown.eq(cooldown - 1)
+        # Parameters and state are read GATE_LATENCY - 1 cycles after the gates are asked for,
+        # so that all operands arrive together.
+        operand_address = delay(m, cell_base + index, GATE_LATENCY - 1, "operand_address")
         m.d.comb += [
             self.busy.eq(counter.busy),
-            self.accumulator_pe.eq(index[:log2_pes] if log2_pes else 0),
-            self.accumulator_target.eq(Target.GATES),
-            self.accumulator_address.eq(index >> log2_pes),
-            self.accumulator_read.eq(issue),
-            self.parameter_address.eq(cell_base + index),
-            self.state_address.eq(cell_base + index),
+            self.accumulator.pe.eq(index[:log2_pes] if log2_pes else 0),
+            self.accumulator.address.eq(index >> log2_pes),
+            self.accumulator.read.eq(issue),
+            self.parameter_address.eq(operand_address),
+            self.state_address.eq(operand_address),
         ]
 
         outputs = Signal(ChannelValues(config))
@@ -238,7 +251,7 @@ class CellUnit(wiring.Component):
             lane = CellLane(config)
             m.submodules[f"lane{channel}"] = lane
             m.d.comb += [
-                lane.gates.eq(self.accumulator_data[channel]),
+                lane.gates.eq(self.accumulator.data[channel]),
                 lane.parameters.eq(self.parameter_data),
                 lane.previous.eq(self.state_data[channel]),
                 lane.fresh.eq(fresh[channel]),

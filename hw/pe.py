@@ -15,16 +15,22 @@ Pipeline::
       -> fetch stage    one entry word (``entries_per_read`` entries) per cycle; walks the
                         relative indices to absolute rows and drops padding entries
       -> word queue     the real entries of each word, in order
-      -> issue          one real entry per cycle, with its column's activations
-      -> one AccumulatorSlice per channel: product, accumulator read, add and write back
+      -> issue          one real entry per cycle, with its column's activations; the
+                        accumulator memory is read for the entry's row
+      -> product        one AccumulatorLane per channel multiplies
+      -> add            ... adds the row's previous value and writes the sum back
 
 Because the fetch stage reads several entries per cycle and the column stage runs ahead, a
 column costs exactly its non-zeros in multiply cycles: padding entries and empty columns cost
 none while the front of the pipeline keeps ahead.
 
-Each slice holds the gate accumulators of its channel (four banks, so a cell's four gates sit
-at one address) and the projection accumulators. A readout port lets the cell unit and the
-projection writeback read rows of every channel at once, clearing them behind the read.
+The accumulators of every channel sit side by side in one memory per PE, a word per row (a
+cell's four gate rows, then the projection rows): channels in lock-step read and write the
+same row at once, so the memory is as wide as the channels and as deep as the rows, which
+suits block RAM, and the control (the row, forwarding between back-to-back entries, clearing)
+is the PE's, not the channels'. A readout port lets the cell unit and the projection
+writeback read a row of every channel; it borrows the memory's read port for a cycle. A
+readout clears the row by flagging it: a flagged row reads as zero until it is next written.
 
 Fences: a broadcast fence travels down the whole pipeline behind the work queued before it;
 ``fences`` counts those that have left it, so the sequencer knows when every product queued
@@ -41,8 +47,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.memory_map import MemoryMap, address_bits
 
-__all__ = ["ProcessingElement", "AccumulatorSlice", "BroadcastLayout", "WritePortSignature",
-           "Target", "GATES", "FENCE_BITS", "readout_request_members", "ReadoutLayout"]
+__all__ = ["ProcessingElement", "AccumulatorLane", "Previous", "BroadcastLayout",
+           "WritePortSignature", "Target", "GATES", "FENCE_BITS", "ChannelValues",
+           "ChannelAccumulators", "accumulator_rows", "accumulator_row_bits", "accumulator_row"]
 
 #: Gate accumulators per cell (i, f, g, o), one bank each.
 GATES = 4
@@ -75,10 +82,9 @@ def BroadcastLayout(config):
     })
 
 
-def ReadoutLayout(config):
-    """Readout data: per channel, the four gate banks (or the projection in lane 0)."""
-    return data.ArrayLayout(data.ArrayLayout(signed(config.accumulator_bits), GATES),
-                            config.channels)
+def ChannelAccumulators(config):
+    """One accumulator per channel: a word of a PE's accumulator memory."""
+    return data.ArrayLayout(signed(config.accumulator_bits), config.channels)
 
 
 class WritePortSignature(wiring.Signature):
@@ -101,136 +107,77 @@ def row_bits(config):
     return readout_address_bits(config) + 2
 
 
-def readout_request_members(config):
-    """Ports of a unit that reads PE accumulators: which PE, which accumulators and address.
-
-    The data (every channel's four gate banks at the address) arrive one cycle after the read.
-    """
-    return {
-        "accumulator_pe": Out(max(1, (config.pes - 1).bit_length())),
-        "accumulator_target": Out(1),
-        "accumulator_address": Out(readout_address_bits(config)),
-        "accumulator_read": Out(1),
-        "accumulator_data": In(ReadoutLayout(config)),
-    }
+def accumulator_rows(config):
+    """Rows of a PE's accumulator memory: its cells' four gates, then its projection rows."""
+    return GATES * config.cells_per_pe + config.projections_per_pe
 
 
-class AccumulatorSlice(wiring.Component):
-    """One channel's multiply-accumulate and accumulators in a PE.
+def accumulator_row_bits(config):
+    return address_bits(accumulator_rows(config))
 
-    Products reach the accumulators two cycles after an entry is issued: the product is
-    registered, the accumulator read, then the sum written back. The read port is transparent
-    for the write port (a bypass), so consecutive entries for one row add up exactly.
+
+def accumulator_row(config, target, row):
+    """The accumulator memory row of a local ``row`` of ``target``'s matrix."""
+    return Mux(target == Target.PROJECTION, GATES * config.cells_per_pe + row, row)
+
+
+class Previous(enum.IntEnum):
+    """Where the add stage finds a row's previous value (see :class:`AccumulatorLane`)."""
+    ZERO = 0            # the row was cleared by a readout (or a reset) and not written since
+    MEMORY = 1          # the accumulator memory, read when the entry was issued
+    LAST = 2            # the sum written in the previous cycle (the same row, back to back)
+    SECOND = 3          # the sum written two cycles before
+
+
+class AccumulatorLane(wiring.Component):
+    """One channel's multiply-add in a PE: product, the row's previous value, and the sum.
+
+    An entry issued in cycle u is multiplied in cycle u (registered), held for a cycle, and
+    added in cycle u + 2 to the row's previous value, which ``previous`` selects (the same for
+    every channel, so the PE decides it once): the memory's value read in cycle u misses the
+    sums of the two entries issued just before, written in cycles u + 1 and u; those are
+    forwarded from ``total``'s last two values instead.
 
     Members
     -------
-    issue_valid, issue_weight, issue_row, issue_target : In
-        The entry issued this cycle (shared by every channel's slice).
-    issue_value : In(signed(activation_bits))
-        This channel's activation for the entry's column.
-    readout_enable, readout_target, readout_address, readout_clear : In
-        Read a row (all four gate banks, or the projection in lane 0); clear the requested
-        lanes one cycle later.
-    readout_data : Out(ArrayLayout(signed(accumulator_bits), 4))
-    clear_enable, clear_address : In
-        Zero every accumulator at ``clear_address``.
+    weight : In(signed(weight_bits)), value : In(signed(activation_bits))
+        The entry issued this cycle and this channel's activation for its column.
+    stored : In(signed(accumulator_bits))
+        At the add stage: the row's value from the accumulator memory.
+    previous : In(Previous)
+        At the add stage: where the row's previous value is.
+    total : Out(signed(accumulator_bits))
+        The row's new value (written back by the PE when the add stage holds an entry).
     """
 
     def __init__(self, config):
         self.config = config
-        address = readout_address_bits(config)
         super().__init__({
-            "issue_valid": In(1),
-            "issue_weight": In(signed(config.weight_bits)),
-            "issue_row": In(row_bits(config)),
-            "issue_target": In(1),
-            "issue_value": In(signed(config.activation_bits)),
-            "readout_enable": In(1),
-            "readout_target": In(1),
-            "readout_address": In(address),
-            "readout_clear": In(GATES),
-            "readout_data": Out(data.ArrayLayout(signed(config.accumulator_bits), GATES)),
-            "clear_enable": In(1),
-            "clear_address": In(address),
+            "weight": In(signed(config.weight_bits)),
+            "value": In(signed(config.activation_bits)),
+            "stored": In(signed(config.accumulator_bits)),
+            "previous": In(Previous),
+            "total": Out(signed(config.accumulator_bits)),
         })
 
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        product_valid = Signal()
         product = Signal(signed(config.product_bits))
-        product_row = Signal.like(self.issue_row)
-        product_target = Signal()
-        m.d.sync += [
-            product_valid.eq(self.issue_valid),
-            product.eq(self.issue_weight * self.issue_value),
-            product_row.eq(self.issue_row),
-            product_target.eq(self.issue_target),
-        ]
-        add_valid = Signal()
-        add_product = Signal.like(product)
-        add_row = Signal.like(product_row)
-        add_target = Signal()
-        m.d.sync += [add_valid.eq(product_valid), add_product.eq(product),
-                     add_row.eq(product_row), add_target.eq(product_target)]
-
-        pending_clear = Signal(GATES)
-        pending_target = Signal()
-        pending_address = Signal.like(self.readout_address)
-        readout_target = Signal()
-        m.d.sync += [
-            pending_clear.eq(Mux(self.readout_enable, self.readout_clear, 0)),
-            pending_target.eq(self.readout_target),
-            pending_address.eq(self.readout_address),
-            readout_target.eq(self.readout_target),
-        ]
-
-        banks = [(Target.GATES, lane, config.cells_per_pe) for lane in range(GATES)]
-        banks += [(Target.PROJECTION, 0, config.projections_per_pe)]
-        reads = []
-        for target, lane, depth in banks:
-            memory = Memory(shape=signed(config.accumulator_bits), depth=depth, init=[])
-            m.submodules[f"{target.name.lower()}_{lane}"] = memory
-            reads.append((target, lane, memory, memory.write_port()))
-        ports = []
-        for target, lane, memory, write in reads:
-            ports.append((target, lane, memory.read_port(transparent_for=(write,)), write))
-
-        # One adder serves every bank: the bank the entry two cycles back hit.
-        hit_data = Signal(signed(config.accumulator_bits))
-        for target, lane, read, write in ports:
-            if target == Target.GATES:
-                with m.If((add_target == target) & (add_row[:2] == lane)):
-                    m.d.comb += hit_data.eq(read.data)
-            else:
-                with m.If(add_target == target):
-                    m.d.comb += hit_data.eq(read.data)
-        total = Signal(signed(config.accumulator_bits))
-        m.d.comb += total.eq(hit_data + add_product)
-
-        for target, lane, read, write in ports:
-            is_gate = target == Target.GATES
-            depth = config.cells_per_pe if is_gate else config.projections_per_pe
-            mac_address = product_row[2:] if is_gate else product_row
-            mac_hit = add_valid & (add_target == target) & ((add_row[:2] == lane) if is_gate
-                                                            else 1)
-            reading = self.readout_enable & (self.readout_target == target)
-            m.d.comb += [read.addr.eq(Mux(reading, self.readout_address, mac_address)),
-                         read.en.eq(1)]
-            with m.If(self.clear_enable):
-                m.d.comb += [write.addr.eq(self.clear_address), write.data.eq(0),
-                             write.en.eq(self.clear_address < depth)]
-            with m.Elif(pending_clear[lane] & (pending_target == target)):
-                m.d.comb += [write.addr.eq(pending_address), write.data.eq(0), write.en.eq(1)]
-            with m.Else():
-                m.d.comb += [write.addr.eq(add_row[2:] if is_gate else add_row),
-                             write.data.eq(total), write.en.eq(mac_hit)]
-        for lane in range(GATES):
-            with m.Switch(readout_target):
-                for target, bank_lane, read, write in ports:
-                    if bank_lane == lane:
-                        with m.Case(target):
-                            m.d.comb += self.readout_data[lane].eq(read.data)
+        added = Signal.like(product)
+        m.d.sync += [product.eq(self.weight * self.value), added.eq(product)]
+        last = Signal.like(self.total)
+        second = Signal.like(self.total)
+        m.d.sync += [last.eq(self.total), second.eq(last)]
+        previous = Signal.like(self.total)
+        with m.Switch(self.previous):
+            with m.Case(Previous.MEMORY):
+                m.d.comb += previous.eq(self.stored)
+            with m.Case(Previous.LAST):
+                m.d.comb += previous.eq(last)
+            with m.Case(Previous.SECOND):
+                m.d.comb += previous.eq(second)
+        m.d.comb += self.total.eq(previous + added)
         return m
 
 
@@ -252,21 +199,23 @@ class ProcessingElement(wiring.Component):
         Nothing queued and nothing in flight.
     pointer_write, entry_write : In(WritePortSignature)
         Load ports: column pointers (one per address) and entry words.
-    readout_enable, readout_target, readout_address : In
-        Read every channel's accumulators at an address; the data appear on ``readout_data``
-        in the next cycle. Only for accumulators that no queued work targets.
-    readout_clear : In(4)
-        Lanes to zero at the address one cycle after the read.
-    readout_data : Out(ReadoutLayout)
-    clear_enable, clear_address : In
-        Zero every accumulator at ``clear_address`` (to clear state after a reset).
+    readout_enable, readout_row : In
+        Read every channel's accumulator of a row (see :func:`accumulator_row`) and clear it;
+        the data appear on ``readout_data`` in the next cycle. The read takes the accumulator
+        memory's read port, so no entry issues in that cycle. Only for rows that no queued
+        work targets.
+    readout_data : Out(ChannelAccumulators)
+    readout_fresh : Out(1)
+        The row read had been cleared and not written since: its value is zero, whatever
+        ``readout_data`` shows.
+    clear_enable : In(1)
+        Clear every accumulator (after a reset).
     """
 
     def __init__(self, config):
         config.require_sized()
         self.config = config
         mm = MemoryMap(config)
-        address = readout_address_bits(config)
         super().__init__({
             "activations": In(stream.Signature(BroadcastLayout(config))),
             "fences": Out(FENCE_BITS),
@@ -276,12 +225,10 @@ class ProcessingElement(wiring.Component):
             "entry_write": In(WritePortSignature(address_bits(mm.entry_words),
                                                  mm.entry_word_bits)),
             "readout_enable": In(1),
-            "readout_target": In(1),
-            "readout_address": In(address),
-            "readout_clear": In(GATES),
-            "readout_data": Out(ReadoutLayout(config)),
+            "readout_row": In(accumulator_row_bits(config)),
+            "readout_data": Out(ChannelAccumulators(config)),
+            "readout_fresh": Out(1),
             "clear_enable": In(1),
-            "clear_address": In(address),
         })
 
     def elaborate(self, platform):
@@ -429,6 +376,7 @@ class ProcessingElement(wiring.Component):
         ]
 
         # ---- Issue: one real entry per cycle, in order ------------------------------------
+        # A readout takes the accumulator memory's read port: no entry issues in its cycle.
         head_word = data.View(word_layout, words.r_data)
         remaining = Signal(lanes)            # real lanes of the head word not yet issued
         fresh_word = Signal(init=1)          # the head word has issued nothing yet
@@ -438,8 +386,10 @@ class ProcessingElement(wiring.Component):
             with m.If(pending[lane]):
                 m.d.comb += chosen.eq(lane)
         left = pending & ~(Const(1, lanes) << chosen)
-        issue = words.r_rdy & ~head_word.fence & (pending != 0)
-        word_finished = words.r_rdy & (head_word.fence | (pending == 0) | (left == 0))
+        stall = self.readout_enable
+        issue = words.r_rdy & ~head_word.fence & (pending != 0) & ~stall
+        word_finished = words.r_rdy & (head_word.fence | (pending == 0)
+                                       | ((left == 0) & ~stall))
         m.d.comb += [
             words.r_en.eq(word_finished),
             in_flight.r_en.eq(word_finished & head_word.last & ~head_word.fence),
@@ -450,34 +400,73 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [remaining.eq(left), fresh_word.eq(0)]
         issue_fence = words.r_rdy & head_word.fence
         values = data.View(values_layout, in_flight.r_data)
+        issue_row = Signal(accumulator_row_bits(config))
+        m.d.comb += issue_row.eq(accumulator_row(config, head_word.target,
+                                                 head_word.rows[chosen]))
 
-        # ---- Per-channel slices ------------------------------------------------------------
-        slices = []
+        # ---- Accumulators: one memory, a word per row holding every channel's ------------
+        accumulators = Memory(shape=ChannelAccumulators(config), depth=accumulator_rows(config),
+                              init=[])
+        m.submodules.accumulators = accumulators
+        read = accumulators.read_port()
+        write = accumulators.write_port()
+        m.d.comb += [read.addr.eq(Mux(stall, self.readout_row, issue_row)), read.en.eq(1),
+                     self.readout_data.eq(read.data)]
+        # Rows cleared by a readout (or a reset) and not written since read as zero: clearing
+        # is a flag per row, shared by the channels, instead of a write of zeros.
+        cleared = Signal(accumulator_rows(config))
+
+        # Product stage (cycle u + 1) and add stage (u + 2) of an entry issued in cycle u.
+        product_valid, add_valid, written_valid = Signal(), Signal(), Signal()
+        product_row = Signal.like(issue_row)
+        add_row = Signal.like(issue_row)
+        written_row = Signal.like(issue_row)      # the row the add stage wrote last cycle
+        product_cleared = Signal()
+        m.d.sync += [
+            product_valid.eq(issue), product_row.eq(issue_row),
+            product_cleared.eq(cleared.bit_select(issue_row, 1)),
+            add_valid.eq(product_valid), add_row.eq(product_row),
+            written_valid.eq(add_valid), written_row.eq(add_row),
+        ]
+        stored = Signal(ChannelAccumulators(config))
+        m.d.sync += stored.eq(read.data)          # read in cycle u, used in cycle u + 2
+        previous = Signal(Previous)
+        with m.If(add_valid & (add_row == product_row)):
+            m.d.sync += previous.eq(Previous.LAST)
+        with m.Elif(written_valid & (written_row == product_row)):
+            m.d.sync += previous.eq(Previous.SECOND)
+        with m.Elif(product_cleared):
+            m.d.sync += previous.eq(Previous.ZERO)
+        with m.Else():
+            m.d.sync += previous.eq(Previous.MEMORY)
+
+        totals = Signal(ChannelAccumulators(config))
         for channel in range(config.channels):
-            unit = AccumulatorSlice(config)
-            m.submodules[f"channel{channel}"] = unit
-            slices.append(unit)
+            lane = AccumulatorLane(config)
+            m.submodules[f"channel{channel}"] = lane
             m.d.comb += [
-                unit.issue_valid.eq(issue),
-                unit.issue_weight.eq(head_word.weights[chosen]),
-                unit.issue_row.eq(head_word.rows[chosen]),
-                unit.issue_target.eq(head_word.target),
-                unit.issue_value.eq(values[channel]),
-                unit.readout_enable.eq(self.readout_enable),
-                unit.readout_target.eq(self.readout_target),
-                unit.readout_address.eq(self.readout_address),
-                unit.readout_clear.eq(self.readout_clear),
-                self.readout_data[channel].eq(unit.readout_data),
-                unit.clear_enable.eq(self.clear_enable),
-                unit.clear_address.eq(self.clear_address),
+                lane.weight.eq(head_word.weights[chosen]),
+                lane.value.eq(values[channel]),
+                lane.stored.eq(stored[channel]),
+                lane.previous.eq(previous),
+                totals[channel].eq(lane.total),
             ]
+        m.d.comb += [write.addr.eq(add_row), write.data.eq(totals), write.en.eq(add_valid)]
+
+        readout_cleared = Signal()
+        m.d.sync += readout_cleared.eq(cleared.bit_select(self.readout_row, 1))
+        m.d.comb += self.readout_fresh.eq(readout_cleared)
+        with m.If(self.clear_enable):
+            m.d.sync += cleared.eq(-1)
+        with m.Else():
+            written_mask = Mux(add_valid, Const(1, len(cleared)) << add_row, 0)
+            read_mask = Mux(stall, Const(1, len(cleared)) << self.readout_row, 0)
+            m.d.sync += cleared.eq((cleared & ~written_mask) | read_mask)
+
         # A fence leaves when the products issued before it are written: two cycles later.
         fence_product = Signal()
         fence_add = Signal()
-        busy_product = Signal()
-        busy_add = Signal()
-        m.d.sync += [fence_product.eq(issue_fence), fence_add.eq(fence_product),
-                     busy_product.eq(issue), busy_add.eq(busy_product)]
+        m.d.sync += [fence_product.eq(issue_fence), fence_add.eq(fence_product)]
         fences = Signal(FENCE_BITS)
         with m.If(fence_add):
             m.d.sync += fences.eq(fences + 1)
@@ -485,5 +474,5 @@ class ProcessingElement(wiring.Component):
 
         m.d.comb += self.idle.eq(
             (queue.level == 0) & ~looked_up & (columns.level == 0) & ~fetched
-            & (words.level == 0) & ~fence_product & ~fence_add & ~busy_product & ~busy_add)
+            & (words.level == 0) & ~fence_product & ~fence_add & ~product_valid & ~add_valid)
         return m

@@ -47,12 +47,12 @@ class CreditedIssue:
     emit: Signal       # registered: whether the items go to the output queue
 
 
-def credited_issue(m, *, start, length, emit, output_space, latency, name):
+def credited_issue(m, *, start, length, emit, output_space, latency, name, allow=1):
     """Issue items 0, 1, ..., length-1, one per cycle, into a pipeline of ``latency`` cycles.
 
     ``start`` (a strobe) samples ``length`` and ``emit``. While ``emit`` is set, an item is
     issued only if ``output_space`` (free entries of the output queue) exceeds the items in
-    flight, so the queue can never overflow.
+    flight, so the queue can never overflow. Items issue only while ``allow`` is set.
     """
     registered_length = Signal.like(length, name=f"{name}_length")
     registered_emit = Signal(name=f"{name}_emit")
@@ -61,7 +61,7 @@ def credited_issue(m, *, start, length, emit, output_space, latency, name):
     issue = Signal(name=f"{name}_issue")
     with m.If(start):
         m.d.sync += [registered_length.eq(length), registered_emit.eq(emit), index.eq(0)]
-    m.d.comb += issue.eq((index < registered_length)
+    m.d.comb += issue.eq((index < registered_length) & allow
                          & (~registered_emit | (in_flight < output_space)))
     finish = delay(m, issue, latency, f"{name}_valid")
     with m.If(issue):

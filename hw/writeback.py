@@ -13,8 +13,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.memory_map import address_bits, count_bits
 from .fixed import requantize
-from .pe import ChannelValues, Target, WritePortSignature, readout_request_members
+from .pe import ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
+from .readout import RowRequestSignature
 
 __all__ = ["ProjectionWriteback", "LATENCY"]
 
@@ -33,9 +34,9 @@ class ProjectionWriteback(wiring.Component):
     busy : Out(1)
     produced : Out
         Rows written to the vector memory so far (a reader may follow it).
-    accumulator_pe, accumulator_target, accumulator_address, accumulator_read : Out
-        Readout request to one PE (the row is cleared after the read).
-    accumulator_data : In(ArrayLayout(signed(accumulator_bits), 4))
+    accumulator : Out(RowRequestSignature)
+        Readout request of one PE's projection row (cleared after the read); the row arrives
+        one cycle after the request.
     vector_write : Out(WritePortSignature)
     output_space : In
     output_valid, output_value, output_last : Out
@@ -52,7 +53,7 @@ class ProjectionWriteback(wiring.Component):
             "emit": In(1),
             "busy": Out(1),
             "produced": Out(count_bits(config.vector_depth)),
-            **readout_request_members(config),
+            "accumulator": Out(RowRequestSignature(config)),
             "vector_write": Out(WritePortSignature(vector, ChannelValues(config).size)),
             **output_queue_members(config),
         })
@@ -71,14 +72,13 @@ class ProjectionWriteback(wiring.Component):
         index, issue, rows = counter.index, counter.issue, counter.length
         m.d.comb += [
             self.busy.eq(counter.busy),
-            self.accumulator_pe.eq(index[:log2_pes] if log2_pes else 0),
-            self.accumulator_target.eq(Target.PROJECTION),
-            self.accumulator_address.eq(index >> log2_pes),
-            self.accumulator_read.eq(issue),
+            self.accumulator.pe.eq(index[:log2_pes] if log2_pes else 0),
+            self.accumulator.address.eq(index >> log2_pes),
+            self.accumulator.read.eq(issue),
         ]
         value = Signal(ChannelValues(config))
         for channel in range(config.channels):
-            m.d.sync += value[channel].eq(requantize(self.accumulator_data[channel][0],
+            m.d.sync += value[channel].eq(requantize(self.accumulator.data[channel],
                                                      config.product_frac_bits,
                                                      config.activation_format))
         valid2 = counter.finish

@@ -57,8 +57,11 @@ class Config:
     bias_bits, bias_frac_bits : int
         Signed fixed-point biases (the sum of PyTorch's two bias vectors).
     accumulator_bits : int
-        Width of the multiply-accumulate registers. The compiler refuses a model whose rows
-        could overflow them, so accumulation is always exact.
+        Width of the accumulators. The compiler refuses a model whose rows could overflow
+        them, so accumulation is always exact. 36 bits with ESE's formats hold sums up to
+        8192 in magnitude: a row's absolute weights may add up to 1024 even with every
+        activation at its extreme. Every channel of every PE keeps one accumulator per row,
+        so this width sets most of the accelerator's memory and adder size.
     table_index_bits : int
         The sigmoid and tanh tables have ``2**table_index_bits`` segments over the whole
         activation range, with linear interpolation inside a segment.
@@ -90,7 +93,7 @@ class Config:
     cell_frac_bits: int = 11
     bias_bits: int = 16
     bias_frac_bits: int = 12
-    accumulator_bits: int = 48
+    accumulator_bits: int = 36
     table_index_bits: int = 10
     entries_per_read: int = 4
     activation_queue_depth: int = 16

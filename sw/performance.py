@@ -31,11 +31,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: Gate accumulators per cell (i, f, g, o).
+GATES = 4
+
 __all__ = ["PerformancePrediction", "predict_performance", "phase_demands"]
 
 #: Cycles per layer of the chain that stay exposed: the fence's trip through the PE pipeline
-#: and the cell unit's latency before the first m reaches the projection broadcast.
-CHAIN_LATENCY = 24
+#: and the cell unit's latency (its gate reads included) before the first m reaches the
+#: projection broadcast.
+CHAIN_LATENCY = 27
 #: Columns a PE's column stage may run ahead of its multiplier (the column queue).
 COLUMN_LEAD = 4
 
@@ -45,7 +49,9 @@ class Phase:
     """The work of one broadcast phase (a layer's gates or its projection), per column.
 
     ``macs`` and ``words`` are (PEs, columns): real entries and entry words of each column in
-    each PE.
+    each PE. ``readout`` is (PEs,): the accumulator rows read from each PE after the phase
+    (a cell's four gates, or a projection row); each read takes the PE's accumulator memory
+    for a cycle, in which it issues no multiply.
     """
 
     name: str
@@ -53,6 +59,7 @@ class Phase:
     kind: str              # "gates" or "projection"
     macs: np.ndarray
     words: np.ndarray
+    readout: np.ndarray
 
     @property
     def columns(self):
@@ -117,7 +124,10 @@ def phase_demands(image):
             words = np.where(end > start, (end - 1) // lanes - start // lanes + 1, 0)
             macs = np.stack([counts[end[pe]] - counts[start[pe]]
                              for pe, counts in enumerate(real_before)])
-            phases.append(Phase(f"layer {index} {kind}", index, kind, macs, words))
+            rows = d["cells"] if kind == "gates" else d["proj"]
+            owned = np.array([len(range(pe, rows, config.pes)) for pe in range(config.pes)])
+            readout = owned * (GATES if kind == "gates" else 1)
+            phases.append(Phase(f"layer {index} {kind}", index, kind, macs, words, readout))
     return phases
 
 
@@ -139,11 +149,19 @@ def _active_masks(phases, traces, frame):
 
 
 def _stream(phases, frames_masks):
-    """Per frame: (per-PE multiplies (PEs, columns)) of the broadcast stream, in order."""
+    """Per frame: (per-PE busy cycles (PEs, columns)) of the broadcast stream, in order.
+
+    A phase's accumulator reads fall between its columns and the next phase's: they are
+    counted with its last broadcast column.
+    """
     for masks in frames_masks:
         pieces = []
         for phase, mask in zip(phases, masks):
-            pieces.append(phase.macs if mask is None else phase.macs[:, mask])
+            piece = phase.macs if mask is None else phase.macs[:, mask]
+            if piece.shape[1]:
+                piece = piece.copy()
+                piece[:, -1] += phase.readout
+            pieces.append(piece)
         yield np.concatenate(pieces, axis=1)
 
 

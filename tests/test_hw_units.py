@@ -4,7 +4,7 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -14,7 +14,8 @@ from ese.hw.activation import ActivationTable
 from ese.hw.broadcast import BroadcastArbiter, Follow, VectorReader
 from ese.hw.cell import CellUnit
 from ese.hw.loader import WeightLoader
-from ese.hw.pe import GATES, ProcessingElement, Target
+from ese.hw.pe import GATES, ChannelAccumulators, ProcessingElement, Target, accumulator_rows
+from ese.hw.readout import AccumulatorReadout
 from ese.hw.receiver import FrameReceiver
 from ese.sw.arithmetic import cell_update, sigmoid_table, tanh_table
 from ese.sw.encoding import encode_columns
@@ -95,24 +96,26 @@ async def _load_pe(ctx, dut, config, pointers, entries):
     ctx.set(dut.entry_write.enable, 0)
 
 
-async def _read_pe(ctx, dut, target, addresses, clear=0b1111):
-    """Read (and clear) accumulators; returns {address: [lane values]}."""
+async def _read_rows(ctx, dut, rows, channels=1):
+    """Read (and so clear) accumulator rows: {row: ([channel values], fresh)}.
+
+    A fresh row (cleared and not written since) counts as zero whatever the memory holds.
+    """
     values = {}
-    for address in addresses:
+    for row in rows:
         ctx.set(dut.readout_enable, 1)
-        ctx.set(dut.readout_target, target)
-        ctx.set(dut.readout_address, address)
-        ctx.set(dut.readout_clear, clear)
+        ctx.set(dut.readout_row, row)
         await ctx.tick()
         ctx.set(dut.readout_enable, 0)
-        values[address] = [ctx.get(dut.readout_data[0][lane]) for lane in range(GATES)]
+        fresh = ctx.get(dut.readout_fresh)
+        values[row] = ([0 if fresh else ctx.get(dut.readout_data[c]) for c in range(channels)],
+                       fresh)
     await ctx.tick()
     return values
 
 
-def _gate_rows(values, rows):
-    """Local gate rows (4 * cell + gate) from readout values per cell address."""
-    return [values[row // GATES][row % GATES] for row in range(rows)]
+def _row_values(values, channel=0):
+    return [values[row][0][channel] for row in sorted(values)]
 
 
 def test_processing_element_accumulates_sparse_products_exactly():
@@ -143,21 +146,39 @@ def test_processing_element_accumulates_sparse_products_exactly():
         await stream_put(ctx, dut.activations, {"fence": 1})
         await ctx.tick().until(dut.fences == 1)
         seen["idle"] = ctx.get(dut.idle)
-        seen["rows"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES, range(16)), rows)
-        seen["again"] = _gate_rows(await _read_pe(ctx, dut, Target.GATES, range(16)), rows)
+        seen["rows"] = await _read_rows(ctx, dut, range(rows))
+        seen["again"] = await _read_rows(ctx, dut, range(rows))
+        # A second pass over cleared rows starts from zero; rows 17 and 20 take back-to-back
+        # and nearly back-to-back products (forwarded sums).
+        for column in second:
+            await stream_put(ctx, dut.activations,
+                             {"column": column, "values": [int(activations[column])],
+                              "target": Target.GATES, "fence": 0})
+        await stream_put(ctx, dut.activations, {"fence": 1})
+        await ctx.tick().until(dut.fences == 2)
+        seen["second"] = await _read_rows(ctx, dut, range(rows))
 
+    second = [8, 9, 5, 6, 1, 8]
     run_simulation(dut, bench)
     used = np.zeros(columns, dtype=np.int64)
     for column in order:
         used[column] += activations[column]
-    assert seen["rows"] == (matrix @ used).tolist()
-    assert seen["again"] == [0] * rows, "the readout must clear what it read"
+    assert _row_values(seen["rows"]) == (matrix @ used).tolist()
+    assert _row_values(seen["again"]) == [0] * rows, "the readout must clear what it read"
+    assert all(fresh for _, fresh in seen["again"].values())
+    used = np.zeros(columns, dtype=np.int64)
+    for column in second:
+        used[column] += activations[column]
+    assert _row_values(seen["second"]) == (matrix @ used).tolist()
+    touched = (matrix[:, second] != 0).any(axis=1)
+    assert [fresh for _, fresh in seen["second"].values()] == (~touched).tolist()
     assert seen["idle"] == 1
     assert queue_was_full, "the long column should have filled the activation queue"
 
 
 def test_processing_element_keeps_targets_and_channels_apart():
-    """Gate and projection accumulators never mix, nor do the channels' accumulators."""
+    """Gate and projection accumulators never mix, nor do the channels' accumulators; reading
+    one set while products go to the other delays the products but loses none."""
     config = ese.Config(pes=1, channels=3, **UNIT)
     rng = np.random.default_rng(9)
     gate = np.where(rng.random((32, 3)) < 0.5, rng.integers(-500, 500, (32, 3)), 0)
@@ -169,47 +190,51 @@ def test_processing_element_keeps_targets_and_channels_apart():
     x = rng.integers(-100, 100, (3, 3))               # (channel, column)
     m = rng.integers(-100, 100, (3, 4))
     x[1, :] = 0                                       # channel 1 sees only zeros here
+    projection_base = GATES * UNIT["cells_per_pe"]
     dut = ProcessingElement(config)
-    seen = {}
+    gaps = random.Random(4)
+    seen = {"busy_reads": 0}
 
-    async def bench(ctx):
+    async def products(ctx):
         await _load_pe(ctx, dut, config, pointers, entries)
-        broadcasts = ([(j, x[:, j], Target.GATES) for j in range(3)]
-                      + [(3 + j, m[:, j], Target.PROJECTION) for j in range(4)])
-        for column, values, target in broadcasts:
-            await stream_put(ctx, dut.activations, {"column": column,
-                                                     "values": [int(v) for v in values],
-                                                     "target": target, "fence": 0})
+        for j in range(4):
+            await stream_put(ctx, dut.activations, {"column": 3 + j,
+                                                     "values": [int(v) for v in m[:, j]],
+                                                     "target": Target.PROJECTION, "fence": 0})
         await stream_put(ctx, dut.activations, {"fence": 1})
         await ctx.tick().until(dut.fences == 1)
-        gates, projections = {}, {}
-        for address in range(8):
-            ctx.set(dut.readout_enable, 1)
-            ctx.set(dut.readout_target, Target.GATES)
-            ctx.set(dut.readout_address, address)
-            await ctx.tick()
-            gates[address] = [[ctx.get(dut.readout_data[c][lane]) for lane in range(GATES)]
-                              for c in range(3)]
-            ctx.set(dut.readout_target, Target.PROJECTION)
-            await ctx.tick()
-            projections[address] = [ctx.get(dut.readout_data[c][0]) for c in range(3)]
-        ctx.set(dut.readout_enable, 0)
-        seen["gates"], seen["projections"] = gates, projections
+        for j in [0, 1, 2, 0, 1, 2]:                 # each gate column twice
+            await stream_put(ctx, dut.activations, {"column": j,
+                                                     "values": [int(v) for v in x[:, j]],
+                                                     "target": Target.GATES, "fence": 0})
+        await stream_put(ctx, dut.activations, {"fence": 1})
+        await ctx.tick().until(dut.fences == 2)
+        seen["gates"] = await _read_rows(ctx, dut, range(32), channels=3)
 
-    run_simulation(dut, bench)
+    async def projections(ctx):
+        await ctx.tick().until(dut.fences == 1)
+        values = {}
+        for row in range(8):
+            while gaps.random() < 0.5:
+                await ctx.tick()
+            seen["busy_reads"] += not ctx.get(dut.idle)
+            values.update(await _read_rows(ctx, dut, [projection_base + row], channels=3))
+        seen["projections"] = values
+
+    run_simulation(dut, products, projections, deadline=5e-6)
+    assert seen["busy_reads"] >= 4, "the projection reads should overlap the gate products"
     for channel in range(3):
-        rows = [seen["gates"][row // GATES][channel][row % GATES] for row in range(32)]
-        assert rows == (gate @ x[channel]).tolist()
-        assert [seen["projections"][row][channel] for row in range(8)] == \
-            (projection @ m[channel]).tolist()
+        assert _row_values(seen["gates"], channel) == (gate @ (2 * x[channel])).tolist()
+        assert _row_values(seen["projections"], channel) == (projection @ m[channel]).tolist()
 
 
 class CellUnitHarness(wiring.Component):
-    """The cell unit with memories around it standing in for the PEs and shared memories."""
+    """The cell unit and the accumulator readout, with memories standing in for the PEs'
+    accumulators and for the shared memories."""
 
     def __init__(self, config, accumulators, parameters, state):
         self.config = config
-        self.accumulators = accumulators      # (pes, depth, 4)
+        self.accumulators = accumulators      # (pes, cells_per_pe, 4)
         self.parameters = parameters
         self.state = state
         self.unit = CellUnit(config)
@@ -220,23 +245,15 @@ class CellUnitHarness(wiring.Component):
         m = Module()
         config = self.config
         m.submodules.unit = unit = self.unit
-        layout = data.ArrayLayout(signed(config.accumulator_bits), GATES)   # one channel
-        mask = (1 << config.accumulator_bits) - 1
-        readouts = []
-        for pe, rows in enumerate(self.accumulators):
-            init = [sum((int(v) & mask) << (config.accumulator_bits * b) for b, v in enumerate(r))
-                    for r in rows]
-            memory = Memory(shape=layout.size, depth=len(init), init=init)
+        m.submodules.readout = readout = AccumulatorReadout(config)
+        wiring.connect(m, unit.accumulator, readout.gates)
+        for pe, cells in enumerate(self.accumulators):
+            rows = [[int(v)] for cell in cells for v in cell]       # one channel
+            memory = Memory(shape=ChannelAccumulators(config), depth=accumulator_rows(config),
+                            init=rows)
             m.submodules[f"acc{pe}"] = memory
             port = memory.read_port()
-            m.d.comb += port.addr.eq(unit.accumulator_address)
-            readouts.append(port.data)
-        selected = Signal(range(max(2, len(readouts))))
-        m.d.sync += selected.eq(unit.accumulator_pe)
-        with m.Switch(selected):
-            for pe, value in enumerate(readouts):
-                with m.Case(pe):
-                    m.d.comb += unit.accumulator_data[0].eq(value)
+            m.d.comb += [port.addr.eq(readout.pe_row[pe]), readout.pe_data[pe].eq(port.data)]
         params = Memory(shape=MemoryMap(config).cell_parameter_bits, depth=len(self.parameters),
                         init=self.parameters)
         state = Memory(shape=signed(config.cell_bits), depth=len(self.state), init=self.state)
@@ -254,8 +271,11 @@ class CellUnitHarness(wiring.Component):
         return m
 
 
-def test_cell_unit_computes_the_contracts_cell_update():
-    config = ese.Config(pes=2, **UNIT)
+@pytest.mark.parametrize("pes", [2, 8])
+def test_cell_unit_computes_the_contracts_cell_update(pes):
+    """With fewer PEs than gates the cell unit must pace its requests; with more, it asks
+    for a cell every cycle and four PEs are read at once."""
+    config = ese.Config(pes=pes, **UNIT)
     rng = np.random.default_rng(8)
     cells = 13
     frac = config.product_frac_bits
@@ -270,8 +290,7 @@ def test_cell_unit_computes_the_contracts_cell_update():
     names = [name for name, _, _ in mm.cell_parameter_fields]
     parameters = [pack_fields(dict(zip(names, list(bias[:, n]) + list(peephole[:, n]))),
                               mm.cell_parameter_fields) for n in range(cells)]
-    depth = -(-cells // config.pes)
-    accumulators = np.zeros((config.pes, depth, GATES), dtype=np.int64)
+    accumulators = np.zeros((config.pes, config.cells_per_pe, GATES), dtype=np.int64)
     for n in range(cells):
         accumulators[n % config.pes, n // config.pes] = gates[:, n]
     harness = CellUnitHarness(config, accumulators, parameters, [int(v) for v in state] + [0] * 3)
