@@ -79,24 +79,31 @@ class ImageWriter(wiring.Component):
         size = _size_code(self.data_bits)
         m.d.comb += [self.written.eq(written), bus.awsize.eq(size), bus.awburst.eq(1),
                      bus.arburst.eq(1), bus.arsize.eq(size)]
+        # The next burst is planned a cycle ahead (PLAN), so that the address channel is
+        # driven from registers.
         words = _burst_words(remaining, BURST_BEATS * per_beat)
-        count = (words + per_beat - 1) // per_beat
+        done = Signal()
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [address.eq(self.address), remaining.eq(self.words),
                                  written.eq(0)]
-                    m.next = "ADDRESS"
+                    m.next = "PLAN"
+            with m.State("PLAN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [burst_words.eq(words),
+                             burst_beats.eq((words + per_beat - 1) // per_beat),
+                             done.eq(remaining == 0)]
+                m.next = "ADDRESS"
             with m.State("ADDRESS"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(remaining == 0):
+                with m.If(done):
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.comb += [bus.awaddr.eq(address), bus.awlen.eq(count - 1),
+                    m.d.comb += [bus.awaddr.eq(address), bus.awlen.eq(burst_beats - 1),
                                  bus.awvalid.eq(1)]
                     with m.If(bus.awready):
-                        m.d.sync += [burst_beats.eq(count), beat.eq(0), lane.eq(0),
-                                     strobe.eq(0), burst_words.eq(words)]
+                        m.d.sync += [beat.eq(0), lane.eq(0), strobe.eq(0)]
                         m.next = "GATHER"
             with m.State("GATHER"):
                 # Collect a beat's words (fewer for the image's last beat).
@@ -124,7 +131,7 @@ class ImageWriter(wiring.Component):
                     m.d.sync += [address.eq(address + burst_beats * beat_bytes),
                                  remaining.eq(remaining - burst_words),
                                  written.eq(written + burst_words)]
-                    m.next = "ADDRESS"
+                    m.next = "PLAN"
         return m
 
 
@@ -178,18 +185,24 @@ class ImageReader(wiring.Component):
         m.d.comb += [bus.arsize.eq(_size_code(self.data_bits)), bus.arburst.eq(1),
                      bus.awsize.eq(_size_code(self.data_bits)), bus.awburst.eq(1)]
 
-        with m.If(self.start):
-            m.d.sync += [address.eq(self.address), left.eq(self.words)]
-        # The next burst: a whole one, or what is left. Comparing with a constant and adding
-        # small numbers keeps the request logic shallow.
+        # The next burst (a whole one, or what is left) is planned a cycle after ``left``
+        # changes, so that the address channel is driven from registers.
+        planned = Signal()
+        more = Signal()
+        next_words = Signal(range(depth + 1))
+        next_beats = Signal(range(BURST_BEATS + 1))
         words = _burst_words(left, depth)
-        count = (words + per_beat - 1) // per_beat
+        m.d.sync += [next_words.eq(words), next_beats.eq((words + per_beat - 1) // per_beat),
+                     more.eq(left != 0), planned.eq(1)]
+        with m.If(self.start):
+            m.d.sync += [address.eq(self.address), left.eq(self.words), planned.eq(0)]
         room = queue.level + Mux(unpacking, per_beat, 0) <= per_beat
-        m.d.comb += [bus.araddr.eq(address), bus.arlen.eq(count - 1),
-                     bus.arvalid.eq(~self.start & ~outstanding & (left != 0) & room)]
+        m.d.comb += [bus.araddr.eq(address), bus.arlen.eq(next_beats - 1),
+                     bus.arvalid.eq(~self.start & ~outstanding & planned & more & room)]
         with m.If(bus.arvalid & bus.arready):
-            m.d.sync += [outstanding.eq(1), burst_words.eq(words), left.eq(left - words),
-                         address.eq(address + count * beat_bytes)]
+            m.d.sync += [outstanding.eq(1), burst_words.eq(next_words),
+                         left.eq(left - next_words), planned.eq(0),
+                         address.eq(address + next_beats * beat_bytes)]
 
         # Unpack each beat into words; the burst's last beat may be partly used.
         m.d.comb += bus.rready.eq(~unpacking)

@@ -98,15 +98,6 @@ class WritePortSignature(wiring.Signature):
         })
 
 
-def readout_address_bits(config):
-    return address_bits(max(config.cells_per_pe, config.projections_per_pe))
-
-
-def row_bits(config):
-    """Bits of a local row: gate rows are 4 * cell + gate, projection rows their index."""
-    return readout_address_bits(config) + 2
-
-
 def accumulator_rows(config):
     """Rows of a PE's accumulator memory: its cells' four gates, then its projection rows."""
     return GATES * config.cells_per_pe + config.projections_per_pe
@@ -117,8 +108,17 @@ def accumulator_row_bits(config):
 
 
 def accumulator_row(config, target, row):
-    """The accumulator memory row of a local ``row`` of ``target``'s matrix."""
-    return Mux(target == Target.PROJECTION, GATES * config.cells_per_pe + row, row)
+    """The accumulator memory row of a local ``row`` of ``target``'s matrix (a gate row is
+    4 * cell + gate)."""
+    return row if target == Target.GATES else GATES * config.cells_per_pe + row
+
+
+def _tree_sum(values):
+    """The sum of ``values`` as a balanced tree of adders."""
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
 
 
 class Previous(enum.IntEnum):
@@ -304,7 +304,7 @@ class ProcessingElement(wiring.Component):
 
         word_layout = data.StructLayout({
             "weights": data.ArrayLayout(signed(config.weight_bits), lanes),
-            "rows": data.ArrayLayout(unsigned(row_bits(config)), lanes),
+            "rows": data.ArrayLayout(unsigned(accumulator_row_bits(config)), lanes),
             "real": unsigned(lanes),          # lanes holding a real entry
             "target": unsigned(1),
             "fence": unsigned(1),
@@ -322,8 +322,9 @@ class ProcessingElement(wiring.Component):
         m.d.comb += word_base.eq(Cat(Const(0, lane_bits), position[lane_bits:]))
         next_word = word_base + lanes
         fetched = Signal()                   # an entry word (or a fence) is being read
-        # The word queue is written a cycle after the fetch; the values in flight at once.
-        room = (words.level + fetched < _WORD_QUEUE) & in_flight.w_rdy
+        decoded = Signal()                   # ... its runs are being added to the walk
+        # The word queue is written two cycles after the fetch; the values in flight at once.
+        room = (words.level + fetched + decoded < _WORD_QUEUE) & in_flight.w_rdy
         fetch = columns.r_rdy & room
         column_done = current.fence | (next_word >= current.end)
         m.d.comb += [
@@ -353,26 +354,57 @@ class ProcessingElement(wiring.Component):
                 word_last.eq(column_done),
             ]
 
-        # Walk the relative indices: row = rows skipped so far + this entry's run.
-        next_row = Signal(unsigned(row_bits(config) + 1))   # the row after the last entry
-        running = Mux(word_first, 0, next_row)
-        word = data.View(word_layout, words.w_data)
+        # Walk the relative indices to accumulator rows: an entry's row is the row after the
+        # previous entry plus its run of skipped rows. A projection column's walk starts at
+        # the projection rows, after the gate rows. Two stages: the decode stage adds up the
+        # runs within the word (from the entry memory's output), the row stage adds them to
+        # where the walk stands, so the walk's loop is one adder deep.
+        offset_shape = range((lanes << config.index_bits) + 1)
+        decoded_word = Signal(data.StructLayout({
+            "weights": data.ArrayLayout(signed(config.weight_bits), lanes),
+            "offsets": data.ArrayLayout(unsigned(offset_shape.stop.bit_length()), lanes),
+            "rows": unsigned(offset_shape.stop.bit_length()),   # rows the word walks over
+            "real": unsigned(lanes), "first": unsigned(1), "target": unsigned(1),
+            "fence": unsigned(1), "last": unsigned(1),
+        }))
         real = []
-        for lane in range(lanes):
-            raw = entry_read.data.word_select(lane, config.entry_bits)
-            weight = raw[:config.weight_bits].as_signed()
-            row = running + raw[config.weight_bits:]
-            m.d.comb += [word.weights[lane].eq(weight), word.rows[lane].eq(row)]
-            real.append(word_valid[lane] & (weight != 0))
-            running = Mux(word_valid[lane], row + 1, running)
+        m.d.sync += decoded.eq(fetched)
         with m.If(fetched):
-            m.d.sync += next_row.eq(running)
-        has_real = Cat(real).any()
+            # Lane k's offset is its run plus every earlier valid lane's run and entry: the
+            # earlier lanes' sums are a tree of pairwise sums, so the decode stays shallow.
+            runs, steps = [], []
+            for lane in range(lanes):
+                raw = entry_read.data.word_select(lane, config.entry_bits)
+                weight = raw[:config.weight_bits].as_signed()
+                runs.append(raw[config.weight_bits:])
+                steps.append(Mux(word_valid[lane], raw[config.weight_bits:] + 1, 0))
+                m.d.sync += decoded_word.weights[lane].eq(weight)
+                real.append(word_valid[lane] & (weight != 0))
+            for lane in range(lanes):
+                m.d.sync += decoded_word.offsets[lane].eq(_tree_sum(steps[:lane] + [runs[lane]]))
+            m.d.sync += [
+                decoded_word.rows.eq(_tree_sum(steps)), decoded_word.real.eq(Cat(real)),
+                decoded_word.first.eq(word_first), decoded_word.target.eq(word_target),
+                decoded_word.fence.eq(word_fence), decoded_word.last.eq(word_last),
+            ]
+
+        next_row = Signal(unsigned(accumulator_row_bits(config) + 1))   # after the last entry
+        first_row = Mux(decoded_word.target == Target.PROJECTION,
+                        accumulator_row(config, Target.PROJECTION, 0), 0)
+        start_row = Signal.like(next_row)
+        m.d.comb += start_row.eq(Mux(decoded_word.first, first_row, next_row))
+        with m.If(decoded):
+            m.d.sync += next_row.eq(start_row + decoded_word.rows)
+        word = data.View(word_layout, words.w_data)
+        for lane in range(lanes):
+            m.d.comb += [word.weights[lane].eq(decoded_word.weights[lane]),
+                         word.rows[lane].eq(start_row + decoded_word.offsets[lane])]
         m.d.comb += [
-            word.real.eq(Cat(real)), word.target.eq(word_target), word.fence.eq(word_fence),
-            word.last.eq(word_last),
+            word.real.eq(decoded_word.real), word.target.eq(decoded_word.target),
+            word.fence.eq(decoded_word.fence), word.last.eq(decoded_word.last),
             # Words of only padding carry nothing but, on a column's last word, its release.
-            words.w_en.eq(fetched & (word_fence | has_real | word_last)),
+            words.w_en.eq(decoded & (decoded_word.fence | (decoded_word.real != 0)
+                                     | decoded_word.last)),
         ]
 
         # ---- Issue: one real entry per cycle, in order ------------------------------------
@@ -401,8 +433,7 @@ class ProcessingElement(wiring.Component):
         issue_fence = words.r_rdy & head_word.fence
         values = data.View(values_layout, in_flight.r_data)
         issue_row = Signal(accumulator_row_bits(config))
-        m.d.comb += issue_row.eq(accumulator_row(config, head_word.target,
-                                                 head_word.rows[chosen]))
+        m.d.comb += issue_row.eq(head_word.rows[chosen])
 
         # ---- Accumulators: one memory, a word per row holding every channel's ------------
         accumulators = Memory(shape=ChannelAccumulators(config), depth=accumulator_rows(config),
@@ -421,10 +452,12 @@ class ProcessingElement(wiring.Component):
         product_row = Signal.like(issue_row)
         add_row = Signal.like(issue_row)
         written_row = Signal.like(issue_row)      # the row the add stage wrote last cycle
-        product_cleared = Signal()
+        # The row's cleared flag is looked up a cycle after the issue, off the issue path: a
+        # write in the issue cycle that clears it is forwarded (SECOND) anyway, and a readout
+        # in the issue cycle cannot be (it stalls the issue).
+        product_cleared = cleared.bit_select(product_row, 1)
         m.d.sync += [
             product_valid.eq(issue), product_row.eq(issue_row),
-            product_cleared.eq(cleared.bit_select(issue_row, 1)),
             add_valid.eq(product_valid), add_row.eq(product_row),
             written_valid.eq(add_valid), written_row.eq(add_row),
         ]
@@ -473,6 +506,6 @@ class ProcessingElement(wiring.Component):
         m.d.comb += self.fences.eq(fences)
 
         m.d.comb += self.idle.eq(
-            (queue.level == 0) & ~looked_up & (columns.level == 0) & ~fetched
+            (queue.level == 0) & ~looked_up & (columns.level == 0) & ~fetched & ~decoded
             & (words.level == 0) & ~fence_product & ~fence_add & ~product_valid & ~add_valid)
         return m
