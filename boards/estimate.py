@@ -16,7 +16,7 @@ PE count ``P`` and the channel count ``C`` (shared control and interfaces; per-P
 memories and fetch; per-channel cell units and vector memories; per-PE-and-channel
 multipliers and accumulators). :func:`estimate` synthesises four small machines with the
 target's per-PE and per-channel memories, solves for the four coefficients of each resource,
-checks the fit on a fifth, larger machine, and evaluates it at the target.
+checks the fit on larger machines (more PEs; more channels), and evaluates it at the target.
 """
 
 import hashlib
@@ -266,20 +266,20 @@ def _terms(pes, channels):
     return [1.0, pes, channels, pes * channels]
 
 
-def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), check=(16, 2),
+def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), checks=((16, 2), (4, 8)),
              jobs=None):
     """Resource estimate of the system for ``config`` on the XCKU060, as a JSON-ready dict.
 
     Synthesises ``config`` directly when it is no larger than the fit's largest machine;
-    otherwise synthesises the four machines ``fit_pes x fit_channels`` and the ``check``
-    machine with ``config``'s memories, fits ``a + b*P + c*C + d*P*C`` to each resource and
-    reports the fit at ``config``'s size, with the check machine's error.
+    otherwise synthesises the four machines ``fit_pes x fit_channels`` and the ``checks``
+    machines with ``config``'s memories, fits ``a + b*P + c*C + d*P*C`` to each resource and
+    reports the fit at ``config``'s size, with the fit's error on each check machine.
     """
     config.require_sized()
     target = (config.pes, config.channels)
     direct = config.pes * config.channels <= max(fit_pes) * max(fit_channels)
     points = [target] if direct else \
-        [(p, c) for p in fit_pes for c in fit_channels] + [check]
+        [(p, c) for p in fit_pes for c in fit_channels] + list(checks)
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -300,7 +300,8 @@ def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), check=(16, 2
         resources = runs[0].resources
         report["method"] = "synthesised directly"
     else:
-        fit_runs, check_run = runs[:-1], runs[-1]
+        fits = len(fit_pes) * len(fit_channels)
+        fit_runs, check_runs = runs[:fits], runs[fits:]
         matrix = np.array([_terms(r.pes, r.channels) for r in fit_runs])
         coefficients, predicted = {}, {}
         fields = RESOURCES + ("lut_as_memory",)
@@ -310,21 +311,23 @@ def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), check=(16, 2
             coefficients[name] = dict(zip(("shared", "per_pe", "per_channel",
                                            "per_pe_channel"), solution.round(2).tolist()))
             predicted[name] = float(np.dot(_terms(*target), solution))
-        check_error = {}
-        for name in RESOURCES:
-            actual = getattr(check_run.resources, name)
-            model = float(np.dot(_terms(check_run.pes, check_run.channels),
-                                 [coefficients[name][k] for k in coefficients[name]]))
-            check_error[name] = round((model - actual) / actual, 4) if actual else 0.0
+        report["checks"] = []
+        for check_run in check_runs:
+            check_error = {}
+            for name in RESOURCES:
+                actual = getattr(check_run.resources, name)
+                model = float(np.dot(_terms(check_run.pes, check_run.channels),
+                                     [coefficients[name][k] for k in coefficients[name]]))
+                check_error[name] = round((model - actual) / actual, 4) if actual else 0.0
+            report["checks"].append({"pes": check_run.pes, "channels": check_run.channels,
+                                     "relative_error": check_error})
         resources = Resources(**{name: round(predicted[name], 1) for name in fields})
         report["method"] = (
             f"composed: each resource fitted as shared + per_pe*P + per_channel*C + "
             f"per_pe_channel*P*C to syntheses at P x C in {list(fit_pes)} x "
-            f"{list(fit_channels)} with the target's memories, checked at {check[0]} x "
-            f"{check[1]}")
+            f"{list(fit_channels)} with the target's memories, checked at "
+            + " and ".join(f"{p} x {c}" for p, c in checks))
         report["coefficients"] = coefficients
-        report["check"] = {"pes": check_run.pes, "channels": check_run.channels,
-                           "relative_error": check_error}
     deepest = max(runs, key=lambda r: r.lut_levels)
     percent = resources.percent()
     report.update({

@@ -12,9 +12,10 @@ Pipeline::
     activation queue
       -> column stage   pointers from two banks (even and odd columns), start and end in one
                         cycle; empty columns stop here
-      -> fetch stage    one entry word (``entries_per_read`` entries) per cycle; walks the
-                        relative indices to absolute rows and drops padding entries
-      -> word queue     the real entries of each word, in order
+      -> fetch stage    one entry word (``entries_per_read`` entries) per cycle
+      -> decode stage   sums the word's relative indices (a tree of adders)
+      -> row stage      adds them to the walk's position: accumulator rows
+      -> word queue     the real entries of each word, in order (padding entries dropped)
       -> issue          one real entry per cycle, with its column's activations; the
                         accumulator memory is read for the entry's row
       -> product        one AccumulatorLane per channel multiplies

@@ -175,7 +175,7 @@ def cmd_simulate(args):
 def cmd_bench(args):
     from dataclasses import asdict
 
-    from .bench import BenchSettings, plot_sweep, run_benchmark, sweep_pe_counts
+    from .bench import BenchSettings, model_benchmark, plot_sweep, run_benchmark, sweep_pe_counts
     settings = BenchSettings(inputs=args.inputs, cells=args.cells, proj=args.proj, pes=args.pes,
                              channels=args.channels, density=args.density, frames=args.frames,
                              seed=args.seed, queue_depth=args.queue_depth,
@@ -183,7 +183,11 @@ def cmd_bench(args):
     console = _console()
     with console.status("benchmark") as status:
         log = lambda text: status.update(text)
-        if args.sweep:
+        if args.model_only:
+            if args.sweep:
+                raise UsageError("--model-only does not combine with --sweep")
+            report = model_benchmark(settings)
+        elif args.sweep:
             results = sweep_pe_counts(args.sweep, settings, log=log)
             if args.plot:
                 plot_sweep(results, args.plot)
@@ -197,6 +201,12 @@ def cmd_bench(args):
                                                   / report["cycles_per_frame"])
     if args.json:
         print(json.dumps(report))
+    elif args.model_only:
+        r = report
+        console.print(f"model only ({r['pes']} PEs x {r['channels']} channels): "
+                      f"{r['model_cycles_per_frame']:.0f} cycles per step, "
+                      f"{r['latency_us']:.1f} us, {r['frames_per_second']:,.0f} frames/s, "
+                      f"{r['gops']:.1f} GOPS (ESE: {r['ese_gops']} GOPS)")
     elif args.sweep:
         for r in results:
             console.print(f"{r['pes']:3d} PEs {r['pruning']:8s}: {r['cycles_per_frame']:9.0f} "
@@ -207,6 +217,8 @@ def cmd_bench(args):
             console.print(f"plot written to {args.plot}")
     else:
         _print_bench(report, console)
+    if args.model_only:
+        return 0
     failed = report.get("sweep", [report])
     return 0 if all(r["bitexact"] for r in failed) else 1
 
@@ -363,11 +375,11 @@ def cmd_estimate(args):
     console.print(table)
     console.print(f"deepest logic path: {report['lut_levels']} LUT levels")
     console.print(f"method: {report['method']}")
-    if "check" in report:
+    for check in report.get("checks", []):
         errors = ", ".join(f"{names[k]} {100 * v:+.1f}%"
-                           for k, v in report["check"]["relative_error"].items())
-        console.print(f"fit checked against a synthesis at {report['check']['pes']} PEs x "
-                      f"{report['check']['channels']} channels: {errors}")
+                           for k, v in check["relative_error"].items())
+        console.print(f"fit checked against a synthesis at {check['pes']} PEs x "
+                      f"{check['channels']} channels: {errors}")
     console.print(f"not included: {report['excludes']}")
     console.print("fits the device" if report["fits"] else "[bold red]does not fit the device")
     return 0
@@ -462,6 +474,9 @@ def build_parser():
     bench.add_argument("--sweep", type=_positive_int, nargs="+", metavar="PES",
                        help="run both pruning kinds for each of these PE counts")
     bench.add_argument("--plot", help="with --sweep: write a PNG of utilization vs PE count")
+    bench.add_argument("--model-only", action="store_true",
+                       help="the analytical model alone, no RTL (for machines too big to "
+                            "simulate here)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)

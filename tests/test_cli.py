@@ -123,6 +123,25 @@ def test_bench_reports_every_figure_for_a_small_layer():
     assert report["load_balance_speedup"] > 0.9
 
 
+def test_bench_model_only_projects_lock_step_channels():
+    """`ese bench --model-only`: the analytical model for machines too big to simulate; a step
+    of C channels costs one frame's cycles, but a column is skipped only where every
+    channel's activation is zero, so more channels skip less."""
+    reports = {}
+    for channels in (1, 8):
+        run = ese_command("bench", "--inputs", 40, "--cells", 96, "--proj", 48, "--pes", 4,
+                          "--density", 0.3, "--channels", channels, "--model-only", "--json")
+        assert run.returncode == 0, run.stderr
+        reports[channels] = json.loads(run.stdout.strip().splitlines()[-1])
+    one, eight = reports[1], reports[8]
+    assert "model" in eight["measured_by"] and "bitexact" not in eight
+    assert one["nonzeros"] == eight["nonzeros"]
+    assert eight["model_cycles_per_frame"] >= one["model_cycles_per_frame"] > 0
+    step_seconds = eight["model_cycles_per_frame"] / eight["clock_mhz"] * 1e-6
+    assert eight["frames_per_second"] == pytest.approx(8 / step_seconds)
+    assert eight["gops"] == pytest.approx(2 * eight["nonzeros"] * 8 / step_seconds / 1e9)
+
+
 def test_run_frames_through_the_simulated_card(tmp_path):
     from helpers import hardware
     program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),
