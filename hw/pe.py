@@ -360,11 +360,11 @@ class ProcessingElement(wiring.Component):
         # the projection rows, after the gate rows. Two stages: the decode stage adds up the
         # runs within the word (from the entry memory's output), the row stage adds them to
         # where the walk stands, so the walk's loop is one adder deep.
-        offset_shape = range((lanes << config.index_bits) + 1)
+        offset_bits = (lanes << config.index_bits).bit_length()    # up to lanes * 2**index
         decoded_word = Signal(data.StructLayout({
             "weights": data.ArrayLayout(signed(config.weight_bits), lanes),
-            "offsets": data.ArrayLayout(unsigned(offset_shape.stop.bit_length()), lanes),
-            "rows": unsigned(offset_shape.stop.bit_length()),   # rows the word walks over
+            "offsets": data.ArrayLayout(unsigned(offset_bits), lanes),
+            "rows": unsigned(offset_bits),                          # rows the word walks over
             "real": unsigned(lanes), "first": unsigned(1), "target": unsigned(1),
             "fence": unsigned(1), "last": unsigned(1),
         }))

@@ -15,12 +15,12 @@ from ..sw.memory_map import address_bits, count_bits
 from .fixed import requantize
 from .pe import ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
-from .readout import RowRequestSignature
+from .readout import ROW_LATENCY, RowRequestSignature
 
 __all__ = ["ProjectionWriteback", "LATENCY"]
 
-#: Cycles from reading a row to writing it.
-LATENCY = 2
+#: Cycles from reading a row to writing it: the read, then the requantization.
+LATENCY = ROW_LATENCY + 1
 
 
 class ProjectionWriteback(wiring.Component):
