@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw.memory_map import LOAD_WORD_BITS, MemoryMap
 from .axi import AxiStreamSignature
 from .broadcast import BroadcastArbiter, Follow, VectorReader
-from .cell import LATENCY as CELL_LATENCY
+from .cell import MAX_LATENCY as CELL_LATENCY
 from .cell import CellUnit
 from .loader import WeightLoader
 from .pe import ChannelValues, ProcessingElement, Target

@@ -26,16 +26,25 @@ from ..sw.arithmetic import sigmoid_table, tanh_table
 from ..sw.memory_map import MemoryMap, address_bits, count_bits
 from .activation import ActivationTable
 from .fixed import requantize
-from .pe import ChannelValues, WritePortSignature
+from .pe import GATES, ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
-from .readout import GATE_LATENCY, GateRequestSignature, cell_issue_gap
+from .readout import GateRequestSignature, cell_issue_gap, gate_latency
 
-__all__ = ["CellUnit", "CellLane", "LATENCY"]
+__all__ = ["CellUnit", "CellLane", "latency", "MAX_LATENCY"]
 
-#: Cycles from issuing a cell to writing its output.
-LATENCY = GATE_LATENCY + 10
-#: Cycles from issuing a cell to writing its new state.
-STATE_LATENCY = GATE_LATENCY + 5
+
+def latency(config):
+    """Cycles from issuing a cell to writing its output."""
+    return gate_latency(config) + 10
+
+
+def state_latency(config):
+    """Cycles from issuing a cell to writing its new state."""
+    return gate_latency(config) + 5
+
+
+#: The most cycles any configuration takes from issuing a cell to writing its output.
+MAX_LATENCY = GATES + 10
 
 
 def _parameter_layout(config):
@@ -47,9 +56,9 @@ def _parameter_layout(config):
 class CellLane(wiring.Component):
     """One channel's cell update arithmetic: a fixed-latency pipeline.
 
-    The operands are presented ``GATE_LATENCY`` cycles after the cell is issued (stage 1); the
-    new cell state leaves ``STATE_LATENCY`` cycles and the output ``LATENCY`` cycles after the
-    issue.
+    The operands are presented :func:`~ese.hw.readout.gate_latency` cycles after the cell is
+    issued (stage 1); the new cell state leaves :func:`state_latency` cycles and the output
+    :func:`latency` cycles after the issue.
 
     Members
     -------
@@ -166,8 +175,8 @@ class CellUnit(wiring.Component):
     produced : Out
         Outputs written to the vector memory so far in this layer (a reader may follow it).
     accumulator : Out(GateRequestSignature)
-        Which PE's cell to read the gate accumulators of (every channel's, then cleared); the
-        four gates arrive ``GATE_LATENCY`` cycles after the request.
+        Which cell to read the gate accumulators of (every channel's, then cleared); the four
+        gates arrive :func:`~ese.hw.readout.gate_latency` cycles after the request.
     parameter_address : Out, parameter_data : In
         Read port of the cell parameter memory (biases, peepholes; shared by the channels),
         read so that the data arrive with the gates.
@@ -212,7 +221,6 @@ class CellUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        log2_pes = (config.pes - 1).bit_length()
 
         # Issue: one cell per cycle (or fewer, with fewer PEs than gates; see readout), while
         # the output queue has room for everything in flight.
@@ -225,7 +233,8 @@ class CellUnit(wiring.Component):
         gap = cell_issue_gap(config)
         cooldown = Signal(range(gap))
         counter = credited_issue(m, start=self.start, length=self.cells, emit=self.emit,
-                                 output_space=self.output_space, latency=LATENCY, name="cell",
+                                 output_space=self.output_space, latency=latency(config),
+                                 name="cell",
                                  allow=cooldown == 0)
         index, issue, cells = counter.index, counter.issue, counter.length
         if gap > 1:
@@ -233,13 +242,13 @@ class CellUnit(wiring.Component):
                 m.d.sync += cooldown.eq(gap - 1)
             with m.Elif(cooldown != 0):
                 m.d.sync += cooldown.eq(cooldown - 1)
-        # Parameters and state are read GATE_LATENCY - 1 cycles after the gates are asked for,
+        # Parameters and state are read gate_latency - 1 cycles after the gates are asked for,
         # so that all operands arrive together.
-        operand_address = delay(m, cell_base + index, GATE_LATENCY - 1, "operand_address")
+        operand_address = delay(m, cell_base + index, gate_latency(config) - 1,
+                                "operand_address")
         m.d.comb += [
             self.busy.eq(counter.busy),
-            self.accumulator.pe.eq(index[:log2_pes] if log2_pes else 0),
-            self.accumulator.address.eq(index >> log2_pes),
+            self.accumulator.cell.eq(index),
             self.accumulator.read.eq(issue),
             self.parameter_address.eq(operand_address),
             self.state_address.eq(operand_address),
@@ -259,10 +268,10 @@ class CellUnit(wiring.Component):
                 outputs[channel].eq(lane.output),
             ]
         m.d.comb += [
-            self.state_write.address.eq(delay(m, cell_base + index, STATE_LATENCY,
+            self.state_write.address.eq(delay(m, cell_base + index, state_latency(config),
                                               "state_address")),
             self.state_write.data.eq(new_cells),
-            self.state_write.enable.eq(delay(m, issue, STATE_LATENCY, "state_valid")),
+            self.state_write.enable.eq(delay(m, issue, state_latency(config), "state_valid")),
         ]
 
         finished = counter.finish
@@ -273,12 +282,12 @@ class CellUnit(wiring.Component):
             m.d.sync += produced.eq(produced + 1)
         m.d.comb += [
             self.produced.eq(produced),
-            self.vector_write.address.eq(delay(m, output_base + index, LATENCY,
+            self.vector_write.address.eq(delay(m, output_base + index, latency(config),
                                                "output_address")),
             self.vector_write.data.eq(outputs),
             self.vector_write.enable.eq(finished),
             self.output_valid.eq(finished & counter.emit),
             self.output_value.eq(outputs),
-            self.output_last.eq(delay(m, index + 1 == cells, LATENCY, "last")),
+            self.output_last.eq(delay(m, index + 1 == cells, latency(config), "last")),
         ]
         return m

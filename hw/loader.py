@@ -112,17 +112,23 @@ class WeightLoader(wiring.Component):
             with m.State("COUNT"):
                 m.d.comb += [self.words.ready.eq(1), self.busy.eq(1)]
                 with m.If(self.words.valid):
-                    good = Signal()
-                    for t in targets:
-                        with m.If(target == t):
-                            m.d.comb += good.eq(check(t, pe, address, word))
-                    m.d.sync += [count.eq(word), word_index.eq(0), discard.eq(~good)]
-                    with m.If(~good):
-                        m.d.sync += error.eq(1)
-                    with m.If(word != 0):
-                        m.next = "DATA"
-                    with m.Else():
-                        m.next = "TARGET"
+                    m.d.sync += [count.eq(word), word_index.eq(0)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                # The header is checked from registers, a cycle after it is complete, so that
+                # the range check stays off the stream's path.
+                m.d.comb += self.busy.eq(1)
+                good = Signal()
+                for t in targets:
+                    with m.If(target == t):
+                        m.d.comb += good.eq(check(t, pe, address, count))
+                m.d.sync += discard.eq(~good)
+                with m.If(~good):
+                    m.d.sync += error.eq(1)
+                with m.If(count != 0):
+                    m.next = "DATA"
+                with m.Else():
+                    m.next = "TARGET"
             with m.State("DATA"):
                 m.d.comb += [self.words.ready.eq(1), self.busy.eq(1)]
                 with m.If(self.words.valid):

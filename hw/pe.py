@@ -25,8 +25,8 @@ Because the fetch stage reads several entries per cycle and the column stage run
 column costs exactly its non-zeros in multiply cycles: padding entries and empty columns cost
 none while the front of the pipeline keeps ahead.
 
-The accumulators of every channel sit side by side in one memory per PE, a word per row (a
-cell's four gate rows, then the projection rows): channels in lock-step read and write the
+The accumulators of every channel sit side by side in one memory per PE, a word per row (its
+gate rows, then its projection rows): channels in lock-step read and write the
 same row at once, so the memory is as wide as the channels and as deep as the rows, which
 suits block RAM, and the control (the row, forwarding between back-to-back entries, clearing)
 is the PE's, not the channels'. A readout port lets the cell unit and the projection
@@ -100,7 +100,8 @@ class WritePortSignature(wiring.Signature):
 
 
 def accumulator_rows(config):
-    """Rows of a PE's accumulator memory: its cells' four gates, then its projection rows."""
+    """Rows of a PE's accumulator memory: its gate rows (at most four per cell of a layer),
+    then its projection rows."""
     return GATES * config.cells_per_pe + config.projections_per_pe
 
 
@@ -109,8 +110,8 @@ def accumulator_row_bits(config):
 
 
 def accumulator_row(config, target, row):
-    """The accumulator memory row of a local ``row`` of ``target``'s matrix (a gate row is
-    4 * cell + gate)."""
+    """The accumulator memory row of a local ``row`` of ``target``'s matrix (see
+    :mod:`ese.sw.encoding` for which rows a PE holds)."""
     return row if target == Target.GATES else GATES * config.cells_per_pe + row
 
 

@@ -1,16 +1,18 @@
 """Reading the PEs' accumulators for the cell unit and the projection writeback.
 
 Each PE keeps every channel's accumulators in one memory with one read port, which its
-multiply-accumulate pipeline shares with readouts (see :mod:`ese.hw.pe`). A cell's four gates
-are four rows of the PE that owns it, so they take four reads. The cell unit asks for one
-cell per cycle, going round the PEs (cell ``k`` lives in PE ``k mod pes``); the readout reads
-gate ``j`` of the cell asked for in cycle ``t`` in cycle ``t + j``, so four PEs are read at
-once, each for a different gate, and a cell's four gates reach the cell unit together
-``GATE_LATENCY`` cycles after it asked. (With fewer than four PEs the cell unit asks less
-often, so that no PE is read twice in a cycle.) The writeback reads one projection row at a
-time, ``ROW_LATENCY`` cycles after it asks; it never reads while the cell unit does.
+multiply-accumulate pipeline shares with readouts (see :mod:`ese.hw.pe`). The gate rows are
+interleaved cell by cell (:mod:`ese.sw.encoding`): gate j of cell n is row g = 4n + j, held by
+PE g mod pes at local row g // pes. With four PEs or more, a cell's four gates sit in four
+neighbouring PEs at one local row and are read in one cycle, and gate j always comes from a
+PE whose index is j mod 4, so each gate's lane chooses among pes / 4 PEs. With fewer PEs, a
+PE holds several of a cell's gates: gate j is read in cycle j // pes after the request, and
+the cell unit asks less often (:func:`cell_issue_gap`). Projection row r is held by PE
+r mod pes at local row r // pes and comes back on the lane of gate r mod 4.
 
-Rows that a readout (or a reset) cleared and nothing wrote since read as zero.
+The cell unit's gates arrive :func:`gate_latency` cycles after it asks, the writeback's row
+``ROW_LATENCY`` cycles after; the two never read at once. Rows that a readout (or a reset)
+cleared and nothing wrote since read as zero.
 """
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
@@ -21,13 +23,27 @@ from ..sw.memory_map import address_bits
 from .pe import GATES, ChannelAccumulators, accumulator_row_bits
 from .pipeline import delay
 
-__all__ = ["AccumulatorReadout", "GATE_LATENCY", "ROW_LATENCY", "GateReadout",
-           "GateRequestSignature", "RowRequestSignature", "cell_issue_gap"]
+__all__ = ["AccumulatorReadout", "ROW_LATENCY", "GateReadout", "GateRequestSignature",
+           "RowRequestSignature", "cell_issue_gap", "gate_latency"]
 
-#: Cycles from a cell's request to its four gates.
-GATE_LATENCY = GATES
 #: Cycles from a projection row's request to its value.
 ROW_LATENCY = 1
+
+
+def _lanes(config):
+    """PEs that hold one cell's gates: read at once."""
+    return min(config.pes, GATES)
+
+
+def cell_issue_gap(config):
+    """Fewest cycles between two cell requests, so that no PE is read twice in a cycle: the
+    cycles a cell's gates take to read (1 with four PEs or more)."""
+    return GATES // _lanes(config)
+
+
+def gate_latency(config):
+    """Cycles from a cell's request to its four gates."""
+    return cell_issue_gap(config)
 
 
 def GateReadout(config):
@@ -37,17 +53,16 @@ def GateReadout(config):
 
 
 def _pe_bits(config):
-    return max(1, (config.pes - 1).bit_length())
+    return (config.pes - 1).bit_length()
 
 
 class GateRequestSignature(wiring.Signature):
-    """The cell unit's gate requests, seen from the cell unit: which PE, which of its cells;
-    the cell's gates come back ``GATE_LATENCY`` cycles later."""
+    """The cell unit's gate requests, seen from the cell unit: which cell of the layer; the
+    cell's gates come back :func:`gate_latency` cycles later."""
 
     def __init__(self, config):
         super().__init__({
-            "pe": Out(_pe_bits(config)),
-            "address": Out(address_bits(config.cells_per_pe)),
+            "cell": Out(address_bits(config.cells_per_pe * config.pes)),
             "read": Out(1),
             "data": In(GateReadout(config)),
         })
@@ -59,16 +74,11 @@ class RowRequestSignature(wiring.Signature):
 
     def __init__(self, config):
         super().__init__({
-            "pe": Out(_pe_bits(config)),
+            "pe": Out(max(1, _pe_bits(config))),
             "address": Out(address_bits(config.projections_per_pe)),
             "read": Out(1),
             "data": In(ChannelAccumulators(config)),
         })
-
-
-def cell_issue_gap(config):
-    """Fewest cycles between two cell requests, so that no PE is read twice in a cycle."""
-    return max(1, -(-GATES // config.pes))
 
 
 class AccumulatorReadout(wiring.Component):
@@ -106,43 +116,62 @@ class AccumulatorReadout(wiring.Component):
         m = Module()
         config = self.config
         gates, rows = self.gates, self.rows
+        pe_bits = _pe_bits(config)
+        lanes = _lanes(config)
+        reads_per_cell = cell_issue_gap(config)
         projection_base = GATES * config.cells_per_pe
 
-        # Gate j of the cell asked for in cycle t is read in cycle t + j.
+        # Gate j of the cell asked for in cycle t is row 4n + j, read in cycle t + j // lanes.
         reads = []
         for gate in range(GATES):
-            valid = delay(m, gates.read, gate, f"gate{gate}_read")
-            pe = delay(m, gates.pe, gate, f"gate{gate}_pe")
-            address = delay(m, gates.address, gate, f"gate{gate}_address")
-            reads.append((valid, pe, GATES * address + gate))
+            step = gate // lanes
+            valid = delay(m, gates.read, step, f"gate{gate}_read")
+            cell = delay(m, gates.cell, step, f"gate{gate}_cell")
+            interleaved = Signal(len(cell) + 2, name=f"gate{gate}_row")
+            m.d.comb += interleaved.eq(cell * GATES + gate)
+            pe = interleaved[:pe_bits] if pe_bits else 0
+            reads.append((valid, pe, interleaved >> pe_bits, step))
+
+        def candidates(gate):
+            """The PEs that can hold gate ``gate`` of a cell."""
+            return [index for index in range(config.pes) if index % lanes == gate % lanes]
+
         for index in range(config.pes):
             with m.If(rows.read & (rows.pe == index)):
                 m.d.comb += [self.pe_read[index].eq(1),
                              self.pe_row[index].eq(projection_base + rows.address)]
-            for valid, pe, row in reads:
-                with m.Elif(valid & (pe == index)):
-                    m.d.comb += [self.pe_read[index].eq(1), self.pe_row[index].eq(row)]
+            for gate, (valid, pe, row, _) in enumerate(reads):
+                if index in candidates(gate):
+                    with m.Elif(valid & (pe == index)):
+                        m.d.comb += [self.pe_read[index].eq(1), self.pe_row[index].eq(row)]
 
-        # Route each read's data back: gate j (or, in its place, a projection row) from the
-        # PE it read, zero where the row was cleared.
-        lanes = []
-        for gate, (valid, pe, _) in enumerate(reads):
-            source = Signal.like(pe, name=f"gate{gate}_source")
-            if gate == 0:
-                m.d.sync += source.eq(Mux(rows.read, rows.pe, pe))
+        # Route each read's data back on its gate's lane, zero where the row was cleared: a
+        # lane chooses among the PEs that can hold its gate. A projection row from PE p comes
+        # back on lane p mod lanes.
+        row_lane = rows.pe[:(lanes - 1).bit_length()] if lanes > 1 else 0
+        values = []
+        for gate, (valid, pe, _, step) in enumerate(reads):
+            source = Signal(max(1, pe_bits), name=f"gate{gate}_source")
+            if gate < lanes:
+                m.d.sync += source.eq(Mux(rows.read & (row_lane == gate), rows.pe, pe))
             else:
                 m.d.sync += source.eq(pe)
             value = Signal(ChannelAccumulators(config), name=f"gate{gate}_value")
             with m.Switch(source):
-                for index in range(config.pes):
+                for index in candidates(gate):
                     with m.Case(index):
                         with m.If(~self.pe_fresh[index]):
                             m.d.comb += value.eq(self.pe_data[index])
-            lanes.append(value)
-        m.d.comb += rows.data.eq(lanes[0])
-        # Gate j arrives j cycles after gate 0: hold the earlier ones until the last is in.
-        for gate, value in enumerate(lanes):
-            aligned = delay(m, value, GATES - 1 - gate, f"gate{gate}_aligned")
+            values.append(value)
+        returned_lane = Signal(range(lanes), name="row_lane")
+        m.d.sync += returned_lane.eq(row_lane)
+        with m.Switch(returned_lane):
+            for lane in range(lanes):
+                with m.Case(lane):
+                    m.d.comb += rows.data.eq(values[lane])
+        # Gates read in later cycles arrive later: hold the earlier ones until the last is in.
+        for gate, (value, (_, _, _, step)) in enumerate(zip(values, reads)):
+            aligned = delay(m, value, reads_per_cell - 1 - step, f"gate{gate}_aligned")
             for channel in range(config.channels):
                 m.d.comb += gates.data[channel][gate].eq(
                     aligned.word_select(channel, config.accumulator_bits).as_signed())

@@ -22,7 +22,7 @@ CAPACITY_FIELDS = (
     "input_depth",         # words of one input frame (two frames are buffered)
     "pointer_depth",       # column pointers per PE (all layers' columns, plus one end pointer)
     "entry_depth",         # sparse (value, relative index) entries per PE
-    "cells_per_pe",        # cells of one layer a PE holds (four gate accumulators each)
+    "cells_per_pe",        # cells of one layer per PE (a PE holds up to 4x as many gate rows)
     "projections_per_pe",  # projection rows of one layer a PE holds
     "cell_depth",          # LSTM cells across all layers (cell state, biases, peepholes)
     "vector_depth",        # activation words: recurrent outputs y and cell outputs m

@@ -64,9 +64,9 @@ def describe(module):
 class PrunableMatrix:
     """A weight matrix to prune, and how its rows are dealt to PEs.
 
-    Row ``r`` belongs to PE ``(r mod rows_per_group) mod pes``: for the stacked gate matrices
-    ``rows_per_group`` is the cell count (row r is cell r mod cells), for a projection it is
-    the number of rows.
+    For the stacked gate matrices ``rows_per_group`` is the cell count (row r is gate
+    r // cells of cell r mod cells), for a projection it is the number of rows; see
+    :func:`ese.sw.pruning.pe_of_rows` for the PE each row goes to.
     """
 
     owner: nn.Module

@@ -1,9 +1,10 @@
 """Per-PE encoding: the integer model becomes the contents of the accelerator's memories.
 
-Interleaved compressed sparse column (EIE, ESE). PE ``k`` owns the rows of every matrix whose
-row group is ``k mod pes``: for the gate matrix ``[W_x | W_r]`` the four gate rows of cells
-``k, k + pes, ...`` (local row ``4 * (cell // pes) + gate``, so one address in four banks holds
-a cell's four gates); for the projection, rows ``k, k + pes, ...``. For each column it stores
+Interleaved compressed sparse column (EIE, ESE). PE ``k`` owns rows ``k, k + pes, ...`` of every
+matrix: of the projection, and of the gate matrix ``[W_x | W_r]`` with its rows interleaved
+cell by cell (row ``4 * cell + gate``: i, f, g, o of cell 0, then of cell 1, ...), so that a
+cell's four gates sit in four neighbouring PEs at one local row (with four PEs or more) and
+are read in one cycle. Local row ``r // pes`` holds row ``r``. For each column it stores
 the non-zero weights of its rows in row order, each with the number of zero rows skipped since
 the previous one (``index_bits`` wide). A longer run of zeros is bridged by padding entries of
 weight zero that skip ``2**index_bits`` rows each. Column pointers mark where each column's
@@ -64,9 +65,11 @@ def encode_columns(local, config):
 
 
 def gate_rows_of(layer_cells, pe, pes):
-    """Rows of the stacked (4 * cells) gate matrix that PE ``pe`` holds, in local-row order."""
-    cells = np.arange(pe, layer_cells, pes)
-    return (np.arange(4)[None, :] * layer_cells + cells[:, None]).reshape(-1)
+    """Rows of the stacked (i, f, g, o blocks of ``layer_cells`` rows) gate matrix that PE
+    ``pe`` holds, in local-row order: interleaved rows ``pe, pe + pes, ...`` of ``4 * cell +
+    gate``."""
+    interleaved = np.arange(pe, 4 * layer_cells, pes)
+    return (interleaved % 4) * layer_cells + interleaved // 4
 
 
 @dataclass

@@ -37,9 +37,9 @@ GATES = 4
 __all__ = ["PerformancePrediction", "predict_performance", "phase_demands"]
 
 #: Cycles per layer of the chain that stay exposed: the fence's trip through the PE pipeline
-#: and the cell unit's latency (its gate reads included) before the first m reaches the
-#: projection broadcast.
-CHAIN_LATENCY = 27
+#: and the cell unit's latency before the first m reaches the projection broadcast, but for
+#: the cell unit's gate reads (see :func:`chain_latency`).
+CHAIN_LATENCY = 23
 #: Columns a PE's column stage may run ahead of its multiplier (the column queue).
 COLUMN_LEAD = 4
 
@@ -103,6 +103,13 @@ class PerformancePrediction:
         }
 
 
+def chain_latency(pes):
+    """Exposed cycles per layer: ``CHAIN_LATENCY`` plus the cycles the cell unit's gate reads
+    take, one with four PEs or more (a cell's gates sit in four PEs) and ``4 // pes`` with
+    fewer (see :mod:`ese.hw.readout`)."""
+    return CHAIN_LATENCY + GATES // min(pes, GATES)
+
+
 def phase_demands(image):
     """The :class:`Phase` s of one frame, from a HardwareImage."""
     config = image.config
@@ -124,9 +131,8 @@ def phase_demands(image):
             words = np.where(end > start, (end - 1) // lanes - start // lanes + 1, 0)
             macs = np.stack([counts[end[pe]] - counts[start[pe]]
                              for pe, counts in enumerate(real_before)])
-            rows = d["cells"] if kind == "gates" else d["proj"]
-            owned = np.array([len(range(pe, rows, config.pes)) for pe in range(config.pes)])
-            readout = owned * (GATES if kind == "gates" else 1)
+            rows = GATES * d["cells"] if kind == "gates" else d["proj"]
+            readout = np.array([len(range(pe, rows, config.pes)) for pe in range(config.pes)])
             phases.append(Phase(f"layer {index} {kind}", index, kind, macs, words, readout))
     return phases
 
@@ -216,7 +222,7 @@ def predict_performance(image, trace=None, warmup=2):
         warmup = min(warmup, count - 1)
     ends = _replay(_stream(phases, frames_masks), config.activation_queue_depth)
     steady = np.diff(ends)[warmup - 1:] if warmup else np.diff([0.0] + ends)
-    latency = CHAIN_LATENCY * len(image.descriptors)
+    latency = chain_latency(pes) * len(image.descriptors)
     cycles = float(np.mean(steady)) + latency
     measured = frames_masks[warmup:]
     effective = np.mean([sum(int(p.macs.sum() if m is None else p.macs[:, m].sum())

@@ -1,9 +1,9 @@
 """Magnitude pruning, load-balanced per PE (ESE) or global, through torch.nn.utils.prune.
 
-Load-balance-aware pruning deals the rows of a matrix to the PEs the way the hardware does
-(row ``r`` to PE ``(r mod rows_per_group) mod pes``) and prunes each PE's sub-matrix to the same
-density, so every PE gets the same number of non-zeros and none waits for a slower one. Global
-pruning keeps the largest magnitudes of the whole matrix, whatever PE they land on.
+Load-balance-aware pruning deals the rows of a matrix to the PEs the way the hardware does (see
+:func:`pe_of_rows`) and prunes each PE's sub-matrix to the same density, so every PE gets the
+same number of non-zeros and none waits for a slower one. Global pruning keeps the largest
+magnitudes of the whole matrix, whatever PE they land on.
 
 Both are ``torch.nn.utils.prune`` methods, so they work for one-shot pruning in
 :func:`ese.compile` and for iterative pruning with retraining (prune, train, prune again: a new
@@ -23,8 +23,15 @@ PRUNING_KINDS = ("balanced", "global")
 
 
 def pe_of_rows(rows, rows_per_group, pes):
-    """The PE that holds each of ``rows`` rows (numpy int array)."""
-    return (np.arange(rows) % rows_per_group) % pes
+    """The PE that holds each of ``rows`` rows (numpy int array).
+
+    The rows form ``rows // rows_per_group`` groups (the four gates of a stacked gate matrix,
+    or one group). The hardware interleaves them index-major, group-minor (cell 0's i, f, g,
+    o, then cell 1's, ...) and deals the interleaved rows to the PEs in turn, as ESE does.
+    """
+    r = np.arange(rows)
+    groups = max(1, rows // rows_per_group)
+    return ((r % rows_per_group) * groups + r // rows_per_group) % pes
 
 
 def _check_density(density):
@@ -54,8 +61,8 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
     pes : int
         PE count of the target hardware.
     rows_per_group : int
-        Row ``r`` belongs to PE ``(r mod rows_per_group) mod pes``: the cell count for stacked
-        gate matrices (rows i, f, g, o of one cell share a PE), the row count otherwise.
+        The cell count for stacked gate matrices (whose rows i, f, g, o of a cell are
+        interleaved), the row count otherwise; see :func:`pe_of_rows`.
     """
 
     PRUNING_TYPE = "global"   # the method needs the whole matrix to see which row is where

@@ -115,6 +115,23 @@ def test_load_balanced_pruning_gives_every_pe_the_same_work():
     assert int(torch.count_nonzero(module.weight_hr_l0)) == round(0.25 * 16 * 32)
 
 
+@pytest.mark.parametrize("cells, pes", [(13, 8), (16, 4), (5, 2), (3, 1), (40, 32)])
+def test_pruning_deals_rows_to_the_pes_that_the_encoding_puts_them_in(cells, pes):
+    """Load balance is only real if pruning counts each row for the PE that will hold it:
+    the gate rows are interleaved cell by cell (i, f, g, o of a cell in neighbouring PEs)."""
+    from ese.sw.encoding import gate_rows_of
+    owner = pe_of_rows(4 * cells, cells, pes)
+    for pe in range(pes):
+        held = gate_rows_of(cells, pe, pes)
+        assert sorted(held) == np.flatnonzero(owner == pe).tolist()
+        if pes >= 4 and len(held):
+            # A cell's four gates share a local row in four neighbouring PEs.
+            cell = held[0] % cells
+            assert [pe_of_rows(4 * cells, cells, pes)[g * cells + cell] for g in range(4)] \
+                == [(4 * cell + g) % pes for g in range(4)]
+    assert (pe_of_rows(10, 10, 4) == np.arange(10) % 4).all()      # a projection: rows in turn
+
+
 def test_load_balanced_pruning_keeps_each_pes_largest_weights():
     weight = torch.randn(16, 10)
     mask = LoadBalancedUnstructured(0.3, 4, 16).compute_mask(weight, torch.ones_like(weight))

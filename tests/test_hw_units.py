@@ -234,7 +234,7 @@ class CellUnitHarness(wiring.Component):
 
     def __init__(self, config, accumulators, parameters, state):
         self.config = config
-        self.accumulators = accumulators      # (pes, cells_per_pe, 4)
+        self.accumulators = accumulators      # (pes, accumulator rows)
         self.parameters = parameters
         self.state = state
         self.unit = CellUnit(config)
@@ -247,8 +247,8 @@ class CellUnitHarness(wiring.Component):
         m.submodules.unit = unit = self.unit
         m.submodules.readout = readout = AccumulatorReadout(config)
         wiring.connect(m, unit.accumulator, readout.gates)
-        for pe, cells in enumerate(self.accumulators):
-            rows = [[int(v)] for cell in cells for v in cell]       # one channel
+        for pe, values in enumerate(self.accumulators):
+            rows = [[int(v)] for v in values]                       # one channel
             memory = Memory(shape=ChannelAccumulators(config), depth=accumulator_rows(config),
                             init=rows)
             m.submodules[f"acc{pe}"] = memory
@@ -271,7 +271,7 @@ class CellUnitHarness(wiring.Component):
         return m
 
 
-@pytest.mark.parametrize("pes", [2, 8])
+@pytest.mark.parametrize("pes", [1, 2, 8])
 def test_cell_unit_computes_the_contracts_cell_update(pes):
     """With fewer PEs than gates the cell unit must pace its requests; with more, it asks
     for a cell every cycle and four PEs are read at once."""
@@ -290,9 +290,12 @@ def test_cell_unit_computes_the_contracts_cell_update(pes):
     names = [name for name, _, _ in mm.cell_parameter_fields]
     parameters = [pack_fields(dict(zip(names, list(bias[:, n]) + list(peephole[:, n]))),
                               mm.cell_parameter_fields) for n in range(cells)]
-    accumulators = np.zeros((config.pes, config.cells_per_pe, GATES), dtype=np.int64)
+    # Gate j of cell n is interleaved row 4n + j: PE (4n + j) mod pes, local row (4n + j) // pes.
+    accumulators = np.zeros((config.pes, accumulator_rows(config)), dtype=np.int64)
     for n in range(cells):
-        accumulators[n % config.pes, n // config.pes] = gates[:, n]
+        for gate in range(GATES):
+            row = GATES * n + gate
+            accumulators[row % config.pes, row // config.pes] = gates[gate, n]
     harness = CellUnitHarness(config, accumulators, parameters, [int(v) for v in state] + [0] * 3)
     unit = harness.unit
     writes, outputs = {}, []
