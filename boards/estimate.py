@@ -15,8 +15,10 @@ reasonable time, and every resource of the design grows as ``a + b*P + c*C + d*P
 PE count ``P`` and the channel count ``C`` (shared control and interfaces; per-PE weight
 memories and fetch; per-channel cell units and vector memories; per-PE-and-channel
 multipliers and accumulators). :func:`estimate` synthesises four small machines with the
-target's per-PE and per-channel memories, solves for the four coefficients of each resource,
-checks the fit on larger machines (more PEs; more channels), and evaluates it at the target.
+target's per-PE and per-channel memories and two larger ones (more PEs; more channels), fits
+the four coefficients of each resource (block RAM and DSP exactly from the small machines,
+LUT and FF by least squares over all six), checks each larger machine against a fit without
+it, and evaluates the fit at the target.
 """
 
 import hashlib
@@ -271,9 +273,12 @@ def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), checks=((16,
     """Resource estimate of the system for ``config`` on the XCKU060, as a JSON-ready dict.
 
     Synthesises ``config`` directly when it is no larger than the fit's largest machine;
-    otherwise synthesises the four machines ``fit_pes x fit_channels`` and the ``checks``
-    machines with ``config``'s memories, fits ``a + b*P + c*C + d*P*C`` to each resource and
-    reports the fit at ``config``'s size, with the fit's error on each check machine.
+    otherwise synthesises the four machines ``fit_pes x fit_channels`` and the larger
+    ``checks`` machines with ``config``'s memories, fits ``a + b*P + c*C + d*P*C`` to each
+    resource and reports the fit at ``config``'s size. For LUTs and FFs the ``d`` term (per
+    PE and channel) is a small difference between small machines, so the larger machines
+    join a least-squares fit to steady it; each is also predicted from the others alone (the
+    reported check error).
     """
     config.require_sized()
     target = (config.pes, config.channels)
@@ -300,33 +305,48 @@ def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), checks=((16,
         resources = runs[0].resources
         report["method"] = "synthesised directly"
     else:
-        fits = len(fit_pes) * len(fit_channels)
-        fit_runs, check_runs = runs[:fits], runs[fits:]
-        matrix = np.array([_terms(r.pes, r.channels) for r in fit_runs])
-        coefficients, predicted = {}, {}
         fields = RESOURCES + ("lut_as_memory",)
+        names = ("shared", "per_pe", "per_channel", "per_pe_channel")
+        grid = len(fit_pes) * len(fit_channels)
+
+        def fit(chosen, name):
+            """Block RAM and DSP counts come from memory and multiplier inference: whole
+            cells that add up exactly, so the small machines of the grid determine them. LUT
+            and FF counts come through ABC's mapping, which moves by tens of LUTs from one
+            machine to the next: they are fitted by least squares over every machine."""
+            if name in ("bram36", "dsp"):
+                chosen = [r for r in chosen if (r.pes, r.channels) in grid_points]
+            matrix = np.array([_terms(r.pes, r.channels) for r in chosen])
+            values = np.array([getattr(r.resources, name) for r in chosen], dtype=float)
+            return np.linalg.lstsq(matrix, values, rcond=None)[0]
+
+        grid_points = set(points[:grid])
+        coefficients, predicted = {}, {}
         for name in fields:
-            values = np.array([getattr(r.resources, name) for r in fit_runs])
-            solution = np.linalg.solve(matrix, values)
-            coefficients[name] = dict(zip(("shared", "per_pe", "per_channel",
-                                           "per_pe_channel"), solution.round(2).tolist()))
+            solution = fit(runs, name)
+            coefficients[name] = dict(zip(names, solution.round(2).tolist()))
             predicted[name] = float(np.dot(_terms(*target), solution))
+        # Each larger machine, left out of the fit, checks how well the others predict it.
         report["checks"] = []
-        for check_run in check_runs:
+        for index in range(len(runs) - len(checks), len(runs)):
+            check_run = runs[index]
+            others = runs[:index] + runs[index + 1:]
             check_error = {}
             for name in RESOURCES:
                 actual = getattr(check_run.resources, name)
                 model = float(np.dot(_terms(check_run.pes, check_run.channels),
-                                     [coefficients[name][k] for k in coefficients[name]]))
+                                     fit(others, name)))
                 check_error[name] = round((model - actual) / actual, 4) if actual else 0.0
             report["checks"].append({"pes": check_run.pes, "channels": check_run.channels,
                                      "relative_error": check_error})
         resources = Resources(**{name: round(predicted[name], 1) for name in fields})
         report["method"] = (
-            f"composed: each resource fitted as shared + per_pe*P + per_channel*C + "
-            f"per_pe_channel*P*C to syntheses at P x C in {list(fit_pes)} x "
-            f"{list(fit_channels)} with the target's memories, checked at "
-            + " and ".join(f"{p} x {c}" for p, c in checks))
+            "composed: each resource fitted as shared + per_pe*P + per_channel*C + "
+            "per_pe_channel*P*C to syntheses with the target's memories at P x C in "
+            f"{list(fit_pes)} x {list(fit_channels)} (BRAM36 and DSP, exact) and also "
+            + " and ".join(f"{p} x {c}" for p, c in checks)
+            + " (LUT and FF, least squares); each check is the error on one of the larger "
+              "machines when it is left out of the fit")
         report["coefficients"] = coefficients
     deepest = max(runs, key=lambda r: r.lut_levels)
     percent = resources.percent()

@@ -76,11 +76,14 @@ class SimulatorBuild:
 
 
 def _generator_sources():
-    """The files whose contents decide the generated Verilog."""
+    """The files whose contents decide the generated Verilog: the hardware and every
+    software module it takes definitions from (the register map, build identifier and image
+    format version among them)."""
     from .. import hw, sw
     hardware = sorted(Path(hw.__file__).parent.glob("*.py"))
     contract = [Path(sw.__file__).parent / name
-                for name in ("arithmetic.py", "config.py", "memory_map.py")]
+                for name in ("arithmetic.py", "config.py", "memory_map.py", "registers.py",
+                             "image.py")]
     return hardware + contract
 
 

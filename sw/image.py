@@ -30,7 +30,9 @@ from .errors import ConfigError, EseError, ImageError
 __all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "MAX_HEADER_BYTES"]
 
 MAGIC = b"ESEWIMG\0"
-FORMAT_VERSION = 1
+#: 1: first release. 2: the gate matrix's rows are interleaved cell by cell across the PEs
+#: (see ese.sw.encoding), so a version 1 image's per-PE entries mean other rows.
+FORMAT_VERSION = 2
 _PREAMBLE = struct.Struct("<8sIIQ")
 _DIGEST_BYTES = 32
 MAX_HEADER_BYTES = 16 << 20
