@@ -307,7 +307,7 @@ def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), checks=((16,
     else:
         fields = RESOURCES + ("lut_as_memory",)
         names = ("shared", "per_pe", "per_channel", "per_pe_channel")
-        grid = len(fit_pes) * len(fit_channels)
+        grid_points = set(points[:len(fit_pes) * len(fit_channels)])
 
         def fit(chosen, name):
             """Block RAM and DSP counts come from memory and multiplier inference: whole
@@ -320,7 +320,6 @@ def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), checks=((16,
             values = np.array([getattr(r.resources, name) for r in chosen], dtype=float)
             return np.linalg.lstsq(matrix, values, rcond=None)[0]
 
-        grid_points = set(points[:grid])
         coefficients, predicted = {}, {}
         for name in fields:
             solution = fit(runs, name)

@@ -27,6 +27,24 @@ def _burst_words(left, full):
     return Mux(left >= full, full, left[:full.bit_length()])
 
 
+def _beats(words, per_beat):
+    """Beats that carry ``words`` words, ``per_beat`` to a beat."""
+    return (words + per_beat - 1) // per_beat
+
+
+def _job_members(config):
+    """The members a DMA engine of either direction has: a job (start, address, words),
+    its status, and the memory bus."""
+    return {
+        "start": In(1),
+        "address": In(config.memory_address_bits),
+        "words": In(32),
+        "busy": Out(1),
+        "error": Out(1),
+        "bus": Out(Axi4Signature(config.memory_address_bits, config.memory_data_bits)),
+    }
+
+
 def _size_code(data_bits):
     return (data_bits // 8).bit_length() - 1
 
@@ -52,14 +70,9 @@ class ImageWriter(wiring.Component):
         self.config = config
         self.data_bits = config.memory_data_bits
         super().__init__({
-            "start": In(1),
-            "address": In(config.memory_address_bits),
-            "words": In(32),
-            "busy": Out(1),
+            **_job_members(config),
             "written": Out(32),
-            "error": Out(1),
             "words_in": In(stream.Signature(_WORD)),
-            "bus": Out(Axi4Signature(config.memory_address_bits, config.memory_data_bits)),
         })
 
     def elaborate(self, platform):
@@ -92,7 +105,7 @@ class ImageWriter(wiring.Component):
             with m.State("PLAN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [burst_words.eq(words),
-                             burst_beats.eq((words + per_beat - 1) // per_beat),
+                             burst_beats.eq(_beats(words, per_beat)),
                              done.eq(remaining == 0)]
                 m.next = "ADDRESS"
             with m.State("ADDRESS"):
@@ -154,13 +167,8 @@ class ImageReader(wiring.Component):
         self.config = config
         self.data_bits = config.memory_data_bits
         super().__init__({
-            "start": In(1),
-            "address": In(config.memory_address_bits),
-            "words": In(32),
-            "busy": Out(1),
-            "error": Out(1),
+            **_job_members(config),
             "words_out": Out(stream.Signature(_WORD)),
-            "bus": Out(Axi4Signature(config.memory_address_bits, config.memory_data_bits)),
         })
 
     def elaborate(self, platform):
@@ -192,7 +200,7 @@ class ImageReader(wiring.Component):
         next_words = Signal(range(depth + 1))
         next_beats = Signal(range(BURST_BEATS + 1))
         words = _burst_words(left, depth)
-        m.d.sync += [next_words.eq(words), next_beats.eq((words + per_beat - 1) // per_beat),
+        m.d.sync += [next_words.eq(words), next_beats.eq(_beats(words, per_beat)),
                      more.eq(left != 0), planned.eq(1)]
         with m.If(self.start):
             m.d.sync += [address.eq(self.address), left.eq(self.words), planned.eq(0)]

@@ -178,39 +178,56 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
         "timeout_cycles": int(timeout_cycles),
         **(options or {}),
     }
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
     if log is not None:
         log(f"simulating {len(codes)} frames in Verilator ({testcase})")
     with contextlib.ExitStack() as stack:
-        if keep is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ese-sim-")))
-        else:
-            work = Path(keep)
-            work.mkdir(parents=True, exist_ok=True)
-        job, result_path = work / "job.npz", work / "result.npz"
+        work = _work_directory(stack, keep, "ese-sim-")
+        job = work / "job.npz"
         np.savez(job, load_words=program.image.load_words(), inputs=codes, expected=expected,
                  starts=np.asarray(starts, dtype=bool), settings=json.dumps(settings))
-        runner = get_runner("verilator")
-        try:
-            with _outside_pytest():
-                results = runner.test(
-                    test_module="ese.sim.testbench", testcase=testcase, hdl_toplevel=TOPLEVEL,
-                    hdl_toplevel_lang="verilog", build_dir=build.directory, test_dir=work,
-                    results_xml=str(work / "results.xml"), log_file=work / "simulation.log",
-                    extra_env={"ESE_SIM_JOB": str(job), "ESE_SIM_RESULT": str(result_path)},
-                    seed=seed)
-            tests, failed = get_results(results)
-        except (RuntimeError, SystemExit) as error:
-            raise SimulationError(f"the simulation did not run ({error}):\n"
-                                  f"{_tail(work / 'simulation.log')}") from None
-        if failed or tests != 1:
-            raise SimulationError(f"the testbench's {testcase} failed:\n"
-                                  f"{_tail(work / 'simulation.log')}")
-        if not result_path.exists():
+        result_path = _run_testbench("ese.sim.testbench", TOPLEVEL, testcase, build, work,
+                                     job, seed, "the testbench")
+        if result_path is None:
             return {}, build
         with np.load(result_path) as saved:
             return {name: saved[name] for name in saved.files}, build
+
+
+def _work_directory(stack, keep, prefix):
+    """The simulation's working directory: ``keep`` if given, else a temporary one that
+    ``stack`` removes."""
+    if keep is None:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    work = Path(keep)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def _run_testbench(module, toplevel, testcase, build, work, job, seed, what):
+    """Run one cocotb test of ``module`` on ``build`` in ``work``, with the job file ``job``.
+
+    Returns the path of the result file it wrote, or None; a simulation that did not run or
+    a failed test raises SimulationError with the end of the log.
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    result_path = work / "result.npz"
+    try:
+        with _outside_pytest():
+            results = get_runner("verilator").test(
+                test_module=module, testcase=testcase, hdl_toplevel=toplevel,
+                hdl_toplevel_lang="verilog", build_dir=build.directory, test_dir=work,
+                results_xml=str(work / "results.xml"), log_file=work / "simulation.log",
+                extra_env={"ESE_SIM_JOB": str(job), "ESE_SIM_RESULT": str(result_path)},
+                seed=seed)
+        tests, failed = get_results(results)
+    except (RuntimeError, SystemExit) as error:
+        raise SimulationError(f"the simulation did not run ({error}):\n"
+                              f"{_tail(work / 'simulation.log')}") from None
+    if failed or tests != 1:
+        raise SimulationError(f"{what}'s {testcase} failed:\n"
+                              f"{_tail(work / 'simulation.log')}")
+    return result_path if result_path.exists() else None
 
 
 def _tail(path, lines=40):
@@ -229,8 +246,6 @@ def run_system(program, frames, *, testcase="run_through_driver", stall_probabil
     on the card. Returns ``(outputs, counters)``: per channel, per sequence, the decoded
     outputs; and the card's counters.
     """
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
     build = build_simulator(program.config, log=log, design="system")
     if isinstance(frames, np.ndarray):
         frames = [frames]
@@ -244,38 +259,19 @@ def run_system(program, frames, *, testcase="run_through_driver", stall_probabil
         for index, sequence in enumerate(sequences):
             arrays[f"frames_{channel}_{index}"] = np.asarray(sequence, dtype=np.float64)
     with contextlib.ExitStack() as stack:
-        if keep is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ese-system-")))
-        else:
-            work = Path(keep)
-            work.mkdir(parents=True, exist_ok=True)
+        work = _work_directory(stack, keep, "ese-system-")
         settings["image"] = str(work / "model.ese")
         program.save(settings["image"])
         if other_image is not None:
             settings["other_image"] = str(work / "other.ese")
             other_image.save(settings["other_image"])
-        job, result_path = work / "job.npz", work / "result.npz"
+        job = work / "job.npz"
         np.savez(job, settings=json.dumps(settings), **arrays)
         if log is not None:
             log(f"running the host driver against the system RTL ({testcase})")
-        runner = get_runner("verilator")
-        try:
-            with _outside_pytest():
-                results = runner.test(
-                    test_module="ese.sim.system_testbench", testcase=testcase,
-                    hdl_toplevel=DESIGNS["system"], hdl_toplevel_lang="verilog",
-                    build_dir=build.directory, test_dir=work,
-                    results_xml=str(work / "results.xml"), log_file=work / "simulation.log",
-                    extra_env={"ESE_SIM_JOB": str(job), "ESE_SIM_RESULT": str(result_path)},
-                    seed=seed)
-            tests, failed = get_results(results)
-        except (RuntimeError, SystemExit) as error:
-            raise SimulationError(f"the simulation did not run ({error}):\n"
-                                  f"{_tail(work / 'simulation.log')}") from None
-        if failed or tests != 1:
-            raise SimulationError(f"the system testbench's {testcase} failed:\n"
-                                  f"{_tail(work / 'simulation.log')}")
-        if not result_path.exists():
+        result_path = _run_testbench("ese.sim.system_testbench", DESIGNS["system"], testcase,
+                                     build, work, job, seed, "the system testbench")
+        if result_path is None:
             return None, None
         with np.load(result_path) as saved:
             counters = json.loads(str(saved["counters"]))

@@ -17,12 +17,12 @@ from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-__all__ = ["AcceleratorBench", "run_job"]
+__all__ = ["AcceleratorBench", "run_job", "stall_pattern", "CLOCK_NS"]
 
 CLOCK_NS = 5   # 200 MHz
 
 
-def _stall_pattern(probability, rng):
+def stall_pattern(probability, rng):
     """A pause generator: True (stall this cycle) with the given probability."""
     while True:
         yield rng.random() < probability
@@ -46,7 +46,7 @@ class AcceleratorBench:
             logger.setLevel("WARNING")
         if stall_probability > 0:
             for bus in (self.weights, self.frames_in):
-                bus.set_pause_generator(_stall_pattern(stall_probability, self.rng))
+                bus.set_pause_generator(stall_pattern(stall_probability, self.rng))
         dut.frames_out__tready.value = 0
 
     def attach_output(self):
@@ -58,7 +58,7 @@ class AcceleratorBench:
             self.frames_out.log.setLevel("WARNING")
             if self.stall_probability > 0:
                 self.frames_out.set_pause_generator(
-                    _stall_pattern(self.stall_probability, self.rng))
+                    stall_pattern(self.stall_probability, self.rng))
 
     def cycle(self):
         return int(get_sim_time(unit="ns")) // CLOCK_NS

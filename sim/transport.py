@@ -21,14 +21,9 @@ from cocotbext.axi import (
     AxiStreamSource,
 )
 
+from .testbench import CLOCK_NS, stall_pattern
+
 __all__ = ["SimulatedTransport", "SystemModels"]
-
-CLOCK_NS = 5   # 200 MHz
-
-
-def _stalls(probability, rng):
-    while True:
-        yield rng.random() < probability
 
 
 class SystemModels:
@@ -66,7 +61,7 @@ class SystemModels:
                         self.memory.read_if.ar_channel, self.memory.read_if.r_channel,
                         self.weights, self.frames, self.results]
             for channel in channels:
-                channel.set_pause_generator(_stalls(stall_probability, rng))
+                channel.set_pause_generator(stall_pattern(stall_probability, rng))
 
 
 class SimulatedTransport:
