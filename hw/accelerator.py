@@ -39,15 +39,16 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.memory_map import LOAD_WORD_BITS, MemoryMap
+from ..sw.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
 from .axi import AxiStreamSignature
 from .broadcast import BroadcastArbiter, Follow, VectorReader
 from .cell import MAX_LATENCY as CELL_LATENCY
 from .cell import CellUnit
 from .loader import WeightLoader
-from .pe import ChannelValues, ProcessingElement, Target
+from .pe import SEQUENCE_BITS, ChannelValues, ProcessingElement, Target, WritePortSignature
 from .readout import AccumulatorReadout
 from .receiver import SLOTS, FrameReceiver
+from .streamer import StreamBeatSignature
 from .writeback import ProjectionWriteback
 
 __all__ = ["LSTMAccelerator"]
@@ -78,6 +79,11 @@ class LSTMAccelerator(wiring.Component):
         Sticky: a malformed load record was seen.
     frame_error : Out(1)
         Sticky: an input frame's ``tlast`` did not match the model's input size.
+    entry_beats : In(StreamBeatSignature), freed : Out, stream_table : Out(WritePortSignature)
+        Streamed configurations only: the PEs' entry rings, fed by a
+        :class:`~ese.hw.streamer.WeightStreamer` outside, which learns each PE's sections from
+        ``stream_table`` (the loader's STREAMS records) and how far each ring may be filled
+        from ``freed`` (ring ``2 * pe + section``).
     """
 
     OUTPUT_QUEUE_DEPTH = 2 * CELL_LATENCY
@@ -86,14 +92,23 @@ class LSTMAccelerator(wiring.Component):
         config.require_sized()
         self.config = config
         width = ChannelValues(config).size
-        super().__init__({
+        members = {
             "weights": In(AxiStreamSignature(LOAD_WORD_BITS, last=False)),
             "frames_in": In(AxiStreamSignature(width, user_width=config.channels)),
             "frames_out": Out(AxiStreamSignature(width)),
             "busy": Out(1),
             "load_error": Out(1),
             "frame_error": Out(1),
-        })
+        }
+        if config.streamed:
+            mm = MemoryMap(config)
+            members.update({
+                "entry_beats": In(StreamBeatSignature(config)),
+                "freed": Out(data.ArrayLayout(unsigned(SEQUENCE_BITS), 2 * config.pes)),
+                "stream_table": Out(WritePortSignature(address_bits(config.pes),
+                                                       mm.stream_bits)),
+            })
+        super().__init__(members)
 
     @staticmethod
     def clear_cycles(config):
@@ -143,10 +158,26 @@ class LSTMAccelerator(wiring.Component):
         ]
         for index, pe in enumerate(engines):
             selected = loader.pe == index
-            for source, sink in ((loader.pointer_write, pe.pointer_write),
-                                 (loader.entry_write, pe.entry_write)):
+            ports = [(loader.pointer_write, pe.pointer_write)]
+            if not config.streamed:
+                ports.append((loader.entry_write, pe.entry_write))
+            for source, sink in ports:
                 m.d.comb += [sink.address.eq(source.address), sink.data.eq(source.data),
                              sink.enable.eq(source.enable & selected)]
+        if config.streamed:
+            # Each PE keeps its own sections; the streamer outside gets the whole table.
+            wiring.connect(m, loader.stream_write, wiring.flipped(self.stream_table))
+            sections = loader.stream_write
+            for index, pe in enumerate(engines):
+                m.d.comb += [
+                    pe.sections.eq(sections.data),
+                    pe.sections_write.eq(sections.enable & (sections.address == index)),
+                    pe.beat.valid.eq(self.entry_beats.valid & (self.entry_beats.pe == index)),
+                    pe.beat.ring.eq(self.entry_beats.ring),
+                    pe.beat.data.eq(self.entry_beats.data),
+                    self.freed[2 * index].eq(pe.freed[0]),
+                    self.freed[2 * index + 1].eq(pe.freed[1]),
+                ]
         for memory, source in ((cell_parameters, loader.cell_parameter_write),
                                (descriptors, loader.descriptor_write)):
             port = memory.write_port()

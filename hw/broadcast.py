@@ -193,6 +193,7 @@ class BroadcastArbiter(wiring.Component):
             out.payload.column.eq(chosen.column),
             out.payload.values.eq(chosen.values),
             out.payload.target.eq(chosen.target),
+            out.payload.filler.eq(~use_critical),
             self.critical.ready.eq(out.ready & ~pending),
             self.filler.ready.eq(out.ready & ~pending & ~use_critical),
         ]

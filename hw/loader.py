@@ -36,6 +36,11 @@ class WeightLoader(wiring.Component):
         Per-PE memories (enable qualified by ``pe`` outside).
     cell_parameter_write, descriptor_write : Out(WritePortSignature)
         Shared memories.
+    stream_write : Out(WritePortSignature)
+        Streamed configurations: each PE's entry sections (address: the PE). ENTRIES records
+        are then checked but written nowhere: the streamer reads them from the stored image.
+
+    PADDING records are checked and their words discarded.
     """
 
     def __init__(self, config):
@@ -56,17 +61,23 @@ class WeightLoader(wiring.Component):
                                                            mm.cell_parameter_bits)),
             "descriptor_write": Out(WritePortSignature(address_bits(config.max_layers),
                                                        mm.descriptor_bits)),
+            **({"stream_write": Out(WritePortSignature(address_bits(config.pes),
+                                                       mm.stream_bits))}
+               if config.streamed else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
         config, mm = self.config, self.memory_map
-        targets = {
+        ports = {
             LoadTarget.POINTERS: self.pointer_write,
             LoadTarget.ENTRIES: self.entry_write,
             LoadTarget.CELL_PARAMETERS: self.cell_parameter_write,
             LoadTarget.LAYER_DESCRIPTORS: self.descriptor_write,
         }
+        if config.streamed:
+            ports[LoadTarget.STREAMS] = self.stream_write
+        targets = mm.targets()
         widest = max(words_per_element(mm.element_bits(t)) for t in targets)
 
         word = self.words.payload
@@ -83,12 +94,13 @@ class WeightLoader(wiring.Component):
 
         last_word = Signal()
         known = Signal()
-        for t, port in targets.items():
+        for t in targets:
             words = words_per_element(mm.element_bits(t))
-            m.d.comb += [
-                port.address.eq(address),
-                port.data.eq(Cat(element[:LOAD_WORD_BITS * (words - 1)], word)),
-            ]
+            if t in ports:
+                m.d.comb += [
+                    ports[t].address.eq(address),
+                    ports[t].data.eq(Cat(element[:LOAD_WORD_BITS * (words - 1)], word)),
+                ]
             with m.If(target == t):
                 m.d.comb += [known.eq(1), last_word.eq(word_index == words - 1)]
 
@@ -144,6 +156,7 @@ class WeightLoader(wiring.Component):
                         m.d.sync += word_index.eq(word_index + 1)
 
         write = accept & last_word & ~discard
-        for t, port in targets.items():
-            m.d.comb += port.enable.eq(write & (target == t))
+        stored = [t for t in ports if not (config.streamed and t == LoadTarget.ENTRIES)]
+        for t in stored:
+            m.d.comb += ports[t].enable.eq(write & (target == t))
         return m

@@ -80,12 +80,28 @@ def BroadcastLayout(config):
         "values": ChannelValues(config),
         "target": unsigned(1),
         "fence": unsigned(1),
+        "filler": unsigned(1),       # a first-layer input column, sent by the filler
     })
 
 
 def ChannelAccumulators(config):
     """One accumulator per channel: a word of a PE's accumulator memory."""
     return data.ArrayLayout(signed(config.accumulator_bits), config.channels)
+
+
+#: Width of the sequence counters of the entry rings (words, wrapping).
+SEQUENCE_BITS = 32
+
+
+class EntryBeatSignature(wiring.Signature):
+    """A memory beat of entry words for one of a PE's two rings, from the streamer."""
+
+    def __init__(self, config):
+        super().__init__({
+            "valid": Out(1),
+            "ring": Out(1),          # 0: the filler's section, 1: the critical path's
+            "data": Out(config.memory_data_bits),
+        })
 
 
 class WritePortSignature(wiring.Signature):
@@ -212,20 +228,34 @@ class ProcessingElement(wiring.Component):
         ``readout_data`` shows.
     clear_enable : In(1)
         Clear every accumulator (after a reset).
+    beat : In(EntryBeatSignature), sections_write : In(1), sections : In, freed : Out
+        Streamed configurations (instead of ``entry_write``): the entry words arrive as memory
+        beats into two rings, and ``freed`` tells the streamer, per ring, the sequence number
+        of the oldest word still needed (see :mod:`ese.hw.streamer`). ``sections`` (written
+        with ``sections_write``) is the PE's element of the STREAMS table.
     """
 
     def __init__(self, config):
         config.require_sized()
         self.config = config
         mm = MemoryMap(config)
+        if config.streamed:
+            entry_members = {
+                "beat": In(EntryBeatSignature(config)),
+                "sections_write": In(1),
+                "sections": In(mm.stream_bits),
+                "freed": Out(data.ArrayLayout(unsigned(SEQUENCE_BITS), 2)),
+            }
+        else:
+            entry_members = {"entry_write": In(WritePortSignature(address_bits(mm.entry_words),
+                                                                  mm.entry_word_bits))}
         super().__init__({
             "activations": In(stream.Signature(BroadcastLayout(config))),
             "fences": Out(FENCE_BITS),
             "idle": Out(1),
             "pointer_write": In(WritePortSignature(address_bits(config.pointer_depth),
                                                    mm.pointer_bits)),
-            "entry_write": In(WritePortSignature(address_bits(mm.entry_words),
-                                                 mm.entry_word_bits)),
+            **entry_members,
             "readout_enable": In(1),
             "readout_row": In(accumulator_row_bits(config)),
             "readout_data": Out(ChannelAccumulators(config)),
@@ -270,10 +300,15 @@ class ProcessingElement(wiring.Component):
         column = head.column
         m.d.comb += [even.addr.eq((column + 1) >> 1), odd.addr.eq(column >> 1)]
 
-        column_layout = data.StructLayout({
+        streamed = config.streamed
+        column_fields = {
             "start": unsigned(pointer_bits), "end": unsigned(pointer_bits),
             "values": values_layout, "target": unsigned(1), "fence": unsigned(1),
-        })
+        }
+        if streamed:
+            # The ring the column's words are in, and the sequence number of its entry word 0.
+            column_fields.update({"ring": unsigned(1), "delta": unsigned(SEQUENCE_BITS)})
+        column_layout = data.StructLayout(column_fields)
         m.submodules.columns = columns = SyncFIFO(width=column_layout.size, depth=_COLUMN_QUEUE)
         looked_up = Signal()                 # a column's pointers are on the read ports
         looked_up_parity = Signal()
@@ -294,15 +329,11 @@ class ProcessingElement(wiring.Component):
             # Empty columns end here; fences go on.
             columns.w_en.eq(looked_up & (looked_up_head.fence | (start != end))),
         ]
+        if streamed:
+            self._track_laps(m, described, columns.w_en & ~looked_up_head.fence,
+                             ~looked_up_head.filler, start)
 
         # ---- Fetch stage: entry words, rows, padding dropped ------------------------------
-        m.submodules.entries = entries = Memory(shape=unsigned(mm.entry_word_bits),
-                                                depth=mm.entry_words, init=[])
-        entry_write = entries.write_port()
-        m.d.comb += [entry_write.addr.eq(self.entry_write.address),
-                     entry_write.data.eq(self.entry_write.data),
-                     entry_write.en.eq(self.entry_write.enable)]
-        entry_read = entries.read_port()
 
         word_layout = data.StructLayout({
             "weights": data.ArrayLayout(signed(config.weight_bits), lanes),
@@ -327,11 +358,25 @@ class ProcessingElement(wiring.Component):
         decoded = Signal()                   # ... its runs are being added to the walk
         # The word queue is written two cycles after the fetch; the values in flight at once.
         room = (words.level + fetched + decoded < _WORD_QUEUE) & in_flight.w_rdy
-        fetch = columns.r_rdy & room
+        fetch = Signal()
+        entry_data = Signal(mm.entry_word_bits)      # the fetched word, a cycle after
+        if streamed:
+            present = self._stream_entries(m, current, word_base >> lane_bits, columns.r_rdy,
+                                           fetch, entry_data)
+            m.d.comb += fetch.eq(columns.r_rdy & room & (current.fence | present))
+        else:
+            m.submodules.entries = entries = Memory(shape=unsigned(mm.entry_word_bits),
+                                                    depth=mm.entry_words, init=[])
+            entry_write = entries.write_port()
+            m.d.comb += [entry_write.addr.eq(self.entry_write.address),
+                         entry_write.data.eq(self.entry_write.data),
+                         entry_write.en.eq(self.entry_write.enable)]
+            entry_read = entries.read_port()
+            m.d.comb += [fetch.eq(columns.r_rdy & room),
+                         entry_read.addr.eq(word_base >> lane_bits), entry_read.en.eq(fetch),
+                         entry_data.eq(entry_read.data)]
         column_done = current.fence | (next_word >= current.end)
         m.d.comb += [
-            entry_read.addr.eq(word_base >> lane_bits),
-            entry_read.en.eq(fetch),
             columns.r_en.eq(fetch & column_done),
             # A column's activations wait in flight from its first word to its last.
             in_flight.w_data.eq(current.values),
@@ -376,7 +421,7 @@ class ProcessingElement(wiring.Component):
             # earlier lanes' sums are a tree of pairwise sums, so the decode stays shallow.
             runs, steps = [], []
             for lane in range(lanes):
-                raw = entry_read.data.word_select(lane, config.entry_bits)
+                raw = entry_data.word_select(lane, config.entry_bits)
                 weight = raw[:config.weight_bits].as_signed()
                 runs.append(raw[config.weight_bits:])
                 steps.append(Mux(word_valid[lane], raw[config.weight_bits:] + 1, 0))
@@ -511,3 +556,89 @@ class ProcessingElement(wiring.Component):
             (queue.level == 0) & ~looked_up & (columns.level == 0) & ~fetched & ~decoded
             & (words.level == 0) & ~fence_product & ~fence_add & ~product_valid & ~add_valid)
         return m
+
+    # ---- Streamed entries -------------------------------------------------------------------
+    #
+    # Each ring holds a window of an endless stream: the PE's section of entry words (the
+    # filler's, or the critical path's), repeated every frame step, lap after lap, each lap
+    # padded to whole beats. Word k of the stream has the sequence number k and sits in ring
+    # slot k mod stream_window. The streamer writes words in sequence order; ``written``
+    # counts them. A column's words are at sequence ``delta + word`` (``delta`` is the lap's
+    # first sequence number less the section's first entry word), and the fetch stage reads a
+    # word only once it is written. Columns of a ring arrive in column order within a step, so
+    # a column that starts no later than the previous one of its ring begins the next lap.
+    # ``freed`` is the word the fetch stage stands at (or waits for): every earlier word may be
+    # overwritten, so the streamer never runs more than a window ahead of it.
+
+    def _track_laps(self, m, described, accepted, ring, start):
+        """Column stage: give each column its ring and its lap's ``delta``."""
+        mm = MemoryMap(self.config)
+        per_beat_bits = (mm.words_per_beat - 1).bit_length()
+        section = data.View(data.StructLayout({name: unsigned(width)
+                                               for name, width, _ in mm.stream_fields}),
+                            self.sections)
+        # The section sizes survive a reset of the accelerator, like the other weights.
+        lap_words = [Signal(SEQUENCE_BITS, reset_less=True, name=f"lap_words_{r}")
+                     for r in range(2)]
+        critical_first = Signal(SEQUENCE_BITS, reset_less=True)
+        with m.If(self.sections_write):
+            m.d.sync += [lap_words[0].eq(section.filler_beats << per_beat_bits),
+                         lap_words[1].eq(section.critical_beats << per_beat_bits),
+                         critical_first.eq(section.critical_first)]
+        first_words = [0, critical_first]
+        delta = Signal(SEQUENCE_BITS)
+        m.d.comb += [described.ring.eq(ring), described.delta.eq(delta)]
+        for r in range(2):
+            lap_base = Signal(SEQUENCE_BITS, name=f"lap_base_{r}")
+            last_start = Signal.like(start, name=f"last_start_{r}")
+            seen = Signal(name=f"seen_{r}")
+            wraps = seen & (start <= last_start)
+            with m.If(ring == r):
+                m.d.comb += delta.eq(Mux(wraps, lap_base + lap_words[r], lap_base)
+                                     - first_words[r])
+                with m.If(accepted):
+                    m.d.sync += [seen.eq(1), last_start.eq(start)]
+                    with m.If(wraps):
+                        m.d.sync += lap_base.eq(lap_base + lap_words[r])
+
+    def _stream_entries(self, m, current, word, head_valid, fetch, entry_data):
+        """Fetch stage: read column words from the rings; returns whether the word at the
+        head is present."""
+        config, mm = self.config, MemoryMap(self.config)
+        per_beat = mm.words_per_beat
+        per_beat_bits = (per_beat - 1).bit_length()
+        slot_bits = (mm.ring_beats - 1).bit_length()
+        m.submodules.rings = rings = Memory(shape=unsigned(config.memory_data_bits),
+                                            depth=2 * mm.ring_beats, init=[])
+        written = [Signal(SEQUENCE_BITS, name=f"written_{r}") for r in range(2)]
+        beat = self.beat
+        ring_write = rings.write_port()
+        incoming = Mux(beat.ring, written[1], written[0])
+        m.d.comb += [ring_write.addr.eq(Cat(incoming[per_beat_bits:per_beat_bits + slot_bits],
+                                            beat.ring)),
+                     ring_write.data.eq(beat.data), ring_write.en.eq(beat.valid)]
+        for r in range(2):
+            with m.If(beat.valid & (beat.ring == r)):
+                m.d.sync += written[r].eq(written[r] + per_beat)
+
+        sequence = Signal(SEQUENCE_BITS)
+        m.d.comb += sequence.eq(current.delta + word)
+        ahead = Signal(SEQUENCE_BITS)          # words written beyond the wanted one, plus one
+        m.d.comb += ahead.eq(Mux(current.ring, written[1], written[0]) - sequence)
+        present = (ahead != 0) & ~ahead[-1]
+
+        ring_read = rings.read_port()
+        m.d.comb += [ring_read.addr.eq(Cat(sequence[per_beat_bits:per_beat_bits + slot_bits],
+                                           current.ring)),
+                     ring_read.en.eq(fetch)]
+        stored = mm.stored_entry_word_bits
+        if per_beat > 1:
+            lane = Signal(per_beat_bits)
+            with m.If(fetch):
+                m.d.sync += lane.eq(sequence[:per_beat_bits])
+            m.d.comb += entry_data.eq(ring_read.data.word_select(lane, stored))
+        else:
+            m.d.comb += entry_data.eq(ring_read.data)
+        with m.If(head_valid & ~current.fence):
+            m.d.sync += self.freed[current.ring].eq(sequence)
+        return present

@@ -6,7 +6,12 @@ Around the accelerator core (:mod:`ese.hw.accelerator`) it adds what a host need
 * the weight image in off-chip memory: the host uploads its load stream as words, the
   :class:`~ese.hw.dma.ImageWriter` stores it in the DDR through the AXI4 master, and the
   :class:`~ese.hw.dma.ImageReader` reads it back into the core's memories on command;
-* frame steps and results as byte streams, the way a PCIe DMA engine moves them.
+* frame steps and results as byte streams, the way a PCIe DMA engine moves them;
+* in a streamed configuration, the :class:`~ese.hw.streamer.WeightStreamer`, which reads the
+  PEs' sparse entries from the stored image every frame step (it shares the memory's read
+  channels with the image reader: the streamer stops and drains before a load begins).
+
+LOAD_IMAGE resets the accelerator (and the streamer) before it reads the image.
 
 Host stream formats (every word ``channels`` 16-bit values, channel 0 in the low bits, so a
 word is ``2 * channels`` bytes)::
@@ -30,6 +35,7 @@ from .axi import Axi4Signature, AxiLiteSignature, AxiStreamSignature
 from .dma import ImageReader, ImageWriter
 from .pe import ChannelValues
 from .registers import ADDRESS_BITS, ControlRegisters
+from .streamer import WeightStreamer
 
 __all__ = ["AcceleratorSystem"]
 
@@ -74,6 +80,9 @@ class AcceleratorSystem(wiring.Component):
         m.submodules.registers = registers = ControlRegisters(config)
         m.submodules.writer = writer = ImageWriter(config)
         m.submodules.reader = reader = ImageReader(config)
+        streamer = None
+        if config.streamed:
+            m.submodules.streamer = streamer = WeightStreamer(config)
         core_reset = Signal()
         core = LSTMAccelerator(config)
         m.submodules.core = ResetInserter(core_reset)(core)
@@ -85,10 +94,17 @@ class AcceleratorSystem(wiring.Component):
             m.d.comb += getattr(self.m_axi, name).eq(getattr(writer.bus, name))
         for name in ("awready", "wready", "bresp", "bvalid"):
             m.d.comb += getattr(writer.bus, name).eq(getattr(self.m_axi, name))
-        for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
-            m.d.comb += getattr(self.m_axi, name).eq(getattr(reader.bus, name))
-        for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
-            m.d.comb += getattr(reader.bus, name).eq(getattr(self.m_axi, name))
+        # The image reader and the streamer never run at once: the reader owns the read
+        # channels while it is busy.
+        readers = [(reader.bus, reader.busy)]
+        if streamer is not None:
+            readers.append((streamer.bus, ~reader.busy))
+        for bus, owns in readers:
+            with m.If(owns):
+                for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
+                    m.d.comb += getattr(self.m_axi, name).eq(getattr(bus, name))
+                for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
+                    m.d.comb += getattr(bus, name).eq(getattr(self.m_axi, name))
         m.d.comb += [
             writer.words_in.payload.eq(self.weights.tdata),
             writer.words_in.valid.eq(self.weights.tvalid),
@@ -125,23 +141,37 @@ class AcceleratorSystem(wiring.Component):
         aligned = registers.image_address[:12] == 0
         command_error = Signal()
         reset_count = Signal(range(RESET_CYCLES + 1))
-        m.d.comb += core_reset.eq(reset_count != 0)
+        # A reset lasts RESET_CYCLES, and until the streamer has drained its reads.
+        draining = Signal()
+        streaming = Signal() if streamer is None else streamer.busy
+        m.d.comb += core_reset.eq((reset_count != 0) | draining)
         with m.If(reset_count != 0):
             m.d.sync += reset_count.eq(reset_count - 1)
+        with m.Elif(~streaming):
+            m.d.sync += draining.eq(0)
+
+        def reset_core():
+            m.d.sync += [reset_count.eq(RESET_CYCLES), draining.eq(1), expecting_header.eq(1)]
+
         with m.If(command & Control.RESET):
-            m.d.sync += [reset_count.eq(RESET_CYCLES), expecting_header.eq(1)]
+            reset_core()
         with m.If(command & Control.STORE_IMAGE):
             with m.If(aligned & ~writer.busy & ~reader.busy):
                 m.d.comb += [writer.start.eq(1), writer.address.eq(registers.image_address),
                              writer.words.eq(registers.image_words)]
             with m.Else():
                 m.d.comb += command_error.eq(1)
+        load_pending = Signal()             # LOAD_IMAGE waits for the reset it began
         with m.If(command & Control.LOAD_IMAGE):
-            with m.If(aligned & ~writer.busy & ~reader.busy & ~core.busy):
-                m.d.comb += [reader.start.eq(1), reader.address.eq(registers.image_address),
-                             reader.words.eq(registers.image_words)]
+            with m.If(aligned & ~writer.busy & ~reader.busy & ~load_pending & ~core.busy):
+                m.d.sync += load_pending.eq(1)
+                reset_core()
             with m.Else():
                 m.d.comb += command_error.eq(1)
+        with m.If(load_pending & ~core_reset & (reset_count == 0)):
+            m.d.comb += [reader.start.eq(1), reader.address.eq(registers.image_address),
+                         reader.words.eq(registers.image_words)]
+            m.d.sync += load_pending.eq(0)
 
         # ---- Status, errors and counters ------------------------------------------------------
         loaded = Signal()
@@ -150,14 +180,26 @@ class AcceleratorSystem(wiring.Component):
             m.d.sync += [loading.eq(1), loaded.eq(0)]
         with m.Elif(loading & ~reader.busy):
             m.d.sync += [loading.eq(0), loaded.eq(1)]
-        with m.If(writer.start):
+        with m.If(writer.start | load_pending):
             m.d.sync += loaded.eq(0)
+        if streamer is not None:
+            stream_base = Signal.like(registers.image_address)
+            with m.If(reader.start):
+                m.d.sync += stream_base.eq(registers.image_address)
+            m.d.comb += [streamer.run.eq(loaded & ~core_reset & ~load_pending),
+                         streamer.base.eq(stream_base)]
+            wiring.connect(m, core.stream_table, streamer.table_write)
+            wiring.connect(m, streamer.beat, core.entry_beats)
+            m.d.comb += streamer.freed.eq(core.freed)
 
         errors = Signal(32)
         previous_flags = Signal(2)
         flags = Cat(core.load_error, core.frame_error)
         m.d.sync += previous_flags.eq(flags)
-        raised = (flags & ~previous_flags) | ((writer.error | reader.error) << 2) \
+        memory_error = writer.error | reader.error
+        if streamer is not None:
+            memory_error |= streamer.error
+        raised = (flags & ~previous_flags) | (memory_error << 2) \
             | (command_error << 3)
         with m.If(command & Control.CLEAR_ERRORS):
             m.d.sync += errors.eq(raised)
@@ -182,7 +224,8 @@ class AcceleratorSystem(wiring.Component):
 
         # Bits in the order of ese.sw.registers.Status.
         status = Signal(32)
-        m.d.comb += status.eq(Cat(core.busy, writer.busy, loading | reader.busy, loaded,
+        m.d.comb += status.eq(Cat(core.busy, writer.busy, load_pending | loading | reader.busy,
+                                  loaded,
                                   errors != 0))
         assert [Status.BUSY, Status.STORING, Status.LOADING, Status.LOADED, Status.ERROR] == \
             [1 << bit for bit in range(5)]

@@ -160,6 +160,11 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
     Returns ``(results, build)``: the arrays the test saved (empty if it saved none) and the
     :class:`~ese.sim.build.SimulatorBuild`. A failing test raises SimulationError.
     """
+    if program.config.streamed:
+        raise InputError(
+            f"this hardware streams its weights from off-chip memory (Config.stream_window = "
+            f"{program.config.stream_window}), which only the whole-system simulation models: "
+            f"run it with `ese run IMAGE --transport sim` (ese.sim.runner.run_system)")
     codes, expected = np.asarray(codes), np.asarray(expected)
     if codes.ndim == 2:
         codes, expected = codes[:, None, :], expected[:, None, :]
@@ -238,20 +243,21 @@ def _tail(path, lines=40):
 
 
 def run_system(program, frames, *, testcase="run_through_driver", stall_probability=0.0,
-               seed=0, log=None, keep=None, other_image=None, timeout_cycles=None):
+               seed=0, log=None, keep=None, other_image=None, timeout_cycles=None, loads=1):
     """Run a test of :mod:`ese.sim.system_testbench`: the host driver against the system RTL.
 
     ``frames`` takes the forms of ``Program.simulate`` (a list per channel, or one sequence).
     The program is saved as a weight image that the driver loads from its file, as it would
     on the card. Returns ``(outputs, counters)``: per channel, per sequence, the decoded
-    outputs; and the card's counters.
+    outputs; and the card's counters. ``loads``: how many times the driver loads the image
+    before it runs the frames.
     """
     build = build_simulator(program.config, log=log, design="system")
     if isinstance(frames, np.ndarray):
         frames = [frames]
     settings = {"stall_probability": float(stall_probability), "seed": int(seed),
                 "channels": program.config.channels,
-                "timeout_cycles": int(timeout_cycles or 5_000_000)}
+                "timeout_cycles": int(timeout_cycles or 5_000_000), "loads": int(loads)}
     arrays = {}
     for channel, entry in enumerate(frames):
         sequences = [] if entry is None else (entry if isinstance(entry, (list, tuple))

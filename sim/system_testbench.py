@@ -62,7 +62,8 @@ async def run_through_driver(dut):
     bench = SystemBench(dut, settings["stall_probability"], settings["seed"])
     await bench.reset()
     limit = settings["timeout_cycles"] * CLOCK_NS
-    await with_timeout(bench.driver.load(settings["image"]), limit, "ns")
+    for _ in range(settings["loads"]):
+        await with_timeout(bench.driver.load(settings["image"]), limit, "ns")
     outputs = await with_timeout(bench.driver.run(_frames(job, settings)), limit, "ns")
     counters = await bench.driver.counters()
     arrays = {f"outputs_{c}_{s}": values for c, sequences in enumerate(outputs)

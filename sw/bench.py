@@ -38,6 +38,7 @@ class BenchSettings:
     seed: int = 0
     queue_depth: int = 16
     row_spread: float = 0.0
+    stream_window: int = 0
 
 
 def build_program(settings):
@@ -60,8 +61,13 @@ def build_program(settings):
             for name in ("weight_ih_l0", "weight_hh_l0", "weight_hr_l0"):
                 weight = getattr(module, name)
                 weight.mul_(torch.exp(settings.row_spread * torch.randn(weight.shape[0], 1)))
+    streaming = {}
+    if settings.stream_window:
+        from ..boards.vivado import MEMORY_DATA_BITS
+        streaming = {"stream_window": settings.stream_window,
+                     "memory_data_bits": MEMORY_DATA_BITS}
     config = ese.Config(pes=settings.pes, channels=settings.channels,
-                        activation_queue_depth=settings.queue_depth)
+                        activation_queue_depth=settings.queue_depth, **streaming)
     return compile(module, config, density=settings.density, pruning=settings.pruning)
 
 
@@ -166,6 +172,8 @@ def model_benchmark(settings):
         "pruning": settings.pruning, "nonzeros": nonzeros,
         "bound_cycles": nonzeros / settings.pes, "model_cycles_per_frame": cycles,
         "model_limited_by": prediction.limited_by, "clock_mhz": clock,
+        "stream_window": settings.stream_window,
+        "memory_cycles_per_step": prediction.memory_cycles,
         "latency_us": cycles / clock, **_throughput(settings, nonzeros, cycles, clock),
         "frames": settings.frames,
     }

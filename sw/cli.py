@@ -112,7 +112,7 @@ def cmd_compile(args):
         raise UsageError(f"{path} is not a PyTorch module saved with torch.save(module) "
                          f"({type(error).__name__}: {error})") from None
     config = Config(pes=args.pes, weight_bits=args.weight_bits,
-                    activation_bits=args.activation_bits)
+                    activation_bits=args.activation_bits, **_streaming(args.stream_window))
     program = compile(module, config, density=args.density, pruning=args.pruning)
     program.save(args.output)
     _print_summary(program, args.output)
@@ -179,10 +179,13 @@ def cmd_bench(args):
     settings = BenchSettings(inputs=args.inputs, cells=args.cells, proj=args.proj, pes=args.pes,
                              channels=args.channels, density=args.density, frames=args.frames,
                              seed=args.seed, queue_depth=args.queue_depth,
-                             row_spread=args.row_spread)
+                             row_spread=args.row_spread, stream_window=args.stream_window)
     console = _console()
     with console.status("benchmark") as status:
         log = lambda text: status.update(text)
+        if args.stream_window and not args.model_only:
+            raise UsageError("--stream-window needs --model-only: streamed hardware runs only "
+                             "in the whole-system simulation (ese run --transport sim)")
         if args.model_only:
             if args.sweep:
                 raise UsageError("--model-only does not combine with --sweep")
@@ -327,6 +330,29 @@ def cmd_run(args):
     return 0
 
 
+def _streaming(window):
+    """Config settings that stream the weights through rings of ``window`` entry words (over
+    the card's memory port), or none for resident weights."""
+    if not window:
+        return {}
+    from ..boards.vivado import MEMORY_DATA_BITS
+    return {"stream_window": window, "memory_data_bits": MEMORY_DATA_BITS}
+
+
+STREAM_HELP = ("stream the sparse weights from the card's DDR every frame step, through two "
+               "rings of N entry words per PE (a power of two; 0: all weights on chip)")
+
+
+def _window(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 0 or a power of two, not {text!r}") from None
+    if value < 0 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"expected 0 or a power of two, not {value}")
+    return value
+
+
 def _hardware_for(args):
     """The hardware config of a build or estimate: an image's, or ESE's layer's for options."""
     from .bench import BenchSettings, build_program
@@ -334,7 +360,7 @@ def _hardware_for(args):
     if args.image:
         config = load(_existing_file(args.image, "image")).config
         return config.replace(channels=args.channels) if args.channels else config
-    program = build_program(BenchSettings(pes=args.pes))
+    program = build_program(BenchSettings(pes=args.pes, stream_window=args.stream_window))
     return program.config.replace(channels=args.channels or 1)
 
 
@@ -431,6 +457,8 @@ def build_parser():
     comp.add_argument("--pruning", choices=["balanced", "global"], default="balanced")
     comp.add_argument("--weight-bits", type=_positive_int, default=12)
     comp.add_argument("--activation-bits", type=_positive_int, default=16)
+    comp.add_argument("--stream-window", type=_window, default=0, metavar="N",
+                      help=STREAM_HELP)
     comp.set_defaults(run=cmd_compile)
 
     info = commands.add_parser("info", help="describe a weight image")
@@ -477,6 +505,8 @@ def build_parser():
     bench.add_argument("--model-only", action="store_true",
                        help="the analytical model alone, no RTL (for machines too big to "
                             "simulate here)")
+    bench.add_argument("--stream-window", type=_window, default=0, metavar="N",
+                       help=STREAM_HELP + " (with --model-only)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
@@ -501,6 +531,8 @@ def build_parser():
                        help="without --image: PEs, memories sized for ESE's layer")
     build.add_argument("--channels", type=_positive_int, default=None,
                        help="channels (default: the image's, or 1)")
+    build.add_argument("--stream-window", type=_window, default=0, metavar="N",
+                       help="without --image: " + STREAM_HELP)
     build.add_argument("--no-vivado", action="store_true", help="write the tree only")
     build.set_defaults(run=cmd_build)
 
@@ -511,6 +543,8 @@ def build_parser():
                      help="without --image: PEs, memories sized for ESE's layer")
     est.add_argument("--channels", type=_positive_int, default=None,
                      help="channels (default: the image's, or 1)")
+    est.add_argument("--stream-window", type=_window, default=0, metavar="N",
+                     help="without --image: " + STREAM_HELP)
     est.add_argument("--json", action="store_true")
     est.set_defaults(run=cmd_estimate)
 

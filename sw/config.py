@@ -76,6 +76,13 @@ class Config:
         Clock the design is built and reported for.
     memory_data_bits, memory_address_bits : int
         Width of the AXI4 port to the off-chip memory (DDR) that holds the weight image.
+    stream_window : int
+        0 (the default): every PE holds all its sparse entries on chip, loaded once with the
+        image, and the model must fit the entry memories. A power of two: the entries stay in
+        the off-chip memory and are streamed into each PE every frame step, through two rings
+        of ``stream_window`` entry words per PE (one for the first layer's input columns,
+        one for every other column), so models of any size run; each ring must hold at
+        least two memory beats. See :mod:`ese.hw.streamer`.
     max_layers, input_depth, pointer_depth, entry_depth, cells_per_pe, projections_per_pe, \
     cell_depth, vector_depth : int
         Memory capacities; ``None`` sizes them for the compiled model (to the next power of
@@ -100,6 +107,7 @@ class Config:
     clock_mhz: float = 200.0
     memory_data_bits: int = 64
     memory_address_bits: int = 32
+    stream_window: int = 0
     max_layers: "int | None" = None
     input_depth: "int | None" = None
     pointer_depth: "int | None" = None
@@ -165,6 +173,25 @@ class Config:
             raise ConfigError(f"Config.memory_data_bits must be a power of two from 32 to 1024, "
                               f"not {self.memory_data_bits}")
         positive_int("memory_address_bits", self.memory_address_bits, 16, 64)
+        positive_int("stream_window", self.stream_window, 0, 1 << 20)
+        if self.stream_window and not _is_power_of_two(self.stream_window):
+            raise ConfigError(f"Config.stream_window must be 0 (weights resident on chip) or a "
+                              f"power of two (entry words per stream ring), not "
+                              f"{self.stream_window}")
+        if self.stream_window:
+            # An entry word is stored in whole 32-bit load words; a memory beat must hold a
+            # power of two of them, and a ring at least two beats.
+            stored = 32 * -(-self.entries_per_read * self.entry_bits // 32)
+            per_beat = self.memory_data_bits // stored
+            if self.memory_data_bits % stored or per_beat & (per_beat - 1):
+                raise ConfigError(
+                    f"streaming needs whole entry words in a memory beat: an entry word is "
+                    f"stored in {stored} bits and a beat is Config.memory_data_bits = "
+                    f"{self.memory_data_bits}; make it a power-of-two multiple")
+            if self.stream_window < 2 * per_beat:
+                raise ConfigError(
+                    f"Config.stream_window ({self.stream_window} entry words) must hold at "
+                    f"least two memory beats ({2 * per_beat} entry words)")
         for name in CAPACITY_FIELDS:
             value = getattr(self, name)
             if value is not None:
@@ -214,6 +241,11 @@ class Config:
     def max_run(self):
         """Longest run of zero rows one entry can skip; longer runs need padding entries."""
         return (1 << self.index_bits) - 1
+
+    @property
+    def streamed(self):
+        """Whether the sparse entries are streamed from off-chip memory every frame step."""
+        return self.stream_window > 0
 
     # Capacities.
 

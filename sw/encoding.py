@@ -25,6 +25,7 @@ import numpy as np
 from .errors import ImageError
 from .memory_map import (
     LOAD_WORD_BITS,
+    RECORD_HEADER_WORDS,
     LoadTarget,
     MemoryMap,
     pack_fields,
@@ -162,20 +163,52 @@ class HardwareImage:
     def nonzeros_per_pe(self):
         return self.entries_per_pe - self.padding
 
-    def records(self):
-        """``(target, pe, address, elements)`` for every record of the load stream."""
-        records = []
-        for pe in range(self.config.pes):
-            records.append((LoadTarget.POINTERS, pe, 0, self.pointers[pe]))
-            if len(self.entries[pe]):
-                records.append((LoadTarget.ENTRIES, pe, 0, self.entry_words(pe)))
+    def load_words(self):
+        """The load stream as a uint32 array (see :mod:`ese.sw.memory_map`)."""
         mm = self.memory_map
+        config = self.config
+        stream = _LoadStream(mm)
+        for pe in range(config.pes):
+            stream.record(LoadTarget.POINTERS, pe, 0, self.pointers[pe])
+            if not config.streamed and len(self.entries[pe]):
+                stream.record(LoadTarget.ENTRIES, pe, 0, self.entry_words(pe))
         cells = [pack_fields(dict(zip((n for n, _, _ in mm.cell_parameter_fields), row)),
-                         mm.cell_parameter_fields) for row in self.cell_parameters.tolist()]
-        records.append((LoadTarget.CELL_PARAMETERS, 0, 0, cells))
+                             mm.cell_parameter_fields) for row in self.cell_parameters.tolist()]
+        stream.record(LoadTarget.CELL_PARAMETERS, 0, 0, cells)
         layers = [pack_fields(d, mm.descriptor_fields) for d in self.descriptors]
-        records.append((LoadTarget.LAYER_DESCRIPTORS, 0, 0, layers))
-        return records
+        stream.record(LoadTarget.LAYER_DESCRIPTORS, 0, 0, layers)
+        if config.streamed:
+            sections = [self._stream_sections(stream, pe) for pe in range(config.pes)]
+            stream.record(LoadTarget.STREAMS, 0, 0,
+                          [pack_fields(section, mm.stream_fields) for section in sections])
+        return stream.words()
+
+    def stream_split(self, pe):
+        """PE ``pe``'s entry sections: ``(filler_words, critical_first, words)``: the first
+        layer's input columns fill entry words ``[0, filler_words)``; every other column lies in
+        ``[critical_first, words)`` (the two share a word when a column ends inside one)."""
+        lanes = self.config.entries_per_read
+        filler_entries = int(self.pointers[pe][self.descriptors[0]["inputs"]])
+        total = len(self.entries[pe])
+        words = ceil_div(total, lanes)
+        if filler_entries == total:
+            return ceil_div(filler_entries, lanes), words, words
+        return ceil_div(filler_entries, lanes), filler_entries // lanes, words
+
+    def _stream_sections(self, stream, pe):
+        """Write PE ``pe``'s entries as two beat-aligned records; returns its STREAMS element."""
+        per_beat = self.memory_map.words_per_beat
+        words = self.entry_words(pe)
+        filler_words, critical_first, total = self.stream_split(pe)
+        section = {}
+        for name, first, end in (("filler", 0, filler_words),
+                                 ("critical", critical_first, total)):
+            offset = stream.record(LoadTarget.ENTRIES, pe, first, words[first:end],
+                                   aligned=True) if end > first else 0
+            section[f"{name}_offset"] = offset // self.memory_map.load_words_per_beat
+            section[f"{name}_beats"] = ceil_div(end - first, per_beat)
+        section["critical_first"] = critical_first
+        return section
 
     def entry_words(self, pe):
         """PE ``pe``'s entries packed into memory words of ``entries_per_read`` entries."""
@@ -186,22 +219,49 @@ class HardwareImage:
         shifts = np.arange(lanes, dtype=np.int64) * self.config.entry_bits
         return [int(w) for w in (padded.reshape(-1, lanes).astype(object) << shifts).sum(axis=1)]
 
-    def load_words(self):
-        """The load stream as a uint32 array (see :mod:`ese.sw.memory_map`)."""
-        mm = self.memory_map
-        chunks = []
-        for target, pe, address, elements in self.records():
-            chunks.append(np.array([int(target) | (pe << 8), address, len(elements)],
-                                   dtype=np.uint64))
-            words = words_per_element(mm.element_bits(target))
-            if words == 1:
-                chunks.append(np.asarray(elements, dtype=np.uint64))
-            else:
-                mask = (1 << LOAD_WORD_BITS) - 1
-                chunks.append(np.array([(int(e) >> (LOAD_WORD_BITS * w)) & mask
-                                        for e in elements for w in range(words)],
-                                       dtype=np.uint64))
-        return np.concatenate(chunks).astype(np.uint32)
+
+class _LoadStream:
+    """A load stream being written: records, and padding that aligns a record's elements."""
+
+    def __init__(self, memory_map):
+        self.memory_map = memory_map
+        self.chunks = []
+        self.length = 0
+
+    def _append(self, words):
+        words = np.asarray(words, dtype=np.uint64)
+        self.chunks.append(words)
+        self.length += len(words)
+
+    def record(self, target, pe, address, elements, aligned=False):
+        """Append a record; with ``aligned``, first pad so that its elements start on a memory
+        beat. Returns the word offset of its first element."""
+        if aligned:
+            beat = self.memory_map.load_words_per_beat
+            padding = -(self.length + RECORD_HEADER_WORDS) % beat
+            if padding:
+                # A padding record is at least its header: when the gap is shorter, pad on to
+                # a later beat.
+                if padding < RECORD_HEADER_WORDS:
+                    padding += beat * ceil_div(RECORD_HEADER_WORDS - padding, beat)
+                self._header(LoadTarget.PADDING, 0, 0, padding - RECORD_HEADER_WORDS)
+                self._append(np.zeros(padding - RECORD_HEADER_WORDS))
+        self._header(target, pe, address, len(elements))
+        first = self.length
+        words = words_per_element(self.memory_map.element_bits(target))
+        if words == 1:
+            self._append(elements)
+        else:
+            mask = (1 << LOAD_WORD_BITS) - 1
+            self._append([(int(e) >> (LOAD_WORD_BITS * w)) & mask
+                          for e in elements for w in range(words)])
+        return first
+
+    def _header(self, target, pe, address, count):
+        self._append([int(target) | (pe << 8), address, count])
+
+    def words(self):
+        return np.concatenate(self.chunks).astype(np.uint32)
 
 
 def requirements(layout, entries_per_pe, layers_count):

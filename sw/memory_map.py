@@ -14,6 +14,13 @@ The load stream is a sequence of 32-bit words made of records::
 
 Per-PE targets (column pointers, sparse entries) use the PE field; shared targets require it
 to be zero.
+
+Streamed configurations (``Config.stream_window``) keep the sparse entries in the off-chip
+memory, where the stored load stream itself is what the streamer reads: each PE's entries
+come as two ENTRIES records (the first layer's input columns, then every other column), each
+preceded by a PADDING record so that its elements start on a memory beat, and a STREAMS
+record tells the streamer and the PEs where those sections are. The loader does not write
+ENTRIES into the PEs then; the streamer moves them every frame step.
 """
 
 import enum
@@ -24,6 +31,8 @@ __all__ = ["LoadTarget", "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "
 
 LOAD_WORD_BITS = 32
 RECORD_HEADER_WORDS = 3
+#: Elements a PADDING record may hold (it is never written anywhere).
+PADDING_DEPTH = 1 << 16
 
 
 class LoadTarget(enum.IntEnum):
@@ -32,6 +41,8 @@ class LoadTarget(enum.IntEnum):
     ENTRIES = 2            # per PE: words of entries_per_read sparse entries
     CELL_PARAMETERS = 3    # shared: biases and peephole weights of every cell
     LAYER_DESCRIPTORS = 4  # shared: sizes and base addresses of every layer
+    STREAMS = 5            # shared, streamed configurations: each PE's entry sections
+    PADDING = 6            # shared: words that align what follows; never written
 
     @property
     def per_pe(self):
@@ -150,6 +161,8 @@ class MemoryMap:
             LoadTarget.ENTRIES: self.entry_word_bits,
             LoadTarget.CELL_PARAMETERS: self.cell_parameter_bits,
             LoadTarget.LAYER_DESCRIPTORS: self.descriptor_bits,
+            LoadTarget.STREAMS: self.stream_bits,
+            LoadTarget.PADDING: LOAD_WORD_BITS,
         }[LoadTarget(target)]
 
     def depth(self, target):
@@ -159,4 +172,52 @@ class MemoryMap:
             LoadTarget.ENTRIES: self.entry_words,
             LoadTarget.CELL_PARAMETERS: c.cell_depth,
             LoadTarget.LAYER_DESCRIPTORS: c.max_layers,
+            LoadTarget.STREAMS: c.pes,
+            LoadTarget.PADDING: PADDING_DEPTH,
         }[LoadTarget(target)]
+
+    def targets(self):
+        """The load targets this configuration accepts."""
+        shared = [LoadTarget.POINTERS, LoadTarget.ENTRIES, LoadTarget.CELL_PARAMETERS,
+                  LoadTarget.LAYER_DESCRIPTORS, LoadTarget.PADDING]
+        return shared + [LoadTarget.STREAMS] if self.config.streamed else shared
+
+    # Streaming the entries (Config.stream_window).
+
+    @property
+    def stored_entry_word_bits(self):
+        """Bits an entry word takes in the stored load stream (whole 32-bit words)."""
+        return LOAD_WORD_BITS * words_per_element(self.entry_word_bits)
+
+    @property
+    def words_per_beat(self):
+        """Entry words in one beat of the memory port."""
+        return self.config.memory_data_bits // self.stored_entry_word_bits
+
+    @property
+    def load_words_per_beat(self):
+        return self.config.memory_data_bits // LOAD_WORD_BITS
+
+    @property
+    def ring_beats(self):
+        """Memory beats each of a PE's two entry rings holds."""
+        return self.config.stream_window // self.words_per_beat
+
+    @property
+    def burst_beats(self):
+        """Beats of one streamer burst: at most 16, and half a ring so that two fit."""
+        return min(16, self.ring_beats // 2)
+
+    @property
+    def stream_fields(self):
+        """A PE's entry sections in the stored load stream (offsets in memory beats from the
+        image's start): the first layer's input columns (the filler's) from entry word 0, and
+        every other column (the critical path's) from entry word ``critical_first``."""
+        return [("filler_offset", 32, False), ("filler_beats", 32, False),
+                ("critical_offset", 32, False), ("critical_beats", 32, False),
+                ("critical_first", 32, False)]
+
+    @property
+    def stream_bits(self):
+        return sum(width for _, width, _ in self.stream_fields)
+

@@ -22,7 +22,10 @@ activation queue depth, ``B`` the columns the column stage may run ahead of the 
     s[k, j]      = max(s[k, j-1] + w[k, j-1], c[k, j] + 1)
 
 A frame costs the stream's advance per frame in steady state, plus the pipeline latency of
-the chain that no work can hide. Zero activations are never broadcast: with a trace of the
+the chain that no work can hide. A streamed configuration (``Config.stream_window``) also
+reads every PE's entries from the off-chip memory every step, one beat per cycle at most and
+one burst request per ``BURST_ISSUE_CYCLES`` (see :mod:`ese.hw.streamer`): the step takes at
+least that long, whatever the activations. Zero activations are never broadcast: with a trace of the
 golden model the prediction follows them frame by frame; without one, every activation counts
 as non-zero. ``ese bench`` compares the prediction with the RTL.
 """
@@ -34,7 +37,7 @@ import numpy as np
 #: Gate accumulators per cell (i, f, g, o).
 GATES = 4
 
-__all__ = ["PerformancePrediction", "predict_performance", "phase_demands"]
+__all__ = ["PerformancePrediction", "predict_performance", "phase_demands", "stream_traffic"]
 
 #: Cycles per layer of the chain that stay exposed: the fence's trip through the PE pipeline
 #: and the cell unit's latency before the first m reaches the projection broadcast, but for
@@ -42,6 +45,8 @@ __all__ = ["PerformancePrediction", "predict_performance", "phase_demands"]
 CHAIN_LATENCY = 23
 #: Columns a PE's column stage may run ahead of its multiplier (the column queue).
 COLUMN_LEAD = 4
+#: Cycles the streamer takes to choose, plan and request one burst.
+BURST_ISSUE_CYCLES = 4
 
 
 @dataclass
@@ -88,6 +93,7 @@ class PerformancePrediction:
     pes: int
     phases: list = field(default_factory=list)
     limited_by: str = "multiply-accumulate"
+    memory_cycles: float = 0.0        # streamed weights: the memory port's cycles per step
 
     @property
     def utilization(self):
@@ -100,7 +106,26 @@ class PerformancePrediction:
             "effective_bound_cycles": self.effective_bound_cycles,
             "utilization": self.utilization,
             "limited_by": self.limited_by,
+            "memory_cycles": self.memory_cycles,
         }
+
+
+def stream_traffic(image):
+    """Beats and bursts the streamer reads per frame step for ``image`` (0, 0 when the
+    weights are resident)."""
+    from .memory_map import MemoryMap
+    config = image.config
+    if not config.streamed:
+        return 0, 0
+    mm = MemoryMap(config)
+    beats = bursts = 0
+    for pe in range(config.pes):
+        filler_words, critical_first, words = image.stream_split(pe)
+        for count in (filler_words, words - critical_first):
+            section = -(-count // mm.words_per_beat)
+            beats += section
+            bursts += -(-section // mm.burst_beats)
+    return beats, bursts
 
 
 def chain_latency(pes):
@@ -235,5 +260,10 @@ def predict_performance(image, trace=None, warmup=2):
     limited_by = ("multiply-accumulate" if per_pe.max() >= columns else "broadcast columns")
     if per_pe.max() < 0.97 * (cycles - latency) and limited_by == "multiply-accumulate":
         limited_by = "multiply-accumulate, with queue coupling between PEs"
+    beats, bursts = stream_traffic(image)
+    memory = float(max(beats, BURST_ISSUE_CYCLES * bursts))
+    if memory > cycles:
+        cycles = memory
+        limited_by = "off-chip memory: streaming the weights"
     return PerformancePrediction(cycles, nonzeros / pes, float(effective), nonzeros, pes,
-                                 phases, limited_by)
+                                 phases, limited_by, memory)

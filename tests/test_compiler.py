@@ -242,6 +242,75 @@ def test_load_stream_is_a_sequence_of_records():
                     (LoadTarget.LAYER_DESCRIPTORS, 0)]
 
 
+
+def _records(program):
+    """``(target, pe, address, first word of the elements, elements as words)`` of the load
+    stream."""
+    words = program.image.load_words().tolist()
+    mm = program.image.memory_map
+    position, records = 0, []
+    while position < len(words):
+        target, pe, address, count = (words[position] & 0xFF, words[position] >> 8,
+                                      words[position + 1], words[position + 2])
+        size = count * -(-mm.element_bits(target) // 32)
+        records.append((LoadTarget(target), pe, address, position + 3,
+                        words[position + 3:position + 3 + size]))
+        position += 3 + size
+    assert position == len(words)
+    return records
+
+
+def test_streamed_load_stream_aligns_each_section_and_describes_it():
+    """In a streamed configuration each PE's entries are two beat-aligned records (the first
+    layer's input columns, the rest), and the STREAMS record says where they are: reading the
+    beats it names gives back exactly the PE's entry words."""
+    config = ese.Config(pes=4, stream_window=16, memory_data_bits=256)
+    program = ese.compile(nn.LSTM(10, 12, proj_size=6), config, density=0.6)
+    mm = program.image.memory_map
+    words = program.image.load_words()
+    records = _records(program)
+    assert {target for target, *_ in records} >= {LoadTarget.PADDING, LoadTarget.STREAMS}
+    (table,) = [elements for target, *_, elements in records if target == LoadTarget.STREAMS]
+    per_element = mm.stream_bits // 32
+    from ese.sw.memory_map import unpack_fields
+    beat_words = mm.load_words_per_beat
+    for pe in range(config.pes):
+        element = sum(w << (32 * i) for i, w in
+                      enumerate(table[pe * per_element:(pe + 1) * per_element]))
+        section = unpack_fields(element, mm.stream_fields)
+        entry_words = program.image.entry_words(pe)
+        filler_words, critical_first, total = program.image.stream_split(pe)
+        for name, first, end in (("filler", 0, filler_words),
+                                 ("critical", critical_first, total)):
+            start = section[f"{name}_offset"] * beat_words
+            beats = section[f"{name}_beats"]
+            assert beats == -(-(end - first) // mm.words_per_beat)
+            stored = words[start:start + 2 * (end - first)].astype(np.uint64)
+            assert [int(lo) | int(hi) << 32 for lo, hi in zip(stored[0::2], stored[1::2])] \
+                == entry_words[first:end]
+        assert section["critical_first"] == critical_first
+        # Every first-layer input column lies in the filler's section, every other after it.
+        inputs = program.model.layers[0].inputs
+        assert program.image.pointers[pe][inputs] <= filler_words * config.entries_per_read
+        assert program.image.pointers[pe][inputs] >= critical_first * config.entries_per_read
+
+
+def test_streamed_configurations_check_the_memory_port_and_window():
+    with pytest.raises(ese.ConfigError, match="power of two"):
+        ese.Config(stream_window=24, memory_data_bits=256)
+    with pytest.raises(ese.ConfigError, match="at least two memory beats"):
+        ese.Config(stream_window=4, memory_data_bits=256)
+    with pytest.raises(ese.ConfigError, match="whole entry words in a memory beat"):
+        ese.Config(stream_window=16, memory_data_bits=32)
+
+
+def test_streamed_hardware_is_simulated_as_the_whole_system():
+    program = ese.compile(nn.LSTMCell(4, 6), ese.Config(pes=2, stream_window=16,
+                                                        memory_data_bits=256))
+    with pytest.raises(ese.InputError, match="whole-system simulation"):
+        program.simulate(frames(2, 4))
+
+
 # The golden model.
 
 def test_golden_model_is_integer_exact_for_the_ese_sized_layer():

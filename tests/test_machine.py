@@ -41,3 +41,24 @@ def test_image_for_other_hardware_is_refused_before_any_write(program):
 
 def test_error_flags_surface_as_named_exceptions(program):
     run_system(program, [None], seed=2, testcase="error_flags_surface_as_named_exceptions")
+
+
+def test_weights_streamed_from_memory_for_a_model_larger_than_the_chip():
+    """Streamed configuration: each PE holds two rings of 8 entry words; the model's entries
+    are many times that, so every frame step streams them from the DDR model again. Under
+    back-pressure on every bus, loading twice (the second load stops and drains the
+    streamer), the outputs equal the golden model's."""
+    config = hardware(4, channels=2, stream_window=8, memory_data_bits=256)
+    program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2), config,
+                          density=0.5)
+    per_pe = [len(program.image.entry_words(pe)) for pe in range(config.pes)]
+    assert min(per_pe) > 4 * 2 * config.stream_window
+    a = frames(5, 13, seed=4)
+    b1, b2 = frames(2, 13, seed=5), frames(4, 13, seed=6)
+    outputs, counters = run_system(program, [a, [b1, b2]], stall_probability=0.25, seed=4,
+                                   loads=2)
+    (out_a,), (out_b1, out_b2) = outputs
+    assert np.array_equal(out_a, program.predict(a))
+    assert np.array_equal(out_b1, program.predict(b1))
+    assert np.array_equal(out_b2, program.predict(b2))
+    assert counters["steps_in"] == counters["steps_out"] == 6

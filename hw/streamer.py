@@ -1,0 +1,212 @@
+"""The weight streamer: every PE's sparse entries, from the off-chip memory, every frame step.
+
+In a streamed configuration (``Config.stream_window``) the entries never sit on chip as a
+whole. The weight image stays in the DDR as it was stored, and each PE's entries lie in it as
+two sections, aligned to memory beats (see :mod:`ese.sw.memory_map`): the first layer's input
+columns (read by the filler, one frame step ahead) and every other column (the critical path).
+Each PE has a ring of ``stream_window`` entry words per section (:mod:`ese.hw.pe`), and the
+streamer keeps every ring full: it reads the section over and over, lap after lap, one lap
+per frame step, in bursts, as the PE frees room. That is double buffering at the grain of a
+burst: while a PE works on one part of its ring, the next bursts arrive in the rest, and a
+PE that is ahead simply waits for its word.
+
+The rings are served round robin among those with room for a whole burst. A burst is at most
+``MemoryMap.burst_beats`` beats, never crosses a 4 KB boundary (the image starts on one) and
+never runs past its section's lap; up to ``OUTSTANDING`` bursts are in flight, each with its
+room reserved, so the read data never waits. A read answered with anything but OKAY sets
+``error``.
+
+While ``run`` is low nothing new is requested, data still arriving is dropped, and once the
+last burst is in the streamer starts over from lap zero of every section (the PEs are reset
+with it).
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..sw.memory_map import MemoryMap, address_bits
+from .axi import Axi4Signature
+from .dma import _size_code
+from .pe import SEQUENCE_BITS, WritePortSignature
+
+__all__ = ["WeightStreamer", "StreamBeatSignature", "OUTSTANDING"]
+
+#: Bursts in flight at once.
+OUTSTANDING = 8
+#: Bytes in which no burst may cross a boundary (AXI4).
+_BOUNDARY = 4096
+
+
+class StreamBeatSignature(wiring.Signature):
+    """A beat of entry words for one ring of one PE."""
+
+    def __init__(self, config):
+        super().__init__({
+            "valid": Out(1),
+            "pe": Out(address_bits(config.pes)),
+            "ring": Out(1),
+            "data": Out(config.memory_data_bits),
+        })
+
+
+class WeightStreamer(wiring.Component):
+    """Keep every PE's two entry rings filled from the weight image in memory.
+
+    Members
+    -------
+    run : In(1)
+        Stream (an image is loaded and the accelerator is not being reset).
+    base : In(memory_address_bits)
+        Byte address of the stored image (4 KB aligned).
+    table_write : In(WritePortSignature)
+        The STREAMS table from the loader: each PE's sections (address: the PE).
+    freed : In(ArrayLayout(SEQUENCE_BITS, 2 * pes))
+        For ring ``2 * pe + section``: the oldest word the PE still needs.
+    beat : Out(StreamBeatSignature)
+        Beats for the PEs, in each ring's order.
+    busy : Out(1)
+        Bursts are in flight (or being requested).
+    error : Out(1)
+        Strobe: a read response was not OKAY.
+    bus : Out(Axi4Signature) (read channels only; the write channels are idle)
+    """
+
+    def __init__(self, config):
+        config.require_sized()
+        self.config = config
+        mm = self.memory_map = MemoryMap(config)
+        rings = 2 * config.pes
+        super().__init__({
+            "run": In(1),
+            "base": In(config.memory_address_bits),
+            "table_write": In(WritePortSignature(address_bits(config.pes), mm.stream_bits)),
+            "freed": In(data.ArrayLayout(unsigned(SEQUENCE_BITS), rings)),
+            "beat": Out(StreamBeatSignature(config)),
+            "busy": Out(1),
+            "error": Out(1),
+            "bus": Out(Axi4Signature(config.memory_address_bits, config.memory_data_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, mm = self.config, self.memory_map
+        pes = config.pes
+        rings = 2 * pes
+        ring_bits = address_bits(rings)
+        per_beat = mm.words_per_beat
+        burst = mm.burst_beats
+        beat_bytes = config.memory_data_bits // 8
+        boundary_beats = _BOUNDARY // beat_bytes
+        bus = self.bus
+        size = _size_code(config.memory_data_bits)
+        m.d.comb += [bus.arsize.eq(size), bus.arburst.eq(1), bus.awsize.eq(size),
+                     bus.awburst.eq(1)]
+
+        # ---- The sections table ------------------------------------------------------------
+        section_layout = data.StructLayout({name: unsigned(width)
+                                            for name, width, _ in mm.stream_fields})
+        m.submodules.table = table = Memory(shape=section_layout, depth=pes, init=[])
+        table_write = table.write_port()
+        m.d.comb += [table_write.addr.eq(self.table_write.address),
+                     table_write.data.eq(self.table_write.data),
+                     table_write.en.eq(self.table_write.enable)]
+        # Which rings have a section at all (a PE may have no entries in one).
+        present = Signal(rings)
+        written_section = data.View(section_layout, self.table_write.data)
+        for pe in range(pes):
+            with m.If(self.table_write.enable & (self.table_write.address == pe)):
+                m.d.sync += [present[2 * pe].eq(written_section.filler_beats != 0),
+                             present[2 * pe + 1].eq(written_section.critical_beats != 0)]
+        table_read = table.read_port()
+
+        # ---- Per ring: words requested, and where in its lap -----------------------------
+        requested = [Signal(SEQUENCE_BITS, name=f"requested_{r}") for r in range(rings)]
+        lap_beat = [Signal(32, name=f"lap_beat_{r}") for r in range(rings)]
+        window = config.stream_window
+        wants = Signal(rings)
+        for r in range(rings):
+            room = Signal(SEQUENCE_BITS, name=f"room_{r}")
+            m.d.comb += room.eq(self.freed[r] + window - requested[r])
+            m.d.sync += wants[r].eq(present[r] & (room >= burst * per_beat))
+
+        # Round robin: the first ring wanting a burst at or after ``turn``, else the first.
+        turn = Signal(ring_bits)
+        chosen = Signal(ring_bits)
+        later = Signal(rings)
+        pick = Signal(ring_bits)
+        # ``wants`` is a cycle old: right after a burst it does not know that burst yet.
+        just_issued = Signal()
+        fresh = wants & ~Mux(just_issued, Const(1, rings) << chosen, 0)
+        m.d.comb += later.eq(fresh & ~((Const(1, rings) << turn) - 1))
+        candidates = Mux(later != 0, later, fresh)
+        for r in reversed(range(rings)):
+            with m.If(candidates[r]):
+                m.d.comb += pick.eq(r)
+
+        chosen_requested = Signal(SEQUENCE_BITS)
+        chosen_lap_beat = Signal(32)
+        with m.Switch(chosen):
+            for r in range(rings):
+                with m.Case(r):
+                    m.d.comb += [chosen_requested.eq(requested[r]),
+                                 chosen_lap_beat.eq(lap_beat[r])]
+        section = data.View(section_layout, table_read.data)
+        m.d.comb += table_read.addr.eq(chosen >> 1)
+
+        m.submodules.bursts = bursts = SyncFIFO(width=ring_bits, depth=OUTSTANDING)
+        address = Signal(config.memory_address_bits)
+        beats = Signal(range(burst + 1))
+        lap_end = Signal()                 # the burst ends the section's lap
+        m.d.sync += just_issued.eq(0)
+        with m.FSM():
+            with m.State("PICK"):
+                with m.If(~self.run):
+                    m.d.sync += [requested[r].eq(0) for r in range(rings)]
+                    m.d.sync += [lap_beat[r].eq(0) for r in range(rings)]
+                with m.Elif((fresh != 0) & bursts.w_rdy):
+                    m.d.sync += chosen.eq(pick)
+                    m.next = "READ"
+            with m.State("READ"):
+                # The table's read port shows the chosen PE's sections next cycle.
+                m.next = "PLAN"
+            with m.State("PLAN"):
+                m.d.comb += self.busy.eq(1)
+                odd = chosen[0]
+                offset = Mux(odd, section.critical_offset, section.filler_offset)
+                total = Mux(odd, section.critical_beats, section.filler_beats)
+                position = offset + chosen_lap_beat
+                left = total - chosen_lap_beat
+                to_boundary = boundary_beats - position[:(boundary_beats - 1).bit_length()]
+                size = Mux(left < burst, left, burst)
+                size = Mux(to_boundary < size, to_boundary, size)
+                m.d.sync += [address.eq(self.base + position * beat_bytes),
+                             beats.eq(size), lap_end.eq(size == left)]
+                m.next = "ADDRESS"
+            with m.State("ADDRESS"):
+                m.d.comb += [self.busy.eq(1), bus.araddr.eq(address), bus.arlen.eq(beats - 1),
+                             bus.arvalid.eq(1)]
+                with m.If(bus.arready):
+                    m.d.comb += [bursts.w_data.eq(chosen), bursts.w_en.eq(1)]
+                    with m.Switch(chosen):
+                        for r in range(rings):
+                            with m.Case(r):
+                                m.d.sync += [
+                                    requested[r].eq(requested[r] + beats * per_beat),
+                                    lap_beat[r].eq(Mux(lap_end, 0, lap_beat[r] + beats)),
+                                ]
+                    m.d.sync += [turn.eq(chosen + 1), just_issued.eq(1)]
+                    m.next = "PICK"
+
+        # ---- Read data: every beat goes to the ring of the oldest burst in flight --------
+        m.d.comb += [bus.rready.eq(1),
+                     self.beat.pe.eq(bursts.r_data >> 1), self.beat.ring.eq(bursts.r_data[0]),
+                     self.beat.data.eq(bus.rdata),
+                     self.beat.valid.eq(bus.rvalid & bursts.r_rdy & self.run)]
+        with m.If(bus.rvalid):
+            m.d.comb += [self.error.eq(bus.rresp != 0), bursts.r_en.eq(bus.rlast)]
+        with m.If(bursts.r_rdy):
+            m.d.comb += self.busy.eq(1)
+        return m
