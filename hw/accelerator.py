@@ -24,7 +24,9 @@ What keeps the PEs busy through the serial chain of a step:
 * fences travel behind the work in every PE's queue, so a PE that is done goes on with
   filler while slower ones finish.
 
-The weights arrive through the load stream (:mod:`ese.hw.loader`) before the first frame.
+The weights arrive through the load stream (:mod:`ese.hw.loader`) before the first frame; in
+a streamed configuration the PEs' sparse entries instead arrive every frame step, from the
+:class:`~ese.hw.streamer.WeightStreamer` outside the core (``entry_beats``).
 The first input word of a step carries, in ``tuser``, the channels that begin a new sequence
 with it: for them y_{t-1} is read as zero and the cell state starts at zero. After a reset
 the sequencer zeroes every accumulator, state and vector once before the first step.
@@ -55,7 +57,7 @@ __all__ = ["LSTMAccelerator"]
 
 
 class LSTMAccelerator(wiring.Component):
-    """One channel of the ESE-style sparse LSTM accelerator.
+    """The ESE-style sparse LSTM accelerator core, for every channel.
 
     Parameters
     ----------

@@ -68,7 +68,8 @@ class WeightStreamer(wiring.Component):
     beat : Out(StreamBeatSignature)
         Beats for the PEs, in each ring's order.
     busy : Out(1)
-        Bursts are in flight (or being requested).
+        A burst is being chosen or requested, or is in flight: the counters are back at lap
+        zero only once ``run`` is low and ``busy`` is not.
     error : Out(1)
         Strobe: a read response was not OKAY.
     bus : Out(Axi4Signature) (read channels only; the write channels are idle)
@@ -171,6 +172,7 @@ class WeightStreamer(wiring.Component):
                     m.next = "READ"
             with m.State("READ"):
                 # The table's read port shows the chosen PE's sections next cycle.
+                m.d.comb += self.busy.eq(1)
                 m.next = "PLAN"
             with m.State("PLAN"):
                 m.d.comb += self.busy.eq(1)

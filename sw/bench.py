@@ -8,6 +8,7 @@ all measured in one run. It runs the same with global pruning to show what load-
 pruning buys, and can sweep the PE count and plot utilization.
 """
 
+import dataclasses
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ class BenchSettings:
     queue_depth: int = 16
     row_spread: float = 0.0
     stream_window: int = 0
+    memory_bits: int = 512              # the memory port, when the weights are streamed
 
 
 def build_program(settings):
@@ -63,9 +65,8 @@ def build_program(settings):
                 weight.mul_(torch.exp(settings.row_spread * torch.randn(weight.shape[0], 1)))
     streaming = {}
     if settings.stream_window:
-        from ..boards.vivado import MEMORY_DATA_BITS
         streaming = {"stream_window": settings.stream_window,
-                     "memory_data_bits": MEMORY_DATA_BITS}
+                     "memory_data_bits": settings.memory_bits}
     config = ese.Config(pes=settings.pes, channels=settings.channels,
                         activation_queue_depth=settings.queue_depth, **streaming)
     return compile(module, config, density=settings.density, pruning=settings.pruning)
@@ -177,6 +178,39 @@ def model_benchmark(settings):
         "latency_us": cycles / clock, **_throughput(settings, nonzeros, cycles, clock),
         "frames": settings.frames,
     }
+
+
+def streaming_benchmark(settings, log=None):
+    """Streamed weights through the whole system (the driver, the AXI bus models and the DDR
+    model), against the same model with its weights on chip, in the same run.
+
+    The card's counters give the cycles of the last step and the busy cycles of all (the
+    first step also waits for the rings to fill); the analytical model adds the memory
+    port's bound to the PEs' (see :func:`ese.sw.performance.stream_traffic`).
+    """
+    from ..sim.runner import run_system
+    from .performance import predict_performance
+    report = {"settings": asdict(settings)}
+    for name, window in (("streamed", settings.stream_window), ("resident", 0)):
+        program = build_program(dataclasses.replace(settings, stream_window=window))
+        sequences, traces = _channel_traces(program, settings)
+        outputs, counters = run_system(program, sequences, log=log)
+        exact = all(np.array_equal(out[0], program.predict(sequence))
+                    for out, sequence in zip(outputs, sequences))
+        prediction = predict_performance(program.image, trace=traces, warmup=WARMUP_FRAMES)
+        words = max(len(program.image.entry_words(pe)) for pe in range(settings.pes))
+        report[name] = {
+            "stream_window": window,
+            "entry_words_per_pe": words,
+            "on_chip_entry_words_per_pe": 2 * window if window else words,
+            "step_cycles": counters["step_cycles"],
+            "busy_cycles_per_step": counters["busy_cycles"] / counters["steps_out"],
+            "model_cycles_per_step": prediction.cycles_per_frame,
+            "model_memory_cycles_per_step": prediction.memory_cycles,
+            "model_limited_by": prediction.limited_by,
+            "bitexact": exact,
+        }
+    return report
 
 
 def run_benchmark(settings, log=None, cpu=True):

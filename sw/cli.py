@@ -175,18 +175,27 @@ def cmd_simulate(args):
 def cmd_bench(args):
     from dataclasses import asdict
 
-    from .bench import BenchSettings, model_benchmark, plot_sweep, run_benchmark, sweep_pe_counts
+    from .bench import (
+        BenchSettings,
+        model_benchmark,
+        plot_sweep,
+        run_benchmark,
+        streaming_benchmark,
+        sweep_pe_counts,
+    )
     settings = BenchSettings(inputs=args.inputs, cells=args.cells, proj=args.proj, pes=args.pes,
                              channels=args.channels, density=args.density, frames=args.frames,
                              seed=args.seed, queue_depth=args.queue_depth,
-                             row_spread=args.row_spread, stream_window=args.stream_window)
+                             row_spread=args.row_spread, stream_window=args.stream_window,
+                             memory_bits=args.memory_bits)
     console = _console()
     with console.status("benchmark") as status:
         log = lambda text: status.update(text)
         if args.stream_window and not args.model_only:
-            raise UsageError("--stream-window needs --model-only: streamed hardware runs only "
-                             "in the whole-system simulation (ese run --transport sim)")
-        if args.model_only:
+            if args.sweep:
+                raise UsageError("--stream-window does not combine with --sweep")
+            report = streaming_benchmark(settings, log=log)
+        elif args.model_only:
             if args.sweep:
                 raise UsageError("--model-only does not combine with --sweep")
             report = model_benchmark(settings)
@@ -204,6 +213,14 @@ def cmd_bench(args):
                                                   / report["cycles_per_frame"])
     if args.json:
         print(json.dumps(report))
+    elif "streamed" in report:
+        for name in ("streamed", "resident"):
+            r = report[name]
+            console.print(f"{name:9s}: {r['entry_words_per_pe']} entry words per PE, "
+                          f"{r['on_chip_entry_words_per_pe']} on chip; last step "
+                          f"{r['step_cycles']} cycles, {r['busy_cycles_per_step']:.0f} busy "
+                          f"per step; model {r['model_cycles_per_step']:.0f} "
+                          f"({r['model_limited_by']}); bit-exact {r['bitexact']}")
     elif args.model_only:
         r = report
         console.print(f"model only ({r['pes']} PEs x {r['channels']} channels): "
@@ -222,7 +239,8 @@ def cmd_bench(args):
         _print_bench(report, console)
     if args.model_only:
         return 0
-    failed = report.get("sweep", [report])
+    failed = report.get("sweep", [report[k] for k in ("streamed", "resident") if k in report]
+                        or [report])
     return 0 if all(r["bitexact"] for r in failed) else 1
 
 
@@ -506,7 +524,10 @@ def build_parser():
                        help="the analytical model alone, no RTL (for machines too big to "
                             "simulate here)")
     bench.add_argument("--stream-window", type=_window, default=0, metavar="N",
-                       help=STREAM_HELP + " (with --model-only)")
+                       help=STREAM_HELP + "; without --model-only, runs the whole system "
+                            "(driver, AXI models, DDR) streamed and resident")
+    bench.add_argument("--memory-bits", type=_positive_int, default=512,
+                       help="with --stream-window: the memory port's width (the card's: 512)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)

@@ -31,8 +31,10 @@ __all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "MAX_HEADER_B
 
 MAGIC = b"ESEWIMG\0"
 #: 1: first release. 2: the gate matrix's rows are interleaved cell by cell across the PEs
-#: (see ese.sw.encoding), so a version 1 image's per-PE entries mean other rows.
-FORMAT_VERSION = 2
+#: (see ese.sw.encoding), so a version 1 image's per-PE entries mean other rows. 3: the
+#: hardware parameters include ``stream_window``, and the load stream may hold STREAMS and
+#: PADDING records (weights streamed from off-chip memory).
+FORMAT_VERSION = 3
 _PREAMBLE = struct.Struct("<8sIIQ")
 _DIGEST_BYTES = 32
 MAX_HEADER_BYTES = 16 << 20

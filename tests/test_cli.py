@@ -142,6 +142,24 @@ def test_bench_model_only_projects_lock_step_channels():
     assert eight["gops"] == pytest.approx(2 * eight["nonzeros"] * 8 / step_seconds / 1e9)
 
 
+def test_bench_streams_weights_through_the_whole_system():
+    """`ese bench --stream-window`: the same layer with its weights streamed from the DDR
+    model (rings far smaller than the model) and on chip, both through the driver and the
+    system RTL. With 8 PEs on a 64-bit memory port the streamed machine waits for the memory,
+    and the model's memory bound predicts it; both runs are bit-exact."""
+    run = ese_command("bench", "--inputs", 40, "--cells", 96, "--proj", 48, "--pes", 8,
+                      "--density", 0.3, "--frames", 6, "--stream-window", 16,
+                      "--memory-bits", 64, "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    streamed, resident = report["streamed"], report["resident"]
+    assert streamed["bitexact"] and resident["bitexact"]
+    assert streamed["entry_words_per_pe"] > 8 * streamed["on_chip_entry_words_per_pe"]
+    assert streamed["model_limited_by"].startswith("off-chip memory")
+    assert streamed["step_cycles"] > resident["step_cycles"]
+    assert streamed["step_cycles"] == pytest.approx(streamed["model_cycles_per_step"], rel=0.02)
+
+
 def test_run_frames_through_the_simulated_card(tmp_path):
     from helpers import hardware
     program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),
