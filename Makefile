@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv espeak clean
 
 venv: $(STAMP)
 
@@ -19,10 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# espeak-ng (a Debian package: nothing on PyPI speaks) synthesises the speech corpus.
+espeak:
+	@command -v espeak-ng >/dev/null || $(SUDO) apt-get install -y -q espeak-ng || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q espeak-ng) || \
+	  { echo "espeak-ng could not be installed: install the Debian package espeak-ng"; exit 1; }
+
+demo: espeak $(STAMP)
 	$(BIN)/ese demo
 
-test: $(STAMP)
+test: espeak $(STAMP)
 	$(BIN)/python -m pytest
 
 clean:

@@ -623,9 +623,11 @@ class ProcessingElement(wiring.Component):
 
         sequence = Signal(SEQUENCE_BITS)
         m.d.comb += sequence.eq(current.delta + word)
-        ahead = Signal(SEQUENCE_BITS)          # words written beyond the wanted one, plus one
-        m.d.comb += ahead.eq(Mux(current.ring, written[1], written[0]) - sequence)
-        present = (ahead != 0) & ~ahead[-1]
+        # The word is present if written - sequence > 0, that is written + ~sequence (written
+        # - sequence - 1) >= 0: one carry chain's sign, no comparison with zero.
+        beyond = Signal(SEQUENCE_BITS)
+        m.d.comb += beyond.eq(Mux(current.ring, written[1], written[0]) + ~sequence)
+        present = ~beyond[-1]
 
         ring_read = rings.read_port()
         m.d.comb += [ring_read.addr.eq(Cat(sequence[per_beat_bits:per_beat_bits + slot_bits],

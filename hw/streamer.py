@@ -147,17 +147,14 @@ class WeightStreamer(wiring.Component):
             with m.If(candidates[r]):
                 m.d.comb += pick.eq(r)
 
-        chosen_requested = Signal(SEQUENCE_BITS)
-        chosen_lap_beat = Signal(32)
-        with m.Switch(chosen):
-            for r in range(rings):
-                with m.Case(r):
-                    m.d.comb += [chosen_requested.eq(requested[r]),
-                                 chosen_lap_beat.eq(lap_beat[r])]
         section = data.View(section_layout, table_read.data)
         m.d.comb += table_read.addr.eq(chosen >> 1)
 
         m.submodules.bursts = bursts = SyncFIFO(width=ring_bits, depth=OUTSTANDING)
+        # The burst is planned over three cycles, from registers, to keep the logic shallow.
+        chosen_lap_beat = Signal(32)
+        position = Signal(32)              # beats from the image's start
+        left = Signal(32)                  # beats left in the section's lap
         address = Signal(config.memory_address_bits)
         beats = Signal(range(burst + 1))
         lap_end = Signal()                 # the burst ends the section's lap
@@ -173,14 +170,21 @@ class WeightStreamer(wiring.Component):
             with m.State("READ"):
                 # The table's read port shows the chosen PE's sections next cycle.
                 m.d.comb += self.busy.eq(1)
+                with m.Switch(chosen):
+                    for r in range(rings):
+                        with m.Case(r):
+                            m.d.sync += chosen_lap_beat.eq(lap_beat[r])
                 m.next = "PLAN"
             with m.State("PLAN"):
                 m.d.comb += self.busy.eq(1)
                 odd = chosen[0]
                 offset = Mux(odd, section.critical_offset, section.filler_offset)
                 total = Mux(odd, section.critical_beats, section.filler_beats)
-                position = offset + chosen_lap_beat
-                left = total - chosen_lap_beat
+                m.d.sync += [position.eq(offset + chosen_lap_beat),
+                             left.eq(total - chosen_lap_beat)]
+                m.next = "SIZE"
+            with m.State("SIZE"):
+                m.d.comb += self.busy.eq(1)
                 to_boundary = boundary_beats - position[:(boundary_beats - 1).bit_length()]
                 size = Mux(left < burst, left, burst)
                 size = Mux(to_boundary < size, to_boundary, size)
@@ -197,7 +201,7 @@ class WeightStreamer(wiring.Component):
                             with m.Case(r):
                                 m.d.sync += [
                                     requested[r].eq(requested[r] + beats * per_beat),
-                                    lap_beat[r].eq(Mux(lap_end, 0, lap_beat[r] + beats)),
+                                    lap_beat[r].eq(Mux(lap_end, 0, chosen_lap_beat + beats)),
                                 ]
                     m.d.sync += [turn.eq(chosen + 1), just_issued.eq(1)]
                     m.next = "PICK"

@@ -11,6 +11,8 @@
     ese run model.ese -i frames.npz          frames through the card (XDMA) or its RTL model
     ese build --board adm-pcie-ku3 --out DIR the Vivado build tree (and bitstream, with Vivado)
     ese estimate [--channels 32] [--json]    LUT, FF, DSP, BRAM on the XCKU060 (Yosys)
+    ese corpus DIR [--utterances N]          a phone-labelled speech corpus (espeak-ng)
+    ese speech-eval [--corpus DIR]           train, prune, quantize, phone error rates
 
 Errors a user can cause (a missing file, an unsupported model, a bad image) end with a
 one-line message and exit status 2, never a traceback.
@@ -397,6 +399,48 @@ def cmd_build(args):
     return 0
 
 
+def cmd_corpus(args):
+    from .corpus import build_corpus
+    console = _console()
+    with console.status("synthesising") as status:
+        counts = build_corpus(args.directory, args.utterances, seed=args.seed,
+                              log=lambda text: status.update(text))
+    print(f"wrote {sum(counts.values())} utterances to {args.directory} "
+          f"(train {counts['train']}, dev {counts['dev']}, test {counts['test']})")
+    return 0
+
+
+def cmd_speech_eval(args):
+    from ..sim.build import cache_root
+    from .speech import EvaluationSettings, TrainingSettings, evaluate, plot_report, write_report
+    corpus = args.corpus or str(cache_root() / f"corpus-{args.utterances}-{args.seed}")
+    training = TrainingSettings(cells=args.cells, proj=args.proj, layers=args.layers,
+                                epochs=args.epochs, batch=args.batch, seed=args.seed)
+    settings = EvaluationSettings(
+        corpus=corpus, utterances=args.utterances, training=training,
+        densities=tuple(args.densities), target_density=args.target_density,
+        prune_steps=args.prune_steps, retrain_epochs=args.retrain_epochs, pes=args.pes,
+        rtl_utterances=args.rtl_utterances, work=args.work or "")
+    console = _console()
+    with console.status("speech evaluation") as status:
+        report = evaluate(settings, log=lambda text: status.update(text))
+    write_report(report, args.output)
+    plot_report(report, args.plot)
+    console.print(f"dense float PER {report['dense_float_per']:.2f}%")
+    for row in report["densities"]:
+        console.print(f"density {row['density']:<6}: balanced float "
+                      f"{row['balanced']['float_per']:.2f}% / golden "
+                      f"{row['balanced']['golden_per']:.2f}%; global float "
+                      f"{row['global']['float_per']:.2f}% / golden "
+                      f"{row['global']['golden_per']:.2f}%")
+    rtl = report.get("rtl")
+    if rtl:
+        console.print(f"RTL on {rtl['utterances']} test utterances: bit-exact {rtl['bitexact']}, "
+                      f"decodes equal predict {rtl['decodes_equal_predict']}")
+    console.print(f"report written to {args.output}, plot to {args.plot}")
+    return 0 if not rtl or (rtl["bitexact"] and rtl["decodes_equal_predict"]) else 1
+
+
 def cmd_estimate(args):
     from ..boards.estimate import DEVICE, ESE_REPORTED, RESOURCES, estimate
     from ..boards.vivado import board_config
@@ -568,6 +612,40 @@ def build_parser():
                      help="without --image: " + STREAM_HELP)
     est.add_argument("--json", action="store_true")
     est.set_defaults(run=cmd_estimate)
+
+    corp = commands.add_parser(
+        "corpus", help="synthesise a phone-labelled speech corpus with espeak-ng",
+        description="Synthesise DIR/{train,dev,test}/NAME.wav with NAME.phn phone "
+                    "transcripts (espeak-ng voices, speeds, pitches, noise). Your own corpus "
+                    "in the same layout works with `ese speech-eval --corpus DIR`.")
+    corp.add_argument("directory")
+    corp.add_argument("--utterances", type=_positive_int, default=2000)
+    corp.add_argument("--seed", type=int, default=0)
+    corp.set_defaults(run=cmd_corpus)
+
+    speech = commands.add_parser(
+        "speech-eval", help="train an LSTMP phone recognizer, prune, quantize, report PER")
+    speech.add_argument("--corpus", help="corpus directory (default: one synthesised in the "
+                                         "cache, of --utterances utterances)")
+    speech.add_argument("--utterances", type=_positive_int, default=2000)
+    speech.add_argument("--cells", type=_positive_int, default=512)
+    speech.add_argument("--proj", type=_positive_int, default=256)
+    speech.add_argument("--layers", type=_positive_int, default=2)
+    speech.add_argument("--epochs", type=_positive_int, default=8)
+    speech.add_argument("--batch", type=_positive_int, default=16)
+    speech.add_argument("--densities", type=_density, nargs="+",
+                        default=[0.5, 0.3, 0.2, 0.112, 0.08, 0.05])
+    speech.add_argument("--target-density", type=_density, default=0.112,
+                        help="the density checked on the RTL")
+    speech.add_argument("--prune-steps", type=_positive_int, default=3)
+    speech.add_argument("--retrain-epochs", type=_positive_int, default=1)
+    speech.add_argument("--pes", type=_positive_int, default=32)
+    speech.add_argument("--rtl-utterances", type=int, default=3)
+    speech.add_argument("--work", help="checkpoints and models (default: CORPUS/work)")
+    speech.add_argument("--seed", type=int, default=0)
+    speech.add_argument("-o", "--output", default="reports/speech.json")
+    speech.add_argument("--plot", default="reports/speech.png")
+    speech.set_defaults(run=cmd_speech_eval)
 
     ver = commands.add_parser("verilog", help="write the Verilog of an image's hardware")
     ver.add_argument("image")

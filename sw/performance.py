@@ -45,8 +45,9 @@ __all__ = ["PerformancePrediction", "predict_performance", "phase_demands", "str
 CHAIN_LATENCY = 23
 #: Columns a PE's column stage may run ahead of its multiplier (the column queue).
 COLUMN_LEAD = 4
-#: Cycles the streamer takes to choose, plan and request one burst.
-BURST_ISSUE_CYCLES = 4
+#: Cycles the streamer takes to choose, plan and request one burst (hw/streamer.py: PICK,
+#: READ, PLAN, SIZE, ADDRESS).
+BURST_ISSUE_CYCLES = 5
 
 
 @dataclass

@@ -66,3 +66,11 @@ def run_simulation(dut, *testbenches, processes=(), deadline=None):
         sim.run()
     else:
         sim.run_until(deadline)
+
+
+def ese_command(*args, timeout=900):
+    """Run ``python -m ese`` as a user would; returns the completed process."""
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "ese", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)

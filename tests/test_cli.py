@@ -1,8 +1,6 @@
 """The ``ese`` command line: the demo, each subcommand, and one-line errors for bad input."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,13 +10,7 @@ import ese
 from ese.sw.cli import main
 from ese.sw.demo import DemoSettings
 
-from helpers import frames
-
-
-def ese_command(*args):
-    """Run ``python -m ese`` as a user would; returns the completed process."""
-    return subprocess.run([sys.executable, "-m", "ese", *map(str, args)], capture_output=True,
-                          text=True, timeout=900)
+from helpers import ese_command, frames
 
 
 @pytest.fixture

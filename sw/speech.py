@@ -1,0 +1,445 @@
+"""Phone recognition end to end: features, an LSTMP + CTC model, compression, phone error rate.
+
+The pipeline ESE's accuracy claim rests on, on a corpus of :mod:`ese.sw.corpus`:
+
+1. **Features** (:func:`features`): 40 log-mel filterbank energies every 10 ms (25 ms
+   windows, librosa) and their deltas, normalised per dimension with the training set's
+   mean and deviation, and clipped to the activation format's range.
+2. **Model** (:class:`PhoneRecognizer`): ``torch.nn.LSTM`` with ``proj_size`` (LSTMP
+   layers, what the accelerator runs) and a linear CTC output layer over the phones plus a
+   blank, which the host computes from the accelerator's outputs.
+3. **Training** (:func:`train`): CTC loss, Adam, utterances batched by length; progress,
+   a checkpoint per epoch, reproducible from a seed.
+4. **Compression** (:func:`prune_iteratively`): the LSTM's matrices pruned step by step to a
+   target density with ``torch.nn.utils.prune`` (load-balanced per PE, or one magnitude
+   threshold per matrix), retraining with the masks after each step; then
+   :func:`ese.compile` quantizes to fixed point and encodes for the hardware.
+5. **Evaluation** (:func:`phone_error_rate`): greedy CTC decoding and the edit distance to
+   the reference phones, for the float model and through ``Program.predict`` (the bit-exact
+   golden model of the hardware), whose LSTM outputs go through the same output layer.
+"""
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["FeatureSet", "PhoneRecognizer", "features", "load_features", "train",
+           "prune_iteratively", "phone_error_rate", "greedy_decode", "edit_distance",
+           "TrainingSettings", "EvaluationSettings", "evaluate", "density_of"]
+
+MELS = 40
+HOP = 160        # 10 ms at 16 kHz
+WINDOW = 400     # 25 ms
+#: Normalised features are clipped here: inside the 16-bit activation format's range (+-8).
+FEATURE_LIMIT = 7.5
+
+
+def features(audio, sample_rate=16000):
+    """Log-mel energies and their deltas, (frames, 2 * MELS) float32."""
+    import librosa
+    mel = librosa.feature.melspectrogram(y=audio, sr=sample_rate, n_fft=512, hop_length=HOP,
+                                         win_length=WINDOW, n_mels=MELS)
+    logmel = np.log(mel + 1e-6)
+    delta = librosa.feature.delta(logmel, width=5, mode="nearest")
+    return np.concatenate([logmel, delta]).T.astype(np.float32)
+
+
+@dataclass
+class FeatureSet:
+    """A split's features (normalised), phone targets and names."""
+
+    inputs: list          # float32 arrays (frames, features)
+    targets: list         # int arrays of phone indices (1..phones; 0 is the CTC blank)
+    names: list
+
+
+def load_features(corpus, split, phones=None, normalisation=None, cache=True, log=None):
+    """Features of one split, normalised; returns (FeatureSet, phones, normalisation).
+
+    ``phones`` and ``normalisation`` come from the training split when not given. Raw
+    features are cached in ``CORPUS/features_<split>.npz``.
+    """
+    import librosa
+
+    from .corpus import SAMPLE_RATE, phone_set, read_corpus
+    utterances = read_corpus(corpus, split)
+    if phones is None:
+        phones = phone_set(utterances)
+    index = {phone: i + 1 for i, phone in enumerate(phones)}
+    cache_path = Path(corpus) / f"features_{split}.npz"
+    names = [u.name for u in utterances]
+    raw = None
+    if cache and cache_path.exists():
+        with np.load(cache_path, allow_pickle=False) as saved:
+            if list(saved["names"]) == names:
+                raw = [saved[f"u{i}"] for i in range(len(names))]
+    if raw is None:
+        raw = []
+        for number, utterance in enumerate(utterances):
+            audio, _ = librosa.load(utterance.audio_path, sr=SAMPLE_RATE, mono=True)
+            raw.append(features(audio))
+            if log is not None and number % 200 == 0:
+                log(f"features of {split}: {number} of {len(utterances)}")
+        if cache:
+            np.savez(cache_path, names=np.array(names), **{f"u{i}": f for i, f in enumerate(raw)})
+    if normalisation is None:
+        stacked = np.concatenate(raw)
+        normalisation = {"mean": stacked.mean(axis=0).tolist(),
+                         "std": (stacked.std(axis=0) + 1e-5).tolist()}
+    mean, std = np.asarray(normalisation["mean"]), np.asarray(normalisation["std"])
+    inputs = [np.clip((f - mean) / std, -FEATURE_LIMIT, FEATURE_LIMIT).astype(np.float32)
+              for f in raw]
+    unknown = sorted({p for u in utterances for p in u.phones if p not in index})
+    if unknown:
+        raise InputError(f"the {split} transcripts use phones the training set has not: "
+                         f"{' '.join(unknown)}")
+    targets = [np.array([index[p] for p in u.phones], dtype=np.int64) for u in utterances]
+    return FeatureSet(inputs, targets, names), phones, normalisation
+
+
+def _torch():
+    import torch
+    return torch
+
+
+class PhoneRecognizer:
+    """Factory of the model: LSTMP layers and a linear CTC output layer."""
+
+    @staticmethod
+    def build(inputs, cells, proj, layers, phones):
+        torch = _torch()
+
+        class Recognizer(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = torch.nn.LSTM(inputs, cells, num_layers=layers, proj_size=proj,
+                                          batch_first=True)
+                self.output = torch.nn.Linear(proj, phones + 1)
+
+            def forward(self, x):
+                y, _ = self.lstm(x)
+                return self.output(y).log_softmax(-1)
+
+        return Recognizer()
+
+
+@dataclass
+class TrainingSettings:
+    cells: int = 512
+    proj: int = 256
+    layers: int = 2
+    epochs: int = 8
+    batch: int = 16
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+
+def _batches(data, batch, rng):
+    """Indices of utterances in batches of similar length, in random order."""
+    order = np.argsort([len(x) for x in data.inputs], kind="stable")
+    groups = [order[i:i + batch] for i in range(0, len(order), batch)]
+    rng.shuffle(groups)
+    return groups
+
+
+def _padded(data, indices):
+    torch = _torch()
+    inputs = [torch.from_numpy(data.inputs[i]) for i in indices]
+    x = torch.nn.utils.rnn.pad_sequence(inputs, batch_first=True)
+    lengths = torch.tensor([len(t) for t in inputs])
+    targets = torch.cat([torch.from_numpy(data.targets[i]) for i in indices])
+    target_lengths = torch.tensor([len(data.targets[i]) for i in indices])
+    return x, lengths, targets, target_lengths
+
+
+def train_epochs(model, data, epochs, learning_rate, batch, seed, log=None, checkpoint=None):
+    """Train ``model`` with CTC on ``data`` for ``epochs``; returns the mean loss per epoch."""
+    torch = _torch()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    losses = []
+    for epoch in range(epochs):
+        model.train()
+        total, count, started = 0.0, 0, time.monotonic()
+        groups = _batches(data, batch, rng)
+        for step, indices in enumerate(groups):
+            x, lengths, targets, target_lengths = _padded(data, indices)
+            log_probs = model(x).transpose(0, 1)          # (time, batch, classes)
+            loss = ctc(log_probs, targets, lengths, target_lengths)
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimiser.step()
+            total += float(loss.detach()) * len(indices)
+            count += len(indices)
+            if log is not None and step % 10 == 0:
+                log(f"epoch {epoch + 1}/{epochs}: batch {step + 1}/{len(groups)}, "
+                    f"loss {total / count:.3f}")
+        losses.append(total / count)
+        if log is not None:
+            log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.3f} "
+                f"({time.monotonic() - started:.0f} s)")
+        if checkpoint is not None:
+            torch.save(model.state_dict(), checkpoint)
+    return losses
+
+
+def train(train_data, phones, settings, log=None, checkpoint=None):
+    """A dense model trained from ``settings.seed``; returns (model, losses)."""
+    torch = _torch()
+    torch.manual_seed(settings.seed)
+    model = PhoneRecognizer.build(train_data.inputs[0].shape[1], settings.cells, settings.proj,
+                                  settings.layers, len(phones))
+    losses = train_epochs(model, train_data, settings.epochs, settings.learning_rate,
+                          settings.batch, settings.seed, log=log, checkpoint=checkpoint)
+    return model, losses
+
+
+def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_step,
+                      learning_rate, batch, seed, log=None):
+    """Prune ``model``'s LSTM to ``density`` in ``steps`` geometric steps, retraining for
+    ``epochs_per_step`` after each with the masks in place; returns the pruned model (a copy,
+    masks made permanent)."""
+    import copy
+
+    from torch.nn.utils import prune
+
+    from .converters import converter_for
+    from .pruning import load_balanced_unstructured
+    pruned = copy.deepcopy(model)
+    lstm = pruned.lstm
+    matrices = converter_for(lstm).prunable(lstm)
+    for step in range(1, steps + 1):
+        target = density ** (step / steps)
+        for matrix in matrices:
+            weight = getattr(matrix.owner, matrix.name)
+            kept = weight.detach().abs() * (weight.detach() != 0)
+            if prune.is_pruned(matrix.owner) and hasattr(matrix.owner, matrix.name + "_orig"):
+                prune.remove(matrix.owner, matrix.name)
+            if kind == "balanced":
+                load_balanced_unstructured(matrix.owner, matrix.name, target, pes,
+                                           matrix.rows_per_group)
+            else:
+                total = weight.numel()
+                prune.l1_unstructured(matrix.owner, matrix.name,
+                                      amount=total - int(round(target * total)),
+                                      importance_scores=kept)
+        if log is not None:
+            log(f"{kind} pruning: density {target:.3f} (step {step} of {steps})")
+        train_epochs(pruned, train_data, epochs_per_step, learning_rate, batch, seed + step,
+                     log=log)
+    for matrix in matrices:
+        prune.remove(matrix.owner, matrix.name)
+    return pruned
+
+
+def greedy_decode(log_probs):
+    """Best path: the most likely class per frame, repeats merged, blanks (0) dropped."""
+    best = np.asarray(log_probs).argmax(axis=-1)
+    keep = np.ones(len(best), dtype=bool)
+    keep[1:] = best[1:] != best[:-1]
+    return [int(c) for c in best[keep] if c != 0]
+
+
+def edit_distance(reference, hypothesis):
+    """Levenshtein distance between two sequences."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, r in enumerate(reference, 1):
+        current = [i]
+        for j, h in enumerate(hypothesis, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1,
+                               previous[j - 1] + (r != h)))
+        previous = current
+    return previous[-1]
+
+
+def phone_error_rate(hypotheses, references):
+    """Edits over reference phones, in percent."""
+    edits = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
+    return 100.0 * edits / max(1, sum(len(r) for r in references))
+
+
+def float_hypotheses(model, data):
+    """Greedy decodes of the float model."""
+    torch = _torch()
+    model.eval()
+    with torch.no_grad():
+        return [greedy_decode(model(torch.from_numpy(x)[None])[0].numpy())
+                for x in data.inputs]
+
+
+def output_layer(model, projected):
+    """The host's output layer on the accelerator's LSTM outputs: log-probabilities."""
+    torch = _torch()
+    with torch.no_grad():
+        return model.output(torch.as_tensor(np.asarray(projected), dtype=torch.float32)
+                            ).log_softmax(-1).numpy()
+
+
+def save_model(model, path, phones, normalisation, settings):
+    """A trained recognizer with what it needs to run again: phones and feature scaling."""
+    torch = _torch()
+    torch.save({"state": model.state_dict(), "phones": phones, "normalisation": normalisation,
+                "settings": dataclasses.asdict(settings)}, path)
+
+
+def load_model(path):
+    """Inverse of :func:`save_model`: (model, phones, normalisation, settings)."""
+    torch = _torch()
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    settings = TrainingSettings(**saved["settings"])
+    inputs = len(saved["normalisation"]["mean"])
+    model = PhoneRecognizer.build(inputs, settings.cells, settings.proj, settings.layers,
+                                  len(saved["phones"]))
+    model.load_state_dict(saved["state"])
+    return model, saved["phones"], saved["normalisation"], settings
+
+
+def density_of(lstm):
+    from .converters import converter_for
+    matrices = converter_for(lstm).prunable(lstm)
+    total = sum(getattr(m.owner, m.name).numel() for m in matrices)
+    kept = sum(int((getattr(m.owner, m.name) != 0).sum()) for m in matrices)
+    return kept / total
+
+
+@dataclass
+class EvaluationSettings:
+    """What `ese speech-eval` runs (see :func:`evaluate`)."""
+
+    corpus: str = ""                 # a corpus directory; built there if it has no splits
+    utterances: int = 2000           # size of a corpus to build
+    training: TrainingSettings = dataclasses.field(default_factory=TrainingSettings)
+    densities: tuple = (0.5, 0.3, 0.2, 0.112, 0.08, 0.05)
+    target_density: float = 0.112    # where the golden model and the RTL are checked
+    prune_steps: int = 3
+    retrain_epochs: int = 1
+    pes: int = 32
+    weight_bits: int = 12
+    activation_bits: int = 16
+    rtl_utterances: int = 3
+    work: str = ""                   # checkpoints and the trained models
+
+
+def evaluate(settings, log=None):
+    """The whole pipeline; returns the report (a dict).
+
+    Dense float PER; for each density and both pruning kinds, the pruned float PER and the
+    PER through ``Program.predict`` (fixed point, the hardware's golden model); at the target
+    density with load-balanced pruning, ``Program.simulate`` (RTL) on the first test
+    utterances, whose decodes must equal ``predict``'s.
+    """
+    import ese
+
+    from .corpus import SPLITS, build_corpus
+    torch = _torch()
+    started = time.monotonic()
+    say = log or (lambda text: None)
+    corpus = Path(settings.corpus)
+    if not all((corpus / split).is_dir() for split in SPLITS):
+        say(f"synthesising a corpus of {settings.utterances} utterances in {corpus}")
+        build_corpus(corpus, settings.utterances, seed=settings.training.seed, log=log)
+    work = Path(settings.work or corpus / "work")
+    work.mkdir(parents=True, exist_ok=True)
+    train_data, phones, normalisation = load_features(corpus, "train", log=log)
+    test_data, _, _ = load_features(corpus, "test", phones, normalisation, log=log)
+    training = settings.training
+    dense_path = work / "dense.pt"
+    if dense_path.exists():
+        model, saved_phones, _, saved = load_model(dense_path)
+        if saved_phones != phones or saved != training:
+            model = None
+    else:
+        model = None
+    losses = []
+    if model is None:
+        model, losses = train(train_data, phones, training, log=log,
+                              checkpoint=work / "checkpoint.pt")
+        save_model(model, dense_path, phones, normalisation, training)
+    references = test_data.targets
+    report = {
+        "corpus": {"directory": str(corpus), "train": len(train_data.inputs),
+                   "test": len(test_data.inputs), "phones": len(phones),
+                   "test_phones": int(sum(len(r) for r in references))},
+        "model": {"inputs": int(train_data.inputs[0].shape[1]), "cells": training.cells,
+                  "proj": training.proj, "layers": training.layers,
+                  "parameters": int(sum(p.numel() for p in model.parameters()))},
+        "training": {**dataclasses.asdict(training), "losses": losses},
+        "dense_float_per": phone_error_rate(float_hypotheses(model, test_data), references),
+        "densities": [],
+    }
+    say(f"dense float PER {report['dense_float_per']:.2f}%")
+    config = ese.Config(pes=settings.pes, weight_bits=settings.weight_bits,
+                        activation_bits=settings.activation_bits)
+    for density in settings.densities:
+        row = {"density": density}
+        for kind in ("balanced", "global"):
+            pruned = prune_iteratively(model, train_data, density, kind, settings.pes,
+                                       settings.prune_steps, settings.retrain_epochs,
+                                       training.learning_rate / 2, training.batch,
+                                       training.seed, log=log)
+            program = ese.compile(pruned.lstm, config)
+            golden = [greedy_decode(output_layer(pruned, program.predict(x)))
+                      for x in test_data.inputs]
+            row[kind] = {
+                "float_per": phone_error_rate(float_hypotheses(pruned, test_data), references),
+                "golden_per": phone_error_rate(golden, references),
+                "saturated_weights": int(program.report.saturated_total),
+            }
+            say(f"density {density} {kind}: float {row[kind]['float_per']:.2f}%, golden "
+                f"{row[kind]['golden_per']:.2f}%")
+            if kind == "balanced" and math.isclose(density, settings.target_density):
+                torch.save(pruned.state_dict(), work / f"pruned_{density}.pt")
+                report["rtl"] = _rtl_check(program, pruned, test_data, golden,
+                                           settings.rtl_utterances, log)
+        report["densities"].append(row)
+    report["seconds"] = time.monotonic() - started
+    return report
+
+
+def _rtl_check(program, model, data, golden, count, log):
+    """Run the first ``count`` test utterances on the RTL; their decodes must equal the golden
+    model's."""
+    decodes, exact = [], True
+    for index in range(min(count, len(data.inputs))):
+        result = program.simulate(data.inputs[index], log=log)
+        exact &= result.bitexact
+        decodes.append(greedy_decode(output_layer(model, result.outputs)) == golden[index])
+    return {"utterances": len(decodes), "bitexact": bool(exact),
+            "decodes_equal_predict": bool(all(decodes))}
+
+
+def write_report(report, path):
+    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def plot_report(report, path):
+    """PER against density for both pruning kinds (float and fixed point), and the dense PER."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    densities = [row["density"] for row in report["densities"]]
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    for kind, colour in (("balanced", "tab:blue"), ("global", "tab:orange")):
+        axes.plot(densities, [row[kind]["float_per"] for row in report["densities"]], "o--",
+                  color=colour, label=f"{kind}, float")
+        axes.plot(densities, [row[kind]["golden_per"] for row in report["densities"]], "s-",
+                  color=colour, label=f"{kind}, fixed point (golden model)")
+    axes.axhline(report["dense_float_per"], color="gray", linestyle=":", label="dense, float")
+    axes.set_xscale("log")
+    axes.set_xlabel("density (non-zero weights)")
+    axes.set_ylabel("phone error rate (%)")
+    axes.set_title("Test PER after pruning and quantization")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)

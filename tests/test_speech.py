@@ -1,0 +1,88 @@
+"""The speech pipeline in small: corpus, features, training, pruning, fixed point, PER, RTL.
+
+The full run (`ese speech-eval` with its defaults) takes hours here; these tests run the same
+code on a handful of utterances and a tiny model so that it cannot rot.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from ese.sw import corpus as corpus_module
+from ese.sw import speech
+from ese.sw.errors import InputError
+
+from helpers import ese_command
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("corpus")
+    counts = corpus_module.build_corpus(directory, 30, seed=3)
+    assert counts == {"train": 24, "dev": 3, "test": 3}
+    return directory
+
+
+def test_splits_keep_test_voices_and_sentences_out_of_training(small_corpus):
+    def described(split):
+        texts, voices = set(), set()
+        for path in (small_corpus / split).glob("*.txt"):
+            text, voice = path.read_text().splitlines()
+            texts.add(text)
+            voices.add(voice.split("+")[1])
+        return texts, voices
+
+    train_texts, train_voices = described("train")
+    test_texts, test_voices = described("test")
+    assert len(train_texts) == 24 and len(test_texts) == 3
+    assert not train_texts & test_texts
+    assert not train_voices & test_voices
+    for utterance in corpus_module.read_corpus(small_corpus, "test"):
+        assert utterance.phones and all(" " not in p and "'" not in p for p in utterance.phones)
+
+
+def test_a_users_corpus_is_checked_with_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="train/, dev/ and test/"):
+        corpus_module.read_corpus(tmp_path, "train")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "a.wav").write_bytes(b"")
+    with pytest.raises(InputError, match="no phone transcript a.phn"):
+        corpus_module.read_corpus(tmp_path, "train")
+
+
+def test_greedy_ctc_decoding_and_phone_error_rate():
+    blank, a, b = 0, 1, 2
+    frames = np.eye(3)[[a, a, blank, a, b, b, blank]]
+    assert speech.greedy_decode(np.log(frames + 1e-9)) == [a, a, b]
+    assert speech.edit_distance([1, 2, 3], [1, 3]) == 1
+    assert speech.edit_distance([], [4, 5]) == 2
+    assert speech.phone_error_rate([[1, 3], [7]], [[1, 2, 3], [7]]) == pytest.approx(25.0)
+
+
+def test_features_are_log_mel_and_deltas_every_10_ms():
+    audio = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32)
+    values = speech.features(audio)
+    assert values.shape == (101, 2 * speech.MELS)
+    assert np.isfinite(values).all()
+
+
+def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path):
+    """Train a tiny LSTMP, prune it (both kinds), quantize, decode through the golden model,
+    and run one test utterance on the RTL, whose decode must equal predict's."""
+    report_path, plot_path = tmp_path / "speech.json", tmp_path / "speech.png"
+    run = ese_command("speech-eval", "--corpus", small_corpus, "--cells", 16, "--proj", 8,
+                      "--epochs", 1, "--batch", 8, "--densities", 0.3, "--target-density", 0.3,
+                      "--prune-steps", 1, "--retrain-epochs", 1, "--pes", 4,
+                      "--rtl-utterances", 1, "--work", tmp_path / "work",
+                      "-o", report_path, "--plot", plot_path)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(report_path.read_text())
+    assert plot_path.stat().st_size > 0
+    assert report["corpus"]["train"] == 24 and report["corpus"]["test"] == 3
+    assert 0 <= report["dense_float_per"] <= 100 * 3       # edits may exceed the references
+    (row,) = report["densities"]
+    for kind in ("balanced", "global"):
+        assert set(row[kind]) >= {"float_per", "golden_per"}
+    assert report["rtl"] == {"utterances": 1, "bitexact": True, "decodes_equal_predict": True}
+    assert (tmp_path / "work" / "dense.pt").exists()
