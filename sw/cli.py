@@ -631,14 +631,16 @@ def build_parser():
     speech.add_argument("--cells", type=_positive_int, default=512)
     speech.add_argument("--proj", type=_positive_int, default=256)
     speech.add_argument("--layers", type=_positive_int, default=2)
-    speech.add_argument("--epochs", type=_positive_int, default=8)
+    speech.add_argument("--epochs", type=_positive_int, default=20)
     speech.add_argument("--batch", type=_positive_int, default=16)
     speech.add_argument("--densities", type=_density, nargs="+",
                         default=[0.5, 0.3, 0.2, 0.112, 0.08, 0.05])
     speech.add_argument("--target-density", type=_density, default=0.112,
                         help="the density checked on the RTL")
-    speech.add_argument("--prune-steps", type=_positive_int, default=3)
-    speech.add_argument("--retrain-epochs", type=_positive_int, default=1)
+    speech.add_argument("--prune-steps", type=_positive_int, default=1,
+                        help="pruning steps from one density to the next")
+    speech.add_argument("--retrain-epochs", type=_positive_int, default=2,
+                        help="retraining epochs after each pruning step")
     speech.add_argument("--pes", type=_positive_int, default=32)
     speech.add_argument("--rtl-utterances", type=int, default=3)
     speech.add_argument("--work", help="checkpoints and models (default: CORPUS/work)")

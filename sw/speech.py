@@ -10,10 +10,10 @@ The pipeline ESE's accuracy claim rests on, on a corpus of :mod:`ese.sw.corpus`:
    blank, which the host computes from the accelerator's outputs.
 3. **Training** (:func:`train`): CTC loss, Adam, utterances batched by length; progress,
    a checkpoint per epoch, reproducible from a seed.
-4. **Compression** (:func:`prune_iteratively`): the LSTM's matrices pruned step by step to a
-   target density with ``torch.nn.utils.prune`` (load-balanced per PE, or one magnitude
-   threshold per matrix), retraining with the masks after each step; then
-   :func:`ese.compile` quantizes to fixed point and encodes for the hardware.
+4. **Compression** (:func:`prune_iteratively`): the LSTM's matrices pruned density by
+   density with ``torch.nn.utils.prune`` (load-balanced per PE, or one magnitude threshold
+   per matrix), retraining with the masks in place after each step; then :func:`ese.compile`
+   quantizes to fixed point and encodes for the hardware.
 5. **Evaluation** (:func:`phone_error_rate`): greedy CTC decoding and the edit distance to
    the reference phones, for the float model and through ``Program.predict`` (the bit-exact
    golden model of the hardware), whose LSTM outputs go through the same output layer.
@@ -135,7 +135,7 @@ class TrainingSettings:
     cells: int = 512
     proj: int = 256
     layers: int = 2
-    epochs: int = 8
+    epochs: int = 20
     batch: int = 16
     learning_rate: float = 2e-3
     seed: int = 0
@@ -165,6 +165,9 @@ def train_epochs(model, data, epochs, learning_rate, batch, seed, log=None, chec
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    # The rate falls to a tenth along a cosine over the epochs of this call.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, epochs),
+                                                          eta_min=learning_rate / 10)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     losses = []
     for epoch in range(epochs):
@@ -185,6 +188,7 @@ def train_epochs(model, data, epochs, learning_rate, batch, seed, log=None, chec
                 log(f"epoch {epoch + 1}/{epochs}: batch {step + 1}/{len(groups)}, "
                     f"loss {total / count:.3f}")
         losses.append(total / count)
+        schedule.step()
         if log is not None:
             log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.3f} "
                 f"({time.monotonic() - started:.0f} s)")
@@ -206,9 +210,9 @@ def train(train_data, phones, settings, log=None, checkpoint=None):
 
 def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_step,
                       learning_rate, batch, seed, log=None):
-    """Prune ``model``'s LSTM to ``density`` in ``steps`` geometric steps, retraining for
-    ``epochs_per_step`` after each with the masks in place; returns the pruned model (a copy,
-    masks made permanent)."""
+    """Prune ``model``'s LSTM from its density to ``density`` in ``steps`` geometric steps,
+    retraining for ``epochs_per_step`` after each with the masks in place (pruned weights
+    stay zero); returns the pruned model (a copy, masks made permanent)."""
     import copy
 
     from torch.nn.utils import prune
@@ -218,8 +222,9 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
     pruned = copy.deepcopy(model)
     lstm = pruned.lstm
     matrices = converter_for(lstm).prunable(lstm)
+    start = density_of(lstm)
     for step in range(1, steps + 1):
-        target = density ** (step / steps)
+        target = start * (density / start) ** (step / steps)
         for matrix in matrices:
             weight = getattr(matrix.owner, matrix.name)
             kept = weight.detach().abs() * (weight.detach() != 0)
@@ -321,8 +326,8 @@ class EvaluationSettings:
     training: TrainingSettings = dataclasses.field(default_factory=TrainingSettings)
     densities: tuple = (0.5, 0.3, 0.2, 0.112, 0.08, 0.05)
     target_density: float = 0.112    # where the golden model and the RTL are checked
-    prune_steps: int = 3
-    retrain_epochs: int = 1
+    prune_steps: int = 1
+    retrain_epochs: int = 2
     pes: int = 32
     weight_bits: int = 12
     activation_bits: int = 16
@@ -333,10 +338,12 @@ class EvaluationSettings:
 def evaluate(settings, log=None):
     """The whole pipeline; returns the report (a dict).
 
-    Dense float PER; for each density and both pruning kinds, the pruned float PER and the
-    PER through ``Program.predict`` (fixed point, the hardware's golden model); at the target
-    density with load-balanced pruning, ``Program.simulate`` (RTL) on the first test
-    utterances, whose decodes must equal ``predict``'s.
+    Dense float PER; then, for each pruning kind, one chain through the densities from the
+    largest down (each pruned further from the one before and retrained, as ESE prunes), and
+    at each the pruned float PER and the PER through ``Program.predict`` (fixed point, the
+    hardware's golden model); at the target density with load-balanced pruning,
+    ``Program.simulate`` (RTL) on the first test utterances, whose decodes must equal
+    ``predict``'s. The dense model is kept in ``work`` and reused when its settings match.
     """
     import ese
 
@@ -375,33 +382,37 @@ def evaluate(settings, log=None):
                   "parameters": int(sum(p.numel() for p in model.parameters()))},
         "training": {**dataclasses.asdict(training), "losses": losses},
         "dense_float_per": phone_error_rate(float_hypotheses(model, test_data), references),
-        "densities": [],
     }
     say(f"dense float PER {report['dense_float_per']:.2f}%")
     config = ese.Config(pes=settings.pes, weight_bits=settings.weight_bits,
                         activation_bits=settings.activation_bits)
-    for density in settings.densities:
-        row = {"density": density}
-        for kind in ("balanced", "global"):
-            pruned = prune_iteratively(model, train_data, density, kind, settings.pes,
+    rows = {density: {"density": density} for density in settings.densities}
+    for kind in ("balanced", "global"):
+        # One chain per kind, as in ESE: each density starts from the one before, pruned
+        # further and retrained.
+        pruned = model
+        for density in sorted(settings.densities, reverse=True):
+            row = rows[density]
+            pruned = prune_iteratively(pruned, train_data, density, kind, settings.pes,
                                        settings.prune_steps, settings.retrain_epochs,
-                                       training.learning_rate / 2, training.batch,
+                                       training.learning_rate / 4, training.batch,
                                        training.seed, log=log)
             program = ese.compile(pruned.lstm, config)
             golden = [greedy_decode(output_layer(pruned, program.predict(x)))
                       for x in test_data.inputs]
             row[kind] = {
+                "density": density_of(pruned.lstm),
                 "float_per": phone_error_rate(float_hypotheses(pruned, test_data), references),
                 "golden_per": phone_error_rate(golden, references),
                 "saturated_weights": int(program.report.saturated_total),
             }
             say(f"density {density} {kind}: float {row[kind]['float_per']:.2f}%, golden "
                 f"{row[kind]['golden_per']:.2f}%")
+            torch.save(pruned.state_dict(), work / f"pruned_{kind}_{density}.pt")
             if kind == "balanced" and math.isclose(density, settings.target_density):
-                torch.save(pruned.state_dict(), work / f"pruned_{density}.pt")
                 report["rtl"] = _rtl_check(program, pruned, test_data, golden,
                                            settings.rtl_utterances, log)
-        report["densities"].append(row)
+    report["densities"] = [rows[density] for density in settings.densities]
     report["seconds"] = time.monotonic() - started
     return report
 

@@ -11,7 +11,7 @@ import pytest
 
 from ese.sw import corpus as corpus_module
 from ese.sw import speech
-from ese.sw.errors import InputError
+from ese.sw.errors import InputError, ToolchainError
 
 from helpers import ese_command
 
@@ -49,6 +49,12 @@ def test_a_users_corpus_is_checked_with_clear_errors(tmp_path):
     (tmp_path / "train" / "a.wav").write_bytes(b"")
     with pytest.raises(InputError, match="no phone transcript a.phn"):
         corpus_module.read_corpus(tmp_path, "train")
+
+
+def test_a_missing_espeak_ng_is_named_with_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(corpus_module.shutil, "which", lambda name: None)
+    with pytest.raises(ToolchainError, match="apt-get install espeak-ng"):
+        corpus_module.build_corpus(tmp_path, 20)
 
 
 def test_greedy_ctc_decoding_and_phone_error_rate():
