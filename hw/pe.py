@@ -104,6 +104,12 @@ class EntryBeatSignature(wiring.Signature):
         })
 
 
+def StreamSectionsLayout(config):
+    """A PE's element of the STREAMS table (see :attr:`MemoryMap.stream_fields`)."""
+    return data.StructLayout({name: unsigned(width)
+                              for name, width, _ in MemoryMap(config).stream_fields})
+
+
 class WritePortSignature(wiring.Signature):
     """A memory write request, seen from the writer: address, data and enable."""
 
@@ -574,9 +580,7 @@ class ProcessingElement(wiring.Component):
         """Column stage: give each column its ring and its lap's ``delta``."""
         mm = MemoryMap(self.config)
         per_beat_bits = (mm.words_per_beat - 1).bit_length()
-        section = data.View(data.StructLayout({name: unsigned(width)
-                                               for name, width, _ in mm.stream_fields}),
-                            self.sections)
+        section = data.View(StreamSectionsLayout(self.config), self.sections)
         # The section sizes survive a reset of the accelerator, like the other weights.
         lap_words = [Signal(SEQUENCE_BITS, reset_less=True, name=f"lap_words_{r}")
                      for r in range(2)]

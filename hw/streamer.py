@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw.memory_map import MemoryMap, address_bits
 from .axi import Axi4Signature
 from .dma import _size_code
-from .pe import SEQUENCE_BITS, WritePortSignature
+from .pe import SEQUENCE_BITS, EntryBeatSignature, StreamSectionsLayout, WritePortSignature
 
 __all__ = ["WeightStreamer", "StreamBeatSignature", "OUTSTANDING"]
 
@@ -41,15 +41,12 @@ _BOUNDARY = 4096
 
 
 class StreamBeatSignature(wiring.Signature):
-    """A beat of entry words for one ring of one PE."""
+    """A beat of entry words for one ring (:class:`~ese.hw.pe.EntryBeatSignature`) of one
+    PE."""
 
     def __init__(self, config):
-        super().__init__({
-            "valid": Out(1),
-            "pe": Out(address_bits(config.pes)),
-            "ring": Out(1),
-            "data": Out(config.memory_data_bits),
-        })
+        super().__init__({"pe": Out(address_bits(config.pes)),
+                          **dict(EntryBeatSignature(config).members)})
 
 
 class WeightStreamer(wiring.Component):
@@ -107,8 +104,7 @@ class WeightStreamer(wiring.Component):
                      bus.awburst.eq(1)]
 
         # ---- The sections table ------------------------------------------------------------
-        section_layout = data.StructLayout({name: unsigned(width)
-                                            for name, width, _ in mm.stream_fields})
+        section_layout = StreamSectionsLayout(config)
         m.submodules.table = table = Memory(shape=section_layout, depth=pes, init=[])
         table_write = table.write_port()
         m.d.comb += [table_write.addr.eq(self.table_write.address),

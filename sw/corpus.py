@@ -67,8 +67,8 @@ _VERBS = """found carried painted opened closed watched followed bought sold cle
 dropped pushed pulled lifted washed fixed moved counted measured wrapped covered
 reached touched visited needed wanted noticed described remembered forgot borrowed
 """.split()
-_PLACES = """near the by the under the behind the beside the inside the across the
-around the""".split("the")
+_PLACES = ("near the", "by the", "under the", "behind the", "beside the", "inside the",
+           "across the", "around the")
 _ADVERBS = """slowly quickly quietly carefully gladly nearly often never always sometimes
 today yesterday again early later""".split()
 _TEMPLATES = (
@@ -90,7 +90,6 @@ _TIMES = ("noon", "midnight", "dinner", "the morning", "the evening", "the storm
 def sentences(count, seed):
     """``count`` distinct sentences from the grammar, reproducibly from ``seed``."""
     rng = random.Random(seed)
-    places = [p.strip() + " the" for p in _PLACES if p.strip()]
     seen, result = set(), []
     attempts = 0
     while len(result) < count:
@@ -101,7 +100,7 @@ def sentences(count, seed):
         words = {
             "s": rng.choice(_SUBJECTS), "s2": rng.choice(_SUBJECTS), "v": rng.choice(_VERBS),
             "a": rng.choice(_ADJECTIVES), "a2": rng.choice(_ADJECTIVES),
-            "n": rng.choice(_NOUNS), "n2": rng.choice(_NOUNS), "p": rng.choice(places),
+            "n": rng.choice(_NOUNS), "n2": rng.choice(_NOUNS), "p": rng.choice(_PLACES),
             "adv": rng.choice(_ADVERBS), "num": rng.choice(_NUMBERS), "t": rng.choice(_TIMES),
         }
         text = rng.choice(_TEMPLATES).format(**words).replace("_", " ")

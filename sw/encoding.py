@@ -195,19 +195,24 @@ class HardwareImage:
             return ceil_div(filler_entries, lanes), words, words
         return ceil_div(filler_entries, lanes), filler_entries // lanes, words
 
+    def section_spans(self, pe):
+        """PE ``pe``'s two streamed sections (filler's, critical path's) as ``(first word,
+        end word, memory beats)``."""
+        filler_words, critical_first, total = self.stream_split(pe)
+        per_beat = self.memory_map.words_per_beat
+        return [(first, end, ceil_div(end - first, per_beat))
+                for first, end in ((0, filler_words), (critical_first, total))]
+
     def _stream_sections(self, stream, pe):
         """Write PE ``pe``'s entries as two beat-aligned records; returns its STREAMS element."""
-        per_beat = self.memory_map.words_per_beat
         words = self.entry_words(pe)
-        filler_words, critical_first, total = self.stream_split(pe)
-        section = {}
-        for name, first, end in (("filler", 0, filler_words),
-                                 ("critical", critical_first, total)):
+        spans = self.section_spans(pe)
+        section = {"critical_first": spans[1][0]}
+        for name, (first, end, beats) in zip(("filler", "critical"), spans):
             offset = stream.record(LoadTarget.ENTRIES, pe, first, words[first:end],
                                    aligned=True) if end > first else 0
             section[f"{name}_offset"] = offset // self.memory_map.load_words_per_beat
-            section[f"{name}_beats"] = ceil_div(end - first, per_beat)
-        section["critical_first"] = critical_first
+            section[f"{name}_beats"] = beats
         return section
 
     def entry_words(self, pe):

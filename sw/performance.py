@@ -121,9 +121,7 @@ def stream_traffic(image):
     mm = MemoryMap(config)
     beats = bursts = 0
     for pe in range(config.pes):
-        filler_words, critical_first, words = image.stream_split(pe)
-        for count in (filler_words, words - critical_first):
-            section = -(-count // mm.words_per_beat)
+        for _, _, section in image.section_spans(pe):
             beats += section
             bursts += -(-section // mm.burst_beats)
     return beats, bursts

@@ -109,12 +109,10 @@ def global_unstructured(module, name, density):
     return module
 
 
-def prune_module(module, matrices, density, pes, kind="balanced"):
-    """One-shot pruning of ``matrices`` (from a converter's ``prunable``) in place.
-
-    The masks are made permanent (``prune.remove``), so the module is again a plain module
-    whose pruned weights are zeros.
-    """
+def mask_matrices(matrices, density, pes, kind="balanced"):
+    """Attach ``torch.nn.utils.prune`` masks of ``density`` to ``matrices`` (from a
+    converter's ``prunable``), load-balanced per PE or by one threshold per matrix; they stay
+    (and keep pruned weights at zero through training) until ``prune.remove``."""
     if kind not in PRUNING_KINDS:
         raise ConfigError(f"pruning must be one of {', '.join(PRUNING_KINDS)}, not {kind!r}")
     density = _check_density(density)
@@ -124,5 +122,15 @@ def prune_module(module, matrices, density, pes, kind="balanced"):
                                        matrix.rows_per_group)
         else:
             global_unstructured(matrix.owner, matrix.name, density)
+
+
+def prune_module(module, matrices, density, pes, kind="balanced"):
+    """One-shot pruning of ``matrices`` (from a converter's ``prunable``) in place.
+
+    The masks are made permanent (``prune.remove``), so the module is again a plain module
+    whose pruned weights are zeros.
+    """
+    mask_matrices(matrices, density, pes, kind)
+    for matrix in matrices:
         prune.remove(matrix.owner, matrix.name)
     return module

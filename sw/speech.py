@@ -5,7 +5,7 @@ The pipeline ESE's accuracy claim rests on, on a corpus of :mod:`ese.sw.corpus`:
 1. **Features** (:func:`features`): 40 log-mel filterbank energies every 10 ms (25 ms
    windows, librosa) and their deltas, normalised per dimension with the training set's
    mean and deviation, and clipped to the activation format's range.
-2. **Model** (:class:`PhoneRecognizer`): ``torch.nn.LSTM`` with ``proj_size`` (LSTMP
+2. **Model** (:func:`build_recognizer`): ``torch.nn.LSTM`` with ``proj_size`` (LSTMP
    layers, what the accelerator runs) and a linear CTC output layer over the phones plus a
    blank, which the host computes from the accelerator's outputs.
 3. **Training** (:func:`train`): CTC loss, Adam, utterances batched by length; progress,
@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["FeatureSet", "PhoneRecognizer", "features", "load_features", "train",
+__all__ = ["FeatureSet", "build_recognizer", "features", "load_features", "train",
            "prune_iteratively", "phone_error_rate", "greedy_decode", "edit_distance",
            "TrainingSettings", "EvaluationSettings", "evaluate", "density_of"]
 
@@ -109,25 +109,24 @@ def _torch():
     return torch
 
 
-class PhoneRecognizer:
-    """Factory of the model: LSTMP layers and a linear CTC output layer."""
+def build_recognizer(inputs, cells, proj, layers, phones):
+    """The model: LSTMP layers (``lstm``, what the accelerator runs) and a linear CTC output
+    layer over the phones and the blank (``output``, run by the host); it returns
+    log-probabilities."""
+    torch = _torch()
 
-    @staticmethod
-    def build(inputs, cells, proj, layers, phones):
-        torch = _torch()
+    class PhoneRecognizer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(inputs, cells, num_layers=layers, proj_size=proj,
+                                      batch_first=True)
+            self.output = torch.nn.Linear(proj, phones + 1)
 
-        class Recognizer(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.lstm = torch.nn.LSTM(inputs, cells, num_layers=layers, proj_size=proj,
-                                          batch_first=True)
-                self.output = torch.nn.Linear(proj, phones + 1)
+        def forward(self, x):
+            y, _ = self.lstm(x)
+            return self.output(y).log_softmax(-1)
 
-            def forward(self, x):
-                y, _ = self.lstm(x)
-                return self.output(y).log_softmax(-1)
-
-        return Recognizer()
+    return PhoneRecognizer()
 
 
 @dataclass
@@ -201,8 +200,8 @@ def train(train_data, phones, settings, log=None, checkpoint=None):
     """A dense model trained from ``settings.seed``; returns (model, losses)."""
     torch = _torch()
     torch.manual_seed(settings.seed)
-    model = PhoneRecognizer.build(train_data.inputs[0].shape[1], settings.cells, settings.proj,
-                                  settings.layers, len(phones))
+    model = build_recognizer(train_data.inputs[0].shape[1], settings.cells, settings.proj,
+                             settings.layers, len(phones))
     losses = train_epochs(model, train_data, settings.epochs, settings.learning_rate,
                           settings.batch, settings.seed, log=log, checkpoint=checkpoint)
     return model, losses
@@ -218,32 +217,21 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
     from torch.nn.utils import prune
 
     from .converters import converter_for
-    from .pruning import load_balanced_unstructured
+    from .pruning import mask_matrices
     pruned = copy.deepcopy(model)
     lstm = pruned.lstm
     matrices = converter_for(lstm).prunable(lstm)
     start = density_of(lstm)
     for step in range(1, steps + 1):
+        # Pruned weights are zeros, the smallest magnitudes, so they stay pruned.
         target = start * (density / start) ** (step / steps)
-        for matrix in matrices:
-            weight = getattr(matrix.owner, matrix.name)
-            kept = weight.detach().abs() * (weight.detach() != 0)
-            if prune.is_pruned(matrix.owner) and hasattr(matrix.owner, matrix.name + "_orig"):
-                prune.remove(matrix.owner, matrix.name)
-            if kind == "balanced":
-                load_balanced_unstructured(matrix.owner, matrix.name, target, pes,
-                                           matrix.rows_per_group)
-            else:
-                total = weight.numel()
-                prune.l1_unstructured(matrix.owner, matrix.name,
-                                      amount=total - int(round(target * total)),
-                                      importance_scores=kept)
+        mask_matrices(matrices, target, pes, kind)
         if log is not None:
             log(f"{kind} pruning: density {target:.3f} (step {step} of {steps})")
         train_epochs(pruned, train_data, epochs_per_step, learning_rate, batch, seed + step,
                      log=log)
-    for matrix in matrices:
-        prune.remove(matrix.owner, matrix.name)
+        for matrix in matrices:
+            prune.remove(matrix.owner, matrix.name)
     return pruned
 
 
@@ -303,8 +291,8 @@ def load_model(path):
     saved = torch.load(path, map_location="cpu", weights_only=True)
     settings = TrainingSettings(**saved["settings"])
     inputs = len(saved["normalisation"]["mean"])
-    model = PhoneRecognizer.build(inputs, settings.cells, settings.proj, settings.layers,
-                                  len(saved["phones"]))
+    model = build_recognizer(inputs, settings.cells, settings.proj, settings.layers,
+                             len(saved["phones"]))
     model.load_state_dict(saved["state"])
     return model, saved["phones"], saved["normalisation"], settings
 

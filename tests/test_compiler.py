@@ -228,15 +228,7 @@ def test_rows_beyond_a_multiple_of_the_pe_count_are_padded_not_refused():
 
 def test_load_stream_is_a_sequence_of_records():
     program = ese.compile(nn.LSTMCell(4, 6), ese.Config(pes=2))
-    words = program.image.load_words().tolist()
-    position, seen = 0, []
-    mm = program.image.memory_map
-    while position < len(words):
-        target, pe = words[position] & 0xFF, words[position] >> 8
-        count = words[position + 2]
-        seen.append((LoadTarget(target), pe))
-        position += 3 + count * -(-mm.element_bits(target) // 32)
-    assert position == len(words)
+    seen = [(target, pe) for target, pe, *_ in _records(program)]
     assert seen == [(LoadTarget.POINTERS, 0), (LoadTarget.ENTRIES, 0), (LoadTarget.POINTERS, 1),
                     (LoadTarget.ENTRIES, 1), (LoadTarget.CELL_PARAMETERS, 0),
                     (LoadTarget.LAYER_DESCRIPTORS, 0)]
