@@ -12,8 +12,12 @@ Layout (all integers little-endian)::
     24+H+B  32    SHA-256 of everything before it
 
 Reading checks the fixed fields and the file size before it allocates anything a header
-field asks for, then the checksum, then the header's schema and every section's bounds.
-Everything wrong raises :class:`~ese.sw.errors.ImageError` naming what is wrong.
+field asks for, then the checksum, then the header's schema: every section's type and bounds,
+and every layer descriptor against the layer sizes it gives, the sections' shapes, the
+hardware's capacities and :data:`MAX_WEIGHTS`, before a matrix is built from it. The loader
+(:func:`ese.load`) then accepts the file only if it is byte for byte what this version writes
+for the model it decodes to. Everything wrong raises :class:`~ese.sw.errors.ImageError`
+naming what is wrong; nothing in a header makes the loader read another file.
 """
 
 import hashlib
@@ -27,7 +31,8 @@ from .config import Config
 from .encoding import HardwareImage
 from .errors import ConfigError, EseError, ImageError
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "MAX_HEADER_BYTES"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "image_bytes",
+           "MAX_HEADER_BYTES", "MAX_WEIGHTS"]
 
 MAGIC = b"ESEWIMG\0"
 #: 1: first release. 2: the gate matrix's rows are interleaved cell by cell across the PEs
@@ -38,6 +43,13 @@ FORMAT_VERSION = 3
 _PREAMBLE = struct.Struct("<8sIIQ")
 _DIGEST_BYTES = 32
 MAX_HEADER_BYTES = 16 << 20
+#: Most weights (zeros included) the layers of an image may have: 64 Mi, 20 times ESE's
+#: model. The loader builds each layer's dense matrices, so it refuses more before it does.
+MAX_WEIGHTS = 1 << 26
+#: The layer descriptor's fields (see ese.sw.encoding.layout_model).
+_DESCRIPTOR_FIELDS = frozenset((
+    "inputs", "recurrent", "cells", "proj", "column_base", "input_base", "recurrent_base",
+    "cell_output_base", "cell_base", "last"))
 _SECTION_DTYPES = {"uint32": np.dtype("<u4"), "int32": np.dtype("<i4")}
 
 
@@ -53,8 +65,8 @@ def _sections(image):
     }
 
 
-def write_image(path, image, metadata):
-    """Write ``image`` (a HardwareImage) and ``metadata`` (JSON-able dict) to ``path``."""
+def image_bytes(image, metadata):
+    """The contents of the image file of ``image`` (a HardwareImage) and ``metadata``."""
     body = bytearray()
     table = {}
     for name, array in _sections(image).items():
@@ -71,15 +83,21 @@ def write_image(path, image, metadata):
     header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     content = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes), len(body))
     content += header_bytes + bytes(body)
-    content += hashlib.sha256(content).digest()
+    return content + hashlib.sha256(content).digest()
+
+
+def write_image(path, image, metadata):
+    """Write ``image`` (a HardwareImage) and ``metadata`` (JSON-able dict) to ``path``."""
+    content = image_bytes(image, metadata)
     temporary = f"{path}.partial"
     with open(temporary, "wb") as file:
         file.write(content)
     os.replace(temporary, path)
 
 
-def read_image(path):
-    """Read and check an image file; returns ``(HardwareImage, metadata)``."""
+def read_image(path, with_content=False):
+    """Read and check an image file; returns ``(HardwareImage, metadata)``, and the file's
+    bytes too when ``with_content``."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as file:
@@ -104,6 +122,8 @@ def read_image(path):
             file.seek(0)
             content = file.read(size - _DIGEST_BYTES)
             digest = file.read(_DIGEST_BYTES)
+            if len(content) + len(digest) != size or file.read(1):
+                raise ImageError(f"{path}: the file changed while it was read")
     except OSError as error:
         raise ImageError(f"cannot read weight image {path}: {error.strerror or error}") from None
     if hashlib.sha256(content).digest() != digest:
@@ -111,14 +131,27 @@ def read_image(path):
     header_bytes = content[_PREAMBLE.size:_PREAMBLE.size + header_length]
     body = content[_PREAMBLE.size + header_length:]
     try:
-        header = json.loads(header_bytes.decode())
-        return _parse(header, body, path)
+        header = json.loads(header_bytes.decode(), parse_constant=_refuse_constant)
+        image, metadata = _parse(header, body, path)
     except ImageError:
         raise
     except (ConfigError, EseError) as error:
         raise ImageError(f"{path}: {error}") from None
-    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as error:
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError,
+            UnicodeDecodeError) as error:
         raise ImageError(f"{path}: malformed header ({type(error).__name__}: {error})") from None
+    return (image, metadata, content + digest) if with_content else (image, metadata)
+
+
+def _refuse_constant(name):
+    raise ImageError(f"the header holds {name}, which is not a number an image may hold")
+
+
+def _count(value, what, path, limit=1 << 40):
+    """A non-negative integer field of the header (JSON integers only)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise ImageError(f"{path}: {what} must be an integer from 0 to {limit}, not {value!r}")
+    return value
 
 
 def _parse(header, body, path):
@@ -127,17 +160,23 @@ def _parse(header, body, path):
     config = Config.from_dict(header["config"])
     config.require_sized()
     sections = {}
+    table = header["sections"]
+    if not isinstance(table, dict):
+        raise ImageError(f"{path}: the section table is malformed")
     for name in ("pointers", "entries", "cell_parameters", "padding"):
-        entry = header["sections"][name]
+        entry = table[name]
         dtype = _SECTION_DTYPES.get(entry["dtype"])
-        shape = tuple(int(n) for n in entry["shape"])
-        offset = int(entry["offset"])
-        if dtype is None or any(n < 0 for n in shape) or offset < 0:
+        if dtype is None or not isinstance(entry["shape"], list):
             raise ImageError(f"{path}: section {name} has a bad type or shape")
-        length = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if offset + length > len(body):
+        shape = tuple(_count(n, f"a dimension of section {name}", path)
+                      for n in entry["shape"])
+        offset = _count(entry["offset"], f"the offset of section {name}", path)
+        count = 1
+        for n in shape:
+            count *= n          # Python integers: no overflow
+        if offset + count * dtype.itemsize > len(body):
             raise ImageError(f"{path}: section {name} runs past the end of the body")
-        sections[name] = np.frombuffer(body, dtype=dtype, count=int(np.prod(shape)),
+        sections[name] = np.frombuffer(body, dtype=dtype, count=count,
                                        offset=offset).reshape(shape).astype(np.int64)
     pointers = sections["pointers"]
     if pointers.ndim != 2 or pointers.shape[0] != config.pes:
@@ -147,13 +186,50 @@ def _parse(header, body, path):
         raise ImageError(f"{path}: the column pointers do not account for the entries")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     entries = [sections["entries"][bounds[k]:bounds[k + 1]] for k in range(config.pes)]
-    layers = header["layers"]
-    if not isinstance(layers, list) or not all(isinstance(d, dict) for d in layers):
-        raise ImageError(f"{path}: layer descriptors are malformed")
-    descriptors = [{str(k): int(v) for k, v in d.items()} for d in layers]
+    descriptors = _check_layers(header["layers"], config, sections, path)
     image = HardwareImage(config, pointers, entries, sections["cell_parameters"], descriptors,
                           sections["padding"])
     metadata = header.get("metadata", {})
     if not isinstance(metadata, dict):
         raise ImageError(f"{path}: metadata is malformed")
     return image, metadata
+
+
+def _check_layers(layers, config, sections, path):
+    """The layer descriptors, checked against the sizes they give, the sections and the
+    hardware before anything is allocated from them."""
+    from .encoding import layout_model
+    if (not isinstance(layers, list) or not layers or len(layers) > config.max_layers
+            or not all(isinstance(d, dict) and set(d) == _DESCRIPTOR_FIELDS for d in layers)):
+        raise ImageError(f"{path}: the layer descriptors are malformed (1 to "
+                         f"{config.max_layers} layers, each with the fields "
+                         f"{', '.join(sorted(_DESCRIPTOR_FIELDS))})")
+    for index, d in enumerate(layers):
+        for name, value in d.items():
+            _count(value, f"layer {index}'s {name}", path, limit=1 << 24)
+    shapes = [_LayerSizes(d["inputs"], d["recurrent"], d["cells"], d["proj"]) for d in layers]
+    if any(s.cells == 0 or s.inputs == 0 for s in shapes):
+        raise ImageError(f"{path}: a layer descriptor has no cells or no inputs")
+    weights = sum(s.cells * (4 * (s.inputs + s.recurrent) + s.proj) for s in shapes)
+    if weights > MAX_WEIGHTS:
+        raise ImageError(f"{path}: the layers describe {weights} weights, more than the "
+                         f"{MAX_WEIGHTS} an image may hold")
+    layout = layout_model(shapes, config.pes)
+    if layout.descriptors != layers:
+        raise ImageError(f"{path}: the layer descriptors do not place the layers they describe "
+                         f"(bases or last-layer flag inconsistent with the sizes)")
+    if sections["pointers"].shape != (config.pes, layout.columns + 1):
+        raise ImageError(f"{path}: column pointers have shape {sections['pointers'].shape}; "
+                         f"the layers need ({config.pes}, {layout.columns + 1})")
+    if sections["cell_parameters"].shape != (layout.cells, 7):
+        raise ImageError(f"{path}: cell parameters have shape "
+                         f"{sections['cell_parameters'].shape}; the layers need "
+                         f"({layout.cells}, 7)")
+    return [dict(d) for d in layers]
+
+
+class _LayerSizes:
+    """A layer's sizes, as :func:`~ese.sw.encoding.layout_model` reads them."""
+
+    def __init__(self, inputs, recurrent, cells, proj):
+        self.inputs, self.recurrent, self.cells, self.proj = inputs, recurrent, cells, proj

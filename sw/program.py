@@ -19,9 +19,9 @@ from .arithmetic import dequantize, quantize
 from .config import Config
 from .converters import check_frames, converter_for
 from .encoding import decode_image, encode_model
-from .errors import ConfigError, ImageError
+from .errors import ConfigError, EseError, ImageError
 from .golden import GoldenModel
-from .image import read_image, write_image
+from .image import image_bytes, read_image, write_image
 from .pruning import PRUNING_KINDS, prune_module
 from .quantization import QuantizationReport, quantize_model
 
@@ -207,11 +207,17 @@ def load(path, config=None):
     If ``config`` is given, the image must have been built for the same arithmetic and PE
     count, and must fit its capacities; otherwise :class:`ImageError` says what differs.
     """
-    image, metadata = read_image(path)
-    model = decode_image(image)
-    model.config = image.config
+    image, metadata, content = read_image(path, with_content=True)
+    try:
+        model = decode_image(image)
+        model.config = image.config
+        again = encode_model(model, image.config)
+    except ImageError as error:
+        raise ImageError(f"{path}: {error}") from None
+    except (EseError, ValueError, KeyError, TypeError, IndexError, ArithmeticError) as error:
+        raise ImageError(f"{path}: the memories do not decode to a model "
+                         f"({type(error).__name__}: {error})") from None
     # The image must be exactly what this compiler would write for the model it decodes to.
-    again = encode_model(model, image.config)
     same = (np.array_equal(again.pointers, image.pointers)
             and all(np.array_equal(a, b) for a, b in zip(again.entries, image.entries))
             and np.array_equal(again.cell_parameters, image.cell_parameters)
@@ -223,10 +229,13 @@ def load(path, config=None):
         check_compatible(image.config, config, path)
     try:
         report = QuantizationReport.from_dict(metadata["report"])
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise ImageError(f"{path}: the quantization report in the header is malformed") from None
     metadata = {k: v for k, v in metadata.items() if k != "report"}
     program = Program(model, image, report, metadata)
+    if image_bytes(image, {**metadata, "report": report.to_dict()}) != content:
+        raise ImageError(f"{path}: the file is not in the form this version of ese writes (a "
+                         f"field, its spacing or unused bytes differ); recompile the model")
     # Capacities may be larger than the image needs: re-lay the memories for them.
     return program if config is None else program.retarget(config)
 
