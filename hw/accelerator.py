@@ -325,12 +325,11 @@ class LSTMAccelerator(wiring.Component):
         filler_slot = Signal(range(SLOTS))
         filler_busy = Signal()
         fresh = Signal(config.channels)     # channels beginning a sequence in this step
+        # The filler's jobs keep the other fields at their reset values: products to the gate
+        # accumulators (Target.GATES), following no producer (Follow.NONE), unmasked.
         m.d.comb += [
             filler.jobs.payload.length.eq(first.inputs),
             filler.jobs.payload.column_base.eq(first.column_base),
-            filler.jobs.payload.target.eq(Target.GATES),
-            filler.jobs.payload.follow.eq(Follow.NONE),
-            filler.jobs.payload.masked.eq(0),
             filler.fresh.eq(0),
             critical.fresh.eq(fresh),
             cells.fresh.eq(fresh),

@@ -231,13 +231,14 @@ class CellUnit(wiring.Component):
             m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
                          fresh.eq(self.fresh)]
         gap = cell_issue_gap(config)
-        cooldown = Signal(range(gap))
+        # Cycles before the next cell may issue (none when cells issue every cycle).
+        cooldown = Signal(range(gap)) if gap > 1 else None
         counter = credited_issue(m, start=self.start, length=self.cells, emit=self.emit,
                                  output_space=self.output_space, latency=latency(config),
                                  name="cell",
-                                 allow=cooldown == 0)
+                                 allow=1 if cooldown is None else cooldown == 0)
         index, issue, cells = counter.index, counter.issue, counter.length
-        if gap > 1:
+        if cooldown is not None:
             with m.If(issue):
                 m.d.sync += cooldown.eq(gap - 1)
             with m.Elif(cooldown != 0):
