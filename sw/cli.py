@@ -20,6 +20,7 @@ one-line message and exit status 2, never a traceback.
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,14 +40,29 @@ def _console():
     return Console(stderr=False, highlight=False)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value}")
-    return value
+def _int_from(low, what):
+    """An argparse type: an integer of at least ``low``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {value}")
+        return value
+    return parse
+
+
+_positive_int = _int_from(1, "a positive integer")
+_count = _int_from(0, "a non-negative integer")
+_seed = _int_from(0, "a non-negative integer seed")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong, and where to read the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _number_in(low, high, what, include_low):
@@ -80,9 +96,25 @@ def _load_frames(path, program):
     path = _existing_file(path, "input file")
     try:
         frames = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError) as error:
         raise UsageError(f"{path} is not a .npy array of frames ({error})") from None
+    if not isinstance(frames, np.ndarray):
+        raise UsageError(f"{path} is a .npz archive; this command takes one .npy array of "
+                         f"frames")
     return frames
+
+
+def _note_saturation(program, sequences):
+    """Say how many input values lay beyond the fixed-point range and saturated."""
+    saturated = total = 0
+    for frames in sequences:
+        if frames is not None:
+            saturated += program.encode_inputs(frames)[1]
+            total += np.size(frames)
+    if saturated:
+        limit = program.config.activation_format.max_value
+        print(f"note: {saturated} of {total} input values lay beyond the fixed-point range "
+              f"(+-{limit:g}) and saturated", file=sys.stderr)
 
 
 def _random_frames(program, count, seed):
@@ -134,7 +166,9 @@ def cmd_info(args):
 def cmd_predict(args):
     from .program import load
     program = load(_existing_file(args.image, "image"))
-    outputs = program.predict(_load_frames(args.input, program))
+    frames = _load_frames(args.input, program)
+    outputs = program.predict(frames)
+    _note_saturation(program, [frames])
     np.save(args.output, outputs)
     print(f"wrote {outputs.shape[0]} frames of {outputs.shape[1]} outputs to {args.output}")
     return 0
@@ -145,6 +179,7 @@ def cmd_simulate(args):
     program = load(_existing_file(args.image, "image"))
     frames = (_load_frames(args.input, program) if args.input
               else _random_frames(program, args.frames, args.seed))
+    _note_saturation(program, [frames])
     console = _console()
     with console.status("simulating") as status:
         result = program.simulate(frames, stall_probability=args.stalls,
@@ -291,20 +326,28 @@ def _load_channel_frames(path):
     path = _existing_file(path, "input file")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError) as error:
         raise UsageError(f"{path} is not a .npy or .npz array file ({error})") from None
     if isinstance(loaded, np.ndarray):
         return loaded
     per_channel = {}
     for name in loaded.files:
         head, _, sequence = name.partition("_")
-        if not head.startswith("channel") or not head[7:].isdigit():
+        if (not head.startswith("channel") or not head[7:].isdigit()
+                or not (sequence == "" or sequence.isdigit())):
             raise UsageError(f"{path}: array {name!r} is not named channel<c> or "
                              f"channel<c>_<s>")
         per_channel.setdefault(int(head[7:]), []).append((int(sequence or 0), loaded[name]))
     channels = max(per_channel) + 1 if per_channel else 0
     return [[array for _, array in sorted(per_channel[c])] if c in per_channel else None
             for c in range(channels)]
+
+
+def _sequences(frames, single):
+    """Every sequence of a :func:`_load_channel_frames` result."""
+    if single:
+        return [frames]
+    return [sequence for channel in frames for sequence in (channel or [])]
 
 
 def _save_channel_outputs(path, outputs, single):
@@ -323,6 +366,7 @@ def cmd_run(args):
     if args.transport == "sim":
         from ..sim.runner import run_system
         program = load(_existing_file(args.image, "image"))
+        _note_saturation(program, _sequences(frames, single))
         with console.status("simulating the card") as status:
             outputs, counters = run_system(program, [frames] if single else frames,
                                            stall_probability=args.stalls,
@@ -338,7 +382,8 @@ def cmd_run(args):
             transport = XdmaTransport(args.device)
             try:
                 accelerator = Accelerator(transport)
-                await accelerator.load(_existing_file(args.image, "image"))
+                program = await accelerator.load(_existing_file(args.image, "image"))
+                _note_saturation(program, _sequences(frames, single))
                 result = await accelerator.run(frames)
                 return result, await accelerator.counters()
             finally:
@@ -496,9 +541,10 @@ def _print_summary(program, path):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ese", description="FPGA accelerators for sparse, quantized LSTMs (ESE-style).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command",
+                                     parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="compile a small LSTMP, simulate it, report")
     demo.add_argument("--pes", type=_positive_int, default=4, help="processing elements")
@@ -506,7 +552,7 @@ def build_parser():
     demo.add_argument("--frames", type=_positive_int, default=12, help="frames to simulate")
     demo.add_argument("--stalls", type=_probability, default=0.0,
                       help="probability of an idle or back-pressure cycle on each stream")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=_seed, default=0)
     demo.add_argument("--json", action="store_true", help="also print the report as JSON")
     demo.set_defaults(run=cmd_demo)
 
@@ -540,7 +586,7 @@ def build_parser():
     sim.add_argument("-o", "--output", help=".npy file for the outputs")
     sim.add_argument("--frames", type=_positive_int, default=8, help="random frames to run")
     sim.add_argument("--stalls", type=_probability, default=0.0)
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=_seed, default=0)
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(run=cmd_simulate)
 
@@ -557,7 +603,8 @@ def build_parser():
                        help="frames to simulate (the first 2 are warm-up)")
     bench.add_argument("--queue-depth", type=_positive_int, default=16,
                        help="activation queue depth per PE")
-    bench.add_argument("--row-spread", type=float, default=0.0,
+    bench.add_argument("--row-spread", type=_number_in(0.0, 4.0, "a spread in [0, 4)", True),
+                       default=0.0,
                        help="scale each weight row by exp(N(0, spread)), like trained networks")
     bench.add_argument("--pruning", choices=["balanced", "both"], default="both",
                        help="also run global pruning at the same density (default)")
@@ -572,7 +619,7 @@ def build_parser():
                             "(driver, AXI models, DDR) streamed and resident")
     bench.add_argument("--memory-bits", type=_positive_int, default=512,
                        help="with --stream-window: the memory port's width (the card's: 512)")
-    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--seed", type=_seed, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
 
@@ -620,7 +667,7 @@ def build_parser():
                     "in the same layout works with `ese speech-eval --corpus DIR`.")
     corp.add_argument("directory")
     corp.add_argument("--utterances", type=_positive_int, default=2000)
-    corp.add_argument("--seed", type=int, default=0)
+    corp.add_argument("--seed", type=_seed, default=0)
     corp.set_defaults(run=cmd_corpus)
 
     speech = commands.add_parser(
@@ -642,9 +689,9 @@ def build_parser():
     speech.add_argument("--retrain-epochs", type=_positive_int, default=2,
                         help="retraining epochs after each pruning step")
     speech.add_argument("--pes", type=_positive_int, default=32)
-    speech.add_argument("--rtl-utterances", type=int, default=3)
+    speech.add_argument("--rtl-utterances", type=_count, default=3)
     speech.add_argument("--work", help="checkpoints and models (default: CORPUS/work)")
-    speech.add_argument("--seed", type=int, default=0)
+    speech.add_argument("--seed", type=_seed, default=0)
     speech.add_argument("-o", "--output", default="reports/speech.json")
     speech.add_argument("--plot", default="reports/speech.png")
     speech.set_defaults(run=cmd_speech_eval)
@@ -671,6 +718,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"ese {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        # A bug in ese, not in the input: one line here, the traceback on request.
+        if os.environ.get("ESE_TRACEBACK"):
+            raise
+        print(f"ese {args.command}: internal error: {type(error).__name__}: {error} (a bug in "
+              f"ese; rerun with ESE_TRACEBACK=1 for the traceback and report it)",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -48,11 +48,26 @@ def converter_for(module):
     for cls in type(module).__mro__:
         if cls in _REGISTRY:
             converter = _REGISTRY[cls]
+            _check_common(module, converter.display_name)
             converter.check(module)
             return converter
     raise UnsupportedModelError(
         f"{type(module).__module__}.{type(module).__name__} is not supported; ese compiles "
         f"{', '.join(supported_modules())}")
+
+
+def _check_common(module, name):
+    """What no converter supports: weights without data, and dropout at inference."""
+    for parameter_name, parameter in module.named_parameters():
+        if parameter.is_meta:
+            raise UnsupportedModelError(
+                f"{name} parameter {parameter_name} is on the meta device and has no values; "
+                f"load the trained weights (load_state_dict) before compiling")
+    dropout = float(getattr(module, "dropout", 0) or 0)
+    if module.training and dropout > 0:
+        raise UnsupportedModelError(
+            f"{name} is in training mode with dropout={dropout}: the accelerator runs "
+            f"inference, without dropout; call module.eval() before compiling")
 
 
 def describe(module):
@@ -140,8 +155,9 @@ class TorchLSTMConverter(Converter):
     def check(self, module):
         if module.bidirectional:
             raise UnsupportedModelError(
-                "bidirectional LSTMs are not supported: the accelerator runs frames in time "
-                "order only; use bidirectional=False")
+                f"bidirectional LSTMs are not supported: the accelerator runs frames in time "
+                f"order only; use bidirectional=False (ese compiles "
+                f"{', '.join(supported_modules())})")
         if module.mode != "LSTM":
             raise UnsupportedModelError(f"torch.nn.{module.mode} is not supported; ese compiles "
                                         f"{', '.join(supported_modules())}")

@@ -90,6 +90,80 @@ def test_options_out_of_range_are_refused(option):
     assert "expected" in run.stderr
 
 
+def _bad_files(tmp_path, image):
+    """Files of the wrong kind for every argument that takes a file."""
+    import wave
+    with wave.open(str(tmp_path / "speech.wav"), "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(16000)
+        audio.writeframes(bytes(3200))
+    np.save(tmp_path / "frames.npy", frames(4, 6))
+    np.save(tmp_path / "nan.npy", np.full((2, 6), np.nan))
+    np.savez(tmp_path / "two.npz", channel0=frames(2, 6), channel1=frames(2, 6))
+    np.savez(tmp_path / "misnamed.npz", channel0_x=frames(2, 6))
+    (tmp_path / "empty.npy").write_bytes(b"")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["compile", "{tmp}/speech.wav", "-o", "{tmp}/x.ese"], "is not a PyTorch module"),
+    (["info", "{tmp}/speech.wav"], "not an ese weight image"),
+    (["verilog", "{tmp}/frames.npy", "-o", "{tmp}/x.v"], "not an ese weight image"),
+    (["predict", "{image}", "-i", "{tmp}/speech.wav", "-o", "{tmp}/y.npy"], "not a .npy"),
+    (["predict", "{image}", "-i", "{tmp}/empty.npy", "-o", "{tmp}/y.npy"], "not a .npy"),
+    (["predict", "{image}", "-i", "{tmp}/two.npz", "-o", "{tmp}/y.npy"], ".npz archive"),
+    (["predict", "{image}", "-i", "{tmp}/nan.npy", "-o", "{tmp}/y.npy"], "NaN"),
+    (["predict", "{image}", "-i", "{tmp}/frames.npy", "-o", "{tmp}/no/such/dir/y.npy"],
+     "No such file or directory"),
+    (["predict", "{image}", "-i", "{tmp}", "-o", "{tmp}/y.npy"], "is not a file"),
+    (["run", "{image}", "-i", "{tmp}/misnamed.npz", "--transport", "sim", "-o", "{tmp}/y.npz"],
+     "not named channel"),
+    (["corpus", "{tmp}/frames.npy"], "frames.npy"),
+    (["demo", "--seed", "-1"], "non-negative integer seed"),
+    (["bench", "--row-spread", "-1"], "a spread in [0, 4)"),
+    (["simulate", "{image}", "--frames", "0"], "positive integer"),
+    (["compile", "{tmp}/speech.wav", "-o", "{tmp}/x.ese", "--stream-window", "3"], "window"),
+    (["speech-eval", "--rtl-utterances", "-2"], "non-negative integer"),
+    (["estimate", "--pes", "zero"], "positive integer"),
+    (["no-such-command"], "invalid choice"),
+])
+def test_wrong_files_and_options_give_one_line_and_status_2(arguments, message, image, tmp_path,
+                                                            capsys):
+    _bad_files(tmp_path, image)
+    try:
+        status = main([a.format(tmp=tmp_path, image=image) for a in arguments])
+    except SystemExit as exit:          # argparse's own refusals
+        status = exit.code
+    error = capsys.readouterr().err
+    assert status == 2, error
+    assert message in error
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1, error
+
+
+def test_saturated_inputs_are_counted(image, tmp_path, capsys):
+    x = frames(4, 6)
+    x[0, :3] = 100.0
+    x[1, 0] = -100.0
+    np.save(tmp_path / "loud.npy", x)
+    assert main(["predict", str(image), "-i", str(tmp_path / "loud.npy"),
+                 "-o", str(tmp_path / "y.npy")]) == 0
+    assert "note: 4 of 24 input values lay beyond the fixed-point range" in capsys.readouterr().err
+
+
+def test_an_internal_error_is_one_line_unless_asked_for(monkeypatch, image, capsys):
+    import ese.sw.program as program_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+    monkeypatch.setattr(program_module, "load", broken)
+    assert main(["info", str(image)]) == 3
+    error = capsys.readouterr().err
+    assert "internal error: RuntimeError: simulated bug" in error and "ESE_TRACEBACK" in error
+    monkeypatch.setenv("ESE_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="simulated bug"):
+        main(["info", str(image)])
+
+
 def test_non_power_of_two_pe_count_is_a_clean_error(tmp_path):
     torch.save(torch.nn.LSTMCell(3, 4), tmp_path / "cell.pt")
     run = ese_command("compile", tmp_path / "cell.pt", "-o", tmp_path / "x.ese", "--pes", "3")

@@ -49,16 +49,37 @@ def test_predict_is_close_to_the_float_module(module):
 def test_unsupported_modules_name_what_is_supported(module, message):
     with pytest.raises(ese.UnsupportedModelError, match=message) as error:
         ese.compile(module, ese.Config(pes=4))
-    if message != "bidirectional":
-        assert "torch.nn.LSTMCell" in str(error.value) and "ese.PeepholeLSTM" in str(error.value)
+    assert "torch.nn.LSTMCell" in str(error.value) and "ese.PeepholeLSTM" in str(error.value)
 
 
-def test_integer_parameters_are_refused():
+def _with_parameter(name, value):
     module = nn.LSTM(4, 8)
-    module.weight_ih_l0 = nn.Parameter(torch.zeros(32, 4, dtype=torch.int32),
-                                       requires_grad=False)
-    with pytest.raises(ese.UnsupportedModelError, match="dtype"):
+    setattr(module, name, nn.Parameter(value, requires_grad=False))
+    return module
+
+
+@pytest.mark.parametrize("module, message", [
+    (nn.LSTM(4, 8, num_layers=2, dropout=0.5), "training mode with dropout=0.5.*eval"),
+    (nn.LSTM(4, 8, device="meta"), "meta device"),
+    (nn.LSTMCell(0, 3), "input_size=0"),
+    (_with_parameter("weight_ih_l0", torch.zeros(0, 4)), r"non-empty.*shape \(0, 4\)"),
+    (_with_parameter("weight_ih_l0", torch.zeros(32, 4, dtype=torch.int32)), "dtype"),
+    (_with_parameter("weight_hh_l0", torch.zeros(32, 8, dtype=torch.complex64)), "dtype"),
+    (_with_parameter("weight_hh_l0", torch.full((32, 8), float("nan"))), "NaN or infinite"),
+    (_with_parameter("bias_ih_l0", torch.full((32,), float("inf"))), "NaN or infinite"),
+])
+def test_unsupported_options_and_values_are_refused_with_what_to_do(module, message):
+    with pytest.raises(ese.UnsupportedModelError, match=message):
         ese.compile(module, ese.Config(pes=4))
+
+
+def test_dropout_is_fine_once_in_eval_mode_and_half_precision_is_converted():
+    module = nn.LSTM(4, 8, num_layers=2, dropout=0.5).eval()
+    x = frames(6, 4)
+    program = ese.compile(module, ese.Config(pes=4))
+    assert np.abs(program.predict(x) - program.float_reference(x)).max() < FLOAT_TOLERANCE
+    half = ese.compile(nn.LSTM(4, 8).half(), ese.Config(pes=4))
+    assert half.model.layers[0].cells == 8
 
 
 def test_compile_does_not_modify_the_module():
