@@ -334,7 +334,10 @@ class LSTMAccelerator(wiring.Component):
             critical.fresh.eq(fresh),
             cells.fresh.eq(fresh),
         ]
-        current_ok = (~released & receiver.full.bit_select(slot, 1)
+        # Nothing is sent while the accumulators are being cleared after a reset: products
+        # added then would be wiped.
+        clearing = Signal(init=1)
+        current_ok = (~clearing & ~released & receiver.full.bit_select(slot, 1)
                       & ~filled.bit_select(slot, 1) & ~cells.busy)
         following = slot + 1
         following_ok = (frame_running & last_cells_started & ~cells.busy
@@ -383,6 +386,7 @@ class LSTMAccelerator(wiring.Component):
                 m.d.comb += [clear_enable.eq(1), clear_address.eq(counter)]
                 m.d.sync += counter.eq(counter + 1)
                 with m.If(counter == self.clear_cycles(config) - 1):
+                    m.d.sync += clearing.eq(0)
                     m.next = "FRAME_WAIT"
             with m.State("FRAME_WAIT"):
                 # Weights load only while no step is waiting or in flight.
