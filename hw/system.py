@@ -11,7 +11,11 @@ Around the accelerator core (:mod:`ese.hw.accelerator`) it adds what a host need
   PEs' sparse entries from the stored image every frame step (it shares the memory's read
   channels with the image reader: the streamer stops and drains before a load begins).
 
-LOAD_IMAGE resets the accelerator (and the streamer) before it reads the image.
+LOAD_IMAGE resets the accelerator (and the streamer) before it reads the image. A reset in
+the middle of a host step drops the rest of that step (its beats up to tlast), and a result
+cut short by a reset is ended by one zero word with tlast, so both streams stay aligned on
+steps and nothing of the aborted work reaches the next run (Status.RESULT_OPEN says a cut
+result is still to be read; the driver discards it).
 
 Host stream formats (every word ``channels`` 16-bit values, channel 0 in the low bits, so a
 word is ``2 * channels`` bytes)::
@@ -24,7 +28,7 @@ word is ``2 * channels`` bytes)::
 Ports carry AXI names: ``s_axil__*``, ``m_axi__*``, ``host_frames__tdata``, ...
 """
 
-from amaranth.hdl import Cat, Module, ResetInserter, Signal
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -119,7 +123,15 @@ class AcceleratorSystem(wiring.Component):
         starts = Signal(channels)
         first_word = Signal()
         host = self.host_frames
-        with m.If(expecting_header):
+        step_open = Signal()        # a beat of a host step was taken, its last one not yet
+        discarding = Signal()       # dropping the rest of a step a reset cut short
+        with m.If(discarding):
+            m.d.comb += host.tready.eq(1)
+            with m.If(host.tvalid & host.tlast):
+                m.d.sync += discarding.eq(0)
+        with m.Elif(core_reset):
+            pass                    # nothing is taken while the core is held in reset
+        with m.Elif(expecting_header):
             m.d.comb += host.tready.eq(1)
             with m.If(host.tvalid):
                 m.d.sync += [starts.eq(host.tdata[:channels]), expecting_header.eq(0),
@@ -134,7 +146,27 @@ class AcceleratorSystem(wiring.Component):
                 m.d.sync += first_word.eq(0)
                 with m.If(host.tlast):
                     m.d.sync += expecting_header.eq(1)
-        wiring.connect(m, core.frames_out, wiring.flipped(self.host_results))
+        step_open_next = Signal()
+        m.d.comb += step_open_next.eq(Mux(host.tvalid & host.tready, ~host.tlast, step_open))
+        m.d.sync += step_open.eq(step_open_next)
+
+        # ---- Results: passed through, and a result a reset cuts short is ended -----------------
+        results = self.host_results
+        result_open = Signal()      # a result's first word was sent, its last one not yet
+        closing = Signal()          # ending a cut result with a zero word and tlast
+        with m.If(closing):
+            m.d.comb += [results.tvalid.eq(1), results.tlast.eq(1)]
+            with m.If(results.tready):
+                m.d.sync += closing.eq(0)
+        with m.Elif(~core_reset):
+            m.d.comb += [results.tdata.eq(core.frames_out.tdata),
+                         results.tlast.eq(core.frames_out.tlast),
+                         results.tvalid.eq(core.frames_out.tvalid),
+                         core.frames_out.tready.eq(results.tready)]
+        result_open_next = Signal()
+        m.d.comb += result_open_next.eq(Mux(results.tvalid & results.tready, ~results.tlast,
+                                            result_open))
+        m.d.sync += result_open.eq(result_open_next)
 
         # ---- Commands ---------------------------------------------------------------------
         command = registers.command
@@ -151,7 +183,8 @@ class AcceleratorSystem(wiring.Component):
             m.d.sync += draining.eq(0)
 
         def reset_core():
-            m.d.sync += [reset_count.eq(RESET_CYCLES), draining.eq(1), expecting_header.eq(1)]
+            m.d.sync += [reset_count.eq(RESET_CYCLES), draining.eq(1), expecting_header.eq(1),
+                         discarding.eq(step_open_next), closing.eq(result_open_next)]
 
         with m.If(command & Control.RESET):
             reset_core()
@@ -217,18 +250,17 @@ class AcceleratorSystem(wiring.Component):
             m.d.sync += busy_cycles.eq(busy_cycles + 1)
         with m.If(core.frames_in.tvalid & core.frames_in.tready & core.frames_in.tlast):
             m.d.sync += steps_in.eq(steps_in + 1)
-        results = self.host_results
         with m.If(results.tvalid & results.tready & results.tlast):
             m.d.sync += [steps_out.eq(steps_out + 1), last_step.eq(cycles),
                          step_cycles.eq(cycles - last_step)]
 
         # Bits in the order of ese.sw.registers.Status.
         status = Signal(32)
-        m.d.comb += status.eq(Cat(core.busy, writer.busy, load_pending | loading | reader.busy,
-                                  loaded,
-                                  errors != 0))
-        assert [Status.BUSY, Status.STORING, Status.LOADING, Status.LOADED, Status.ERROR] == \
-            [1 << bit for bit in range(5)]
+        m.d.comb += status.eq(Cat(core.busy | core_reset, writer.busy,
+                                  load_pending | loading | reader.busy, loaded, errors != 0,
+                                  result_open | closing))
+        assert [Status.BUSY, Status.STORING, Status.LOADING, Status.LOADED, Status.ERROR,
+                Status.RESULT_OPEN] == [1 << bit for bit in range(6)]
         m.d.comb += [
             registers.magic.eq(MAGIC),
             registers.format_version.eq(FORMAT_VERSION),

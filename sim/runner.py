@@ -243,21 +243,23 @@ def _tail(path, lines=40):
 
 
 def run_system(program, frames, *, testcase="run_through_driver", stall_probability=0.0,
-               seed=0, log=None, keep=None, other_image=None, timeout_cycles=None, loads=1):
+               seed=0, log=None, keep=None, other_image=None, timeout_cycles=None, loads=1,
+               options=None):
     """Run a test of :mod:`ese.sim.system_testbench`: the host driver against the system RTL.
 
     ``frames`` takes the forms of ``Program.simulate`` (a list per channel, or one sequence).
     The program is saved as a weight image that the driver loads from its file, as it would
     on the card. Returns ``(outputs, counters)``: per channel, per sequence, the decoded
     outputs; and the card's counters. ``loads``: how many times the driver loads the image
-    before it runs the frames.
+    before it runs the frames. ``options``: further settings for the test case.
     """
     build = build_simulator(program.config, log=log, design="system")
     if isinstance(frames, np.ndarray):
         frames = [frames]
     settings = {"stall_probability": float(stall_probability), "seed": int(seed),
                 "channels": program.config.channels,
-                "timeout_cycles": int(timeout_cycles or 5_000_000), "loads": int(loads)}
+                "timeout_cycles": int(timeout_cycles or 5_000_000), "loads": int(loads),
+                **(options or {})}
     arrays = {}
     for channel, entry in enumerate(frames):
         sequences = [] if entry is None else (entry if isinstance(entry, (list, tuple))

@@ -7,8 +7,10 @@ AXI-Stream sources and sink), with random idle cycles and back-pressure on every
 (written by :func:`ese.sim.runner.run_system`) names the weight image and the frames.
 """
 
+import itertools
 import json
 import os
+import random
 
 import cocotb
 import numpy as np
@@ -16,8 +18,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
 from ..sw.driver import Accelerator, DeviceError
-from ..sw.errors import ImageError
-from ..sw.registers import Register
+from ..sw.errors import CapacityError, ImageError
+from ..sw.registers import Control, Register
+from .testbench import stall_pattern
 from .transport import CLOCK_NS, SimulatedTransport, SystemModels
 
 __all__ = ["SystemBench"]
@@ -31,7 +34,8 @@ class SystemBench:
         cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
         self.models = SystemModels(dut, stall_probability=stall_probability, seed=seed)
         self.transport = SimulatedTransport(self.models)
-        self.driver = Accelerator(self.transport, poll_seconds=1e-6, timeout_seconds=0.05)
+        self.driver = Accelerator(self.transport, poll_seconds=1e-6, timeout_seconds=0.05,
+                                  memory_bytes=self.models.memory_bytes)
 
     async def reset(self):
         self.dut.rst.value = 1
@@ -65,10 +69,76 @@ async def run_through_driver(dut):
     for _ in range(settings["loads"]):
         await with_timeout(bench.driver.load(settings["image"]), limit, "ns")
     outputs = await with_timeout(bench.driver.run(_frames(job, settings)), limit, "ns")
+    await _save(bench, outputs)
+
+
+async def _save(bench, outputs):
+    """Write the outputs and the card's counters for ese.sim.runner.run_system."""
     counters = await bench.driver.counters()
     arrays = {f"outputs_{c}_{s}": values for c, sequences in enumerate(outputs)
               for s, values in enumerate(sequences)}
     np.savez(os.environ["ESE_SIM_RESULT"], counters=json.dumps(counters), **arrays)
+
+
+@cocotb.test()
+async def reset_in_the_middle_of_runs_then_rerun_clean(dut):
+    """Runs are cut short by a reset at random points (while steps and results are in
+    flight, under back-pressure), then the frames run again: the outputs must equal the
+    golden model's, with nothing of the aborted runs left in the card or the transport."""
+    job, settings = _job()
+    bench = SystemBench(dut, settings["stall_probability"], settings["seed"])
+    await bench.reset()
+    limit = settings["timeout_cycles"] * CLOCK_NS
+    driver = bench.driver
+    await with_timeout(driver.load(settings["image"]), limit, "ns")
+    frames = _frames(job, settings)
+    rng = random.Random(settings["seed"])
+    aborted = 0
+    for _ in range(settings["aborts"]):
+        run = cocotb.start_soon(driver.run(frames))
+        # Somewhere inside the run: after the first step has gone in, before the last result.
+        while await bench.transport.read_register(Register.STEPS_IN) < 1 + aborted:
+            await ClockCycles(dut.clk, 10)
+        await ClockCycles(dut.clk, rng.randrange(1, settings["abort_cycles"]))
+        if run.done():
+            raise AssertionError("the run finished before it could be cut short")
+        run.cancel()
+        await with_timeout(driver.reset(), limit, "ns")
+        aborted = await bench.transport.read_register(Register.STEPS_IN)
+    outputs = await with_timeout(driver.run(frames), limit, "ns")
+    await _save(bench, outputs)
+
+
+@cocotb.test()
+async def unanswered_run_times_out_and_reset_recovers(dut):
+    """A card that never delivers its results (the results stream held off) makes the run
+    time out with a clear error, refuses to run again until reset, and after a reset runs
+    the frames exactly."""
+    job, settings = _job()
+    bench = SystemBench(dut, settings["stall_probability"], settings["seed"])
+    await bench.reset()
+    limit = settings["timeout_cycles"] * CLOCK_NS
+    driver = bench.driver
+    await with_timeout(driver.load(settings["image"]), limit, "ns")
+    frames = _frames(job, settings)
+    results = bench.models.results
+    results.set_pause_generator(itertools.repeat(True))
+    driver.timeout_seconds = settings["driver_timeout_seconds"]
+    for expected in ("produced no result for frame step 1", "call reset() before running"):
+        try:
+            await with_timeout(driver.run(frames), limit, "ns")
+        except DeviceError as error:
+            assert expected in str(error), str(error)
+        else:
+            raise AssertionError("a run without results did not time out")
+    assert await bench.transport.read_register(Register.STEPS_OUT) == 0, \
+        "no result should have left the card while the results were held off"
+    # The fault clears; the driver resets the card and runs again.
+    results.set_pause_generator(stall_pattern(settings["stall_probability"],
+                                              random.Random(settings["seed"])))
+    await with_timeout(driver.reset(), limit, "ns")
+    outputs = await with_timeout(driver.run(frames), limit, "ns")
+    await _save(bench, outputs)
 
 
 @cocotb.test()
@@ -84,6 +154,16 @@ async def image_for_other_hardware_is_refused_before_any_write(dut):
     else:
         raise AssertionError("an image built for other hardware was accepted")
     assert bench.transport.writes == [], f"the driver wrote {bench.transport.writes}"
+    # An image that would run past the card's memory is refused before any write, too.
+    top = Accelerator(bench.transport, image_address=bench.models.memory_bytes - 4096,
+                      memory_bytes=bench.models.memory_bytes)
+    try:
+        await top.load(settings["image"])
+    except CapacityError as error:
+        assert "past the card's" in str(error), str(error)
+    else:
+        raise AssertionError("an image past the end of the memory was accepted")
+    assert bench.transport.writes == [], f"the driver wrote {bench.transport.writes}"
     assert await bench.transport.read_register(Register.IMAGE_STORED) == 0
 
 
@@ -98,7 +178,6 @@ async def error_flags_surface_as_named_exceptions(dut):
     transport = bench.transport
     words = np.array([0x7F, 0, 2, 1, 2], dtype="<u4")
     await transport.write_register(Register.IMAGE_WORDS, len(words))
-    from ..sw.registers import Control
     await transport.write_register(Register.CONTROL, Control.STORE_IMAGE)
     await transport.send("weights", words.tobytes())
     await ClockCycles(dut.clk, 200)
@@ -112,5 +191,14 @@ async def error_flags_surface_as_named_exceptions(dut):
     else:
         raise AssertionError("the malformed record raised no error")
     await bench.driver.reset()
-    await ClockCycles(dut.clk, 20)
     await bench.driver.check_errors()       # cleared
+    # A second STORE_IMAGE while the first is still storing is ignored and flagged.
+    await transport.write_register(Register.IMAGE_WORDS, 64)
+    await transport.write_register(Register.CONTROL, Control.STORE_IMAGE)
+    await transport.write_register(Register.CONTROL, Control.STORE_IMAGE)
+    try:
+        await bench.driver.check_errors()
+    except DeviceError as error:
+        assert error.flags == ("command_error",), error.flags
+    else:
+        raise AssertionError("a command while busy raised no error")

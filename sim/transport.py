@@ -9,7 +9,7 @@ given random idle cycles and back-pressure.
 
 import random
 
-from cocotb.triggers import Timer
+from cocotb.triggers import ClockCycles, SimTimeoutError, Timer, with_timeout
 from cocotbext.axi import (
     AxiBus,
     AxiLiteBus,
@@ -41,6 +41,8 @@ class SystemModels:
 
     def __init__(self, dut, memory_bytes=1 << 24, stall_probability=0.0, seed=0):
         clock, reset = dut.clk, dut.rst
+        self.clock = clock
+        self.memory_bytes = memory_bytes
         self.registers = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), clock, reset)
         self.memory = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), clock, reset,
                              size=memory_bytes)
@@ -69,7 +71,6 @@ class SimulatedTransport:
 
     def __init__(self, models):
         self.models = models
-        self._pending = bytearray()
         self.writes = []          # (kind, offset or stream) of everything sent, for tests
 
     async def read_register(self, offset):
@@ -79,18 +80,43 @@ class SimulatedTransport:
         self.writes.append(("register", int(offset)))
         await self.models.registers.write_dword(int(offset), int(value))
 
-    async def send(self, stream, data):
-        self.writes.append(("stream", stream))
-        source = {"weights": self.models.weights, "frames": self.models.frames}[stream]
-        await source.send(AxiStreamFrame(bytes(data)))
+    def _source(self, stream):
+        return {"weights": self.models.weights, "frames": self.models.frames}[stream]
 
-    async def receive(self, stream, size):
-        while len(self._pending) < size:
-            frame = await self.models.results.recv()
-            self._pending += bytes(frame.tdata)
-        data = bytes(self._pending[:size])
-        del self._pending[:size]
-        return data
+    async def send(self, stream, data, timeout=None):
+        # The source queues the packet; the bus takes it as the card accepts it.
+        self.writes.append(("stream", stream))
+        await self._source(stream).send(AxiStreamFrame(bytes(data)))
+
+    async def receive(self, stream, size, timeout=None):
+        """The next whole packet (up to tlast)."""
+        waiting = self.models.results.recv()
+        try:
+            frame = await (waiting if timeout is None else
+                           with_timeout(waiting, _nanoseconds(timeout), "ns"))
+        except SimTimeoutError:
+            raise TimeoutError from None
+        return bytes(frame.tdata)
+
+    async def abandon(self, stream):
+        """Drop the packets queued and not yet begun (one under way goes on)."""
+        self._source(stream).clear()
+
+    async def drain(self, stream, timeout=None):
+        source = self._source(stream)
+        cycles = None if timeout is None else _nanoseconds(timeout) // CLOCK_NS
+        clock = self.models.clock
+        while not source.idle():
+            if cycles is not None:
+                if cycles <= 0:
+                    raise TimeoutError
+                cycles -= 1
+            await ClockCycles(clock, 1)
 
     async def sleep(self, seconds):
-        await Timer(max(CLOCK_NS, int(seconds * 1e9)), "ns")
+        await Timer(_nanoseconds(seconds), "ns")
+
+
+def _nanoseconds(seconds):
+    """Simulated nanoseconds, whole clock periods, at least one."""
+    return max(CLOCK_NS, int(seconds * 1e9) // CLOCK_NS * CLOCK_NS)

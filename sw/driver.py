@@ -12,7 +12,16 @@ five coroutines::
 Two transports exist: :class:`XdmaTransport` for the ADM-PCIE-KU3 card through the Xilinx
 XDMA driver's character devices, and ``ese.sim.transport.SimulatedTransport`` for the RTL in
 Verilator with cocotbext-axi bus models. The driver awaits nothing but its transport, so the
-same code runs in asyncio and in cocotb.
+same code runs in asyncio and in cocotb. ``receive`` returns one whole packet (a step's
+results end with tlast); ``send`` and ``receive`` take a timeout in seconds and raise
+``TimeoutError`` when it passes. Two more coroutines serve :meth:`Accelerator.reset`::
+
+    await transport.abandon(stream)             # drop what is queued and not yet under way
+    await transport.drain(stream, timeout)      # wait until what is under way has left
+
+Every wait has a deadline: a card that never answers raises :class:`DeviceError` saying what
+it did not finish, and :meth:`Accelerator.reset` brings it back (the frames of the aborted run
+and their results are dropped on both sides; the weights stay).
 
 Loading checks the card before it writes anything: the build identifier and every hardware
 parameter are read from registers, and an image built for other hardware is refused with
@@ -26,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import EseError, ImageError
+from .errors import CapacityError, ConfigError, EseError, ImageError
 from .registers import (
     CONFIG_BASE,
     ERROR_FLAGS,
@@ -103,18 +112,30 @@ class Accelerator:
     poll_seconds : float
         Interval between status reads while waiting.
     timeout_seconds : float
-        How long to wait for the card before giving up.
+        How long to wait for the card (a status change, a step's results) before giving up.
+    memory_bytes : int, optional
+        Size of the card's memory; an image that would not fit below it (or below the
+        2 ** memory_address_bits bytes the hardware addresses) is refused before anything is
+        written.
     """
 
-    def __init__(self, transport, image_address=0, poll_seconds=1e-6, timeout_seconds=1.0):
-        if image_address % 4096:
-            raise ValueError(f"the image address must be 4 KB aligned, not {image_address:#x}")
+    def __init__(self, transport, image_address=0, poll_seconds=1e-6, timeout_seconds=1.0,
+                 memory_bytes=None):
+        if (isinstance(image_address, bool) or not isinstance(image_address, int)
+                or not 0 <= image_address < 1 << 32 or image_address % 4096):
+            raise ConfigError(f"the image address must be a 4 KB aligned byte address below "
+                              f"4 GiB, not {image_address!r}")
+        if not timeout_seconds > 0 or not poll_seconds > 0:
+            raise ConfigError("poll_seconds and timeout_seconds must be positive")
         self.transport = transport
         self.image_address = image_address
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
+        self.memory_bytes = memory_bytes
         self.info = None
         self.program = None
+        self._results_read = 0       # result packets read, counted like Register.STEPS_OUT
+        self._aborted = False        # a run stopped part way: reset() before the next
 
     async def identify(self):
         """Read and check the card's identity and parameters; returns HardwareInfo."""
@@ -148,12 +169,13 @@ class Accelerator:
         else:
             program = load(image, config=info.config)
         words = program.image.load_words()
+        self._check_memory_range(len(words), info.config)
         write = self.transport.write_register
         await write(Register.CONTROL, Control.CLEAR_ERRORS)
         await write(Register.IMAGE_ADDRESS, self.image_address)
         await write(Register.IMAGE_WORDS, len(words))
         await write(Register.CONTROL, Control.STORE_IMAGE)
-        await self.transport.send("weights", words.astype("<u4").tobytes())
+        await self._send("weights", words.astype("<u4").tobytes(), "the weight image")
         await self._wait_until_clear(Status.STORING, "storing the weight image")
         stored = await self.transport.read_register(Register.IMAGE_STORED)
         if stored != len(words):
@@ -164,7 +186,43 @@ class Accelerator:
         if not status & Status.LOADED:
             raise DeviceError("the card did not report the image loaded")
         self.program = program
+        self._results_read = await self.transport.read_register(Register.STEPS_OUT)
+        self._aborted = False
         return program
+
+    def _check_memory_range(self, words, config):
+        """Refuse an image that would not fit the card's memory at the image address."""
+        end = self.image_address + 4 * words
+        limits = [(1 << config.memory_address_bits, f"the {config.memory_address_bits}-bit "
+                   f"addresses of the hardware")]
+        if self.memory_bytes is not None:
+            limits.append((self.memory_bytes, f"the card's {self.memory_bytes} bytes of memory"))
+        for limit, what in limits:
+            if end > limit:
+                raise CapacityError(
+                    f"the weight image ({4 * words} bytes at {self.image_address:#x}) would end "
+                    f"at {end:#x}, past {what}; choose a lower image_address or a smaller "
+                    f"model")
+
+    async def _send(self, stream, data, what):
+        try:
+            await self.transport.send(stream, data, self.timeout_seconds)
+        except TimeoutError:
+            self._aborted = True
+            await self.check_errors()
+            raise DeviceError(f"the card did not take {what} within {self.timeout_seconds} s; "
+                              f"reset it (Accelerator.reset)") from None
+
+    async def _receive(self, size, what):
+        try:
+            data = await self.transport.receive("results", size, self.timeout_seconds)
+        except TimeoutError:
+            self._aborted = True
+            await self.check_errors()
+            raise DeviceError(f"the card produced no {what} within {self.timeout_seconds} s; "
+                              f"reset it (Accelerator.reset)") from None
+        self._results_read += 1
+        return data
 
     async def run(self, frames):
         """Run frames; the same forms as ``Program.simulate`` (one sequence, or per channel).
@@ -176,6 +234,8 @@ class Accelerator:
         program = self.program
         if program is None:
             raise DeviceError("no weight image is loaded; call load() first")
+        if self._aborted:
+            raise DeviceError("a run was aborted part way; call reset() before running again")
         plan = plan_steps(program, frames, golden=False)
         config = program.config
         bits = config.activation_bits
@@ -185,13 +245,19 @@ class Accelerator:
         # Two steps in flight: the card buffers two, and reading each result before sending
         # the step after next never leaves it waiting for the host.
         ahead = min(2, len(steps))
-        for step in steps[:ahead]:
-            await self.transport.send("frames", step)
+        for index, step in enumerate(steps[:ahead]):
+            await self._send("frames", step, f"frame step {index + 1}")
         for index in range(plan.steps):
-            data = await self.transport.receive("results", result_bytes)
+            data = await self._receive(result_bytes, f"result for frame step {index + 1} of "
+                                                     f"{plan.steps}")
+            if len(data) != result_bytes:
+                self._aborted = True
+                raise DeviceError(f"the result of frame step {index + 1} has {len(data)} bytes, "
+                                  f"not {result_bytes}; reset the card (Accelerator.reset)")
             outputs[index] = unpack_results(data, config.channels, program.outputs, bits)
             if index + ahead < len(steps):
-                await self.transport.send("frames", steps[index + ahead])
+                await self._send("frames", steps[index + ahead],
+                                 f"frame step {index + ahead + 1}")
         await self.check_errors()
         decoded = program.decode_outputs(outputs)
         return decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
@@ -221,9 +287,40 @@ class Accelerator:
                               flags=[name for name, _ in named])
 
     async def reset(self):
-        """Reset the accelerator (frames in flight are dropped; weights stay) and clear errors."""
-        await self.transport.write_register(Register.CONTROL,
-                                            Control.RESET | Control.CLEAR_ERRORS)
+        """Reset the accelerator and clear its errors: frames in flight and their results are
+        dropped on the card and on the host, so the next run starts clean; weights stay.
+
+        The host first stops sending; a reset makes the card drop the rest of a step it was
+        taking and end a result it was sending; once what the host had under way has left, a
+        second reset drops any step that began meanwhile; then every result the card
+        produced and the host did not read is read and discarded.
+        """
+        transport = self.transport
+        command = Control.RESET | Control.CLEAR_ERRORS
+        await transport.abandon("frames")
+        await transport.write_register(Register.CONTROL, command)
+        try:
+            await transport.drain("frames", self.timeout_seconds)
+        except TimeoutError:
+            raise DeviceError(f"the card did not take the frames under way within "
+                              f"{self.timeout_seconds} s after a reset") from None
+        await transport.write_register(Register.CONTROL, command)
+        waited = 0.0
+        while True:
+            status = await transport.read_register(Register.STATUS)
+            produced = await transport.read_register(Register.STEPS_OUT)
+            stale = (produced - self._results_read) & 0xFFFFFFFF
+            if stale or status & Status.RESULT_OPEN:
+                await self._receive(None, "result to discard after the reset")
+            elif not status & Status.BUSY:
+                break
+            else:
+                if waited >= self.timeout_seconds:
+                    raise DeviceError(f"the card stayed busy for {self.timeout_seconds} s after "
+                                      f"a reset")
+                await transport.sleep(self.poll_seconds)
+                waited += self.poll_seconds
+        self._aborted = False
 
     async def _wait_until_clear(self, bits, what):
         waited = 0.0
@@ -249,6 +346,7 @@ class XdmaTransport:
     """
 
     STREAMS = {"frames": "h2c_0", "weights": "h2c_1", "results": "c2h_0"}
+    LARGEST_PACKET = 1 << 20
 
     def __init__(self, prefix="/dev/xdma0"):
         self.prefix = prefix
@@ -263,6 +361,7 @@ class XdmaTransport:
         self._files = {name: os.open(f"{prefix}_{device}",
                                      os.O_RDONLY if device.startswith("c2h") else os.O_WRONLY)
                        for name, device in self.STREAMS.items()}
+        self._under_way = {}
 
     async def read_register(self, offset):
         data = await asyncio.to_thread(os.pread, self._user, 4, int(offset))
@@ -272,21 +371,48 @@ class XdmaTransport:
         await asyncio.to_thread(os.pwrite, self._user, int(value).to_bytes(4, "little"),
                                 int(offset))
 
-    async def send(self, stream, data):
+    # A transfer that times out goes on in its worker thread (a blocking device call cannot
+    # be cancelled); it is kept, so the next receive returns its packet and drain waits for it.
+
+    def _write_all(self, stream, data):
         view = memoryview(data)
         while view:
-            written = await asyncio.to_thread(os.write, self._files[stream], view)
-            view = view[written:]
+            view = view[os.write(self._files[stream], view):]
 
-    async def receive(self, stream, size):
-        parts, remaining = [], size
-        while remaining:
-            part = await asyncio.to_thread(os.read, self._files[stream], remaining)
-            if not part:
-                raise DeviceError(f"the card's {stream} stream ended")
-            parts.append(part)
-            remaining -= len(part)
-        return b"".join(parts)
+    async def _finish(self, transfer, timeout):
+        try:
+            return await asyncio.wait_for(asyncio.shield(transfer), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError from None
+
+    async def send(self, stream, data, timeout=None):
+        await self.drain(stream, timeout)
+        transfer = asyncio.ensure_future(asyncio.to_thread(self._write_all, stream, bytes(data)))
+        self._under_way[stream] = transfer
+        await self._finish(transfer, timeout)
+        self._under_way.pop(stream, None)
+
+    async def receive(self, stream, size, timeout=None):
+        """One packet: the card ends each with tlast, which ends the XDMA read."""
+        transfer = self._under_way.get(stream)
+        if transfer is None:
+            transfer = asyncio.ensure_future(asyncio.to_thread(
+                os.read, self._files[stream], size or self.LARGEST_PACKET))
+            self._under_way[stream] = transfer
+        data = await self._finish(transfer, timeout)
+        self._under_way.pop(stream, None)
+        if not data:
+            raise DeviceError(f"the card's {stream} stream ended")
+        return data
+
+    async def abandon(self, stream):
+        """Nothing is queued on the host beyond the transfer under way."""
+
+    async def drain(self, stream, timeout=None):
+        transfer = self._under_way.get(stream)
+        if transfer is not None:
+            await self._finish(transfer, timeout)
+            self._under_way.pop(stream, None)
 
     async def sleep(self, seconds):
         await asyncio.sleep(seconds)

@@ -54,6 +54,8 @@ class Status(enum.IntFlag):
     LOADING = 1 << 2        # the image is being read from DDR into the memories
     LOADED = 1 << 3         # an image has been loaded since reset
     ERROR = 1 << 4          # some error flag is set
+    RESULT_OPEN = 1 << 5    # a result's first word has left and its last not yet (after a
+                            # reset, the zero word that ends a cut result is still to be read)
 
 
 #: Sticky error flags: bit, name, meaning.

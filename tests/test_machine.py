@@ -43,6 +43,28 @@ def test_error_flags_surface_as_named_exceptions(program):
     run_system(program, [None], seed=2, testcase="error_flags_surface_as_named_exceptions")
 
 
+def test_resets_in_the_middle_of_runs_leave_nothing_behind(program):
+    """Three runs cut short by a reset at random points, under back-pressure on every bus,
+    then the same frames again: outputs equal the golden model's."""
+    a, b = frames(16, 13, seed=7), frames(16, 13, seed=8)
+    outputs, counters = run_system(
+        program, [a, b], stall_probability=0.25, seed=5,
+        testcase="reset_in_the_middle_of_runs_then_rerun_clean",
+        options={"aborts": 3, "abort_cycles": 600})
+    assert np.array_equal(outputs[0][0], program.predict(a))
+    assert np.array_equal(outputs[1][0], program.predict(b))
+    # The aborted runs did take steps in, so the resets really cut work short.
+    assert counters["steps_in"] > 16
+
+
+def test_a_card_that_never_answers_times_out_and_reset_recovers(program):
+    a = frames(6, 13, seed=9)
+    outputs, _ = run_system(program, [a, None], stall_probability=0.25, seed=6,
+                            testcase="unanswered_run_times_out_and_reset_recovers",
+                            options={"driver_timeout_seconds": 50e-6})
+    assert np.array_equal(outputs[0][0], program.predict(a))
+
+
 def test_weights_streamed_from_memory_for_a_model_larger_than_the_chip():
     """Streamed configuration: each PE holds two rings of 8 entry words; the model's entries
     are many times that, so every frame step streams them from the DDR model again. Under
@@ -62,3 +84,14 @@ def test_weights_streamed_from_memory_for_a_model_larger_than_the_chip():
     assert np.array_equal(out_b1, program.predict(b1))
     assert np.array_equal(out_b2, program.predict(b2))
     assert counters["steps_in"] == counters["steps_out"] == 6
+
+
+def test_soak_in_small_checks_every_frame():
+    """`ese soak`'s engine on a few hundred frames (the README's figure comes from the full
+    10,000-step run); it shares the system build of the tests above."""
+    from ese.sw.soak import SoakSettings, run_soak
+    report = run_soak(SoakSettings(frames=150, longest_sequence=40, stall_probability=0.25,
+                                   config=hardware(4, channels=2)))
+    assert report["frames"] == 300 and report["sequences"] >= 2 * 4
+    assert report["mismatched_frames"] == 0
+    assert report["steps_out"] == 150 and report["simulated_cycles"] > 150 * 100
