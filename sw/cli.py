@@ -444,6 +444,25 @@ def cmd_build(args):
     return 0
 
 
+def cmd_soak(args):
+    from .soak import SoakSettings, run_soak
+    settings = SoakSettings(frames=args.frames, channels=args.channels, pes=args.pes,
+                            stall_probability=args.stalls, seed=args.seed)
+    console = _console()
+    with console.status("soak") as status:
+        report = run_soak(settings, log=lambda text: status.update(text))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        console.print(
+            f"{report['frames']} frames ({report['frame_steps']} steps x {report['channels']} "
+            f"channels, {report['sequences']} sequences) through the system RTL with "
+            f"{report['stall_probability']:g} stalls on every bus: "
+            f"{report['mismatched_frames']} mismatched frames; {report['simulated_cycles']} "
+            f"simulated cycles in {report['wall_seconds']:.0f} s")
+    return 0 if report["mismatched_frames"] == 0 else 1
+
+
 def cmd_corpus(args):
     from .corpus import build_corpus
     console = _console()
@@ -455,6 +474,14 @@ def cmd_corpus(args):
     return 0
 
 
+def _retrain_epochs(args):
+    from .speech import EvaluationSettings
+    if args.retrain_epochs is None:
+        default = EvaluationSettings()
+        return default.retrain_epochs if tuple(args.densities) == default.densities else 2
+    return args.retrain_epochs[0] if len(args.retrain_epochs) == 1 else tuple(args.retrain_epochs)
+
+
 def cmd_speech_eval(args):
     from ..sim.build import cache_root
     from .speech import EvaluationSettings, TrainingSettings, evaluate, plot_report, write_report
@@ -464,7 +491,9 @@ def cmd_speech_eval(args):
     settings = EvaluationSettings(
         corpus=corpus, utterances=args.utterances, training=training,
         densities=tuple(args.densities), target_density=args.target_density,
-        prune_steps=args.prune_steps, retrain_epochs=args.retrain_epochs, pes=args.pes,
+        prune_steps=args.prune_steps,
+        retrain_epochs=_retrain_epochs(args),
+        pes=args.pes,
         rtl_utterances=args.rtl_utterances, work=args.work or "")
     console = _console()
     with console.status("speech evaluation") as status:
@@ -541,6 +570,7 @@ def _print_summary(program, path):
 
 
 def build_parser():
+    from .speech import EvaluationSettings
     parser = _Parser(
         prog="ese", description="FPGA accelerators for sparse, quantized LSTMs (ESE-style).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command",
@@ -681,13 +711,16 @@ def build_parser():
     speech.add_argument("--epochs", type=_positive_int, default=20)
     speech.add_argument("--batch", type=_positive_int, default=16)
     speech.add_argument("--densities", type=_density, nargs="+",
-                        default=[0.5, 0.3, 0.2, 0.112, 0.08, 0.05])
+                        default=list(EvaluationSettings.densities))
     speech.add_argument("--target-density", type=_density, default=0.112,
                         help="the density checked on the RTL")
     speech.add_argument("--prune-steps", type=_positive_int, default=1,
                         help="pruning steps from one density to the next")
-    speech.add_argument("--retrain-epochs", type=_positive_int, default=2,
-                        help="retraining epochs after each pruning step")
+    speech.add_argument("--retrain-epochs", type=_count, nargs="+", default=None,
+                        help="retraining epochs after pruning to each density (one count for "
+                             "all, or one per density; default: "
+                             f"{' '.join(map(str, EvaluationSettings.retrain_epochs))} for the "
+                             "default densities, else 2)")
     speech.add_argument("--pes", type=_positive_int, default=32)
     speech.add_argument("--rtl-utterances", type=_count, default=3)
     speech.add_argument("--work", help="checkpoints and models (default: CORPUS/work)")
@@ -695,6 +728,18 @@ def build_parser():
     speech.add_argument("-o", "--output", default="reports/speech.json")
     speech.add_argument("--plot", default="reports/speech.png")
     speech.set_defaults(run=cmd_speech_eval)
+
+    soak = commands.add_parser(
+        "soak", help="stream many frames through the simulated machine, checking every one")
+    soak.add_argument("--frames", type=_positive_int, default=10_000,
+                      help="frame steps (each one frame per channel)")
+    soak.add_argument("--channels", type=_positive_int, default=2)
+    soak.add_argument("--pes", type=_positive_int, default=4)
+    soak.add_argument("--stalls", type=_probability, default=0.2,
+                      help="probability of an idle or back-pressure cycle on every bus")
+    soak.add_argument("--seed", type=_seed, default=0)
+    soak.add_argument("--json", action="store_true")
+    soak.set_defaults(run=cmd_soak)
 
     ver = commands.add_parser("verilog", help="write the Verilog of an image's hardware")
     ver.add_argument("image")
