@@ -124,13 +124,21 @@ def _random_frames(program, count, seed):
 # Subcommands.
 
 def cmd_demo(args):
-    from .demo import DemoSettings, run_demo
+    from .demo import DemoSettings, SpeechDemoSettings, run_demo, run_speech_demo
     settings = DemoSettings(pes=args.pes, density=args.density, frames=args.frames,
                             stall_probability=args.stalls, seed=args.seed)
-    report = run_demo(settings, _console())
+    console = _console()
+    report = run_demo(settings, console)
+    ok = report["bitexact"]
+    if not args.no_speech:
+        speech = SpeechDemoSettings(stall_probability=args.stalls)
+        if args.sentence:
+            speech.sentence = args.sentence
+        report["speech"] = run_speech_demo(speech, console)
+        ok = ok and report["speech"]["bitexact"] and report["speech"]["decode_equals_golden"]
     if args.json:
         print(json.dumps(report))
-    return 0 if report["bitexact"] else 1
+    return 0 if ok else 1
 
 
 def cmd_compile(args):
@@ -494,7 +502,8 @@ def cmd_speech_eval(args):
         prune_steps=args.prune_steps,
         retrain_epochs=_retrain_epochs(args),
         pes=args.pes,
-        rtl_utterances=args.rtl_utterances, work=args.work or "")
+        rtl_utterances=args.rtl_utterances, work=args.work or "", export=args.export or "",
+        export_pes=args.export_pes)
     console = _console()
     with console.status("speech evaluation") as status:
         report = evaluate(settings, log=lambda text: status.update(text))
@@ -583,6 +592,10 @@ def build_parser():
     demo.add_argument("--stalls", type=_probability, default=0.0,
                       help="probability of an idle or back-pressure cycle on each stream")
     demo.add_argument("--seed", type=_seed, default=0)
+    demo.add_argument("--no-speech", action="store_true",
+                      help="skip the phone recognizer on a synthesised sentence")
+    demo.add_argument("--sentence", help="what the recognizer hears (default: a sentence it "
+                                         "was not trained on)")
     demo.add_argument("--json", action="store_true", help="also print the report as JSON")
     demo.set_defaults(run=cmd_demo)
 
@@ -724,6 +737,12 @@ def build_parser():
     speech.add_argument("--pes", type=_positive_int, default=32)
     speech.add_argument("--rtl-utterances", type=_count, default=3)
     speech.add_argument("--work", help="checkpoints and models (default: CORPUS/work)")
+    speech.add_argument("--export", metavar="PREFIX",
+                        help="write the load-balanced recognizer at the target density as "
+                             "PREFIX.ese (the accelerator's image) and PREFIX.npz (the host's "
+                             "output layer, phones, feature scaling)")
+    speech.add_argument("--export-pes", type=_positive_int, default=8,
+                        help="PEs the exported recognizer is compiled for")
     speech.add_argument("--seed", type=_seed, default=0)
     speech.add_argument("-o", "--output", default="reports/speech.json")
     speech.add_argument("--plot", default="reports/speech.png")

@@ -32,7 +32,8 @@ from .errors import InputError
 
 __all__ = ["FeatureSet", "build_recognizer", "features", "load_features", "train",
            "prune_iteratively", "phone_error_rate", "greedy_decode", "edit_distance",
-           "TrainingSettings", "EvaluationSettings", "evaluate", "density_of"]
+           "TrainingSettings", "EvaluationSettings", "evaluate", "density_of", "normalise",
+           "export_recognizer", "CompiledRecognizer"]
 
 MELS = 40
 HOP = 160        # 10 ms at 16 kHz
@@ -49,6 +50,12 @@ def features(audio, sample_rate=16000):
     logmel = np.log(mel + 1e-6)
     delta = librosa.feature.delta(logmel, width=5, mode="nearest")
     return np.concatenate([logmel, delta]).T.astype(np.float32)
+
+
+def normalise(raw, normalisation):
+    """Features scaled by the training set's mean and deviation, clipped to FEATURE_LIMIT."""
+    mean, std = np.asarray(normalisation["mean"]), np.asarray(normalisation["std"])
+    return np.clip((raw - mean) / std, -FEATURE_LIMIT, FEATURE_LIMIT).astype(np.float32)
 
 
 @dataclass
@@ -93,9 +100,7 @@ def load_features(corpus, split, phones=None, normalisation=None, cache=True, lo
         stacked = np.concatenate(raw)
         normalisation = {"mean": stacked.mean(axis=0).tolist(),
                          "std": (stacked.std(axis=0) + 1e-5).tolist()}
-    mean, std = np.asarray(normalisation["mean"]), np.asarray(normalisation["std"])
-    inputs = [np.clip((f - mean) / std, -FEATURE_LIMIT, FEATURE_LIMIT).astype(np.float32)
-              for f in raw]
+    inputs = [normalise(f, normalisation) for f in raw]
     unknown = sorted({p for u in utterances for p in u.phones if p not in index})
     if unknown:
         raise InputError(f"the {split} transcripts use phones the training set has not: "
@@ -324,6 +329,10 @@ class EvaluationSettings:
     activation_bits: int = 16
     rtl_utterances: int = 3
     work: str = ""                   # checkpoints and the trained models
+    #: Where to write the recognizer at the target density, load-balanced (PREFIX.ese and
+    #: PREFIX.npz, see export_recognizer), compiled for ``export_pes`` PEs; "" for nowhere.
+    export: str = ""
+    export_pes: int = 8
 
 
 def evaluate(settings, log=None):
@@ -414,6 +423,10 @@ def evaluate(settings, log=None):
             if kind == "balanced" and math.isclose(density, settings.target_density):
                 report["rtl"] = _rtl_check(program, pruned, test_data, golden,
                                            settings.rtl_utterances, log)
+                if settings.export:
+                    export_recognizer(pruned, phones, normalisation,
+                                      config.replace(pes=settings.export_pes), settings.export)
+                    say(f"recognizer written to {settings.export}.ese and .npz")
     report["densities"] = [rows[density] for density in settings.densities]
     report["seconds"] = time.monotonic() - started
     return report
@@ -485,3 +498,48 @@ def plot_report(report, path):
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     pyplot.close(figure)
+
+
+def export_recognizer(model, phones, normalisation, config, prefix):
+    """Write what recognising phones on the accelerator needs: ``PREFIX.ese`` (the LSTM layers
+    compiled for ``config``: the hardware's weight image) and ``PREFIX.npz`` (the host's part:
+    the CTC output layer, the phone set and the feature scaling)."""
+    import ese
+    prefix = Path(prefix)
+    program = ese.compile(model.lstm, config)
+    program.save(prefix.with_suffix(".ese"))
+    np.savez_compressed(
+        prefix.with_suffix(".npz"), phones=np.array(phones),
+        output_weight=model.output.weight.detach().numpy().astype(np.float32),
+        output_bias=model.output.bias.detach().numpy().astype(np.float32),
+        mean=np.asarray(normalisation["mean"], dtype=np.float64),
+        std=np.asarray(normalisation["std"], dtype=np.float64))
+    return program
+
+
+class CompiledRecognizer:
+    """A phone recognizer written by :func:`export_recognizer`: the accelerator's program
+    and the host's output layer."""
+
+    def __init__(self, prefix):
+        import ese
+        prefix = Path(prefix)
+        self.program = ese.load(prefix.with_suffix(".ese"))
+        with np.load(prefix.with_suffix(".npz"), allow_pickle=False) as saved:
+            self.phones = [str(p) for p in saved["phones"]]
+            self.output_weight = saved["output_weight"].astype(np.float64)
+            self.output_bias = saved["output_bias"].astype(np.float64)
+            self.normalisation = {"mean": saved["mean"], "std": saved["std"]}
+
+    def features(self, audio):
+        return normalise(features(audio), self.normalisation)
+
+    def log_probabilities(self, lstm_outputs):
+        """The host's output layer on the accelerator's outputs."""
+        logits = np.asarray(lstm_outputs) @ self.output_weight.T + self.output_bias
+        logits -= logits.max(axis=-1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+
+    def decode(self, lstm_outputs):
+        """Greedy CTC decoding to phone symbols."""
+        return [self.phones[i - 1] for i in greedy_decode(self.log_probabilities(lstm_outputs))]
