@@ -62,14 +62,22 @@ def _frames(job, settings):
 @cocotb.test()
 async def run_through_driver(dut):
     """Load the image through the driver and run every channel's frames; save the results."""
+    settings, bench, frames, limit = await _loaded(dut)
+    for _ in range(settings["loads"] - 1):
+        await with_timeout(bench.driver.load(settings["image"]), limit, "ns")
+    outputs = await with_timeout(bench.driver.run(frames), limit, "ns")
+    await _save(bench, outputs)
+
+
+async def _loaded(dut):
+    """The job's settings, a bench with the image loaded through the driver, the frames, and
+    the time limit of one driver call (ns)."""
     job, settings = _job()
     bench = SystemBench(dut, settings["stall_probability"], settings["seed"])
     await bench.reset()
     limit = settings["timeout_cycles"] * CLOCK_NS
-    for _ in range(settings["loads"]):
-        await with_timeout(bench.driver.load(settings["image"]), limit, "ns")
-    outputs = await with_timeout(bench.driver.run(_frames(job, settings)), limit, "ns")
-    await _save(bench, outputs)
+    await with_timeout(bench.driver.load(settings["image"]), limit, "ns")
+    return settings, bench, _frames(job, settings), limit
 
 
 async def _save(bench, outputs):
@@ -85,13 +93,8 @@ async def reset_in_the_middle_of_runs_then_rerun_clean(dut):
     """Runs are cut short by a reset at random points (while steps and results are in
     flight, under back-pressure), then the frames run again: the outputs must equal the
     golden model's, with nothing of the aborted runs left in the card or the transport."""
-    job, settings = _job()
-    bench = SystemBench(dut, settings["stall_probability"], settings["seed"])
-    await bench.reset()
-    limit = settings["timeout_cycles"] * CLOCK_NS
+    settings, bench, frames, limit = await _loaded(dut)
     driver = bench.driver
-    await with_timeout(driver.load(settings["image"]), limit, "ns")
-    frames = _frames(job, settings)
     rng = random.Random(settings["seed"])
     aborted = 0
     for _ in range(settings["aborts"]):
@@ -114,13 +117,8 @@ async def unanswered_run_times_out_and_reset_recovers(dut):
     """A card that never delivers its results (the results stream held off) makes the run
     time out with a clear error, refuses to run again until reset, and after a reset runs
     the frames exactly."""
-    job, settings = _job()
-    bench = SystemBench(dut, settings["stall_probability"], settings["seed"])
-    await bench.reset()
-    limit = settings["timeout_cycles"] * CLOCK_NS
+    settings, bench, frames, limit = await _loaded(dut)
     driver = bench.driver
-    await with_timeout(driver.load(settings["image"]), limit, "ns")
-    frames = _frames(job, settings)
     results = bench.models.results
     results.set_pause_generator(itertools.repeat(True))
     driver.timeout_seconds = settings["driver_timeout_seconds"]
@@ -180,9 +178,9 @@ async def error_flags_surface_as_named_exceptions(dut):
     await transport.write_register(Register.IMAGE_WORDS, len(words))
     await transport.write_register(Register.CONTROL, Control.STORE_IMAGE)
     await transport.send("weights", words.tobytes())
-    await ClockCycles(dut.clk, 200)
+    await ClockCycles(dut.clk, 500)
     await transport.write_register(Register.CONTROL, Control.LOAD_IMAGE)
-    await ClockCycles(dut.clk, 200)
+    await ClockCycles(dut.clk, 500)
     try:
         await bench.driver.check_errors()
     except DeviceError as error:

@@ -35,12 +35,13 @@ def test_driver_runs_channels_through_the_system_under_back_pressure(program):
 def test_image_for_other_hardware_is_refused_before_any_write(program):
     other = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),
                         hardware(8, channels=2), density=0.3)
-    run_system(program, [None], other_image=other, seed=1,
+    run_system(program, [None], other_image=other, seed=1, stall_probability=0.25,
                testcase="image_for_other_hardware_is_refused_before_any_write")
 
 
 def test_error_flags_surface_as_named_exceptions(program):
-    run_system(program, [None], seed=2, testcase="error_flags_surface_as_named_exceptions")
+    run_system(program, [None], seed=2, stall_probability=0.25,
+               testcase="error_flags_surface_as_named_exceptions")
 
 
 def test_resets_in_the_middle_of_runs_leave_nothing_behind(program):
