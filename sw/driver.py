@@ -135,7 +135,7 @@ class Accelerator:
         self.info = None
         self.program = None
         self._results_read = 0       # result packets read, counted like Register.STEPS_OUT
-        self._aborted = False        # a run stopped part way: reset() before the next
+        self._aborted = False        # a run did not finish: reset() before the next
 
     async def identify(self):
         """Read and check the card's identity and parameters; returns HardwareInfo."""
@@ -235,8 +235,12 @@ class Accelerator:
         if program is None:
             raise DeviceError("no weight image is loaded; call load() first")
         if self._aborted:
-            raise DeviceError("a run was aborted part way; call reset() before running again")
+            raise DeviceError("the last run did not finish (timed out, failed or was "
+                              "cancelled); call reset() before running again")
         plan = plan_steps(program, frames, golden=False)
+        # Until this run has read every result, an interruption leaves the card and the
+        # transport holding its steps: the next run must reset first.
+        self._aborted = True
         config = program.config
         bits = config.activation_bits
         steps = pack_steps(plan.codes, plan.starts, bits)
@@ -251,7 +255,6 @@ class Accelerator:
             data = await self._receive(result_bytes, f"result for frame step {index + 1} of "
                                                      f"{plan.steps}")
             if len(data) != result_bytes:
-                self._aborted = True
                 raise DeviceError(f"the result of frame step {index + 1} has {len(data)} bytes, "
                                   f"not {result_bytes}; reset the card (Accelerator.reset)")
             outputs[index] = unpack_results(data, config.channels, program.outputs, bits)
@@ -259,6 +262,7 @@ class Accelerator:
                 await self._send("frames", steps[index + ahead],
                                  f"frame step {index + ahead + 1}")
         await self.check_errors()
+        self._aborted = False
         decoded = program.decode_outputs(outputs)
         return decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
 

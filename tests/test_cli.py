@@ -21,7 +21,7 @@ def image(tmp_path):
 
 
 def test_demo_runs_bit_exact_and_reports():
-    run = ese_command("demo", "--json")
+    run = ese_command("demo", "--json", "--no-speech")
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["bitexact"] and report["mismatches"] == 0
@@ -30,6 +30,20 @@ def test_demo_runs_bit_exact_and_reports():
     assert 0 < report["density"] <= defaults.density + 0.01
     assert report["cycles_per_frame"] > 0
     assert "bit-exact" in run.stdout and "cycles per frame" in run.stdout
+
+
+def test_demo_recognises_a_sentence_with_the_committed_model_on_the_rtl():
+    """The committed phone recognizer (8 PEs, density 0.112) hears a short sentence that
+    espeak-ng speaks in a test voice; the RTL's outputs equal the golden model's and decode
+    to mostly the right phones."""
+    run = ese_command("demo", "--json", "--frames", "2", "--sentence", "open the window")
+    assert run.returncode == 0, run.stderr
+    speech = json.loads(run.stdout.strip().splitlines()[-1])["speech"]
+    assert speech["bitexact"] and speech["decode_equals_golden"]
+    assert speech["reference_phones"] and speech["frames"] > 50
+    # A sentence the model never heard: a few errors, far fewer than chance.
+    assert speech["phone_error_rate"] < 40
+    assert "recognised on the RTL" in run.stdout
 
 
 def test_compile_info_predict_and_simulate(tmp_path):

@@ -81,6 +81,7 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path):
                       "--epochs", 1, "--batch", 8, "--densities", 0.3, "--target-density", 0.3,
                       "--prune-steps", 1, "--retrain-epochs", 1, "--pes", 4,
                       "--rtl-utterances", 1, "--work", tmp_path / "work",
+                      "--export", tmp_path / "recognizer", "--export-pes", 2,
                       "-o", report_path, "--plot", plot_path)
     assert run.returncode == 0, run.stderr
     report = json.loads(report_path.read_text())
@@ -92,3 +93,13 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path):
         assert set(row[kind]) >= {"float_per", "golden_per"}
     assert report["rtl"] == {"utterances": 1, "bitexact": True, "decodes_equal_predict": True}
     assert (tmp_path / "work" / "dense.pt").exists()
+    # The exported recognizer: the accelerator's image and the host's output layer, decoding
+    # a test utterance through the golden model.
+    recognizer = speech.CompiledRecognizer(tmp_path / "recognizer")
+    assert recognizer.program.config.pes == 2
+    test_data, _, _ = speech.load_features(small_corpus, "test", recognizer.phones,
+                                           recognizer.normalisation)
+    outputs = recognizer.program.predict(test_data.inputs[0])
+    assert set(recognizer.decode(outputs)) <= set(recognizer.phones)
+    assert recognizer.log_probabilities(outputs).shape == (len(outputs),
+                                                           len(recognizer.phones) + 1)
