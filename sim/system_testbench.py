@@ -167,13 +167,22 @@ async def image_for_other_hardware_is_refused_before_any_write(dut):
 
 @cocotb.test()
 async def error_flags_surface_as_named_exceptions(dut):
-    """A malformed load record sets load_error; the driver raises it by name."""
+    """A frame step of the wrong length sets frame_error, a malformed load record
+    load_error, a command while busy command_error; the driver raises each by name, and a
+    reset clears them."""
     job, settings = _job()
     bench = SystemBench(dut, settings["stall_probability"], settings["seed"])
     await bench.reset()
     await bench.driver.load(settings["image"])
-    # Store and load a stream whose first record names no memory.
     transport = bench.transport
+    # A step shorter than the model's input (its tlast too early).
+    inputs = bench.driver.program.inputs
+    word = 2 * settings["channels"]
+    await transport.send("frames", (1).to_bytes(word, "little") + bytes(word * (inputs - 2)))
+    await ClockCycles(dut.clk, 500)
+    await _expect_flag(bench, "frame_error")
+    await bench.driver.reset()
+    # Store and load a stream whose first record names no memory.
     words = np.array([0x7F, 0, 2, 1, 2], dtype="<u4")
     await transport.write_register(Register.IMAGE_WORDS, len(words))
     await transport.write_register(Register.CONTROL, Control.STORE_IMAGE)
@@ -181,22 +190,22 @@ async def error_flags_surface_as_named_exceptions(dut):
     await ClockCycles(dut.clk, 500)
     await transport.write_register(Register.CONTROL, Control.LOAD_IMAGE)
     await ClockCycles(dut.clk, 500)
-    try:
-        await bench.driver.check_errors()
-    except DeviceError as error:
-        assert error.flags == ("load_error",), error.flags
-        assert "load_error" in str(error)
-    else:
-        raise AssertionError("the malformed record raised no error")
+    await _expect_flag(bench, "load_error")
     await bench.driver.reset()
     await bench.driver.check_errors()       # cleared
     # A second STORE_IMAGE while the first is still storing is ignored and flagged.
     await transport.write_register(Register.IMAGE_WORDS, 64)
     await transport.write_register(Register.CONTROL, Control.STORE_IMAGE)
     await transport.write_register(Register.CONTROL, Control.STORE_IMAGE)
+    await _expect_flag(bench, "command_error")
+
+
+async def _expect_flag(bench, flag):
+    """check_errors must raise DeviceError naming exactly ``flag``."""
     try:
         await bench.driver.check_errors()
     except DeviceError as error:
-        assert error.flags == ("command_error",), error.flags
+        assert error.flags == (flag,), error.flags
+        assert flag in str(error)
     else:
-        raise AssertionError("a command while busy raised no error")
+        raise AssertionError(f"{flag} was not raised")
