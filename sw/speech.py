@@ -490,7 +490,11 @@ def plot_report(report, path):
         axes.plot(densities, [row[kind]["golden_per"] for row in report["densities"]], "s-",
                   color=colour, label=f"{kind}, fixed point (golden model)")
     axes.axhline(report["dense_float_per"], color="gray", linestyle=":", label="dense, float")
+    axes.axhline(report["dense_float_per"] + 0.5, color="gray", linestyle="--", linewidth=0.8,
+                 label="dense + 0.5 (the target at density <= 0.112)")
     axes.set_xscale("log")
+    axes.set_xticks(densities, [f"{d:g}" for d in densities])
+    axes.minorticks_off()
     axes.set_xlabel("density (non-zero weights)")
     axes.set_ylabel("phone error rate (%)")
     axes.set_title("Test PER after pruning and quantization")
