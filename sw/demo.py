@@ -145,6 +145,7 @@ def run_speech_demo(settings, console):
     heard = recognizer.decode(result.outputs)
     golden = recognizer.decode(predicted)
     summary = program.summary()
+    layers = program.model.layers
     steady = result.cycles_per_frame[1:] or result.cycles_per_frame
     cycles = int(np.median(steady))
     report = {
@@ -172,8 +173,9 @@ def run_speech_demo(settings, console):
     for name, value in [
         ("sentence (espeak-ng)", f"\"{report['sentence']}\", voice {report['voice']}, "
                                  f"{report['frames']} frames of 10 ms"),
-        ("model", f"2-layer LSTMP 80 -> 512 cells -> 256, {report['nonzeros']} non-zero "
-                  f"weights (density {report['density']:.3f}), {report['pes']} PEs"),
+        ("model", f"{len(layers)}-layer LSTMP {layers[0].inputs} -> {layers[0].cells} cells -> "
+                  f"{layers[0].proj}, {report['nonzeros']} non-zero weights (density "
+                  f"{report['density']:.3f}), {report['pes']} PEs"),
         ("espeak-ng's phones", " ".join(reference)),
         ("recognised on the RTL", " ".join(heard)),
         ("phone errors", f"{report['phone_errors']} of {len(reference)} "
