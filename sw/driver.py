@@ -204,23 +204,25 @@ class Accelerator:
                     f"at {end:#x}, past {what}; choose a lower image_address or a smaller "
                     f"model")
 
-    async def _send(self, stream, data, what):
+    async def _within_deadline(self, transfer, failure):
+        """Await a transport transfer; past the deadline, raise the card's error flags if it
+        has any, else DeviceError saying ``failure``."""
         try:
-            await self.transport.send(stream, data, self.timeout_seconds)
+            return await transfer
         except TimeoutError:
             self._aborted = True
             await self.check_errors()
-            raise DeviceError(f"the card did not take {what} within {self.timeout_seconds} s; "
-                              f"reset it (Accelerator.reset)") from None
+            raise DeviceError(f"{failure} within {self.timeout_seconds} s; reset it "
+                              f"(Accelerator.reset)") from None
+
+    async def _send(self, stream, data, what):
+        await self._within_deadline(self.transport.send(stream, data, self.timeout_seconds),
+                                    f"the card did not take {what}")
 
     async def _receive(self, size, what):
-        try:
-            data = await self.transport.receive("results", size, self.timeout_seconds)
-        except TimeoutError:
-            self._aborted = True
-            await self.check_errors()
-            raise DeviceError(f"the card produced no {what} within {self.timeout_seconds} s; "
-                              f"reset it (Accelerator.reset)") from None
+        data = await self._within_deadline(
+            self.transport.receive("results", size, self.timeout_seconds),
+            f"the card produced no {what}")
         self._results_read += 1
         return data
 
@@ -309,21 +311,15 @@ class Accelerator:
             raise DeviceError(f"the card did not take the frames under way within "
                               f"{self.timeout_seconds} s after a reset") from None
         await transport.write_register(Register.CONTROL, command)
-        waited = 0.0
+        await self._wait_until_clear(Status.BUSY, "a reset")
+        # The core is reset: no result is produced now but those already made, and the zero
+        # word that ends a result the reset cut short.
         while True:
             status = await transport.read_register(Register.STATUS)
             produced = await transport.read_register(Register.STEPS_OUT)
-            stale = (produced - self._results_read) & 0xFFFFFFFF
-            if stale or status & Status.RESULT_OPEN:
-                await self._receive(None, "result to discard after the reset")
-            elif not status & Status.BUSY:
+            if not ((produced - self._results_read) & 0xFFFFFFFF or status & Status.RESULT_OPEN):
                 break
-            else:
-                if waited >= self.timeout_seconds:
-                    raise DeviceError(f"the card stayed busy for {self.timeout_seconds} s after "
-                                      f"a reset")
-                await transport.sleep(self.poll_seconds)
-                waited += self.poll_seconds
+            await self._receive(None, "result to discard after the reset")
         self._aborted = False
 
     async def _wait_until_clear(self, bits, what):

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import struct
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -207,7 +208,8 @@ def _check_layers(layers, config, sections, path):
     for index, d in enumerate(layers):
         for name, value in d.items():
             _count(value, f"layer {index}'s {name}", path, limit=1 << 24)
-    shapes = [_LayerSizes(d["inputs"], d["recurrent"], d["cells"], d["proj"]) for d in layers]
+    shapes = [SimpleNamespace(inputs=d["inputs"], recurrent=d["recurrent"], cells=d["cells"],
+                              proj=d["proj"]) for d in layers]
     if any(s.cells == 0 or s.inputs == 0 for s in shapes):
         raise ImageError(f"{path}: a layer descriptor has no cells or no inputs")
     weights = sum(s.cells * (4 * (s.inputs + s.recurrent) + s.proj) for s in shapes)
@@ -226,10 +228,3 @@ def _check_layers(layers, config, sections, path):
                          f"{sections['cell_parameters'].shape}; the layers need "
                          f"({layout.cells}, 7)")
     return [dict(d) for d in layers]
-
-
-class _LayerSizes:
-    """A layer's sizes, as :func:`~ese.sw.encoding.layout_model` reads them."""
-
-    def __init__(self, inputs, recurrent, cells, proj):
-        self.inputs, self.recurrent, self.cells, self.proj = inputs, recurrent, cells, proj
