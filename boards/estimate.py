@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..sw.errors import ToolchainError
+from ..sw.contract.errors import ToolchainError
 
 __all__ = ["DEVICE", "ESE_REPORTED", "RESOURCES", "Resources", "Synthesis", "synthesize",
            "estimate", "lut_levels", "count_resources"]

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..sw.registers import build_id
+from ..sw.contract.registers import build_id
 from .adm_pcie_ku3 import DDR3_PINS, PART, PCIE_LANES
 
 __all__ = ["write_build_tree", "run_vivado", "board_config", "BOARDS"]
@@ -340,7 +340,7 @@ def run_vivado(directory, log=None):
                                  "-nojournal"], cwd=directory, stdout=output,
                                 stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        from ..sw.errors import ToolchainError
+        from ..sw.contract.errors import ToolchainError
         raise ToolchainError(f"Vivado failed (exit {result.returncode}); see "
                              f"{directory / 'vivado.log'}")
     return directory / "ese_adm_pcie_ku3.bit"

@@ -22,19 +22,19 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Config": "ese.sw.config",
-    "Program": "ese.sw.program",
-    "compile": "ese.sw.program",
-    "load": "ese.sw.program",
-    "PeepholeLSTM": "ese.sw.peephole",
-    "EseError": "ese.sw.errors",
-    "ConfigError": "ese.sw.errors",
-    "UnsupportedModelError": "ese.sw.errors",
-    "CapacityError": "ese.sw.errors",
-    "ImageError": "ese.sw.errors",
-    "InputError": "ese.sw.errors",
-    "ToolchainError": "ese.sw.errors",
-    "SimulationError": "ese.sw.errors",
+    "Config": "ese.sw.contract.config",
+    "Program": "ese.sw.runtime.program",
+    "compile": "ese.sw.compiler.pipeline",
+    "load": "ese.sw.runtime.program",
+    "PeepholeLSTM": "ese.sw.compiler.peephole",
+    "EseError": "ese.sw.contract.errors",
+    "ConfigError": "ese.sw.contract.errors",
+    "UnsupportedModelError": "ese.sw.contract.errors",
+    "CapacityError": "ese.sw.contract.errors",
+    "ImageError": "ese.sw.contract.errors",
+    "InputError": "ese.sw.contract.errors",
+    "ToolchainError": "ese.sw.contract.errors",
+    "SimulationError": "ese.sw.contract.errors",
 }
 
 __all__ = list(_EXPORTS)

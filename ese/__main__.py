@@ -1,5 +1,5 @@
 import sys
 
-from .sw.cli import main
+from .sw.tools.cli import main
 
 sys.exit(main())

@@ -41,7 +41,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
+from ..sw.contract.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
 from .axi import AxiStreamSignature
 from .broadcast import BroadcastArbiter, Follow, VectorReader
 from .cell import MAX_LATENCY as CELL_LATENCY

@@ -1,8 +1,8 @@
 """Sigmoid and tanh: lookup tables with linear interpolation.
 
-The table contents come from :class:`ese.sw.arithmetic.ActivationTable`, so the hardware and
-the golden model evaluate the same function. Each copy of the table serves two lookups per
-cycle (the two ports of a block RAM); more lookups get more copies.
+The table contents come from :class:`ese.sw.contract.arithmetic.ActivationTable`, so the
+hardware and the golden model evaluate the same function. Each copy of the table serves two
+lookups per cycle (the two ports of a block RAM); more lookups get more copies.
 """
 
 from amaranth.hdl import Module, Signal, signed, unsigned
@@ -23,7 +23,7 @@ class ActivationTable(wiring.Component):
 
     Parameters
     ----------
-    table : ese.sw.arithmetic.ActivationTable
+    table : ese.sw.contract.arithmetic.ActivationTable
         Segment bases and slopes; the input format is the activation format.
     lookups : int
         Independent lookups per cycle.

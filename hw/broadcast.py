@@ -19,7 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from ..sw.memory_map import address_bits, count_bits
+from ..sw.contract.memory_map import address_bits, count_bits
 from .pe import FENCE_BITS, BroadcastLayout, ChannelValues
 
 __all__ = ["VectorReader", "BroadcastArbiter", "ColumnLayout", "ReadJobLayout", "Follow"]

@@ -3,7 +3,7 @@
 After the gate products of a frame are accumulated, the cell unit visits every cell of the
 layer. It reads the cell's four gate accumulators (through :mod:`ese.hw.readout`, which
 clears them behind the read), its biases, peepholes and previous cell state, and computes,
-exactly as :func:`ese.sw.arithmetic.cell_update` does::
+exactly as :func:`ese.sw.contract.arithmetic.cell_update` does::
 
     i = sigmoid(gate_i + b_i + w_ic * c)      f = sigmoid(gate_f + b_f + w_fc * c)
     g = tanh(gate_g + b_g)                    c' = f * c + i * g
@@ -22,8 +22,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.arithmetic import sigmoid_table, tanh_table
-from ..sw.memory_map import MemoryMap, address_bits, count_bits
+from ..sw.contract.arithmetic import sigmoid_table, tanh_table
+from ..sw.contract.memory_map import MemoryMap, address_bits, count_bits
 from .activation import ActivationTable
 from .fixed import requantize
 from .pe import GATES, ChannelValues, WritePortSignature

@@ -1,6 +1,6 @@
 """Moving the weight image between the host, the off-chip memory and the accelerator.
 
-The host uploads a weight image's load stream (see :mod:`ese.sw.memory_map`) as a stream of
+The host uploads a weight image's load stream (see :mod:`ese.sw.contract.memory_map`) as a stream of
 32-bit words; the :class:`ImageWriter` writes it to the DDR through an AXI4 master. The
 :class:`ImageReader` reads it back, in bursts, and feeds the accelerator's weight loader.
 Both move whole AXI beats (``memory_data_bits`` wide, several words each) in bursts of up to

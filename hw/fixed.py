@@ -1,6 +1,6 @@
 """Fixed-point operations in Amaranth, following the arithmetic contract.
 
-These build the combinational logic for the rules of :mod:`ese.sw.arithmetic`: round to
+These build the combinational logic for the rules of :mod:`ese.sw.contract.arithmetic`: round to
 nearest with ties up (add half an LSB, shift right arithmetically) and saturate to a signed
 width. Using the same definitions here and in the golden model is what keeps them bit-exact.
 """

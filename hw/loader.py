@@ -1,6 +1,6 @@
 """The weight loader: turns the load stream of a weight image into memory writes.
 
-The stream format is defined in :mod:`ese.sw.memory_map`: records of a three-word header
+The stream format is defined in :mod:`ese.sw.contract.memory_map`: records of a three-word header
 (target and PE, first address, element count) followed by the elements, each in as many
 32-bit words as its memory is wide, least significant first. A record that names an unknown
 memory or PE, or runs past the end of its memory, sets the sticky ``error`` flag and is
@@ -11,7 +11,13 @@ from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.memory_map import LOAD_WORD_BITS, LoadTarget, MemoryMap, address_bits, words_per_element
+from ..sw.contract.memory_map import (
+    LOAD_WORD_BITS,
+    LoadTarget,
+    MemoryMap,
+    address_bits,
+    words_per_element,
+)
 from .pe import WritePortSignature
 
 __all__ = ["WeightLoader"]

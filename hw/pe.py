@@ -1,11 +1,11 @@
 """The processing element: sparse matrix times broadcast activations, accumulated per row.
 
-A PE owns one interleaved slice of every matrix (see :mod:`ese.sw.encoding`): column pointers,
-sparse entries (weight, relative row index) and, for every channel, the accumulators of its
-rows. Channels run in lock-step: the broadcaster sends (column, one activation per channel,
-target) to every PE; each PE queues them (EIE's activation queue, so that a PE with more work
-on one column catches up on the next), reads the column's entries once and multiplies each
-with every channel's activation. A weight is fetched once for all channels.
+A PE owns one interleaved slice of every matrix (see :mod:`ese.sw.runtime.encoding`): column
+pointers, sparse entries (weight, relative row index) and, for every channel, the accumulators
+of its rows. Channels run in lock-step: the broadcaster sends (column, one activation per
+channel, target) to every PE; each PE queues them (EIE's activation queue, so that a PE with
+more work on one column catches up on the next), reads the column's entries once and multiplies
+each with every channel's activation. A weight is fetched once for all channels.
 
 Pipeline::
 
@@ -46,7 +46,7 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.memory_map import MemoryMap, address_bits
+from ..sw.contract.memory_map import MemoryMap, address_bits
 
 __all__ = ["ProcessingElement", "AccumulatorLane", "Previous", "BroadcastLayout",
            "WritePortSignature", "Target", "GATES", "FENCE_BITS", "ChannelValues",
@@ -133,7 +133,7 @@ def accumulator_row_bits(config):
 
 def accumulator_row(config, target, row):
     """The accumulator memory row of a local ``row`` of ``target``'s matrix (see
-    :mod:`ese.sw.encoding` for which rows a PE holds)."""
+    :mod:`ese.sw.runtime.encoding` for which rows a PE holds)."""
     return row if target == Target.GATES else GATES * config.cells_per_pe + row
 
 

@@ -2,8 +2,8 @@
 
 Each PE keeps every channel's accumulators in one memory with one read port, which its
 multiply-accumulate pipeline shares with readouts (see :mod:`ese.hw.pe`). The gate rows are
-interleaved cell by cell (:mod:`ese.sw.encoding`): gate j of cell n is row g = 4n + j, held by
-PE g mod pes at local row g // pes. With four PEs or more, a cell's four gates sit in four
+interleaved cell by cell (:mod:`ese.sw.runtime.encoding`): gate j of cell n is row g = 4n + j,
+held by PE g mod pes at local row g // pes. With four PEs or more, a cell's four gates sit in four
 neighbouring PEs at one local row and are read in one cycle, and gate j always comes from a
 PE whose index is j mod 4, so each gate's lane chooses among pes / 4 PEs. With fewer PEs, a
 PE holds several of a cell's gates: gate j is read in cycle j // pes after the request, and
@@ -19,7 +19,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.memory_map import address_bits
+from ..sw.contract.memory_map import address_bits
 from .pe import GATES, ChannelAccumulators, accumulator_row_bits
 from .pipeline import delay
 

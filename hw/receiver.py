@@ -13,7 +13,7 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.memory_map import address_bits, count_bits
+from ..sw.contract.memory_map import address_bits, count_bits
 from .pe import ChannelValues, WritePortSignature
 
 __all__ = ["FrameReceiver", "FrameWordLayout", "SLOTS"]

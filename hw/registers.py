@@ -1,6 +1,6 @@
 """The control and status registers, on an AXI4-Lite port.
 
-The register map is :mod:`ese.sw.registers`; this block decodes AXI4-Lite reads and writes
+The register map is :mod:`ese.sw.contract.registers`; this block decodes AXI4-Lite reads and writes
 against it. Writable registers are plain 32-bit registers; ``CONTROL`` writes become one-cycle
 command strobes; everything else reads values the system presents. 64-bit counters are read
 low word first: reading the low word latches the high word, so the pair is consistent.
@@ -10,7 +10,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.registers import CONFIG_BASE, Register, config_register_values
+from ..sw.contract.registers import CONFIG_BASE, Register, config_register_values
 from .axi import AxiLiteSignature
 
 __all__ = ["ControlRegisters", "ADDRESS_BITS"]

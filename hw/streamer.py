@@ -1,14 +1,14 @@
 """The weight streamer: every PE's sparse entries, from the off-chip memory, every frame step.
 
-In a streamed configuration (``Config.stream_window``) the entries never sit on chip as a
-whole. The weight image stays in the DDR as it was stored, and each PE's entries lie in it as
-two sections, aligned to memory beats (see :mod:`ese.sw.memory_map`): the first layer's input
-columns (read by the filler, one frame step ahead) and every other column (the critical path).
-Each PE has a ring of ``stream_window`` entry words per section (:mod:`ese.hw.pe`), and the
-streamer keeps every ring full: it reads the section over and over, lap after lap, one lap
+In a streamed configuration (``Config.stream_window``) the entries never sit on chip as a whole.
+The weight image stays in the DDR as it was stored, and each PE's entries lie in it as two
+sections, aligned to memory beats (see :mod:`ese.sw.contract.memory_map`): the first layer's
+input columns (read by the filler, one frame step ahead) and every other column (the critical
+path). Each PE has a ring of ``stream_window`` entry words per section (:mod:`ese.hw.pe`), and
+the streamer keeps every ring full: it reads the section over and over, lap after lap, one lap
 per frame step, in bursts, as the PE frees room. That is double buffering at the grain of a
-burst: while a PE works on one part of its ring, the next bursts arrive in the rest, and a
-PE that is ahead simply waits for its word.
+burst: while a PE works on one part of its ring, the next bursts arrive in the rest, and a PE
+that is ahead simply waits for its word.
 
 The rings are served round robin among those with room for a whole burst. A burst is at most
 ``MemoryMap.burst_beats`` beats, never crosses a 4 KB boundary (the image starts on one) and
@@ -27,7 +27,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.memory_map import MemoryMap, address_bits
+from ..sw.contract.memory_map import MemoryMap, address_bits
 from .axi import Axi4Signature
 from .dma import _size_code
 from .pe import SEQUENCE_BITS, EntryBeatSignature, StreamSectionsLayout, WritePortSignature

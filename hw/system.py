@@ -2,7 +2,7 @@
 
 Around the accelerator core (:mod:`ese.hw.accelerator`) it adds what a host needs:
 
-* control and status registers on an AXI4-Lite port (:mod:`ese.sw.registers`);
+* control and status registers on an AXI4-Lite port (:mod:`ese.sw.contract.registers`);
 * the weight image in off-chip memory: the host uploads its load stream as words, the
   :class:`~ese.hw.dma.ImageWriter` stores it in the DDR through the AXI4 master, and the
   :class:`~ese.hw.dma.ImageReader` reads it back into the core's memories on command;
@@ -32,8 +32,8 @@ from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.image import FORMAT_VERSION
-from ..sw.registers import MAGIC, Control, Status, build_id
+from ..sw.contract.memory_map import FORMAT_VERSION
+from ..sw.contract.registers import MAGIC, Control, Status, build_id
 from .accelerator import LSTMAccelerator
 from .axi import Axi4Signature, AxiLiteSignature, AxiStreamSignature
 from .dma import ImageReader, ImageWriter
@@ -254,7 +254,7 @@ class AcceleratorSystem(wiring.Component):
             m.d.sync += [steps_out.eq(steps_out + 1), last_step.eq(cycles),
                          step_cycles.eq(cycles - last_step)]
 
-        # Bits in the order of ese.sw.registers.Status.
+        # Bits in the order of ese.sw.contract.registers.Status.
         status = Signal(32)
         m.d.comb += status.eq(Cat(core.busy | core_reset, writer.busy,
                                   load_pending | loading | reader.busy, loaded, errors != 0,

@@ -11,7 +11,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.memory_map import address_bits, count_bits
+from ..sw.contract.memory_map import address_bits, count_bits
 from .fixed import requantize
 from .pe import ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..sw.errors import ToolchainError
+from ..sw.contract.errors import ToolchainError
 from .build import DESIGNS, generate_verilog
 from .toolchain import verilator_environment
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sw.errors import InputError, SimulationError
-from ..sw.steps import plan_steps
+from ..sw.contract.errors import InputError, SimulationError
+from ..sw.runtime.steps import plan_steps
 from .build import DESIGNS, TOPLEVEL, build_simulator
 
 __all__ = ["SimulationResult", "simulate", "run_testbench", "run_system"]

@@ -1,7 +1,7 @@
 """cocotb testbench of the whole system: the host driver against the RTL, over AXI models.
 
 This module runs inside the simulator process. Its tests drive ``ese_system`` exactly as a
-host drives the card: the :class:`ese.sw.driver.Accelerator` talks through a
+host drives the card: the :class:`ese.sw.runtime.driver.Accelerator` talks through a
 :class:`~ese.sim.transport.SimulatedTransport` (AXI4-Lite registers, the DDR as an ``AxiRam``,
 AXI-Stream sources and sink), with random idle cycles and back-pressure on every bus. The job
 (written by :func:`ese.sim.runner.run_system`) names the weight image and the frames.
@@ -17,9 +17,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
-from ..sw.driver import Accelerator, DeviceError
-from ..sw.errors import CapacityError, ImageError
-from ..sw.registers import Control, Register
+from ..sw.contract.errors import CapacityError, ImageError
+from ..sw.contract.registers import Control, Register
+from ..sw.runtime.driver import Accelerator, DeviceError
 from .testbench import stall_pattern
 from .transport import CLOCK_NS, SimulatedTransport, SystemModels
 

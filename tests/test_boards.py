@@ -7,8 +7,8 @@ from amaranth.hdl import Elaboratable, Module, Signal
 import ese
 from ese.boards.adm_pcie_ku3 import DDR3_PINS, AdmPcieKu3Platform
 from ese.boards.vivado import write_build_tree
-from ese.sw.cli import main
-from ese.sw.registers import build_id
+from ese.sw.contract.registers import build_id
+from ese.sw.tools.cli import main
 
 from helpers import hardware
 

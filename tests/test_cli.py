@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import ese
-from ese.sw.cli import main
-from ese.sw.demo import DemoSettings
+from ese.sw.tools.cli import main
+from ese.sw.tools.demo import DemoSettings
 
 from helpers import ese_command, frames
 
@@ -165,7 +165,7 @@ def test_saturated_inputs_are_counted(image, tmp_path, capsys):
 
 
 def test_an_internal_error_is_one_line_unless_asked_for(monkeypatch, image, capsys):
-    import ese.sw.program as program_module
+    import ese.sw.runtime.program as program_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated bug")

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 import ese
-from ese.sw.converters import describe
-from ese.sw.encoding import decode_image, encode_columns, encode_model
-from ese.sw.memory_map import LoadTarget
-from ese.sw.pruning import LoadBalancedUnstructured, pe_of_rows, prune_module
-from ese.sw.quantization import quantize_model
+from ese.sw.compiler.converters import describe
+from ese.sw.compiler.pruning import LoadBalancedUnstructured, pe_of_rows, prune_module
+from ese.sw.compiler.quantization import quantize_model
+from ese.sw.contract.memory_map import LoadTarget
+from ese.sw.runtime.encoding import decode_image, encode_columns, encode_model
 
 from helpers import FLOAT_TOLERANCE, frames
 
@@ -128,7 +128,7 @@ def test_peephole_lstm_trains_with_autograd():
 
 def test_load_balanced_pruning_gives_every_pe_the_same_work():
     module = nn.LSTM(20, 32, proj_size=16)
-    prune_module(module, ese.sw.converters.converter_for(module).prunable(module), 0.25, 8)
+    prune_module(module, ese.sw.compiler.converters.converter_for(module).prunable(module), 0.25, 8)
     owner = pe_of_rows(128, 32, 8)
     counts = [int(torch.count_nonzero(module.weight_ih_l0[torch.as_tensor(owner == pe)]))
               for pe in range(8)]
@@ -140,7 +140,7 @@ def test_load_balanced_pruning_gives_every_pe_the_same_work():
 def test_pruning_deals_rows_to_the_pes_that_the_encoding_puts_them_in(cells, pes):
     """Load balance is only real if pruning counts each row for the PE that will hold it:
     the gate rows are interleaved cell by cell (i, f, g, o of a cell in neighbouring PEs)."""
-    from ese.sw.encoding import gate_rows_of
+    from ese.sw.runtime.encoding import gate_rows_of
     owner = pe_of_rows(4 * cells, cells, pes)
     for pe in range(pes):
         held = gate_rows_of(cells, pe, pes)
@@ -165,7 +165,7 @@ def test_load_balanced_pruning_keeps_each_pes_largest_weights():
 def test_global_pruning_uses_one_threshold():
     module = nn.LSTMCell(10, 12)
     original = module.weight_hh.detach().abs().clone()
-    prune_module(module, ese.sw.converters.converter_for(module).prunable(module), 0.1, 4,
+    prune_module(module, ese.sw.compiler.converters.converter_for(module).prunable(module), 0.1, 4,
                  kind="global")
     kept = module.weight_hh.detach() != 0
     assert int(kept.sum()) == round(0.1 * original.numel())
@@ -285,7 +285,7 @@ def test_streamed_load_stream_aligns_each_section_and_describes_it():
     assert {target for target, *_ in records} >= {LoadTarget.PADDING, LoadTarget.STREAMS}
     (table,) = [elements for target, *_, elements in records if target == LoadTarget.STREAMS]
     per_element = mm.stream_bits // 32
-    from ese.sw.memory_map import unpack_fields
+    from ese.sw.contract.memory_map import unpack_fields
     beat_words = mm.load_words_per_beat
     for pe in range(config.pes):
         element = sum(w << (32 * i) for i, w in
@@ -333,7 +333,7 @@ def test_golden_model_is_integer_exact_for_the_ese_sized_layer():
     codes, _ = program.encode_inputs(frames(3, 153))
     outputs = program.predict_codes(codes)
     layer = program.model.layers[0]
-    from ese.sw.arithmetic import cell_update, requantize
+    from ese.sw.contract.arithmetic import cell_update, requantize
     config = program.config
     y = np.zeros(512, dtype=np.int64)
     c = np.zeros(1024, dtype=np.int64)
@@ -388,7 +388,7 @@ def test_encode_model_sizes_the_capacities():
 
 
 def test_packed_fields_round_trip():
-    from ese.sw.memory_map import pack_fields, unpack_fields
+    from ese.sw.contract.memory_map import pack_fields, unpack_fields
     fields = [("a", 4, False), ("b", 12, True), ("c", 1, False)]
     values = {"a": 9, "b": -2000, "c": 1}
     assert unpack_fields(pack_fields(values, fields), fields) == values

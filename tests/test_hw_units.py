@@ -17,9 +17,9 @@ from ese.hw.loader import WeightLoader
 from ese.hw.pe import GATES, ChannelAccumulators, ProcessingElement, Target, accumulator_rows
 from ese.hw.readout import AccumulatorReadout
 from ese.hw.receiver import FrameReceiver
-from ese.sw.arithmetic import cell_update, sigmoid_table, tanh_table
-from ese.sw.encoding import encode_columns
-from ese.sw.memory_map import LoadTarget, MemoryMap, pack_fields
+from ese.sw.contract.arithmetic import cell_update, sigmoid_table, tanh_table
+from ese.sw.contract.memory_map import LoadTarget, MemoryMap, pack_fields
+from ese.sw.runtime.encoding import encode_columns
 
 from helpers import run_simulation, stream_get, stream_put
 

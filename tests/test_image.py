@@ -9,7 +9,7 @@ import pytest
 from torch import nn
 
 import ese
-from ese.sw.image import FORMAT_VERSION, MAGIC
+from ese.sw.runtime.image import FORMAT_VERSION, MAGIC
 
 from helpers import frames
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ese
-from ese.sw.image import FORMAT_VERSION, MAGIC
+from ese.sw.runtime.image import FORMAT_VERSION, MAGIC
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

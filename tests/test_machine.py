@@ -90,7 +90,7 @@ def test_weights_streamed_from_memory_for_a_model_larger_than_the_chip():
 def test_soak_in_small_checks_every_frame():
     """`ese soak`'s engine on a few hundred frames (the README's figure comes from the full
     10,000-step run); it shares the system build of the tests above."""
-    from ese.sw.soak import SoakSettings, run_soak
+    from ese.sw.tools.soak import SoakSettings, run_soak
     report = run_soak(SoakSettings(frames=150, longest_sequence=40, stall_probability=0.25,
                                    config=hardware(4, channels=2)))
     assert report["frames"] == 300 and report["sequences"] >= 2 * 4

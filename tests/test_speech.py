@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from ese.sw import corpus as corpus_module
 from ese.sw import speech
-from ese.sw.errors import InputError, ToolchainError
+from ese.sw.contract.errors import InputError, ToolchainError
+from ese.sw.speech import corpus as corpus_module
 
 from helpers import ese_command
 

@@ -1,71 +1,20 @@
 """The model description: what the converters produce and the rest of the compiler reads.
 
 A :class:`ModelDescription` is a stack of :class:`LayerDescription` s, each an LSTM layer with
-optional peepholes and optional projection, holding real-valued (float64) numpy arrays. It
-knows nothing of PyTorch: converters (:mod:`ese.sw.converters`) fill it in, and quantization
-(:mod:`ese.sw.quantization`) turns it into integers. Gate order is PyTorch's: i, f, g, o.
+optional peepholes and optional projection, holding real-valued (float64) numpy arrays. It knows
+nothing of PyTorch: converters (:mod:`ese.sw.compiler.converters`) fill it in, and quantization
+(:mod:`ese.sw.compiler.quantization`) turns it into integers. Gate order is PyTorch's: i, f, g,
+o.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UnsupportedModelError
+from ..contract.errors import UnsupportedModelError
+from ..runtime.quantized import LayerShape, StackShape
 
-__all__ = ["LayerShape", "StackShape", "LayerDescription", "ModelDescription"]
-
-
-class LayerShape:
-    """Sizes of a layer, read off its ``input_weights`` and ``projection`` arrays."""
-
-    @property
-    def cells(self):
-        return self.input_weights.shape[0] // 4
-
-    @property
-    def inputs(self):
-        return self.input_weights.shape[1]
-
-    @property
-    def proj(self):
-        """Projection size, or 0 where the layer has no projection."""
-        return 0 if self.projection is None else self.projection.shape[0]
-
-    @property
-    def recurrent(self):
-        """Size of y, the layer's output and recurrent input."""
-        return self.proj or self.cells
-
-    @property
-    def outputs(self):
-        return self.recurrent
-
-    def matrices(self):
-        """The sparse matrices of the layer, by name."""
-        found = {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights}
-        if self.projection is not None:
-            found["projection"] = self.projection
-        return found
-
-
-class StackShape:
-    """Sizes and counts of a stack of layers (``self.layers``)."""
-
-    @property
-    def inputs(self):
-        return self.layers[0].inputs
-
-    @property
-    def outputs(self):
-        return self.layers[-1].outputs
-
-    def weight_count(self):
-        """Weights in all sparse matrices (zeros included)."""
-        return sum(m.size for layer in self.layers for m in layer.matrices().values())
-
-    def nonzero_count(self):
-        return sum(int(np.count_nonzero(m)) for layer in self.layers
-                   for m in layer.matrices().values())
+__all__ = ["LayerDescription", "ModelDescription"]
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Phone recognition end to end: features, an LSTMP + CTC model, compression, phone error rate.
 
-The pipeline ESE's accuracy claim rests on, on a corpus of :mod:`ese.sw.corpus`:
+The pipeline ESE's accuracy claim rests on, on a corpus of :mod:`ese.sw.speech.corpus`:
 
 1. **Features** (:func:`features`): 40 log-mel filterbank energies every 10 ms (25 ms
    windows, librosa) and their deltas, normalised per dimension with the training set's
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..contract.errors import InputError
 
 __all__ = ["FeatureSet", "build_recognizer", "features", "load_features", "train",
            "prune_iteratively", "phone_error_rate", "greedy_decode", "edit_distance",
@@ -221,8 +221,8 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
 
     from torch.nn.utils import prune
 
-    from .converters import converter_for
-    from .pruning import mask_matrices
+    from ..compiler.converters import converter_for
+    from ..compiler.pruning import mask_matrices
     pruned = copy.deepcopy(model)
     lstm = pruned.lstm
     matrices = converter_for(lstm).prunable(lstm)
@@ -303,7 +303,7 @@ def load_model(path):
 
 
 def density_of(lstm):
-    from .converters import converter_for
+    from ..compiler.converters import converter_for
     matrices = converter_for(lstm).prunable(lstm)
     total = sum(getattr(m.owner, m.name).numel() for m in matrices)
     kept = sum(int((getattr(m.owner, m.name) != 0).sum()) for m in matrices)

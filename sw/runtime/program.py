@@ -1,8 +1,9 @@
 """The Program: a compiled model and everything a user does with it.
 
-``ese.compile`` runs the compiler's steps in order (convert, prune, quantize, encode) and
-returns a :class:`Program`. A program predicts with the bit-exact golden model, simulates the
-generated RTL, and saves to and loads from a weight image::
+``ese.compile`` (:mod:`ese.sw.compiler.pipeline`) runs the compiler's steps and returns a
+:class:`Program`; :func:`load` reads one back from a weight image without the compiler. A program
+predicts with the bit-exact golden model, simulates the generated RTL, and saves to and
+loads from a weight image::
 
     prog = ese.compile(module, ese.Config(pes=4), density=0.3)
     y    = prog.predict(x)          # float (frames, outputs), bit-exact with the hardware
@@ -10,22 +11,20 @@ generated RTL, and saves to and loads from a weight image::
     prog.save("model.ese"); prog = ese.load("model.ese")
 """
 
-import copy
 import dataclasses
 
 import numpy as np
 
-from .arithmetic import dequantize, quantize
-from .config import Config
-from .converters import check_frames, converter_for
+from ..contract.arithmetic import dequantize, quantize
+from ..contract.config import CAPACITY_FIELDS
+from ..contract.errors import EseError, ImageError
 from .encoding import decode_image, encode_model
-from .errors import ConfigError, EseError, ImageError
+from .frames import check_frames
 from .golden import GoldenModel
 from .image import image_bytes, read_image, write_image
-from .pruning import PRUNING_KINDS, prune_module
-from .quantization import QuantizationReport, quantize_model
+from .quantized import QuantizationReport
 
-__all__ = ["Program", "compile", "load"]
+__all__ = ["Program", "load", "check_compatible"]
 
 
 class Program:
@@ -45,14 +44,18 @@ class Program:
         Where the program came from (source module, density, pruning kind).
     pruned_module : torch.nn.Module or None
         The float module with the pruned weights, for comparisons (None after loading).
+    run_float : callable or None
+        Runs ``pruned_module`` over checked frames (the compiler's converter gives it), so
+        that the runtime itself never imports PyTorch.
     """
 
-    def __init__(self, model, image, report, metadata, pruned_module=None):
+    def __init__(self, model, image, report, metadata, pruned_module=None, run_float=None):
         self.model = model
         self.image = image
         self.report = report
         self.metadata = metadata
         self.pruned_module = pruned_module
+        self.run_float = run_float
         self._golden = GoldenModel(model)
 
     @property
@@ -104,16 +107,15 @@ class Program:
 
     def simulate(self, frames, **options):
         """Run the frames through the generated RTL in Verilator (see ese.sim.runner)."""
-        from ..sim.runner import simulate
+        from ...sim.runner import simulate
         return simulate(self, frames, **options)
 
     def float_reference(self, frames):
         """The float PyTorch module with the same pruned weights, over the same frames."""
-        if self.pruned_module is None:
+        if self.pruned_module is None or self.run_float is None:
             raise ValueError("this program was loaded from an image and has no float module")
         frames = check_frames(frames, self.inputs)
-        converter = converter_for(self.pruned_module)
-        return converter.run_float(self.pruned_module, frames)
+        return self.run_float(self.pruned_module, frames)
 
     # Describing.
 
@@ -149,7 +151,8 @@ class Program:
             return self
         image = encode_model(self.model, config)
         model = dataclasses.replace(self.model, config=image.config)
-        return Program(model, image, self.report, self.metadata, self.pruned_module)
+        return Program(model, image, self.report, self.metadata, self.pruned_module,
+                       self.run_float)
 
     def save(self, path):
         """Write the program as a weight image file."""
@@ -161,44 +164,6 @@ class Program:
         s = self.summary()
         return (f"<Program {s['source']} {self.inputs}->{self.outputs}, {s['nonzeros']} "
                 f"non-zeros ({s['density']:.3f}), {s['pes']} PEs>")
-
-
-def compile(module, config=None, density=None, pruning="balanced"):
-    """Compile a PyTorch LSTM for the accelerator.
-
-    Parameters
-    ----------
-    module : torch.nn.LSTM, torch.nn.LSTMCell or ese.PeepholeLSTM
-        The trained model. It is not modified.
-    config : Config, optional
-        Hardware parameters; ``Config()`` (ESE's) by default. Capacities left as None are
-        sized for the model.
-    density : float or None
-        Fraction of each weight matrix to keep; None keeps the module's own zeros.
-    pruning : "balanced" or "global"
-        Load-balanced per PE (ESE) or one magnitude threshold per matrix.
-
-    Returns
-    -------
-    Program
-    """
-    config = Config() if config is None else config
-    if not isinstance(config, Config):
-        raise ConfigError(f"config must be an ese.Config, not {type(config).__name__}")
-    if pruning not in PRUNING_KINDS:
-        raise ConfigError(f"pruning must be one of {', '.join(PRUNING_KINDS)}, not {pruning!r}")
-    converter = converter_for(module)
-    pruned = copy.deepcopy(module).cpu()
-    if density is not None:
-        prune_module(pruned, converter.prunable(pruned), density, config.pes, pruning)
-    pruned.eval()
-    description = converter.describe(pruned)
-    model, report = quantize_model(description, config)
-    image = encode_model(model, config)
-    model.config = image.config
-    metadata = {"source": converter.display_name, "density": density,
-                "pruning": pruning if density is not None else None}
-    return Program(model, image, report, metadata, pruned_module=pruned)
 
 
 def load(path, config=None):
@@ -242,7 +207,6 @@ def load(path, config=None):
 
 def check_compatible(built_for, hardware, what="the image"):
     """Refuse an image built for ``built_for`` on hardware with parameters ``hardware``."""
-    from .config import CAPACITY_FIELDS
     differences = []
     for name, value in hardware.to_dict().items():
         image_value = getattr(built_for, name)

@@ -47,7 +47,7 @@ def run_soak(settings, log=None):
 
     import ese
 
-    from ..sim.runner import run_system
+    from ...sim.runner import run_system
     torch.manual_seed(settings.seed)
     module = ese.PeepholeLSTM(settings.inputs, settings.cells, proj_size=settings.proj,
                               num_layers=settings.layers)

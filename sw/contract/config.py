@@ -4,7 +4,7 @@ The compiler, the hardware generator, the weight-image header and the simulator 
 :class:`Config`; nothing derives a bit width or a PE count on its own. Bit widths default to
 ESE's (12-bit weights with 4-bit relative indices, 16-bit activations). Memory capacities
 default to ``None``, which means "size the memories for the model being compiled"; a compiled
-:class:`~ese.sw.program.Program` always carries a config with every capacity resolved.
+:class:`~ese.sw.runtime.program.Program` always carries a config with every capacity resolved.
 """
 
 import dataclasses
@@ -204,7 +204,7 @@ class Config:
                 f"Config.entry_depth must be a multiple of entries_per_read "
                 f"({self.entries_per_read}), not {self.entry_depth}")
 
-    # Fixed-point formats of the arithmetic contract (see ese.sw.arithmetic).
+    # Fixed-point formats of the arithmetic contract (see ese.sw.contract.arithmetic).
 
     @property
     def weight_format(self):
@@ -269,7 +269,7 @@ class Config:
         """Return a copy with every capacity at least ``requirements[name]``.
 
         A capacity left as ``None`` becomes the next power of two of the requirement (at least
-        16); a capacity set too small raises :class:`~ese.sw.errors.CapacityError`.
+        16); a capacity set too small raises :class:`~ese.sw.contract.errors.CapacityError`.
         """
         from .errors import CapacityError
         sized = {}

@@ -16,7 +16,7 @@ field asks for, then the checksum, then the header's schema: every section's typ
 and every layer descriptor against the layer sizes it gives, the sections' shapes, the
 hardware's capacities and :data:`MAX_WEIGHTS`, before a matrix is built from it. The loader
 (:func:`ese.load`) then accepts the file only if it is byte for byte what this version writes
-for the model it decodes to. Everything wrong raises :class:`~ese.sw.errors.ImageError`
+for the model it decodes to. Everything wrong raises :class:`~ese.sw.contract.errors.ImageError`
 naming what is wrong; nothing in a header makes the loader read another file.
 """
 
@@ -28,26 +28,22 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .config import Config
+from ..contract.config import Config
+from ..contract.errors import ConfigError, EseError, ImageError
+from ..contract.memory_map import FORMAT_VERSION
 from .encoding import HardwareImage
-from .errors import ConfigError, EseError, ImageError
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "image_bytes",
            "MAX_HEADER_BYTES", "MAX_WEIGHTS"]
 
 MAGIC = b"ESEWIMG\0"
-#: 1: first release. 2: the gate matrix's rows are interleaved cell by cell across the PEs
-#: (see ese.sw.encoding), so a version 1 image's per-PE entries mean other rows. 3: the
-#: hardware parameters include ``stream_window``, and the load stream may hold STREAMS and
-#: PADDING records (weights streamed from off-chip memory).
-FORMAT_VERSION = 3
 _PREAMBLE = struct.Struct("<8sIIQ")
 _DIGEST_BYTES = 32
 MAX_HEADER_BYTES = 16 << 20
 #: Most weights (zeros included) the layers of an image may have: 64 Mi, 20 times ESE's
 #: model. The loader builds each layer's dense matrices, so it refuses more before it does.
 MAX_WEIGHTS = 1 << 26
-#: The layer descriptor's fields (see ese.sw.encoding.layout_model).
+#: The layer descriptor's fields (see ese.sw.runtime.encoding.layout_model).
 _DESCRIPTOR_FIELDS = frozenset((
     "inputs", "recurrent", "cells", "proj", "column_base", "input_base", "recurrent_base",
     "cell_output_base", "cell_base", "last"))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EseError
+from ..contract.errors import EseError
 
 __all__ = ["main"]
 
@@ -144,8 +144,8 @@ def cmd_demo(args):
 def cmd_compile(args):
     import torch
 
-    from .config import Config
-    from .program import compile
+    from ..compiler.pipeline import compile
+    from ..contract.config import Config
     path = _existing_file(args.model, "model file")
     try:
         # A full module pickle: only load files you trust.
@@ -162,7 +162,7 @@ def cmd_compile(args):
 
 
 def cmd_info(args):
-    from .program import load
+    from ..runtime.program import load
     program = load(_existing_file(args.image, "image"))
     if args.json:
         print(json.dumps({"summary": program.summary(), "config": program.config.to_dict()}))
@@ -172,7 +172,7 @@ def cmd_info(args):
 
 
 def cmd_predict(args):
-    from .program import load
+    from ..runtime.program import load
     program = load(_existing_file(args.image, "image"))
     frames = _load_frames(args.input, program)
     outputs = program.predict(frames)
@@ -183,7 +183,7 @@ def cmd_predict(args):
 
 
 def cmd_simulate(args):
-    from .program import load
+    from ..runtime.program import load
     program = load(_existing_file(args.image, "image"))
     frames = (_load_frames(args.input, program) if args.input
               else _random_frames(program, args.frames, args.seed))
@@ -367,12 +367,12 @@ def _save_channel_outputs(path, outputs, single):
 
 
 def cmd_run(args):
-    from .program import load
+    from ..runtime.program import load
     frames = _load_channel_frames(args.input)
     single = isinstance(frames, np.ndarray)
     console = _console()
     if args.transport == "sim":
-        from ..sim.runner import run_system
+        from ...sim.runner import run_system
         program = load(_existing_file(args.image, "image"))
         _note_saturation(program, _sequences(frames, single))
         with console.status("simulating the card") as status:
@@ -384,7 +384,7 @@ def cmd_run(args):
     else:
         import asyncio
 
-        from .driver import Accelerator, XdmaTransport
+        from ..runtime.driver import Accelerator, XdmaTransport
 
         async def on_card():
             transport = XdmaTransport(args.device)
@@ -408,7 +408,7 @@ def _streaming(window):
     the card's memory port), or none for resident weights."""
     if not window:
         return {}
-    from ..boards.vivado import MEMORY_DATA_BITS
+    from ...boards.vivado import MEMORY_DATA_BITS
     return {"stream_window": window, "memory_data_bits": MEMORY_DATA_BITS}
 
 
@@ -428,8 +428,8 @@ def _window(text):
 
 def _hardware_for(args):
     """The hardware config of a build or estimate: an image's, or ESE's layer's for options."""
+    from ..runtime.program import load
     from .bench import BenchSettings, build_program
-    from .program import load
     if args.image:
         config = load(_existing_file(args.image, "image")).config
         return config.replace(channels=args.channels) if args.channels else config
@@ -438,7 +438,7 @@ def _hardware_for(args):
 
 
 def cmd_build(args):
-    from ..boards.vivado import run_vivado, write_build_tree
+    from ...boards.vivado import run_vivado, write_build_tree
     config = _hardware_for(args)
     directory = write_build_tree(config, args.out)
     print(f"wrote the Vivado build tree for the {args.board} ({config.pes} PEs, "
@@ -472,7 +472,7 @@ def cmd_soak(args):
 
 
 def cmd_corpus(args):
-    from .corpus import build_corpus
+    from ..speech.corpus import build_corpus
     console = _console()
     with console.status("synthesising") as status:
         counts = build_corpus(args.directory, args.utterances, seed=args.seed,
@@ -483,7 +483,7 @@ def cmd_corpus(args):
 
 
 def _retrain_epochs(args):
-    from .speech import EvaluationSettings
+    from ..speech import EvaluationSettings
     if args.retrain_epochs is None:
         default = EvaluationSettings()
         return default.retrain_epochs if tuple(args.densities) == default.densities else 2
@@ -491,8 +491,8 @@ def _retrain_epochs(args):
 
 
 def cmd_speech_eval(args):
-    from ..sim.build import cache_root
-    from .speech import EvaluationSettings, TrainingSettings, evaluate, plot_report, write_report
+    from ...sim.build import cache_root
+    from ..speech import EvaluationSettings, TrainingSettings, evaluate, plot_report, write_report
     corpus = args.corpus or str(cache_root() / f"corpus-{args.utterances}-{args.seed}")
     training = TrainingSettings(cells=args.cells, proj=args.proj, layers=args.layers,
                                 epochs=args.epochs, batch=args.batch, seed=args.seed)
@@ -525,8 +525,8 @@ def cmd_speech_eval(args):
 
 
 def cmd_estimate(args):
-    from ..boards.estimate import DEVICE, ESE_REPORTED, RESOURCES, estimate
-    from ..boards.vivado import board_config
+    from ...boards.estimate import DEVICE, ESE_REPORTED, RESOURCES, estimate
+    from ...boards.vivado import board_config
     config = board_config(_hardware_for(args))
     console = _console()
     with console.status("estimate") as status:
@@ -557,8 +557,8 @@ def cmd_estimate(args):
 
 
 def cmd_verilog(args):
-    from ..sim.build import TOPLEVEL, generate_verilog
-    from .program import load
+    from ...sim.build import TOPLEVEL, generate_verilog
+    from ..runtime.program import load
     program = load(_existing_file(args.image, "image"))
     Path(args.output).write_text(generate_verilog(program.config))
     print(f"wrote the Verilog of module {TOPLEVEL} ({program.config.pes} PEs) to {args.output}")
@@ -579,7 +579,7 @@ def _print_summary(program, path):
 
 
 def build_parser():
-    from .speech import EvaluationSettings
+    from ..speech import EvaluationSettings
     parser = _Parser(
         prog="ese", description="FPGA accelerators for sparse, quantized LSTMs (ESE-style).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command",

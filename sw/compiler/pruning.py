@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn.utils import prune
 
-from .errors import ConfigError
+from ..contract.errors import ConfigError
 
 __all__ = ["LoadBalancedUnstructured", "load_balanced_unstructured", "global_unstructured",
            "pe_of_rows", "prune_module", "PRUNING_KINDS"]

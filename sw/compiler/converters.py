@@ -1,12 +1,12 @@
 """Converters: from PyTorch modules to the model description.
 
-A registry maps module types to converters, so supporting a new layer type is one new
-converter class. Each converter knows three things about its module type: which options it can
-map onto the hardware (:meth:`Converter.check`), which weight matrices are pruned and how their
-rows are dealt to PEs (:meth:`Converter.prunable`), and how to read the weights into a
-:class:`~ese.sw.model.ModelDescription` (:meth:`Converter.describe`). It can also run the float
-module over one sequence (:meth:`Converter.run_float`), the reference that tests and reports
-compare the fixed-point results with.
+A registry maps module types to converters, so supporting a new layer type is one new converter
+class. Each converter knows three things about its module type: which options it can map onto
+the hardware (:meth:`Converter.check`), which weight matrices are pruned and how their rows are
+dealt to PEs (:meth:`Converter.prunable`), and how to read the weights into a
+:class:`~ese.sw.compiler.model.ModelDescription` (:meth:`Converter.describe`). It can also run
+the float module over one sequence (:meth:`Converter.run_float`), the reference that tests and
+reports compare the fixed-point results with.
 """
 
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError, UnsupportedModelError
+from ..contract.errors import UnsupportedModelError
 from .model import LayerDescription, ModelDescription
 from .peephole import PeepholeLSTM
 
@@ -81,7 +81,7 @@ class PrunableMatrix:
 
     For the stacked gate matrices ``rows_per_group`` is the cell count (row r is gate
     r // cells of cell r mod cells), for a projection it is the number of rows; see
-    :func:`ese.sw.pruning.pe_of_rows` for the PE each row goes to.
+    :func:`ese.sw.compiler.pruning.pe_of_rows` for the PE each row goes to.
     """
 
     owner: nn.Module
@@ -252,28 +252,3 @@ class PeepholeLSTMConverter(Converter):
         with torch.no_grad():
             output, _ = module(self._as_tensor(module, frames))
         return output.to(torch.float64).cpu().numpy()
-
-
-def check_frames(frames, inputs):
-    """Validate a (frames, inputs) array of real numbers and return it as float64."""
-    if isinstance(frames, torch.Tensor):
-        frames = frames.detach().cpu().numpy()
-    try:
-        array = np.asarray(frames, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise InputError(f"input frames must be an array of real numbers ({error})") from None
-    if array.ndim != 2:
-        raise InputError(
-            f"input frames must be a 2-D array (frames, {inputs}), not shape {array.shape}; "
-            f"for a single frame use x.reshape(1, -1)")
-    if array.shape[1] != inputs:
-        raise InputError(
-            f"the model takes {inputs} inputs per frame, but the frames have {array.shape[1]} "
-            f"(array shape {array.shape})")
-    if array.shape[0] == 0:
-        raise InputError("no input frames: the array has shape (0, ...)")
-    if not np.all(np.isfinite(array)):
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        raise InputError(f"input frames hold {bad} NaN or infinite values; they cannot be "
-                         f"encoded in fixed point")
-    return array

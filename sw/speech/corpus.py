@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, ToolchainError
+from ..contract.errors import InputError, ToolchainError
 
 __all__ = ["build_corpus", "read_corpus", "phone_set", "Utterance", "SPLITS", "SAMPLE_RATE",
            "require_espeak", "sentences"]

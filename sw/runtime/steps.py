@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..contract.errors import InputError
 
 __all__ = ["StepPlan", "plan_steps"]
 

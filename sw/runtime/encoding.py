@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ImageError
-from .memory_map import (
+from ..contract.errors import ImageError
+from ..contract.memory_map import (
     LOAD_WORD_BITS,
     RECORD_HEADER_WORDS,
     LoadTarget,
@@ -31,7 +31,7 @@ from .memory_map import (
     pack_fields,
     words_per_element,
 )
-from .quantization import QuantizedLayer, QuantizedModel
+from .quantized import QuantizedLayer, QuantizedModel
 
 __all__ = ["HardwareImage", "encode_model", "decode_image", "layout_model", "encode_columns"]
 
@@ -164,7 +164,7 @@ class HardwareImage:
         return self.entries_per_pe - self.padding
 
     def load_words(self):
-        """The load stream as a uint32 array (see :mod:`ese.sw.memory_map`)."""
+        """The load stream as a uint32 array (see :mod:`ese.sw.contract.memory_map`)."""
         mm = self.memory_map
         config = self.config
         stream = _LoadStream(mm)

@@ -1,7 +1,7 @@
 """The control and status registers of the accelerator system, shared by hardware and driver.
 
 The system (:mod:`ese.hw.system`) exposes these 32-bit registers on an AXI4-Lite port; the
-host driver (:mod:`ese.sw.driver`) reads and writes them through a transport (the board's
+host driver (:mod:`ese.sw.runtime.driver`) reads and writes them through a transport (the board's
 XDMA user BAR, or cocotb's AXI-Lite master in simulation). Offsets are in bytes.
 
 The build identifier is a hash of the hardware parameters and the weight image format
@@ -97,7 +97,7 @@ def config_from_registers(values):
 
 def build_id(config):
     """A 32-bit identifier of the hardware parameters and the image format version."""
-    from .image import FORMAT_VERSION
+    from .memory_map import FORMAT_VERSION
     parameters = {k: v for k, v in config.to_dict().items() if k != "clock_mhz"}
     text = json.dumps({"format": FORMAT_VERSION, "config": parameters}, sort_keys=True)
     return zlib.crc32(text.encode()) & 0xFFFFFFFF

@@ -114,7 +114,7 @@ class PerformancePrediction:
 def stream_traffic(image):
     """Beats and bursts the streamer reads per frame step for ``image`` (0, 0 when the
     weights are resident)."""
-    from .memory_map import MemoryMap
+    from ..contract.memory_map import MemoryMap
     config = image.config
     if not config.streamed:
         return 0, 0

@@ -6,7 +6,7 @@ requested density, quantizes and encodes it for a few PEs, generates the Verilog
 in Verilator and reports sizes, sparsity, the bit-exact check against the golden model, the
 error against float PyTorch, and the cycles each frame took.
 
-The second part loads the committed recognizer (``sw/models/phones``: the speech pipeline's
+The second part loads the committed recognizer (``sw/speech/models/phones``: the speech pipeline's
 2-layer LSTMP, 512 cells, projection 256, pruned load-balanced to density 0.112, 12-bit
 weights, compiled for 8 PEs), speaks a sentence with espeak-ng in a voice the recognizer never
 heard in training, runs its features through the RTL, and prints the phones it recognised
@@ -21,7 +21,7 @@ import numpy as np
 __all__ = ["DemoSettings", "run_demo", "SpeechDemoSettings", "run_speech_demo", "RECOGNIZER"]
 
 #: The committed phone recognizer (see ese.sw.speech.export_recognizer).
-RECOGNIZER = Path(__file__).parent / "models" / "phones"
+RECOGNIZER = Path(__file__).parent.parent / "speech" / "models" / "phones"
 
 
 @dataclass
@@ -43,7 +43,7 @@ def run_demo(settings, console):
 
     import ese
 
-    from .program import compile
+    from ..compiler.pipeline import compile
 
     torch.manual_seed(settings.seed)
     module = ese.PeepholeLSTM(settings.inputs, settings.cells, proj_size=settings.proj,
@@ -130,8 +130,8 @@ class SpeechDemoSettings:
 
 def run_speech_demo(settings, console):
     """Recognise one synthesised sentence on the RTL; prints and returns a report."""
-    from .corpus import synthesise
-    from .speech import CompiledRecognizer, edit_distance
+    from ..speech import CompiledRecognizer, edit_distance
+    from ..speech.corpus import synthesise
     recognizer = CompiledRecognizer(RECOGNIZER)
     program = recognizer.program
     with console.status("synthesising the sentence with espeak-ng"):

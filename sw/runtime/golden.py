@@ -1,17 +1,18 @@
 """The golden model: the hardware's arithmetic, bit for bit, in numpy.
 
-It runs the integer model of :mod:`ese.sw.quantization` with the rules of
-:mod:`ese.sw.arithmetic`, so its outputs are exactly the words the RTL produces. Sums of
-products are computed as float64 sparse matrix products: every product of a weight and an
+It runs the integer model of :mod:`ese.sw.runtime.quantized` with the rules of
+:mod:`ese.sw.contract.arithmetic`, so its outputs are exactly the words the RTL produces. Sums
+of products are computed as float64 sparse matrix products: every product of a weight and an
 activation is an integer below 2**(weight_bits + activation_bits - 2) and the compiler bounds
-the row sums (see :func:`~ese.sw.quantization.check_accumulator_bound`), so every partial sum is
-an integer that float64 represents exactly, and the result does not depend on summation order.
+the row sums (see :func:`~ese.sw.compiler.quantization.check_accumulator_bound`), so every
+partial sum is an integer that float64 represents exactly, and the result does not depend on
+summation order.
 """
 
 import numpy as np
 from scipy import sparse
 
-from .arithmetic import cell_update, requantize, sigmoid_table, tanh_table
+from ..contract.arithmetic import cell_update, requantize, sigmoid_table, tanh_table
 
 __all__ = ["GoldenModel"]
 

@@ -1,6 +1,6 @@
 """The arithmetic contract: fixed-point formats, rounding, saturation and activation tables.
 
-The golden model (:mod:`ese.sw.golden`) and the hardware (:mod:`ese.hw`) both take their
+The golden model (:mod:`ese.sw.runtime.golden`) and the hardware (:mod:`ese.hw`) both take their
 rules and constants from this module, so they cannot drift apart. ``docs/arithmetic.md``
 states the same contract in prose. In short:
 

@@ -26,8 +26,16 @@ ENTRIES into the PEs then; the streamer moves them every frame step.
 import enum
 from dataclasses import dataclass
 
-__all__ = ["LoadTarget", "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
-           "pack_fields", "unpack_fields", "address_bits", "count_bits"]
+__all__ = ["FORMAT_VERSION", "LoadTarget", "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap",
+           "words_per_element", "pack_fields", "unpack_fields", "address_bits", "count_bits"]
+
+#: The version of the weight image and of the load stream it holds, which the hardware
+#: reports in a register so that a host never loads an image of another layout.
+#: 1: first release. 2: the gate matrix's rows are interleaved cell by cell across the PEs
+#: (see ese.sw.runtime.encoding), so a version 1 image's per-PE entries mean other rows. 3: the
+#: hardware parameters include ``stream_window``, and the load stream may hold STREAMS and
+#: PADDING records (weights streamed from off-chip memory).
+FORMAT_VERSION = 3
 
 LOAD_WORD_BITS = 32
 RECORD_HEADER_WORDS = 3
@@ -96,7 +104,7 @@ def unpack_fields(word, fields):
 
 @dataclass(frozen=True)
 class MemoryMap:
-    """Widths and packed-word layouts of a sized :class:`~ese.sw.config.Config`."""
+    """Widths and packed-word layouts of a sized :class:`~ese.sw.contract.config.Config`."""
 
     config: object
 

@@ -55,7 +55,7 @@ def build_program(settings):
 
     import ese
 
-    from .program import compile
+    from ..compiler.pipeline import compile
     torch.manual_seed(settings.seed)
     module = ese.PeepholeLSTM(settings.inputs, settings.cells, proj_size=settings.proj)
     if settings.row_spread:
@@ -159,7 +159,7 @@ def model_benchmark(settings):
     column is skipped only when its activation is zero in every channel: the model replays
     the golden model's traces of every channel's utterance.
     """
-    from .performance import predict_performance
+    from ..compiler.performance import predict_performance
     program = build_program(settings)
     _, traces = _channel_traces(program, settings)
     prediction = predict_performance(program.image, trace=traces, warmup=WARMUP_FRAMES)
@@ -186,10 +186,10 @@ def streaming_benchmark(settings, log=None):
 
     The card's counters give the cycles of the last step and the busy cycles of all (the
     first step also waits for the rings to fill); the analytical model adds the memory
-    port's bound to the PEs' (see :func:`ese.sw.performance.stream_traffic`).
+    port's bound to the PEs' (see :func:`ese.sw.compiler.performance.stream_traffic`).
     """
-    from ..sim.runner import run_system
-    from .performance import predict_performance
+    from ...sim.runner import run_system
+    from ..compiler.performance import predict_performance
     report = {"settings": asdict(settings)}
     for name, window in (("streamed", settings.stream_window), ("resident", 0)):
         program = build_program(dataclasses.replace(settings, stream_window=window))
@@ -215,7 +215,7 @@ def streaming_benchmark(settings, log=None):
 
 def run_benchmark(settings, log=None, cpu=True):
     """Run one benchmark configuration in RTL simulation; returns a dict of figures."""
-    from .performance import predict_performance
+    from ..compiler.performance import predict_performance
     program = build_program(settings)
     summary = program.summary()
     # One independent utterance per channel; the channels run in lock step, so a step (one

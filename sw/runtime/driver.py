@@ -25,7 +25,7 @@ and their results are dropped on both sides; the weights stay).
 
 Loading checks the card before it writes anything: the build identifier and every hardware
 parameter are read from registers, and an image built for other hardware is refused with
-:class:`~ese.sw.errors.ImageError`. Error flags read from the card raise
+:class:`~ese.sw.contract.errors.ImageError`. Error flags read from the card raise
 :class:`DeviceError` naming them.
 """
 
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CapacityError, ConfigError, EseError, ImageError
-from .registers import (
+from ..contract.errors import CapacityError, ConfigError, EseError, ImageError
+from ..contract.registers import (
     CONFIG_BASE,
     ERROR_FLAGS,
     MAGIC,
@@ -158,7 +158,7 @@ class Accelerator:
 
         The image is checked against the card's parameters before anything is written.
         """
-        from .image import FORMAT_VERSION
+        from ..contract.memory_map import FORMAT_VERSION
         from .program import Program, load
         info = self.info or await self.identify()
         if info.format_version != FORMAT_VERSION:
@@ -353,7 +353,7 @@ class XdmaTransport:
         missing = [f"{prefix}_{name}" for name in ["user", *self.STREAMS.values()]
                    if not os.path.exists(f"{prefix}_{name}")]
         if missing:
-            from .errors import ToolchainError
+            from ..contract.errors import ToolchainError
             raise ToolchainError(
                 f"no XDMA device: {', '.join(missing)} missing; load the Xilinx XDMA driver "
                 f"(xdma.ko) and check the card is programmed with the ese bitstream")

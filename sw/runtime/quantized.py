@@ -1,0 +1,136 @@
+"""The integer model: what a weight image encodes and the golden model runs.
+
+The compiler's quantization (:mod:`ese.sw.compiler.quantization`) produces a
+:class:`QuantizedModel` and its :class:`QuantizationReport`; the runtime decodes the same
+model back from an image (:func:`ese.sw.runtime.encoding.decode_image`), so these types live
+with the runtime, which never needs the compiler to run a model. :class:`LayerShape` and
+:class:`StackShape` give real-valued and integer layers the same size properties.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["LayerShape", "StackShape", "QuantizedLayer", "QuantizedModel",
+           "QuantizationReport"]
+
+
+class LayerShape:
+    """Sizes of a layer, read off its ``input_weights`` and ``projection`` arrays."""
+
+    @property
+    def cells(self):
+        return self.input_weights.shape[0] // 4
+
+    @property
+    def inputs(self):
+        return self.input_weights.shape[1]
+
+    @property
+    def proj(self):
+        """Projection size, or 0 where the layer has no projection."""
+        return 0 if self.projection is None else self.projection.shape[0]
+
+    @property
+    def recurrent(self):
+        """Size of y, the layer's output and recurrent input."""
+        return self.proj or self.cells
+
+    @property
+    def outputs(self):
+        return self.recurrent
+
+    def matrices(self):
+        """The sparse matrices of the layer, by name."""
+        found = {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights}
+        if self.projection is not None:
+            found["projection"] = self.projection
+        return found
+
+
+class StackShape:
+    """Sizes and counts of a stack of layers (``self.layers``)."""
+
+    @property
+    def inputs(self):
+        return self.layers[0].inputs
+
+    @property
+    def outputs(self):
+        return self.layers[-1].outputs
+
+    def weight_count(self):
+        """Weights in all sparse matrices (zeros included)."""
+        return sum(m.size for layer in self.layers for m in layer.matrices().values())
+
+    def nonzero_count(self):
+        return sum(int(np.count_nonzero(m)) for layer in self.layers
+                   for m in layer.matrices().values())
+
+
+
+@dataclass
+class QuantizedLayer(LayerShape):
+    """One layer in integers (int64 arrays; shapes as in LayerDescription).
+
+    ``peephole`` is always present (zeros where the source had none); ``projection`` is None
+    where the layer has no projection.
+    """
+
+    input_weights: np.ndarray
+    recurrent_weights: np.ndarray
+    bias: np.ndarray
+    peephole: np.ndarray
+    projection: "np.ndarray | None"
+
+    @property
+    def gate_weights(self):
+        """[W_x | W_r]: the matrix the gates multiply with [x; y]."""
+        return np.concatenate([self.input_weights, self.recurrent_weights], axis=1)
+
+    def equals(self, other):
+        names = ("input_weights", "recurrent_weights", "bias", "peephole")
+        same = all(np.array_equal(getattr(self, n), getattr(other, n)) for n in names)
+        if (self.projection is None) != (other.projection is None):
+            return False
+        return same and (self.projection is None
+                         or np.array_equal(self.projection, other.projection))
+
+
+@dataclass
+class QuantizationReport:
+    """How many values saturated, per layer and tensor, and how many non-zeros remain."""
+
+    saturated: dict = field(default_factory=dict)
+    nonzeros: int = 0
+    weights: int = 0
+
+    @property
+    def saturated_total(self):
+        return sum(self.saturated.values())
+
+    @property
+    def density(self):
+        return self.nonzeros / self.weights if self.weights else 0.0
+
+    def to_dict(self):
+        return {"saturated": dict(self.saturated), "nonzeros": self.nonzeros,
+                "weights": self.weights}
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(saturated={str(k): int(v) for k, v in values["saturated"].items()},
+                   nonzeros=int(values["nonzeros"]), weights=int(values["weights"]))
+
+
+@dataclass
+class QuantizedModel(StackShape):
+    """The integer model: what the image encodes and the golden model runs."""
+
+    config: object
+    layers: list
+    source: str = "unknown"
+
+    def equals(self, other):
+        return (len(self.layers) == len(other.layers)
+                and all(a.equals(b) for a, b in zip(self.layers, other.layers)))

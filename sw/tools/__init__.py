@@ -1,0 +1,2 @@
+"""Applications on the public API: the command line (:mod:`.cli`), the demo, the benchmarks
+and the soak."""
