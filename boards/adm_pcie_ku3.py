@@ -14,9 +14,9 @@ SODIMM 0 pinout and the 200 MHz reference clock from Alpha Data's SNAP board sup
 from amaranth.build import Attrs, Clock, DiffPairs, Pins, PinsN, Resource, Subsignal
 from amaranth.vendor import XilinxPlatform
 
-__all__ = ["AdmPcieKu3Platform", "DDR3_PINS", "PCIE_LANES", "PART"]
+from .board import Board, register
 
-PART = "xcku060-ffva1156-2-e"
+__all__ = ["ADM_PCIE_KU3", "AdmPcieKu3Platform", "DDR3_PINS", "PCIE_LANES"]
 
 #: PCIe lanes 0-7: (TX P, TX N, RX P, RX N).
 PCIE_LANES = [
@@ -49,6 +49,11 @@ DDR3_PINS = {
     "sys_clk_p": "D23",     # the memory controller's 200 MHz reference (DIFF_HSTL_I)
     "sys_clk_n": "C23",
 }
+
+
+#: The card's memory controller reference and the accelerator's clock (the controller's user
+#: clock, which the build flow runs the accelerator on).
+CLOCK_MHZ = 200.0
 
 
 class AdmPcieKu3Platform(XilinxPlatform):
@@ -87,3 +92,21 @@ class AdmPcieKu3Platform(XilinxPlatform):
                  Subsignal("reset", PinsN(DDR3_PINS["reset_n"], dir="o"))),
     ]
     connectors = []
+
+
+ADM_PCIE_KU3 = register(Board(
+    name="adm-pcie-ku3",
+    title="Alpha Data ADM-PCIE-KU3",
+    device=AdmPcieKu3Platform.device,
+    package=AdmPcieKu3Platform.package,
+    speed=AdmPcieKu3Platform.speed,
+    # The XCKU060's resources (Xilinx DS890), as counted by Vivado's utilization report.
+    resources={"lut": 331_680, "ff": 663_360, "dsp": 2_760, "bram36": 1_080},
+    # The DDR3 controller's AXI port: 512 bits at a 4:1 clock ratio, 8 GB addressed.
+    memory_data_bits=512,
+    memory_address_bits=33,
+    memory_bytes=8 << 30,
+    clock_mhz=CLOCK_MHZ,
+    pins={"pcie_lanes": PCIE_LANES, "ddr3": DDR3_PINS},
+    platform=AdmPcieKu3Platform,
+))

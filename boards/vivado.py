@@ -22,23 +22,14 @@ import subprocess
 from pathlib import Path
 
 from ..sw.contract.registers import build_id
-from .adm_pcie_ku3 import DDR3_PINS, PART, PCIE_LANES
+from .adm_pcie_ku3 import ADM_PCIE_KU3
 
-__all__ = ["write_build_tree", "run_vivado", "board_config", "BOARDS"]
+__all__ = ["write_build_tree", "run_vivado", "FLOWS"]
 
-BOARDS = ("adm-pcie-ku3",)
-
-#: The DDR3 controller's AXI port on the card: 512 bits at a 4:1 clock ratio, 8 GB.
-MEMORY_DATA_BITS = 512
-MEMORY_ADDRESS_BITS = 33
 #: The XDMA's AXI-Stream width and clock for PCIe Gen3 x8.
 XDMA_STREAM_BITS = 256
-
-
-def board_config(config):
-    """``config`` with the card's memory interface."""
-    return config.replace(memory_data_bits=MEMORY_DATA_BITS,
-                          memory_address_bits=MEMORY_ADDRESS_BITS)
+#: The cards this flow is written for (its block design and constraints are the card's).
+FLOWS = (ADM_PCIE_KU3.name,)
 
 
 def _ports(system):
@@ -53,13 +44,13 @@ def _ports(system):
     return ports
 
 
-def _wrapper(system):
+def _wrapper(system, board):
     lines = [
         "// Wrapper of ese_system with single-underscore AXI port names, so that Vivado's",
         "// block design infers its AXI4-Lite, AXI4 and AXI4-Stream interfaces.",
         "module ese_accelerator_bd (",
         '    (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axil:m_axi:weights:host_frames:'
-        'host_results, ASSOCIATED_RESET rst, FREQ_HZ 200000000" *)',
+        f'host_results, ASSOCIATED_RESET rst, FREQ_HZ {round(board.clock_mhz * 1e6)}" *)',
         "    input wire clk,",
         '    (* X_INTERFACE_PARAMETER = "POLARITY ACTIVE_HIGH" *)',
         "    input wire rst,",
@@ -80,9 +71,10 @@ def _wrapper(system):
     return "\n".join(lines)
 
 
-def _constraints():
+def _constraints(board):
+    lanes, ddr3 = board.pins["pcie_lanes"], board.pins["ddr3"]
     lines = [
-        "# ADM-PCIE-KU3 (xcku060-ffva1156-2-e): pins and settings of the ese accelerator.",
+        f"# {board.title} ({board.part}): pins and settings of the ese accelerator.",
         "# Pin assignments: Alpha Data's published constraints for the card (see",
         "# ese/boards/adm_pcie_ku3.py).",
         "",
@@ -94,7 +86,7 @@ def _constraints():
         "[get_ports pcie_perst_n]",
         "set_false_path -from [get_ports pcie_perst_n]",
     ]
-    for lane, (txp, txn, rxp, rxn) in enumerate(PCIE_LANES):
+    for lane, (txp, txn, rxp, rxn) in enumerate(lanes):
         lines.append(f"set_property PACKAGE_PIN {txp} [get_ports {{pcie_mgt_txp[{lane}]}}]")
         lines.append(f"set_property PACKAGE_PIN {txn} [get_ports {{pcie_mgt_txn[{lane}]}}]")
         lines.append(f"set_property PACKAGE_PIN {rxp} [get_ports {{pcie_mgt_rxp[{lane}]}}]")
@@ -105,14 +97,14 @@ def _constraints():
              "cke": "ddr3_cke", "cs_n": "ddr3_cs_n", "odt": "ddr3_odt"}
     used = {"dq": 64, "dqs_p": 8, "dqs_n": 8, "dm": 8}
     for signal, port in names.items():
-        pins = DDR3_PINS[signal].split()[:used.get(signal)]
+        pins = ddr3[signal].split()[:used.get(signal)]
         for bit, pin in enumerate(pins):
             lines.append(f"set_property PACKAGE_PIN {pin} [get_ports {{{port}[{bit}]}}]")
     for signal in ("ras_n", "cas_n", "we_n", "reset_n"):
-        lines.append(f"set_property PACKAGE_PIN {DDR3_PINS[signal]} [get_ports ddr3_{signal}]")
+        lines.append(f"set_property PACKAGE_PIN {ddr3[signal]} [get_ports ddr3_{signal}]")
     lines += [
-        f"set_property PACKAGE_PIN {DDR3_PINS['sys_clk_p']} [get_ports ddr3_sys_clk_clk_p]",
-        f"set_property PACKAGE_PIN {DDR3_PINS['sys_clk_n']} [get_ports ddr3_sys_clk_clk_n]",
+        f"set_property PACKAGE_PIN {ddr3['sys_clk_p']} [get_ports ddr3_sys_clk_clk_p]",
+        f"set_property PACKAGE_PIN {ddr3['sys_clk_n']} [get_ports ddr3_sys_clk_clk_n]",
         "set_property IOSTANDARD DIFF_HSTL_I [get_ports {ddr3_sys_clk_clk_p ddr3_sys_clk_clk_n}]",
         "create_clock -name ddr3_sys_clk -period 5.000 [get_ports ddr3_sys_clk_clk_p]",
         "",
@@ -128,21 +120,21 @@ def _constraints():
     return "\n".join(lines)
 
 
-def _build_tcl(config):
-    width = 16 * config.channels
+def _build_tcl(config, board):
+    width = config.activation_bits * config.channels
     return f"""# Non-project Vivado flow: the ese accelerator system on the Alpha Data ADM-PCIE-KU3.
 # Run: vivado -mode batch -source build.tcl   (from this directory)
 #
 # The block design puts vendor IP around the accelerator (ese_accelerator_bd):
 #   PCIe Gen3 x8 --- XDMA (AXI-Stream mode, {XDMA_STREAM_BITS}-bit, 250 MHz)
-#        H2C 0 (frame steps) --> FIFO (250 -> 200 MHz) --> width {XDMA_STREAM_BITS} -> {width} --> host_frames
-#        H2C 1 (weight image) -> FIFO (250 -> 200 MHz) --> width {XDMA_STREAM_BITS} -> 32 --> weights
-#        C2H 0 (results) <------ FIFO (200 -> 250 MHz) <-- width {width} -> {XDMA_STREAM_BITS} <-- host_results
+#        H2C 0 (frame steps) --> FIFO (250 -> {board.clock_mhz:g} MHz) --> width {XDMA_STREAM_BITS} -> {width} --> host_frames
+#        H2C 1 (weight image) -> FIFO (250 -> {board.clock_mhz:g} MHz) --> width {XDMA_STREAM_BITS} -> 32 --> weights
+#        C2H 0 (results) <------ FIFO ({board.clock_mhz:g} -> 250 MHz) <-- width {width} -> {XDMA_STREAM_BITS} <-- host_results
 #        AXI4-Lite master (user BAR) --> clock converter --> s_axil (registers)
-#   DDR3 SODIMM 0 --- memory controller (AXI4 slave, {MEMORY_DATA_BITS}-bit) <-- m_axi
-# The accelerator runs on the memory controller's 200 MHz user clock.
+#   DDR3 SODIMM 0 --- memory controller (AXI4 slave, {board.memory_data_bits}-bit) <-- m_axi
+# The accelerator runs on the memory controller's {board.clock_mhz:g} MHz user clock.
 
-set part {PART}
+set part {board.part}
 set here [file dirname [file normalize [info script]]]
 file mkdir $here/reports
 create_project -in_memory -part $part
@@ -180,8 +172,8 @@ set_property -dict [list \\
     CONFIG.C0.DDR3_PhyClockRatio {{4:1}} \\
     CONFIG.C0.DDR3_DataWidth {{64}} \\
     CONFIG.C0.DDR3_AxiSelection {{true}} \\
-    CONFIG.C0.DDR3_AxiDataWidth {{{MEMORY_DATA_BITS}}} \\
-    CONFIG.C0.DDR3_AxiAddressWidth {{{MEMORY_ADDRESS_BITS}}} \\
+    CONFIG.C0.DDR3_AxiDataWidth {{{board.memory_data_bits}}} \\
+    CONFIG.C0.DDR3_AxiAddressWidth {{{board.memory_address_bits}}} \\
 ] [get_bd_cells ddr3]
 
 # The accelerator.
@@ -278,10 +270,10 @@ puts "ese: wrote $here/ese_adm_pcie_ku3.bit"
 """
 
 
-def _readme(config, identifier):
-    return f"""# ese accelerator on the Alpha Data ADM-PCIE-KU3
+def _readme(config, identifier, board):
+    return f"""# ese accelerator on the {board.title}
 
-Generated by `ese build --board adm-pcie-ku3`. Build with Vivado (the flow uses the XDMA
+Generated by `ese build --board {board.name}`. Build with Vivado (the flow uses the XDMA
 and DDR3 memory controller IP that ship with it):
 
     vivado -mode batch -source build.tcl
@@ -291,7 +283,7 @@ install Xilinx's XDMA driver (`xdma.ko`, from dma_ip_drivers), then use the card
 `ese run model.ese -i frames.npz -o outputs.npz`.
 
 Hardware: {config.pes} PEs, {config.channels} channels, {config.weight_bits}-bit weights,
-{config.activation_bits}-bit activations, 200 MHz (the DDR3 controller's user clock).
+{config.activation_bits}-bit activations, {board.clock_mhz:g} MHz (the DDR3 controller's user clock).
 Build identifier: {identifier:#010x} (`ese` refuses images built for other parameters).
 
 Files: `rtl/ese_system.v` (the accelerator system), `rtl/ese_accelerator_bd.v` (its AXI
@@ -305,27 +297,32 @@ design for the card if link training fails.
 """
 
 
-def write_build_tree(config, directory):
-    """Write the Vivado build tree for a sized ``config`` (the card's memory bus is set)."""
+def write_build_tree(board, config, directory):
+    """Write ``board``'s Vivado build tree for a sized ``config`` (the card's memory bus and
+    clock are set)."""
     from amaranth.back import verilog
 
     from ..hw.system import AcceleratorSystem
-    config = board_config(config)
+    if board.name not in FLOWS:
+        from ..sw.contract.errors import ConfigError
+        raise ConfigError(f"no Vivado flow is written for the {board.title}; the flows are "
+                          f"for {', '.join(FLOWS)}")
+    config = board.hardware(config)
     config.require_sized()
     directory = Path(directory)
     for sub in ("rtl", "constraints"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     system = AcceleratorSystem(config)
-    (directory / "rtl" / "ese_accelerator_bd.v").write_text(_wrapper(system))
+    (directory / "rtl" / "ese_accelerator_bd.v").write_text(_wrapper(system, board))
     (directory / "rtl" / "ese_system.v").write_text(
         verilog.convert(system, name="ese_system", emit_src=False))
-    (directory / "constraints" / "adm_pcie_ku3.xdc").write_text(_constraints())
-    (directory / "build.tcl").write_text(_build_tcl(config))
+    (directory / "constraints" / "adm_pcie_ku3.xdc").write_text(_constraints(board))
+    (directory / "build.tcl").write_text(_build_tcl(config, board))
     identifier = build_id(config)
     (directory / "config.json").write_text(json.dumps(
-        {"board": "adm-pcie-ku3", "part": PART, "build_id": identifier,
+        {"board": board.name, "part": board.part, "build_id": identifier,
          "config": config.to_dict()}, indent=2))
-    (directory / "README.md").write_text(_readme(config, identifier))
+    (directory / "README.md").write_text(_readme(config, identifier, board))
     return directory
 
 

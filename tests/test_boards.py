@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
 from amaranth.hdl import Elaboratable, Module, Signal
 
 import ese
-from ese.boards.adm_pcie_ku3 import DDR3_PINS, AdmPcieKu3Platform
+from ese.boards import BOARDS, DEFAULT_BOARD, board
+from ese.boards.adm_pcie_ku3 import ADM_PCIE_KU3, DDR3_PINS, AdmPcieKu3Platform
+from ese.boards.board import Board, register
 from ese.boards.vivado import write_build_tree
 from ese.sw.contract.registers import build_id
 from ese.sw.tools.cli import main
@@ -29,6 +32,27 @@ def test_platform_prepares_a_vivado_build_without_vivado():
     assert "W23" in files["blink.xdc"] and "LVDS" in files["blink.xdc"]
 
 
+def test_the_card_is_described_once_and_everything_reads_it():
+    """The part, resources, memory bus and clock of the ADM-PCIE-KU3 (Alpha Data's card with
+    the XCKU060; resources from Xilinx DS890) live in one Board, which the platform, the
+    build flow, the estimate and the command line read."""
+    card = board("adm-pcie-ku3")
+    assert card is ADM_PCIE_KU3 and BOARDS[DEFAULT_BOARD] is card
+    assert card.part == "xcku060-ffva1156-2-e"
+    assert card.platform is AdmPcieKu3Platform and card.platform.device == card.device
+    assert card.resources == {"lut": 331_680, "ff": 663_360, "dsp": 2_760, "bram36": 1_080}
+    config = card.hardware(ese.Config(pes=4))
+    assert (config.memory_data_bits, config.memory_address_bits, config.clock_mhz) == \
+        (512, 33, 200.0)
+    with pytest.raises(ese.ConfigError, match="the boards are: adm-pcie-ku3"):
+        board("ku115")
+    with pytest.raises(ValueError, match="already registered"):
+        register(card)
+    with pytest.raises(ValueError, match="lacks resource counts"):
+        register(Board("other", "Other", "xcku040", "ffva1156", "2-e", {"lut": 1}, 64, 32,
+                       1 << 30, 100.0))
+
+
 def test_ddr3_pins_are_distinct_and_complete():
     pins = [pin for value in DDR3_PINS.values() for pin in value.split()]
     assert len(pins) == len(set(pins))
@@ -38,7 +62,7 @@ def test_ddr3_pins_are_distinct_and_complete():
 def test_build_tree_is_complete(tmp_path):
     config = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9), hardware(4, channels=2),
                          density=0.3).config
-    tree = write_build_tree(config, tmp_path / "ku3")
+    tree = write_build_tree(ADM_PCIE_KU3, config, tmp_path / "ku3")
     tcl = (tree / "build.tcl").read_text()
     for needed in ("create_project -in_memory", "xilinx.com:ip:xdma", "xilinx.com:ip:ddr3",
                    "AXI_Stream", "synth_design", "route_design", "write_bitstream",
@@ -51,7 +75,9 @@ def test_build_tree_is_complete(tmp_path):
     wrapper = (tree / "rtl" / "ese_accelerator_bd.v").read_text()
     assert "module ese_accelerator_bd" in wrapper and "m_axi_araddr" in wrapper
     described = json.loads((tree / "config.json").read_text())
-    assert described["config"]["memory_data_bits"] == 512
+    assert described["config"]["memory_data_bits"] == ADM_PCIE_KU3.memory_data_bits == 512
+    assert described["part"] == "xcku060-ffva1156-2-e"
+    assert "FREQ_HZ 200000000" in wrapper
     assert described["build_id"] == build_id(ese.Config.from_dict(described["config"]))
 
 

@@ -408,8 +408,8 @@ def _streaming(window):
     the card's memory port), or none for resident weights."""
     if not window:
         return {}
-    from ...boards.vivado import MEMORY_DATA_BITS
-    return {"stream_window": window, "memory_data_bits": MEMORY_DATA_BITS}
+    from ...boards import DEFAULT_BOARD, board
+    return {"stream_window": window, "memory_data_bits": board(DEFAULT_BOARD).memory_data_bits}
 
 
 STREAM_HELP = ("stream the sparse weights from the card's DDR every frame step, through two "
@@ -438,10 +438,12 @@ def _hardware_for(args):
 
 
 def cmd_build(args):
+    from ...boards import board
     from ...boards.vivado import run_vivado, write_build_tree
+    card = board(args.board)
     config = _hardware_for(args)
-    directory = write_build_tree(config, args.out)
-    print(f"wrote the Vivado build tree for the {args.board} ({config.pes} PEs, "
+    directory = write_build_tree(card, config, args.out)
+    print(f"wrote the Vivado build tree for the {card.title} ({config.pes} PEs, "
           f"{config.channels} channels) to {directory}")
     bitstream = None if args.no_vivado else run_vivado(directory)
     if bitstream is None:
@@ -525,18 +527,19 @@ def cmd_speech_eval(args):
 
 
 def cmd_estimate(args):
-    from ...boards.estimate import DEVICE, ESE_REPORTED, RESOURCES, estimate
-    from ...boards.vivado import board_config
-    config = board_config(_hardware_for(args))
+    from ...boards import board
+    from ...boards.estimate import ESE_REPORTED, RESOURCES, estimate
+    card = board(args.board)
+    config = card.hardware(_hardware_for(args))
     console = _console()
     with console.status("estimate") as status:
-        report = estimate(config, log=lambda text: status.update(text))
+        report = estimate(config, card, log=lambda text: status.update(text))
     if args.json:
         print(json.dumps(report))
         return 0
     from rich.table import Table
     table = Table(title=f"ese estimate: {config.pes} PEs x {config.channels} channels on the "
-                        f"{DEVICE['part']} (Yosys synth_xilinx)")
+                        f"{card.part} (Yosys synth_xilinx)")
     for heading in ("resource", "used", "of device", "ESE (FPGA 2017)"):
         table.add_column(heading, justify="right")
     names = {"lut": "LUT", "ff": "FF", "dsp": "DSP48E2", "bram36": "BRAM36"}
@@ -678,8 +681,9 @@ def build_parser():
                      help="sim: random idle and back-pressure cycles on every bus")
     run.set_defaults(run=cmd_run)
 
+    from ...boards import BOARDS, DEFAULT_BOARD
     build = commands.add_parser("build", help="write the board's Vivado build tree")
-    build.add_argument("--board", choices=["adm-pcie-ku3"], required=True)
+    build.add_argument("--board", choices=sorted(BOARDS), required=True)
     build.add_argument("--out", required=True, help="directory for the build tree")
     build.add_argument("--image", help="size the hardware for this weight image")
     build.add_argument("--pes", type=_positive_int, default=32,
@@ -692,7 +696,9 @@ def build_parser():
     build.set_defaults(run=cmd_build)
 
     est = commands.add_parser(
-        "estimate", help="resource use on the XCKU060 from Yosys (LUT, FF, DSP, BRAM)")
+        "estimate", help="resource use on the board's FPGA from Yosys (LUT, FF, DSP, BRAM)")
+    est.add_argument("--board", choices=sorted(BOARDS), default=DEFAULT_BOARD,
+                     help=f"the card (default {DEFAULT_BOARD})")
     est.add_argument("--image", help="the hardware of this weight image")
     est.add_argument("--pes", type=_positive_int, default=32,
                      help="without --image: PEs, memories sized for ESE's layer")

@@ -1,0 +1,98 @@
+"""What the project knows of a card: one :class:`Board` per card, in one registry.
+
+A board description holds every fact of a card that the rest of the project uses: the FPGA
+part (as Amaranth's :class:`~amaranth.vendor.XilinxPlatform` spells it: device, package,
+speed grade), the device's resources (for the estimate), the memory controller's AXI port
+(for the hardware's memory bus and the streamer), the accelerator's clock, the pins, and the
+Amaranth platform built from those pins. The build flow (:mod:`.vivado`), the resource
+estimate (:mod:`.estimate`) and the command line (``--board``) read them from
+:data:`BOARDS`, so a new card is one new description, and a fact is never written twice.
+"""
+
+from dataclasses import dataclass, field
+
+from ..sw.contract.errors import ConfigError
+
+__all__ = ["Board", "BOARDS", "register", "board"]
+
+#: Resource names, as Vivado's utilization report counts them.
+RESOURCE_NAMES = ("lut", "ff", "dsp", "bram36")
+
+
+@dataclass(frozen=True)
+class Board:
+    """A PCIe card that runs the accelerator system.
+
+    Attributes
+    ----------
+    name : str
+        The command line's name of the card (``ese build --board NAME``).
+    title : str
+        The card's name for people.
+    device, package, speed : str
+        The FPGA, as Amaranth's XilinxPlatform takes it ("xcku060", "ffva1156", "2-e").
+    resources : dict
+        The device's LUT, FF, DSP and BRAM36 counts (the vendor's data sheet).
+    memory_data_bits, memory_address_bits : int
+        The memory controller's AXI4 port, which the system's ``m_axi`` connects to.
+    memory_bytes : int
+        The memory the hardware's image and streamed weights may use.
+    clock_mhz : float
+        The accelerator's clock on the card.
+    pins : dict
+        Pin assignments by interface, for the constraints and the platform.
+    platform : type
+        The Amaranth platform of the card.
+    """
+
+    name: str
+    title: str
+    device: str
+    package: str
+    speed: str
+    resources: dict
+    memory_data_bits: int
+    memory_address_bits: int
+    memory_bytes: int
+    clock_mhz: float
+    pins: dict = field(default_factory=dict)
+    platform: type = None
+
+    @property
+    def part(self):
+        """The part name Vivado takes, as Amaranth's XilinxPlatform composes it."""
+        return f"{self.device}-{self.package}-{self.speed}"
+
+    def hardware(self, config):
+        """``config`` for this card: its memory bus and its clock."""
+        return config.replace(memory_data_bits=self.memory_data_bits,
+                              memory_address_bits=self.memory_address_bits,
+                              clock_mhz=self.clock_mhz)
+
+    def percent(self, name, used):
+        """``used`` as a percentage of the device's ``name`` resource."""
+        return 100.0 * used / self.resources[name]
+
+
+#: Every card the project builds for, by name.
+BOARDS = {}
+
+
+def register(description):
+    """Add a board description to :data:`BOARDS`; a name may be registered once."""
+    if description.name in BOARDS:
+        raise ValueError(f"a board named {description.name!r} is already registered")
+    missing = set(RESOURCE_NAMES) - set(description.resources)
+    if missing:
+        raise ValueError(f"board {description.name!r} lacks resource counts {sorted(missing)}")
+    BOARDS[description.name] = description
+    return description
+
+
+def board(name):
+    """The board description called ``name``; ConfigError names the known ones otherwise."""
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise ConfigError(f"no board is called {name!r}; the boards are: "
+                          f"{', '.join(sorted(BOARDS))}") from None
