@@ -1,5 +1,6 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Each creates the virtual
-# environment in .venv on first use and installs everything from the project's own files.
+# Two commands on a fresh machine: `make demo` and `make test` (`make check` is the fast loop).
+# Each creates the virtual environment in .venv on first use and installs everything from the
+# project's own files.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv espeak clean
+.PHONY: demo test check venv espeak clean
 
 venv: $(STAMP)
 
@@ -31,6 +32,10 @@ demo: espeak $(STAMP)
 
 test: espeak $(STAMP)
 	$(BIN)/python -m pytest
+
+# The fast loop: everything but Verilator and the slow tests, in under a minute.
+check: espeak $(STAMP)
+	$(BIN)/python -m pytest -m "not rtl and not slow"
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

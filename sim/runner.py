@@ -150,8 +150,10 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
 
 
 def run_testbench(program, testcase, codes, expected, *, starts=None, stall_probability=0.0,
-                  seed=0, log=None, keep=None, timeout_cycles=None, options=None):
-    """Run one cocotb test of :mod:`ese.sim.testbench` on ``program``'s hardware.
+                  seed=0, log=None, keep=None, timeout_cycles=None, options=None,
+                  module="ese.sim.testbench"):
+    """Run one cocotb test on ``program``'s hardware: ``testcase`` of ``module``
+    (:mod:`ese.sim.testbench` by default; a test's own scenarios elsewhere).
 
     The test gets the program's load stream, the input ``codes`` (steps, channels, inputs),
     the channels that begin a sequence at each step (``starts``; by default every channel at
@@ -178,6 +180,7 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
                                              + program.config.cell_depth)
     settings = {
         "activation_bits": program.config.activation_bits,
+        "clock_mhz": program.config.clock_mhz,
         "stall_probability": float(stall_probability),
         "seed": int(seed),
         "timeout_cycles": int(timeout_cycles),
@@ -190,8 +193,8 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
         job = work / "job.npz"
         np.savez(job, load_words=program.image.load_words(), inputs=codes, expected=expected,
                  starts=np.asarray(starts, dtype=bool), settings=json.dumps(settings))
-        result_path = _run_testbench("ese.sim.testbench", TOPLEVEL, testcase, build, work,
-                                     job, seed, "the testbench")
+        result_path = _run_testbench(module, TOPLEVEL, testcase, build, work, job, seed,
+                                     "the testbench")
         if result_path is None:
             return {}, build
         with np.load(result_path) as saved:
@@ -244,8 +247,9 @@ def _tail(path, lines=40):
 
 def run_system(program, frames, *, testcase="run_through_driver", stall_probability=0.0,
                seed=0, log=None, keep=None, other_image=None, timeout_cycles=None, loads=1,
-               options=None):
-    """Run a test of :mod:`ese.sim.system_testbench`: the host driver against the system RTL.
+               options=None, module="ese.sim.system_testbench"):
+    """Run a cocotb test of the host driver against the system RTL: ``testcase`` of
+    ``module`` (:mod:`ese.sim.system_testbench` by default).
 
     ``frames`` takes the forms of ``Program.simulate`` (a list per channel, or one sequence).
     The program is saved as a weight image that the driver loads from its file, as it would
@@ -257,7 +261,7 @@ def run_system(program, frames, *, testcase="run_through_driver", stall_probabil
     if isinstance(frames, np.ndarray):
         frames = [frames]
     settings = {"stall_probability": float(stall_probability), "seed": int(seed),
-                "channels": program.config.channels,
+                "channels": program.config.channels, "clock_mhz": program.config.clock_mhz,
                 "timeout_cycles": int(timeout_cycles or 5_000_000), "loads": int(loads),
                 **(options or {})}
     arrays = {}
@@ -277,8 +281,8 @@ def run_system(program, frames, *, testcase="run_through_driver", stall_probabil
         np.savez(job, settings=json.dumps(settings), **arrays)
         if log is not None:
             log(f"running the host driver against the system RTL ({testcase})")
-        result_path = _run_testbench("ese.sim.system_testbench", DESIGNS["system"], testcase,
-                                     build, work, job, seed, "the system testbench")
+        result_path = _run_testbench(module, DESIGNS["system"], testcase, build, work, job,
+                                     seed, "the system testbench")
         if result_path is None:
             return None, None
         with np.load(result_path) as saved:

@@ -21,7 +21,7 @@ from cocotbext.axi import (
     AxiStreamSource,
 )
 
-from .testbench import CLOCK_NS, stall_pattern
+from .harness import stall_pattern
 
 __all__ = ["SimulatedTransport", "SystemModels"]
 
@@ -33,15 +33,18 @@ class SystemModels:
     ----------
     dut
         The cocotb handle of the system top level.
+    period_ps : int
+        The clock period, for the transport's timeouts.
     memory_bytes : int
         Size of the DDR model.
     stall_probability : float
         Probability, per cycle and per channel of every bus, of an idle or back-pressure cycle.
     """
 
-    def __init__(self, dut, memory_bytes=1 << 24, stall_probability=0.0, seed=0):
+    def __init__(self, dut, period_ps, memory_bytes=1 << 24, stall_probability=0.0, seed=0):
         clock, reset = dut.clk, dut.rst
         self.clock = clock
+        self.period_ps = period_ps
         self.memory_bytes = memory_bytes
         self.registers = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), clock, reset)
         self.memory = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), clock, reset,
@@ -93,7 +96,7 @@ class SimulatedTransport:
         waiting = self.models.results.recv()
         try:
             frame = await (waiting if timeout is None else
-                           with_timeout(waiting, _nanoseconds(timeout), "ns"))
+                           with_timeout(waiting, self._picoseconds(timeout), "ps"))
         except SimTimeoutError:
             raise TimeoutError from None
         return bytes(frame.tdata)
@@ -104,7 +107,7 @@ class SimulatedTransport:
 
     async def drain(self, stream, timeout=None):
         source = self._source(stream)
-        cycles = None if timeout is None else _nanoseconds(timeout) // CLOCK_NS
+        cycles = None if timeout is None else self._picoseconds(timeout) // self.models.period_ps
         clock = self.models.clock
         while not source.idle():
             if cycles is not None:
@@ -114,9 +117,9 @@ class SimulatedTransport:
             await ClockCycles(clock, 1)
 
     async def sleep(self, seconds):
-        await Timer(_nanoseconds(seconds), "ns")
+        await Timer(self._picoseconds(seconds), "ps")
 
-
-def _nanoseconds(seconds):
-    """Simulated nanoseconds, whole clock periods, at least one."""
-    return max(CLOCK_NS, int(seconds * 1e9) // CLOCK_NS * CLOCK_NS)
+    def _picoseconds(self, seconds):
+        """Simulated picoseconds, whole clock periods, at least one."""
+        period = self.models.period_ps
+        return max(period, round(seconds * 1e12) // period * period)

@@ -47,9 +47,9 @@ from ..contract.registers import (
     config_fields,
     config_from_registers,
 )
+from ..contract.wire import pack_steps, unpack_result, word_bytes
 
-__all__ = ["Accelerator", "DeviceError", "HardwareInfo", "XdmaTransport", "pack_steps",
-           "unpack_results"]
+__all__ = ["Accelerator", "DeviceError", "HardwareInfo", "XdmaTransport"]
 
 
 class DeviceError(EseError, RuntimeError):
@@ -67,37 +67,6 @@ class HardwareInfo:
     config: object
     build_id: int
     format_version: int
-
-
-def pack_steps(codes, starts, bits):
-    """Frame steps in the host stream format: a header word, then one word per input.
-
-    ``codes`` is (steps, channels, inputs); ``starts`` (steps, channels). Returns a list of
-    bytes objects, one per step.
-    """
-    codes = np.asarray(codes, dtype=np.int64)
-    steps, channels, inputs = codes.shape
-    word_bytes = channels * bits // 8
-    packed = []
-    mask = (1 << bits) - 1
-    for step in range(steps):
-        header = sum(1 << c for c in range(channels) if starts[step][c])
-        words = [header] + [sum((int(v) & mask) << (bits * c) for c, v in enumerate(column))
-                            for column in codes[step].T]
-        packed.append(b"".join(w.to_bytes(word_bytes, "little") for w in words))
-    return packed
-
-
-def unpack_results(data, channels, outputs, bits):
-    """One step's result bytes -> int64 array (channels, outputs) of signed values."""
-    word_bytes = channels * bits // 8
-    values = np.empty((channels, outputs), dtype=np.int64)
-    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
-    for index in range(outputs):
-        word = int.from_bytes(data[index * word_bytes:(index + 1) * word_bytes], "little")
-        for channel in range(channels):
-            values[channel, index] = (((word >> (bits * channel)) & mask) ^ sign) - sign
-    return values
 
 
 class Accelerator:
@@ -246,7 +215,7 @@ class Accelerator:
         config = program.config
         bits = config.activation_bits
         steps = pack_steps(plan.codes, plan.starts, bits)
-        result_bytes = program.outputs * config.channels * bits // 8
+        result_bytes = program.outputs * word_bytes(config.channels, bits)
         outputs = np.empty((plan.steps, config.channels, program.outputs), dtype=np.int64)
         # Two steps in flight: the card buffers two, and reading each result before sending
         # the step after next never leaves it waiting for the host.
@@ -259,7 +228,7 @@ class Accelerator:
             if len(data) != result_bytes:
                 raise DeviceError(f"the result of frame step {index + 1} has {len(data)} bytes, "
                                   f"not {result_bytes}; reset the card (Accelerator.reset)")
-            outputs[index] = unpack_results(data, config.channels, program.outputs, bits)
+            outputs[index] = unpack_result(data, config.channels, program.outputs, bits)
             if index + ahead < len(steps):
                 await self._send("frames", steps[index + ahead],
                                  f"frame step {index + ahead + 1}")

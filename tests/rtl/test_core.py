@@ -4,14 +4,21 @@ Every case compiles a PyTorch module, runs frames through the simulated hardware
 idle cycles and back-pressure on the streams, and demands that every output word equals the
 golden model's, and that the golden model is within FLOAT_TOLERANCE of float PyTorch with the
 same pruned weights. These tests fail (not skip) when Verilator cannot be built.
+
+The protocol scenarios at the end are cocotb tests of this module: the runner starts the
+simulator on them (``module=__name__``), and they build on the package's own bench
+(:class:`ese.sim.testbench.AcceleratorBench`).
 """
 
+import cocotb
 import numpy as np
 import pytest
+from cocotb.triggers import ClockCycles
 from torch import nn
 
 import ese
 from ese.sim.runner import run_testbench
+from ese.sim.testbench import error_flags, open_job
 
 from helpers import FLOAT_TOLERANCE, frames, hardware
 
@@ -100,7 +107,7 @@ def test_protocol_scenarios(testcase):
     program = _compile("lstm-2-layers-proj")
     codes, _ = program.encode_inputs(frames(4, program.inputs, seed=5))
     run_testbench(program, testcase, codes, program.predict_codes(codes),
-                  stall_probability=0.2, seed=1)
+                  stall_probability=0.2, seed=1, module=__name__)
 
 
 def test_simulation_failures_raise_a_clear_error():
@@ -108,7 +115,8 @@ def test_simulation_failures_raise_a_clear_error():
     codes, _ = program.encode_inputs(frames(2, program.inputs))
     wrong = program.predict_codes(codes) + 1
     with pytest.raises(ese.SimulationError, match="new_sequence_starts_from_zero_state failed"):
-        run_testbench(program, "new_sequence_starts_from_zero_state", codes, wrong)
+        run_testbench(program, "new_sequence_starts_from_zero_state", codes, wrong,
+                      module=__name__)
 
 
 def test_structured_zeros_columns_rows_and_inputs():
@@ -151,3 +159,47 @@ def test_channels_without_projection_and_an_idle_channel():
     result = program.simulate([None, x], stall_probability=0.2, seed=5)
     assert result.mismatches == 0
     assert np.array_equal(result.outputs[1][0], program.predict(x))
+
+
+# cocotb scenarios (run in the simulator by test_protocol_scenarios).
+
+@cocotb.test()
+async def malformed_load_record_is_flagged_and_skipped(dut):
+    """A record for an unknown memory sets load_error; the records after it still load."""
+    job, settings, bench = open_job(dut)
+    await bench.reset()
+    bad_record = [0x7F, 0, 3, 1, 2, 3]            # target 0x7f does not exist
+    await bench.load(list(bad_record) + [int(w) for w in job["load_words"]])
+    await ClockCycles(dut.clk, 2)
+    assert error_flags(dut)["load_error"] == 1, "the malformed record was not flagged"
+    outputs, _ = await bench.run_sequence(job["inputs"], settings["timeout_cycles"])
+    assert np.array_equal(np.array(outputs), job["expected"]), \
+        "the records after the malformed one did not load correctly"
+
+
+@cocotb.test()
+async def frame_of_wrong_length_is_flagged(dut):
+    """A frame whose tlast comes early sets frame_error."""
+    job, settings, bench = open_job(dut)
+    await bench.reset()
+    await bench.load(job["load_words"])
+    await ClockCycles(dut.clk, 2)
+    assert error_flags(dut)["frame_error"] == 0
+    step = job["inputs"][0]                   # (channels, inputs): send all but the last input
+    await bench.send_step(step[:, :-1], starts=[c == 0 for c in range(len(step))])
+    await bench.frames_in.wait()
+    await ClockCycles(dut.clk, 4)
+    assert error_flags(dut)["frame_error"] == 1, "a short frame was not flagged"
+
+
+@cocotb.test()
+async def new_sequence_starts_from_zero_state(dut):
+    """A sequence run twice, with tuser on the first word, gives the same outputs twice."""
+    job, settings, bench = open_job(dut)
+    await bench.reset()
+    await bench.load(job["load_words"])
+    await ClockCycles(dut.clk, 2)
+    first, _ = await bench.run_sequence(job["inputs"], settings["timeout_cycles"])
+    second, _ = await bench.run_sequence(job["inputs"], settings["timeout_cycles"])
+    assert np.array_equal(np.array(first), job["expected"])
+    assert np.array_equal(np.array(second), job["expected"]), "state leaked between sequences"

@@ -20,6 +20,7 @@ def image(tmp_path):
     return path
 
 
+@pytest.mark.rtl
 def test_demo_runs_bit_exact_and_reports():
     run = ese_command("demo", "--json", "--no-speech")
     assert run.returncode == 0, run.stderr
@@ -32,6 +33,7 @@ def test_demo_runs_bit_exact_and_reports():
     assert "bit-exact" in run.stdout and "cycles per frame" in run.stdout
 
 
+@pytest.mark.rtl
 def test_demo_recognises_a_sentence_with_the_committed_model_on_the_rtl():
     """The committed phone recognizer (8 PEs, density 0.112) hears a short sentence that
     espeak-ng speaks in a test voice; the RTL's outputs equal the golden model's and decode
@@ -46,6 +48,7 @@ def test_demo_recognises_a_sentence_with_the_committed_model_on_the_rtl():
     assert "recognised on the RTL" in run.stdout
 
 
+@pytest.mark.rtl
 def test_compile_info_predict_and_simulate(tmp_path):
     module = ese.PeepholeLSTM(40, 96, proj_size=48)     # the demo's shape: shares its build
     torch.save(module, tmp_path / "module.pt")
@@ -184,6 +187,7 @@ def test_non_power_of_two_pe_count_is_a_clean_error(tmp_path):
     assert run.returncode == 2 and "power of two" in run.stderr
 
 
+@pytest.mark.rtl
 def test_bench_reports_every_figure_for_a_small_layer():
     """`ese bench` end to end on a small layer (the demo's shape: it shares the demo's build)."""
     run = ese_command("bench", "--inputs", 40, "--cells", 96, "--proj", 48, "--pes", 4,
@@ -222,6 +226,7 @@ def test_bench_model_only_projects_lock_step_channels():
     assert eight["gops"] == pytest.approx(2 * eight["nonzeros"] * 8 / step_seconds / 1e9)
 
 
+@pytest.mark.rtl
 def test_bench_streams_weights_through_the_whole_system():
     """`ese bench --stream-window`: the same layer with its weights streamed from the DDR
     model (rings far smaller than the model) and on chip, both through the driver and the
@@ -240,6 +245,7 @@ def test_bench_streams_weights_through_the_whole_system():
     assert streamed["step_cycles"] == pytest.approx(streamed["model_cycles_per_step"], rel=0.02)
 
 
+@pytest.mark.rtl
 def test_run_frames_through_the_simulated_card(tmp_path):
     from helpers import hardware
     program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),

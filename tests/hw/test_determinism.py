@@ -6,8 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import sys
+
+import pytest
 from pathlib import Path
 import torch
 import ese
@@ -34,6 +38,7 @@ def _build(directory, hash_seed):
     return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
 
 
+@pytest.mark.slow
 def test_images_and_verilog_are_byte_identical_across_processes(tmp_path):
     first = _build(tmp_path / "first", 1)
     second = _build(tmp_path / "second", 2)

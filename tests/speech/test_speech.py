@@ -73,6 +73,7 @@ def test_features_are_log_mel_and_deltas_every_10_ms():
     assert np.isfinite(values).all()
 
 
+@pytest.mark.rtl
 def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path):
     """Train a tiny LSTMP, prune it (both kinds), quantize, decode through the golden model,
     and run one test utterance on the RTL, whose decode must equal predict's."""

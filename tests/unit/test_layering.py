@@ -19,7 +19,7 @@ import pytest
 
 import ese
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Import name of each top-level folder (pyproject.toml's package-dir).
 FOLDERS = {"ese": "ese", "sw": "ese.sw", "hw": "ese.hw", "sim": "ese.sim",
            "boards": "ese.boards"}

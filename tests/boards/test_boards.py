@@ -120,6 +120,7 @@ def test_lut_levels_count_luts_and_lut_ram_reads_but_not_carries_or_registers():
     assert path in (["x"], ["q", "y"])
 
 
+@pytest.mark.slow
 def test_ese_estimate_synthesises_a_small_machine(tmp_path, capsys):
     program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9), hardware(2, channels=2),
                           density=0.3)
