@@ -30,21 +30,28 @@ from .pe import GATES, ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
 from .readout import GateRequestSignature, cell_issue_gap, gate_latency
 
-__all__ = ["CellUnit", "CellLane", "latency", "MAX_LATENCY"]
+__all__ = ["CellUnit", "CellLane", "latency", "state_latency", "MAX_LATENCY",
+           "ARITHMETIC_CYCLES", "STATE_CYCLES"]
+
+#: Cycles of the cell update's arithmetic, from the gates' arrival to the output written.
+ARITHMETIC_CYCLES = 10
+#: Cycles from the gates' arrival to the new cell state written.
+STATE_CYCLES = 5
 
 
 def latency(config):
     """Cycles from issuing a cell to writing its output."""
-    return gate_latency(config) + 10
+    return gate_latency(config) + ARITHMETIC_CYCLES
 
 
 def state_latency(config):
     """Cycles from issuing a cell to writing its new state."""
-    return gate_latency(config) + 5
+    return gate_latency(config) + STATE_CYCLES
 
 
-#: The most cycles any configuration takes from issuing a cell to writing its output.
-MAX_LATENCY = GATES + 10
+#: The most cycles any configuration takes from issuing a cell to writing its output (the gate
+#: reads take at most GATES cycles, with one PE).
+MAX_LATENCY = GATES + ARITHMETIC_CYCLES
 
 
 def _parameter_layout(config):

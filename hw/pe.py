@@ -46,18 +46,18 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.contract.memory_map import MemoryMap, address_bits
+from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
 
 __all__ = ["ProcessingElement", "AccumulatorLane", "Previous", "BroadcastLayout",
-           "WritePortSignature", "Target", "GATES", "FENCE_BITS", "ChannelValues",
-           "ChannelAccumulators", "accumulator_rows", "accumulator_row_bits", "accumulator_row"]
+           "WritePortSignature", "Target", "GATES", "FENCE_BITS", "COLUMN_QUEUE_DEPTH",
+           "ChannelValues", "ChannelAccumulators", "accumulator_rows", "accumulator_row_bits",
+           "accumulator_row"]
 
-#: Gate accumulators per cell (i, f, g, o), one bank each.
-GATES = 4
 #: Width of the fence counters.
 FENCE_BITS = 3
-#: Depths of the column queue, the word queue and the queue of columns in flight.
-_COLUMN_QUEUE = 4
+#: Columns the column stage may run ahead of the multiplier: the column queue's depth.
+COLUMN_QUEUE_DEPTH = 4
+#: Depths of the word queue and the queue of columns in flight.
 _WORD_QUEUE = 4
 _VALUES_IN_FLIGHT = 8
 
@@ -315,11 +315,12 @@ class ProcessingElement(wiring.Component):
             # The ring the column's words are in, and the sequence number of its entry word 0.
             column_fields.update({"ring": unsigned(1), "delta": unsigned(SEQUENCE_BITS)})
         column_layout = data.StructLayout(column_fields)
-        m.submodules.columns = columns = SyncFIFO(width=column_layout.size, depth=_COLUMN_QUEUE)
+        m.submodules.columns = columns = SyncFIFO(width=column_layout.size,
+                                                  depth=COLUMN_QUEUE_DEPTH)
         looked_up = Signal()                 # a column's pointers are on the read ports
         looked_up_parity = Signal()
         looked_up_head = Signal(layout)
-        pop = queue.r_rdy & (columns.level + looked_up < _COLUMN_QUEUE)
+        pop = queue.r_rdy & (columns.level + looked_up < COLUMN_QUEUE_DEPTH)
         m.d.comb += [queue.r_en.eq(pop), even.en.eq(pop), odd.en.eq(pop)]
         m.d.sync += looked_up.eq(pop)
         with m.If(pop):

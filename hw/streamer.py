@@ -32,10 +32,13 @@ from .axi import Axi4Signature
 from .dma import _size_code
 from .pe import SEQUENCE_BITS, EntryBeatSignature, StreamSectionsLayout, WritePortSignature
 
-__all__ = ["WeightStreamer", "StreamBeatSignature", "OUTSTANDING"]
+__all__ = ["WeightStreamer", "StreamBeatSignature", "OUTSTANDING", "BURST_ISSUE_CYCLES"]
 
 #: Bursts in flight at once.
 OUTSTANDING = 8
+#: Cycles to issue one burst: one in each state of the issue machine (PICK a ring, READ its
+#: sections, PLAN the position, SIZE the burst, ADDRESS it), when the address is taken at once.
+BURST_ISSUE_CYCLES = 5
 #: Bytes in which no burst may cross a boundary (AXI4).
 _BOUNDARY = 4096
 

@@ -24,30 +24,21 @@ activation queue depth, ``B`` the columns the column stage may run ahead of the 
 A frame costs the stream's advance per frame in steady state, plus the pipeline latency of
 the chain that no work can hide. A streamed configuration (``Config.stream_window``) also
 reads every PE's entries from the off-chip memory every step, one beat per cycle at most and
-one burst request per ``BURST_ISSUE_CYCLES`` (see :mod:`ese.hw.streamer`): the step takes at
-least that long, whatever the activations. Zero activations are never broadcast: with a trace of the
-golden model the prediction follows them frame by frame; without one, every activation counts
-as non-zero. ``ese bench`` compares the prediction with the RTL.
+one burst request per ``burst_issue_cycles``: the step takes at least that long, whatever the
+activations. The hardware's latencies come in a :class:`~ese.sw.contract.timing.Timing`
+(``ese.hw.timing.hardware_timing(config)`` gives the hardware's own). Zero activations are
+never broadcast: with a trace of the golden model the prediction follows them frame by frame;
+without one, every activation counts as non-zero. ``ese bench`` compares the prediction with
+the RTL.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Gate accumulators per cell (i, f, g, o).
-GATES = 4
+from ..contract.memory_map import GATES, MemoryMap
 
 __all__ = ["PerformancePrediction", "predict_performance", "phase_demands", "stream_traffic"]
-
-#: Cycles per layer of the chain that stay exposed: the fence's trip through the PE pipeline
-#: and the cell unit's latency before the first m reaches the projection broadcast, but for
-#: the cell unit's gate reads (see :func:`chain_latency`).
-CHAIN_LATENCY = 23
-#: Columns a PE's column stage may run ahead of its multiplier (the column queue).
-COLUMN_LEAD = 4
-#: Cycles the streamer takes to choose, plan and request one burst (hw/streamer.py: PICK,
-#: READ, PLAN, SIZE, ADDRESS).
-BURST_ISSUE_CYCLES = 5
 
 
 @dataclass
@@ -114,7 +105,6 @@ class PerformancePrediction:
 def stream_traffic(image):
     """Beats and bursts the streamer reads per frame step for ``image`` (0, 0 when the
     weights are resident)."""
-    from ..contract.memory_map import MemoryMap
     config = image.config
     if not config.streamed:
         return 0, 0
@@ -125,13 +115,6 @@ def stream_traffic(image):
             beats += section
             bursts += -(-section // mm.burst_beats)
     return beats, bursts
-
-
-def chain_latency(pes):
-    """Exposed cycles per layer: ``CHAIN_LATENCY`` plus the cycles the cell unit's gate reads
-    take, one with four PEs or more (a cell's gates sit in four PEs) and ``4 // pes`` with
-    fewer (see :mod:`ese.hw.readout`)."""
-    return CHAIN_LATENCY + GATES // min(pes, GATES)
 
 
 def phase_demands(image):
@@ -195,7 +178,7 @@ def _stream(phases, frames_masks):
         yield np.concatenate(pieces, axis=1)
 
 
-def _replay(streams, depth, lead=COLUMN_LEAD):
+def _replay(streams, depth, lead):
     """Run the max-plus recurrence over the frames' streams; returns each frame's end."""
     from collections import deque
     taken_history = deque(maxlen=depth)   # column-stage take times of the last D columns
@@ -222,8 +205,9 @@ def _replay(streams, depth, lead=COLUMN_LEAD):
     return ends
 
 
-def predict_performance(image, trace=None, warmup=2):
-    """Predict steady-state cycles per frame of ``image`` on its hardware.
+def predict_performance(image, timing, trace=None, warmup=2):
+    """Predict steady-state cycles per frame of ``image`` on hardware of ``timing`` (a
+    :class:`~ese.sw.contract.timing.Timing`).
 
     Without ``trace`` every activation counts as non-zero (three identical frames are
     replayed). With a trace of the golden model (``GoldenModel.run(codes, trace=...)``), the
@@ -244,9 +228,10 @@ def predict_performance(image, trace=None, warmup=2):
         count = min(len(t[0]["inputs"]) for t in traces)
         frames_masks = [_active_masks(phases, traces, t) for t in range(count)]
         warmup = min(warmup, count - 1)
-    ends = _replay(_stream(phases, frames_masks), config.activation_queue_depth)
+    ends = _replay(_stream(phases, frames_masks), config.activation_queue_depth,
+                   timing.column_lead)
     steady = np.diff(ends)[warmup - 1:] if warmup else np.diff([0.0] + ends)
-    latency = chain_latency(pes) * len(image.descriptors)
+    latency = timing.chain_cycles * len(image.descriptors)
     cycles = float(np.mean(steady)) + latency
     measured = frames_masks[warmup:]
     effective = np.mean([sum(int(p.macs.sum() if m is None else p.macs[:, m].sum())
@@ -260,7 +245,7 @@ def predict_performance(image, trace=None, warmup=2):
     if per_pe.max() < 0.97 * (cycles - latency) and limited_by == "multiply-accumulate":
         limited_by = "multiply-accumulate, with queue coupling between PEs"
     beats, bursts = stream_traffic(image)
-    memory = float(max(beats, BURST_ISSUE_CYCLES * bursts))
+    memory = float(max(beats, timing.burst_issue_cycles * bursts))
     if memory > cycles:
         cycles = memory
         limited_by = "off-chip memory: streaming the weights"

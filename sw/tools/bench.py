@@ -159,10 +159,12 @@ def model_benchmark(settings):
     column is skipped only when its activation is zero in every channel: the model replays
     the golden model's traces of every channel's utterance.
     """
+    from ...hw.timing import hardware_timing
     from ..compiler.performance import predict_performance
     program = build_program(settings)
     _, traces = _channel_traces(program, settings)
-    prediction = predict_performance(program.image, trace=traces, warmup=WARMUP_FRAMES)
+    prediction = predict_performance(program.image, hardware_timing(program.config),
+                                     trace=traces, warmup=WARMUP_FRAMES)
     nonzeros = program.summary()["nonzeros"]
     cycles = prediction.cycles_per_frame
     clock = program.config.clock_mhz
@@ -188,6 +190,7 @@ def streaming_benchmark(settings, log=None):
     first step also waits for the rings to fill); the analytical model adds the memory
     port's bound to the PEs' (see :func:`ese.sw.compiler.performance.stream_traffic`).
     """
+    from ...hw.timing import hardware_timing
     from ...sim.runner import run_system
     from ..compiler.performance import predict_performance
     report = {"settings": asdict(settings)}
@@ -197,7 +200,8 @@ def streaming_benchmark(settings, log=None):
         outputs, counters = run_system(program, sequences, log=log)
         exact = all(np.array_equal(out[0], program.predict(sequence))
                     for out, sequence in zip(outputs, sequences))
-        prediction = predict_performance(program.image, trace=traces, warmup=WARMUP_FRAMES)
+        prediction = predict_performance(program.image, hardware_timing(program.config),
+                                         trace=traces, warmup=WARMUP_FRAMES)
         words = max(len(program.image.entry_words(pe)) for pe in range(settings.pes))
         report[name] = {
             "stream_window": window,
@@ -215,6 +219,7 @@ def streaming_benchmark(settings, log=None):
 
 def run_benchmark(settings, log=None, cpu=True):
     """Run one benchmark configuration in RTL simulation; returns a dict of figures."""
+    from ...hw.timing import hardware_timing
     from ..compiler.performance import predict_performance
     program = build_program(settings)
     summary = program.summary()
@@ -230,7 +235,8 @@ def run_benchmark(settings, log=None, cpu=True):
     isolated = float(statistics.median(paced.cycles_per_frame[1:]))
     clock = program.config.clock_mhz
     latency = cycles / clock
-    prediction = predict_performance(program.image, trace=traces, warmup=WARMUP_FRAMES)
+    prediction = predict_performance(program.image, hardware_timing(program.config),
+                                     trace=traces, warmup=WARMUP_FRAMES)
     nonzeros = summary["nonzeros"]
     bound = nonzeros / settings.pes
     figures = {

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 import ese
 from ese.hw.activation import ActivationTable
 from ese.hw.broadcast import BroadcastArbiter, Follow, VectorReader
-from ese.hw.cell import CellUnit
+from ese.hw.cell import CellUnit, latency, state_latency
 from ese.hw.loader import WeightLoader
 from ese.hw.pe import GATES, ChannelAccumulators, ProcessingElement, Target, accumulator_rows
 from ese.hw.readout import AccumulatorReadout
@@ -274,7 +274,8 @@ class CellUnitHarness(wiring.Component):
 @pytest.mark.parametrize("pes", [1, 2, 8])
 def test_cell_unit_computes_the_contracts_cell_update(pes):
     """With fewer PEs than gates the cell unit must pace its requests; with more, it asks
-    for a cell every cycle and four PEs are read at once."""
+    for a cell every cycle and four PEs are read at once. Its first output and state leave
+    exactly the latencies it exports (for the performance model) after its start."""
     config = ese.Config(pes=pes, **UNIT)
     rng = np.random.default_rng(8)
     cells = 13
@@ -298,12 +299,13 @@ def test_cell_unit_computes_the_contracts_cell_update(pes):
             accumulators[row % config.pes, row // config.pes] = gates[gate, n]
     harness = CellUnitHarness(config, accumulators, parameters, [int(v) for v in state] + [0] * 3)
     unit = harness.unit
-    writes, outputs = {}, []
+    writes, outputs, cycles = {}, [], {}
 
     async def bench(ctx):
         ctx.set(harness.output_space, 5)              # room for few: issue must throttle
         ctx.set(harness.cells, cells)
         ctx.set(harness.start, 1)
+        cycles["start"] = len(cycles.setdefault("ticks", []))
         await ctx.tick()
         ctx.set(harness.start, 0)
         await ctx.tick()
@@ -315,9 +317,13 @@ def test_cell_unit_computes_the_contracts_cell_update(pes):
                 ctx.tick().sample(unit.state_write.enable, unit.state_write.address,
                                   unit.state_write.data, unit.output_valid, unit.output_value,
                                   unit.output_last):
+            cycles.setdefault("ticks", []).append(None)
+            now = len(cycles["ticks"])
             if state_en:
+                cycles.setdefault("state", now)
                 writes[state_addr] = signed_value(state_data, config.cell_bits)
             if valid:
+                cycles.setdefault("output", now)
                 outputs.append((value[0], last))
 
     run_simulation(harness, bench, processes=[monitor], deadline=2e-6)
@@ -325,6 +331,11 @@ def test_cell_unit_computes_the_contracts_cell_update(pes):
     assert [writes[n] for n in range(cells)] == expected_cell.tolist()
     assert [v for v, _ in outputs] == expected_output.tolist()
     assert [last for _, last in outputs] == [0] * (cells - 1) + [1]
+    # start is high in cycle 0 and the first cell issues in cycle 1; sample() reports a cycle's
+    # values at the edge that ends it (edge n ends cycle n - 1).
+    issued = cycles["start"] + 1
+    assert cycles["output"] - 1 - issued == latency(config)
+    assert cycles["state"] - 1 - issued == state_latency(config)
 
 
 class ReaderHarness(wiring.Component):
