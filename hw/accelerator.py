@@ -35,6 +35,8 @@ Ports use AXI4-Stream names (``*__tdata``, ``*__tvalid``, ...) so that bus model
 engines attach directly.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -46,8 +48,9 @@ from .axi import AxiStreamSignature
 from .broadcast import BroadcastArbiter, Follow, VectorReader
 from .cell import MAX_LATENCY as CELL_LATENCY
 from .cell import CellUnit
+from .layouts import SEQUENCE_BITS, ChannelValues, Target, WritePortSignature
 from .loader import WeightLoader
-from .pe import SEQUENCE_BITS, ChannelValues, ProcessingElement, Target, WritePortSignature
+from .pe import ProcessingElement
 from .readout import AccumulatorReadout
 from .receiver import SLOTS, FrameReceiver
 from .streamer import StreamBeatSignature
@@ -159,26 +162,46 @@ class LSTMAccelerator(wiring.Component):
         m.submodules.descriptors = descriptors = Memory(
             shape=unsigned(mm.descriptor_bits), depth=config.max_layers, init=[])
 
-        # ---- Loading ------------------------------------------------------------------------
+        u = SimpleNamespace(
+            loader=loader, receiver=receiver, critical=critical, filler=filler,
+            arbiter=arbiter, cells=cells, writeback=writeback, engines=engines, words=words,
+            inputs=inputs, vector=vector, cell_state=cell_state,
+            cell_parameters=cell_parameters, descriptors=descriptors)
+        self._connect_loader(m, u)
+        self._connect_receiver(m, u)
+        self._connect_broadcast(m, u)
+        self._connect_readout(m, u)
+        self._connect_cell_memories(m, u)
+        self._output_queue(m, u)
+        self._vector_writes(m, u)
+        self._filler_control(m, u)
+        self._sequencer(m, u)
+        return m
+
+    def _connect_loader(self, m, u):
+        """The load stream into the loader, and the loader into the PEs and the shared
+        memories; the descriptors of the current layer and of the first."""
+        config = self.config
+        mm = MemoryMap(config)
         m.d.comb += [
-            loader.words.payload.eq(self.weights.tdata),
-            loader.words.valid.eq(self.weights.tvalid),
-            self.weights.tready.eq(loader.words.ready),
-            self.load_error.eq(loader.error),
+            u.loader.words.payload.eq(self.weights.tdata),
+            u.loader.words.valid.eq(self.weights.tvalid),
+            self.weights.tready.eq(u.loader.words.ready),
+            self.load_error.eq(u.loader.error),
         ]
-        for index, pe in enumerate(engines):
-            selected = loader.pe == index
-            ports = [(loader.pointer_write, pe.pointer_write)]
+        for index, pe in enumerate(u.engines):
+            selected = u.loader.pe == index
+            ports = [(u.loader.pointer_write, pe.pointer_write)]
             if not config.streamed:
-                ports.append((loader.entry_write, pe.entry_write))
+                ports.append((u.loader.entry_write, pe.entry_write))
             for source, sink in ports:
                 m.d.comb += [sink.address.eq(source.address), sink.data.eq(source.data),
                              sink.enable.eq(source.enable & selected)]
         if config.streamed:
             # Each PE keeps its own sections; the streamer outside gets the whole table.
-            wiring.connect(m, loader.stream_write, wiring.flipped(self.stream_table))
-            sections = loader.stream_write
-            for index, pe in enumerate(engines):
+            wiring.connect(m, u.loader.stream_write, wiring.flipped(self.stream_table))
+            sections = u.loader.stream_write
+            for index, pe in enumerate(u.engines):
                 m.d.comb += [
                     pe.sections.eq(sections.data),
                     pe.sections_write.eq(sections.enable & (sections.address == index)),
@@ -188,8 +211,8 @@ class LSTMAccelerator(wiring.Component):
                     self.freed[2 * index].eq(pe.freed[0]),
                     self.freed[2 * index + 1].eq(pe.freed[1]),
                 ]
-        for memory, source in ((cell_parameters, loader.cell_parameter_write),
-                               (descriptors, loader.descriptor_write)):
+        for memory, source in ((u.cell_parameters, u.loader.cell_parameter_write),
+                               (u.descriptors, u.loader.descriptor_write)):
             port = memory.write_port()
             m.d.comb += [port.addr.eq(source.address), port.data.eq(source.data),
                          port.en.eq(source.enable)]
@@ -197,64 +220,70 @@ class LSTMAccelerator(wiring.Component):
         layout = data.StructLayout({name: unsigned(width)
                                     for name, width, _ in mm.descriptor_fields})
         layer = Signal(range(config.max_layers))
-        descriptor_read = descriptors.read_port()
-        first_read = descriptors.read_port()          # layer 0, for the receiver and filler
+        descriptor_read = u.descriptors.read_port()
+        first_read = u.descriptors.read_port()          # layer 0, for the receiver and filler
         m.d.comb += [descriptor_read.addr.eq(layer), first_read.addr.eq(0)]
         desc = data.View(layout, descriptor_read.data)
         first = data.View(layout, first_read.data)
+        u.layer, u.desc, u.first = layer, desc, first
 
-        # ---- Input frames -------------------------------------------------------------------
+    def _connect_receiver(self, m, u):
+        """Input frame steps into the receiver and the input memory, which the filler reads."""
         m.d.comb += [
-            receiver.words.payload.values.eq(self.frames_in.tdata),
-            receiver.words.payload.starts.eq(self.frames_in.tuser),
-            receiver.words.payload.last.eq(self.frames_in.tlast),
-            receiver.words.valid.eq(self.frames_in.tvalid),
-            self.frames_in.tready.eq(receiver.words.ready),
-            receiver.length.eq(first.inputs),
-            self.frame_error.eq(receiver.error),
+            u.receiver.words.payload.values.eq(self.frames_in.tdata),
+            u.receiver.words.payload.starts.eq(self.frames_in.tuser),
+            u.receiver.words.payload.last.eq(self.frames_in.tlast),
+            u.receiver.words.valid.eq(self.frames_in.tvalid),
+            self.frames_in.tready.eq(u.receiver.words.ready),
+            u.receiver.length.eq(u.first.inputs),
+            self.frame_error.eq(u.receiver.error),
         ]
-        input_write = inputs.write_port()
-        input_read = inputs.read_port()
+        input_write = u.inputs.write_port()
+        input_read = u.inputs.read_port()
         m.d.comb += [
-            input_write.addr.eq(receiver.write.address),
-            input_write.data.eq(receiver.write.data),
-            input_write.en.eq(receiver.write.enable),
-            input_read.addr.eq(filler.read_address),
-            input_read.en.eq(filler.read_enable),
-            filler.read_data.eq(input_read.data),
+            input_write.addr.eq(u.receiver.write.address),
+            input_write.data.eq(u.receiver.write.data),
+            input_write.en.eq(u.receiver.write.enable),
+            input_read.addr.eq(u.filler.read_address),
+            input_read.en.eq(u.filler.read_enable),
+            u.filler.read_data.eq(input_read.data),
         ]
 
-        # ---- Broadcast ----------------------------------------------------------------------
-        vector_read = vector.read_port()
+    def _connect_broadcast(self, m, u):
+        """The critical and filler readers through the arbiter to every PE at once."""
+        vector_read = u.vector.read_port()
         m.d.comb += [
-            vector_read.addr.eq(critical.read_address),
-            vector_read.en.eq(critical.read_enable),
-            critical.read_data.eq(vector_read.data),
+            vector_read.addr.eq(u.critical.read_address),
+            vector_read.en.eq(u.critical.read_enable),
+            u.critical.read_data.eq(vector_read.data),
         ]
-        for reader in (critical, filler):
-            m.d.comb += [reader.produced[0].eq(cells.produced),
-                         reader.produced[1].eq(writeback.produced)]
-        wiring.connect(m, critical.activations, arbiter.critical)
-        wiring.connect(m, filler.activations, arbiter.filler)
+        for reader in (u.critical, u.filler):
+            m.d.comb += [reader.produced[0].eq(u.cells.produced),
+                         reader.produced[1].eq(u.writeback.produced)]
+        wiring.connect(m, u.critical.activations, u.arbiter.critical)
+        wiring.connect(m, u.filler.activations, u.arbiter.filler)
         all_ready = Signal()
-        m.d.comb += all_ready.eq(Cat(pe.activations.ready for pe in engines).all())
-        for pe in engines:
-            m.d.comb += [pe.activations.payload.eq(arbiter.broadcast.payload),
-                         pe.activations.valid.eq(arbiter.broadcast.valid & all_ready)]
-        m.d.comb += arbiter.broadcast.ready.eq(all_ready)
+        m.d.comb += all_ready.eq(Cat(pe.activations.ready for pe in u.engines).all())
+        for pe in u.engines:
+            m.d.comb += [pe.activations.payload.eq(u.arbiter.broadcast.payload),
+                         pe.activations.valid.eq(u.arbiter.broadcast.valid & all_ready)]
+        m.d.comb += u.arbiter.broadcast.ready.eq(all_ready)
         fenced = Signal()      # every PE has passed every fence sent
-        m.d.comb += fenced.eq(Cat(pe.fences == arbiter.fences_requested
-                                  for pe in engines).all())
+        m.d.comb += fenced.eq(Cat(pe.fences == u.arbiter.fences_requested
+                                  for pe in u.engines).all())
         all_idle = Signal()
-        m.d.comb += all_idle.eq(Cat(pe.idle for pe in engines).all())
+        m.d.comb += all_idle.eq(Cat(pe.idle for pe in u.engines).all())
+        u.fenced, u.all_idle = fenced, all_idle
 
-        # ---- Accumulator readout by the cell unit or the writeback --------------------------
+    def _connect_readout(self, m, u):
+        """The accumulator readout by the cell unit or the writeback."""
+        config = self.config
         m.submodules.readout = readout = AccumulatorReadout(config)
-        wiring.connect(m, cells.accumulator, readout.gates)
-        wiring.connect(m, writeback.accumulator, readout.rows)
+        wiring.connect(m, u.cells.accumulator, readout.gates)
+        wiring.connect(m, u.writeback.accumulator, readout.rows)
         clear_enable = Signal()
         clear_address = Signal(32)
-        for index, pe in enumerate(engines):
+        for index, pe in enumerate(u.engines):
             m.d.comb += [
                 pe.readout_enable.eq(readout.pe_read[index]),
                 pe.readout_row.eq(readout.pe_row[index]),
@@ -262,31 +291,35 @@ class LSTMAccelerator(wiring.Component):
                 readout.pe_fresh[index].eq(pe.readout_fresh),
                 pe.clear_enable.eq(clear_enable),
             ]
+        u.clear_enable, u.clear_address = clear_enable, clear_address
 
-        # ---- Cell parameters and state -------------------------------------------------------
-        parameter_read = cell_parameters.read_port()
-        state_read = cell_state.read_port()
-        state_write = cell_state.write_port()
+    def _connect_cell_memories(self, m, u):
+        """The cell unit's parameters and state."""
+        parameter_read = u.cell_parameters.read_port()
+        state_read = u.cell_state.read_port()
+        state_write = u.cell_state.write_port()
         m.d.comb += [
-            parameter_read.addr.eq(cells.parameter_address),
-            cells.parameter_data.eq(parameter_read.data),
-            state_read.addr.eq(cells.state_address),
-            cells.state_data.eq(state_read.data),
+            parameter_read.addr.eq(u.cells.parameter_address),
+            u.cells.parameter_data.eq(parameter_read.data),
+            state_read.addr.eq(u.cells.state_address),
+            u.cells.state_data.eq(state_read.data),
         ]
+        u.state_write = state_write
 
-        # ---- The output queue, filled by the cell unit or the writeback ---------------------
-        output_layout = data.StructLayout({"value": words, "last": unsigned(1)})
+    def _output_queue(self, m, u):
+        """The output queue, filled by the cell unit or the writeback."""
+        output_layout = data.StructLayout({"value": u.words, "last": unsigned(1)})
         m.submodules.output_queue = output_queue = SyncFIFOBuffered(
             width=output_layout.size, depth=self.OUTPUT_QUEUE_DEPTH)
         space = Signal(range(self.OUTPUT_QUEUE_DEPTH + 1))
         m.d.comb += [
             space.eq(self.OUTPUT_QUEUE_DEPTH - output_queue.level),
-            cells.output_space.eq(space),
-            writeback.output_space.eq(space),
-            output_queue.w_en.eq(cells.output_valid | writeback.output_valid),
-            output_queue.w_data.eq(Mux(cells.output_valid,
-                                       Cat(cells.output_value, cells.output_last),
-                                       Cat(writeback.output_value, writeback.output_last))),
+            u.cells.output_space.eq(space),
+            u.writeback.output_space.eq(space),
+            output_queue.w_en.eq(u.cells.output_valid | u.writeback.output_valid),
+            output_queue.w_data.eq(Mux(u.cells.output_valid,
+                                       Cat(u.cells.output_value, u.cells.output_last),
+                                       Cat(u.writeback.output_value, u.writeback.output_last))),
         ]
         queued = data.View(output_layout, output_queue.r_data)
         m.d.comb += [
@@ -296,30 +329,36 @@ class LSTMAccelerator(wiring.Component):
             output_queue.r_en.eq(self.frames_out.tready),
         ]
 
-        # ---- Vector memory and cell state writes --------------------------------------------
-        vector_write = vector.write_port()
-        with m.If(clear_enable):
+    def _vector_writes(self, m, u):
+        """Writes of the vector memory and the cell state: the clear after a reset, else the
+        cell unit or the writeback."""
+        config = self.config
+        vector_write = u.vector.write_port()
+        with m.If(u.clear_enable):
             m.d.comb += [
-                vector_write.addr.eq(clear_address), vector_write.data.eq(0),
-                vector_write.en.eq(clear_address < config.vector_depth),
-                state_write.addr.eq(clear_address), state_write.data.eq(0),
-                state_write.en.eq(clear_address < config.cell_depth),
+                vector_write.addr.eq(u.clear_address), vector_write.data.eq(0),
+                vector_write.en.eq(u.clear_address < config.vector_depth),
+                u.state_write.addr.eq(u.clear_address), u.state_write.data.eq(0),
+                u.state_write.en.eq(u.clear_address < config.cell_depth),
             ]
         with m.Else():
             m.d.comb += [
-                state_write.addr.eq(cells.state_write.address),
-                state_write.data.eq(cells.state_write.data),
-                state_write.en.eq(cells.state_write.enable),
+                u.state_write.addr.eq(u.cells.state_write.address),
+                u.state_write.data.eq(u.cells.state_write.data),
+                u.state_write.en.eq(u.cells.state_write.enable),
             ]
-            with m.If(cells.vector_write.enable):
-                m.d.comb += [vector_write.addr.eq(cells.vector_write.address),
-                             vector_write.data.eq(cells.vector_write.data), vector_write.en.eq(1)]
-            with m.Elif(writeback.vector_write.enable):
-                m.d.comb += [vector_write.addr.eq(writeback.vector_write.address),
-                             vector_write.data.eq(writeback.vector_write.data),
+            with m.If(u.cells.vector_write.enable):
+                m.d.comb += [vector_write.addr.eq(u.cells.vector_write.address),
+                             vector_write.data.eq(u.cells.vector_write.data), vector_write.en.eq(1)]
+            with m.Elif(u.writeback.vector_write.enable):
+                m.d.comb += [vector_write.addr.eq(u.writeback.vector_write.address),
+                             vector_write.data.eq(u.writeback.vector_write.data),
                              vector_write.en.eq(1)]
 
-        # ---- The filler: the first layer's input products of waiting steps ----------------
+    def _filler_control(self, m, u):
+        """The filler control: when the filler sends the first layer's input products of a
+        waiting step."""
+        config = self.config
         # Step t uses input slot t mod 2. A slot is released to the receiver at its step's
         # gate fence, so it holds one step from arrival to then, whenever the filler sends it.
         # The products go to the gate accumulators, so the filler sends the next step's only
@@ -336,151 +375,156 @@ class LSTMAccelerator(wiring.Component):
         # The filler's jobs keep the other fields at their reset values: products to the gate
         # accumulators (Target.GATES), following no producer (Follow.NONE), unmasked.
         m.d.comb += [
-            filler.jobs.payload.length.eq(first.inputs),
-            filler.jobs.payload.column_base.eq(first.column_base),
-            filler.fresh.eq(0),
-            critical.fresh.eq(fresh),
-            cells.fresh.eq(fresh),
+            u.filler.jobs.payload.length.eq(u.first.inputs),
+            u.filler.jobs.payload.column_base.eq(u.first.column_base),
+            u.filler.fresh.eq(0),
+            u.critical.fresh.eq(fresh),
+            u.cells.fresh.eq(fresh),
         ]
         # Nothing is sent while the accumulators are being cleared after a reset: products
         # added then would be wiped.
         clearing = Signal(init=1)
-        current_ok = (~clearing & ~released & receiver.full.bit_select(slot, 1)
-                      & ~filled.bit_select(slot, 1) & ~cells.busy)
+        current_ok = (~clearing & ~released & u.receiver.full.bit_select(slot, 1)
+                      & ~filled.bit_select(slot, 1) & ~u.cells.busy)
         following = slot + 1
-        following_ok = (frame_running & last_cells_started & ~cells.busy
-                        & receiver.full.bit_select(following, 1)
+        following_ok = (frame_running & last_cells_started & ~u.cells.busy
+                        & u.receiver.full.bit_select(following, 1)
                         & ~filled.bit_select(following, 1))
         with m.If(~filler_busy):
             with m.If(current_ok):
-                m.d.comb += [filler.jobs.valid.eq(1),
-                             filler.jobs.payload.base.eq(slot * config.input_depth)]
-                with m.If(filler.jobs.ready):
+                m.d.comb += [u.filler.jobs.valid.eq(1),
+                             u.filler.jobs.payload.base.eq(slot * config.input_depth)]
+                with m.If(u.filler.jobs.ready):
                     m.d.sync += [filler_busy.eq(1), filler_slot.eq(slot)]
             with m.Elif(following_ok):
-                m.d.comb += [filler.jobs.valid.eq(1),
-                             filler.jobs.payload.base.eq(following * config.input_depth)]
-                with m.If(filler.jobs.ready):
+                m.d.comb += [u.filler.jobs.valid.eq(1),
+                             u.filler.jobs.payload.base.eq(following * config.input_depth)]
+                with m.If(u.filler.jobs.ready):
                     m.d.sync += [filler_busy.eq(1), filler_slot.eq(following)]
-        with m.Elif(~filler.busy):
+        with m.Elif(~u.filler.busy):
             m.d.sync += filler_busy.eq(0)
             m.d.comb += filler_done.eq(1 << filler_slot)
-        m.d.sync += filled.eq((filled | filler_done) & ~receiver.release)
+        m.d.sync += filled.eq((filled | filler_done) & ~u.receiver.release)
+        u.slot, u.frame_running, u.filled = slot, frame_running, filled
+        u.released, u.last_cells_started, u.filler_busy = released, last_cells_started, filler_busy
+        u.fresh, u.clearing = fresh, clearing
 
-        # ---- The sequencer --------------------------------------------------------------------
+    def _sequencer(self, m, u):
+        """The frame sequencer: clears the machine after a reset, then runs each step layer by
+        layer (gates, fence, cell unit, projection, fence, writeback)."""
+        config = self.config
         counter = Signal(32)
-        m.d.comb += self.busy.eq(frame_running | ~all_idle | cells.busy | writeback.busy
-                                 | critical.busy | filler.busy)
+        m.d.comb += self.busy.eq(u.frame_running | ~u.all_idle | u.cells.busy | u.writeback.busy
+                                 | u.critical.busy | u.filler.busy)
         previous_producer = Signal(2)       # who writes the previous layer's y (Follow.*)
         frame_producer = Signal(2)          # who writes the last layer's y of the last step
         layers_one = Signal()               # the model has a single layer
-        machine_idle = (all_idle & ~cells.busy & ~writeback.busy & ~critical.busy
-                        & ~filler.busy & ~filler_busy)
+        machine_idle = (u.all_idle & ~u.cells.busy & ~u.writeback.busy & ~u.critical.busy
+                        & ~u.filler.busy & ~u.filler_busy)
 
         def start_read(base, length, column_base, target, follow, masked=0):
             m.d.comb += [
-                critical.jobs.valid.eq(1),
-                critical.jobs.payload.base.eq(base),
-                critical.jobs.payload.length.eq(length),
-                critical.jobs.payload.column_base.eq(column_base),
-                critical.jobs.payload.target.eq(target),
-                critical.jobs.payload.follow.eq(follow),
-                critical.jobs.payload.masked.eq(masked),
+                u.critical.jobs.valid.eq(1),
+                u.critical.jobs.payload.base.eq(base),
+                u.critical.jobs.payload.length.eq(length),
+                u.critical.jobs.payload.column_base.eq(column_base),
+                u.critical.jobs.payload.target.eq(target),
+                u.critical.jobs.payload.follow.eq(follow),
+                u.critical.jobs.payload.masked.eq(masked),
             ]
 
         with m.FSM(init="CLEAR"):
             with m.State("CLEAR"):
                 # After a reset: zero every accumulator, cell state and vector word once.
-                m.d.comb += [clear_enable.eq(1), clear_address.eq(counter)]
+                m.d.comb += [u.clear_enable.eq(1), u.clear_address.eq(counter)]
                 m.d.sync += counter.eq(counter + 1)
                 with m.If(counter == self.clear_cycles(config) - 1):
-                    m.d.sync += clearing.eq(0)
+                    m.d.sync += u.clearing.eq(0)
                     m.next = "FRAME_WAIT"
             with m.State("FRAME_WAIT"):
                 # Weights load only while no step is waiting or in flight.
-                m.d.comb += loader.enable.eq(machine_idle & (receiver.full == 0)
+                m.d.comb += u.loader.enable.eq(machine_idle & (u.receiver.full == 0)
                                              & ~self.frames_in.tvalid)
-                with m.If(receiver.full.bit_select(slot, 1) & ~loader.busy):
-                    m.d.sync += [frame_running.eq(1), layer.eq(0),
-                                 fresh.eq(receiver.starts[slot])]
+                with m.If(u.receiver.full.bit_select(u.slot, 1) & ~u.loader.busy):
+                    m.d.sync += [u.frame_running.eq(1), u.layer.eq(0),
+                                 u.fresh.eq(u.receiver.starts[u.slot])]
                     m.next = "GATES_INPUT"
             with m.State("GATES_INPUT"):
                 # Layers after the first read the previous layer's y as it is written, from
                 # the projection writeback; a cell unit still writing it is still reading
                 # (and clearing) the gate accumulators this layer's products go to, so then
                 # the layer waits for it.
-                with m.If(layer == 0):
-                    m.d.sync += layers_one.eq(desc.last)
+                with m.If(u.layer == 0):
+                    m.d.sync += layers_one.eq(u.desc.last)
                     m.next = "GATES_RECURRENT"
-                with m.Elif((previous_producer != Follow.CELLS) | ~cells.busy):
-                    start_read(desc.input_base, desc.inputs, desc.column_base, Target.GATES,
+                with m.Elif((previous_producer != Follow.CELLS) | ~u.cells.busy):
+                    start_read(u.desc.input_base, u.desc.inputs, u.desc.column_base, Target.GATES,
                                previous_producer)
-                    with m.If(critical.jobs.ready):
+                    with m.If(u.critical.jobs.ready):
                         m.next = "GATES_RECURRENT"
             with m.State("GATES_RECURRENT"):
                 # With one layer, y_{t-1} may still be being written by the last step's
                 # projection writeback, which this read follows; a cell unit writing it is
                 # still reading the gate accumulators, so then the read waits for it. Channels
                 # beginning a sequence read y_{t-1} as zero.
-                with m.If(~cells.busy):
-                    start_read(desc.recurrent_base, desc.recurrent,
-                               desc.column_base + desc.inputs, Target.GATES,
+                with m.If(~u.cells.busy):
+                    start_read(u.desc.recurrent_base, u.desc.recurrent,
+                               u.desc.column_base + u.desc.inputs, Target.GATES,
                                Mux(layers_one, frame_producer, Follow.NONE), masked=1)
-                    with m.If(critical.jobs.ready):
+                    with m.If(u.critical.jobs.ready):
                         m.next = "GATES_FENCE"
             with m.State("GATES_FENCE"):
                 # The first layer's input products come from the filler; wait for them too,
                 # then hand the input slot back to the receiver.
-                with m.If(layer != 0):
-                    with m.If(~critical.busy):
-                        m.d.comb += arbiter.fence_request.eq(1)
+                with m.If(u.layer != 0):
+                    with m.If(~u.critical.busy):
+                        m.d.comb += u.arbiter.fence_request.eq(1)
                         m.next = "GATES_WAIT"
-                with m.Elif(~critical.busy & filled.bit_select(slot, 1)):
-                    m.d.comb += [arbiter.fence_request.eq(1),
-                                 receiver.release.eq(1 << slot)]
-                    m.d.sync += released.eq(1)
+                with m.Elif(~u.critical.busy & u.filled.bit_select(u.slot, 1)):
+                    m.d.comb += [u.arbiter.fence_request.eq(1),
+                                 u.receiver.release.eq(1 << u.slot)]
+                    m.d.sync += u.released.eq(1)
                     m.next = "GATES_WAIT"
             with m.State("GATES_WAIT"):
-                with m.If(fenced & ~cells.busy & ~writeback.busy):
-                    m.d.comb += [cells.start.eq(1), cells.cells.eq(desc.cells),
-                                 cells.cell_base.eq(desc.cell_base),
-                                 cells.output_base.eq(desc.cell_output_base),
-                                 cells.emit.eq(desc.last & (desc.proj == 0))]
-                    with m.If(desc.last):
-                        m.d.sync += last_cells_started.eq(1)
-                    with m.If(desc.proj != 0):
+                with m.If(u.fenced & ~u.cells.busy & ~u.writeback.busy):
+                    m.d.comb += [u.cells.start.eq(1), u.cells.cells.eq(u.desc.cells),
+                                 u.cells.cell_base.eq(u.desc.cell_base),
+                                 u.cells.output_base.eq(u.desc.cell_output_base),
+                                 u.cells.emit.eq(u.desc.last & (u.desc.proj == 0))]
+                    with m.If(u.desc.last):
+                        m.d.sync += u.last_cells_started.eq(1)
+                    with m.If(u.desc.proj != 0):
                         m.next = "PROJECTION"
                     with m.Else():
                         m.d.sync += previous_producer.eq(Follow.CELLS)
                         m.next = "LAYER_DONE"
             with m.State("PROJECTION"):
-                start_read(desc.cell_output_base, desc.cells,
-                           desc.column_base + desc.inputs + desc.recurrent, Target.PROJECTION,
+                start_read(u.desc.cell_output_base, u.desc.cells,
+                           u.desc.column_base + u.desc.inputs + u.desc.recurrent, Target.PROJECTION,
                            Follow.CELLS)
-                with m.If(critical.jobs.ready):
+                with m.If(u.critical.jobs.ready):
                     m.next = "PROJECTION_FENCE"
             with m.State("PROJECTION_FENCE"):
-                with m.If(~critical.busy):
-                    m.d.comb += arbiter.fence_request.eq(1)
+                with m.If(~u.critical.busy):
+                    m.d.comb += u.arbiter.fence_request.eq(1)
                     m.next = "PROJECTION_WAIT"
             with m.State("PROJECTION_WAIT"):
-                with m.If(fenced):
-                    m.d.comb += [writeback.start.eq(1), writeback.rows.eq(desc.proj),
-                                 writeback.output_base.eq(desc.recurrent_base),
-                                 writeback.emit.eq(desc.last)]
+                with m.If(u.fenced):
+                    m.d.comb += [u.writeback.start.eq(1), u.writeback.rows.eq(u.desc.proj),
+                                 u.writeback.output_base.eq(u.desc.recurrent_base),
+                                 u.writeback.emit.eq(u.desc.last)]
                     m.d.sync += previous_producer.eq(Follow.WRITEBACK)
                     m.next = "LAYER_DONE"
             with m.State("LAYER_DONE"):
-                with m.If(desc.last | (layer == config.max_layers - 1)):
+                with m.If(u.desc.last | (u.layer == config.max_layers - 1)):
                     # The next step may begin while this one's y is still being written.
-                    m.d.sync += [layer.eq(0), slot.eq(slot + 1), frame_running.eq(0),
-                                 released.eq(0), last_cells_started.eq(0),
+                    m.d.sync += [u.layer.eq(0), u.slot.eq(u.slot + 1), u.frame_running.eq(0),
+                                 u.released.eq(0), u.last_cells_started.eq(0),
                                  frame_producer.eq(previous_producer)]
                     m.next = "FRAME_WAIT"
                 with m.Else():
-                    m.d.sync += layer.eq(layer + 1)
+                    m.d.sync += u.layer.eq(u.layer + 1)
                     m.next = "LAYER_DESCRIBE"
             with m.State("LAYER_DESCRIBE"):
                 # The descriptor port needs a cycle to show the new layer.
                 m.next = "GATES_INPUT"
-        return m

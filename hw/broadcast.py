@@ -20,7 +20,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, count_bits
-from .pe import FENCE_BITS, BroadcastLayout, ChannelValues
+from .layouts import FENCE_BITS, BroadcastLayout, ChannelValues
 
 __all__ = ["VectorReader", "BroadcastArbiter", "ColumnLayout", "ReadJobLayout", "Follow"]
 

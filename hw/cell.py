@@ -26,7 +26,7 @@ from ..sw.contract.arithmetic import sigmoid_table, tanh_table
 from ..sw.contract.memory_map import MemoryMap, address_bits, count_bits
 from .activation import ActivationTable
 from .fixed import requantize
-from .pe import GATES, ChannelValues, WritePortSignature
+from .layouts import GATES, ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
 from .readout import GateRequestSignature, cell_issue_gap, gate_latency
 

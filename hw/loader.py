@@ -18,7 +18,7 @@ from ..sw.contract.memory_map import (
     address_bits,
     words_per_element,
 )
-from .pe import WritePortSignature
+from .layouts import WritePortSignature
 
 __all__ = ["WeightLoader"]
 

@@ -39,6 +39,7 @@ before a fence is in the accumulators.
 """
 
 import enum
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -46,95 +47,29 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
+from ..sw.contract.memory_map import MemoryMap, address_bits
+from .layouts import (
+    FENCE_BITS,
+    SEQUENCE_BITS,
+    BroadcastLayout,
+    ChannelAccumulators,
+    ChannelValues,
+    EntryBeatSignature,
+    StreamSectionsLayout,
+    Target,
+    WritePortSignature,
+    accumulator_row,
+    accumulator_row_bits,
+    accumulator_rows,
+)
 
-__all__ = ["ProcessingElement", "AccumulatorLane", "Previous", "BroadcastLayout",
-           "WritePortSignature", "Target", "GATES", "FENCE_BITS", "COLUMN_QUEUE_DEPTH",
-           "ChannelValues", "ChannelAccumulators", "accumulator_rows", "accumulator_row_bits",
-           "accumulator_row"]
+__all__ = ["ProcessingElement", "AccumulatorLane", "Previous", "COLUMN_QUEUE_DEPTH"]
 
-#: Width of the fence counters.
-FENCE_BITS = 3
 #: Columns the column stage may run ahead of the multiplier: the column queue's depth.
 COLUMN_QUEUE_DEPTH = 4
 #: Depths of the word queue and the queue of columns in flight.
 _WORD_QUEUE = 4
 _VALUES_IN_FLIGHT = 8
-
-
-class Target(enum.IntEnum):
-    """Which accumulators a broadcast activation's products go to."""
-    GATES = 0           # gate accumulators
-    PROJECTION = 1      # projection accumulators
-
-
-def ChannelValues(config):
-    """One activation per channel."""
-    return data.ArrayLayout(signed(config.activation_bits), config.channels)
-
-
-def BroadcastLayout(config):
-    """Payload of a broadcast: a column and its activations, or a fence."""
-    return data.StructLayout({
-        "column": unsigned(address_bits(config.pointer_depth)),
-        "values": ChannelValues(config),
-        "target": unsigned(1),
-        "fence": unsigned(1),
-        "filler": unsigned(1),       # a first-layer input column, sent by the filler
-    })
-
-
-def ChannelAccumulators(config):
-    """One accumulator per channel: a word of a PE's accumulator memory."""
-    return data.ArrayLayout(signed(config.accumulator_bits), config.channels)
-
-
-#: Width of the sequence counters of the entry rings (words, wrapping).
-SEQUENCE_BITS = 32
-
-
-class EntryBeatSignature(wiring.Signature):
-    """A memory beat of entry words for one of a PE's two rings, from the streamer."""
-
-    def __init__(self, config):
-        super().__init__({
-            "valid": Out(1),
-            "ring": Out(1),          # 0: the filler's section, 1: the critical path's
-            "data": Out(config.memory_data_bits),
-        })
-
-
-def StreamSectionsLayout(config):
-    """A PE's element of the STREAMS table (see :attr:`MemoryMap.stream_fields`)."""
-    return data.StructLayout({name: unsigned(width)
-                              for name, width, _ in MemoryMap(config).stream_fields})
-
-
-class WritePortSignature(wiring.Signature):
-    """A memory write request, seen from the writer: address, data and enable."""
-
-    def __init__(self, address_width, data_width):
-        super().__init__({
-            "address": Out(address_width),
-            "data": Out(data_width),
-            "enable": Out(1),
-        })
-
-
-def accumulator_rows(config):
-    """Rows of a PE's accumulator memory: its gate rows (at most four per cell of a layer),
-    then its projection rows."""
-    return GATES * config.cells_per_pe + config.projections_per_pe
-
-
-def accumulator_row_bits(config):
-    return address_bits(accumulator_rows(config))
-
-
-def accumulator_row(config, target, row):
-    """The accumulator memory row of a local ``row`` of ``target``'s matrix (see
-    :mod:`ese.sw.runtime.encoding` for which rows a PE holds)."""
-    return row if target == Target.GATES else GATES * config.cells_per_pe + row
 
 
 def _tree_sum(values):
@@ -279,21 +214,36 @@ class ProcessingElement(wiring.Component):
         lane_bits = (lanes - 1).bit_length()
         pointer_bits = mm.pointer_bits
 
-        # ---- Activation queue -------------------------------------------------------------
-        m.submodules.queue = queue = SyncFIFOBuffered(width=layout.size,
+        u = SimpleNamespace(lane_bits=lane_bits, lanes=lanes, layout=layout, mm=mm,
+                            pointer_bits=pointer_bits, values_layout=values_layout)
+        self._activation_queue(m, u)
+        self._column_stage(m, u)
+        self._fetch_stage(m, u)
+        self._issue_stage(m, u)
+        self._accumulate_stage(m, u)
+        return m
+
+    def _activation_queue(self, m, u):
+        """The activation queue: broadcast columns, queued on entry."""
+        config = self.config
+        m.submodules.queue = queue = SyncFIFOBuffered(width=u.layout.size,
                                                       depth=config.activation_queue_depth)
         m.d.comb += [
             queue.w_data.eq(self.activations.payload),
             queue.w_en.eq(self.activations.valid),
             self.activations.ready.eq(queue.w_rdy),
         ]
-        head = data.View(layout, queue.r_data)
+        head = data.View(u.layout, queue.r_data)
+        u.head, u.queue = head, queue
 
-        # ---- Column stage: pointer banks for even and odd columns -------------------------
+    def _column_stage(self, m, u):
+        """The column stage: a column's pointers from the even and odd banks in one cycle; empty
+        columns end here."""
+        config = self.config
         bank_depth = config.pointer_depth // 2
         pointer_banks = []
         for parity in (0, 1):
-            memory = Memory(shape=unsigned(pointer_bits), depth=bank_depth, init=[])
+            memory = Memory(shape=unsigned(u.pointer_bits), depth=bank_depth, init=[])
             m.submodules[f"pointers_{'odd' if parity else 'even'}"] = memory
             write = memory.write_port()
             m.d.comb += [
@@ -303,13 +253,13 @@ class ProcessingElement(wiring.Component):
             ]
             pointer_banks.append(memory.read_port())
         even, odd = pointer_banks
-        column = head.column
+        column = u.head.column
         m.d.comb += [even.addr.eq((column + 1) >> 1), odd.addr.eq(column >> 1)]
 
         streamed = config.streamed
         column_fields = {
-            "start": unsigned(pointer_bits), "end": unsigned(pointer_bits),
-            "values": values_layout, "target": unsigned(1), "fence": unsigned(1),
+            "start": unsigned(u.pointer_bits), "end": unsigned(u.pointer_bits),
+            "values": u.values_layout, "target": unsigned(1), "fence": unsigned(1),
         }
         if streamed:
             # The ring the column's words are in, and the sequence number of its entry word 0.
@@ -319,12 +269,12 @@ class ProcessingElement(wiring.Component):
                                                   depth=COLUMN_QUEUE_DEPTH)
         looked_up = Signal()                 # a column's pointers are on the read ports
         looked_up_parity = Signal()
-        looked_up_head = Signal(layout)
-        pop = queue.r_rdy & (columns.level + looked_up < COLUMN_QUEUE_DEPTH)
-        m.d.comb += [queue.r_en.eq(pop), even.en.eq(pop), odd.en.eq(pop)]
+        looked_up_head = Signal(u.layout)
+        pop = u.queue.r_rdy & (columns.level + looked_up < COLUMN_QUEUE_DEPTH)
+        m.d.comb += [u.queue.r_en.eq(pop), even.en.eq(pop), odd.en.eq(pop)]
         m.d.sync += looked_up.eq(pop)
         with m.If(pop):
-            m.d.sync += [looked_up_parity.eq(column[0]), looked_up_head.eq(head)]
+            m.d.sync += [looked_up_parity.eq(column[0]), looked_up_head.eq(u.head)]
         start = Mux(looked_up_parity, odd.data, even.data)
         end = Mux(looked_up_parity, even.data, odd.data)
         described = data.View(column_layout, columns.w_data)
@@ -339,52 +289,57 @@ class ProcessingElement(wiring.Component):
         if streamed:
             self._track_laps(m, described, columns.w_en & ~looked_up_head.fence,
                              ~looked_up_head.filler, start)
+        u.column_layout, u.columns, u.looked_up = column_layout, columns, looked_up
+        u.streamed = streamed
 
-        # ---- Fetch stage: entry words, rows, padding dropped ------------------------------
+    def _fetch_stage(self, m, u):
+        """The fetch stage: one entry word per cycle, then the decode and row stages, which turn
+        its relative indices into accumulator rows and drop padding."""
+        config = self.config
 
         word_layout = data.StructLayout({
-            "weights": data.ArrayLayout(signed(config.weight_bits), lanes),
-            "rows": data.ArrayLayout(unsigned(accumulator_row_bits(config)), lanes),
-            "real": unsigned(lanes),          # lanes holding a real entry
+            "weights": data.ArrayLayout(signed(config.weight_bits), u.lanes),
+            "rows": data.ArrayLayout(unsigned(accumulator_row_bits(config)), u.lanes),
+            "real": unsigned(u.lanes),          # lanes holding a real entry
             "target": unsigned(1),
             "fence": unsigned(1),
             "last": unsigned(1),              # the column's last word: its values may go
         })
         m.submodules.words = words = SyncFIFO(width=word_layout.size, depth=_WORD_QUEUE)
-        m.submodules.in_flight = in_flight = SyncFIFO(width=values_layout.size,
+        m.submodules.in_flight = in_flight = SyncFIFO(width=u.values_layout.size,
                                                       depth=_VALUES_IN_FLIGHT)
 
-        current = data.View(column_layout, columns.r_data)
-        cursor = Signal(unsigned(pointer_bits))
+        current = data.View(u.column_layout, u.columns.r_data)
+        cursor = Signal(unsigned(u.pointer_bits))
         started = Signal()                   # cursor belongs to the column at the queue head
-        word_base = Signal(unsigned(pointer_bits))
+        word_base = Signal(unsigned(u.pointer_bits))
         position = Mux(started, cursor, current.start)
-        m.d.comb += word_base.eq(Cat(Const(0, lane_bits), position[lane_bits:]))
-        next_word = word_base + lanes
+        m.d.comb += word_base.eq(Cat(Const(0, u.lane_bits), position[u.lane_bits:]))
+        next_word = word_base + u.lanes
         fetched = Signal()                   # an entry word (or a fence) is being read
         decoded = Signal()                   # ... its runs are being added to the walk
         # The word queue is written two cycles after the fetch; the values in flight at once.
         room = (words.level + fetched + decoded < _WORD_QUEUE) & in_flight.w_rdy
         fetch = Signal()
-        entry_data = Signal(mm.entry_word_bits)      # the fetched word, a cycle after
-        if streamed:
-            present = self._stream_entries(m, current, word_base >> lane_bits, columns.r_rdy,
+        entry_data = Signal(u.mm.entry_word_bits)      # the fetched word, a cycle after
+        if u.streamed:
+            present = self._stream_entries(m, current, word_base >> u.lane_bits, u.columns.r_rdy,
                                            fetch, entry_data)
-            m.d.comb += fetch.eq(columns.r_rdy & room & (current.fence | present))
+            m.d.comb += fetch.eq(u.columns.r_rdy & room & (current.fence | present))
         else:
-            m.submodules.entries = entries = Memory(shape=unsigned(mm.entry_word_bits),
-                                                    depth=mm.entry_words, init=[])
+            m.submodules.entries = entries = Memory(shape=unsigned(u.mm.entry_word_bits),
+                                                    depth=u.mm.entry_words, init=[])
             entry_write = entries.write_port()
             m.d.comb += [entry_write.addr.eq(self.entry_write.address),
                          entry_write.data.eq(self.entry_write.data),
                          entry_write.en.eq(self.entry_write.enable)]
             entry_read = entries.read_port()
-            m.d.comb += [fetch.eq(columns.r_rdy & room),
-                         entry_read.addr.eq(word_base >> lane_bits), entry_read.en.eq(fetch),
+            m.d.comb += [fetch.eq(u.columns.r_rdy & room),
+                         entry_read.addr.eq(word_base >> u.lane_bits), entry_read.en.eq(fetch),
                          entry_data.eq(entry_read.data)]
         column_done = current.fence | (next_word >= current.end)
         m.d.comb += [
-            columns.r_en.eq(fetch & column_done),
+            u.columns.r_en.eq(fetch & column_done),
             # A column's activations wait in flight from its first word to its last.
             in_flight.w_data.eq(current.values),
             in_flight.w_en.eq(fetch & ~started & ~current.fence),
@@ -392,7 +347,7 @@ class ProcessingElement(wiring.Component):
         with m.If(fetch):
             m.d.sync += [cursor.eq(next_word), started.eq(~column_done)]
 
-        word_valid = Signal(lanes)
+        word_valid = Signal(u.lanes)
         word_first = Signal()
         word_target = Signal()
         word_fence = Signal()
@@ -401,7 +356,7 @@ class ProcessingElement(wiring.Component):
         with m.If(fetch):
             m.d.sync += [
                 word_valid.eq(Cat((word_base + lane >= position) & (word_base + lane < current.end)
-                                  for lane in range(lanes))),
+                                  for lane in range(u.lanes))),
                 word_first.eq(~started),
                 word_target.eq(current.target),
                 word_fence.eq(current.fence),
@@ -413,12 +368,12 @@ class ProcessingElement(wiring.Component):
         # the projection rows, after the gate rows. Two stages: the decode stage adds up the
         # runs within the word (from the entry memory's output), the row stage adds them to
         # where the walk stands, so the walk's loop is one adder deep.
-        offset_bits = (lanes << config.index_bits).bit_length()    # up to lanes * 2**index
+        offset_bits = (u.lanes << config.index_bits).bit_length()    # up to lanes * 2**index
         decoded_word = Signal(data.StructLayout({
-            "weights": data.ArrayLayout(signed(config.weight_bits), lanes),
-            "offsets": data.ArrayLayout(unsigned(offset_bits), lanes),
+            "weights": data.ArrayLayout(signed(config.weight_bits), u.lanes),
+            "offsets": data.ArrayLayout(unsigned(offset_bits), u.lanes),
             "rows": unsigned(offset_bits),                          # rows the word walks over
-            "real": unsigned(lanes), "first": unsigned(1), "target": unsigned(1),
+            "real": unsigned(u.lanes), "first": unsigned(1), "target": unsigned(1),
             "fence": unsigned(1), "last": unsigned(1),
         }))
         real = []
@@ -427,14 +382,14 @@ class ProcessingElement(wiring.Component):
             # Lane k's offset is its run plus every earlier valid lane's run and entry: the
             # earlier lanes' sums are a tree of pairwise sums, so the decode stays shallow.
             runs, steps = [], []
-            for lane in range(lanes):
+            for lane in range(u.lanes):
                 raw = entry_data.word_select(lane, config.entry_bits)
                 weight = raw[:config.weight_bits].as_signed()
                 runs.append(raw[config.weight_bits:])
                 steps.append(Mux(word_valid[lane], raw[config.weight_bits:] + 1, 0))
                 m.d.sync += decoded_word.weights[lane].eq(weight)
                 real.append(word_valid[lane] & (weight != 0))
-            for lane in range(lanes):
+            for lane in range(u.lanes):
                 m.d.sync += decoded_word.offsets[lane].eq(_tree_sum(steps[:lane] + [runs[lane]]))
             m.d.sync += [
                 decoded_word.rows.eq(_tree_sum(steps)), decoded_word.real.eq(Cat(real)),
@@ -450,7 +405,7 @@ class ProcessingElement(wiring.Component):
         with m.If(decoded):
             m.d.sync += next_row.eq(start_row + decoded_word.rows)
         word = data.View(word_layout, words.w_data)
-        for lane in range(lanes):
+        for lane in range(u.lanes):
             m.d.comb += [word.weights[lane].eq(decoded_word.weights[lane]),
                          word.rows[lane].eq(start_row + decoded_word.offsets[lane])]
         m.d.comb += [
@@ -460,42 +415,52 @@ class ProcessingElement(wiring.Component):
             words.w_en.eq(decoded & (decoded_word.fence | (decoded_word.real != 0)
                                      | decoded_word.last)),
         ]
+        u.decoded, u.fetched, u.in_flight = decoded, fetched, in_flight
+        u.word_layout, u.words = word_layout, words
 
-        # ---- Issue: one real entry per cycle, in order ------------------------------------
+    def _issue_stage(self, m, u):
+        """The issue stage: one real entry per cycle, in order; a readout takes the cycle."""
+        config = self.config
         # A readout takes the accumulator memory's read port: no entry issues in its cycle.
-        head_word = data.View(word_layout, words.r_data)
-        remaining = Signal(lanes)            # real lanes of the head word not yet issued
+        head_word = data.View(u.word_layout, u.words.r_data)
+        remaining = Signal(u.lanes)            # real lanes of the head word not yet issued
         fresh_word = Signal(init=1)          # the head word has issued nothing yet
         pending = Mux(fresh_word, head_word.real, remaining)
-        chosen = Signal(range(lanes))
-        for lane in reversed(range(lanes)):
+        chosen = Signal(range(u.lanes))
+        for lane in reversed(range(u.lanes)):
             with m.If(pending[lane]):
                 m.d.comb += chosen.eq(lane)
-        left = pending & ~(Const(1, lanes) << chosen)
+        left = pending & ~(Const(1, u.lanes) << chosen)
         stall = self.readout_enable
-        issue = words.r_rdy & ~head_word.fence & (pending != 0) & ~stall
-        word_finished = words.r_rdy & (head_word.fence | (pending == 0)
+        issue = u.words.r_rdy & ~head_word.fence & (pending != 0) & ~stall
+        word_finished = u.words.r_rdy & (head_word.fence | (pending == 0)
                                        | ((left == 0) & ~stall))
         m.d.comb += [
-            words.r_en.eq(word_finished),
-            in_flight.r_en.eq(word_finished & head_word.last & ~head_word.fence),
+            u.words.r_en.eq(word_finished),
+            u.in_flight.r_en.eq(word_finished & head_word.last & ~head_word.fence),
         ]
         with m.If(word_finished):
             m.d.sync += fresh_word.eq(1)
         with m.Elif(issue):
             m.d.sync += [remaining.eq(left), fresh_word.eq(0)]
-        issue_fence = words.r_rdy & head_word.fence
-        values = data.View(values_layout, in_flight.r_data)
+        issue_fence = u.words.r_rdy & head_word.fence
+        values = data.View(u.values_layout, u.in_flight.r_data)
         issue_row = Signal(accumulator_row_bits(config))
         m.d.comb += issue_row.eq(head_word.rows[chosen])
+        u.chosen, u.head_word, u.issue = chosen, head_word, issue
+        u.issue_fence, u.issue_row, u.stall = issue_fence, issue_row, stall
+        u.values = values
 
-        # ---- Accumulators: one memory, a word per row holding every channel's ------------
+    def _accumulate_stage(self, m, u):
+        """The multiply-add: product and add stages with forwarding, the cleared flags, the
+        fences leaving, and whether the PE is idle."""
+        config = self.config
         accumulators = Memory(shape=ChannelAccumulators(config), depth=accumulator_rows(config),
                               init=[])
         m.submodules.accumulators = accumulators
         read = accumulators.read_port()
         write = accumulators.write_port()
-        m.d.comb += [read.addr.eq(Mux(stall, self.readout_row, issue_row)), read.en.eq(1),
+        m.d.comb += [read.addr.eq(Mux(u.stall, self.readout_row, u.issue_row)), read.en.eq(1),
                      self.readout_data.eq(read.data)]
         # Rows cleared by a readout (or a reset) and not written since read as zero: clearing
         # is a flag per row, shared by the channels, instead of a write of zeros.
@@ -503,15 +468,15 @@ class ProcessingElement(wiring.Component):
 
         # Product stage (cycle u + 1) and add stage (u + 2) of an entry issued in cycle u.
         product_valid, add_valid, written_valid = Signal(), Signal(), Signal()
-        product_row = Signal.like(issue_row)
-        add_row = Signal.like(issue_row)
-        written_row = Signal.like(issue_row)      # the row the add stage wrote last cycle
+        product_row = Signal.like(u.issue_row)
+        add_row = Signal.like(u.issue_row)
+        written_row = Signal.like(u.issue_row)      # the row the add stage wrote last cycle
         # The row's cleared flag is looked up a cycle after the issue, off the issue path: a
         # write in the issue cycle that clears it is forwarded (SECOND) anyway, and a readout
         # in the issue cycle cannot be (it stalls the issue).
         product_cleared = cleared.bit_select(product_row, 1)
         m.d.sync += [
-            product_valid.eq(issue), product_row.eq(issue_row),
+            product_valid.eq(u.issue), product_row.eq(u.issue_row),
             add_valid.eq(product_valid), add_row.eq(product_row),
             written_valid.eq(add_valid), written_row.eq(add_row),
         ]
@@ -532,8 +497,8 @@ class ProcessingElement(wiring.Component):
             lane = AccumulatorLane(config)
             m.submodules[f"channel{channel}"] = lane
             m.d.comb += [
-                lane.weight.eq(head_word.weights[chosen]),
-                lane.value.eq(values[channel]),
+                lane.weight.eq(u.head_word.weights[u.chosen]),
+                lane.value.eq(u.values[channel]),
                 lane.stored.eq(stored[channel]),
                 lane.previous.eq(previous),
                 totals[channel].eq(lane.total),
@@ -547,22 +512,21 @@ class ProcessingElement(wiring.Component):
             m.d.sync += cleared.eq(-1)
         with m.Else():
             written_mask = Mux(add_valid, Const(1, len(cleared)) << add_row, 0)
-            read_mask = Mux(stall, Const(1, len(cleared)) << self.readout_row, 0)
+            read_mask = Mux(u.stall, Const(1, len(cleared)) << self.readout_row, 0)
             m.d.sync += cleared.eq((cleared & ~written_mask) | read_mask)
 
         # A fence leaves when the products issued before it are written: two cycles later.
         fence_product = Signal()
         fence_add = Signal()
-        m.d.sync += [fence_product.eq(issue_fence), fence_add.eq(fence_product)]
+        m.d.sync += [fence_product.eq(u.issue_fence), fence_add.eq(fence_product)]
         fences = Signal(FENCE_BITS)
         with m.If(fence_add):
             m.d.sync += fences.eq(fences + 1)
         m.d.comb += self.fences.eq(fences)
 
         m.d.comb += self.idle.eq(
-            (queue.level == 0) & ~looked_up & (columns.level == 0) & ~fetched & ~decoded
-            & (words.level == 0) & ~fence_product & ~fence_add & ~product_valid & ~add_valid)
-        return m
+            (u.queue.level == 0) & ~u.looked_up & (u.columns.level == 0) & ~u.fetched & ~u.decoded
+            & (u.words.level == 0) & ~fence_product & ~fence_add & ~product_valid & ~add_valid)
 
     # ---- Streamed entries -------------------------------------------------------------------
     #

@@ -20,7 +20,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits
-from .pe import GATES, ChannelAccumulators, accumulator_row_bits
+from .layouts import GATES, ChannelAccumulators, accumulator_row_bits
 from .pipeline import delay
 
 __all__ = ["AccumulatorReadout", "ROW_LATENCY", "GateReadout", "GateRequestSignature",

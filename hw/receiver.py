@@ -14,7 +14,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, count_bits
-from .pe import ChannelValues, WritePortSignature
+from .layouts import ChannelValues, WritePortSignature
 
 __all__ = ["FrameReceiver", "FrameWordLayout", "SLOTS"]
 

@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw.contract.memory_map import MemoryMap, address_bits
 from .axi import Axi4Signature
 from .dma import _size_code
-from .pe import SEQUENCE_BITS, EntryBeatSignature, StreamSectionsLayout, WritePortSignature
+from .layouts import SEQUENCE_BITS, EntryBeatSignature, StreamSectionsLayout, WritePortSignature
 
 __all__ = ["WeightStreamer", "StreamBeatSignature", "OUTSTANDING", "BURST_ISSUE_CYCLES"]
 

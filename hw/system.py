@@ -28,6 +28,8 @@ word is ``2 * channels`` bytes)::
 Ports carry AXI names: ``s_axil__*``, ``m_axi__*``, ``host_frames__tdata``, ...
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -37,7 +39,7 @@ from ..sw.contract.registers import MAGIC, Control, Status, build_id
 from .accelerator import LSTMAccelerator
 from .axi import Axi4Signature, AxiLiteSignature, AxiStreamSignature
 from .dma import ImageReader, ImageWriter
-from .pe import ChannelValues
+from .layouts import ChannelValues
 from .registers import ADDRESS_BITS, ControlRegisters
 from .streamer import WeightStreamer
 
@@ -92,17 +94,28 @@ class AcceleratorSystem(wiring.Component):
         m.submodules.core = ResetInserter(core_reset)(core)
         wiring.connect(m, wiring.flipped(self.s_axil), registers.bus)
 
-        # ---- Memory: writes from the image writer, reads by the image reader -----------------
+        u = SimpleNamespace(channels=channels, core=core, core_reset=core_reset, reader=reader,
+                            registers=registers, streamer=streamer, writer=writer)
+        self._memory_bus(m, u)
+        self._host_frames(m, u)
+        self._host_results(m, u)
+        self._commands(m, u)
+        self._status(m, u)
+        return m
+
+    def _memory_bus(self, m, u):
+        """The DDR: writes from the image writer; reads by the image reader or, when it is idle,
+        the weight streamer."""
         for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb",
                      "wlast", "wvalid", "bready"):
-            m.d.comb += getattr(self.m_axi, name).eq(getattr(writer.bus, name))
+            m.d.comb += getattr(self.m_axi, name).eq(getattr(u.writer.bus, name))
         for name in ("awready", "wready", "bresp", "bvalid"):
-            m.d.comb += getattr(writer.bus, name).eq(getattr(self.m_axi, name))
+            m.d.comb += getattr(u.writer.bus, name).eq(getattr(self.m_axi, name))
         # The image reader and the streamer never run at once: the reader owns the read
         # channels while it is busy.
-        readers = [(reader.bus, reader.busy)]
-        if streamer is not None:
-            readers.append((streamer.bus, ~reader.busy))
+        readers = [(u.reader.bus, u.reader.busy)]
+        if u.streamer is not None:
+            readers.append((u.streamer.bus, ~u.reader.busy))
         for bus, owns in readers:
             with m.If(owns):
                 for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
@@ -110,17 +123,19 @@ class AcceleratorSystem(wiring.Component):
                 for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
                     m.d.comb += getattr(bus, name).eq(getattr(self.m_axi, name))
         m.d.comb += [
-            writer.words_in.payload.eq(self.weights.tdata),
-            writer.words_in.valid.eq(self.weights.tvalid),
-            self.weights.tready.eq(writer.words_in.ready),
-            core.weights.tdata.eq(reader.words_out.payload),
-            core.weights.tvalid.eq(reader.words_out.valid),
-            reader.words_out.ready.eq(core.weights.tready),
+            u.writer.words_in.payload.eq(self.weights.tdata),
+            u.writer.words_in.valid.eq(self.weights.tvalid),
+            self.weights.tready.eq(u.writer.words_in.ready),
+            u.core.weights.tdata.eq(u.reader.words_out.payload),
+            u.core.weights.tvalid.eq(u.reader.words_out.valid),
+            u.reader.words_out.ready.eq(u.core.weights.tready),
         ]
 
-        # ---- Frame steps: the header word becomes tuser on the step's first input word ------
+    def _host_frames(self, m, u):
+        """Frame steps from the host: the header word becomes tuser on the step's first input
+        word, and the rest of a step a reset cut short is dropped."""
         expecting_header = Signal(init=1)
-        starts = Signal(channels)
+        starts = Signal(u.channels)
         first_word = Signal()
         host = self.host_frames
         step_open = Signal()        # a beat of a host step was taken, its last one not yet
@@ -129,28 +144,31 @@ class AcceleratorSystem(wiring.Component):
             m.d.comb += host.tready.eq(1)
             with m.If(host.tvalid & host.tlast):
                 m.d.sync += discarding.eq(0)
-        with m.Elif(core_reset):
+        with m.Elif(u.core_reset):
             pass                    # nothing is taken while the core is held in reset
         with m.Elif(expecting_header):
             m.d.comb += host.tready.eq(1)
             with m.If(host.tvalid):
-                m.d.sync += [starts.eq(host.tdata[:channels]), expecting_header.eq(0),
+                m.d.sync += [starts.eq(host.tdata[:u.channels]), expecting_header.eq(0),
                              first_word.eq(1)]
         with m.Else():
-            m.d.comb += [core.frames_in.tdata.eq(host.tdata),
-                         core.frames_in.tuser.eq(starts & first_word.replicate(channels)),
-                         core.frames_in.tlast.eq(host.tlast),
-                         core.frames_in.tvalid.eq(host.tvalid),
-                         host.tready.eq(core.frames_in.tready)]
-            with m.If(host.tvalid & core.frames_in.tready):
+            m.d.comb += [u.core.frames_in.tdata.eq(host.tdata),
+                         u.core.frames_in.tuser.eq(starts & first_word.replicate(u.channels)),
+                         u.core.frames_in.tlast.eq(host.tlast),
+                         u.core.frames_in.tvalid.eq(host.tvalid),
+                         host.tready.eq(u.core.frames_in.tready)]
+            with m.If(host.tvalid & u.core.frames_in.tready):
                 m.d.sync += first_word.eq(0)
                 with m.If(host.tlast):
                     m.d.sync += expecting_header.eq(1)
         step_open_next = Signal()
         m.d.comb += step_open_next.eq(Mux(host.tvalid & host.tready, ~host.tlast, step_open))
         m.d.sync += step_open.eq(step_open_next)
+        u.discarding, u.expecting_header = discarding, expecting_header
+        u.step_open_next = step_open_next
 
-        # ---- Results: passed through, and a result a reset cuts short is ended -----------------
+    def _host_results(self, m, u):
+        """Results to the host, passed through; a result a reset cuts short is ended."""
         results = self.host_results
         result_open = Signal()      # a result's first word was sent, its last one not yet
         closing = Signal()          # ending a cut result with a zero word and tlast
@@ -158,83 +176,89 @@ class AcceleratorSystem(wiring.Component):
             m.d.comb += [results.tvalid.eq(1), results.tlast.eq(1)]
             with m.If(results.tready):
                 m.d.sync += closing.eq(0)
-        with m.Elif(~core_reset):
-            m.d.comb += [results.tdata.eq(core.frames_out.tdata),
-                         results.tlast.eq(core.frames_out.tlast),
-                         results.tvalid.eq(core.frames_out.tvalid),
-                         core.frames_out.tready.eq(results.tready)]
+        with m.Elif(~u.core_reset):
+            m.d.comb += [results.tdata.eq(u.core.frames_out.tdata),
+                         results.tlast.eq(u.core.frames_out.tlast),
+                         results.tvalid.eq(u.core.frames_out.tvalid),
+                         u.core.frames_out.tready.eq(results.tready)]
         result_open_next = Signal()
         m.d.comb += result_open_next.eq(Mux(results.tvalid & results.tready, ~results.tlast,
                                             result_open))
         m.d.sync += result_open.eq(result_open_next)
+        u.closing, u.result_open, u.result_open_next = closing, result_open, result_open_next
+        u.results = results
 
-        # ---- Commands ---------------------------------------------------------------------
-        command = registers.command
-        aligned = registers.image_address[:12] == 0
+    def _commands(self, m, u):
+        """The commands of the control register: reset, store and load the image."""
+        command = u.registers.command
+        aligned = u.registers.image_address[:12] == 0
         command_error = Signal()
         reset_count = Signal(range(RESET_CYCLES + 1))
         # A reset lasts RESET_CYCLES, and until the streamer has drained its reads.
         draining = Signal()
-        streaming = Signal() if streamer is None else streamer.busy
-        m.d.comb += core_reset.eq((reset_count != 0) | draining)
+        streaming = Signal() if u.streamer is None else u.streamer.busy
+        m.d.comb += u.core_reset.eq((reset_count != 0) | draining)
         with m.If(reset_count != 0):
             m.d.sync += reset_count.eq(reset_count - 1)
         with m.Elif(~streaming):
             m.d.sync += draining.eq(0)
 
         def reset_core():
-            m.d.sync += [reset_count.eq(RESET_CYCLES), draining.eq(1), expecting_header.eq(1),
-                         discarding.eq(step_open_next), closing.eq(result_open_next)]
+            m.d.sync += [reset_count.eq(RESET_CYCLES), draining.eq(1), u.expecting_header.eq(1),
+                         u.discarding.eq(u.step_open_next), u.closing.eq(u.result_open_next)]
 
         with m.If(command & Control.RESET):
             reset_core()
         with m.If(command & Control.STORE_IMAGE):
-            with m.If(aligned & ~writer.busy & ~reader.busy):
-                m.d.comb += [writer.start.eq(1), writer.address.eq(registers.image_address),
-                             writer.words.eq(registers.image_words)]
+            with m.If(aligned & ~u.writer.busy & ~u.reader.busy):
+                m.d.comb += [u.writer.start.eq(1), u.writer.address.eq(u.registers.image_address),
+                             u.writer.words.eq(u.registers.image_words)]
             with m.Else():
                 m.d.comb += command_error.eq(1)
         load_pending = Signal()             # LOAD_IMAGE waits for the reset it began
         with m.If(command & Control.LOAD_IMAGE):
-            with m.If(aligned & ~writer.busy & ~reader.busy & ~load_pending & ~core.busy):
+            with m.If(aligned & ~u.writer.busy & ~u.reader.busy & ~load_pending & ~u.core.busy):
                 m.d.sync += load_pending.eq(1)
                 reset_core()
             with m.Else():
                 m.d.comb += command_error.eq(1)
-        with m.If(load_pending & ~core_reset & (reset_count == 0)):
-            m.d.comb += [reader.start.eq(1), reader.address.eq(registers.image_address),
-                         reader.words.eq(registers.image_words)]
+        with m.If(load_pending & ~u.core_reset & (reset_count == 0)):
+            m.d.comb += [u.reader.start.eq(1), u.reader.address.eq(u.registers.image_address),
+                         u.reader.words.eq(u.registers.image_words)]
             m.d.sync += load_pending.eq(0)
+        u.command, u.command_error, u.load_pending = command, command_error, load_pending
 
-        # ---- Status, errors and counters ------------------------------------------------------
+    def _status(self, m, u):
+        """Status, error flags and counters for the registers."""
+        config = self.config
         loaded = Signal()
         loading = Signal()
-        with m.If(reader.start):
+        with m.If(u.reader.start):
             m.d.sync += [loading.eq(1), loaded.eq(0)]
-        with m.Elif(loading & ~reader.busy):
+        with m.Elif(loading & ~u.reader.busy):
             m.d.sync += [loading.eq(0), loaded.eq(1)]
-        with m.If(writer.start | load_pending):
+        with m.If(u.writer.start | u.load_pending):
             m.d.sync += loaded.eq(0)
-        if streamer is not None:
-            stream_base = Signal.like(registers.image_address)
-            with m.If(reader.start):
-                m.d.sync += stream_base.eq(registers.image_address)
-            m.d.comb += [streamer.run.eq(loaded & ~core_reset & ~load_pending),
-                         streamer.base.eq(stream_base)]
-            wiring.connect(m, core.stream_table, streamer.table_write)
-            wiring.connect(m, streamer.beat, core.entry_beats)
-            m.d.comb += streamer.freed.eq(core.freed)
+        if u.streamer is not None:
+            stream_base = Signal.like(u.registers.image_address)
+            with m.If(u.reader.start):
+                m.d.sync += stream_base.eq(u.registers.image_address)
+            m.d.comb += [u.streamer.run.eq(loaded & ~u.core_reset & ~u.load_pending),
+                         u.streamer.base.eq(stream_base)]
+            wiring.connect(m, u.core.stream_table, u.streamer.table_write)
+            wiring.connect(m, u.streamer.beat, u.core.entry_beats)
+            m.d.comb += u.streamer.freed.eq(u.core.freed)
 
         errors = Signal(32)
         previous_flags = Signal(2)
-        flags = Cat(core.load_error, core.frame_error)
+        flags = Cat(u.core.load_error, u.core.frame_error)
         m.d.sync += previous_flags.eq(flags)
-        memory_error = writer.error | reader.error
-        if streamer is not None:
-            memory_error |= streamer.error
+        memory_error = u.writer.error | u.reader.error
+        if u.streamer is not None:
+            memory_error |= u.streamer.error
         raised = (flags & ~previous_flags) | (memory_error << 2) \
-            | (command_error << 3)
-        with m.If(command & Control.CLEAR_ERRORS):
+            | (u.command_error << 3)
+        with m.If(u.command & Control.CLEAR_ERRORS):
             m.d.sync += errors.eq(raised)
         with m.Else():
             m.d.sync += errors.eq(errors | raised)
@@ -246,32 +270,31 @@ class AcceleratorSystem(wiring.Component):
         step_cycles = Signal(32)
         last_step = Signal(64)
         m.d.sync += cycles.eq(cycles + 1)
-        with m.If(core.busy):
+        with m.If(u.core.busy):
             m.d.sync += busy_cycles.eq(busy_cycles + 1)
-        with m.If(core.frames_in.tvalid & core.frames_in.tready & core.frames_in.tlast):
+        with m.If(u.core.frames_in.tvalid & u.core.frames_in.tready & u.core.frames_in.tlast):
             m.d.sync += steps_in.eq(steps_in + 1)
-        with m.If(results.tvalid & results.tready & results.tlast):
+        with m.If(u.results.tvalid & u.results.tready & u.results.tlast):
             m.d.sync += [steps_out.eq(steps_out + 1), last_step.eq(cycles),
                          step_cycles.eq(cycles - last_step)]
 
         # Bits in the order of ese.sw.contract.registers.Status.
         status = Signal(32)
-        m.d.comb += status.eq(Cat(core.busy | core_reset, writer.busy,
-                                  load_pending | loading | reader.busy, loaded, errors != 0,
-                                  result_open | closing))
+        m.d.comb += status.eq(Cat(u.core.busy | u.core_reset, u.writer.busy,
+                                  u.load_pending | loading | u.reader.busy, loaded, errors != 0,
+                                  u.result_open | u.closing))
         assert [Status.BUSY, Status.STORING, Status.LOADING, Status.LOADED, Status.ERROR,
                 Status.RESULT_OPEN] == [1 << bit for bit in range(6)]
         m.d.comb += [
-            registers.magic.eq(MAGIC),
-            registers.format_version.eq(FORMAT_VERSION),
-            registers.build_id.eq(build_id(config)),
-            registers.status.eq(status),
-            registers.errors.eq(errors),
-            registers.steps_in.eq(steps_in),
-            registers.steps_out.eq(steps_out),
-            registers.step_cycles.eq(step_cycles),
-            registers.image_stored.eq(writer.written),
-            registers.cycles.eq(cycles),
-            registers.busy_cycles.eq(busy_cycles),
+            u.registers.magic.eq(MAGIC),
+            u.registers.format_version.eq(FORMAT_VERSION),
+            u.registers.build_id.eq(build_id(config)),
+            u.registers.status.eq(status),
+            u.registers.errors.eq(errors),
+            u.registers.steps_in.eq(steps_in),
+            u.registers.steps_out.eq(steps_out),
+            u.registers.step_cycles.eq(step_cycles),
+            u.registers.image_stored.eq(u.writer.written),
+            u.registers.cycles.eq(cycles),
+            u.registers.busy_cycles.eq(busy_cycles),
         ]
-        return m

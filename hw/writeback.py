@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, count_bits
 from .fixed import requantize
-from .pe import ChannelValues, WritePortSignature
+from .layouts import ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
 from .readout import ROW_LATENCY, RowRequestSignature
 

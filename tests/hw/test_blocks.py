@@ -13,8 +13,9 @@ import ese
 from ese.hw.activation import ActivationTable
 from ese.hw.broadcast import BroadcastArbiter, Follow, VectorReader
 from ese.hw.cell import CellUnit, latency, state_latency
+from ese.hw.layouts import GATES, ChannelAccumulators, Target, accumulator_rows
 from ese.hw.loader import WeightLoader
-from ese.hw.pe import GATES, ChannelAccumulators, ProcessingElement, Target, accumulator_rows
+from ese.hw.pe import ProcessingElement
 from ese.hw.readout import AccumulatorReadout
 from ese.hw.receiver import FrameReceiver
 from ese.sw.contract.arithmetic import cell_update, sigmoid_table, tanh_table

@@ -1,0 +1,98 @@
+"""Layouts and signatures the hardware's units share: one definition each.
+
+The broadcast's payload (:func:`BroadcastLayout`), one activation or accumulator per channel
+(:func:`ChannelValues`, :func:`ChannelAccumulators`), the rows of a PE's accumulator memory
+and which matrix they belong to (:class:`Target`, :func:`accumulator_row`), the streamed
+entry beats and section table (:class:`EntryBeatSignature`, :func:`StreamSectionsLayout`),
+and a memory write request (:class:`WritePortSignature`).
+"""
+
+import enum
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import Out
+
+from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
+
+__all__ = ["GATES", "FENCE_BITS", "SEQUENCE_BITS", "Target", "ChannelValues", "BroadcastLayout",
+           "ChannelAccumulators", "EntryBeatSignature", "StreamSectionsLayout",
+           "WritePortSignature", "accumulator_rows", "accumulator_row_bits", "accumulator_row"]
+
+#: Width of the fence counters.
+FENCE_BITS = 3
+
+
+class Target(enum.IntEnum):
+    """Which accumulators a broadcast activation's products go to."""
+    GATES = 0           # gate accumulators
+    PROJECTION = 1      # projection accumulators
+
+
+def ChannelValues(config):
+    """One activation per channel."""
+    return data.ArrayLayout(signed(config.activation_bits), config.channels)
+
+
+def BroadcastLayout(config):
+    """Payload of a broadcast: a column and its activations, or a fence."""
+    return data.StructLayout({
+        "column": unsigned(address_bits(config.pointer_depth)),
+        "values": ChannelValues(config),
+        "target": unsigned(1),
+        "fence": unsigned(1),
+        "filler": unsigned(1),       # a first-layer input column, sent by the filler
+    })
+
+
+def ChannelAccumulators(config):
+    """One accumulator per channel: a word of a PE's accumulator memory."""
+    return data.ArrayLayout(signed(config.accumulator_bits), config.channels)
+
+
+#: Width of the sequence counters of the entry rings (words, wrapping).
+SEQUENCE_BITS = 32
+
+
+class EntryBeatSignature(wiring.Signature):
+    """A memory beat of entry words for one of a PE's two rings, from the streamer."""
+
+    def __init__(self, config):
+        super().__init__({
+            "valid": Out(1),
+            "ring": Out(1),          # 0: the filler's section, 1: the critical path's
+            "data": Out(config.memory_data_bits),
+        })
+
+
+def StreamSectionsLayout(config):
+    """A PE's element of the STREAMS table (see :attr:`MemoryMap.stream_fields`)."""
+    return data.StructLayout({name: unsigned(width)
+                              for name, width, _ in MemoryMap(config).stream_fields})
+
+
+class WritePortSignature(wiring.Signature):
+    """A memory write request, seen from the writer: address, data and enable."""
+
+    def __init__(self, address_width, data_width):
+        super().__init__({
+            "address": Out(address_width),
+            "data": Out(data_width),
+            "enable": Out(1),
+        })
+
+
+def accumulator_rows(config):
+    """Rows of a PE's accumulator memory: its gate rows (at most four per cell of a layer),
+    then its projection rows."""
+    return GATES * config.cells_per_pe + config.projections_per_pe
+
+
+def accumulator_row_bits(config):
+    return address_bits(accumulator_rows(config))
+
+
+def accumulator_row(config, target, row):
+    """The accumulator memory row of a local ``row`` of ``target``'s matrix (see
+    :mod:`ese.sw.runtime.encoding` for which rows a PE holds)."""
+    return row if target == Target.GATES else GATES * config.cells_per_pe + row
