@@ -44,7 +44,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
-from .axi import AxiStreamSignature
+from .axi import AxiStreamSignature, forward
 from .broadcast import BroadcastArbiter, Follow, VectorReader
 from .cell import MAX_LATENCY as CELL_LATENCY
 from .cell import CellUnit
@@ -183,12 +183,8 @@ class LSTMAccelerator(wiring.Component):
         memories; the descriptors of the current layer and of the first."""
         config = self.config
         mm = MemoryMap(config)
-        m.d.comb += [
-            u.loader.words.payload.eq(self.weights.tdata),
-            u.loader.words.valid.eq(self.weights.tvalid),
-            self.weights.tready.eq(u.loader.words.ready),
-            self.load_error.eq(u.loader.error),
-        ]
+        forward(m, self.weights, u.loader.words)
+        m.d.comb += self.load_error.eq(u.loader.error)
         for index, pe in enumerate(u.engines):
             selected = u.loader.pe == index
             ports = [(u.loader.pointer_write, pe.pointer_write)]

@@ -9,7 +9,23 @@ stream needs them, ``tlast`` (end of a frame) and ``tuser`` (side information).
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AxiStreamSignature"]
+__all__ = ["AxiStreamSignature", "forward"]
+
+
+def _handshake(interface):
+    """(data, valid, ready) of an AXI4-Stream interface or an Amaranth stream."""
+    if hasattr(interface, "tdata"):
+        return interface.tdata, interface.tvalid, interface.tready
+    return interface.payload, interface.valid, interface.ready
+
+
+def forward(m, source, sink):
+    """Pass ``source``'s transfers to ``sink`` (combinational): data and valid forward, ready
+    back. Either side may be an AXI4-Stream interface or an Amaranth stream; ``tlast`` and
+    ``tuser``, where a stream has them, are the caller's to connect."""
+    data, valid, ready = _handshake(source)
+    sink_data, sink_valid, sink_ready = _handshake(sink)
+    m.d.comb += [sink_data.eq(data), sink_valid.eq(valid), ready.eq(sink_ready)]
 
 
 class AxiStreamSignature(wiring.Signature):

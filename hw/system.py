@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from ..sw.contract.memory_map import FORMAT_VERSION
 from ..sw.contract.registers import MAGIC, Control, Status, build_id
 from .accelerator import LSTMAccelerator
-from .axi import Axi4Signature, AxiLiteSignature, AxiStreamSignature
+from .axi import Axi4Signature, AxiLiteSignature, AxiStreamSignature, forward
 from .dma import ImageReader, ImageWriter
 from .layouts import ChannelValues
 from .registers import ADDRESS_BITS, ControlRegisters
@@ -122,14 +122,8 @@ class AcceleratorSystem(wiring.Component):
                     m.d.comb += getattr(self.m_axi, name).eq(getattr(bus, name))
                 for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
                     m.d.comb += getattr(bus, name).eq(getattr(self.m_axi, name))
-        m.d.comb += [
-            u.writer.words_in.payload.eq(self.weights.tdata),
-            u.writer.words_in.valid.eq(self.weights.tvalid),
-            self.weights.tready.eq(u.writer.words_in.ready),
-            u.core.weights.tdata.eq(u.reader.words_out.payload),
-            u.core.weights.tvalid.eq(u.reader.words_out.valid),
-            u.reader.words_out.ready.eq(u.core.weights.tready),
-        ]
+        forward(m, self.weights, u.writer.words_in)
+        forward(m, u.reader.words_out, u.core.weights)
 
     def _host_frames(self, m, u):
         """Frame steps from the host: the header word becomes tuser on the step's first input
