@@ -26,9 +26,9 @@ ENTRIES into the PEs then; the streamer moves them every frame step.
 import enum
 from dataclasses import dataclass
 
-__all__ = ["FORMAT_VERSION", "GATES", "LoadTarget", "RECORD_HEADER_WORDS", "LOAD_WORD_BITS",
-           "MemoryMap", "words_per_element", "pack_fields", "unpack_fields", "address_bits",
-           "count_bits"]
+__all__ = ["FORMAT_VERSION", "GATES", "PEEPHOLES", "CELL_PARAMETERS", "LoadTarget",
+           "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
+           "pack_fields", "unpack_fields", "address_bits", "count_bits"]
 
 #: The version of the weight image and of the load stream it holds, which the hardware
 #: reports in a register so that a host never loads an image of another layout.
@@ -41,6 +41,11 @@ FORMAT_VERSION = 3
 #: Gate rows per cell (i, f, g, o): the encoding interleaves them cell by cell across the PEs
 #: and the hardware keeps one accumulator row each.
 GATES = 4
+#: Peephole weights per cell (w_ic, w_fc, w_oc).
+PEEPHOLES = 3
+#: Parameters of a cell in the cell parameter memory: a bias per gate, then the peepholes
+#: (:attr:`MemoryMap.cell_parameter_fields`).
+CELL_PARAMETERS = GATES + PEEPHOLES
 
 LOAD_WORD_BITS = 32
 RECORD_HEADER_WORDS = 3

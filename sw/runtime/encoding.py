@@ -24,6 +24,8 @@ import numpy as np
 
 from ..contract.errors import ImageError
 from ..contract.memory_map import (
+    CELL_PARAMETERS,
+    GATES,
     LOAD_WORD_BITS,
     RECORD_HEADER_WORDS,
     LoadTarget,
@@ -69,7 +71,7 @@ def gate_rows_of(layer_cells, pe, pes):
     """Rows of the stacked (i, f, g, o blocks of ``layer_cells`` rows) gate matrix that PE
     ``pe`` holds, in local-row order: interleaved rows ``pe, pe + pes, ...`` of ``4 * cell +
     gate``."""
-    interleaved = np.arange(pe, 4 * layer_cells, pes)
+    interleaved = np.arange(pe, GATES * layer_cells, pes)
     return (interleaved % 4) * layer_cells + interleaved // 4
 
 
@@ -136,7 +138,7 @@ class HardwareImage:
         Column pointers of each PE.
     entries : list of int64 arrays
         Each PE's sparse entry words.
-    cell_parameters : int64 array (cells, 7)
+    cell_parameters : int64 array (cells, CELL_PARAMETERS)
         Biases of i, f, g, o and peepholes w_ic, w_fc, w_oc for every cell of every layer.
     descriptors : list of dict
         One per layer (see :attr:`MemoryMap.descriptor_fields`).
@@ -310,7 +312,7 @@ def encode_model(model, config):
     pointers = np.stack([np.concatenate([[0], np.cumsum(np.concatenate(c))]) for c in counts])
     sized = config.sized_for(requirements(layout, [len(e) for e in entries], len(model.layers)))
     cell_parameters = np.concatenate(
-        [np.concatenate([layer.bias.reshape(4, layer.cells), layer.peephole]).T
+        [np.concatenate([layer.bias.reshape(GATES, layer.cells), layer.peephole]).T
          for layer in model.layers]).astype(np.int64)
     # The memory map's field widths depend on the sized capacities; check they hold the layout.
     mm = MemoryMap(sized)
@@ -375,16 +377,16 @@ def decode_image(image):
             raise ImageError(f"PE {pe}: column pointers are not an ordered partition of its "
                              f"{len(image.entries[pe])} entries")
     total_cells = sum(d["cells"] for d in descriptors)
-    if image.cell_parameters.shape != (total_cells, 7):
+    if image.cell_parameters.shape != (total_cells, CELL_PARAMETERS):
         raise ImageError(f"cell parameters have shape {image.cell_parameters.shape}; the layers "
-                         f"need ({total_cells}, 7)")
+                         f"need ({total_cells}, {CELL_PARAMETERS})")
     layers = []
     for index, d in enumerate(descriptors):
         cells, inputs, recurrent, proj = d["cells"], d["inputs"], d["recurrent"], d["proj"]
         if cells == 0 or inputs == 0 or recurrent != (proj or cells):
             raise ImageError(f"layer {index}: inconsistent sizes {cells} cells, {inputs} inputs, "
                              f"{recurrent} recurrent, {proj} projection")
-        gates = np.zeros((4 * cells, inputs + recurrent), dtype=np.int64)
+        gates = np.zeros((GATES * cells, inputs + recurrent), dtype=np.int64)
         projection = np.zeros((proj, cells), dtype=np.int64) if proj else None
         base = d["column_base"]
         for pe in range(pes):
@@ -406,7 +408,7 @@ def decode_image(image):
         params = image.cell_parameters[d["cell_base"]:d["cell_base"] + cells]
         layers.append(QuantizedLayer(
             input_weights=gates[:, :inputs], recurrent_weights=gates[:, inputs:],
-            bias=params[:, :4].T.reshape(-1).copy(), peephole=params[:, 4:].T.copy(),
+            bias=params[:, :GATES].T.reshape(-1).copy(), peephole=params[:, GATES:].T.copy(),
             projection=projection))
     for index in range(1, len(layers)):
         if layers[index].inputs != layers[index - 1].outputs:

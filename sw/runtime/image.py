@@ -30,7 +30,7 @@ import numpy as np
 
 from ..contract.config import Config
 from ..contract.errors import ConfigError, EseError, ImageError
-from ..contract.memory_map import FORMAT_VERSION
+from ..contract.memory_map import CELL_PARAMETERS, FORMAT_VERSION
 from .encoding import HardwareImage
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "image_bytes",
@@ -219,8 +219,8 @@ def _check_layers(layers, config, sections, path):
     if sections["pointers"].shape != (config.pes, layout.columns + 1):
         raise ImageError(f"{path}: column pointers have shape {sections['pointers'].shape}; "
                          f"the layers need ({config.pes}, {layout.columns + 1})")
-    if sections["cell_parameters"].shape != (layout.cells, 7):
+    if sections["cell_parameters"].shape != (layout.cells, CELL_PARAMETERS):
         raise ImageError(f"{path}: cell parameters have shape "
                          f"{sections['cell_parameters'].shape}; the layers need "
-                         f"({layout.cells}, 7)")
+                         f"({layout.cells}, {CELL_PARAMETERS})")
     return [dict(d) for d in layers]
