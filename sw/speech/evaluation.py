@@ -1,0 +1,221 @@
+"""The study behind ``ese speech-eval``: dense, pruned (both kinds) and fixed-point phone
+error rates at each density, and the RTL on a few test utterances."""
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..contract.errors import InputError
+from .features import load_features
+from .recognizer import export_recognizer
+from .scoring import greedy_decode, phone_error_rate
+from .training import (
+    TrainingSettings,
+    _torch,
+    density_of,
+    float_hypotheses,
+    load_model,
+    output_layer,
+    prune_iteratively,
+    save_model,
+    train,
+)
+
+__all__ = ["EvaluationSettings", "evaluate", "write_report", "plot_report"]
+
+
+@dataclass
+class EvaluationSettings:
+    """What `ese speech-eval` runs (see :func:`evaluate`)."""
+
+    corpus: str = ""                 # a corpus directory; built there if it has no splits
+    utterances: int = 2000           # size of a corpus to build
+    training: TrainingSettings = dataclasses.field(default_factory=TrainingSettings)
+    densities: tuple = (0.5, 0.3, 0.2, 0.15, 0.112, 0.08, 0.05)
+    target_density: float = 0.112    # where the golden model and the RTL are checked
+    prune_steps: int = 1
+    #: Retraining epochs after pruning to each density (in the order of ``densities``), or
+    #: one count for all. The steps near the target need the most: 0.15 -> 0.112 removes a
+    #: quarter of what is left from a network already at 15%.
+    retrain_epochs: "int | tuple" = (2, 2, 2, 3, 7, 3, 3)
+    pes: int = 32
+    weight_bits: int = 12
+    activation_bits: int = 16
+    rtl_utterances: int = 3
+    work: str = ""                   # checkpoints and the trained models
+    #: Where to write the recognizer at the target density, load-balanced (PREFIX.ese and
+    #: PREFIX.npz, see export_recognizer), compiled for ``export_pes`` PEs; "" for nowhere.
+    export: str = ""
+    export_pes: int = 8
+
+
+def evaluate(settings, log=None):
+    """The whole pipeline; returns the report (a dict).
+
+    Dense float PER; then, for each pruning kind, one chain through the densities from the
+    largest down (each pruned further from the one before and retrained, as ESE prunes), and
+    at each the pruned float PER and the PER through ``Program.predict`` (fixed point, the
+    hardware's golden model); at the target density with load-balanced pruning,
+    ``Program.simulate`` (RTL) on the first test utterances, whose decodes must equal
+    ``predict``'s. The dense model is kept in ``work`` and reused when its settings match.
+    """
+    import ese
+
+    from .corpus import SPLITS, build_corpus
+    torch = _torch()
+    started = time.monotonic()
+    say = log or (lambda text: None)
+    epochs_for = _retrain_schedule(settings)
+    corpus = Path(settings.corpus)
+    if not all((corpus / split).is_dir() for split in SPLITS):
+        say(f"synthesising a corpus of {settings.utterances} utterances in {corpus}")
+        build_corpus(corpus, settings.utterances, seed=settings.training.seed, log=log)
+    work = Path(settings.work or corpus / "work")
+    work.mkdir(parents=True, exist_ok=True)
+    train_data, phones, normalisation = load_features(corpus, "train", log=log)
+    test_data, _, _ = load_features(corpus, "test", phones, normalisation, log=log)
+    training = settings.training
+    dense_path = work / "dense.pt"
+    if dense_path.exists():
+        model, saved_phones, _, saved = load_model(dense_path)
+        if saved_phones != phones or saved != training:
+            model = None
+    else:
+        model = None
+    losses = []
+    if model is None:
+        model, losses = train(train_data, phones, training, log=log,
+                              checkpoint=work / "checkpoint.pt")
+        save_model(model, dense_path, phones, normalisation, training)
+    references = test_data.targets
+    report = {
+        "corpus": {"directory": str(corpus), "train": len(train_data.inputs),
+                   "test": len(test_data.inputs), "phones": len(phones),
+                   "test_phones": int(sum(len(r) for r in references))},
+        "model": {"inputs": int(train_data.inputs[0].shape[1]), "cells": training.cells,
+                  "proj": training.proj, "layers": training.layers,
+                  "parameters": int(sum(p.numel() for p in model.parameters()))},
+        "training": {**dataclasses.asdict(training), "losses": losses},
+        "dense_float_per": phone_error_rate(float_hypotheses(model, test_data), references),
+    }
+    say(f"dense float PER {report['dense_float_per']:.2f}%")
+    config = ese.Config(pes=settings.pes, weight_bits=settings.weight_bits,
+                        activation_bits=settings.activation_bits)
+    rows = {density: {"density": density} for density in settings.densities}
+    for kind in ("balanced", "global"):
+        # One chain per kind, as in ESE: each density starts from the one before, pruned
+        # further and retrained.
+        pruned, chain = model, [dataclasses.asdict(training), kind, settings.pes,
+                                settings.prune_steps]
+        for density in sorted(settings.densities, reverse=True):
+            row = rows[density]
+            row["retrain_epochs"] = epochs_for[density]
+            # A model pruned along the same chain before is reused (resuming a run).
+            chain = chain + [density, epochs_for[density]]
+            saved_path = work / f"pruned_{kind}_{density}.pt"
+            reused = _load_pruned(saved_path, chain, pruned)
+            if reused is not None:
+                say(f"density {density} {kind}: reusing {saved_path}")
+                pruned = reused
+            else:
+                pruned = prune_iteratively(pruned, train_data, density, kind, settings.pes,
+                                           settings.prune_steps, epochs_for[density],
+                                           training.learning_rate / 4, training.batch,
+                                           training.seed, log=log)
+                torch.save({"chain": chain, "state": pruned.state_dict()}, saved_path)
+            program = ese.compile(pruned.lstm, config)
+            golden = [greedy_decode(output_layer(pruned, program.predict(x)))
+                      for x in test_data.inputs]
+            row[kind] = {
+                "density": density_of(pruned.lstm),
+                "float_per": phone_error_rate(float_hypotheses(pruned, test_data), references),
+                "golden_per": phone_error_rate(golden, references),
+                "saturated_weights": int(program.report.saturated_total),
+            }
+            say(f"density {density} {kind}: float {row[kind]['float_per']:.2f}%, golden "
+                f"{row[kind]['golden_per']:.2f}%")
+            if kind == "balanced" and math.isclose(density, settings.target_density):
+                report["rtl"] = _rtl_check(program, pruned, test_data, golden,
+                                           settings.rtl_utterances, log)
+                if settings.export:
+                    export_recognizer(pruned, phones, normalisation,
+                                      config.replace(pes=settings.export_pes), settings.export)
+                    say(f"recognizer written to {settings.export}.ese and .npz")
+    report["densities"] = [rows[density] for density in settings.densities]
+    report["seconds"] = time.monotonic() - started
+    return report
+
+
+def _retrain_schedule(settings):
+    """Retraining epochs per density, from ``settings.retrain_epochs``."""
+    epochs = settings.retrain_epochs
+    if isinstance(epochs, int):
+        epochs = (epochs,) * len(settings.densities)
+    epochs = tuple(epochs)
+    if len(epochs) != len(settings.densities) or any(int(e) < 0 for e in epochs):
+        raise InputError(f"retraining epochs {list(epochs)} do not match the densities "
+                         f"{list(settings.densities)}: give one count, or one per density")
+    return dict(zip(settings.densities, (int(e) for e in epochs)))
+
+
+def _load_pruned(path, chain, like):
+    """The model saved at ``path`` if it was pruned along ``chain``, else None."""
+    import copy
+    torch = _torch()
+    if not Path(path).exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:       # an unreadable or older file: prune again
+        return None
+    if not isinstance(saved, dict) or saved.get("chain") != json.loads(json.dumps(chain)):
+        return None
+    model = copy.deepcopy(like)
+    model.load_state_dict(saved["state"])
+    return model
+
+
+def _rtl_check(program, model, data, golden, count, log):
+    """Run the first ``count`` test utterances on the RTL; their decodes must equal the golden
+    model's."""
+    decodes, exact = [], True
+    for index in range(min(count, len(data.inputs))):
+        result = program.simulate(data.inputs[index], log=log)
+        exact &= result.bitexact
+        decodes.append(greedy_decode(output_layer(model, result.outputs)) == golden[index])
+    return {"utterances": len(decodes), "bitexact": bool(exact),
+            "decodes_equal_predict": bool(all(decodes))}
+
+
+def write_report(report, path):
+    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def plot_report(report, path):
+    """PER against density for both pruning kinds (float and fixed point), and the dense PER."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    densities = [row["density"] for row in report["densities"]]
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    for kind, colour in (("balanced", "tab:blue"), ("global", "tab:orange")):
+        axes.plot(densities, [row[kind]["float_per"] for row in report["densities"]], "o--",
+                  color=colour, label=f"{kind}, float")
+        axes.plot(densities, [row[kind]["golden_per"] for row in report["densities"]], "s-",
+                  color=colour, label=f"{kind}, fixed point (golden model)")
+    axes.axhline(report["dense_float_per"], color="gray", linestyle=":", label="dense, float")
+    axes.axhline(report["dense_float_per"] + 0.5, color="gray", linestyle="--", linewidth=0.8,
+                 label="dense + 0.5 (the target at density <= 0.112)")
+    axes.set_xscale("log")
+    axes.set_xticks(densities, [f"{d:g}" for d in densities])
+    axes.minorticks_off()
+    axes.set_xlabel("density (non-zero weights)")
+    axes.set_ylabel("phone error rate (%)")
+    axes.set_title("Test PER after pruning and quantization")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)

@@ -1,0 +1,191 @@
+"""The recognizer's model and its training: LSTMP layers (what the accelerator runs) and a
+linear CTC output layer (the host's), trained with CTC, pruned step by step with retraining.
+
+PyTorch is imported when a function runs, so that decoding and features need none of it.
+"""
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .scoring import greedy_decode
+
+__all__ = ["build_recognizer", "TrainingSettings", "train_epochs", "train", "prune_iteratively",
+           "float_hypotheses", "output_layer", "save_model", "load_model", "density_of"]
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def build_recognizer(inputs, cells, proj, layers, phones):
+    """The model: LSTMP layers (``lstm``, what the accelerator runs) and a linear CTC output
+    layer over the phones and the blank (``output``, run by the host); it returns
+    log-probabilities."""
+    torch = _torch()
+
+    class PhoneRecognizer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(inputs, cells, num_layers=layers, proj_size=proj,
+                                      batch_first=True)
+            self.output = torch.nn.Linear(proj, phones + 1)
+
+        def forward(self, x):
+            y, _ = self.lstm(x)
+            return self.output(y).log_softmax(-1)
+
+    return PhoneRecognizer()
+
+
+@dataclass
+class TrainingSettings:
+    cells: int = 512
+    proj: int = 256
+    layers: int = 2
+    epochs: int = 20
+    batch: int = 16
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+
+def _batches(data, batch, rng):
+    """Indices of utterances in batches of similar length, in random order."""
+    order = np.argsort([len(x) for x in data.inputs], kind="stable")
+    groups = [order[i:i + batch] for i in range(0, len(order), batch)]
+    rng.shuffle(groups)
+    return groups
+
+
+def _padded(data, indices):
+    torch = _torch()
+    inputs = [torch.from_numpy(data.inputs[i]) for i in indices]
+    x = torch.nn.utils.rnn.pad_sequence(inputs, batch_first=True)
+    lengths = torch.tensor([len(t) for t in inputs])
+    targets = torch.cat([torch.from_numpy(data.targets[i]) for i in indices])
+    target_lengths = torch.tensor([len(data.targets[i]) for i in indices])
+    return x, lengths, targets, target_lengths
+
+
+def train_epochs(model, data, epochs, learning_rate, batch, seed, log=None, checkpoint=None):
+    """Train ``model`` with CTC on ``data`` for ``epochs``; returns the mean loss per epoch."""
+    torch = _torch()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    # The rate falls to a tenth along a cosine over the epochs of this call.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, epochs),
+                                                          eta_min=learning_rate / 10)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    losses = []
+    for epoch in range(epochs):
+        model.train()
+        total, count, started = 0.0, 0, time.monotonic()
+        groups = _batches(data, batch, rng)
+        for step, indices in enumerate(groups):
+            x, lengths, targets, target_lengths = _padded(data, indices)
+            log_probs = model(x).transpose(0, 1)          # (time, batch, classes)
+            loss = ctc(log_probs, targets, lengths, target_lengths)
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimiser.step()
+            total += float(loss.detach()) * len(indices)
+            count += len(indices)
+            if log is not None and step % 10 == 0:
+                log(f"epoch {epoch + 1}/{epochs}: batch {step + 1}/{len(groups)}, "
+                    f"loss {total / count:.3f}")
+        losses.append(total / count)
+        schedule.step()
+        if log is not None:
+            log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.3f} "
+                f"({time.monotonic() - started:.0f} s)")
+        if checkpoint is not None:
+            torch.save(model.state_dict(), checkpoint)
+    return losses
+
+
+def train(train_data, phones, settings, log=None, checkpoint=None):
+    """A dense model trained from ``settings.seed``; returns (model, losses)."""
+    torch = _torch()
+    torch.manual_seed(settings.seed)
+    model = build_recognizer(train_data.inputs[0].shape[1], settings.cells, settings.proj,
+                             settings.layers, len(phones))
+    losses = train_epochs(model, train_data, settings.epochs, settings.learning_rate,
+                          settings.batch, settings.seed, log=log, checkpoint=checkpoint)
+    return model, losses
+
+
+def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_step,
+                      learning_rate, batch, seed, log=None):
+    """Prune ``model``'s LSTM from its density to ``density`` in ``steps`` geometric steps,
+    retraining for ``epochs_per_step`` after each with the masks in place (pruned weights
+    stay zero); returns the pruned model (a copy, masks made permanent)."""
+    import copy
+
+    from torch.nn.utils import prune
+
+    from ..compiler.converters import converter_for
+    from ..compiler.pruning import mask_matrices
+    pruned = copy.deepcopy(model)
+    lstm = pruned.lstm
+    matrices = converter_for(lstm).prunable(lstm)
+    start = density_of(lstm)
+    for step in range(1, steps + 1):
+        # Pruned weights are zeros, the smallest magnitudes, so they stay pruned.
+        target = start * (density / start) ** (step / steps)
+        mask_matrices(matrices, target, pes, kind)
+        if log is not None:
+            log(f"{kind} pruning: density {target:.3f} (step {step} of {steps})")
+        train_epochs(pruned, train_data, epochs_per_step, learning_rate, batch, seed + step,
+                     log=log)
+        for matrix in matrices:
+            prune.remove(matrix.owner, matrix.name)
+    return pruned
+
+
+def float_hypotheses(model, data):
+    """Greedy decodes of the float model."""
+    torch = _torch()
+    model.eval()
+    with torch.no_grad():
+        return [greedy_decode(model(torch.from_numpy(x)[None])[0].numpy())
+                for x in data.inputs]
+
+
+def output_layer(model, projected):
+    """The host's output layer on the accelerator's LSTM outputs: log-probabilities."""
+    torch = _torch()
+    with torch.no_grad():
+        return model.output(torch.as_tensor(np.asarray(projected), dtype=torch.float32)
+                            ).log_softmax(-1).numpy()
+
+
+def save_model(model, path, phones, normalisation, settings):
+    """A trained recognizer with what it needs to run again: phones and feature scaling."""
+    torch = _torch()
+    torch.save({"state": model.state_dict(), "phones": phones, "normalisation": normalisation,
+                "settings": dataclasses.asdict(settings)}, path)
+
+
+def load_model(path):
+    """Inverse of :func:`save_model`: (model, phones, normalisation, settings)."""
+    torch = _torch()
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    settings = TrainingSettings(**saved["settings"])
+    inputs = len(saved["normalisation"]["mean"])
+    model = build_recognizer(inputs, settings.cells, settings.proj, settings.layers,
+                             len(saved["phones"]))
+    model.load_state_dict(saved["state"])
+    return model, saved["phones"], saved["normalisation"], settings
+
+
+def density_of(lstm):
+    from ..compiler.converters import converter_for
+    matrices = converter_for(lstm).prunable(lstm)
+    total = sum(getattr(m.owner, m.name).numel() for m in matrices)
+    kept = sum(int((getattr(m.owner, m.name) != 0).sum()) for m in matrices)
+    return kept / total
