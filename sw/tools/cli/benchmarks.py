@@ -1,0 +1,226 @@
+"""Commands that measure: the demo, the benchmark and the soak."""
+
+import json
+
+from .common import (
+    STREAM_HELP,
+    UsageError,
+    density_value,
+    make_console,
+    number_in,
+    positive_int,
+    probability_value,
+    seed_value,
+    window_value,
+)
+
+
+def cmd_demo(args):
+    from ..demo import DemoSettings, SpeechDemoSettings, run_demo, run_speech_demo
+    settings = DemoSettings(pes=args.pes, density=args.density, frames=args.frames,
+                            stall_probability=args.stalls, seed=args.seed)
+    console = make_console()
+    report = run_demo(settings, console)
+    ok = report["bitexact"]
+    if not args.no_speech:
+        speech = SpeechDemoSettings(stall_probability=args.stalls)
+        if args.sentence:
+            speech.sentence = args.sentence
+        report["speech"] = run_speech_demo(speech, console)
+        ok = ok and report["speech"]["bitexact"] and report["speech"]["decode_equals_golden"]
+    if args.json:
+        print(json.dumps(report))
+    return 0 if ok else 1
+
+
+def cmd_bench(args):
+    from dataclasses import asdict
+
+    from ..bench import (
+        BenchSettings,
+        model_benchmark,
+        plot_sweep,
+        run_benchmark,
+        streaming_benchmark,
+        sweep_pe_counts,
+    )
+    settings = BenchSettings(inputs=args.inputs, cells=args.cells, proj=args.proj, pes=args.pes,
+                             channels=args.channels, density=args.density, frames=args.frames,
+                             seed=args.seed, queue_depth=args.queue_depth,
+                             row_spread=args.row_spread, stream_window=args.stream_window,
+                             memory_bits=args.memory_bits)
+    console = make_console()
+    with console.status("benchmark") as status:
+        log = lambda text: status.update(text)
+        if args.stream_window and not args.model_only:
+            if args.sweep:
+                raise UsageError("--stream-window does not combine with --sweep")
+            report = streaming_benchmark(settings, log=log)
+        elif args.model_only:
+            if args.sweep:
+                raise UsageError("--model-only does not combine with --sweep")
+            report = model_benchmark(settings)
+        elif args.sweep:
+            results = sweep_pe_counts(args.sweep, settings, log=log)
+            if args.plot:
+                plot_sweep(results, args.plot)
+            report = {"sweep": results, "settings": asdict(settings)}
+        else:
+            report = run_benchmark(settings, log=log)
+            if args.pruning == "both":
+                other = BenchSettings(**{**asdict(settings), "pruning": "global"})
+                report["global"] = run_benchmark(other, log=log, cpu=False)
+                report["load_balance_speedup"] = (report["global"]["cycles_per_frame"]
+                                                  / report["cycles_per_frame"])
+    if args.json:
+        print(json.dumps(report))
+    elif "streamed" in report:
+        for name in ("streamed", "resident"):
+            r = report[name]
+            console.print(f"{name:9s}: {r['entry_words_per_pe']} entry words per PE, "
+                          f"{r['on_chip_entry_words_per_pe']} on chip; last step "
+                          f"{r['step_cycles']} cycles, {r['busy_cycles_per_step']:.0f} busy "
+                          f"per step; model {r['model_cycles_per_step']:.0f} "
+                          f"({r['model_limited_by']}); bit-exact {r['bitexact']}")
+    elif args.model_only:
+        r = report
+        console.print(f"model only ({r['pes']} PEs x {r['channels']} channels): "
+                      f"{r['model_cycles_per_frame']:.0f} cycles per step, "
+                      f"{r['latency_us']:.1f} us, {r['frames_per_second']:,.0f} frames/s, "
+                      f"{r['gops']:.1f} GOPS (ESE: {r['ese_gops']} GOPS)")
+    elif args.sweep:
+        for r in results:
+            console.print(f"{r['pes']:3d} PEs {r['pruning']:8s}: {r['cycles_per_frame']:9.0f} "
+                          f"cycles/frame, bound {r['bound_cycles']:9.0f}, utilization "
+                          f"{r['utilization']:.3f}, model {r['model_cycles_per_frame']:9.0f} "
+                          f"({100 * r['model_error']:+.1f}%), bit-exact {r['bitexact']}")
+        if args.plot:
+            console.print(f"plot written to {args.plot}")
+    else:
+        _print_bench(report, console)
+    if args.model_only:
+        return 0
+    failed = report.get("sweep", [report[k] for k in ("streamed", "resident") if k in report]
+                        or [report])
+    return 0 if all(r["bitexact"] for r in failed) else 1
+
+
+def _print_bench(r, console):
+    from rich.table import Table
+    table = Table(title=f"ese bench: LSTMP {r['inputs']}-{r['cells']}-{r['proj']}, density "
+                        f"{r['density']}, {r['pes']} PEs x {r['channels']} channels at "
+                        f"{r['clock_mhz']:g} MHz",
+                  show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("non-zeros / padding entries", f"{r['nonzeros']} / {r['padding_entries']}"),
+        ("bound (non-zeros / PEs)", f"{r['bound_cycles']:.0f} cycles"),
+        ("RTL cycles per frame", f"{r['cycles_per_frame']:.0f} (median, steady state)"),
+        ("utilization", f"{r['utilization']:.3f}"),
+        ("model cycles per frame", f"{r['model_cycles_per_frame']:.0f} "
+                                   f"({100 * r['model_error']:+.2f}% vs RTL)"),
+        ("latency", f"{r['latency_us']:.1f} us (ESE: {r['ese_latency_us']} us, "
+                    f"{r['speedup_vs_ese']:.2f}x)"),
+        ("one frame on an idle machine", f"{r['frame_latency_cycles']:.0f} cycles, "
+                                         f"{r['frame_latency_us']:.1f} us (input to output)"),
+        ("throughput", f"{r['frames_per_second']:,.0f} frames/s, {r['gops']:.1f} GOPS on the "
+                       f"sparse layer ({r['channels']} channel{'s' * (r['channels'] > 1)}; "
+                       f"ESE: {r['ese_gops']} GOPS on 32)"),
+        ("PyTorch CPU, batch 1", f"dense {r['cpu_dense_us']:.0f} us, sparse "
+                                 f"{r['cpu_sparse_us']:.0f} us per frame"),
+        ("bit-exact with predict", str(r["bitexact"])),
+        ("Verilator build", f"{r['verilator_build_seconds']:.0f} s"
+         + (" (cached from an earlier run)" if r["verilator_build_cached"] else "")),
+        ("simulation", f"{r['simulated_cycles']} cycles in {r['simulation_seconds']:.1f} s "
+                       f"({r['simulated_cycles_per_second']:.0f} cycles/s)"),
+    ]
+    if "global" in r:
+        g = r["global"]
+        rows.append(("global pruning", f"{g['cycles_per_frame']:.0f} cycles per frame, "
+                                       f"utilization {g['utilization']:.3f}"))
+        rows.append(("load balance buys", f"{r['load_balance_speedup']:.3f}x"))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+def cmd_soak(args):
+    from ..soak import SoakSettings, run_soak
+    settings = SoakSettings(frames=args.frames, channels=args.channels, pes=args.pes,
+                            stall_probability=args.stalls, seed=args.seed)
+    console = make_console()
+    with console.status("soak") as status:
+        report = run_soak(settings, log=lambda text: status.update(text))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        console.print(
+            f"{report['frames']} frames ({report['frame_steps']} steps x {report['channels']} "
+            f"channels, {report['sequences']} sequences) through the system RTL with "
+            f"{report['stall_probability']:g} stalls on every bus: "
+            f"{report['mismatched_frames']} mismatched frames; {report['simulated_cycles']} "
+            f"simulated cycles in {report['wall_seconds']:.0f} s")
+    return 0 if report["mismatched_frames"] == 0 else 1
+
+
+def register(commands):
+    """Add the benchmarks commands to the parser's subcommands."""
+    demo = commands.add_parser("demo", help="compile a small LSTMP, simulate it, report")
+    demo.add_argument("--pes", type=positive_int, default=4, help="processing elements")
+    demo.add_argument("--density", type=density_value, default=0.3, help="weights kept")
+    demo.add_argument("--frames", type=positive_int, default=12, help="frames to simulate")
+    demo.add_argument("--stalls", type=probability_value, default=0.0,
+                      help="probability of an idle or back-pressure cycle on each stream")
+    demo.add_argument("--seed", type=seed_value, default=0)
+    demo.add_argument("--no-speech", action="store_true",
+                      help="skip the phone recognizer on a synthesised sentence")
+    demo.add_argument("--sentence", help="what the recognizer hears (default: a sentence it "
+                                         "was not trained on)")
+    demo.add_argument("--json", action="store_true", help="also print the report as JSON")
+    demo.set_defaults(run=cmd_demo)
+
+    bench = commands.add_parser(
+        "bench", help="ESE's benchmark layer in RTL simulation: cycles, bound, model, CPU")
+    bench.add_argument("--pes", type=positive_int, default=32)
+    bench.add_argument("--channels", type=positive_int, default=1,
+                       help="utterances run in lock step on the same weights")
+    bench.add_argument("--density", type=density_value, default=0.112)
+    bench.add_argument("--inputs", type=positive_int, default=153)
+    bench.add_argument("--cells", type=positive_int, default=1024)
+    bench.add_argument("--proj", type=positive_int, default=512)
+    bench.add_argument("--frames", type=positive_int, default=12,
+                       help="frames to simulate (the first 2 are warm-up)")
+    bench.add_argument("--queue-depth", type=positive_int, default=16,
+                       help="activation queue depth per PE")
+    bench.add_argument("--row-spread", type=number_in(0.0, 4.0, "a spread in [0, 4)", True),
+                       default=0.0,
+                       help="scale each weight row by exp(N(0, spread)), like trained networks")
+    bench.add_argument("--pruning", choices=["balanced", "both"], default="both",
+                       help="also run global pruning at the same density (default)")
+    bench.add_argument("--sweep", type=positive_int, nargs="+", metavar="PES",
+                       help="run both pruning kinds for each of these PE counts")
+    bench.add_argument("--plot", help="with --sweep: write a PNG of utilization vs PE count")
+    bench.add_argument("--model-only", action="store_true",
+                       help="the analytical model alone, no RTL (for machines too big to "
+                            "simulate here)")
+    bench.add_argument("--stream-window", type=window_value, default=0, metavar="N",
+                       help=STREAM_HELP + "; without --model-only, runs the whole system "
+                            "(driver, AXI models, DDR) streamed and resident")
+    bench.add_argument("--memory-bits", type=positive_int, default=512,
+                       help="with --stream-window: the memory port's width (the card's: 512)")
+    bench.add_argument("--seed", type=seed_value, default=0)
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(run=cmd_bench)
+
+    soak = commands.add_parser(
+        "soak", help="stream many frames through the simulated machine, checking every one")
+    soak.add_argument("--frames", type=positive_int, default=10_000,
+                      help="frame steps (each one frame per channel)")
+    soak.add_argument("--channels", type=positive_int, default=2)
+    soak.add_argument("--pes", type=positive_int, default=4)
+    soak.add_argument("--stalls", type=probability_value, default=0.2,
+                      help="probability of an idle or back-pressure cycle on every bus")
+    soak.add_argument("--seed", type=seed_value, default=0)
+    soak.add_argument("--json", action="store_true")
+    soak.set_defaults(run=cmd_soak)

@@ -1,0 +1,135 @@
+"""What every command of the command line shares: one-line errors, argument types, frames
+from files, and the hardware of a build or an estimate."""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ...contract.errors import EseError
+
+
+class UsageError(EseError):
+    """A problem with the command line itself (a missing file, a bad option value)."""
+
+def make_console():
+    from rich.console import Console
+    return Console(stderr=False, highlight=False)
+
+def int_from(low, what):
+    """An argparse type: an integer of at least ``low``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {value}")
+        return value
+    return parse
+
+positive_int = int_from(1, "a positive integer")
+
+non_negative_int = int_from(0, "a non-negative integer")
+
+seed_value = int_from(0, "a non-negative integer seed")
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong, and where to read the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+def number_in(low, high, what, include_low):
+    """An argparse type: a number in (low, high] or [low, high)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+        inside = (low <= value < high) if include_low else (low < value <= high)
+        if not inside:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {value}")
+        return value
+    return parse
+
+density_value = number_in(0.0, 1.0, "a density in (0, 1]", include_low=False)
+
+probability_value = number_in(0.0, 1.0, "a probability in [0, 1)", include_low=True)
+
+def existing_file(path, what):
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise UsageError(f"{what} {path} is not a file")
+    return path
+
+def load_frames(path, program):
+    path = existing_file(path, "input file")
+    try:
+        frames = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise UsageError(f"{path} is not a .npy array of frames ({error})") from None
+    if not isinstance(frames, np.ndarray):
+        raise UsageError(f"{path} is a .npz archive; this command takes one .npy array of "
+                         f"frames")
+    return frames
+
+def note_saturation(program, sequences):
+    """Say how many input values lay beyond the fixed-point range and saturated."""
+    saturated = total = 0
+    for frames in sequences:
+        if frames is not None:
+            saturated += program.encode_inputs(frames)[1]
+            total += np.size(frames)
+    if saturated:
+        limit = program.config.activation_format.max_value
+        print(f"note: {saturated} of {total} input values lay beyond the fixed-point range "
+              f"(+-{limit:g}) and saturated", file=sys.stderr)
+
+def random_frames(program, count, seed):
+    return np.random.default_rng(seed).normal(size=(count, program.inputs))
+
+def streaming_settings(window):
+    """Config settings that stream the weights through rings of ``window`` entry words (over
+    the card's memory port), or none for resident weights."""
+    if not window:
+        return {}
+    from ....boards import DEFAULT_BOARD, board
+    return {"stream_window": window, "memory_data_bits": board(DEFAULT_BOARD).memory_data_bits}
+
+STREAM_HELP = ("stream the sparse weights from the card's DDR every frame step, through two "
+               "rings of N entry words per PE (a power of two; 0: all weights on chip)")
+
+def window_value(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 0 or a power of two, not {text!r}") from None
+    if value < 0 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"expected 0 or a power of two, not {value}")
+    return value
+
+def hardware_for(args):
+    """The hardware config of a build or estimate: an image's, or ESE's layer's for options."""
+    from ...runtime.program import load
+    from ..bench import BenchSettings, build_program
+    if args.image:
+        config = load(existing_file(args.image, "image")).config
+        return config.replace(channels=args.channels) if args.channels else config
+    program = build_program(BenchSettings(pes=args.pes, stream_window=args.stream_window))
+    return program.config.replace(channels=args.channels or 1)
+
+def print_summary(program, path):
+    s = program.summary()
+    layers = "; ".join(f"{layer['inputs']}->{layer['cells']} cells"
+                       + (f"->{layer['proj']} proj" if layer["proj"] else "")
+                       + (" (peepholes)" if layer["peepholes"] else "")
+                       for layer in s["layers"])
+    print(f"{path}: {s['source']}, {layers}")
+    print(f"  {s['pes']} PEs, {s['nonzeros']} of {s['weights']} weights non-zero "
+          f"(density {s['density']:.4f}), {s['padding_entries']} padding entries, "
+          f"{s['entries_per_pe_min']}..{s['entries_per_pe_max']} entries per PE, "
+          f"{s['saturated']} values saturated")

@@ -1,0 +1,107 @@
+"""Commands of the speech study: the corpus and the evaluation."""
+
+
+
+from .common import density_value, make_console, non_negative_int, positive_int, seed_value
+
+
+def cmd_corpus(args):
+    from ...speech.corpus import build_corpus
+    console = make_console()
+    with console.status("synthesising") as status:
+        counts = build_corpus(args.directory, args.utterances, seed=args.seed,
+                              log=lambda text: status.update(text))
+    print(f"wrote {sum(counts.values())} utterances to {args.directory} "
+          f"(train {counts['train']}, dev {counts['dev']}, test {counts['test']})")
+    return 0
+
+
+def _retrain_epochs(args):
+    from ...speech import EvaluationSettings
+    if args.retrain_epochs is None:
+        default = EvaluationSettings()
+        return default.retrain_epochs if tuple(args.densities) == default.densities else 2
+    return args.retrain_epochs[0] if len(args.retrain_epochs) == 1 else tuple(args.retrain_epochs)
+
+
+def cmd_speech_eval(args):
+    from ....sim.build import cache_root
+    from ...speech import EvaluationSettings, TrainingSettings, evaluate, plot_report, write_report
+    corpus = args.corpus or str(cache_root() / f"corpus-{args.utterances}-{args.seed}")
+    training = TrainingSettings(cells=args.cells, proj=args.proj, layers=args.layers,
+                                epochs=args.epochs, batch=args.batch, seed=args.seed)
+    settings = EvaluationSettings(
+        corpus=corpus, utterances=args.utterances, training=training,
+        densities=tuple(args.densities), target_density=args.target_density,
+        prune_steps=args.prune_steps,
+        retrain_epochs=_retrain_epochs(args),
+        pes=args.pes,
+        rtl_utterances=args.rtl_utterances, work=args.work or "", export=args.export or "",
+        export_pes=args.export_pes)
+    console = make_console()
+    with console.status("speech evaluation") as status:
+        report = evaluate(settings, log=lambda text: status.update(text))
+    write_report(report, args.output)
+    plot_report(report, args.plot)
+    console.print(f"dense float PER {report['dense_float_per']:.2f}%")
+    for row in report["densities"]:
+        console.print(f"density {row['density']:<6}: balanced float "
+                      f"{row['balanced']['float_per']:.2f}% / golden "
+                      f"{row['balanced']['golden_per']:.2f}%; global float "
+                      f"{row['global']['float_per']:.2f}% / golden "
+                      f"{row['global']['golden_per']:.2f}%")
+    rtl = report.get("rtl")
+    if rtl:
+        console.print(f"RTL on {rtl['utterances']} test utterances: bit-exact {rtl['bitexact']}, "
+                      f"decodes equal predict {rtl['decodes_equal_predict']}")
+    console.print(f"report written to {args.output}, plot to {args.plot}")
+    return 0 if not rtl or (rtl["bitexact"] and rtl["decodes_equal_predict"]) else 1
+
+
+def register(commands):
+    """Add the speech commands to the parser's subcommands."""
+    from ...speech import EvaluationSettings
+    corp = commands.add_parser(
+        "corpus", help="synthesise a phone-labelled speech corpus with espeak-ng",
+        description="Synthesise DIR/{train,dev,test}/NAME.wav with NAME.phn phone "
+                    "transcripts (espeak-ng voices, speeds, pitches, noise). Your own corpus "
+                    "in the same layout works with `ese speech-eval --corpus DIR`.")
+    corp.add_argument("directory")
+    corp.add_argument("--utterances", type=positive_int, default=2000)
+    corp.add_argument("--seed", type=seed_value, default=0)
+    corp.set_defaults(run=cmd_corpus)
+
+    speech = commands.add_parser(
+        "speech-eval", help="train an LSTMP phone recognizer, prune, quantize, report PER")
+    speech.add_argument("--corpus", help="corpus directory (default: one synthesised in the "
+                                         "cache, of --utterances utterances)")
+    speech.add_argument("--utterances", type=positive_int, default=2000)
+    speech.add_argument("--cells", type=positive_int, default=512)
+    speech.add_argument("--proj", type=positive_int, default=256)
+    speech.add_argument("--layers", type=positive_int, default=2)
+    speech.add_argument("--epochs", type=positive_int, default=20)
+    speech.add_argument("--batch", type=positive_int, default=16)
+    speech.add_argument("--densities", type=density_value, nargs="+",
+                        default=list(EvaluationSettings.densities))
+    speech.add_argument("--target-density", type=density_value, default=0.112,
+                        help="the density checked on the RTL")
+    speech.add_argument("--prune-steps", type=positive_int, default=1,
+                        help="pruning steps from one density to the next")
+    speech.add_argument("--retrain-epochs", type=non_negative_int, nargs="+", default=None,
+                        help="retraining epochs after pruning to each density (one count for "
+                             "all, or one per density; default: "
+                             f"{' '.join(map(str, EvaluationSettings.retrain_epochs))} for the "
+                             "default densities, else 2)")
+    speech.add_argument("--pes", type=positive_int, default=32)
+    speech.add_argument("--rtl-utterances", type=non_negative_int, default=3)
+    speech.add_argument("--work", help="checkpoints and models (default: CORPUS/work)")
+    speech.add_argument("--export", metavar="PREFIX",
+                        help="write the load-balanced recognizer at the target density as "
+                             "PREFIX.ese (the accelerator's image) and PREFIX.npz (the host's "
+                             "output layer, phones, feature scaling)")
+    speech.add_argument("--export-pes", type=positive_int, default=8,
+                        help="PEs the exported recognizer is compiled for")
+    speech.add_argument("--seed", type=seed_value, default=0)
+    speech.add_argument("-o", "--output", default="reports/speech.json")
+    speech.add_argument("--plot", default="reports/speech.png")
+    speech.set_defaults(run=cmd_speech_eval)
