@@ -238,3 +238,13 @@ def test_lower_layers_import_alone(module):
             "heavy = [m for m in ('torch', 'amaranth') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_every_package_is_in_the_distribution():
+    """pyproject.toml lists the packages by hand (its folders map onto ese.*): a new
+    subpackage missing there would work in a checkout and be absent from an install."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    packages = {name for name, _, is_package in MODULES if is_package}
+    assert packages == listed
