@@ -2,7 +2,7 @@
 
 The pipeline ESE's accuracy claim rests on, on a corpus of :mod:`ese.sw.speech.corpus`:
 
-1. **Features** (:mod:`.features`): 40 log-mel filterbank energies every 10 ms (25 ms
+1. **Features** (:mod:`.frontend`): 40 log-mel filterbank energies every 10 ms (25 ms
    windows, librosa) and their deltas, normalised per dimension with the training set's
    mean and deviation, and clipped to the activation format's range.
 2. **Model** (:func:`.training.build_recognizer`): ``torch.nn.LSTM`` with ``proj_size`` (LSTMP
@@ -28,7 +28,7 @@ in PyTorch.
 import importlib
 
 _EXPORTS = {
-    "features": ("MELS", "HOP", "WINDOW", "FEATURE_LIMIT", "features", "normalise",
+    "frontend": ("MELS", "HOP", "WINDOW", "FEATURE_LIMIT", "features", "normalise",
                  "FeatureSet", "load_features"),
     "scoring": ("greedy_decode", "edit_distance", "phone_error_rate"),
     "training": ("build_recognizer", "TrainingSettings", "train_epochs", "train",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..contract.errors import InputError
-from .features import load_features
+from .frontend import load_features
 from .recognizer import export_recognizer
 from .scoring import greedy_decode, phone_error_rate
 from .training import (

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import features, normalise
+from .frontend import features, normalise
 from .scoring import greedy_decode
 
 __all__ = ["export_recognizer", "CompiledRecognizer"]

@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .reports import BenchReport, ModelBenchReport, StreamingBenchReport, StreamingRun
+from .workloads import random_peephole_program
+
 __all__ = ["BenchSettings", "run_benchmark", "model_benchmark", "sweep_pe_counts", "plot_sweep",
            "ESE_LATENCY_US", "ESE_GOPS"]
 
@@ -44,32 +47,18 @@ class BenchSettings:
 
 
 def build_program(settings):
-    """The benchmark layer, pruned and compiled for ``settings``.
-
-    The weights are PyTorch's default initialization: independent and identically
-    distributed, so global pruning leaves every PE about the same work. Trained networks are
-    not like that (some cells' rows carry much larger weights than others); ``row_spread``
-    scales each row of each matrix by exp(N(0, row_spread)) to mimic it.
-    """
-    import torch
-
+    """The benchmark layer, pruned and compiled for ``settings`` (see
+    :func:`~ese.sw.tools.workloads.random_peephole_program` for ``row_spread``)."""
     import ese
-
-    from ..compiler.pipeline import compile
-    torch.manual_seed(settings.seed)
-    module = ese.PeepholeLSTM(settings.inputs, settings.cells, proj_size=settings.proj)
-    if settings.row_spread:
-        with torch.no_grad():
-            for name in ("weight_ih_l0", "weight_hh_l0", "weight_hr_l0"):
-                weight = getattr(module, name)
-                weight.mul_(torch.exp(settings.row_spread * torch.randn(weight.shape[0], 1)))
     streaming = {}
     if settings.stream_window:
         streaming = {"stream_window": settings.stream_window,
                      "memory_data_bits": settings.memory_bits}
     config = ese.Config(pes=settings.pes, channels=settings.channels,
                         activation_queue_depth=settings.queue_depth, **streaming)
-    return compile(module, config, density=settings.density, pruning=settings.pruning)
+    return random_peephole_program(settings.inputs, settings.cells, settings.proj, config,
+                                   density=settings.density, pruning=settings.pruning,
+                                   seed=settings.seed, row_spread=settings.row_spread)
 
 
 def steady_cycles(cycles_per_frame):
@@ -168,8 +157,8 @@ def model_benchmark(settings):
     nonzeros = program.summary()["nonzeros"]
     cycles = prediction.cycles_per_frame
     clock = program.config.clock_mhz
-    return {
-        "measured_by": "analytical model (sw/performance.py), no RTL simulation",
+    return ModelBenchReport(**{
+        "measured_by": "analytical model (sw/compiler/performance.py), no RTL simulation",
         "pes": settings.pes, "channels": settings.channels, "inputs": settings.inputs,
         "cells": settings.cells, "proj": settings.proj, "density": settings.density,
         "pruning": settings.pruning, "nonzeros": nonzeros,
@@ -179,7 +168,7 @@ def model_benchmark(settings):
         "memory_cycles_per_step": prediction.memory_cycles,
         "latency_us": cycles / clock, **_throughput(settings, nonzeros, cycles, clock),
         "frames": settings.frames,
-    }
+    })
 
 
 def streaming_benchmark(settings, log=None):
@@ -193,7 +182,7 @@ def streaming_benchmark(settings, log=None):
     from ...hw.timing import hardware_timing
     from ...sim.runner import run_system
     from ..compiler.performance import predict_performance
-    report = {"settings": asdict(settings)}
+    runs = {}
     for name, window in (("streamed", settings.stream_window), ("resident", 0)):
         program = build_program(dataclasses.replace(settings, stream_window=window))
         sequences, traces = _channel_traces(program, settings)
@@ -203,7 +192,7 @@ def streaming_benchmark(settings, log=None):
         prediction = predict_performance(program.image, hardware_timing(program.config),
                                          trace=traces, warmup=WARMUP_FRAMES)
         words = max(len(program.image.entry_words(pe)) for pe in range(settings.pes))
-        report[name] = {
+        runs[name] = StreamingRun(**{
             "stream_window": window,
             "entry_words_per_pe": words,
             "on_chip_entry_words_per_pe": 2 * window if window else words,
@@ -213,12 +202,13 @@ def streaming_benchmark(settings, log=None):
             "model_memory_cycles_per_step": prediction.memory_cycles,
             "model_limited_by": prediction.limited_by,
             "bitexact": exact,
-        }
-    return report
+        })
+    return StreamingBenchReport(settings=asdict(settings), **runs)
 
 
 def run_benchmark(settings, log=None, cpu=True):
-    """Run one benchmark configuration in RTL simulation; returns a dict of figures."""
+    """Run one benchmark configuration in RTL simulation; returns a
+    :class:`~ese.sw.tools.reports.BenchReport`."""
     from ...hw.timing import hardware_timing
     from ..compiler.performance import predict_performance
     program = build_program(settings)
@@ -283,11 +273,11 @@ def run_benchmark(settings, log=None, cpu=True):
                         "speedup_vs_cpu_sparse": sparse / latency,
                         "ese_latency_us": ESE_LATENCY_US,
                         "speedup_vs_ese": ESE_LATENCY_US / latency})
-    return figures
+    return BenchReport(**figures)
 
 
 def sweep_pe_counts(pe_counts, settings, log=None):
-    """Run both pruning kinds for each PE count; returns a list of figure dicts."""
+    """Run both pruning kinds for each PE count; returns a list of BenchReports."""
     results = []
     for pes in pe_counts:
         for pruning in ("balanced", "global"):
@@ -305,23 +295,23 @@ def plot_sweep(results, path):
     from matplotlib import pyplot
     figure, axes = pyplot.subplots(figsize=(6.4, 4.2), dpi=120)
     for pruning, marker in (("balanced", "o"), ("global", "s")):
-        rows = sorted((r for r in results if r["pruning"] == pruning), key=lambda r: r["pes"])
-        pes = [r["pes"] for r in rows]
-        axes.plot(pes, [r["effective_utilization"] for r in rows], marker=marker,
+        rows = sorted((r for r in results if r.pruning == pruning), key=lambda r: r.pes)
+        pes = [r.pes for r in rows]
+        axes.plot(pes, [r.effective_utilization for r in rows], marker=marker,
                   label=f"{'load-balanced' if pruning == 'balanced' else 'global'} pruning (RTL)")
-        axes.plot(pes, [r["effective_bound_cycles"] / r["model_cycles_per_frame"] for r in rows],
+        axes.plot(pes, [r.effective_bound_cycles / r.model_cycles_per_frame for r in rows],
                   linestyle=":", color=axes.lines[-1].get_color(), label="  model")
     axes.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")
     axes.set_xscale("log", base=2)
-    axes.set_xticks([r["pes"] for r in results], [str(r["pes"]) for r in results])
+    axes.set_xticks([r.pes for r in results], [str(r.pes) for r in results])
     axes.set_ylim(0.5, 1.05)
     axes.set_xlabel("processing elements")
     axes.set_ylabel("PE utilization (useful multiplies / PE cycles)")
     first = results[0]
-    weights = (f"row spread {first['row_spread']}" if first["row_spread"]
+    weights = (f"row spread {first.row_spread}" if first.row_spread
                else "i.i.d. random weights")
-    axes.set_title(f"LSTMP {first['inputs']}-{first['cells']}-{first['proj']}, density "
-                   f"{first['density']}, {weights}", fontsize=10)
+    axes.set_title(f"LSTMP {first.inputs}-{first.cells}-{first.proj}, density "
+                   f"{first.density}, {weights}", fontsize=10)
     axes.legend(loc="lower left", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()

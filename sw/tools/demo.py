@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .reports import DemoReport, SpeechDemoReport
+from .workloads import random_peephole_program
+
 __all__ = ["DemoSettings", "run_demo", "SpeechDemoSettings", "run_speech_demo", "RECOGNIZER"]
 
 #: The committed phone recognizer (see ese.sw.speech.export_recognizer).
@@ -38,19 +41,14 @@ class DemoSettings:
 
 
 def run_demo(settings, console):
-    """Run the demo and print its report on ``console`` (a rich Console). Returns a dict."""
-    import torch
-
+    """Run the demo and print its report on ``console`` (a rich Console); returns the
+    :class:`~ese.sw.tools.reports.DemoReport`."""
     import ese
-
-    from ..compiler.pipeline import compile
-
-    torch.manual_seed(settings.seed)
-    module = ese.PeepholeLSTM(settings.inputs, settings.cells, proj_size=settings.proj,
-                              num_layers=settings.layers)
     config = ese.Config(pes=settings.pes)
     with console.status("pruning, quantizing and encoding"):
-        program = compile(module, config, density=settings.density)
+        program = random_peephole_program(settings.inputs, settings.cells, settings.proj,
+                                          config, layers=settings.layers,
+                                          density=settings.density, seed=settings.seed)
     rng = np.random.default_rng(settings.seed)
     frames = rng.normal(scale=1.0, size=(settings.frames, settings.inputs))
     predicted = program.predict(frames)
@@ -61,7 +59,7 @@ def run_demo(settings, console):
     summary = program.summary()
     steady = result.cycles_per_frame[1:] or result.cycles_per_frame
     cycles = int(np.median(steady))
-    report = {
+    report = DemoReport(**{
         "model": f"PeepholeLSTM {program.model.layers[0].inputs} inputs -> "
                  + ", ".join(f"{layer.cells} cells -> {layer.proj} proj"
                              for layer in program.model.layers),
@@ -81,7 +79,7 @@ def run_demo(settings, console):
         "load_cycles": result.load_cycles,
         "build_seconds": result.build_seconds,
         "simulation_seconds": result.wall_seconds,
-    }
+    })
     _print_report(report, result, console)
     return report
 
@@ -94,24 +92,24 @@ def _print_report(report, result, console):
     table.add_column(style="bold")
     table.add_column()
     rows = [
-        ("model", report["model"]),
-        ("processing elements", str(report["pes"])),
-        ("weights / non-zeros", f"{report['weights']} / {report['nonzeros']} "
-                                f"(density {report['density']:.3f})"),
-        ("padding entries", str(report["padding_entries"])),
-        ("entries per PE (min..max)", "{}..{}".format(*report["entries_per_pe"])),
-        ("frames simulated", str(report["frames"])),
-        ("RTL vs golden model", ("bit-exact" if report["bitexact"] else "MISMATCH")
-         + f" ({report['mismatches']} mismatched words)"),
-        ("max |error| vs float PyTorch", f"{report['max_error_vs_float']:.5f}"),
-        ("cycles per frame (median)", f"{report['cycles_per_frame']} "
-                                      f"({report['latency_us']:.2f} us at "
-                                      f"{report['clock_mhz']:g} MHz)"),
+        ("model", report.model),
+        ("processing elements", str(report.pes)),
+        ("weights / non-zeros", f"{report.weights} / {report.nonzeros} "
+                                f"(density {report.density:.3f})"),
+        ("padding entries", str(report.padding_entries)),
+        ("entries per PE (min..max)", "{}..{}".format(*report.entries_per_pe)),
+        ("frames simulated", str(report.frames)),
+        ("RTL vs golden model", ("bit-exact" if report.bitexact else "MISMATCH")
+         + f" ({report.mismatches} mismatched words)"),
+        ("max |error| vs float PyTorch", f"{report.max_error_vs_float:.5f}"),
+        ("cycles per frame (median)", f"{report.cycles_per_frame} "
+                                      f"({report.latency_us:.2f} us at "
+                                      f"{report.clock_mhz:g} MHz)"),
         ("cycles per frame (each)", " ".join(map(str, result.cycles_per_frame))),
-        ("weight load", f"{report['load_cycles']} cycles"),
+        ("weight load", f"{report.load_cycles} cycles"),
         ("Verilator build", "cached" if result.build_cached
-         else f"{report['build_seconds']:.1f} s"),
-        ("simulation wall time", f"{report['simulation_seconds']:.1f} s"),
+         else f"{report.build_seconds:.1f} s"),
+        ("simulation wall time", f"{report.simulation_seconds:.1f} s"),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -148,7 +146,7 @@ def run_speech_demo(settings, console):
     layers = program.model.layers
     steady = result.cycles_per_frame[1:] or result.cycles_per_frame
     cycles = int(np.median(steady))
-    report = {
+    report = SpeechDemoReport(**{
         "sentence": settings.sentence,
         "voice": f"{settings.voice}+{settings.variant}",
         "frames": len(frames),
@@ -164,27 +162,27 @@ def run_speech_demo(settings, console):
         "cycles_per_frame": cycles,
         "real_time_factor": 10_000.0 / (cycles / program.config.clock_mhz),
         "simulation_seconds": result.wall_seconds,
-    }
+    })
     from rich.table import Table
     table = Table(title="ese demo: a phone recognizer on the simulated accelerator",
                   show_header=False)
     table.add_column(style="bold")
     table.add_column()
     for name, value in [
-        ("sentence (espeak-ng)", f"\"{report['sentence']}\", voice {report['voice']}, "
-                                 f"{report['frames']} frames of 10 ms"),
+        ("sentence (espeak-ng)", f"\"{report.sentence}\", voice {report.voice}, "
+                                 f"{report.frames} frames of 10 ms"),
         ("model", f"{len(layers)}-layer LSTMP {layers[0].inputs} -> {layers[0].cells} cells -> "
-                  f"{layers[0].proj}, {report['nonzeros']} non-zero weights (density "
-                  f"{report['density']:.3f}), {report['pes']} PEs"),
+                  f"{layers[0].proj}, {report.nonzeros} non-zero weights (density "
+                  f"{report.density:.3f}), {report.pes} PEs"),
         ("espeak-ng's phones", " ".join(reference)),
         ("recognised on the RTL", " ".join(heard)),
-        ("phone errors", f"{report['phone_errors']} of {len(reference)} "
-                         f"({report['phone_error_rate']:.1f}%)"),
-        ("RTL vs golden model", "bit-exact, same phones" if report["bitexact"]
-         and report["decode_equals_golden"] else "MISMATCH"),
+        ("phone errors", f"{report.phone_errors} of {len(reference)} "
+                         f"({report.phone_error_rate:.1f}%)"),
+        ("RTL vs golden model", "bit-exact, same phones" if report.bitexact
+         and report.decode_equals_golden else "MISMATCH"),
         ("cycles per frame (median)", f"{cycles} ({cycles / program.config.clock_mhz:.1f} us "
                                       f"at {program.config.clock_mhz:g} MHz: "
-                                      f"{report['real_time_factor']:.0f}x real time)"),
+                                      f"{report.real_time_factor:.0f}x real time)"),
         ("simulation wall time", f"{result.wall_seconds:.1f} s"),
     ]:
         table.add_row(name, value)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .reports import SoakReport
+from .workloads import random_peephole_program
+
 __all__ = ["SoakSettings", "run_soak"]
 
 
@@ -42,17 +45,14 @@ def _sequences(total, longest, inputs, rng):
 
 
 def run_soak(settings, log=None):
-    """Run the soak; returns a report (a dict)."""
-    import torch
-
+    """Run the soak; returns the :class:`~ese.sw.tools.reports.SoakReport`."""
     import ese
 
     from ...sim.runner import run_system
-    torch.manual_seed(settings.seed)
-    module = ese.PeepholeLSTM(settings.inputs, settings.cells, proj_size=settings.proj,
-                              num_layers=settings.layers)
     config = settings.config or ese.Config(pes=settings.pes, channels=settings.channels)
-    program = ese.compile(module, config, density=settings.density)
+    program = random_peephole_program(settings.inputs, settings.cells, settings.proj, config,
+                                      layers=settings.layers, density=settings.density,
+                                      seed=settings.seed)
     rng = np.random.default_rng(settings.seed)
     per_channel = [_sequences(settings.frames, settings.longest_sequence, settings.inputs, rng)
                    for _ in range(settings.channels)]
@@ -68,7 +68,7 @@ def run_soak(settings, log=None):
             expected = program.predict(sequence)
             mismatched += int(np.sum(np.any(result != expected, axis=1)))
             frames += len(sequence)
-    return {
+    return SoakReport(**{
         "frame_steps": settings.frames,
         "channels": settings.channels,
         "frames": frames,
@@ -79,4 +79,4 @@ def run_soak(settings, log=None):
         "simulated_cycles": counters["cycles"],
         "steps_out": counters["steps_out"],
         "wall_seconds": wall,
-    }
+    })

@@ -106,8 +106,8 @@ def test_soak_in_small_checks_every_frame():
     from ese.sw.tools.soak import SoakSettings, run_soak
     report = run_soak(SoakSettings(frames=150, longest_sequence=40, stall_probability=0.25,
                                    config=hardware(4, channels=2)))
-    assert report["frames"] == 300 and report["sequences"] >= 2 * 4
-    assert report["mismatched_frames"] == 0
+    assert report.frames == 300 and report.sequences >= 2 * 4
+    assert report.mismatched_frames == 0 and report.passed
     assert report["steps_out"] == 150 and report["simulated_cycles"] > 150 * 100
 
 

@@ -21,16 +21,14 @@ def cmd_demo(args):
                             stall_probability=args.stalls, seed=args.seed)
     console = make_console()
     report = run_demo(settings, console)
-    ok = report["bitexact"]
     if not args.no_speech:
         speech = SpeechDemoSettings(stall_probability=args.stalls)
         if args.sentence:
             speech.sentence = args.sentence
-        report["speech"] = run_speech_demo(speech, console)
-        ok = ok and report["speech"]["bitexact"] and report["speech"]["decode_equals_golden"]
+        report.speech = run_speech_demo(speech, console)
     if args.json:
-        print(json.dumps(report))
-    return 0 if ok else 1
+        print(json.dumps(report.to_dict()))
+    return 0 if report.passed else 1
 
 
 def cmd_bench(args):
@@ -44,6 +42,7 @@ def cmd_bench(args):
         streaming_benchmark,
         sweep_pe_counts,
     )
+    from ..reports import StreamingBenchReport, SweepReport
     settings = BenchSettings(inputs=args.inputs, cells=args.cells, proj=args.proj, pes=args.pes,
                              channels=args.channels, density=args.density, frames=args.frames,
                              seed=args.seed, queue_depth=args.queue_depth,
@@ -64,82 +63,86 @@ def cmd_bench(args):
             results = sweep_pe_counts(args.sweep, settings, log=log)
             if args.plot:
                 plot_sweep(results, args.plot)
-            report = {"sweep": results, "settings": asdict(settings)}
+            report = SweepReport(results, asdict(settings))
         else:
             report = run_benchmark(settings, log=log)
             if args.pruning == "both":
                 other = BenchSettings(**{**asdict(settings), "pruning": "global"})
-                report["global"] = run_benchmark(other, log=log, cpu=False)
-                report["load_balance_speedup"] = (report["global"]["cycles_per_frame"]
-                                                  / report["cycles_per_frame"])
+                report.global_pruning = run_benchmark(other, log=log, cpu=False)
+                report.load_balance_speedup = (report.global_pruning.cycles_per_frame
+                                               / report.cycles_per_frame)
     if args.json:
-        print(json.dumps(report))
-    elif "streamed" in report:
+        print(json.dumps(report.to_dict()))
+    elif isinstance(report, StreamingBenchReport):
         for name in ("streamed", "resident"):
-            r = report[name]
-            console.print(f"{name:9s}: {r['entry_words_per_pe']} entry words per PE, "
-                          f"{r['on_chip_entry_words_per_pe']} on chip; last step "
-                          f"{r['step_cycles']} cycles, {r['busy_cycles_per_step']:.0f} busy "
-                          f"per step; model {r['model_cycles_per_step']:.0f} "
-                          f"({r['model_limited_by']}); bit-exact {r['bitexact']}")
+            r = getattr(report, name)
+            console.print(f"{name:9s}: {r.entry_words_per_pe} entry words per PE, "
+                          f"{r.on_chip_entry_words_per_pe} on chip; last step "
+                          f"{r.step_cycles} cycles, {r.busy_cycles_per_step:.0f} busy "
+                          f"per step; model {r.model_cycles_per_step:.0f} "
+                          f"({r.model_limited_by}); bit-exact {r.bitexact}")
     elif args.model_only:
         r = report
-        console.print(f"model only ({r['pes']} PEs x {r['channels']} channels): "
-                      f"{r['model_cycles_per_frame']:.0f} cycles per step, "
-                      f"{r['latency_us']:.1f} us, {r['frames_per_second']:,.0f} frames/s, "
-                      f"{r['gops']:.1f} GOPS (ESE: {r['ese_gops']} GOPS)")
+        console.print(f"model only ({r.pes} PEs x {r.channels} channels): "
+                      f"{r.model_cycles_per_frame:.0f} cycles per step, "
+                      f"{r.latency_us:.1f} us, {r.frames_per_second:,.0f} frames/s, "
+                      f"{r.gops:.1f} GOPS (ESE: {r.ese_gops} GOPS)")
     elif args.sweep:
         for r in results:
-            console.print(f"{r['pes']:3d} PEs {r['pruning']:8s}: {r['cycles_per_frame']:9.0f} "
-                          f"cycles/frame, bound {r['bound_cycles']:9.0f}, utilization "
-                          f"{r['utilization']:.3f}, model {r['model_cycles_per_frame']:9.0f} "
-                          f"({100 * r['model_error']:+.1f}%), bit-exact {r['bitexact']}")
+            console.print(f"{r.pes:3d} PEs {r.pruning:8s}: {r.cycles_per_frame:9.0f} "
+                          f"cycles/frame, bound {r.bound_cycles:9.0f}, utilization "
+                          f"{r.utilization:.3f}, model {r.model_cycles_per_frame:9.0f} "
+                          f"({100 * r.model_error:+.1f}%), bit-exact {r.bitexact}")
         if args.plot:
             console.print(f"plot written to {args.plot}")
     else:
         _print_bench(report, console)
     if args.model_only:
         return 0
-    failed = report.get("sweep", [report[k] for k in ("streamed", "resident") if k in report]
-                        or [report])
-    return 0 if all(r["bitexact"] for r in failed) else 1
+    if isinstance(report, SweepReport):
+        runs = report.sweep
+    elif isinstance(report, StreamingBenchReport):
+        runs = [report.streamed, report.resident]
+    else:
+        runs = [report]
+    return 0 if all(r.bitexact for r in runs) else 1
 
 
 def _print_bench(r, console):
     from rich.table import Table
-    table = Table(title=f"ese bench: LSTMP {r['inputs']}-{r['cells']}-{r['proj']}, density "
-                        f"{r['density']}, {r['pes']} PEs x {r['channels']} channels at "
-                        f"{r['clock_mhz']:g} MHz",
+    table = Table(title=f"ese bench: LSTMP {r.inputs}-{r.cells}-{r.proj}, density "
+                        f"{r.density}, {r.pes} PEs x {r.channels} channels at "
+                        f"{r.clock_mhz:g} MHz",
                   show_header=False)
     table.add_column(style="bold")
     table.add_column()
     rows = [
-        ("non-zeros / padding entries", f"{r['nonzeros']} / {r['padding_entries']}"),
-        ("bound (non-zeros / PEs)", f"{r['bound_cycles']:.0f} cycles"),
-        ("RTL cycles per frame", f"{r['cycles_per_frame']:.0f} (median, steady state)"),
-        ("utilization", f"{r['utilization']:.3f}"),
-        ("model cycles per frame", f"{r['model_cycles_per_frame']:.0f} "
-                                   f"({100 * r['model_error']:+.2f}% vs RTL)"),
-        ("latency", f"{r['latency_us']:.1f} us (ESE: {r['ese_latency_us']} us, "
-                    f"{r['speedup_vs_ese']:.2f}x)"),
-        ("one frame on an idle machine", f"{r['frame_latency_cycles']:.0f} cycles, "
-                                         f"{r['frame_latency_us']:.1f} us (input to output)"),
-        ("throughput", f"{r['frames_per_second']:,.0f} frames/s, {r['gops']:.1f} GOPS on the "
-                       f"sparse layer ({r['channels']} channel{'s' * (r['channels'] > 1)}; "
-                       f"ESE: {r['ese_gops']} GOPS on 32)"),
-        ("PyTorch CPU, batch 1", f"dense {r['cpu_dense_us']:.0f} us, sparse "
-                                 f"{r['cpu_sparse_us']:.0f} us per frame"),
-        ("bit-exact with predict", str(r["bitexact"])),
-        ("Verilator build", f"{r['verilator_build_seconds']:.0f} s"
-         + (" (cached from an earlier run)" if r["verilator_build_cached"] else "")),
-        ("simulation", f"{r['simulated_cycles']} cycles in {r['simulation_seconds']:.1f} s "
-                       f"({r['simulated_cycles_per_second']:.0f} cycles/s)"),
+        ("non-zeros / padding entries", f"{r.nonzeros} / {r.padding_entries}"),
+        ("bound (non-zeros / PEs)", f"{r.bound_cycles:.0f} cycles"),
+        ("RTL cycles per frame", f"{r.cycles_per_frame:.0f} (median, steady state)"),
+        ("utilization", f"{r.utilization:.3f}"),
+        ("model cycles per frame", f"{r.model_cycles_per_frame:.0f} "
+                                   f"({100 * r.model_error:+.2f}% vs RTL)"),
+        ("latency", f"{r.latency_us:.1f} us (ESE: {r.ese_latency_us} us, "
+                    f"{r.speedup_vs_ese:.2f}x)"),
+        ("one frame on an idle machine", f"{r.frame_latency_cycles:.0f} cycles, "
+                                         f"{r.frame_latency_us:.1f} us (input to output)"),
+        ("throughput", f"{r.frames_per_second:,.0f} frames/s, {r.gops:.1f} GOPS on the "
+                       f"sparse layer ({r.channels} channel{'s' * (r.channels > 1)}; "
+                       f"ESE: {r.ese_gops} GOPS on 32)"),
+        ("PyTorch CPU, batch 1", f"dense {r.cpu_dense_us:.0f} us, sparse "
+                                 f"{r.cpu_sparse_us:.0f} us per frame"),
+        ("bit-exact with predict", str(r.bitexact)),
+        ("Verilator build", f"{r.verilator_build_seconds:.0f} s"
+         + (" (cached from an earlier run)" if r.verilator_build_cached else "")),
+        ("simulation", f"{r.simulated_cycles} cycles in {r.simulation_seconds:.1f} s "
+                       f"({r.simulated_cycles_per_second:.0f} cycles/s)"),
     ]
-    if "global" in r:
-        g = r["global"]
-        rows.append(("global pruning", f"{g['cycles_per_frame']:.0f} cycles per frame, "
-                                       f"utilization {g['utilization']:.3f}"))
-        rows.append(("load balance buys", f"{r['load_balance_speedup']:.3f}x"))
+    if r.global_pruning is not None:
+        g = r.global_pruning
+        rows.append(("global pruning", f"{g.cycles_per_frame:.0f} cycles per frame, "
+                                       f"utilization {g.utilization:.3f}"))
+        rows.append(("load balance buys", f"{r.load_balance_speedup:.3f}x"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
@@ -153,15 +156,15 @@ def cmd_soak(args):
     with console.status("soak") as status:
         report = run_soak(settings, log=lambda text: status.update(text))
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report.to_dict()))
     else:
         console.print(
-            f"{report['frames']} frames ({report['frame_steps']} steps x {report['channels']} "
-            f"channels, {report['sequences']} sequences) through the system RTL with "
-            f"{report['stall_probability']:g} stalls on every bus: "
-            f"{report['mismatched_frames']} mismatched frames; {report['simulated_cycles']} "
-            f"simulated cycles in {report['wall_seconds']:.0f} s")
-    return 0 if report["mismatched_frames"] == 0 else 1
+            f"{report.frames} frames ({report.frame_steps} steps x {report.channels} "
+            f"channels, {report.sequences} sequences) through the system RTL with "
+            f"{report.stall_probability:g} stalls on every bus: "
+            f"{report.mismatched_frames} mismatched frames; {report.simulated_cycles} "
+            f"simulated cycles in {report.wall_seconds:.0f} s")
+    return 0 if report.passed else 1
 
 
 def register(commands):

@@ -1,4 +1,4 @@
-"""Speech features: 40 log-mel energies every 10 ms and their deltas, normalised with the
+"""The acoustic front end: 40 log-mel energies every 10 ms and their deltas, normalised with the
 training set's statistics and clipped to the activation format's range."""
 
 from dataclasses import dataclass

@@ -1,0 +1,219 @@
+"""What the tools report, as typed records: the demo, the benchmarks and the soak.
+
+Each report is a dataclass whose fields are its figures; the command line prints them by
+name, and ``to_dict()`` gives the JSON form (``--json`` and the files under reports/), with
+the same keys as the fields. Optional figures that a run did not measure are left out.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = ["Report", "DemoReport", "SpeechDemoReport", "BenchReport", "ModelBenchReport",
+           "StreamingRun", "StreamingBenchReport", "SweepReport", "SoakReport"]
+
+
+class Report:
+    """A report's JSON form: its fields by name, without the optional ones left unset."""
+
+    #: Fields written to JSON under another key.
+    _KEYS = {}
+
+    def to_dict(self):
+        values = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if value is None and item.default is None:
+                continue
+            if isinstance(value, Report):
+                value = value.to_dict()
+            elif isinstance(value, list) and value and isinstance(value[0], Report):
+                value = [entry.to_dict() for entry in value]
+            values[self._KEYS.get(item.name, item.name)] = value
+        return values
+
+
+@dataclass
+class DemoReport(Report):
+    """``ese demo``'s compiled LSTMP on the RTL."""
+
+    model: str
+    pes: int
+    weights: int
+    nonzeros: int
+    density: float
+    padding_entries: int
+    entries_per_pe: list            # [min, max]
+    frames: int
+    mismatches: int
+    bitexact: bool
+    max_error_vs_float: float
+    cycles_per_frame: int
+    latency_us: float
+    clock_mhz: float
+    load_cycles: int
+    build_seconds: float
+    simulation_seconds: float
+    speech: "SpeechDemoReport | None" = None
+
+    @property
+    def passed(self):
+        return self.bitexact and (self.speech is None or self.speech.passed)
+
+
+@dataclass
+class SpeechDemoReport(Report):
+    """The committed recognizer hearing a sentence through the RTL."""
+
+    sentence: str
+    voice: str
+    frames: int
+    reference_phones: list          # espeak-ng's
+    recognised_phones: list         # decoded from the RTL's outputs
+    phone_errors: int
+    phone_error_rate: float
+    bitexact: bool
+    decode_equals_golden: bool
+    pes: int
+    nonzeros: int
+    density: float
+    cycles_per_frame: int
+    real_time_factor: float
+    simulation_seconds: float
+
+    @property
+    def passed(self):
+        return self.bitexact and self.decode_equals_golden
+
+
+@dataclass
+class BenchReport(Report):
+    """``ese bench``: one configuration in RTL simulation, against its bound, the model and
+    (optionally) PyTorch on this CPU."""
+
+    pes: int
+    channels: int
+    inputs: int
+    cells: int
+    proj: int
+    density: float
+    pruning: str
+    nonzeros: int
+    padding_entries: int
+    nonzeros_per_pe_max: int
+    bound_cycles: float
+    cycles_per_frame: float
+    cycles_per_frame_all: list
+    clock_mhz: float
+    latency_us: float
+    frame_latency_cycles: float
+    frame_latency_us: float
+    utilization: float
+    effective_bound_cycles: float
+    effective_utilization: float
+    model_cycles_per_frame: float
+    model_error: float
+    model_limited_by: str
+    frames_per_second: float
+    gops: float
+    gops_per_channel: float
+    ese_gops: float
+    bitexact: bool
+    mismatches: int
+    frames: int
+    queue_depth: int
+    row_spread: float
+    verilator_build_seconds: float
+    verilator_build_cached: bool
+    simulation_seconds: float
+    simulated_cycles: int
+    simulated_cycles_per_second: float
+    benchmark_seconds: float
+    cpu_dense_us: float = None
+    cpu_sparse_us: float = None
+    speedup_vs_cpu_dense: float = None
+    speedup_vs_cpu_sparse: float = None
+    ese_latency_us: float = None
+    speedup_vs_ese: float = None
+    global_pruning: "BenchReport | None" = None
+    load_balance_speedup: float = None
+
+    _KEYS = {"global_pruning": "global"}
+
+
+@dataclass
+class ModelBenchReport(Report):
+    """``ese bench --model-only``: the analytical model alone, for machines too large to
+    simulate here."""
+
+    measured_by: str
+    pes: int
+    channels: int
+    inputs: int
+    cells: int
+    proj: int
+    density: float
+    pruning: str
+    nonzeros: int
+    bound_cycles: float
+    model_cycles_per_frame: float
+    model_limited_by: str
+    clock_mhz: float
+    stream_window: int
+    memory_cycles_per_step: float
+    latency_us: float
+    frames_per_second: float
+    gops: float
+    gops_per_channel: float
+    ese_gops: float
+    frames: int
+
+
+@dataclass
+class StreamingRun(Report):
+    """One side of ``ese bench --stream-window``: the system with its weights streamed or on
+    chip."""
+
+    stream_window: int
+    entry_words_per_pe: int
+    on_chip_entry_words_per_pe: int
+    step_cycles: int
+    busy_cycles_per_step: float
+    model_cycles_per_step: float
+    model_memory_cycles_per_step: float
+    model_limited_by: str
+    bitexact: bool
+
+
+@dataclass
+class StreamingBenchReport(Report):
+    settings: dict
+    streamed: StreamingRun
+    resident: StreamingRun
+
+
+@dataclass
+class SoakReport(Report):
+    """``ese soak``: frames through the whole simulated machine, every one checked."""
+
+    frame_steps: int
+    channels: int
+    frames: int
+    sequences: int
+    mismatched_frames: int
+    stall_probability: float
+    pes: int
+    simulated_cycles: int
+    steps_out: int
+    wall_seconds: float
+
+    @property
+    def passed(self):
+        return self.mismatched_frames == 0
+
+
+@dataclass
+class SweepReport(Report):
+    """``ese bench --sweep``: both pruning kinds at each PE count."""
+
+    sweep: list = field(default_factory=list)       # BenchReport per PE count and kind
+    settings: dict = field(default_factory=dict)

@@ -1,0 +1,29 @@
+"""The layers the tools run when no model is given: ESE's peephole LSTMP, randomly initialised.
+
+The demo, the benchmark and the soak each compile one; this is the one recipe they share.
+"""
+
+__all__ = ["random_peephole_program"]
+
+
+def random_peephole_program(inputs, cells, proj, config, *, layers=1, density=None,
+                            pruning="balanced", seed=0, row_spread=0.0):
+    """An ``ese.PeepholeLSTM`` with PyTorch's default initialization from ``seed``, pruned to
+    ``density`` and compiled for ``config``; returns the Program.
+
+    PyTorch's initialization is independent and identically distributed, so global pruning
+    leaves every PE about the same work. Trained networks are not like that (some cells'
+    rows carry much larger weights than others); ``row_spread`` scales each row of each
+    matrix by exp(N(0, row_spread)) to mimic it.
+    """
+    import torch
+
+    import ese
+    torch.manual_seed(seed)
+    module = ese.PeepholeLSTM(inputs, cells, proj_size=proj, num_layers=layers)
+    if row_spread:
+        with torch.no_grad():
+            for name, weight in module.named_parameters():
+                if name.startswith(("weight_ih", "weight_hh", "weight_hr")):
+                    weight.mul_(torch.exp(row_spread * torch.randn(weight.shape[0], 1)))
+    return ese.compile(module, config, density=density, pruning=pruning)
