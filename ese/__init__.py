@@ -9,9 +9,12 @@ The public API::
     res  = prog.simulate(x)
     prog.save(path); prog = ese.load(path)
 
-The package's parts live in subpackages: ``ese.sw`` (compiler, golden model, command line),
-``ese.hw`` (the Amaranth hardware), ``ese.sim`` (Verilator simulation through cocotb) and
-``ese.boards`` (FPGA board targets).
+The package's parts live in subpackages, in layers that import only downwards:
+``ese.sw.contract`` (what both sides of the wire agree on), ``ese.hw`` (the Amaranth
+hardware), ``ese.sw.runtime`` (programs, images, the golden model, the host driver),
+``ese.sw.compiler`` (PyTorch in, integer models out), ``ese.sim`` (Verilator through
+cocotb), ``ese.boards`` (the cards), and on top ``ese.sw.tools`` (the command line) and
+``ese.sw.speech``.
 
 Names are imported on first use, so that processes which need only one part (the cocotb
 testbench inside the simulator, the command line's help) do not pay for PyTorch's import.
@@ -35,6 +38,9 @@ _EXPORTS = {
     "InputError": "ese.sw.contract.errors",
     "ToolchainError": "ese.sw.contract.errors",
     "SimulationError": "ese.sw.contract.errors",
+    "Accelerator": "ese.sw.runtime.driver",
+    "XdmaTransport": "ese.sw.runtime.driver",
+    "DeviceError": "ese.sw.runtime.driver",
 }
 
 __all__ = list(_EXPORTS)

@@ -205,7 +205,7 @@ HOST_ONLY = """
 import sys
 import numpy as np
 import ese
-from ese.sw.runtime.driver import Accelerator, XdmaTransport
+from ese import Accelerator, XdmaTransport
 program = ese.load(sys.argv[1])
 y = program.predict(np.load(sys.argv[2]))
 np.save(sys.argv[3], y)
