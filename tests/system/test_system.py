@@ -108,7 +108,7 @@ def test_soak_in_small_checks_every_frame():
                                    config=hardware(4, channels=2)))
     assert report.frames == 300 and report.sequences >= 2 * 4
     assert report.mismatched_frames == 0 and report.passed
-    assert report["steps_out"] == 150 and report["simulated_cycles"] > 150 * 100
+    assert report.steps_out == 150 and report.simulated_cycles > 150 * 100
 
 
 # cocotb scenarios (run in the simulator by the tests above).
