@@ -8,8 +8,9 @@ the same keys as the fields. Optional figures that a run did not measure are lef
 import dataclasses
 from dataclasses import dataclass, field
 
-__all__ = ["Report", "DemoReport", "SpeechDemoReport", "BenchReport", "ModelBenchReport",
-           "StreamingRun", "StreamingBenchReport", "SweepReport", "SoakReport"]
+__all__ = ["Report", "BenchPoint", "DemoReport", "SpeechDemoReport", "BenchReport",
+           "ModelBenchReport", "StreamingRun", "StreamingBenchReport", "SweepReport",
+           "SoakReport"]
 
 
 class Report:
@@ -86,9 +87,8 @@ class SpeechDemoReport(Report):
 
 
 @dataclass
-class BenchReport(Report):
-    """``ese bench``: one configuration in RTL simulation, against its bound, the model and
-    (optionally) PyTorch on this CPU."""
+class BenchPoint(Report):
+    """The machine and the layer a benchmark ran."""
 
     pes: int
     channels: int
@@ -97,6 +97,13 @@ class BenchReport(Report):
     proj: int
     density: float
     pruning: str
+
+
+@dataclass
+class BenchReport(BenchPoint):
+    """``ese bench``: one configuration in RTL simulation, against its bound, the model and
+    (optionally) PyTorch on this CPU."""
+
     nonzeros: int
     padding_entries: int
     nonzeros_per_pe_max: int
@@ -141,18 +148,11 @@ class BenchReport(Report):
 
 
 @dataclass
-class ModelBenchReport(Report):
+class ModelBenchReport(BenchPoint):
     """``ese bench --model-only``: the analytical model alone, for machines too large to
     simulate here."""
 
     measured_by: str
-    pes: int
-    channels: int
-    inputs: int
-    cells: int
-    proj: int
-    density: float
-    pruning: str
     nonzeros: int
     bound_cycles: float
     model_cycles_per_frame: float

@@ -142,6 +142,17 @@ def cmd_estimate(args):
     return 0
 
 
+def _hardware_options(parser, image_help):
+    """The options that choose the hardware of a build or an estimate (see hardware_for)."""
+    parser.add_argument("--image", help=image_help)
+    parser.add_argument("--pes", type=positive_int, default=32,
+                        help="without --image: PEs, memories sized for ESE's layer")
+    parser.add_argument("--channels", type=positive_int, default=None,
+                        help="channels (default: the image's, or 1)")
+    parser.add_argument("--stream-window", type=window_value, default=0, metavar="N",
+                        help="without --image: " + STREAM_HELP)
+
+
 def register(commands):
     """Add the card commands to the parser's subcommands."""
     run = commands.add_parser("run", help="run frames on the card, or on its RTL model")
@@ -161,13 +172,7 @@ def register(commands):
     build = commands.add_parser("build", help="write the board's Vivado build tree")
     build.add_argument("--board", choices=sorted(BOARDS), required=True)
     build.add_argument("--out", required=True, help="directory for the build tree")
-    build.add_argument("--image", help="size the hardware for this weight image")
-    build.add_argument("--pes", type=positive_int, default=32,
-                       help="without --image: PEs, memories sized for ESE's layer")
-    build.add_argument("--channels", type=positive_int, default=None,
-                       help="channels (default: the image's, or 1)")
-    build.add_argument("--stream-window", type=window_value, default=0, metavar="N",
-                       help="without --image: " + STREAM_HELP)
+    _hardware_options(build, "size the hardware for this weight image")
     build.add_argument("--no-vivado", action="store_true", help="write the tree only")
     build.set_defaults(run=cmd_build)
 
@@ -175,12 +180,6 @@ def register(commands):
         "estimate", help="resource use on the board's FPGA from Yosys (LUT, FF, DSP, BRAM)")
     est.add_argument("--board", choices=sorted(BOARDS), default=DEFAULT_BOARD,
                      help=f"the card (default {DEFAULT_BOARD})")
-    est.add_argument("--image", help="the hardware of this weight image")
-    est.add_argument("--pes", type=positive_int, default=32,
-                     help="without --image: PEs, memories sized for ESE's layer")
-    est.add_argument("--channels", type=positive_int, default=None,
-                     help="channels (default: the image's, or 1)")
-    est.add_argument("--stream-window", type=window_value, default=0, metavar="N",
-                     help="without --image: " + STREAM_HELP)
+    _hardware_options(est, "the hardware of this weight image")
     est.add_argument("--json", action="store_true")
     est.set_defaults(run=cmd_estimate)
