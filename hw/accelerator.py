@@ -191,8 +191,8 @@ class LSTMAccelerator(wiring.Component):
             if not config.streamed:
                 ports.append((u.loader.entry_write, pe.entry_write))
             for source, sink in ports:
-                m.d.comb += [sink.address.eq(source.address), sink.data.eq(source.data),
-                             sink.enable.eq(source.enable & selected)]
+                m.d.comb += [sink.addr.eq(source.addr), sink.data.eq(source.data),
+                             sink.en.eq(source.en & selected)]
         if config.streamed:
             # Each PE keeps its own sections; the streamer outside gets the whole table.
             wiring.connect(m, u.loader.stream_write, wiring.flipped(self.stream_table))
@@ -200,7 +200,7 @@ class LSTMAccelerator(wiring.Component):
             for index, pe in enumerate(u.engines):
                 m.d.comb += [
                     pe.sections.eq(sections.data),
-                    pe.sections_write.eq(sections.enable & (sections.address == index)),
+                    pe.sections_write.eq(sections.en & (sections.addr == index)),
                     pe.beat.valid.eq(self.entry_beats.valid & (self.entry_beats.pe == index)),
                     pe.beat.ring.eq(self.entry_beats.ring),
                     pe.beat.data.eq(self.entry_beats.data),
@@ -210,8 +210,8 @@ class LSTMAccelerator(wiring.Component):
         for memory, source in ((u.cell_parameters, u.loader.cell_parameter_write),
                                (u.descriptors, u.loader.descriptor_write)):
             port = memory.write_port()
-            m.d.comb += [port.addr.eq(source.address), port.data.eq(source.data),
-                         port.en.eq(source.enable)]
+            m.d.comb += [port.addr.eq(source.addr), port.data.eq(source.data),
+                         port.en.eq(source.en)]
 
         layout = data.StructLayout({name: unsigned(width)
                                     for name, width, _ in mm.descriptor_fields})
@@ -234,12 +234,11 @@ class LSTMAccelerator(wiring.Component):
             u.receiver.length.eq(u.first.inputs),
             self.frame_error.eq(u.receiver.error),
         ]
+        # The input memory is at least two slots deep: its address is as wide as the writer's.
         input_write = u.inputs.write_port()
+        wiring.connect(m, u.receiver.write, input_write)
         input_read = u.inputs.read_port()
         m.d.comb += [
-            input_write.addr.eq(u.receiver.write.address),
-            input_write.data.eq(u.receiver.write.data),
-            input_write.en.eq(u.receiver.write.enable),
             input_read.addr.eq(u.filler.read_address),
             input_read.en.eq(u.filler.read_enable),
             u.filler.read_data.eq(input_read.data),
@@ -339,15 +338,15 @@ class LSTMAccelerator(wiring.Component):
             ]
         with m.Else():
             m.d.comb += [
-                u.state_write.addr.eq(u.cells.state_write.address),
+                u.state_write.addr.eq(u.cells.state_write.addr),
                 u.state_write.data.eq(u.cells.state_write.data),
-                u.state_write.en.eq(u.cells.state_write.enable),
+                u.state_write.en.eq(u.cells.state_write.en),
             ]
-            with m.If(u.cells.vector_write.enable):
-                m.d.comb += [vector_write.addr.eq(u.cells.vector_write.address),
+            with m.If(u.cells.vector_write.en):
+                m.d.comb += [vector_write.addr.eq(u.cells.vector_write.addr),
                              vector_write.data.eq(u.cells.vector_write.data), vector_write.en.eq(1)]
-            with m.Elif(u.writeback.vector_write.enable):
-                m.d.comb += [vector_write.addr.eq(u.writeback.vector_write.address),
+            with m.Elif(u.writeback.vector_write.en):
+                m.d.comb += [vector_write.addr.eq(u.writeback.vector_write.addr),
                              vector_write.data.eq(u.writeback.vector_write.data),
                              vector_write.en.eq(1)]
 

@@ -276,10 +276,10 @@ class CellUnit(wiring.Component):
                 outputs[channel].eq(lane.output),
             ]
         m.d.comb += [
-            self.state_write.address.eq(delay(m, cell_base + index, state_latency(config),
+            self.state_write.addr.eq(delay(m, cell_base + index, state_latency(config),
                                               "state_address")),
             self.state_write.data.eq(new_cells),
-            self.state_write.enable.eq(delay(m, issue, state_latency(config), "state_valid")),
+            self.state_write.en.eq(delay(m, issue, state_latency(config), "state_valid")),
         ]
 
         finished = counter.finish
@@ -290,10 +290,10 @@ class CellUnit(wiring.Component):
             m.d.sync += produced.eq(produced + 1)
         m.d.comb += [
             self.produced.eq(produced),
-            self.vector_write.address.eq(delay(m, output_base + index, latency(config),
+            self.vector_write.addr.eq(delay(m, output_base + index, latency(config),
                                                "output_address")),
             self.vector_write.data.eq(outputs),
-            self.vector_write.enable.eq(finished),
+            self.vector_write.en.eq(finished),
             self.output_valid.eq(finished & counter.emit),
             self.output_value.eq(outputs),
             self.output_last.eq(delay(m, index + 1 == cells, latency(config), "last")),

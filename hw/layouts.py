@@ -11,6 +11,7 @@ import enum
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import Out
 
 from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
@@ -71,15 +72,12 @@ def StreamSectionsLayout(config):
                               for name, width, _ in MemoryMap(config).stream_fields})
 
 
-class WritePortSignature(wiring.Signature):
-    """A memory write request, seen from the writer: address, data and enable."""
-
-    def __init__(self, address_width, data_width):
-        super().__init__({
-            "address": Out(address_width),
-            "data": Out(data_width),
-            "enable": Out(1),
-        })
+def WritePortSignature(address_width, shape):
+    """A memory write request, seen from its writer: Amaranth's own memory write port
+    signature (``addr``, ``data``, ``en``), flipped, so that a unit that writes declares it
+    ``Out`` and one whose memory takes the writes ``In``, and either joins a memory's own
+    write port with ``wiring.connect``."""
+    return WritePort.Signature(addr_width=address_width, shape=shape).flip()
 
 
 def accumulator_rows(config):

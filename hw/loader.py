@@ -104,7 +104,7 @@ class WeightLoader(wiring.Component):
             words = words_per_element(mm.element_bits(t))
             if t in ports:
                 m.d.comb += [
-                    ports[t].address.eq(address),
+                    ports[t].addr.eq(address),
                     ports[t].data.eq(Cat(element[:LOAD_WORD_BITS * (words - 1)], word)),
                 ]
             with m.If(target == t):
@@ -164,5 +164,5 @@ class WeightLoader(wiring.Component):
         write = accept & last_word & ~discard
         stored = [t for t in ports if not (config.streamed and t == LoadTarget.ENTRIES)]
         for t in stored:
-            m.d.comb += ports[t].enable.eq(write & (target == t))
+            m.d.comb += ports[t].en.eq(write & (target == t))
         return m

@@ -247,9 +247,9 @@ class ProcessingElement(wiring.Component):
             m.submodules[f"pointers_{'odd' if parity else 'even'}"] = memory
             write = memory.write_port()
             m.d.comb += [
-                write.addr.eq(self.pointer_write.address[1:]),
+                write.addr.eq(self.pointer_write.addr[1:]),
                 write.data.eq(self.pointer_write.data),
-                write.en.eq(self.pointer_write.enable & (self.pointer_write.address[0] == parity)),
+                write.en.eq(self.pointer_write.en & (self.pointer_write.addr[0] == parity)),
             ]
             pointer_banks.append(memory.read_port())
         even, odd = pointer_banks
@@ -330,9 +330,9 @@ class ProcessingElement(wiring.Component):
             m.submodules.entries = entries = Memory(shape=unsigned(u.mm.entry_word_bits),
                                                     depth=u.mm.entry_words, init=[])
             entry_write = entries.write_port()
-            m.d.comb += [entry_write.addr.eq(self.entry_write.address),
+            m.d.comb += [entry_write.addr.eq(self.entry_write.addr),
                          entry_write.data.eq(self.entry_write.data),
-                         entry_write.en.eq(self.entry_write.enable)]
+                         entry_write.en.eq(self.entry_write.en)]
             entry_read = entries.read_port()
             m.d.comb += [fetch.eq(u.columns.r_rdy & room),
                          entry_read.addr.eq(word_base >> u.lane_bits), entry_read.en.eq(fetch),

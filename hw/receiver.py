@@ -55,7 +55,7 @@ class FrameReceiver(wiring.Component):
             "words": In(stream.Signature(FrameWordLayout(config))),
             "length": In(count_bits(max(config.vector_depth, config.input_depth))),
             "write": Out(WritePortSignature(address_bits(SLOTS * config.input_depth),
-                                            ChannelValues(config).size)),
+                                            ChannelValues(config))),
             "full": Out(SLOTS),
             "starts": Out(data.ArrayLayout(unsigned(config.channels), SLOTS)),
             "release": In(SLOTS),
@@ -77,9 +77,9 @@ class FrameReceiver(wiring.Component):
         m.d.comb += [
             self.words.ready.eq(~full.bit_select(slot, 1) & (self.length != 0)),
             accept.eq(self.words.valid & self.words.ready),
-            self.write.address.eq(slot * depth + index),
+            self.write.addr.eq(slot * depth + index),
             self.write.data.eq(word.values),
-            self.write.enable.eq(accept),
+            self.write.en.eq(accept),
         ]
         filled = Signal(SLOTS)
         with m.If(accept):

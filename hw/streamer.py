@@ -110,14 +110,14 @@ class WeightStreamer(wiring.Component):
         section_layout = StreamSectionsLayout(config)
         m.submodules.table = table = Memory(shape=section_layout, depth=pes, init=[])
         table_write = table.write_port()
-        m.d.comb += [table_write.addr.eq(self.table_write.address),
+        m.d.comb += [table_write.addr.eq(self.table_write.addr),
                      table_write.data.eq(self.table_write.data),
-                     table_write.en.eq(self.table_write.enable)]
+                     table_write.en.eq(self.table_write.en)]
         # Which rings have a section at all (a PE may have no entries in one).
         present = Signal(rings)
         written_section = data.View(section_layout, self.table_write.data)
         for pe in range(pes):
-            with m.If(self.table_write.enable & (self.table_write.address == pe)):
+            with m.If(self.table_write.en & (self.table_write.addr == pe)):
                 m.d.sync += [present[2 * pe].eq(written_section.filler_beats != 0),
                              present[2 * pe + 1].eq(written_section.critical_beats != 0)]
         table_read = table.read_port()

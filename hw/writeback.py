@@ -89,9 +89,9 @@ class ProjectionWriteback(wiring.Component):
             m.d.sync += produced.eq(produced + 1)
         m.d.comb += [
             self.produced.eq(produced),
-            self.vector_write.address.eq(delay(m, output_base + index, LATENCY, "address2")),
+            self.vector_write.addr.eq(delay(m, output_base + index, LATENCY, "address2")),
             self.vector_write.data.eq(value),
-            self.vector_write.enable.eq(valid2),
+            self.vector_write.en.eq(valid2),
             self.output_valid.eq(valid2 & counter.emit),
             self.output_value.eq(value),
             self.output_last.eq(delay(m, index + 1 == rows, LATENCY, "last2")),

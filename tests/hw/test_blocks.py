@@ -80,21 +80,21 @@ def _pe_matrix(rows, columns, rng):
 async def _load_pe(ctx, dut, config, pointers, entries):
     """Write column pointers and entry words through the PE's load ports."""
     for address, value in enumerate(pointers):
-        ctx.set(dut.pointer_write.address, address)
+        ctx.set(dut.pointer_write.addr, address)
         ctx.set(dut.pointer_write.data, int(value))
-        ctx.set(dut.pointer_write.enable, 1)
+        ctx.set(dut.pointer_write.en, 1)
         await ctx.tick()
-    ctx.set(dut.pointer_write.enable, 0)
+    ctx.set(dut.pointer_write.en, 0)
     lanes = config.entries_per_read
     padded = list(entries) + [0] * (-len(entries) % lanes)
     for address in range(len(padded) // lanes):
         word = sum(int(e) << (config.entry_bits * lane)
                    for lane, e in enumerate(padded[address * lanes:(address + 1) * lanes]))
-        ctx.set(dut.entry_write.address, address)
+        ctx.set(dut.entry_write.addr, address)
         ctx.set(dut.entry_write.data, word)
-        ctx.set(dut.entry_write.enable, 1)
+        ctx.set(dut.entry_write.en, 1)
         await ctx.tick()
-    ctx.set(dut.entry_write.enable, 0)
+    ctx.set(dut.entry_write.en, 0)
 
 
 async def _read_rows(ctx, dut, rows, channels=1):
@@ -263,8 +263,8 @@ class CellUnitHarness(wiring.Component):
         m.d.comb += [
             p_read.addr.eq(unit.parameter_address), unit.parameter_data.eq(p_read.data),
             s_read.addr.eq(unit.state_address), unit.state_data.eq(s_read.data),
-            s_write.addr.eq(unit.state_write.address), s_write.data.eq(unit.state_write.data),
-            s_write.en.eq(unit.state_write.enable),
+            s_write.addr.eq(unit.state_write.addr), s_write.data.eq(unit.state_write.data),
+            s_write.en.eq(unit.state_write.en),
             unit.start.eq(self.start), unit.cells.eq(self.cells), unit.cell_base.eq(0),
             unit.output_base.eq(0), unit.emit.eq(1), unit.output_space.eq(self.output_space),
             self.busy.eq(unit.busy),
@@ -315,7 +315,7 @@ def test_cell_unit_computes_the_contracts_cell_update(pes):
 
     async def monitor(ctx):
         async for _clock, _reset, state_en, state_addr, state_data, valid, value, last in \
-                ctx.tick().sample(unit.state_write.enable, unit.state_write.address,
+                ctx.tick().sample(unit.state_write.en, unit.state_write.addr,
                                   unit.state_write.data, unit.output_valid, unit.output_value,
                                   unit.output_last):
             cycles.setdefault("ticks", []).append(None)
@@ -456,9 +456,9 @@ def test_frame_receiver_fills_two_slots_and_keeps_sequence_starts():
 
     async def monitor(ctx):
         async for _clock, _reset, enable, address, value in ctx.tick().sample(
-                dut.write.enable, dut.write.address, dut.write.data):
+                dut.write.en, dut.write.addr, dut.write.data):
             if enable:
-                writes.append((address, signed_value(value, 16), signed_value(value >> 16, 16)))
+                writes.append((address, value[0], value[1]))     # one value per channel
 
     run_simulation(dut, bench, processes=[monitor], deadline=2e-6)
     depth = UNIT["input_depth"]
@@ -500,7 +500,7 @@ def test_loader_writes_records_and_flags_malformed_ones():
     async def monitor(ctx):
         ports = {"pointer": dut.pointer_write, "entry": dut.entry_write,
                  "cell": dut.cell_parameter_write, "descriptor": dut.descriptor_write}
-        signals = [s for p in ports.values() for s in (p.enable, p.address, p.data)]
+        signals = [s for p in ports.values() for s in (p.en, p.addr, p.data)]
         async for _clock, _reset, pe, *sampled in ctx.tick().sample(dut.pe, *signals):
             for index, name in enumerate(ports):
                 enable, address, value = sampled[3 * index:3 * index + 3]
