@@ -20,6 +20,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, count_bits
+from .axi import forward
 from .layouts import FENCE_BITS, BroadcastLayout, ChannelValues
 
 __all__ = ["VectorReader", "BroadcastArbiter", "ColumnLayout", "ReadJobLayout", "Follow"]
@@ -99,8 +100,7 @@ class VectorReader(wiring.Component):
         m = Module()
         layout = ReadJobLayout(self.config, self.depth)
         m.submodules.queue = queue = SyncFIFO(width=layout.size, depth=2)
-        m.d.comb += [queue.w_data.eq(self.jobs.payload), queue.w_en.eq(self.jobs.valid),
-                     self.jobs.ready.eq(queue.w_rdy)]
+        forward(m, self.jobs, queue.w_stream)
 
         job = Signal(layout)
         active = Signal()

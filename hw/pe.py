@@ -48,6 +48,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import MemoryMap, address_bits
+from .axi import forward
 from .layouts import (
     FENCE_BITS,
     SEQUENCE_BITS,
@@ -228,11 +229,7 @@ class ProcessingElement(wiring.Component):
         config = self.config
         m.submodules.queue = queue = SyncFIFOBuffered(width=u.layout.size,
                                                       depth=config.activation_queue_depth)
-        m.d.comb += [
-            queue.w_data.eq(self.activations.payload),
-            queue.w_en.eq(self.activations.valid),
-            self.activations.ready.eq(queue.w_rdy),
-        ]
+        forward(m, self.activations, queue.w_stream)
         head = data.View(u.layout, queue.r_data)
         u.head, u.queue = head, queue
 

@@ -73,7 +73,9 @@ class Config:
         Depth of each PE's queue of broadcast (column, activation) pairs (EIE found 8 best
         for its design; deeper queues absorb more column-to-column imbalance).
     clock_mhz : float
-        Clock the design is built and reported for.
+        Clock the design is built and reported for: ESE's 200 MHz unless told otherwise. A
+        card's own clock and memory port come from its Board (``ese.boards``), whose
+        ``hardware(config)`` sets them.
     memory_data_bits, memory_address_bits : int
         Width of the AXI4 port to the off-chip memory (DDR) that holds the weight image.
     stream_window : int
