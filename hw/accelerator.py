@@ -45,14 +45,15 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
 from .axi import AxiStreamSignature, forward
-from .broadcast import BroadcastArbiter, Follow, VectorReader
+from .broadcast import BroadcastArbiter, VectorReader
 from .cell import MAX_LATENCY as CELL_LATENCY
 from .cell import CellUnit
-from .layouts import SEQUENCE_BITS, ChannelValues, Target, WritePortSignature
+from .layouts import SEQUENCE_BITS, ChannelValues, DescriptorLayout, WritePortSignature
 from .loader import WeightLoader
 from .pe import ProcessingElement
 from .readout import AccumulatorReadout
 from .receiver import SLOTS, FrameReceiver
+from .sequencer import FillerControl, FrameSequencer
 from .streamer import StreamBeatSignature
 from .writeback import ProjectionWriteback
 
@@ -143,6 +144,8 @@ class LSTMAccelerator(wiring.Component):
         m.submodules.arbiter = arbiter = BroadcastArbiter(config)
         m.submodules.cells = cells = CellUnit(config)
         m.submodules.writeback = writeback = ProjectionWriteback(config)
+        m.submodules.sequencer = sequencer = FrameSequencer(config, self.clear_cycles(config))
+        m.submodules.filler_control = filler_control = FillerControl(config)
         engines = []
         for index in range(pes):
             pe = ProcessingElement(config)
@@ -164,7 +167,8 @@ class LSTMAccelerator(wiring.Component):
 
         u = SimpleNamespace(
             loader=loader, receiver=receiver, critical=critical, filler=filler,
-            arbiter=arbiter, cells=cells, writeback=writeback, engines=engines, words=words,
+            arbiter=arbiter, cells=cells, writeback=writeback, sequencer=sequencer,
+            filler_control=filler_control, engines=engines, words=words,
             inputs=inputs, vector=vector, cell_state=cell_state,
             cell_parameters=cell_parameters, descriptors=descriptors)
         self._connect_loader(m, u)
@@ -174,15 +178,13 @@ class LSTMAccelerator(wiring.Component):
         self._connect_cell_memories(m, u)
         self._output_queue(m, u)
         self._vector_writes(m, u)
-        self._filler_control(m, u)
-        self._sequencer(m, u)
+        self._connect_control(m, u)
         return m
 
     def _connect_loader(self, m, u):
         """The load stream into the loader, and the loader into the PEs and the shared
         memories; the descriptors of the current layer and of the first."""
         config = self.config
-        mm = MemoryMap(config)
         forward(m, self.weights, u.loader.words)
         m.d.comb += self.load_error.eq(u.loader.error)
         for index, pe in enumerate(u.engines):
@@ -213,15 +215,13 @@ class LSTMAccelerator(wiring.Component):
             m.d.comb += [port.addr.eq(source.addr), port.data.eq(source.data),
                          port.en.eq(source.en)]
 
-        layout = data.StructLayout({name: unsigned(width)
-                                    for name, width, _ in mm.descriptor_fields})
-        layer = Signal(range(config.max_layers))
+        layout = DescriptorLayout(config)
         descriptor_read = u.descriptors.read_port()
         first_read = u.descriptors.read_port()          # layer 0, for the receiver and filler
-        m.d.comb += [descriptor_read.addr.eq(layer), first_read.addr.eq(0)]
+        m.d.comb += [descriptor_read.addr.eq(u.sequencer.layer), first_read.addr.eq(0)]
         desc = data.View(layout, descriptor_read.data)
         first = data.View(layout, first_read.data)
-        u.layer, u.desc, u.first = layer, desc, first
+        u.desc, u.first = desc, first
 
     def _connect_receiver(self, m, u):
         """Input frame steps into the receiver and the input memory, which the filler reads."""
@@ -276,8 +276,7 @@ class LSTMAccelerator(wiring.Component):
         m.submodules.readout = readout = AccumulatorReadout(config)
         wiring.connect(m, u.cells.accumulator, readout.gates)
         wiring.connect(m, u.writeback.accumulator, readout.rows)
-        clear_enable = Signal()
-        clear_address = Signal(32)
+        clear_enable, clear_address = u.sequencer.clear_enable, u.sequencer.clear_address
         for index, pe in enumerate(u.engines):
             m.d.comb += [
                 pe.readout_enable.eq(readout.pe_read[index]),
@@ -350,176 +349,43 @@ class LSTMAccelerator(wiring.Component):
                              vector_write.data.eq(u.writeback.vector_write.data),
                              vector_write.en.eq(1)]
 
-    def _filler_control(self, m, u):
-        """The filler control: when the filler sends the first layer's input products of a
-        waiting step."""
-        config = self.config
-        # Step t uses input slot t mod 2. A slot is released to the receiver at its step's
-        # gate fence, so it holds one step from arrival to then, whenever the filler sends it.
-        # The products go to the gate accumulators, so the filler sends the next step's only
-        # once the current step's last cell update has read them.
-        slot = Signal(range(SLOTS))         # the current step's slot
-        frame_running = Signal()            # the sequencer has begun the current step
-        filled = Signal(SLOTS)              # the slot's input products have all been sent
-        filler_done = Signal(SLOTS)
-        released = Signal()                 # the current step has handed its slot back
-        last_cells_started = Signal()       # the current step's last layer's cells began
-        filler_slot = Signal(range(SLOTS))
-        filler_busy = Signal()
-        fresh = Signal(config.channels)     # channels beginning a sequence in this step
-        # The filler's jobs keep the other fields at their reset values: products to the gate
-        # accumulators (Target.GATES), following no producer (Follow.NONE), unmasked.
+    def _connect_control(self, m, u):
+        """The frame sequencer and the filler control, between the units they drive."""
+        seq, control = u.sequencer, u.filler_control
         m.d.comb += [
-            u.filler.jobs.payload.length.eq(u.first.inputs),
-            u.filler.jobs.payload.column_base.eq(u.first.column_base),
+            # The sequencer's view of the machine.
+            seq.desc.eq(u.desc),
+            seq.full.eq(u.receiver.full), seq.starts.eq(u.receiver.starts),
+            seq.idle.eq(u.all_idle & ~u.cells.busy & ~u.writeback.busy & ~u.critical.busy
+                        & ~u.filler.busy & ~control.pending),
+            seq.loader_busy.eq(u.loader.busy), seq.frames_waiting.eq(self.frames_in.tvalid),
+            seq.critical_busy.eq(u.critical.busy), seq.fenced.eq(u.fenced),
+            seq.filled.eq(control.filled),
+            seq.cells_busy.eq(u.cells.busy), seq.writeback_busy.eq(u.writeback.busy),
+            # What it drives.
+            u.loader.enable.eq(seq.load_enable),
+            u.receiver.release.eq(seq.release),
+            u.arbiter.fence_request.eq(seq.fence_request),
+            u.cells.start.eq(seq.cells_start), u.cells.cells.eq(seq.cells_count),
+            u.cells.cell_base.eq(seq.cells_base), u.cells.output_base.eq(seq.cells_output_base),
+            u.cells.emit.eq(seq.cells_emit),
+            u.writeback.start.eq(seq.writeback_start), u.writeback.rows.eq(seq.writeback_rows),
+            u.writeback.output_base.eq(seq.writeback_output_base),
+            u.writeback.emit.eq(seq.writeback_emit),
             u.filler.fresh.eq(0),
-            u.critical.fresh.eq(fresh),
-            u.cells.fresh.eq(fresh),
+            u.critical.fresh.eq(seq.fresh),
+            u.cells.fresh.eq(seq.fresh),
+            # The filler control's view.
+            control.slot.eq(seq.slot), control.frame_running.eq(seq.frame_running),
+            control.released.eq(seq.released),
+            control.last_cells_started.eq(seq.last_cells_started),
+            control.clearing.eq(seq.clearing),
+            control.full.eq(u.receiver.full), control.release.eq(seq.release),
+            control.cells_busy.eq(u.cells.busy),
+            control.inputs.eq(u.first.inputs), control.column_base.eq(u.first.column_base),
+            control.reader_busy.eq(u.filler.busy),
         ]
-        # Nothing is sent while the accumulators are being cleared after a reset: products
-        # added then would be wiped.
-        clearing = Signal(init=1)
-        current_ok = (~clearing & ~released & u.receiver.full.bit_select(slot, 1)
-                      & ~filled.bit_select(slot, 1) & ~u.cells.busy)
-        following = slot + 1
-        following_ok = (frame_running & last_cells_started & ~u.cells.busy
-                        & u.receiver.full.bit_select(following, 1)
-                        & ~filled.bit_select(following, 1))
-        with m.If(~filler_busy):
-            with m.If(current_ok):
-                m.d.comb += [u.filler.jobs.valid.eq(1),
-                             u.filler.jobs.payload.base.eq(slot * config.input_depth)]
-                with m.If(u.filler.jobs.ready):
-                    m.d.sync += [filler_busy.eq(1), filler_slot.eq(slot)]
-            with m.Elif(following_ok):
-                m.d.comb += [u.filler.jobs.valid.eq(1),
-                             u.filler.jobs.payload.base.eq(following * config.input_depth)]
-                with m.If(u.filler.jobs.ready):
-                    m.d.sync += [filler_busy.eq(1), filler_slot.eq(following)]
-        with m.Elif(~u.filler.busy):
-            m.d.sync += filler_busy.eq(0)
-            m.d.comb += filler_done.eq(1 << filler_slot)
-        m.d.sync += filled.eq((filled | filler_done) & ~u.receiver.release)
-        u.slot, u.frame_running, u.filled = slot, frame_running, filled
-        u.released, u.last_cells_started, u.filler_busy = released, last_cells_started, filler_busy
-        u.fresh, u.clearing = fresh, clearing
-
-    def _sequencer(self, m, u):
-        """The frame sequencer: clears the machine after a reset, then runs each step layer by
-        layer (gates, fence, cell unit, projection, fence, writeback)."""
-        config = self.config
-        counter = Signal(32)
-        m.d.comb += self.busy.eq(u.frame_running | ~u.all_idle | u.cells.busy | u.writeback.busy
-                                 | u.critical.busy | u.filler.busy)
-        previous_producer = Signal(2)       # who writes the previous layer's y (Follow.*)
-        frame_producer = Signal(2)          # who writes the last layer's y of the last step
-        layers_one = Signal()               # the model has a single layer
-        machine_idle = (u.all_idle & ~u.cells.busy & ~u.writeback.busy & ~u.critical.busy
-                        & ~u.filler.busy & ~u.filler_busy)
-
-        def start_read(base, length, column_base, target, follow, masked=0):
-            m.d.comb += [
-                u.critical.jobs.valid.eq(1),
-                u.critical.jobs.payload.base.eq(base),
-                u.critical.jobs.payload.length.eq(length),
-                u.critical.jobs.payload.column_base.eq(column_base),
-                u.critical.jobs.payload.target.eq(target),
-                u.critical.jobs.payload.follow.eq(follow),
-                u.critical.jobs.payload.masked.eq(masked),
-            ]
-
-        with m.FSM(init="CLEAR"):
-            with m.State("CLEAR"):
-                # After a reset: zero every accumulator, cell state and vector word once.
-                m.d.comb += [u.clear_enable.eq(1), u.clear_address.eq(counter)]
-                m.d.sync += counter.eq(counter + 1)
-                with m.If(counter == self.clear_cycles(config) - 1):
-                    m.d.sync += u.clearing.eq(0)
-                    m.next = "FRAME_WAIT"
-            with m.State("FRAME_WAIT"):
-                # Weights load only while no step is waiting or in flight.
-                m.d.comb += u.loader.enable.eq(machine_idle & (u.receiver.full == 0)
-                                             & ~self.frames_in.tvalid)
-                with m.If(u.receiver.full.bit_select(u.slot, 1) & ~u.loader.busy):
-                    m.d.sync += [u.frame_running.eq(1), u.layer.eq(0),
-                                 u.fresh.eq(u.receiver.starts[u.slot])]
-                    m.next = "GATES_INPUT"
-            with m.State("GATES_INPUT"):
-                # Layers after the first read the previous layer's y as it is written, from
-                # the projection writeback; a cell unit still writing it is still reading
-                # (and clearing) the gate accumulators this layer's products go to, so then
-                # the layer waits for it.
-                with m.If(u.layer == 0):
-                    m.d.sync += layers_one.eq(u.desc.last)
-                    m.next = "GATES_RECURRENT"
-                with m.Elif((previous_producer != Follow.CELLS) | ~u.cells.busy):
-                    start_read(u.desc.input_base, u.desc.inputs, u.desc.column_base, Target.GATES,
-                               previous_producer)
-                    with m.If(u.critical.jobs.ready):
-                        m.next = "GATES_RECURRENT"
-            with m.State("GATES_RECURRENT"):
-                # With one layer, y_{t-1} may still be being written by the last step's
-                # projection writeback, which this read follows; a cell unit writing it is
-                # still reading the gate accumulators, so then the read waits for it. Channels
-                # beginning a sequence read y_{t-1} as zero.
-                with m.If(~u.cells.busy):
-                    start_read(u.desc.recurrent_base, u.desc.recurrent,
-                               u.desc.column_base + u.desc.inputs, Target.GATES,
-                               Mux(layers_one, frame_producer, Follow.NONE), masked=1)
-                    with m.If(u.critical.jobs.ready):
-                        m.next = "GATES_FENCE"
-            with m.State("GATES_FENCE"):
-                # The first layer's input products come from the filler; wait for them too,
-                # then hand the input slot back to the receiver.
-                with m.If(u.layer != 0):
-                    with m.If(~u.critical.busy):
-                        m.d.comb += u.arbiter.fence_request.eq(1)
-                        m.next = "GATES_WAIT"
-                with m.Elif(~u.critical.busy & u.filled.bit_select(u.slot, 1)):
-                    m.d.comb += [u.arbiter.fence_request.eq(1),
-                                 u.receiver.release.eq(1 << u.slot)]
-                    m.d.sync += u.released.eq(1)
-                    m.next = "GATES_WAIT"
-            with m.State("GATES_WAIT"):
-                with m.If(u.fenced & ~u.cells.busy & ~u.writeback.busy):
-                    m.d.comb += [u.cells.start.eq(1), u.cells.cells.eq(u.desc.cells),
-                                 u.cells.cell_base.eq(u.desc.cell_base),
-                                 u.cells.output_base.eq(u.desc.cell_output_base),
-                                 u.cells.emit.eq(u.desc.last & (u.desc.proj == 0))]
-                    with m.If(u.desc.last):
-                        m.d.sync += u.last_cells_started.eq(1)
-                    with m.If(u.desc.proj != 0):
-                        m.next = "PROJECTION"
-                    with m.Else():
-                        m.d.sync += previous_producer.eq(Follow.CELLS)
-                        m.next = "LAYER_DONE"
-            with m.State("PROJECTION"):
-                start_read(u.desc.cell_output_base, u.desc.cells,
-                           u.desc.column_base + u.desc.inputs + u.desc.recurrent, Target.PROJECTION,
-                           Follow.CELLS)
-                with m.If(u.critical.jobs.ready):
-                    m.next = "PROJECTION_FENCE"
-            with m.State("PROJECTION_FENCE"):
-                with m.If(~u.critical.busy):
-                    m.d.comb += u.arbiter.fence_request.eq(1)
-                    m.next = "PROJECTION_WAIT"
-            with m.State("PROJECTION_WAIT"):
-                with m.If(u.fenced):
-                    m.d.comb += [u.writeback.start.eq(1), u.writeback.rows.eq(u.desc.proj),
-                                 u.writeback.output_base.eq(u.desc.recurrent_base),
-                                 u.writeback.emit.eq(u.desc.last)]
-                    m.d.sync += previous_producer.eq(Follow.WRITEBACK)
-                    m.next = "LAYER_DONE"
-            with m.State("LAYER_DONE"):
-                with m.If(u.desc.last | (u.layer == config.max_layers - 1)):
-                    # The next step may begin while this one's y is still being written.
-                    m.d.sync += [u.layer.eq(0), u.slot.eq(u.slot + 1), u.frame_running.eq(0),
-                                 u.released.eq(0), u.last_cells_started.eq(0),
-                                 frame_producer.eq(previous_producer)]
-                    m.next = "FRAME_WAIT"
-                with m.Else():
-                    m.d.sync += u.layer.eq(u.layer + 1)
-                    m.next = "LAYER_DESCRIBE"
-            with m.State("LAYER_DESCRIBE"):
-                # The descriptor port needs a cycle to show the new layer.
-                m.next = "GATES_INPUT"
+        wiring.connect(m, seq.critical_jobs, u.critical.jobs)
+        wiring.connect(m, control.jobs, u.filler.jobs)
+        m.d.comb += self.busy.eq(seq.frame_running | ~u.all_idle | u.cells.busy
+                                 | u.writeback.busy | u.critical.busy | u.filler.busy)

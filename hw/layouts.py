@@ -17,7 +17,7 @@ from amaranth.lib.wiring import Out
 from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
 
 __all__ = ["GATES", "FENCE_BITS", "SEQUENCE_BITS", "Target", "ChannelValues", "BroadcastLayout",
-           "ChannelAccumulators", "EntryBeatSignature", "StreamSectionsLayout",
+           "ChannelAccumulators", "DescriptorLayout", "EntryBeatSignature", "StreamSectionsLayout",
            "WritePortSignature", "accumulator_rows", "accumulator_row_bits", "accumulator_row"]
 
 #: Width of the fence counters.
@@ -64,6 +64,12 @@ class EntryBeatSignature(wiring.Signature):
             "ring": Out(1),          # 0: the filler's section, 1: the critical path's
             "data": Out(config.memory_data_bits),
         })
+
+
+def DescriptorLayout(config):
+    """A layer descriptor (see :attr:`MemoryMap.descriptor_fields`)."""
+    return data.StructLayout({name: unsigned(width)
+                              for name, width, _ in MemoryMap(config).descriptor_fields})
 
 
 def StreamSectionsLayout(config):
