@@ -247,7 +247,7 @@ def _tail(path, lines=40):
 
 def run_system(program, frames, *, testcase="run_through_driver", stall_probability=0.0,
                seed=0, log=None, keep=None, other_image=None, timeout_cycles=None, loads=1,
-               options=None, module="ese.sim.system_testbench"):
+               options=None, module="ese.sim.system_testbench", hardware=None):
     """Run a cocotb test of the host driver against the system RTL: ``testcase`` of
     ``module`` (:mod:`ese.sim.system_testbench` by default).
 
@@ -255,9 +255,11 @@ def run_system(program, frames, *, testcase="run_through_driver", stall_probabil
     The program is saved as a weight image that the driver loads from its file, as it would
     on the card. Returns ``(outputs, counters)``: per channel, per sequence, the decoded
     outputs; and the card's counters. ``loads``: how many times the driver loads the image
-    before it runs the frames. ``options``: further settings for the test case.
+    before it runs the frames. ``options``: further settings for the test case. ``hardware``:
+    the system's parameters, when the card differs from what the image was compiled for (the
+    driver reads them from the card and lays the image out again, as on a real card).
     """
-    build = build_simulator(program.config, log=log, design="system")
+    build = build_simulator(hardware or program.config, log=log, design="system")
     if isinstance(frames, np.ndarray):
         frames = [frames]
     settings = {"stall_probability": float(stall_probability), "seed": int(seed),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from .arithmetic import FixedFormat
 from .errors import ConfigError
 
-__all__ = ["Config", "CAPACITY_FIELDS"]
+__all__ = ["Config", "CAPACITY_FIELDS", "RELAID_FIELDS"]
 
 
 #: Memory capacities, in the order the hardware lists them. ``None`` means "fit the model".
@@ -27,6 +27,11 @@ CAPACITY_FIELDS = (
     "cell_depth",          # LSTM cells across all layers (cell state, biases, peepholes)
     "vector_depth",        # activation words: recurrent outputs y and cell outputs m
 )
+
+#: Parameters that an image is laid out again for, rather than refused on, when it meets
+#: hardware that differs in them: the clock (it only reports), and the memory bus (it sets the
+#: beat alignment of the load stream's streamed sections; the driver checks the address range).
+RELAID_FIELDS = ("clock_mhz", "memory_data_bits", "memory_address_bits")
 
 
 def _is_power_of_two(value):

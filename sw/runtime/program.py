@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from ..contract.arithmetic import dequantize, quantize
-from ..contract.config import CAPACITY_FIELDS
+from ..contract.config import CAPACITY_FIELDS, RELAID_FIELDS
 from ..contract.errors import EseError, ImageError
 from .encoding import decode_image, encode_model
 from .frames import check_frames
@@ -144,7 +144,8 @@ class Program:
         """This program laid out for hardware ``config``.
 
         The hardware must have the same arithmetic, PE and channel counts, and capacities at
-        least as large as the program needs; otherwise :class:`ImageError` says what differs.
+        least as large as the program needs (its memory bus and clock may differ); otherwise
+        :class:`ImageError` says what differs.
         """
         check_compatible(self.config, config)
         if config == self.config:
@@ -169,8 +170,10 @@ class Program:
 def load(path, config=None):
     """Load a program from a weight image file.
 
-    If ``config`` is given, the image must have been built for the same arithmetic and PE
-    count, and must fit its capacities; otherwise :class:`ImageError` says what differs.
+    If ``config`` is given, the image must have been built for the same arithmetic, PE and
+    channel counts and must fit its capacities (see :func:`check_compatible`); it is then laid
+    out for ``config``'s capacities and memory bus. Otherwise :class:`ImageError` says what
+    differs.
     """
     image, metadata, content = read_image(path, with_content=True)
     try:
@@ -206,14 +209,20 @@ def load(path, config=None):
 
 
 def check_compatible(built_for, hardware, what="the image"):
-    """Refuse an image built for ``built_for`` on hardware with parameters ``hardware``."""
+    """Refuse an image built for ``built_for`` on hardware with parameters ``hardware``.
+
+    Capacities may be larger than the image needs, and the clock and the memory bus may
+    differ (:data:`~ese.sw.contract.config.RELAID_FIELDS`): :meth:`Program.retarget` lays the
+    image out again for them. Everything else (the arithmetic, the PE and channel counts,
+    whether weights stream) must be equal.
+    """
     differences = []
     for name, value in hardware.to_dict().items():
         image_value = getattr(built_for, name)
         if name in CAPACITY_FIELDS:
             if value is not None and image_value > value:
                 differences.append(f"{name} needs {image_value}, hardware has {value}")
-        elif name != "clock_mhz" and value != image_value:
+        elif name not in RELAID_FIELDS and value != image_value:
             differences.append(f"{name}: image {image_value}, hardware {value}")
     if differences:
         raise ImageError(f"{what} was built for other hardware: " + "; ".join(differences))

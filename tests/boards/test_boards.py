@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable, Module, Signal
 
@@ -90,6 +91,29 @@ def test_ese_build_writes_the_tree_and_says_no_bitstream_was_made(tmp_path, caps
     out = capsys.readouterr().out
     assert "no bitstream was made" in out
     assert (tmp_path / "tree" / "build.tcl").exists()
+
+
+def test_the_readme_flow_loads_its_own_image_on_the_build_trees_hardware(tmp_path, capsys):
+    """`ese compile` with its defaults (a 64-bit memory port), then `ese build --image`: the
+    card's build has the board's 512-bit port, and loading the image for the build tree's
+    parameters (what Accelerator.load does with the card's) must lay it out again, not
+    refuse it (issue 13's first finding)."""
+    import torch
+    torch.save(ese.PeepholeLSTM(13, 22, proj_size=9), tmp_path / "module.pt")
+    image, tree = tmp_path / "model.ese", tmp_path / "tree"
+    assert main(["compile", str(tmp_path / "module.pt"), "-o", str(image), "--pes", "4",
+                 "--density", "0.3"]) == 0
+    assert main(["build", "--board", "adm-pcie-ku3", "--out", str(tree), "--image", str(image),
+                 "--no-vivado"]) == 0
+    card = ese.Config.from_dict(json.loads((tree / "config.json").read_text())["config"])
+    compiled = ese.load(image)
+    assert compiled.config.memory_data_bits != card.memory_data_bits == 512
+    on_card = ese.load(image, config=card)
+    assert on_card.config == card
+    x = np.random.default_rng(0).normal(size=(6, 13))
+    assert np.array_equal(on_card.predict(x), compiled.predict(x))
+    with pytest.raises(ese.ImageError, match="pes: image 4, hardware 8"):
+        ese.load(image, config=card.replace(pes=8))
 
 
 def test_lut_levels_count_luts_and_lut_ram_reads_but_not_carries_or_registers():

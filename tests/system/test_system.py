@@ -17,6 +17,7 @@ import pytest
 from cocotb.triggers import ClockCycles, with_timeout
 
 import ese
+from ese.boards import ADM_PCIE_KU3
 from ese.sim.harness import stall_pattern
 from ese.sim.runner import run_system
 from ese.sim.system_testbench import bench_for, loaded, open_job, save
@@ -43,6 +44,18 @@ def test_driver_runs_channels_through_the_system_under_back_pressure(program):
     assert np.array_equal(out_b2, program.predict(b2))
     assert counters["steps_in"] == counters["steps_out"] == 7
     assert 0 < counters["step_cycles"] < counters["busy_cycles"] < counters["cycles"]
+
+
+def test_an_image_compiled_with_defaults_runs_on_the_cards_memory_bus(program):
+    """The image is compiled for the default 64-bit memory port, the system is built with
+    the ADM-PCIE-KU3's 512-bit one (its Board): the driver reads the card's parameters and
+    lays the image out again before it writes anything, as on the card."""
+    card = ADM_PCIE_KU3.hardware(program.config)
+    assert (program.config.memory_data_bits, card.memory_data_bits) == (64, 512)
+    a, b = frames(5, 13, seed=11), frames(3, 13, seed=12)
+    outputs, _ = run_system(program, [a, b], hardware=card, stall_probability=0.25, seed=8)
+    assert np.array_equal(outputs[0][0], program.predict(a))
+    assert np.array_equal(outputs[1][0], program.predict(b))
 
 
 def test_image_for_other_hardware_is_refused_before_any_write(program):
