@@ -249,7 +249,7 @@ def test_bench_streams_weights_through_the_whole_system():
 def test_run_frames_through_the_simulated_card(tmp_path):
     from helpers import hardware
     program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),
-                          hardware(4, channels=2), density=0.3)   # test_machine's build
+                          hardware(4, channels=2), density=0.3)   # tests/system's build
     program.save(tmp_path / "model.ese")
     a, b1, b2 = frames(4, 13, seed=1), frames(2, 13, seed=2), frames(3, 13, seed=3)
     np.savez(tmp_path / "frames.npz", channel0=a, channel1_0=b1, channel1_1=b2)
