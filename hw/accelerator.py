@@ -276,16 +276,14 @@ class LSTMAccelerator(wiring.Component):
         m.submodules.readout = readout = AccumulatorReadout(config)
         wiring.connect(m, u.cells.accumulator, readout.gates)
         wiring.connect(m, u.writeback.accumulator, readout.rows)
-        clear_enable, clear_address = u.sequencer.clear_enable, u.sequencer.clear_address
         for index, pe in enumerate(u.engines):
             m.d.comb += [
                 pe.readout_enable.eq(readout.pe_read[index]),
                 pe.readout_row.eq(readout.pe_row[index]),
                 readout.pe_data[index].eq(pe.readout_data),
                 readout.pe_fresh[index].eq(pe.readout_fresh),
-                pe.clear_enable.eq(clear_enable),
+                pe.clear_enable.eq(u.sequencer.clear_enable),
             ]
-        u.clear_enable, u.clear_address = clear_enable, clear_address
 
     def _connect_cell_memories(self, m, u):
         """The cell unit's parameters and state."""
@@ -327,13 +325,14 @@ class LSTMAccelerator(wiring.Component):
         """Writes of the vector memory and the cell state: the clear after a reset, else the
         cell unit or the writeback."""
         config = self.config
+        clear = u.sequencer
         vector_write = u.vector.write_port()
-        with m.If(u.clear_enable):
+        with m.If(clear.clear_enable):
             m.d.comb += [
-                vector_write.addr.eq(u.clear_address), vector_write.data.eq(0),
-                vector_write.en.eq(u.clear_address < config.vector_depth),
-                u.state_write.addr.eq(u.clear_address), u.state_write.data.eq(0),
-                u.state_write.en.eq(u.clear_address < config.cell_depth),
+                vector_write.addr.eq(clear.clear_address), vector_write.data.eq(0),
+                vector_write.en.eq(clear.clear_address < config.vector_depth),
+                u.state_write.addr.eq(clear.clear_address), u.state_write.data.eq(0),
+                u.state_write.en.eq(clear.clear_address < config.cell_depth),
             ]
         with m.Else():
             m.d.comb += [
