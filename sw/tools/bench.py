@@ -29,6 +29,11 @@ ESE_GOPS = 282
 WARMUP_FRAMES = 2
 
 
+def _card_memory_bits():
+    from ...boards import DEFAULT_BOARD, board
+    return board(DEFAULT_BOARD).memory_data_bits
+
+
 @dataclass
 class BenchSettings:
     inputs: int = 153
@@ -43,7 +48,8 @@ class BenchSettings:
     queue_depth: int = 16
     row_spread: float = 0.0
     stream_window: int = 0
-    memory_bits: int = 512              # the memory port, when the weights are streamed
+    #: The memory port, when the weights are streamed: the default board's.
+    memory_bits: int = dataclasses.field(default_factory=_card_memory_bits)
 
 
 def build_program(settings):

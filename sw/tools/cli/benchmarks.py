@@ -210,8 +210,11 @@ def register(commands):
     bench.add_argument("--stream-window", type=window_value, default=0, metavar="N",
                        help=STREAM_HELP + "; without --model-only, runs the whole system "
                             "(driver, AXI models, DDR) streamed and resident")
-    bench.add_argument("--memory-bits", type=positive_int, default=512,
-                       help="with --stream-window: the memory port's width (the card's: 512)")
+    from ....boards import DEFAULT_BOARD, board
+    card_bits = board(DEFAULT_BOARD).memory_data_bits
+    bench.add_argument("--memory-bits", type=positive_int, default=card_bits,
+                       help=f"with --stream-window: the memory port's width (the card's: "
+                            f"{card_bits})")
     bench.add_argument("--seed", type=seed_value, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
