@@ -13,9 +13,11 @@ from ...contract.errors import EseError
 class UsageError(EseError):
     """A problem with the command line itself (a missing file, a bad option value)."""
 
+
 def make_console():
     from rich.console import Console
     return Console(stderr=False, highlight=False)
+
 
 def int_from(low, what):
     """An argparse type: an integer of at least ``low``."""
@@ -29,17 +31,18 @@ def int_from(low, what):
         return value
     return parse
 
+
 positive_int = int_from(1, "a positive integer")
-
 non_negative_int = int_from(0, "a non-negative integer")
-
 seed_value = int_from(0, "a non-negative integer seed")
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse with one-line errors: what is wrong, and where to read the usage."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
 
 def number_in(low, high, what, include_low):
     """An argparse type: a number in (low, high] or [low, high)."""
@@ -54,9 +57,10 @@ def number_in(low, high, what, include_low):
         return value
     return parse
 
-density_value = number_in(0.0, 1.0, "a density in (0, 1]", include_low=False)
 
+density_value = number_in(0.0, 1.0, "a density in (0, 1]", include_low=False)
 probability_value = number_in(0.0, 1.0, "a probability in [0, 1)", include_low=True)
+
 
 def existing_file(path, what):
     path = Path(path)
@@ -65,6 +69,7 @@ def existing_file(path, what):
     if not path.is_file():
         raise UsageError(f"{what} {path} is not a file")
     return path
+
 
 def load_frames(path, program):
     path = existing_file(path, "input file")
@@ -76,6 +81,7 @@ def load_frames(path, program):
         raise UsageError(f"{path} is a .npz archive; this command takes one .npy array of "
                          f"frames")
     return frames
+
 
 def note_saturation(program, sequences):
     """Say how many input values lay beyond the fixed-point range and saturated."""
@@ -89,8 +95,10 @@ def note_saturation(program, sequences):
         print(f"note: {saturated} of {total} input values lay beyond the fixed-point range "
               f"(+-{limit:g}) and saturated", file=sys.stderr)
 
+
 def random_frames(program, count, seed):
     return np.random.default_rng(seed).normal(size=(count, program.inputs))
+
 
 def streaming_settings(window):
     """Config settings that stream the weights through rings of ``window`` entry words (over
@@ -100,8 +108,10 @@ def streaming_settings(window):
     from ....boards import DEFAULT_BOARD, board
     return {"stream_window": window, "memory_data_bits": board(DEFAULT_BOARD).memory_data_bits}
 
+
 STREAM_HELP = ("stream the sparse weights from the card's DDR every frame step, through two "
                "rings of N entry words per PE (a power of two; 0: all weights on chip)")
+
 
 def window_value(text):
     try:
@@ -112,6 +122,7 @@ def window_value(text):
         raise argparse.ArgumentTypeError(f"expected 0 or a power of two, not {value}")
     return value
 
+
 def hardware_for(args):
     """The hardware config of a build or estimate: an image's, or ESE's layer's for options."""
     from ...runtime.program import load
@@ -121,6 +132,7 @@ def hardware_for(args):
         return config.replace(channels=args.channels) if args.channels else config
     program = build_program(BenchSettings(pes=args.pes, stream_window=args.stream_window))
     return program.config.replace(channels=args.channels or 1)
+
 
 def print_summary(program, path):
     s = program.summary()
