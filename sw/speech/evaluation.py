@@ -14,7 +14,6 @@ from .recognizer import export_recognizer
 from .scoring import greedy_decode, phone_error_rate
 from .training import (
     TrainingSettings,
-    _torch,
     density_of,
     float_hypotheses,
     load_model,
@@ -62,10 +61,11 @@ def evaluate(settings, log=None):
     ``Program.simulate`` (RTL) on the first test utterances, whose decodes must equal
     ``predict``'s. The dense model is kept in ``work`` and reused when its settings match.
     """
+    import torch
+
     import ese
 
     from .corpus import SPLITS, build_corpus
-    torch = _torch()
     started = time.monotonic()
     say = log or (lambda text: None)
     epochs_for = _retrain_schedule(settings)
@@ -164,7 +164,8 @@ def _retrain_schedule(settings):
 def _load_pruned(path, chain, like):
     """The model saved at ``path`` if it was pruned along ``chain``, else None."""
     import copy
-    torch = _torch()
+
+    import torch
     if not Path(path).exists():
         return None
     try:

@@ -16,16 +16,11 @@ __all__ = ["build_recognizer", "TrainingSettings", "train_epochs", "train", "pru
            "float_hypotheses", "output_layer", "save_model", "load_model", "density_of"]
 
 
-def _torch():
-    import torch
-    return torch
-
-
 def build_recognizer(inputs, cells, proj, layers, phones):
     """The model: LSTMP layers (``lstm``, what the accelerator runs) and a linear CTC output
     layer over the phones and the blank (``output``, run by the host); it returns
     log-probabilities."""
-    torch = _torch()
+    import torch
 
     class PhoneRecognizer(torch.nn.Module):
         def __init__(self):
@@ -61,7 +56,7 @@ def _batches(data, batch, rng):
 
 
 def _padded(data, indices):
-    torch = _torch()
+    import torch
     inputs = [torch.from_numpy(data.inputs[i]) for i in indices]
     x = torch.nn.utils.rnn.pad_sequence(inputs, batch_first=True)
     lengths = torch.tensor([len(t) for t in inputs])
@@ -72,7 +67,7 @@ def _padded(data, indices):
 
 def train_epochs(model, data, epochs, learning_rate, batch, seed, log=None, checkpoint=None):
     """Train ``model`` with CTC on ``data`` for ``epochs``; returns the mean loss per epoch."""
-    torch = _torch()
+    import torch
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
@@ -110,7 +105,7 @@ def train_epochs(model, data, epochs, learning_rate, batch, seed, log=None, chec
 
 def train(train_data, phones, settings, log=None, checkpoint=None):
     """A dense model trained from ``settings.seed``; returns (model, losses)."""
-    torch = _torch()
+    import torch
     torch.manual_seed(settings.seed)
     model = build_recognizer(train_data.inputs[0].shape[1], settings.cells, settings.proj,
                              settings.layers, len(phones))
@@ -149,7 +144,7 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
 
 def float_hypotheses(model, data):
     """Greedy decodes of the float model."""
-    torch = _torch()
+    import torch
     model.eval()
     with torch.no_grad():
         return [greedy_decode(model(torch.from_numpy(x)[None])[0].numpy())
@@ -158,7 +153,7 @@ def float_hypotheses(model, data):
 
 def output_layer(model, projected):
     """The host's output layer on the accelerator's LSTM outputs: log-probabilities."""
-    torch = _torch()
+    import torch
     with torch.no_grad():
         return model.output(torch.as_tensor(np.asarray(projected), dtype=torch.float32)
                             ).log_softmax(-1).numpy()
@@ -166,14 +161,14 @@ def output_layer(model, projected):
 
 def save_model(model, path, phones, normalisation, settings):
     """A trained recognizer with what it needs to run again: phones and feature scaling."""
-    torch = _torch()
+    import torch
     torch.save({"state": model.state_dict(), "phones": phones, "normalisation": normalisation,
                 "settings": dataclasses.asdict(settings)}, path)
 
 
 def load_model(path):
     """Inverse of :func:`save_model`: (model, phones, normalisation, settings)."""
-    torch = _torch()
+    import torch
     saved = torch.load(path, map_location="cpu", weights_only=True)
     settings = TrainingSettings(**saved["settings"])
     inputs = len(saved["normalisation"]["mean"])
