@@ -51,11 +51,6 @@ DDR3_PINS = {
 }
 
 
-#: The card's memory controller reference and the accelerator's clock (the controller's user
-#: clock, which the build flow runs the accelerator on).
-CLOCK_MHZ = 200.0
-
-
 class AdmPcieKu3Platform(XilinxPlatform):
     """Amaranth platform of the ADM-PCIE-KU3."""
 
@@ -106,7 +101,8 @@ ADM_PCIE_KU3 = register(Board(
     memory_data_bits=512,
     memory_address_bits=33,
     memory_bytes=8 << 30,
-    clock_mhz=CLOCK_MHZ,
+    # The accelerator runs on the DDR3 controller's user clock (the build flow's choice).
+    clock_mhz=200.0,
     pins={"pcie_lanes": PCIE_LANES, "ddr3": DDR3_PINS},
     platform=AdmPcieKu3Platform,
 ))

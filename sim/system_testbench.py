@@ -20,7 +20,8 @@ from ..sw.runtime.driver import Accelerator
 from .harness import ClockedBench
 from .transport import SimulatedTransport, SystemModels
 
-__all__ = ["SystemBench", "run_through_driver", "open_job", "job_frames", "loaded", "save"]
+__all__ = ["SystemBench", "run_through_driver", "open_job", "job_frames", "bench_for", "loaded",
+           "save"]
 
 
 class SystemBench(ClockedBench):
