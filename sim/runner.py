@@ -259,11 +259,12 @@ def run_system(program, frames, *, testcase="run_through_driver", stall_probabil
     the system's parameters, when the card differs from what the image was compiled for (the
     driver reads them from the card and lays the image out again, as on a real card).
     """
-    build = build_simulator(hardware or program.config, log=log, design="system")
+    system = hardware or program.config
+    build = build_simulator(system, log=log, design="system")
     if isinstance(frames, np.ndarray):
         frames = [frames]
     settings = {"stall_probability": float(stall_probability), "seed": int(seed),
-                "channels": program.config.channels, "clock_mhz": program.config.clock_mhz,
+                "channels": program.config.channels, "clock_mhz": system.clock_mhz,
                 "timeout_cycles": int(timeout_cycles or 5_000_000), "loads": int(loads),
                 **(options or {})}
     arrays = {}
