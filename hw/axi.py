@@ -39,13 +39,20 @@ class AxiStreamSignature(wiring.Signature):
         Width of ``tuser``; 0 for no ``tuser``.
     last : bool
         Whether the stream has ``tlast``.
+    keep : bool
+        Whether the stream has ``tkeep`` (one bit per byte of ``tdata``: the byte is part of
+        the stream).
     """
 
-    def __init__(self, data_width, *, user_width=0, last=True):
+    def __init__(self, data_width, *, user_width=0, last=True, keep=False):
         self.data_width = data_width
         self.user_width = user_width
         self.has_last = last
+        self.has_keep = keep
         members = {"tdata": Out(data_width), "tvalid": Out(1), "tready": In(1)}
+        if keep:
+            assert data_width % 8 == 0, "tkeep needs whole bytes of tdata"
+            members["tkeep"] = Out(data_width // 8)
         if last:
             members["tlast"] = Out(1)
         if user_width:
@@ -54,11 +61,12 @@ class AxiStreamSignature(wiring.Signature):
 
     def __eq__(self, other):
         return (isinstance(other, AxiStreamSignature) and self.data_width == other.data_width
-                and self.user_width == other.user_width and self.has_last == other.has_last)
+                and self.user_width == other.user_width and self.has_last == other.has_last
+                and self.has_keep == other.has_keep)
 
     def __repr__(self):
         return (f"AxiStreamSignature({self.data_width}, user_width={self.user_width}, "
-                f"last={self.has_last})")
+                f"last={self.has_last}, keep={self.has_keep})")
 
 
 class AxiLiteSignature(wiring.Signature):
@@ -89,19 +97,23 @@ class AxiLiteSignature(wiring.Signature):
 class Axi4Signature(wiring.Signature):
     """An AXI4 memory-mapped interface, seen from its master.
 
-    The master issues one transaction at a time, so its IDs are a single constant bit (the
+    The accelerator's masters issue one transaction at a time, so their IDs are constant (the
     ports exist because AXI4 slaves and bus models expect them).
 
     Parameters
     ----------
     address_width, data_width : int
+    id_width : int
+        Width of the ID signals (a memory controller's slave port fixes it).
     """
 
-    def __init__(self, address_width, data_width):
+    def __init__(self, address_width, data_width, *, id_width=1):
         self.address_width = address_width
         self.data_width = data_width
+        self.id_width = id_width
         super().__init__({
-            "awid": Out(1), "bid": In(1), "arid": Out(1), "rid": In(1),
+            "awid": Out(id_width), "bid": In(id_width), "arid": Out(id_width),
+            "rid": In(id_width),
             "awaddr": Out(address_width), "awlen": Out(8), "awsize": Out(3), "awburst": Out(2),
             "awvalid": Out(1), "awready": In(1),
             "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
@@ -115,7 +127,8 @@ class Axi4Signature(wiring.Signature):
 
     def __eq__(self, other):
         return (isinstance(other, Axi4Signature) and self.address_width == other.address_width
-                and self.data_width == other.data_width)
+                and self.data_width == other.data_width and self.id_width == other.id_width)
 
     def __repr__(self):
-        return f"Axi4Signature({self.address_width}, {self.data_width})"
+        return (f"Axi4Signature({self.address_width}, {self.data_width}, "
+                f"id_width={self.id_width})")
