@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test check venv espeak clean
+.PHONY: demo test check venv espeak tclsh clean
 
 venv: $(STAMP)
 
@@ -27,14 +27,21 @@ espeak:
 	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q espeak-ng) || \
 	  { echo "espeak-ng could not be installed: install the Debian package espeak-ng"; exit 1; }
 
+# tclsh (the Debian package tcl: no Tcl interpreter installs from PyPI) runs the build
+# script's check against the documented vendor IP (ese.boards.tcl_check).
+tclsh:
+	@command -v tclsh >/dev/null || $(SUDO) apt-get install -y -q tcl || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q tcl) || \
+	  { echo "tclsh could not be installed: install the Debian package tcl"; exit 1; }
+
 demo: espeak $(STAMP)
 	$(BIN)/ese demo
 
-test: espeak $(STAMP)
+test: espeak tclsh $(STAMP)
 	$(BIN)/python -m pytest
 
 # The fast loop: everything but Verilator and the slow tests, in under a minute.
-check: espeak $(STAMP)
+check: espeak tclsh $(STAMP)
 	$(BIN)/python -m pytest -m "not rtl and not slow"
 
 clean:

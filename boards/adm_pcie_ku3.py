@@ -1,14 +1,17 @@
 """The Alpha Data ADM-PCIE-KU3: a PCIe Gen3 x8 card with a Kintex UltraScale XCKU060.
 
-Part xcku060-ffva1156-2-e; a 200 MHz LVDS reference clock; PCIe Gen3 x8 on the edge
-connector (reference clock, PERST# and eight lanes); two DDR3 SODIMM sockets, 72 bits wide
-(64 data bits and ECC). This platform describes the parts of the card the accelerator system
-uses: the reference clock, the PCIe lanes and SODIMM 0.
+Part xcku060-ffva1156-2-e; PCIe Gen3 x8 on the edge connector (reference clock, PERST# and
+eight lanes); two DDR3 SODIMM sockets, 72 bits wide (64 data bits and ECC), each with a
+400 MHz reference clock for its memory controller. This platform describes the parts of the
+card the accelerator system uses: the PCIe lanes and SODIMM 0 with its reference clock.
 
-Pin assignments are those of Alpha Data's published constraints for the card (the PCIe lanes,
-PERST1# and REFCLK1 as used by SLAC's axi-pcie-core and by the OpenPOWER SNAP framework; the
-SODIMM 0 pinout and the 200 MHz reference clock from Alpha Data's SNAP board support, Apache
-2.0). The DDR3 I/O standards are set by the memory controller IP, which owns those pins.
+Pin assignments are those of Alpha Data's published constraints for the card: the PCIe lanes,
+PERST1# (K22) and REFCLK1 (AB6/AB5) as in SLAC's axi-pcie-core
+(hardware/AlphaDataKu3/xdc); the SODIMM 0 pinout and its reference clock (D23/C23,
+DIFF_HSTL_I, 400 MHz: C0.DDR3_InputClockPeriod 2500) as in open-power/snap
+(hardware/setup/ADKU3/snap_ddr3_b0pins.xdc, hardware/setup/create_snap_ip.tcl). No public
+design of the card uses another fabric clock, so none is described. The DDR3 I/O standards
+are set by the memory controller IP, which owns those pins.
 """
 
 from amaranth.build import Attrs, Clock, DiffPairs, Pins, PinsN, Resource, Subsignal
@@ -46,7 +49,7 @@ DDR3_PINS = {
     "cas_n": "C27",
     "we_n": "D29",
     "reset_n": "B25",
-    "sys_clk_p": "D23",     # the memory controller's 200 MHz reference (DIFF_HSTL_I)
+    "sys_clk_p": "D23",     # the memory controller's 400 MHz reference (DIFF_HSTL_I)
     "sys_clk_n": "C23",
 }
 
@@ -57,10 +60,10 @@ class AdmPcieKu3Platform(XilinxPlatform):
     device = "xcku060"
     package = "ffva1156"
     speed = "2-e"
-    default_clk = "clk200"
+    default_clk = "ddr3_clk"
     resources = [
-        Resource("clk200", 0, DiffPairs("W23", "W24", dir="i"), Clock(200e6),
-                 Attrs(IOSTANDARD="LVDS", DIFF_TERM="TRUE")),
+        Resource("ddr3_clk", 0, DiffPairs(DDR3_PINS["sys_clk_p"], DDR3_PINS["sys_clk_n"],
+                                          dir="i"), Clock(400e6), Attrs(IOSTANDARD="DIFF_HSTL_I")),
         Resource("pcie", 0,
                  Subsignal("refclk", DiffPairs("AB6", "AB5", dir="i"), Clock(100e6)),
                  Subsignal("perst", PinsN("K22", dir="i"), Attrs(IOSTANDARD="LVCMOS18")),
@@ -69,9 +72,6 @@ class AdmPcieKu3Platform(XilinxPlatform):
                  Subsignal("rx", DiffPairs(" ".join(lane[2] for lane in PCIE_LANES),
                                            " ".join(lane[3] for lane in PCIE_LANES), dir="i"))),
         Resource("ddr3", 0,
-                 Subsignal("clk", DiffPairs(DDR3_PINS["sys_clk_p"], DDR3_PINS["sys_clk_n"],
-                                            dir="i"), Clock(200e6),
-                           Attrs(IOSTANDARD="DIFF_HSTL_I")),
                  Subsignal("dq", Pins(DDR3_PINS["dq"], dir="io")),
                  Subsignal("dqs", DiffPairs(DDR3_PINS["dqs_p"], DDR3_PINS["dqs_n"], dir="io")),
                  Subsignal("dm", Pins(DDR3_PINS["dm"], dir="o")),
@@ -101,8 +101,19 @@ ADM_PCIE_KU3 = register(Board(
     memory_data_bits=512,
     memory_address_bits=33,
     memory_bytes=8 << 30,
-    # The accelerator runs on the DDR3 controller's user clock (the build flow's choice).
+    # The accelerator's own clock: the memory controller's additional user clock output
+    # (addn_ui_clkout1, PG150 "Additional Clock Outputs"), the build flow's choice.
     clock_mhz=200.0,
+    # DDR3-1600 (a 1250 ps memory clock) at the 4:1 PHY ratio: a 200 MHz user-interface clock
+    # (PG150, "Clocking"); the controller's AXI4 IDs are 4 bits wide (C0.DDR3_AxiIDWidth).
+    memory_clock_mhz=200.0,
+    memory_id_bits=4,
+    # The controller's reference: 400 MHz on c0_sys_clk (D23/C23) in Alpha Data's own
+    # configuration (open-power/snap: C0.DDR3_InputClockPeriod 2500 ps).
+    memory_reference_mhz=400.0,
+    # XDMA at PCIe Gen3 x8: 256-bit AXI4-Stream at 250 MHz (PG195, "Data widths").
+    host_stream_bits=256,
+    host_clock_mhz=250.0,
     pins={"pcie_lanes": PCIE_LANES, "ddr3": DDR3_PINS},
     platform=AdmPcieKu3Platform,
 ))

@@ -39,6 +39,14 @@ class Board:
         The memory the hardware's image and streamed weights may use.
     clock_mhz : float
         The accelerator's clock on the card.
+    memory_clock_mhz : float
+        The memory controller's user-interface clock (its AXI4 port's clock).
+    memory_reference_mhz : float
+        The memory controller's reference clock from the board.
+    memory_id_bits : int
+        The memory controller's AXI4 ID width.
+    host_stream_bits, host_clock_mhz : int, float
+        The PCIe DMA engine's AXI4-Stream width and user clock.
     pins : dict
         Pin assignments by interface, for the constraints and the platform.
     platform : type
@@ -55,6 +63,11 @@ class Board:
     memory_address_bits: int
     memory_bytes: int
     clock_mhz: float
+    memory_clock_mhz: float = 200.0
+    memory_reference_mhz: float = 0.0
+    memory_id_bits: int = 4
+    host_stream_bits: int = 256
+    host_clock_mhz: float = 250.0
     pins: dict = field(default_factory=dict)
     platform: type = None
 
@@ -68,6 +81,11 @@ class Board:
         return config.replace(memory_data_bits=self.memory_data_bits,
                               memory_address_bits=self.memory_address_bits,
                               clock_mhz=self.clock_mhz)
+
+    def clocks(self):
+        """The card's clock domains, in MHz, as the shell names them."""
+        return {"pcie": self.host_clock_mhz, "accelerator": self.clock_mhz,
+                "memory": self.memory_clock_mhz}
 
     def percent(self, name, used):
         """``used`` as a percentage of the device's ``name`` resource."""

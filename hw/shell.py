@@ -26,7 +26,7 @@ owns everything between it and the vendor IP:
   reset ``c0_ddr3_aresetn`` (active low, in the ``memory`` domain).
 """
 
-from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, Signal
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.fifo import AsyncFIFO
@@ -38,7 +38,7 @@ from .layouts import ChannelValues
 from .registers import ADDRESS_BITS
 from .system import AcceleratorSystem
 
-__all__ = ["CardShell", "AXI_LITE_CHANNELS", "AXI4_CHANNELS"]
+__all__ = ["CardShell", "SynchronizerAttributes", "AXI_LITE_CHANNELS", "AXI4_CHANNELS"]
 
 #: AXI4-Lite channels: (name, payload signals, whether it flows from master to slave).
 AXI_LITE_CHANNELS = (
@@ -213,3 +213,37 @@ class CardShell(wiring.Component):
             Cat(self.results.tdata, self.results.tkeep, self.results.tlast).eq(fifo.r_data),
             self.results.tvalid.eq(fifo.r_rdy), fifo.r_en.eq(self.results.tready),
         ]
+
+
+class SynchronizerAttributes:
+    """What :func:`amaranth.back.verilog.convert` takes as the platform of the card's RTL: it
+    lowers Amaranth's synchronisers to plain flip-flops (so the same Verilog runs in Verilator
+    and in Vivado) marked the way Amaranth's own Vivado flow marks them: ``ASYNC_REG`` on
+    every stage, and ``amaranth.vivado.false_path`` (``..._pre`` for a reset synchroniser's
+    asynchronous input) on the first, which the build script turns into constraints."""
+
+    def get_ff_sync(self, ff_sync):
+        m = Module()
+        flops = [Signal(ff_sync.i.shape(), name=f"stage{index}", init=ff_sync._init,
+                        reset_less=ff_sync._reset_less, attrs={"ASYNC_REG": "TRUE"})
+                 for index in range(ff_sync._stages)]
+        flops[0].attrs["amaranth.vivado.false_path"] = "TRUE"
+        for source, flop in zip((ff_sync.i, *flops), flops):
+            m.d[ff_sync._o_domain] += flop.eq(source)
+        m.d.comb += ff_sync.o.eq(flops[-1])
+        return m
+
+    def get_async_ff_sync(self, async_ff_sync):
+        m = Module()
+        m.domains += ClockDomain("async_ff", async_reset=True, local=True)
+        flops = [Signal(1, name=f"stage{index}", init=1, attrs={"ASYNC_REG": "TRUE"})
+                 for index in range(async_ff_sync._stages)]
+        for flop in flops:
+            flop.attrs["amaranth.vivado.false_path_pre"] = "TRUE"
+        for source, flop in zip((0, *flops), flops):
+            m.d.async_ff += flop.eq(source)
+        edge = async_ff_sync.i if async_ff_sync._edge == "pos" else ~async_ff_sync.i
+        m.d.comb += [ClockSignal("async_ff").eq(ClockSignal(async_ff_sync._o_domain)),
+                     ResetSignal("async_ff").eq(edge),
+                     async_ff_sync.o.eq(flops[-1])]
+        return m

@@ -30,7 +30,7 @@ def test_platform_prepares_a_vivado_build_without_vivado():
     files = dict(plan.files)
     script = files["blink.tcl"]
     assert "xcku060-ffva1156-2-e" in script
-    assert "W23" in files["blink.xdc"] and "LVDS" in files["blink.xdc"]
+    assert "D23" in files["blink.xdc"] and "DIFF_HSTL_I" in files["blink.xdc"]
 
 
 def test_the_card_is_described_once_and_everything_reads_it():
@@ -67,14 +67,15 @@ def test_build_tree_is_complete(tmp_path):
     tcl = (tree / "build.tcl").read_text()
     for needed in ("create_project -in_memory", "xilinx.com:ip:xdma", "xilinx.com:ip:ddr3",
                    "AXI_Stream", "synth_design", "route_design", "write_bitstream",
-                   "report_utilization", "ese_accelerator_bd"):
+                   "report_utilization", "ese_card_bd", "write_cfgmem"):
         assert needed in tcl, needed
     xdc = (tree / "constraints" / "adm_pcie_ku3.xdc").read_text()
     assert "AB6" in xdc and "K22" in xdc and "C8" in xdc        # refclk, PERST#, dq[0]
-    system = (tree / "rtl" / "ese_system.v").read_text()
-    assert "module ese_system" in system and "m_axi__araddr" in system
-    wrapper = (tree / "rtl" / "ese_accelerator_bd.v").read_text()
-    assert "module ese_accelerator_bd" in wrapper and "m_axi_araddr" in wrapper
+    shell = (tree / "rtl" / "ese_card.v").read_text()
+    assert "module ese_card" in shell and "m_axi__araddr" in shell and "ASYNC_REG" in shell
+    wrapper = (tree / "rtl" / "ese_card_bd.v").read_text()
+    assert "module ese_card_bd" in wrapper and "m_axi_araddr" in wrapper
+    assert "frames_tkeep" in wrapper and "m_axi_awid" in wrapper
     described = json.loads((tree / "config.json").read_text())
     assert described["config"]["memory_data_bits"] == ADM_PCIE_KU3.memory_data_bits == 512
     assert described["part"] == "xcku060-ffva1156-2-e"
