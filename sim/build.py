@@ -22,8 +22,8 @@ from ..hw.accelerator import LSTMAccelerator
 from ..sw.contract.errors import ToolchainError
 from .toolchain import build_make_flags, verilator_environment
 
-__all__ = ["TOPLEVEL", "DESIGNS", "generate_verilog", "build_simulator", "SimulatorBuild",
-           "cache_root"]
+__all__ = ["TOPLEVEL", "DESIGNS", "generate_verilog", "build_simulator", "build_tree_simulator",
+           "SimulatorBuild", "cache_root"]
 
 TOPLEVEL = "ese_accelerator"
 #: The two designs the simulator builds: the accelerator core, and the whole system.
@@ -105,9 +105,50 @@ def build_simulator(config, log=None, design="accelerator"):
 
     ``log`` is called with a one-line message before a long build starts.
     """
-    version, _ = verilator_environment()
     toplevel = DESIGNS[design]
     directory = cache_root() / "verilator" / build_key(config, design)
+
+    def write_sources():
+        verilog_path = directory / f"{toplevel}.v"
+        verilog_path.write_text(generate_verilog(config, design))
+        return [verilog_path]
+
+    return _build(directory, toplevel, write_sources, log,
+                  f"building the Verilator model of {config.pes} PEs (once per configuration)")
+
+
+def build_tree_simulator(tree, log=None):
+    """Compile and cache the simulator of a board build tree (``ese build``): its own RTL
+    files and top level, as its ``config.json`` names them, so what is simulated is what
+    Vivado synthesizes."""
+    import cocotb
+    tree = Path(tree)
+    described = json.loads((tree / "config.json").read_text())
+    sources = [tree / name for name in described["rtl"]]
+    version, _ = verilator_environment()
+    digest = hashlib.sha256()
+    for text in (version, cocotb.__version__, Path(__file__).read_text(), described["top"]):
+        digest.update(text.encode())
+    for path in sources:
+        digest.update(path.read_bytes())
+    directory = cache_root() / "verilator" / f"tree-{digest.hexdigest()[:20]}"
+
+    def copy_sources():
+        copies = []
+        for path in sources:
+            copy = directory / path.name
+            copy.write_bytes(path.read_bytes())
+            copies.append(copy)
+        return copies
+
+    return _build(directory, described["top"], copy_sources, log,
+                  f"building the Verilator model of the build tree {tree} (once per tree)")
+
+
+def _build(directory, toplevel, write_sources, log, message):
+    """Build (or reuse) the Verilator model of ``toplevel`` in ``directory``; the sources are
+    written by ``write_sources()``, which returns their paths."""
+    version, _ = verilator_environment()
     directory.mkdir(parents=True, exist_ok=True)
     marker = directory / "build.json"
     with open(directory / ".lock", "w") as lock:
@@ -120,16 +161,16 @@ def build_simulator(config, log=None, design="accelerator"):
                 recorded = 0.0
             return SimulatorBuild(directory, verilog_path, 0.0, True, recorded)
         if log is not None:
-            log(f"building the Verilator model of {config.pes} PEs (once per configuration)")
+            log(message)
         started = time.monotonic()
-        verilog_path.write_text(generate_verilog(config, design))
+        sources = write_sources()
         runner = _lean_verilator_runner()
         # Flags inherited from an outer make (a jobserver it owns) do not apply to this build.
         saved_flags = os.environ.get("MAKEFLAGS")
         os.environ["MAKEFLAGS"] = build_make_flags()
         try:
             runner.build(
-                sources=[verilog_path],
+                sources=sources,
                 hdl_toplevel=toplevel,
                 build_dir=directory,
                 build_args=["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"],

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..sw.contract.errors import InputError, SimulationError
 from ..sw.runtime.steps import plan_steps
-from .build import DESIGNS, TOPLEVEL, build_simulator
+from .build import DESIGNS, TOPLEVEL, build_simulator, build_tree_simulator
 
 __all__ = ["SimulationResult", "simulate", "run_testbench", "run_system"]
 
@@ -247,7 +247,7 @@ def _tail(path, lines=40):
 
 def run_system(program, frames, *, testcase="run_through_driver", stall_probability=0.0,
                seed=0, log=None, keep=None, other_image=None, timeout_cycles=None, loads=1,
-               options=None, module="ese.sim.system_testbench", hardware=None):
+               options=None, module=None, hardware=None, tree=None):
     """Run a cocotb test of the host driver against the system RTL: ``testcase`` of
     ``module`` (:mod:`ese.sim.system_testbench` by default).
 
@@ -258,15 +258,29 @@ def run_system(program, frames, *, testcase="run_through_driver", stall_probabil
     before it runs the frames. ``options``: further settings for the test case. ``hardware``:
     the system's parameters, when the card differs from what the image was compiled for (the
     driver reads them from the card and lays the image out again, as on a real card).
+    ``tree``: a board build tree (``ese build``); the card is then simulated from the tree's
+    own RTL and parameters, every clock at its frequency, through :mod:`ese.sim.card_testbench`.
     """
-    system = hardware or program.config
-    build = build_simulator(system, log=log, design="system")
+    clocks = None
+    if tree is not None:
+        from ..sw.contract.config import Config
+        described = json.loads((Path(tree) / "config.json").read_text())
+        system = Config.from_dict(described["config"])
+        clocks = described["clocks_mhz"]
+        build = build_tree_simulator(tree, log=log)
+        toplevel = described["top"]
+        module = module or "ese.sim.card_testbench"
+    else:
+        system = hardware or program.config
+        build = build_simulator(system, log=log, design="system")
+        toplevel = DESIGNS["system"]
+        module = module or "ese.sim.system_testbench"
     if isinstance(frames, np.ndarray):
         frames = [frames]
     settings = {"stall_probability": float(stall_probability), "seed": int(seed),
                 "channels": program.config.channels, "clock_mhz": system.clock_mhz,
                 "timeout_cycles": int(timeout_cycles or 5_000_000), "loads": int(loads),
-                **(options or {})}
+                "clocks_mhz": clocks, **(options or {})}
     arrays = {}
     for channel, entry in enumerate(frames):
         sequences = [] if entry is None else (entry if isinstance(entry, (list, tuple))
@@ -284,7 +298,7 @@ def run_system(program, frames, *, testcase="run_through_driver", stall_probabil
         np.savez(job, settings=json.dumps(settings), **arrays)
         if log is not None:
             log(f"running the host driver against the system RTL ({testcase})")
-        result_path = _run_testbench(module, DESIGNS["system"], testcase, build, work, job,
+        result_path = _run_testbench(module, toplevel, testcase, build, work, job,
                                      seed, "the system testbench")
         if result_path is None:
             return None, None

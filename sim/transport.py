@@ -23,7 +23,7 @@ from cocotbext.axi import (
 
 from .harness import stall_pattern
 
-__all__ = ["SimulatedTransport", "SystemModels"]
+__all__ = ["SimulatedTransport", "SystemModels", "CardModels"]
 
 
 class SystemModels:
@@ -123,3 +123,44 @@ class SimulatedTransport:
         """Simulated picoseconds, whole clock periods, at least one."""
         period = self.models.period_ps
         return max(period, round(seconds * 1e12) // period * period)
+
+
+class CardModels:
+    """The bus models around a board build tree's shell (``ese_card_bd``), each in its clock
+    domain, as the card's vendor IP drives it: the XDMA's AXI4-Lite master and its
+    ``host_stream_bits``-wide H2C and C2H streams (bytes in, ``tkeep`` on a packet's last beat,
+    as PG195 describes them) in the PCIe clock domain, and the memory controller's AXI4 slave at
+    its width and ID width in the memory clock domain.
+
+    Parameters
+    ----------
+    dut
+        The cocotb handle of the wrapper.
+    period_ps : int
+        The PCIe clock's period (the transport's timeouts count it).
+    """
+
+    def __init__(self, dut, period_ps, memory_bytes=1 << 24, stall_probability=0.0, seed=0):
+        self.clock = dut.pcie_clk
+        self.period_ps = period_ps
+        self.memory_bytes = memory_bytes
+        host = dict(clock=dut.pcie_clk, reset=dut.pcie_rst_n, reset_active_level=False)
+        self.registers = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), **host)
+        self.weights = AxiStreamSource(AxiStreamBus.from_prefix(dut, "weights"), **host)
+        self.frames = AxiStreamSource(AxiStreamBus.from_prefix(dut, "frames"), **host)
+        self.results = AxiStreamSink(AxiStreamBus.from_prefix(dut, "results"), **host)
+        self.memory = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.memory_clk, dut.memory_rst,
+                             size=memory_bytes)
+        for model in (self.registers.write_if, self.registers.read_if, self.memory.write_if,
+                      self.memory.read_if, self.weights, self.frames, self.results):
+            model.log.setLevel("WARNING")
+        if stall_probability > 0:
+            rng = random.Random(seed)
+            channels = [self.registers.write_if.aw_channel, self.registers.write_if.w_channel,
+                        self.registers.write_if.b_channel, self.registers.read_if.ar_channel,
+                        self.registers.read_if.r_channel, self.memory.write_if.aw_channel,
+                        self.memory.write_if.w_channel, self.memory.write_if.b_channel,
+                        self.memory.read_if.ar_channel, self.memory.read_if.r_channel,
+                        self.weights, self.frames, self.results]
+            for channel in channels:
+                channel.set_pause_generator(stall_pattern(stall_probability, rng))

@@ -49,7 +49,7 @@ from ..contract.registers import (
 )
 from ..contract.wire import pack_steps, unpack_result, word_bytes
 
-__all__ = ["Accelerator", "DeviceError", "HardwareInfo", "XdmaTransport"]
+__all__ = ["Accelerator", "DeviceError", "HardwareInfo", "XdmaTransport", "PosixDevices"]
 
 
 class DeviceError(EseError, RuntimeError):
@@ -306,47 +306,100 @@ class Accelerator:
             waited += self.poll_seconds
 
 
+class PosixDevices:
+    """The XDMA driver's character devices through the operating system (what
+    :class:`XdmaTransport` uses on a card; tests give it a stand-in with the same methods)."""
+
+    exists = staticmethod(os.path.exists)
+    open = staticmethod(os.open)
+    close = staticmethod(os.close)
+    pread = staticmethod(os.pread)
+    pwrite = staticmethod(os.pwrite)
+
+    @staticmethod
+    def read_into(descriptor, buffer):
+        return os.readv(descriptor, [buffer])
+
+    @staticmethod
+    def write_from(descriptor, buffer):
+        return os.write(descriptor, buffer)
+
+
 class XdmaTransport:
     """The ADM-PCIE-KU3 card through the Xilinx XDMA driver's character devices.
 
     Registers are the XDMA user BAR (``<prefix>_user``); frame steps go to ``<prefix>_h2c_0``,
     the weight image to ``<prefix>_h2c_1``, and results come from ``<prefix>_c2h_0``. The
     blocking device calls run in a worker thread.
+
+    What the transfers rest on (Xilinx/dma_ip_drivers, XDMA/linux-kernel/xdma): every transfer
+    uses a page-aligned buffer, so the driver's alignment check (``cdev_sgdma.c``: the buffer's
+    offset within the engine's address alignment must equal the file position's, which reads
+    and writes never move from 0) holds, and its descriptors are whole pages but the last. The
+    C2H device is opened with ``O_TRUNC``, which sets the engine's end-of-packet flush
+    (``char_sgdma_open``): a read then ends at the packet's tlast and returns its length, where
+    without it a packet shorter than the read fails it. Reads ask for whole pages (a C2H
+    descriptor is a multiple of 64 bytes), at least one result long. The card's last beat of a
+    packet carries ``tkeep``, so a result of 1, 2 or 3 channels arrives at its exact length.
     """
 
     STREAMS = {"frames": "h2c_0", "weights": "h2c_1", "results": "c2h_0"}
+    #: The largest packet a read after a reset waits for (a result is far smaller).
     LARGEST_PACKET = 1 << 20
+    PAGE = 4096
 
-    def __init__(self, prefix="/dev/xdma0"):
+    def __init__(self, prefix="/dev/xdma0", devices=None):
         self.prefix = prefix
+        self.devices = devices = devices or PosixDevices()
         missing = [f"{prefix}_{name}" for name in ["user", *self.STREAMS.values()]
-                   if not os.path.exists(f"{prefix}_{name}")]
+                   if not devices.exists(f"{prefix}_{name}")]
         if missing:
             from ..contract.errors import ToolchainError
             raise ToolchainError(
                 f"no XDMA device: {', '.join(missing)} missing; load the Xilinx XDMA driver "
                 f"(xdma.ko) and check the card is programmed with the ese bitstream")
-        self._user = os.open(f"{prefix}_user", os.O_RDWR)
-        self._files = {name: os.open(f"{prefix}_{device}",
-                                     os.O_RDONLY if device.startswith("c2h") else os.O_WRONLY)
-                       for name, device in self.STREAMS.items()}
+        self._user = devices.open(f"{prefix}_user", os.O_RDWR)
+        self._files = {}
+        for name, device in self.STREAMS.items():
+            flags = os.O_RDONLY | os.O_TRUNC if device.startswith("c2h") else os.O_WRONLY
+            self._files[name] = devices.open(f"{prefix}_{device}", flags)
         self._under_way = {}
 
     async def read_register(self, offset):
-        data = await asyncio.to_thread(os.pread, self._user, 4, int(offset))
+        data = await asyncio.to_thread(self.devices.pread, self._user, 4, int(offset))
         return int.from_bytes(data, "little")
 
     async def write_register(self, offset, value):
-        await asyncio.to_thread(os.pwrite, self._user, int(value).to_bytes(4, "little"),
-                                int(offset))
+        await asyncio.to_thread(self.devices.pwrite, self._user,
+                                int(value).to_bytes(4, "little"), int(offset))
+
+    @classmethod
+    def _buffer(cls, size):
+        """A page-aligned buffer of whole pages, at least ``size`` bytes."""
+        import mmap
+        return mmap.mmap(-1, max(cls.PAGE, -(-size // cls.PAGE) * cls.PAGE))
 
     # A transfer that times out goes on in its worker thread (a blocking device call cannot
     # be cancelled); it is kept, so the next receive returns its packet and drain waits for it.
 
     def _write_all(self, stream, data):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._files[stream], view):]
+        buffer = self._buffer(len(data))
+        try:
+            buffer[:len(data)] = data
+            view = memoryview(buffer)[:len(data)]
+            while view:
+                view = view[self.devices.write_from(self._files[stream], view):]
+            view.release()
+        finally:
+            buffer.close()
+
+    def _read_packet(self, stream, size):
+        buffer = self._buffer(size)
+        try:
+            length = self.devices.read_into(self._files[stream], buffer)
+            return bytes(buffer[:length])
+        finally:
+            buffer.close()
 
     async def _finish(self, transfer, timeout):
         try:
@@ -362,13 +415,21 @@ class XdmaTransport:
         self._under_way.pop(stream, None)
 
     async def receive(self, stream, size, timeout=None):
-        """One packet: the card ends each with tlast, which ends the XDMA read."""
+        """One packet: the card ends each with tlast, which ends the XDMA read (O_TRUNC)."""
         transfer = self._under_way.get(stream)
         if transfer is None:
             transfer = asyncio.ensure_future(asyncio.to_thread(
-                os.read, self._files[stream], size or self.LARGEST_PACKET))
+                self._read_packet, stream, size or self.LARGEST_PACKET))
             self._under_way[stream] = transfer
-        data = await self._finish(transfer, timeout)
+        try:
+            data = await self._finish(transfer, timeout)
+        except TimeoutError:
+            raise                   # (an OSError too): the read stays under way
+        except OSError as error:
+            self._under_way.pop(stream, None)
+            raise DeviceError(f"the XDMA driver failed the read of {stream} "
+                              f"({error.strerror or error}); reset the card "
+                              f"(Accelerator.reset)") from None
         self._under_way.pop(stream, None)
         if not data:
             raise DeviceError(f"the card's {stream} stream ended")
@@ -388,4 +449,4 @@ class XdmaTransport:
 
     def close(self):
         for descriptor in [self._user, *self._files.values()]:
-            os.close(descriptor)
+            self.devices.close(descriptor)

@@ -205,6 +205,7 @@ class SoakReport(Report):
     simulated_cycles: int
     steps_out: int
     wall_seconds: float
+    build_tree: str = None          # the card's build tree simulated, if not the bare system
 
     @property
     def passed(self):

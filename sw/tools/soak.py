@@ -32,6 +32,8 @@ class SoakSettings:
     longest_sequence: int = 200
     seed: int = 0
     config: object = None           # hardware parameters (default: sized for the model)
+    build_tree: object = None       # simulate the card from this build tree (written if absent)
+    board: str = "adm-pcie-ku3"     # the card of a build tree the soak writes
 
 
 def _sequences(total, longest, inputs, rng):
@@ -46,20 +48,32 @@ def _sequences(total, longest, inputs, rng):
 
 def run_soak(settings, log=None):
     """Run the soak; returns the :class:`~ese.sw.tools.reports.SoakReport`."""
+    import json
+    from pathlib import Path
+
     import ese
 
     from ...sim.runner import run_system
+    tree = None if settings.build_tree is None else Path(settings.build_tree)
     config = settings.config or ese.Config(pes=settings.pes, channels=settings.channels)
+    if tree is not None and (tree / "config.json").exists():
+        config = ese.Config.from_dict(json.loads((tree / "config.json").read_text())["config"])
     program = random_peephole_program(settings.inputs, settings.cells, settings.proj, config,
                                       layers=settings.layers, density=settings.density,
                                       seed=settings.seed)
+    if tree is not None and not (tree / "config.json").exists():
+        from ...boards import board
+        from ...boards.vivado import write_build_tree
+        if log is not None:
+            log(f"writing the build tree {tree}")
+        write_build_tree(board(settings.board), program.config, tree)
     rng = np.random.default_rng(settings.seed)
     per_channel = [_sequences(settings.frames, settings.longest_sequence, settings.inputs, rng)
                    for _ in range(settings.channels)]
     started = time.monotonic()
     outputs, counters = run_system(program, per_channel,
                                    stall_probability=settings.stall_probability,
-                                   seed=settings.seed, log=log,
+                                   seed=settings.seed, log=log, tree=tree,
                                    timeout_cycles=2_000 * settings.frames + 5_000_000)
     wall = time.monotonic() - started
     frames = mismatched = 0
@@ -70,12 +84,13 @@ def run_soak(settings, log=None):
             frames += len(sequence)
     return SoakReport(**{
         "frame_steps": settings.frames,
-        "channels": settings.channels,
+        "channels": program.config.channels,
         "frames": frames,
         "sequences": sum(len(s) for s in per_channel),
         "mismatched_frames": mismatched,
         "stall_probability": settings.stall_probability,
-        "pes": settings.pes,
+        "pes": program.config.pes,
+        "build_tree": None if tree is None else str(tree),
         "simulated_cycles": counters["cycles"],
         "steps_out": counters["steps_out"],
         "wall_seconds": wall,

@@ -151,7 +151,8 @@ def _print_bench(r, console):
 def cmd_soak(args):
     from ..soak import SoakSettings, run_soak
     settings = SoakSettings(frames=args.frames, channels=args.channels, pes=args.pes,
-                            stall_probability=args.stalls, seed=args.seed)
+                            stall_probability=args.stalls, seed=args.seed,
+                            build_tree=args.build_tree)
     console = make_console()
     with console.status("soak") as status:
         report = run_soak(settings, log=lambda text: status.update(text))
@@ -160,7 +161,9 @@ def cmd_soak(args):
     else:
         console.print(
             f"{report.frames} frames ({report.frame_steps} steps x {report.channels} "
-            f"channels, {report.sequences} sequences) through the system RTL with "
+            f"channels, {report.sequences} sequences) through "
+            f"{'the build tree ' + report.build_tree if report.build_tree else 'the system RTL'}"
+            f" with "
             f"{report.stall_probability:g} stalls on every bus: "
             f"{report.mismatched_frames} mismatched frames; {report.simulated_cycles} "
             f"simulated cycles in {report.wall_seconds:.0f} s")
@@ -228,5 +231,8 @@ def register(commands):
     soak.add_argument("--stalls", type=probability_value, default=0.2,
                       help="probability of an idle or back-pressure cycle on every bus")
     soak.add_argument("--seed", type=seed_value, default=0)
+    soak.add_argument("--build-tree", metavar="DIR",
+                      help="simulate the card from this build tree (its RTL, clocks and "
+                           "vendor-IP interfaces); written for the soak's model if absent")
     soak.add_argument("--json", action="store_true")
     soak.set_defaults(run=cmd_soak)

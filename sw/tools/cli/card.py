@@ -60,6 +60,8 @@ def cmd_run(args):
     frames = _load_channel_frames(args.input)
     single = isinstance(frames, np.ndarray)
     console = make_console()
+    if args.build_tree and args.transport != "sim":
+        raise UsageError("--build-tree simulates the card: it needs --transport sim")
     if args.transport == "sim":
         from ....sim.runner import run_system
         program = load(existing_file(args.image, "image"))
@@ -67,6 +69,7 @@ def cmd_run(args):
         with console.status("simulating the card") as status:
             outputs, counters = run_system(program, [frames] if single else frames,
                                            stall_probability=args.stalls,
+                                           tree=args.build_tree and existing_tree(args.build_tree),
                                            log=lambda text: status.update(text))
         if single:
             outputs = outputs[0][0]
@@ -90,6 +93,15 @@ def cmd_run(args):
     print(f"ran {counters['steps_out']} frame steps ({counters['cycles']} cycles, last step "
           f"{counters['step_cycles']} cycles); outputs written to {args.output}")
     return 0
+
+
+def existing_tree(path):
+    """A build tree written by ``ese build``, or a UsageError saying what is missing."""
+    from pathlib import Path
+    if not (Path(path) / "config.json").is_file():
+        raise UsageError(f"{path} is not a build tree: it has no config.json (write one with "
+                         f"'ese build --board BOARD --image IMAGE --out {path} --no-vivado')")
+    return path
 
 
 def cmd_build(args):
@@ -165,6 +177,9 @@ def register(commands):
     run.add_argument("--device", default="/dev/xdma0", help="XDMA device prefix")
     run.add_argument("--stalls", type=probability_value, default=0.0,
                      help="sim: random idle and back-pressure cycles on every bus")
+    run.add_argument("--build-tree", metavar="DIR",
+                     help="sim: simulate the card from this build tree (ese build): its RTL, "
+                          "clocks and vendor-IP interfaces, instead of the bare system")
     run.set_defaults(run=cmd_run)
 
     from ....boards import BOARDS, DEFAULT_BOARD

@@ -35,7 +35,7 @@ def cmd_compile(args):
     except Exception as error:   # torch.load raises many types for a file it cannot read
         raise UsageError(f"{path} is not a PyTorch module saved with torch.save(module) "
                          f"({type(error).__name__}: {error})") from None
-    config = Config(pes=args.pes, weight_bits=args.weight_bits,
+    config = Config(pes=args.pes, channels=args.channels, weight_bits=args.weight_bits,
                     activation_bits=args.activation_bits, **streaming_settings(args.stream_window))
     program = compile(module, config, density=args.density, pruning=args.pruning)
     program.save(args.output)
@@ -114,6 +114,8 @@ def register(commands):
     comp.add_argument("model", help="file written by torch.save(module) (trusted files only)")
     comp.add_argument("-o", "--output", required=True, help="weight image to write")
     comp.add_argument("--pes", type=positive_int, default=32)
+    comp.add_argument("--channels", type=positive_int, default=1,
+                      help="independent sequences the hardware runs in lock step")
     comp.add_argument("--density", type=density_value, default=None,
                       help="prune to this density (default: keep the module's zeros)")
     comp.add_argument("--pruning", choices=["balanced", "global"], default="balanced")
