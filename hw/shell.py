@@ -187,6 +187,7 @@ class CardShell(wiring.Component):
         beat_bytes = self.host_stream_bits // 8
         word_bytes = ChannelValues(self.config).size // 8
         beat_width = self.host_stream_bits + beat_bytes + 1       # tdata, tkeep, tlast
+        dropped = []
         for name, sink, bytes_per_word in (("frames", system.host_frames, word_bytes),
                                            ("weights", system.weights, 4)):
             host = getattr(self, name)
@@ -202,6 +203,8 @@ class CardShell(wiring.Component):
             ]
             if hasattr(sink, "tlast"):
                 m.d.comb += sink.tlast.eq(words.words.tlast)
+            dropped.append(words.dropped)
+        m.d.comb += system.stream_error.eq(dropped[0] | dropped[1])
         m.submodules.results_beats = beats = WordsToBeats(word_bytes, beat_bytes)
         fifo = self._cross(m, "results_crossing", beat_width, "sync", "pcie")
         source = system.host_results

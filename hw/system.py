@@ -1,4 +1,4 @@
-"""The accelerator system: what the board flow instantiates and cocotb drives as a whole.
+"""The accelerator system: what the card's shell (:mod:`ese.hw.shell`) wraps and cocotb drives.
 
 Around the accelerator core (:mod:`ese.hw.accelerator`) it adds what a host needs:
 
@@ -64,6 +64,9 @@ class AcceleratorSystem(wiring.Component):
         Frame steps, each led by a header word of sequence starts.
     host_results : Out(AxiStreamSignature(16 * channels))
         The last layer's outputs of each step.
+    stream_error : In(1)
+        Strobe from whatever delivers the host streams (the card's shell): a packet was not a
+        whole number of words, and its tail was dropped (error flag ``stream_error``).
     """
 
     def __init__(self, config):
@@ -76,6 +79,7 @@ class AcceleratorSystem(wiring.Component):
             "weights": In(AxiStreamSignature(32, last=False)),
             "host_frames": In(AxiStreamSignature(width)),
             "host_results": Out(AxiStreamSignature(width)),
+            "stream_error": In(1),
         })
 
     def elaborate(self, platform):
@@ -251,7 +255,7 @@ class AcceleratorSystem(wiring.Component):
         if u.streamer is not None:
             memory_error |= u.streamer.error
         raised = (flags & ~previous_flags) | (memory_error << 2) \
-            | (u.command_error << 3)
+            | (u.command_error << 3) | (self.stream_error << 4)
         with m.If(u.command & Control.CLEAR_ERRORS):
             m.d.sync += errors.eq(raised)
         with m.Else():

@@ -79,9 +79,42 @@ class CardBench:
         return int(count) * self.period_ps, "ps"
 
 
+def _groups(per_channel, count):
+    """Each channel's sequences in ``count`` consecutive groups: a list of per-channel frames."""
+    groups = [[] for _ in range(count)]
+    for sequences in per_channel:
+        sequences = sequences or []
+        bounds = [len(sequences) * index // count for index in range(count + 1)]
+        for index in range(count):
+            groups[index].append(sequences[bounds[index]:bounds[index + 1]] or None)
+    return groups
+
+
+async def _cut_short(bench, frames, rng, limit):
+    """Start a run of ``frames``, reset the card somewhere inside it, and wait for the reset."""
+    from ..sw.contract.registers import Register
+    driver = bench.driver
+    steps_before = await bench.transport.read_register(Register.STEPS_IN)
+    run = cocotb.start_soon(driver.run(frames))
+    while await bench.transport.read_register(Register.STEPS_IN) == steps_before:
+        if run.done():
+            break
+        await ClockCycles(bench.dut.pcie_clk, 10)
+    await ClockCycles(bench.dut.pcie_clk, rng.randrange(1, 2000))
+    if not run.done():
+        run.cancel()
+    await with_timeout(driver.reset(), *limit)
+
+
 @cocotb.test()
 async def run_through_driver(dut):
-    """Load the image through the driver and run every channel's frames; save the results."""
+    """Load the image through the driver and run every channel's frames; save the results.
+
+    With ``resets`` in the job's settings, the frames run in ``resets + 1`` parts, and before
+    each part after the first a run of that part is cut short by a reset at a random point
+    (the driver's :meth:`~ese.sw.runtime.driver.Accelerator.reset`); the outputs are those of
+    the parts' full runs, which must show nothing of the runs cut short."""
+    import random
     job, settings = open_job()
     bench = CardBench(dut, settings["clocks_mhz"], settings["stall_probability"],
                       settings["seed"])
@@ -89,5 +122,16 @@ async def run_through_driver(dut):
     limit = bench.cycles(settings["timeout_cycles"])
     for _ in range(settings["loads"]):
         await with_timeout(bench.driver.load(settings["image"]), *limit)
-    outputs = await with_timeout(bench.driver.run(job_frames(job, settings)), *limit)
+    rng = random.Random(settings["seed"])
+    parts = _groups(job_frames(job, settings), settings.get("resets", 0) + 1)
+    outputs = [[] for _ in range(settings["channels"])]
+    for index, part in enumerate(parts):
+        if all(entry is None for entry in part):
+            continue
+        if index:
+            await _cut_short(bench, part, rng, limit)
+        results = await with_timeout(bench.driver.run(part), *limit)
+        for channel, sequences in enumerate(results):
+            if part[channel] is not None:       # (an idle channel's outputs are empty)
+                outputs[channel] += sequences
     await save(bench, outputs)

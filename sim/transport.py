@@ -26,6 +26,24 @@ from .harness import stall_pattern
 __all__ = ["SimulatedTransport", "SystemModels", "CardModels"]
 
 
+def _quiet_and_stalled(models, probability, seed):
+    """Quiet the bus models' logs and, with ``probability`` > 0, pause every channel of every
+    bus (all 13: five per AXI interface, three streams) at random."""
+    for model in (models.registers.write_if, models.registers.read_if, models.memory.write_if,
+                  models.memory.read_if, models.weights, models.frames, models.results):
+        model.log.setLevel("WARNING")
+    if probability > 0:
+        rng = random.Random(seed)
+        channels = [models.registers.write_if.aw_channel, models.registers.write_if.w_channel,
+                    models.registers.write_if.b_channel, models.registers.read_if.ar_channel,
+                    models.registers.read_if.r_channel, models.memory.write_if.aw_channel,
+                    models.memory.write_if.w_channel, models.memory.write_if.b_channel,
+                    models.memory.read_if.ar_channel, models.memory.read_if.r_channel,
+                    models.weights, models.frames, models.results]
+        for channel in channels:
+            channel.set_pause_generator(stall_pattern(probability, rng))
+
+
 class SystemModels:
     """The bus models around an ``ese_system`` top level.
 
@@ -43,6 +61,7 @@ class SystemModels:
 
     def __init__(self, dut, period_ps, memory_bytes=1 << 24, stall_probability=0.0, seed=0):
         clock, reset = dut.clk, dut.rst
+        dut.stream_error.value = 0        # the bare system has no shell to report packets
         self.clock = clock
         self.period_ps = period_ps
         self.memory_bytes = memory_bytes
@@ -54,19 +73,7 @@ class SystemModels:
                                       reset)
         self.results = AxiStreamSink(AxiStreamBus.from_prefix(dut, "host_results_"), clock,
                                      reset)
-        for model in (self.registers.write_if, self.registers.read_if, self.memory.write_if,
-                      self.memory.read_if, self.weights, self.frames, self.results):
-            model.log.setLevel("WARNING")
-        if stall_probability > 0:
-            rng = random.Random(seed)
-            channels = [self.registers.write_if.aw_channel, self.registers.write_if.w_channel,
-                        self.registers.write_if.b_channel, self.registers.read_if.ar_channel,
-                        self.registers.read_if.r_channel, self.memory.write_if.aw_channel,
-                        self.memory.write_if.w_channel, self.memory.write_if.b_channel,
-                        self.memory.read_if.ar_channel, self.memory.read_if.r_channel,
-                        self.weights, self.frames, self.results]
-            for channel in channels:
-                channel.set_pause_generator(stall_pattern(stall_probability, rng))
+        _quiet_and_stalled(self, stall_probability, seed)
 
 
 class SimulatedTransport:
@@ -151,16 +158,4 @@ class CardModels:
         self.results = AxiStreamSink(AxiStreamBus.from_prefix(dut, "results"), **host)
         self.memory = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.memory_clk, dut.memory_rst,
                              size=memory_bytes)
-        for model in (self.registers.write_if, self.registers.read_if, self.memory.write_if,
-                      self.memory.read_if, self.weights, self.frames, self.results):
-            model.log.setLevel("WARNING")
-        if stall_probability > 0:
-            rng = random.Random(seed)
-            channels = [self.registers.write_if.aw_channel, self.registers.write_if.w_channel,
-                        self.registers.write_if.b_channel, self.registers.read_if.ar_channel,
-                        self.registers.read_if.r_channel, self.memory.write_if.aw_channel,
-                        self.memory.write_if.w_channel, self.memory.write_if.b_channel,
-                        self.memory.read_if.ar_channel, self.memory.read_if.r_channel,
-                        self.weights, self.frames, self.results]
-            for channel in channels:
-                channel.set_pause_generator(stall_pattern(stall_probability, rng))
+        _quiet_and_stalled(self, stall_probability, seed)

@@ -64,6 +64,7 @@ ERROR_FLAGS = {
     1: ("frame_error", "an input step's tlast disagreed with the model's input size"),
     2: ("memory_error", "the DDR answered an AXI read or write with an error response"),
     3: ("command_error", "a command arrived while the machine was busy and was ignored"),
+    4: ("stream_error", "a host packet was not a whole number of words; its tail was dropped"),
 }
 
 #: The Config fields follow MAGIC..IMAGE_STORED, one register each, in Config field order.

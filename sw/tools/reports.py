@@ -206,6 +206,7 @@ class SoakReport(Report):
     steps_out: int
     wall_seconds: float
     build_tree: str = None          # the card's build tree simulated, if not the bare system
+    resets: int = 0                 # runs cut short by a reset (each then run again in full)
 
     @property
     def passed(self):

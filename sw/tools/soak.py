@@ -34,6 +34,7 @@ class SoakSettings:
     config: object = None           # hardware parameters (default: sized for the model)
     build_tree: object = None       # simulate the card from this build tree (written if absent)
     board: str = "adm-pcie-ku3"     # the card of a build tree the soak writes
+    resets: int = 0                 # runs cut short by a reset (with a build tree)
 
 
 def _sequences(total, longest, inputs, rng):
@@ -74,6 +75,7 @@ def run_soak(settings, log=None):
     outputs, counters = run_system(program, per_channel,
                                    stall_probability=settings.stall_probability,
                                    seed=settings.seed, log=log, tree=tree,
+                                   options={"resets": settings.resets},
                                    timeout_cycles=2_000 * settings.frames + 5_000_000)
     wall = time.monotonic() - started
     frames = mismatched = 0
@@ -91,6 +93,7 @@ def run_soak(settings, log=None):
         "stall_probability": settings.stall_probability,
         "pes": program.config.pes,
         "build_tree": None if tree is None else str(tree),
+        "resets": settings.resets,
         "simulated_cycles": counters["cycles"],
         "steps_out": counters["steps_out"],
         "wall_seconds": wall,

@@ -13,9 +13,17 @@ whole beats; 32 channels make words wider than a beat.
 
 import json
 
+import cocotb
 import numpy as np
 import pytest
+from cocotb.triggers import with_timeout
 
+import ese
+from ese.boards.adm_pcie_ku3 import ADM_PCIE_KU3
+from ese.boards.vivado import write_build_tree
+from ese.sim.runner import run_system
+from ese.sim.system_testbench import save
+from ese.sw.runtime.driver import DeviceError
 from ese.sw.tools.cli import main
 
 
@@ -63,3 +71,51 @@ def test_build_tree_is_only_for_the_simulated_card(module_file, tmp_path, capsys
     assert main(["run", "missing.ese", "-i", str(tmp_path / "x.npy"), "-o",
                  str(tmp_path / "y.npy"), "--build-tree", str(tmp_path)]) != 0
     assert "--transport sim" in capsys.readouterr().err
+
+
+def test_soak_in_small_through_the_build_tree_with_resets(tmp_path):
+    """ese soak --build-tree in small: frames of random sequences on two channels, runs cut
+    short by resets at random points, every completed frame checked against the golden
+    model (the 20,000-frame run is in reports/soak_card.json)."""
+    from ese.sw.tools.soak import SoakSettings, run_soak
+    report = run_soak(SoakSettings(frames=400, longest_sequence=60, build_tree=tmp_path / "tree",
+                                   resets=3, seed=5))
+    assert report.frames == 800 and report.resets == 3 and report.build_tree
+    assert report.mismatched_frames == 0
+    assert report.steps_out > report.frame_steps      # the runs cut short made steps too
+
+
+@cocotb.test()
+async def a_packet_that_is_not_whole_words_is_flagged(dut):
+    """A frame step with one byte too many: the step runs (its whole words are the step), the
+    shell drops the byte, and the card raises the stream_error flag, which the driver names."""
+    from ese.sim.card_testbench import CardBench
+    from ese.sim.system_testbench import open_job
+    from ese.sw.contract.wire import pack_steps, word_bytes
+    from ese.sw.runtime.steps import plan_steps
+    job, settings = open_job()
+    bench = CardBench(dut, settings["clocks_mhz"])
+    await bench.start()
+    limit = bench.cycles(settings["timeout_cycles"])
+    program = await with_timeout(bench.driver.load(settings["image"]), *limit)
+    plan = plan_steps(program, np.asarray(job["frames_0_0"])[:1], golden=False)
+    step, = pack_steps(plan.codes, plan.starts, program.config.activation_bits)
+    await bench.transport.send("frames", step + b"\x5a")
+    result = await with_timeout(bench.transport.receive("results", None), *limit)
+    assert len(result) == program.outputs * word_bytes(program.config.channels,
+                                                       program.config.activation_bits)
+    try:
+        await bench.driver.check_errors()
+    except DeviceError as error:
+        assert error.flags == ("stream_error",), error.flags
+    else:
+        raise AssertionError("the dropped byte was not flagged")
+    await save(bench, [[np.zeros((0, program.outputs))]])
+
+
+def test_a_packet_that_is_not_whole_words_is_flagged(tmp_path):
+    program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9), ese.Config(pes=4),
+                          density=0.3)
+    tree = write_build_tree(ADM_PCIE_KU3, program.config, tmp_path / "tree")
+    run_system(program, [np.zeros((1, 13))], tree=tree, module=__name__,
+               testcase="a_packet_that_is_not_whole_words_is_flagged")

@@ -7,6 +7,7 @@ from .common import (
     UsageError,
     density_value,
     make_console,
+    non_negative_int,
     number_in,
     positive_int,
     probability_value,
@@ -152,7 +153,7 @@ def cmd_soak(args):
     from ..soak import SoakSettings, run_soak
     settings = SoakSettings(frames=args.frames, channels=args.channels, pes=args.pes,
                             stall_probability=args.stalls, seed=args.seed,
-                            build_tree=args.build_tree)
+                            build_tree=args.build_tree, resets=args.resets)
     console = make_console()
     with console.status("soak") as status:
         report = run_soak(settings, log=lambda text: status.update(text))
@@ -234,5 +235,8 @@ def register(commands):
     soak.add_argument("--build-tree", metavar="DIR",
                       help="simulate the card from this build tree (its RTL, clocks and "
                            "vendor-IP interfaces); written for the soak's model if absent")
+    soak.add_argument("--resets", type=non_negative_int, default=0,
+                      help="with --build-tree: runs cut short by a reset at a random point "
+                           "(each part of the frames is then run again in full)")
     soak.add_argument("--json", action="store_true")
     soak.set_defaults(run=cmd_soak)
