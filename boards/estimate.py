@@ -36,7 +36,7 @@ from ..sw.contract.errors import ToolchainError
 from .board import RESOURCE_NAMES as RESOURCES
 
 __all__ = ["ESE_REPORTED", "RESOURCES", "Resources", "Synthesis", "synthesize", "estimate",
-           "lut_levels", "count_resources"]
+           "lut_levels", "path_delay", "DELAY_LEVELS", "count_resources"]
 
 #: ESE's reported use of the XCKU060 (32 channels x 32 PEs; FPGA 2017).
 ESE_REPORTED = {"lut": 293_920, "ff": 453_068, "dsp": 1_504, "bram36": 947}
@@ -101,6 +101,8 @@ class Synthesis:
     cells: dict               # primitive -> count
     seconds: float            # synthesis time (the recorded time when read from the cache)
     cached: bool
+    delay_levels: float = None    # path_delay's proxy
+    delay_path: list = None       # the nets along its deepest path
 
 
 def count_resources(cells):
@@ -187,6 +189,119 @@ def lut_levels(module):
     return (depth[deepest_bit][0] if deepest_bit is not None else 0), path[::-1]
 
 
+#: What the timing proxy of :func:`path_delay` counts, in LUT levels (a LUT and its route
+#: being about half a nanosecond on an UltraScale -2 part): what Yosys' LUT count hides.
+#: A carry chain passes a path on with a quarter level per CARRY8 (a 32-bit adder: one more
+#: level); a slice's wide mux a quarter level; a DSP48E2 whose multiply is combinational
+#: three levels (its multiplier and ALU), one with only the M register one and a half (its
+#: ALU), one with the P register none; a block RAM without its output register starts its
+#: paths two levels late (its clock-to-out), with it none.
+DELAY_LEVELS = {"lut": 1.0, "carry": 0.25, "wide_mux": 0.25, "dsp_combinational": 3.0,
+                "dsp_m_register": 1.5, "bram_unregistered_output": 2.0}
+
+
+def _parameter(cell, name):
+    value = str(cell.get("parameters", {}).get(name, "0"))
+    try:
+        return int(value, 2) if set(value) <= {"0", "1"} else int(value)
+    except ValueError:
+        return 0
+
+
+def _cell_delay(cell):
+    """(delay through the cell, delay its outputs start with, whether inputs end there)."""
+    kind = cell["type"]
+    if kind in _LUTS:
+        return DELAY_LEVELS["lut"], None, False
+    if kind in ("CARRY4", "CARRY8"):
+        return DELAY_LEVELS["carry"], None, False
+    if kind.startswith("MUXF"):
+        return DELAY_LEVELS["wide_mux"], None, False
+    if kind == "DSP48E2":
+        if _parameter(cell, "PREG"):
+            return None, 0.0, True
+        if _parameter(cell, "MREG"):
+            return None, DELAY_LEVELS["dsp_m_register"], True
+        if any(_parameter(cell, n) for n in ("AREG", "BREG", "ADREG", "DREG")):
+            return None, DELAY_LEVELS["dsp_combinational"], True
+        return DELAY_LEVELS["dsp_combinational"], None, False
+    if kind in ("RAMB18E2", "RAMB36E2"):
+        registered = _parameter(cell, "DOA_REG") and _parameter(cell, "DOB_REG")
+        return None, 0.0 if registered else DELAY_LEVELS["bram_unregistered_output"], True
+    return None, 0.0, True          # flip-flops and other sequential cells
+
+
+def path_delay(module):
+    """The deepest register-to-register path of a flattened Yosys JSON module, in LUT levels
+    with :data:`DELAY_LEVELS` (a proxy for timing: what :func:`lut_levels` counts, plus carry
+    chains, wide muxes, combinational DSP stages and unregistered block-RAM outputs).
+
+    Returns ``(levels, nets)``: the delay, rounded to a quarter level, and the named nets
+    along one deepest path, source first.
+    """
+    drivers = {}     # net bit -> (cell name, delay through, start delay, input bits)
+    for name, cell in module["cells"].items():
+        kind = cell["type"]
+        if kind.startswith("$"):
+            continue
+        through, start, _ = _cell_delay(cell)
+        directions = cell.get("port_directions", {})
+        inputs, outputs = [], []
+        for port, bits in cell["connections"].items():
+            bits = [bit for bit in bits if isinstance(bit, int)]
+            if directions.get(port) == "output":
+                outputs.extend(bits)
+            elif kind not in _MEMORY_LUTS or port.startswith(("A", "DPRA")):
+                inputs.extend(bits)
+        for bit in outputs:
+            drivers[bit] = (name, through, start, inputs if through is not None else [])
+    depth = {}
+    on_stack = set()
+    for root in drivers:
+        stack = [root]
+        while stack:
+            bit = stack[-1]
+            if bit in depth:
+                stack.pop()
+                continue
+            driver = drivers.get(bit)
+            if driver is None:
+                depth[bit] = (0.0, None)
+                stack.pop()
+                continue
+            name, through, start, inputs = driver
+            if through is None:
+                depth[bit] = (start, None)
+                stack.pop()
+                continue
+            pending = [b for b in inputs if b not in depth]
+            if pending:
+                if bit in on_stack:
+                    raise ToolchainError(f"combinational loop through cell {name}")
+                on_stack.add(bit)
+                stack.extend(pending)
+                continue
+            on_stack.discard(bit)
+            best = max(inputs, key=lambda b: depth[b][0], default=None)
+            depth[bit] = ((depth[best][0] if best is not None else 0.0) + through, best)
+            stack.pop()
+    names = {}
+    for net, info in module.get("netnames", {}).items():
+        if info.get("hide_name"):
+            continue
+        for index, bit in enumerate(info["bits"]):
+            if isinstance(bit, int):
+                names.setdefault(bit, net if len(info["bits"]) == 1 else f"{net}[{index}]")
+    deepest_bit = max(drivers, key=lambda b: depth[b][0], default=None)
+    path, bit = [], deepest_bit
+    while bit is not None:
+        if bit in names and (not path or path[-1] != names[bit]):
+            path.append(names[bit])
+        bit = depth[bit][1]
+    levels = depth[deepest_bit][0] if deepest_bit is not None else 0.0
+    return round(levels * 4) / 4, path[::-1]
+
+
 def _cache_directory():
     from ..sim.build import cache_root
     return cache_root() / "estimate"
@@ -216,7 +331,8 @@ def synthesize(config, log=None):
     config.require_sized()
     top = DESIGNS["system"]
     verilog = generate_verilog(config, design="system")
-    key = hashlib.sha256((_yosys_version() + _SYNTHESIS_SCRIPT + verilog).encode())
+    key = hashlib.sha256((_yosys_version() + _SYNTHESIS_SCRIPT + json.dumps(DELAY_LEVELS)
+                          + verilog).encode())
     directory = _cache_directory() / key.hexdigest()[:20]
     result_path = directory / "result.json"
     if result_path.exists():
@@ -250,10 +366,12 @@ def synthesize(config, log=None):
         if not cell["type"].startswith("$"):
             cells[cell["type"]] = cells.get(cell["type"], 0) + 1
     levels, path = lut_levels(module)
+    delay, delay_nets = path_delay(module)
     result = Synthesis(pes=config.pes, channels=config.channels,
                        resources=count_resources(cells), lut_levels=levels,
                        deepest_path=path, cells=dict(sorted(cells.items())),
-                       seconds=round(seconds, 1), cached=False)
+                       seconds=round(seconds, 1), cached=False, delay_levels=delay,
+                       delay_path=delay_nets)
     record = asdict(result)
     record.pop("cached")
     result_path.write_text(json.dumps(record, indent=1))
@@ -266,7 +384,7 @@ def _terms(pes, channels):
 
 
 def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
-             checks=((16, 2), (4, 8)), jobs=None):
+             checks=((16, 2), (4, 8)), jobs=None, direct=None):
     """Resource estimate of the system for ``config`` on ``board``'s FPGA (a
     :class:`~ese.boards.board.Board`), as a JSON-ready dict.
 
@@ -276,11 +394,14 @@ def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
     resource and reports the fit at ``config``'s size. For LUTs and FFs the ``d`` term (per
     PE and channel) is a small difference between small machines, so the larger machines
     join a least-squares fit to steady it; each is also predicted from the others alone (the
-    reported check error).
+    reported check error). ``direct=True`` synthesises ``config`` itself whatever its size
+    (the 32 x 32 machine takes Yosys tens of minutes and several GB), which is what measures
+    its deepest paths.
     """
     config.require_sized()
     target = (config.pes, config.channels)
-    direct = config.pes * config.channels <= max(fit_pes) * max(fit_channels)
+    if direct is None:
+        direct = config.pes * config.channels <= max(fit_pes) * max(fit_channels)
     points = [target] if direct else \
         [(p, c) for p in fit_pes for c in fit_channels] + list(checks)
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
@@ -295,7 +416,8 @@ def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
         "pes": config.pes, "channels": config.channels, "clock_mhz": config.clock_mhz,
         "memory_data_bits": config.memory_data_bits,
         "synthesised": [{"pes": r.pes, "channels": r.channels, **asdict(r.resources),
-                         "lut_levels": r.lut_levels, "seconds": r.seconds,
+                         "lut_levels": r.lut_levels, "delay_levels": r.delay_levels,
+                         "seconds": r.seconds,
                          "cached": r.cached} for r in runs],
         "wall_seconds": round(time.monotonic() - started, 1),
     }
@@ -346,6 +468,7 @@ def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
               "machines when it is left out of the fit")
         report["coefficients"] = coefficients
     deepest = max(runs, key=lambda r: r.lut_levels)
+    slowest = max(runs, key=lambda r: r.delay_levels or 0)
     percent = resources.percent(board)
     report.update({
         **{name: round(getattr(resources, name), 1) for name in RESOURCES},
@@ -354,6 +477,9 @@ def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
         "fits": resources.fits(board),
         "lut_levels": deepest.lut_levels,
         "deepest_path": deepest.deepest_path,
+        "delay_levels": slowest.delay_levels,
+        "delay_path": slowest.delay_path,
+        "delay_model": DELAY_LEVELS,
         "ese_reported_percent": {name: round(board.percent(name, ESE_REPORTED[name]), 1)
                                  for name in RESOURCES},
         "excludes": "the vendor IP of the build tree (XDMA, DDR3 controller, AXI "

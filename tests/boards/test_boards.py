@@ -145,6 +145,45 @@ def test_lut_levels_count_luts_and_lut_ram_reads_but_not_carries_or_registers():
     assert path in (["x"], ["q", "y"])
 
 
+def test_path_delay_counts_what_lut_levels_hide():
+    """The timing proxy: carry chains (a quarter level per CARRY8), a combinational DSP48E2
+    (three levels), a block RAM without its output register (two levels of clock-to-out)."""
+    from ese.boards.estimate import DELAY_LEVELS, lut_levels, path_delay
+
+    def cell(kind, inputs, outputs, **parameters):
+        connections = {**inputs, **outputs}
+        directions = {**{k: "input" for k in inputs}, **{k: "output" for k in outputs}}
+        return {"type": kind, "connections": connections, "port_directions": directions,
+                "parameters": parameters}
+
+    # An unregistered block RAM read -> LUT -> 4 CARRY8 (a 32-bit adder) -> DSP (no
+    # registers) -> LUT -> a register.
+    module = {"cells": {
+        "ram": cell("RAMB36E2", {"ADDRARDADDR": [2]}, {"DOUTADOUT": [3]}, DOA_REG="0",
+                    DOB_REG="0"),
+        "a": cell("LUT2", {"I0": [3], "I1": [3]}, {"O": [4]}),
+        "c0": cell("CARRY8", {"S": [4]}, {"O": [5]}),
+        "c1": cell("CARRY8", {"CI": [5]}, {"O": [6]}),
+        "c2": cell("CARRY8", {"CI": [6]}, {"O": [7]}),
+        "c3": cell("CARRY8", {"CI": [7]}, {"O": [8]}),
+        "dsp": cell("DSP48E2", {"A": [8]}, {"P": [9]}, MREG="0", PREG="0", AREG="0",
+                    BREG="0"),
+        "b": cell("LUT1", {"I0": [9]}, {"O": [10]}),
+        "r": cell("FDRE", {"D": [10]}, {"Q": [11]}),
+    }, "netnames": {"ram_out": {"bits": [3], "hide_name": 0},
+                    "sum": {"bits": [8], "hide_name": 0}}}
+    assert lut_levels(module)[0] == 2
+    expected = (DELAY_LEVELS["bram_unregistered_output"] + 2 * DELAY_LEVELS["lut"]
+                + 4 * DELAY_LEVELS["carry"] + DELAY_LEVELS["dsp_combinational"])
+    levels, path = path_delay(module)
+    assert levels == expected == 8.0
+    assert path == ["ram_out", "sum"]
+    # Registered, the same cells count what is left after their registers.
+    module["cells"]["ram"]["parameters"].update(DOA_REG="1", DOB_REG="1")
+    module["cells"]["dsp"]["parameters"]["PREG"] = "1"
+    assert path_delay(module)[0] == 2 * DELAY_LEVELS["lut"] + 4 * DELAY_LEVELS["carry"] - 1.0
+
+
 @pytest.mark.slow
 def test_ese_estimate_synthesises_a_small_machine(tmp_path, capsys):
     program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9), hardware(2, channels=2),

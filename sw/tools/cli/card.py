@@ -128,7 +128,8 @@ def cmd_estimate(args):
     config = card.hardware(hardware_for(args))
     console = make_console()
     with console.status("estimate") as status:
-        report = estimate(config, card, log=lambda text: status.update(text))
+        report = estimate(config, card, log=lambda text: status.update(text),
+                          direct=True if args.direct else None)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -142,7 +143,9 @@ def cmd_estimate(args):
         table.add_row(names[name], f"{report[name]:,.0f}", f"{report[name + '_percent']:.1f}%",
                       f"{ESE_REPORTED[name]:,} ({report['ese_reported_percent'][name]:.1f}%)")
     console.print(table)
-    console.print(f"deepest logic path: {report['lut_levels']} LUT levels")
+    console.print(f"deepest logic path: {report['lut_levels']} LUT levels; with carry "
+                  f"chains, DSP and block-RAM outputs counted: {report['delay_levels']} levels "
+                  f"({' -> '.join(report['delay_path'][:4])})")
     console.print(f"method: {report['method']}")
     for check in report.get("checks", []):
         errors = ", ".join(f"{names[k]} {100 * v:+.1f}%"
@@ -196,5 +199,8 @@ def register(commands):
     est.add_argument("--board", choices=sorted(BOARDS), default=DEFAULT_BOARD,
                      help=f"the card (default {DEFAULT_BOARD})")
     _hardware_options(est, "the hardware of this weight image")
+    est.add_argument("--direct", action="store_true",
+                     help="synthesise the machine itself instead of fitting smaller ones "
+                          "(measures its deepest paths; tens of minutes at 32 x 32)")
     est.add_argument("--json", action="store_true")
     est.set_defaults(run=cmd_estimate)
