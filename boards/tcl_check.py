@@ -299,10 +299,6 @@ INTERFACE_TYPES = {"xilinx.com:interface:diff_clock_rtl:1.0": "diff_clock",
 
 # --- The shell, from its wrapper ------------------------------------------------------------
 
-_PORT = re.compile(r"^\s*((?:\(\*.*?\*\)\s*)*)(input|output)\s+wire\s+(?:\[(\d+):0\]\s+)?(\w+)",
-                   re.M)
-
-
 def module_ports(verilog, module):
     """Pins and interfaces of ``module`` as Vivado's block design infers them from its ports
     and X_INTERFACE attributes (UG994, module references)."""
@@ -434,6 +430,7 @@ class Standin:
         self.clock_groups = []
         self.wrapper = None
         self.written = []
+        self.rules = {}              # cell -> (its IP's rules, its property values)
 
     # Dispatch.
     def call(self, name, arguments):
@@ -526,8 +523,7 @@ class Standin:
             if rules is not None:
                 values = {n: d for n, (_, d) in definition.properties.items()}
                 values.update(cell.properties)
-                self._pending_rules = getattr(self, "_pending_rules", {})
-                self._pending_rules[label] = (rules, values)
+                self.rules[label] = (rules, values)
         elif kind in ("port", "intf_port"):
             port = self.ports[label]
             if name == "CONFIG.FREQ_HZ":
@@ -690,7 +686,7 @@ class Standin:
         return self._pin(name, False)
 
     def do_validate_bd_design(self, a):
-        for label, (rules, values) in getattr(self, "_pending_rules", {}).items():
+        for label, (rules, values) in self.rules.items():
             for problem in rules(values):
                 self._fail(f"{label}: {problem}")
         connected = {name for net in self.nets for name in net}
@@ -915,15 +911,6 @@ class Standin:
                                for groups in self.clock_groups):
                         self._fail(f"the clocks {one} and {two} of {cell.name} are not "
                                    f"declared asynchronous (set_clock_groups -asynchronous)")
-
-
-@dataclass
-class TclCheck:
-    """What the stand-in saw in a run that passed."""
-    cells: dict
-    nets: list
-    intf_nets: list
-    written: list
 
 
 def _tclsh():

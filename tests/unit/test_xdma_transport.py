@@ -108,8 +108,7 @@ class XdmaDevicesStandin:
         self.read_sizes = []
 
     def exists(self, path):
-        return path.rsplit("_", 2)[-2:] in (["0", "user"], ["h2c", "0"], ["h2c", "1"],
-                                             ["c2h", "0"]) or path.endswith("_user")
+        return path.split("xdma0_", 1)[-1] in ("user", "h2c_0", "h2c_1", "c2h_0")
 
     def open(self, path, flags):
         device = path.split("xdma0_", 1)[1]
