@@ -21,7 +21,7 @@ last burst is in the streamer starts over from lap zero of every section (the PE
 with it).
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -36,9 +36,10 @@ __all__ = ["WeightStreamer", "StreamBeatSignature", "OUTSTANDING", "BURST_ISSUE_
 
 #: Bursts in flight at once.
 OUTSTANDING = 8
-#: Cycles to issue one burst: one in each state of the issue machine (PICK a ring, READ its
-#: sections, PLAN the position, SIZE the burst, ADDRESS it), when the address is taken at once.
-BURST_ISSUE_CYCLES = 5
+#: Cycles to issue one burst: one in each state of the issue machine (PICK the rings that want
+#: one, CHOOSE among them, READ the ring's sections, PLAN the position, SIZE the burst,
+#: ADDRESS it), when the address is taken at once.
+BURST_ISSUE_CYCLES = 6
 #: Bytes in which no burst may cross a boundary (AXI4).
 _BOUNDARY = 4096
 
@@ -132,22 +133,28 @@ class WeightStreamer(wiring.Component):
             m.d.comb += room.eq(self.freed[r] + window - requested[r])
             m.d.sync += wants[r].eq(present[r] & (room >= burst * per_beat))
 
-        # Round robin: the first ring wanting a burst at or after ``turn``, else the first.
-        turn = Signal(ring_bits)
+        # Round robin: the first ring wanting a burst after the last one served (``after``: a
+        # thermometer mask of the rings past it), else the first. The choice is made over two
+        # cycles from registers, so that its depth does not grow with the rings: PICK registers
+        # which rings want a burst, CHOOSE takes the lowest of them (v & -v, then an OR per
+        # index bit).
         chosen = Signal(ring_bits)
-        later = Signal(rings)
-        pick = Signal(ring_bits)
+        after = Signal(rings)
         # ``wants`` is a cycle old: right after a burst it does not know that burst yet.
         just_issued = Signal()
         fresh = wants & ~Mux(just_issued, Const(1, rings) << chosen, 0)
-        m.d.comb += later.eq(fresh & ~((Const(1, rings) << turn) - 1))
-        candidates = Mux(later != 0, later, fresh)
-        for r in reversed(range(rings)):
-            with m.If(candidates[r]):
-                m.d.comb += pick.eq(r)
+        later = fresh & after
+        fresh_r = Signal(rings)
+        later_r = Signal(rings)
+        any_later_r = Signal()
+        candidates = Mux(any_later_r, later_r, fresh_r)
+        lowest = Signal(rings)
+        m.d.comb += lowest.eq(candidates & (~candidates + 1))
+        pick = Signal(ring_bits)
+        m.d.comb += pick.eq(Cat(*(Cat(*(lowest[r] for r in range(rings) if r >> bit & 1)).any()
+                                  for bit in range(ring_bits))))
 
         section = data.View(section_layout, table_read.data)
-        m.d.comb += table_read.addr.eq(chosen >> 1)
 
         m.submodules.bursts = bursts = SyncFIFO(width=ring_bits, depth=OUTSTANDING)
         # The burst is planned over three cycles, from registers, to keep the logic shallow.
@@ -158,16 +165,21 @@ class WeightStreamer(wiring.Component):
         beats = Signal(range(burst + 1))
         lap_end = Signal()                 # the burst ends the section's lap
         m.d.sync += just_issued.eq(0)
+        m.d.comb += table_read.addr.eq(chosen >> 1)
         with m.FSM():
             with m.State("PICK"):
+                m.d.sync += [fresh_r.eq(fresh), later_r.eq(later), any_later_r.eq(later != 0)]
                 with m.If(~self.run):
                     m.d.sync += [requested[r].eq(0) for r in range(rings)]
                     m.d.sync += [lap_beat[r].eq(0) for r in range(rings)]
                 with m.Elif((fresh != 0) & bursts.w_rdy):
-                    m.d.sync += chosen.eq(pick)
-                    m.next = "READ"
-            with m.State("READ"):
+                    m.next = "CHOOSE"
+            with m.State("CHOOSE"):
                 # The table's read port shows the chosen PE's sections next cycle.
+                m.d.comb += [self.busy.eq(1), table_read.addr.eq(pick >> 1)]
+                m.d.sync += chosen.eq(pick)
+                m.next = "READ"
+            with m.State("READ"):
                 m.d.comb += self.busy.eq(1)
                 with m.Switch(chosen):
                     for r in range(rings):
@@ -183,12 +195,20 @@ class WeightStreamer(wiring.Component):
                              left.eq(total - chosen_lap_beat)]
                 m.next = "SIZE"
             with m.State("SIZE"):
+                # The burst is min(left, burst, to_boundary), and ends the lap when that is
+                # ``left``; the comparisons run side by side on narrow values (``left`` is
+                # compared only when its high bits are zero), to keep the logic shallow.
                 m.d.comb += self.busy.eq(1)
-                to_boundary = boundary_beats - position[:(boundary_beats - 1).bit_length()]
-                size = Mux(left < burst, left, burst)
-                size = Mux(to_boundary < size, to_boundary, size)
+                to_boundary = Signal(range(boundary_beats + 1))
+                m.d.comb += to_boundary.eq(
+                    boundary_beats - position[:(boundary_beats - 1).bit_length()])
+                low_bits = max(boundary_beats, burst).bit_length()
+                left_low = left[:low_bits]
+                left_is_low = (left >> low_bits) == 0
+                left_first = left_is_low & (left_low <= burst) & (left_low <= to_boundary)
+                size = Mux(left_first, left_low, Mux(to_boundary < burst, to_boundary, burst))
                 m.d.sync += [address.eq(self.base + position * beat_bytes),
-                             beats.eq(size), lap_end.eq(size == left)]
+                             beats.eq(size), lap_end.eq(left_first)]
                 m.next = "ADDRESS"
             with m.State("ADDRESS"):
                 m.d.comb += [self.busy.eq(1), bus.araddr.eq(address), bus.arlen.eq(beats - 1),
@@ -202,7 +222,8 @@ class WeightStreamer(wiring.Component):
                                     requested[r].eq(requested[r] + beats * per_beat),
                                     lap_beat[r].eq(Mux(lap_end, 0, chosen_lap_beat + beats)),
                                 ]
-                    m.d.sync += [turn.eq(chosen + 1), just_issued.eq(1)]
+                    m.d.sync += [after.eq(~((Const(2, rings + 1) << chosen) - 1)),
+                                 just_issued.eq(1)]
                     m.next = "PICK"
 
         # ---- Read data: every beat goes to the ring of the oldest burst in flight --------
