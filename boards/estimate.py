@@ -52,8 +52,6 @@ _LUTS = {
 }
 _MEMORY_LUTS = {name for name in _LUTS if name.startswith(("RAM", "SRL"))}
 _FLIP_FLOPS = {"FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE"}
-#: Cells a path passes through without a LUT level: carry chains and the slice's wide muxes.
-_ZERO_LEVEL = {"CARRY4", "CARRY8", "MUXF7", "MUXF8", "MUXF9"}
 #: Cells whose outputs start, and whose inputs end, every path: registers and block RAMs.
 _SEQUENTIAL = _FLIP_FLOPS | {"RAMB18E2", "RAMB36E2", "BUFG", "BUFGCE"}
 
@@ -118,39 +116,42 @@ def count_resources(cells):
     return Resources(lut=lut, ff=ff, dsp=dsp, bram36=bram36, lut_as_memory=memory)
 
 
-def _is_registered_dsp(cell):
-    parameters = cell.get("parameters", {})
-    return any(int(str(parameters.get(name, "0")), 2) for name in ("MREG", "PREG"))
+def _parameter(cell, name):
+    value = str(cell.get("parameters", {}).get(name, "0"))
+    try:
+        return int(value, 2) if set(value) <= {"0", "1"} else int(value)
+    except ValueError:
+        return 0
 
 
-def lut_levels(module):
-    """The deepest combinational path of a flattened Yosys JSON module, in LUT levels.
+def _deepest_path(module, cell_delay):
+    """The deepest register-to-register path of a flattened Yosys JSON module.
 
-    Paths start at module inputs and at the outputs of registers and block RAMs (whose reads
-    are synchronous) and end at their inputs. A LUT or a LUT-RAM read is one level; carry
-    chains and wide-mux cells pass a path on without a level, and so do DSP48E2 slices
-    without internal registers (their multiply is combinational). Returns ``(levels,
-    nets)``: the count and the named nets along one deepest path, source first.
+    ``cell_delay(cell)`` gives ``(through, start)``: the delay a path gains through the cell,
+    or, with ``through`` None, a cell that ends the paths into it and starts its own with
+    ``start``. Paths also start at module inputs. A LUT RAM's data and write-enable inputs act
+    at the clock, so only its read address is on a path. Returns ``(delay, nets)``: the sum
+    along one deepest path, and the named nets along it, source first.
     """
-    drivers = {}     # net bit -> (cell name, levels, input bits)
+    drivers = {}     # net bit -> (cell name, delay through, start delay, input bits)
     for name, cell in module["cells"].items():
         kind = cell["type"]
-        if kind in _SEQUENTIAL or kind.startswith("$"):
+        if kind.startswith("$"):
             continue
-        if kind == "DSP48E2" and _is_registered_dsp(cell):
-            continue
+        through, start = cell_delay(cell)
         directions = cell.get("port_directions", {})
         inputs, outputs = [], []
         for port, bits in cell["connections"].items():
             bits = [bit for bit in bits if isinstance(bit, int)]    # constants are "0"/"1"
             if directions.get(port) == "output":
                 outputs.extend(bits)
-            elif kind not in _MEMORY_LUTS or port.startswith(("A", "DPRA")):
-                inputs.extend(bits)    # a LUT RAM's data and write enable act at the clock
+            elif through is not None and (kind not in _MEMORY_LUTS
+                                          or port.startswith(("A", "DPRA"))):
+                inputs.extend(bits)
         for bit in outputs:
-            drivers[bit] = (name, 1 if kind in _LUTS else 0, inputs)
+            drivers[bit] = (name, through, start, inputs)
 
-    depth = {}       # net bit -> (levels, the input bit it came through)
+    depth = {}       # net bit -> (delay, the input bit it came through)
     on_stack = set()
     for root in drivers:
         stack = [root]
@@ -164,16 +165,21 @@ def lut_levels(module):
                 depth[bit] = (0, None)
                 stack.pop()
                 continue
-            pending = [b for b in driver[2] if b not in depth]
+            name, through, start, inputs = driver
+            if through is None:
+                depth[bit] = (start, None)
+                stack.pop()
+                continue
+            pending = [b for b in inputs if b not in depth]
             if pending:
                 if bit in on_stack:
-                    raise ToolchainError(f"combinational loop through cell {driver[0]}")
+                    raise ToolchainError(f"combinational loop through cell {name}")
                 on_stack.add(bit)
                 stack.extend(pending)
                 continue
             on_stack.discard(bit)
-            best = max(driver[2], key=lambda b: depth[b][0], default=None)
-            depth[bit] = ((depth[best][0] if best is not None else 0) + driver[1], best)
+            best = max(inputs, key=lambda b: depth[b][0], default=None)
+            depth[bit] = ((depth[best][0] if best is not None else 0) + through, best)
             stack.pop()
 
     names = {}       # net bit -> its public name, "signal[bit]"
@@ -192,6 +198,28 @@ def lut_levels(module):
     return (depth[deepest_bit][0] if deepest_bit is not None else 0), path[::-1]
 
 
+def _lut_level(cell):
+    """A cell's part in :func:`lut_levels`: a LUT or LUT-RAM read is a level, registers,
+    block RAMs and DSPs with internal registers end paths, anything else passes a path on."""
+    kind = cell["type"]
+    if kind in _SEQUENTIAL or (kind == "DSP48E2" and (_parameter(cell, "MREG")
+                                                      or _parameter(cell, "PREG"))):
+        return None, 0
+    return (1 if kind in _LUTS else 0), None
+
+
+def lut_levels(module):
+    """The deepest combinational path of a flattened Yosys JSON module, in LUT levels.
+
+    Paths start at module inputs and at the outputs of registers and block RAMs (whose reads
+    are synchronous) and end at their inputs. A LUT or a LUT-RAM read is one level; carry
+    chains and wide-mux cells pass a path on without a level, and so do DSP48E2 slices
+    without internal registers (their multiply is combinational). Returns ``(levels,
+    nets)``: the count and the named nets along one deepest path, source first.
+    """
+    return _deepest_path(module, _lut_level)
+
+
 #: What the timing proxy of :func:`path_delay` counts, in LUT levels (a LUT and its route
 #: being about half a nanosecond on an UltraScale -2 part): what Yosys' LUT count hides.
 #: A carry chain passes a path on with a quarter level per CARRY8 (a 32-bit adder: one more
@@ -203,35 +231,27 @@ DELAY_LEVELS = {"lut": 1.0, "carry": 0.25, "wide_mux": 0.25, "dsp_combinational"
                 "dsp_m_register": 1.5, "bram_unregistered_output": 2.0}
 
 
-def _parameter(cell, name):
-    value = str(cell.get("parameters", {}).get(name, "0"))
-    try:
-        return int(value, 2) if set(value) <= {"0", "1"} else int(value)
-    except ValueError:
-        return 0
-
-
 def _cell_delay(cell):
-    """(delay through the cell, delay its outputs start with, whether inputs end there)."""
+    """A cell's part in :func:`path_delay`, with :data:`DELAY_LEVELS`."""
     kind = cell["type"]
     if kind in _LUTS:
-        return DELAY_LEVELS["lut"], None, False
+        return DELAY_LEVELS["lut"], None
     if kind in ("CARRY4", "CARRY8"):
-        return DELAY_LEVELS["carry"], None, False
+        return DELAY_LEVELS["carry"], None
     if kind.startswith("MUXF"):
-        return DELAY_LEVELS["wide_mux"], None, False
+        return DELAY_LEVELS["wide_mux"], None
     if kind == "DSP48E2":
         if _parameter(cell, "PREG"):
-            return None, 0.0, True
+            return None, 0.0
         if _parameter(cell, "MREG"):
-            return None, DELAY_LEVELS["dsp_m_register"], True
+            return None, DELAY_LEVELS["dsp_m_register"]
         if any(_parameter(cell, n) for n in ("AREG", "BREG", "ADREG", "DREG")):
-            return None, DELAY_LEVELS["dsp_combinational"], True
-        return DELAY_LEVELS["dsp_combinational"], None, False
+            return None, DELAY_LEVELS["dsp_combinational"]
+        return DELAY_LEVELS["dsp_combinational"], None
     if kind in ("RAMB18E2", "RAMB36E2"):
         registered = _parameter(cell, "DOA_REG") and _parameter(cell, "DOB_REG")
-        return None, 0.0 if registered else DELAY_LEVELS["bram_unregistered_output"], True
-    return None, 0.0, True          # flip-flops and other sequential cells
+        return None, 0.0 if registered else DELAY_LEVELS["bram_unregistered_output"]
+    return None, 0.0          # flip-flops and other sequential cells
 
 
 def path_delay(module):
@@ -242,67 +262,8 @@ def path_delay(module):
     Returns ``(levels, nets)``: the delay, rounded to a quarter level, and the named nets
     along one deepest path, source first.
     """
-    drivers = {}     # net bit -> (cell name, delay through, start delay, input bits)
-    for name, cell in module["cells"].items():
-        kind = cell["type"]
-        if kind.startswith("$"):
-            continue
-        through, start, _ = _cell_delay(cell)
-        directions = cell.get("port_directions", {})
-        inputs, outputs = [], []
-        for port, bits in cell["connections"].items():
-            bits = [bit for bit in bits if isinstance(bit, int)]
-            if directions.get(port) == "output":
-                outputs.extend(bits)
-            elif kind not in _MEMORY_LUTS or port.startswith(("A", "DPRA")):
-                inputs.extend(bits)
-        for bit in outputs:
-            drivers[bit] = (name, through, start, inputs if through is not None else [])
-    depth = {}
-    on_stack = set()
-    for root in drivers:
-        stack = [root]
-        while stack:
-            bit = stack[-1]
-            if bit in depth:
-                stack.pop()
-                continue
-            driver = drivers.get(bit)
-            if driver is None:
-                depth[bit] = (0.0, None)
-                stack.pop()
-                continue
-            name, through, start, inputs = driver
-            if through is None:
-                depth[bit] = (start, None)
-                stack.pop()
-                continue
-            pending = [b for b in inputs if b not in depth]
-            if pending:
-                if bit in on_stack:
-                    raise ToolchainError(f"combinational loop through cell {name}")
-                on_stack.add(bit)
-                stack.extend(pending)
-                continue
-            on_stack.discard(bit)
-            best = max(inputs, key=lambda b: depth[b][0], default=None)
-            depth[bit] = ((depth[best][0] if best is not None else 0.0) + through, best)
-            stack.pop()
-    names = {}
-    for net, info in module.get("netnames", {}).items():
-        if info.get("hide_name"):
-            continue
-        for index, bit in enumerate(info["bits"]):
-            if isinstance(bit, int):
-                names.setdefault(bit, net if len(info["bits"]) == 1 else f"{net}[{index}]")
-    deepest_bit = max(drivers, key=lambda b: depth[b][0], default=None)
-    path, bit = [], deepest_bit
-    while bit is not None:
-        if bit in names and (not path or path[-1] != names[bit]):
-            path.append(names[bit])
-        bit = depth[bit][1]
-    levels = depth[deepest_bit][0] if deepest_bit is not None else 0.0
-    return round(levels * 4) / 4, path[::-1]
+    levels, path = _deepest_path(module, _cell_delay)
+    return round(levels * 4) / 4, path
 
 
 def _cache_directory():
