@@ -24,6 +24,16 @@ from .axi import AxiStreamSignature
 __all__ = ["BeatsToWords", "WordsToBeats"]
 
 
+def _move_unit(m, source, index, target, filled, units, unit_bits):
+    """Move unit ``index`` of ``source`` to position ``filled`` of ``target`` (``units``
+    units wide), and advance both counters: one unit a cycle, both converters' step."""
+    unit = source.word_select(index, unit_bits)
+    for position in range(units):
+        with m.If(filled == position):
+            m.d.sync += target.word_select(position, unit_bits).eq(unit)
+    m.d.sync += [index.eq(index + 1), filled.eq(filled + 1)]
+
+
 class BeatsToWords(wiring.Component):
     """Split a stream of wide beats (with ``tkeep``) into words.
 
@@ -90,12 +100,8 @@ class BeatsToWords(wiring.Component):
 
         with m.If(holding & ~word_ready):
             with m.If(index < beat_kept):
-                unit = beat.word_select(index, unit_bits)
-                for position in range(word_units):
-                    with m.If(filled == position):
-                        m.d.sync += word.word_select(position, unit_bits).eq(unit)
+                _move_unit(m, beat, index, word, filled, word_units, unit_bits)
                 final = index + 1 == beat_kept
-                m.d.sync += [index.eq(index + 1), filled.eq(filled + 1)]
                 with m.If(final):
                     m.d.sync += holding.eq(0)
                 with m.If(filled + 1 == word_units):
@@ -164,12 +170,8 @@ class WordsToBeats(wiring.Component):
             m.d.sync += [beat_ready.eq(0), filled.eq(0), beat_last.eq(0), beat.eq(0)]
 
         with m.If(holding & ~beat_ready):
-            unit = word.word_select(index, unit_bits)
-            for position in range(beat_units):
-                with m.If(filled == position):
-                    m.d.sync += beat.word_select(position, unit_bits).eq(unit)
+            _move_unit(m, word, index, beat, filled, beat_units, unit_bits)
             final = index + 1 == word_units
-            m.d.sync += [index.eq(index + 1), filled.eq(filled + 1)]
             with m.If(final):
                 m.d.sync += holding.eq(0)
             with m.If((filled + 1 == beat_units) | (final & word_last)):
