@@ -11,10 +11,13 @@ PCIe reset; the memory controller's reset, then its calibration), and drives it 
 ``ese soak --build-tree`` run.
 """
 
+import random
+
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer, with_timeout
 
+from ..sw.contract.registers import Register
 from ..sw.runtime.driver import Accelerator
 from .harness import clock_period_ps
 from .system_testbench import job_frames, open_job, save
@@ -92,7 +95,6 @@ def _groups(per_channel, count):
 
 async def _cut_short(bench, frames, rng, limit):
     """Start a run of ``frames``, reset the card somewhere inside it, and wait for the reset."""
-    from ..sw.contract.registers import Register
     driver = bench.driver
     steps_before = await bench.transport.read_register(Register.STEPS_IN)
     run = cocotb.start_soon(driver.run(frames))
@@ -114,7 +116,6 @@ async def run_through_driver(dut):
     each part after the first a run of that part is cut short by a reset at a random point
     (the driver's :meth:`~ese.sw.runtime.driver.Accelerator.reset`); the outputs are those of
     the parts' full runs, which must show nothing of the runs cut short."""
-    import random
     job, settings = open_job()
     bench = CardBench(dut, settings["clocks_mhz"], settings["stall_probability"],
                       settings["seed"])

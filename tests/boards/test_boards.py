@@ -117,25 +117,27 @@ def test_the_readme_flow_loads_its_own_image_on_the_build_trees_hardware(tmp_pat
         ese.load(image, config=card.replace(pes=8))
 
 
+def _cell(kind, inputs, outputs, **parameters):
+    """A cell of a Yosys JSON netlist."""
+    connections = {**inputs, **outputs}
+    directions = {**{k: "input" for k in inputs}, **{k: "output" for k in outputs}}
+    return {"type": kind, "connections": connections, "port_directions": directions,
+            "parameters": parameters}
+
+
 def test_lut_levels_count_luts_and_lut_ram_reads_but_not_carries_or_registers():
     from ese.boards.estimate import lut_levels
 
-    def cell(kind, inputs, outputs, **parameters):
-        connections = {**inputs, **outputs}
-        directions = {**{k: "input" for k in inputs}, **{k: "output" for k in outputs}}
-        return {"type": kind, "connections": connections, "port_directions": directions,
-                "parameters": parameters}
-
     # in(2) -> LUT -> CARRY4 -> LUT -> FDRE -> LUT RAM read -> LUT -> out(9)
     module = {"cells": {
-        "a": cell("LUT2", {"I0": [2], "I1": ["1"]}, {"O": [3]}),
-        "c": cell("CARRY4", {"S": [3, 3, 3, 3], "DI": ["0"] * 4, "CI": ["0"], "CYINIT": ["0"]},
+        "a": _cell("LUT2", {"I0": [2], "I1": ["1"]}, {"O": [3]}),
+        "c": _cell("CARRY4", {"S": [3, 3, 3, 3], "DI": ["0"] * 4, "CI": ["0"], "CYINIT": ["0"]},
                   {"O": [4, 20, 21, 22], "CO": [23, 24, 25, 26]}),
-        "b": cell("LUT3", {"I0": [4], "I1": [2], "I2": [3]}, {"O": [5]}),
-        "r": cell("FDRE", {"D": [5], "C": [1], "CE": ["1"], "R": ["0"]}, {"Q": [6]}),
-        "m": cell("RAM32M16", {"ADDRA": [6] * 5, "DIA": [5, 5], "WE": [5], "WCLK": [1]},
+        "b": _cell("LUT3", {"I0": [4], "I1": [2], "I2": [3]}, {"O": [5]}),
+        "r": _cell("FDRE", {"D": [5], "C": [1], "CE": ["1"], "R": ["0"]}, {"Q": [6]}),
+        "m": _cell("RAM32M16", {"ADDRA": [6] * 5, "DIA": [5, 5], "WE": [5], "WCLK": [1]},
                   {"DOA": [7, 8]}),
-        "d": cell("LUT1", {"I0": [7]}, {"O": [9]}),
+        "d": _cell("LUT1", {"I0": [7]}, {"O": [9]}),
     }, "netnames": {"x": {"bits": [2], "hide_name": 0}, "y": {"bits": [9], "hide_name": 0},
                     "q": {"bits": [6], "hide_name": 0}}}
     levels, path = lut_levels(module)
@@ -150,26 +152,20 @@ def test_path_delay_counts_what_lut_levels_hide():
     (three levels), a block RAM without its output register (two levels of clock-to-out)."""
     from ese.boards.estimate import DELAY_LEVELS, lut_levels, path_delay
 
-    def cell(kind, inputs, outputs, **parameters):
-        connections = {**inputs, **outputs}
-        directions = {**{k: "input" for k in inputs}, **{k: "output" for k in outputs}}
-        return {"type": kind, "connections": connections, "port_directions": directions,
-                "parameters": parameters}
-
     # An unregistered block RAM read -> LUT -> 4 CARRY8 (a 32-bit adder) -> DSP (no
     # registers) -> LUT -> a register.
     module = {"cells": {
-        "ram": cell("RAMB36E2", {"ADDRARDADDR": [2]}, {"DOUTADOUT": [3]}, DOA_REG="0",
+        "ram": _cell("RAMB36E2", {"ADDRARDADDR": [2]}, {"DOUTADOUT": [3]}, DOA_REG="0",
                     DOB_REG="0"),
-        "a": cell("LUT2", {"I0": [3], "I1": [3]}, {"O": [4]}),
-        "c0": cell("CARRY8", {"S": [4]}, {"O": [5]}),
-        "c1": cell("CARRY8", {"CI": [5]}, {"O": [6]}),
-        "c2": cell("CARRY8", {"CI": [6]}, {"O": [7]}),
-        "c3": cell("CARRY8", {"CI": [7]}, {"O": [8]}),
-        "dsp": cell("DSP48E2", {"A": [8]}, {"P": [9]}, MREG="0", PREG="0", AREG="0",
+        "a": _cell("LUT2", {"I0": [3], "I1": [3]}, {"O": [4]}),
+        "c0": _cell("CARRY8", {"S": [4]}, {"O": [5]}),
+        "c1": _cell("CARRY8", {"CI": [5]}, {"O": [6]}),
+        "c2": _cell("CARRY8", {"CI": [6]}, {"O": [7]}),
+        "c3": _cell("CARRY8", {"CI": [7]}, {"O": [8]}),
+        "dsp": _cell("DSP48E2", {"A": [8]}, {"P": [9]}, MREG="0", PREG="0", AREG="0",
                     BREG="0"),
-        "b": cell("LUT1", {"I0": [9]}, {"O": [10]}),
-        "r": cell("FDRE", {"D": [10]}, {"Q": [11]}),
+        "b": _cell("LUT1", {"I0": [9]}, {"O": [10]}),
+        "r": _cell("FDRE", {"D": [10]}, {"Q": [11]}),
     }, "netnames": {"ram_out": {"bits": [3], "hide_name": 0},
                     "sum": {"bits": [8], "hide_name": 0}}}
     assert lut_levels(module)[0] == 2
