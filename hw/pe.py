@@ -11,15 +11,23 @@ Pipeline::
 
     activation queue
       -> column stage   pointers from two banks (even and odd columns), start and end in one
-                        cycle; empty columns stop here
+                        cycle, registered, then turned into the column's first word, how many
+                        follow and its edge lanes; empty columns stop here
+      -> column queue   its head a register
       -> fetch stage    one entry word (``entries_per_read`` entries) per cycle
+      -> load           the word in the read's output register
       -> decode stage   sums the word's relative indices (a tree of adders)
       -> row stage      adds them to the walk's position: accumulator rows
-      -> word queue     the real entries of each word, in order (padding entries dropped)
+      -> word queue     the real entries of each word, in order (padding entries dropped);
+                        its head a register
+      -> pick           the lowest real entry not yet issued, into the issue register
       -> issue          one real entry per cycle, with its column's activations; the
                         accumulator memory is read for the entry's row
       -> product        one AccumulatorLane per channel multiplies
       -> add            ... adds the row's previous value and writes the sum back
+
+Every stage starts from registers and none holds more than a few LUTs between them (the
+32 x 32 machine's deepest paths are measured by ``ese estimate --direct``).
 
 Because the fetch stage reads several entries per cycle and the column stage runs ahead, a
 column costs exactly its non-zeros in multiply cycles: padding entries and empty columns cost
@@ -63,13 +71,19 @@ from .layouts import (
     accumulator_row_bits,
     accumulator_rows,
 )
+from .pipeline import delay
 
 __all__ = ["ProcessingElement", "AccumulatorLane", "Previous", "COLUMN_QUEUE_DEPTH"]
 
 #: Columns the column stage may run ahead of the multiplier: the column queue's depth.
 COLUMN_QUEUE_DEPTH = 4
-#: Depths of the word queue and the queue of columns in flight.
-_WORD_QUEUE = 4
+#: Columns between the pointer read and the fetch stage besides the queue: the pointers on
+#: the banks' outputs, registered, and the queue's output register.
+_COLUMN_STAGES = 2
+#: Depths of the word queue (the three stages between the fetch and the queue, and two
+#: cycles from its input to its output register, plus one) and the queue of columns in
+#: flight.
+_WORD_QUEUE = 7
 _VALUES_IN_FLIGHT = 8
 
 
@@ -153,6 +167,9 @@ class ProcessingElement(wiring.Component):
     -------
     activations : In(stream.Signature(BroadcastLayout))
         Broadcast (column, activations, target) and fences, queued on entry.
+    accepting : Out(1)
+        From a register: the queue takes a column in this cycle whatever the last one
+        brought, so a broadcast to every PE can wait on registers alone.
     fences : Out(FENCE_BITS)
         Fences that have left the pipeline, modulo 2**FENCE_BITS.
     idle : Out(1)
@@ -193,6 +210,7 @@ class ProcessingElement(wiring.Component):
                                                                   mm.entry_word_bits))}
         super().__init__({
             "activations": In(stream.Signature(BroadcastLayout(config))),
+            "accepting": Out(1),
             "fences": Out(FENCE_BITS),
             "idle": Out(1),
             "pointer_write": In(WritePortSignature(address_bits(config.pointer_depth),
@@ -227,9 +245,11 @@ class ProcessingElement(wiring.Component):
     def _activation_queue(self, m, u):
         """The activation queue: broadcast columns, queued on entry."""
         config = self.config
+        # One entry more than the configured depth: ``accepting`` is a cycle late.
         m.submodules.queue = queue = SyncFIFOBuffered(width=u.layout.size,
-                                                      depth=config.activation_queue_depth)
+                                                      depth=config.activation_queue_depth + 1)
         forward(m, self.activations, queue.w_stream)
+        m.d.sync += self.accepting.eq(queue.level < config.activation_queue_depth)
         head = data.View(u.layout, queue.r_data)
         u.head, u.queue = head, queue
 
@@ -253,41 +273,70 @@ class ProcessingElement(wiring.Component):
         column = u.head.column
         m.d.comb += [even.addr.eq((column + 1) >> 1), odd.addr.eq(column >> 1)]
 
+        # The column's words: its first as a sequence number in its ring (streamed) or as an
+        # entry-memory address, how many follow, and the first and last real lanes of the
+        # column's first and last words. The fetch stage walks from the first word on and
+        # counts the rest down, so it compares nothing wide.
         streamed = config.streamed
+        word_bits = SEQUENCE_BITS if streamed else address_bits(u.mm.entry_words)
         column_fields = {
-            "start": unsigned(u.pointer_bits), "end": unsigned(u.pointer_bits),
+            "first": unsigned(word_bits),
+            "more": unsigned(u.pointer_bits),       # words after the first
+            "single": unsigned(1),                  # more == 0
+            "first_lane": unsigned(max(u.lane_bits, 1)),
+            "last_lane": unsigned(max(u.lane_bits, 1)),
             "values": u.values_layout, "target": unsigned(1), "fence": unsigned(1),
         }
         if streamed:
-            # The ring the column's words are in, and the sequence number of its entry word 0.
-            column_fields.update({"ring": unsigned(1), "delta": unsigned(SEQUENCE_BITS)})
+            column_fields["ring"] = unsigned(1)     # the ring the column's words are in
         column_layout = data.StructLayout(column_fields)
-        m.submodules.columns = columns = SyncFIFO(width=column_layout.size,
-                                                  depth=COLUMN_QUEUE_DEPTH)
+        # The queue's head is a register (SyncFIFOBuffered), so the fetch stage's decisions
+        # start from flops.
+        columns_depth = COLUMN_QUEUE_DEPTH + _COLUMN_STAGES
+        m.submodules.columns = columns = SyncFIFOBuffered(width=column_layout.size,
+                                                          depth=columns_depth)
+        # Three cycles: the pointers are read (pop), come out of the banks (looked_up) and,
+        # registered, are turned into the column's words (pointed).
         looked_up = Signal()                 # a column's pointers are on the read ports
         looked_up_parity = Signal()
         looked_up_head = Signal(u.layout)
-        pop = u.queue.r_rdy & (columns.level + looked_up < COLUMN_QUEUE_DEPTH)
+        pointed = Signal()                   # ... and registered
+        pointed_head = Signal(u.layout)
+        pointed_start = Signal(unsigned(u.pointer_bits))
+        pointed_last = Signal(unsigned(u.pointer_bits))     # the column's last entry
+        pointed_empty = Signal()
+        pop = u.queue.r_rdy & (columns.level + looked_up + pointed < columns_depth)
         m.d.comb += [u.queue.r_en.eq(pop), even.en.eq(pop), odd.en.eq(pop)]
-        m.d.sync += looked_up.eq(pop)
+        m.d.sync += [looked_up.eq(pop), pointed.eq(looked_up)]
         with m.If(pop):
             m.d.sync += [looked_up_parity.eq(column[0]), looked_up_head.eq(u.head)]
         start = Mux(looked_up_parity, odd.data, even.data)
         end = Mux(looked_up_parity, even.data, odd.data)
+        with m.If(looked_up):
+            m.d.sync += [pointed_head.eq(looked_up_head), pointed_start.eq(start),
+                         pointed_last.eq(end - 1), pointed_empty.eq(start == end)]
+
         described = data.View(column_layout, columns.w_data)
         m.d.comb += [
-            described.start.eq(start), described.end.eq(end),
-            described.values.eq(looked_up_head.values),
-            described.target.eq(looked_up_head.target),
-            described.fence.eq(looked_up_head.fence),
+            described.first_lane.eq(pointed_start[:u.lane_bits]),
+            described.last_lane.eq(pointed_last[:u.lane_bits]),
+            described.values.eq(pointed_head.values),
+            described.target.eq(pointed_head.target),
+            described.fence.eq(pointed_head.fence),
             # Empty columns end here; fences go on.
-            columns.w_en.eq(looked_up & (looked_up_head.fence | (start != end))),
+            columns.w_en.eq(pointed & (pointed_head.fence | ~pointed_empty)),
         ]
+        first_word, last_word = pointed_start >> u.lane_bits, pointed_last >> u.lane_bits
+        m.d.comb += [described.more.eq(last_word - first_word),
+                     described.single.eq(last_word == first_word)]
         if streamed:
-            self._track_laps(m, described, columns.w_en & ~looked_up_head.fence,
-                             ~looked_up_head.filler, start)
-        u.column_layout, u.columns, u.looked_up = column_layout, columns, looked_up
-        u.streamed = streamed
+            delta = self._track_laps(m, described, columns.w_en & ~pointed_head.fence,
+                                     ~pointed_head.filler, pointed_start)
+            m.d.comb += described.first.eq(delta + first_word)
+        else:
+            m.d.comb += described.first.eq(first_word)
+        u.column_layout, u.columns, u.streamed = column_layout, columns, streamed
+        u.looked_up, u.pointed = looked_up, pointed
 
     def _fetch_stage(self, m, u):
         """The fetch stage: one entry word per cycle, then the decode and row stages, which turn
@@ -302,26 +351,32 @@ class ProcessingElement(wiring.Component):
             "fence": unsigned(1),
             "last": unsigned(1),              # the column's last word: its values may go
         })
-        m.submodules.words = words = SyncFIFO(width=word_layout.size, depth=_WORD_QUEUE)
+        m.submodules.words = words = SyncFIFOBuffered(width=word_layout.size, depth=_WORD_QUEUE)
         m.submodules.in_flight = in_flight = SyncFIFO(width=u.values_layout.size,
                                                       depth=_VALUES_IN_FLIGHT)
 
         current = data.View(u.column_layout, u.columns.r_data)
-        cursor = Signal(unsigned(u.pointer_bits))
+        cursor = Signal.like(current.first)     # the next word of the column at the head
         started = Signal()                   # cursor belongs to the column at the queue head
-        word_base = Signal(unsigned(u.pointer_bits))
-        position = Mux(started, cursor, current.start)
-        m.d.comb += word_base.eq(Cat(Const(0, u.lane_bits), position[u.lane_bits:]))
-        next_word = word_base + u.lanes
+        left = Signal.like(current.more)     # words of the column after the cursor's
+        final = Signal()                     # left == 0
+        word = Signal.like(current.first)
+        at_last = Signal()
+        following = Signal.like(current.more)
+        m.d.comb += [word.eq(Mux(started, cursor, current.first)),
+                     following.eq(Mux(started, left, current.more)),
+                     at_last.eq(Mux(started, final, current.single))]
         fetched = Signal()                   # an entry word (or a fence) is being read
+        loaded = Signal()                    # ... is in the read's output register
         decoded = Signal()                   # ... its runs are being added to the walk
         # The word queue is written two cycles after the fetch; the values in flight at once.
-        room = (words.level + fetched + decoded < _WORD_QUEUE) & in_flight.w_rdy
+        room = (words.level + fetched + loaded + decoded < _WORD_QUEUE) & in_flight.w_rdy
         fetch = Signal()
-        entry_data = Signal(u.mm.entry_word_bits)      # the fetched word, a cycle after
+        # The fetched word, two cycles after the fetch: the memory's read, then its output
+        # register (a block RAM's own), so the decode's adders start from a flop.
+        entry_data = Signal(u.mm.entry_word_bits)
         if u.streamed:
-            present = self._stream_entries(m, current, word_base >> u.lane_bits, u.columns.r_rdy,
-                                           fetch, entry_data)
+            present = self._stream_entries(m, current, word, u.columns.r_rdy, fetch, entry_data)
             m.d.comb += fetch.eq(u.columns.r_rdy & room & (current.fence | present))
         else:
             m.submodules.entries = entries = Memory(shape=unsigned(u.mm.entry_word_bits),
@@ -332,9 +387,10 @@ class ProcessingElement(wiring.Component):
                          entry_write.en.eq(self.entry_write.en)]
             entry_read = entries.read_port()
             m.d.comb += [fetch.eq(u.columns.r_rdy & room),
-                         entry_read.addr.eq(word_base >> u.lane_bits), entry_read.en.eq(fetch),
-                         entry_data.eq(entry_read.data)]
-        column_done = current.fence | (next_word >= current.end)
+                         entry_read.addr.eq(word), entry_read.en.eq(fetch),
+                         ]
+            m.d.sync += entry_data.eq(entry_read.data)
+        column_done = current.fence | at_last
         m.d.comb += [
             u.columns.r_en.eq(fetch & column_done),
             # A column's activations wait in flight from its first word to its last.
@@ -342,18 +398,24 @@ class ProcessingElement(wiring.Component):
             in_flight.w_en.eq(fetch & ~started & ~current.fence),
         ]
         with m.If(fetch):
-            m.d.sync += [cursor.eq(next_word), started.eq(~column_done)]
+            m.d.sync += [cursor.eq(word + 1), started.eq(~column_done),
+                         left.eq(following - 1), final.eq(following == 1)]
 
         word_valid = Signal(u.lanes)
         word_first = Signal()
         word_target = Signal()
         word_fence = Signal()
         word_last = Signal()
-        m.d.sync += fetched.eq(fetch)
+        m.d.sync += [fetched.eq(fetch), loaded.eq(fetched)]
         with m.If(fetch):
             m.d.sync += [
-                word_valid.eq(Cat((word_base + lane >= position) & (word_base + lane < current.end)
-                                  for lane in range(u.lanes))),
+                # The column's first word starts at its first lane, its last ends at its
+                # last lane; words between are whole.
+                word_valid.eq(Cat(
+                    (started | (current.first_lane <= lane) if lane < u.lanes - 1
+                     else Const(1))
+                    & (~at_last | (current.last_lane >= lane) if lane > 0 else Const(1))
+                    for lane in range(u.lanes))),
                 word_first.eq(~started),
                 word_target.eq(current.target),
                 word_fence.eq(current.fence),
@@ -374,8 +436,14 @@ class ProcessingElement(wiring.Component):
             "fence": unsigned(1), "last": unsigned(1),
         }))
         real = []
-        m.d.sync += decoded.eq(fetched)
-        with m.If(fetched):
+        # The word's lanes and flags, a cycle later, beside its data.
+        word_valid, word_first, word_target, word_fence, word_last = (
+            delay(m, value, 1, name) for value, name in (
+                (word_valid, "loaded_valid"), (word_first, "loaded_first"),
+                (word_target, "loaded_target"), (word_fence, "loaded_fence"),
+                (word_last, "loaded_last")))
+        m.d.sync += decoded.eq(loaded)
+        with m.If(loaded):
             # Lane k's offset is its run plus every earlier valid lane's run and entry: the
             # earlier lanes' sums are a tree of pairwise sums, so the decode stays shallow.
             runs, steps = [], []
@@ -412,41 +480,54 @@ class ProcessingElement(wiring.Component):
             words.w_en.eq(decoded & (decoded_word.fence | (decoded_word.real != 0)
                                      | decoded_word.last)),
         ]
-        u.decoded, u.fetched, u.in_flight = decoded, fetched, in_flight
+        u.decoded, u.fetched, u.loaded, u.in_flight = decoded, fetched, loaded, in_flight
         u.word_layout, u.words = word_layout, words
 
     def _issue_stage(self, m, u):
-        """The issue stage: one real entry per cycle, in order; a readout takes the cycle."""
+        """The issue stage: one real entry per cycle, in order, picked from the head word into
+        the issue register; a readout takes the cycle."""
         config = self.config
-        # A readout takes the accumulator memory's read port: no entry issues in its cycle.
         head_word = data.View(u.word_layout, u.words.r_data)
-        remaining = Signal(u.lanes)            # real lanes of the head word not yet issued
-        fresh_word = Signal(init=1)          # the head word has issued nothing yet
-        pending = Mux(fresh_word, head_word.real, remaining)
-        chosen = Signal(range(u.lanes))
-        for lane in reversed(range(u.lanes)):
-            with m.If(pending[lane]):
-                m.d.comb += chosen.eq(lane)
-        left = pending & ~(Const(1, u.lanes) << chosen)
-        stall = self.readout_enable
-        issue = u.words.r_rdy & ~head_word.fence & (pending != 0) & ~stall
-        word_finished = u.words.r_rdy & (head_word.fence | (pending == 0)
-                                       | ((left == 0) & ~stall))
+        issued = Signal(u.lanes)               # lanes of the head word already picked
+        pending = Signal(u.lanes)
+        lowest = Signal(u.lanes)               # the lowest pending lane, one-hot
+        m.d.comb += [pending.eq(head_word.real & ~issued), lowest.eq(pending & -pending)]
+        # A readout takes the accumulator memory's read port: the issue register holds its
+        # entry (or fence) and nothing is picked in that cycle.
+        advance = ~self.readout_enable
+        pick = u.words.r_rdy & ~head_word.fence & (pending != 0) & advance
+        word_finished = u.words.r_rdy & advance & (head_word.fence | (pending == lowest))
         m.d.comb += [
             u.words.r_en.eq(word_finished),
             u.in_flight.r_en.eq(word_finished & head_word.last & ~head_word.fence),
         ]
         with m.If(word_finished):
-            m.d.sync += fresh_word.eq(1)
-        with m.Elif(issue):
-            m.d.sync += [remaining.eq(left), fresh_word.eq(0)]
-        issue_fence = u.words.r_rdy & head_word.fence
-        values = data.View(u.values_layout, u.in_flight.r_data)
-        issue_row = Signal(accumulator_row_bits(config))
-        m.d.comb += issue_row.eq(head_word.rows[chosen])
-        u.chosen, u.head_word, u.issue = chosen, head_word, issue
-        u.issue_fence, u.issue_row, u.stall = issue_fence, issue_row, stall
-        u.values = values
+            m.d.sync += issued.eq(0)
+        with m.Elif(pick):
+            m.d.sync += issued.eq(issued | lowest)
+
+        # The issue register: the entry picked (its weight, its row and its column's
+        # activations) or a fence, presented to the accumulator memory and the multipliers.
+        entry_valid = Signal()
+        entry_fence = Signal()
+        entry_weight = Signal(signed(config.weight_bits))
+        entry_row = Signal(accumulator_row_bits(config))
+        entry_values = Signal(u.values_layout)
+        chosen_weight, chosen_row = 0, 0
+        for lane in range(u.lanes):
+            chosen_weight |= Mux(lowest[lane], head_word.weights[lane].as_unsigned(), 0)
+            chosen_row |= Mux(lowest[lane], head_word.rows[lane], 0)
+        with m.If(advance):
+            m.d.sync += [entry_valid.eq(pick),
+                         entry_fence.eq(u.words.r_rdy & head_word.fence)]
+            with m.If(pick):
+                m.d.sync += [entry_weight.eq(chosen_weight), entry_row.eq(chosen_row),
+                             entry_values.eq(u.in_flight.r_data)]
+        u.issue = entry_valid & advance
+        u.issue_fence = entry_fence & advance
+        u.entry_valid, u.entry_fence = entry_valid, entry_fence
+        u.issue_row, u.stall = entry_row, self.readout_enable
+        u.entry_weight, u.values = entry_weight, data.View(u.values_layout, entry_values)
 
     def _accumulate_stage(self, m, u):
         """The multiply-add: product and add stages with forwarding, the cleared flags, the
@@ -468,10 +549,11 @@ class ProcessingElement(wiring.Component):
         product_row = Signal.like(u.issue_row)
         add_row = Signal.like(u.issue_row)
         written_row = Signal.like(u.issue_row)      # the row the add stage wrote last cycle
-        # The row's cleared flag is looked up a cycle after the issue, off the issue path: a
-        # write in the issue cycle that clears it is forwarded (SECOND) anyway, and a readout
-        # in the issue cycle cannot be (it stalls the issue).
-        product_cleared = cleared.bit_select(product_row, 1)
+        # The row's cleared flag is looked up in the issue cycle, from the issue register: a
+        # write in that cycle that clears it is forwarded (SECOND) anyway, and a readout in
+        # that cycle cannot be (it stalls the issue).
+        product_cleared = Signal()
+        m.d.sync += product_cleared.eq(cleared.bit_select(u.issue_row, 1))
         m.d.sync += [
             product_valid.eq(u.issue), product_row.eq(u.issue_row),
             add_valid.eq(product_valid), add_row.eq(product_row),
@@ -494,7 +576,7 @@ class ProcessingElement(wiring.Component):
             lane = AccumulatorLane(config)
             m.submodules[f"channel{channel}"] = lane
             m.d.comb += [
-                lane.weight.eq(u.head_word.weights[u.chosen]),
+                lane.weight.eq(u.entry_weight),
                 lane.value.eq(u.values[channel]),
                 lane.stored.eq(stored[channel]),
                 lane.previous.eq(previous),
@@ -508,8 +590,9 @@ class ProcessingElement(wiring.Component):
         with m.If(self.clear_enable):
             m.d.sync += cleared.eq(-1)
         with m.Else():
-            written_mask = Mux(add_valid, Const(1, len(cleared)) << add_row, 0)
-            read_mask = Mux(u.stall, Const(1, len(cleared)) << self.readout_row, 0)
+            # Decoded row by row (a comparison each), not shifted (a barrel shifter).
+            written_mask = Cat(add_valid & (add_row == row) for row in range(len(cleared)))
+            read_mask = Cat(u.stall & (self.readout_row == row) for row in range(len(cleared)))
             m.d.sync += cleared.eq((cleared & ~written_mask) | read_mask)
 
         # A fence leaves when the products issued before it are written: two cycles later.
@@ -522,8 +605,9 @@ class ProcessingElement(wiring.Component):
         m.d.comb += self.fences.eq(fences)
 
         m.d.comb += self.idle.eq(
-            (u.queue.level == 0) & ~u.looked_up & (u.columns.level == 0) & ~u.fetched & ~u.decoded
-            & (u.words.level == 0) & ~fence_product & ~fence_add & ~product_valid & ~add_valid)
+            (u.queue.level == 0) & ~u.looked_up & ~u.pointed & (u.columns.level == 0)
+            & ~u.fetched & ~u.loaded & ~u.decoded & (u.words.level == 0) & ~u.entry_valid
+            & ~u.entry_fence & ~fence_product & ~fence_add & ~product_valid & ~add_valid)
 
     # ---- Streamed entries -------------------------------------------------------------------
     #
@@ -539,7 +623,7 @@ class ProcessingElement(wiring.Component):
     # overwritten, so the streamer never runs more than a window ahead of it.
 
     def _track_laps(self, m, described, accepted, ring, start):
-        """Column stage: give each column its ring and its lap's ``delta``."""
+        """Column stage: give each column its ring; returns its lap's ``delta``."""
         mm = MemoryMap(self.config)
         per_beat_bits = (mm.words_per_beat - 1).bit_length()
         section = data.View(StreamSectionsLayout(self.config), self.sections)
@@ -553,7 +637,7 @@ class ProcessingElement(wiring.Component):
                          critical_first.eq(section.critical_first)]
         first_words = [0, critical_first]
         delta = Signal(SEQUENCE_BITS)
-        m.d.comb += [described.ring.eq(ring), described.delta.eq(delta)]
+        m.d.comb += described.ring.eq(ring)
         for r in range(2):
             lap_base = Signal(SEQUENCE_BITS, name=f"lap_base_{r}")
             last_start = Signal.like(start, name=f"last_start_{r}")
@@ -566,10 +650,11 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += [seen.eq(1), last_start.eq(start)]
                     with m.If(wraps):
                         m.d.sync += lap_base.eq(lap_base + lap_words[r])
+        return delta
 
-    def _stream_entries(self, m, current, word, head_valid, fetch, entry_data):
-        """Fetch stage: read column words from the rings; returns whether the word at the
-        head is present."""
+    def _stream_entries(self, m, current, sequence, head_valid, fetch, entry_data):
+        """Fetch stage: read column words (``sequence``, the word's sequence number in the
+        column's ring) from the rings; returns whether the word at the head is present."""
         config, mm = self.config, MemoryMap(self.config)
         per_beat = mm.words_per_beat
         per_beat_bits = (per_beat - 1).bit_length()
@@ -587,10 +672,10 @@ class ProcessingElement(wiring.Component):
             with m.If(beat.valid & (beat.ring == r)):
                 m.d.sync += written[r].eq(written[r] + per_beat)
 
-        sequence = Signal(SEQUENCE_BITS)
-        m.d.comb += sequence.eq(current.delta + word)
         # The word is present if written - sequence > 0, that is written + ~sequence (written
-        # - sequence - 1) >= 0: one carry chain's sign, no comparison with zero.
+        # - sequence - 1) >= 0: one carry chain's sign, no comparison with zero. (The
+        # difference is not small: the words of columns the broadcast skipped are streamed
+        # but never fetched, so the fetch may wait a whole lap ahead of the streamer.)
         beyond = Signal(SEQUENCE_BITS)
         m.d.comb += beyond.eq(Mux(current.ring, written[1], written[0]) + ~sequence)
         present = ~beyond[-1]
@@ -604,9 +689,9 @@ class ProcessingElement(wiring.Component):
             lane = Signal(per_beat_bits)
             with m.If(fetch):
                 m.d.sync += lane.eq(sequence[:per_beat_bits])
-            m.d.comb += entry_data.eq(ring_read.data.word_select(lane, stored))
+            m.d.sync += entry_data.eq(ring_read.data.word_select(lane, stored))
         else:
-            m.d.comb += entry_data.eq(ring_read.data)
+            m.d.sync += entry_data.eq(ring_read.data)
         with m.If(head_valid & ~current.fence):
             m.d.sync += self.freed[current.ring].eq(sequence)
         return present

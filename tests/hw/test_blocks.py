@@ -120,7 +120,7 @@ def _row_values(values, channel=0):
 
 
 def test_processing_element_accumulates_sparse_products_exactly():
-    config = ese.Config(pes=1, activation_queue_depth=4, **UNIT)
+    config = ese.Config(pes=1, activation_queue_depth=2, **UNIT)
     rng = np.random.default_rng(5)
     rows, columns = 64, 12
     matrix = _pe_matrix(rows, columns, rng)
@@ -138,7 +138,7 @@ def test_processing_element_accumulates_sparse_products_exactly():
     async def bench(ctx):
         await _load_pe(ctx, dut, config, pointers, entries)
         for column in order:
-            if not ctx.get(dut.activations.ready):
+            if not ctx.get(dut.accepting):        # what the broadcast waits on
                 queue_was_full.append(column)
             await stream_put(ctx, dut.activations,
                              {"column": column, "values": [int(activations[column])],
