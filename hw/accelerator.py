@@ -257,17 +257,24 @@ class LSTMAccelerator(wiring.Component):
                          reader.produced[1].eq(u.writeback.produced)]
         wiring.connect(m, u.critical.activations, u.arbiter.critical)
         wiring.connect(m, u.filler.activations, u.arbiter.filler)
+        # Every PE takes the column at once: when each says, from a register, that it can.
         all_ready = Signal()
-        m.d.comb += all_ready.eq(Cat(pe.activations.ready for pe in u.engines).all())
+        m.d.comb += all_ready.eq(Cat(pe.accepting for pe in u.engines).all())
         for pe in u.engines:
             m.d.comb += [pe.activations.payload.eq(u.arbiter.broadcast.payload),
                          pe.activations.valid.eq(u.arbiter.broadcast.valid & all_ready)]
         m.d.comb += u.arbiter.broadcast.ready.eq(all_ready)
-        fenced = Signal()      # every PE has passed every fence sent
-        m.d.comb += fenced.eq(Cat(pe.fences == u.arbiter.fences_requested
-                                  for pe in u.engines).all())
+        # Every PE has passed every fence sent: registered, so it is a cycle late, and
+        # cleared in the cycle a fence is asked for, when the count it compares with is a
+        # fence behind (no fence crosses the PEs in fewer than two cycles).
+        fenced = Signal()
+        m.d.sync += fenced.eq(Cat(pe.fences == u.arbiter.fences_requested
+                                  for pe in u.engines).all() & ~u.arbiter.fence_request)
+        # Every PE idle, registered: a cycle late, and never set in the cycle after a column
+        # (or a fence) entered the PEs, when their idle does not know it yet.
         all_idle = Signal()
-        m.d.comb += all_idle.eq(Cat(pe.idle for pe in u.engines).all())
+        m.d.sync += all_idle.eq(Cat(pe.idle for pe in u.engines).all()
+                                & ~(u.arbiter.broadcast.valid & all_ready))
         u.fenced, u.all_idle = fenced, all_idle
 
     def _connect_readout(self, m, u):
@@ -303,9 +310,13 @@ class LSTMAccelerator(wiring.Component):
         output_layout = data.StructLayout({"value": u.words, "last": unsigned(1)})
         m.submodules.output_queue = output_queue = SyncFIFOBuffered(
             width=output_layout.size, depth=self.OUTPUT_QUEUE_DEPTH)
+        # The free entries, registered: counted as if this cycle wrote one more (at most one
+        # write a cycle), so the registered figure never exceeds the true one.
         space = Signal(range(self.OUTPUT_QUEUE_DEPTH + 1))
+        full_soon = output_queue.level >= self.OUTPUT_QUEUE_DEPTH - 1
+        m.d.sync += space.eq(Mux(full_soon, 0,
+                                 self.OUTPUT_QUEUE_DEPTH - 1 - output_queue.level))
         m.d.comb += [
-            space.eq(self.OUTPUT_QUEUE_DEPTH - output_queue.level),
             u.cells.output_space.eq(space),
             u.writeback.output_space.eq(space),
             output_queue.w_en.eq(u.cells.output_valid | u.writeback.output_valid),

@@ -10,6 +10,10 @@ PE holds several of a cell's gates: gate j is read in cycle j // pes after the r
 the cell unit asks less often (:func:`cell_issue_gap`). Projection row r is held by PE
 r mod pes at local row r // pes and comes back on the lane of gate r mod 4.
 
+The PEs see each read a cycle after it is asked for (``REQUEST_CYCLES``): the requests reach
+every PE from registers, so a PE's issue stage, which a readout stalls, starts from flops.
+Each gate's choice among its PEs is registered too (``RETURN_CYCLES``), so the cell unit and
+the writeback start from flops.
 The cell unit's gates arrive :func:`gate_latency` cycles after it asks, the writeback's row
 ``ROW_LATENCY`` cycles after; the two never read at once. Rows that a readout (or a reset)
 cleared and nothing wrote since read as zero.
@@ -23,11 +27,16 @@ from ..sw.contract.memory_map import address_bits
 from .layouts import GATES, ChannelAccumulators, accumulator_row_bits
 from .pipeline import delay
 
-__all__ = ["AccumulatorReadout", "ROW_LATENCY", "GateReadout", "GateRequestSignature",
-           "RowRequestSignature", "cell_issue_gap", "gate_latency"]
+__all__ = ["AccumulatorReadout", "REQUEST_CYCLES", "RETURN_CYCLES", "ROW_LATENCY", "GateReadout",
+           "GateRequestSignature", "RowRequestSignature", "cell_issue_gap", "gate_latency"]
 
-#: Cycles from a projection row's request to its value.
-ROW_LATENCY = 1
+#: Cycles from a request to the PEs' read: the request registers.
+REQUEST_CYCLES = 1
+#: Cycles from the read's data to the units: the registers after each gate's choice of PE.
+RETURN_CYCLES = 1
+#: Cycles from a projection row's request to its value: the request registers, the read and
+#: the return registers.
+ROW_LATENCY = REQUEST_CYCLES + 1 + RETURN_CYCLES
 
 
 def _lanes(config):
@@ -42,8 +51,9 @@ def cell_issue_gap(config):
 
 
 def gate_latency(config):
-    """Cycles from a cell's request to its four gates."""
-    return cell_issue_gap(config)
+    """Cycles from a cell's request to its four gates: the request registers, one read per
+    cycle of the cell's gates, and the return registers."""
+    return REQUEST_CYCLES + cell_issue_gap(config) + RETURN_CYCLES
 
 
 def GateReadout(config):
@@ -103,6 +113,7 @@ class AccumulatorReadout(wiring.Component):
         config.require_sized()
         self.config = config
         row = unsigned(accumulator_row_bits(config))
+        self._row_shape = row
         super().__init__({
             "gates": In(GateRequestSignature(config)),
             "rows": In(RowRequestSignature(config)),
@@ -120,6 +131,7 @@ class AccumulatorReadout(wiring.Component):
         lanes = _lanes(config)
         reads_per_cell = cell_issue_gap(config)
         projection_base = GATES * config.cells_per_pe
+        row_shape = self._row_shape
 
         # Gate j of the cell asked for in cycle t is row 4n + j, read in cycle t + j // lanes.
         reads = []
@@ -136,14 +148,18 @@ class AccumulatorReadout(wiring.Component):
             """The PEs that can hold gate ``gate`` of a cell."""
             return [index for index in range(config.pes) if index % lanes == gate % lanes]
 
+        pe_read = Signal(config.pes)
+        pe_row = Signal(data.ArrayLayout(row_shape, config.pes))
         for index in range(config.pes):
             with m.If(rows.read & (rows.pe == index)):
-                m.d.comb += [self.pe_read[index].eq(1),
-                             self.pe_row[index].eq(projection_base + rows.address)]
+                m.d.comb += [pe_read[index].eq(1),
+                             pe_row[index].eq(projection_base + rows.address)]
             for gate, (valid, pe, row, _) in enumerate(reads):
                 if index in candidates(gate):
                     with m.Elif(valid & (pe == index)):
-                        m.d.comb += [self.pe_read[index].eq(1), self.pe_row[index].eq(row)]
+                        m.d.comb += [pe_read[index].eq(1), pe_row[index].eq(row)]
+        m.d.comb += [self.pe_read.eq(delay(m, pe_read, REQUEST_CYCLES, "pe_read")),
+                     self.pe_row.eq(delay(m, pe_row, REQUEST_CYCLES, "pe_row"))]
 
         # Route each read's data back on its gate's lane, zero where the row was cleared: a
         # lane chooses among the PEs that can hold its gate. A projection row from PE p comes
@@ -151,20 +167,20 @@ class AccumulatorReadout(wiring.Component):
         row_lane = rows.pe[:(lanes - 1).bit_length()] if lanes > 1 else 0
         values = []
         for gate, (valid, pe, _, step) in enumerate(reads):
-            source = Signal(max(1, pe_bits), name=f"gate{gate}_source")
+            asked = Signal(max(1, pe_bits), name=f"gate{gate}_asked")
             if gate < lanes:
-                m.d.sync += source.eq(Mux(rows.read & (row_lane == gate), rows.pe, pe))
+                m.d.comb += asked.eq(Mux(rows.read & (row_lane == gate), rows.pe, pe))
             else:
-                m.d.sync += source.eq(pe)
+                m.d.comb += asked.eq(pe)
+            source = delay(m, asked, REQUEST_CYCLES + 1, f"gate{gate}_source")
             value = Signal(ChannelAccumulators(config), name=f"gate{gate}_value")
             with m.Switch(source):
                 for index in candidates(gate):
                     with m.Case(index):
                         with m.If(~self.pe_fresh[index]):
                             m.d.comb += value.eq(self.pe_data[index])
-            values.append(value)
-        returned_lane = Signal(range(lanes), name="row_lane")
-        m.d.sync += returned_lane.eq(row_lane)
+            values.append(delay(m, value, RETURN_CYCLES, f"gate{gate}_returned"))
+        returned_lane = delay(m, row_lane, REQUEST_CYCLES + 1 + RETURN_CYCLES, "row_lane")
         with m.Switch(returned_lane):
             for lane in range(lanes):
                 with m.Case(lane):

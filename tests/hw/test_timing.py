@@ -26,7 +26,8 @@ def test_the_hardware_timing_is_made_of_its_modules_latencies(pes):
                                    + readout.gate_latency(config) + cell.ARITHMETIC_CYCLES)
     # The cell unit's own latency is its gate reads plus its arithmetic.
     assert cell.latency(config) == readout.gate_latency(config) + cell.ARITHMETIC_CYCLES
-    assert readout.gate_latency(config) == GATES // min(pes, GATES)
+    assert readout.gate_latency(config) == (readout.REQUEST_CYCLES + GATES // min(pes, GATES)
+                                            + readout.RETURN_CYCLES)
     assert timing.column_lead == pe.COLUMN_QUEUE_DEPTH
     assert timing.burst_issue_cycles == streamer.BURST_ISSUE_CYCLES
     # The figures the analytical model was validated with against the RTL (README: within
