@@ -116,7 +116,7 @@ class VectorReader(wiring.Component):
         more = active & (index < job.length)
         can_read = more & (index < followed)
 
-        # Stage 1 holds the activations read in the previous cycle.
+        # Stage 1 holds the activations read in the previous cycle (on the memory's port).
         held = Signal()
         held_column = Signal.like(job.column_base)
         held_target = Signal()
@@ -124,16 +124,28 @@ class VectorReader(wiring.Component):
         values = Signal(ChannelValues(self.config))
         for channel in range(self.config.channels):
             m.d.comb += values[channel].eq(Mux(held_mask[channel], self.read_data[channel], 0))
-        nonzero = values.as_value() != 0
-        advance = ~held | ~nonzero | self.activations.ready
+        # Stage 2 holds them registered, with whether any is non-zero: the test over every
+        # channel ends at a register, and a column of zeros is dropped here, without waiting
+        # for the arbiter.
+        sending = Signal()
+        sending_nonzero = Signal()
+        sending_column = Signal.like(held_column)
+        sending_target = Signal()
+        sending_values = Signal(ChannelValues(self.config))
+        advance_sent = ~sending | ~sending_nonzero | self.activations.ready
+        advance = ~held | advance_sent
+        with m.If(advance_sent):
+            m.d.sync += [sending.eq(held), sending_nonzero.eq(values.as_value() != 0),
+                         sending_column.eq(held_column), sending_target.eq(held_target),
+                         sending_values.eq(values)]
         m.d.comb += [
             self.read_address.eq(job.base + index),
             self.read_enable.eq(advance),
-            self.activations.valid.eq(held & nonzero),
-            self.activations.payload.column.eq(held_column),
-            self.activations.payload.values.eq(values),
-            self.activations.payload.target.eq(held_target),
-            self.busy.eq(active | held | queue.r_rdy),
+            self.activations.valid.eq(sending & sending_nonzero),
+            self.activations.payload.column.eq(sending_column),
+            self.activations.payload.values.eq(sending_values),
+            self.activations.payload.target.eq(sending_target),
+            self.busy.eq(active | held | sending | queue.r_rdy),
         ]
         with m.If(advance):
             m.d.sync += [held.eq(can_read), held_column.eq(job.column_base + index),
