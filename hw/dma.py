@@ -22,14 +22,17 @@ BURST_BEATS = 16
 _WORD = 32
 
 
-def _burst_words(left, full):
-    """Words of the next burst: ``full`` (a whole burst), or ``left`` when fewer remain."""
-    return Mux(left >= full, full, left[:full.bit_length()])
-
-
-def _beats(words, per_beat):
-    """Beats that carry ``words`` words, ``per_beat`` to a beat."""
-    return (words + per_beat - 1) // per_beat
+def _next_burst(left, per_beat):
+    """Words and beats of the next burst: a whole burst (``BURST_BEATS`` beats of
+    ``per_beat`` words, a power of two), or the ``left`` words when fewer remain, in the beats
+    that carry them. Whether fewer remain is a test of ``left``'s high bits and the beats of
+    the rest an adder on its low bits, side by side, so the choice is one mux deep."""
+    full = BURST_BEATS * per_beat
+    full_bits = full.bit_length() - 1            # log2(full)
+    whole = left[full_bits:].any()
+    rest = left[:full_bits]
+    rest_beats = (rest + per_beat - 1) >> (per_beat.bit_length() - 1)
+    return Mux(whole, full, rest), Mux(whole, BURST_BEATS, rest_beats)
 
 
 def _job_members(config):
@@ -94,7 +97,7 @@ class ImageWriter(wiring.Component):
                      bus.arburst.eq(1), bus.arsize.eq(size)]
         # The next burst is planned a cycle ahead (PLAN), so that the address channel is
         # driven from registers.
-        words = _burst_words(remaining, BURST_BEATS * per_beat)
+        words, beats_needed = _next_burst(remaining, per_beat)
         done = Signal()
         with m.FSM():
             with m.State("IDLE"):
@@ -104,8 +107,7 @@ class ImageWriter(wiring.Component):
                     m.next = "PLAN"
             with m.State("PLAN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [burst_words.eq(words),
-                             burst_beats.eq(_beats(words, per_beat)),
+                m.d.sync += [burst_words.eq(words), burst_beats.eq(beats_needed),
                              done.eq(remaining == 0)]
                 m.next = "ADDRESS"
             with m.State("ADDRESS"):
@@ -199,12 +201,17 @@ class ImageReader(wiring.Component):
         more = Signal()
         next_words = Signal(range(depth + 1))
         next_beats = Signal(range(BURST_BEATS + 1))
-        words = _burst_words(left, depth)
-        m.d.sync += [next_words.eq(words), next_beats.eq(_beats(words, per_beat)),
+        words, beats_needed = _next_burst(left, per_beat)
+        m.d.sync += [next_words.eq(words), next_beats.eq(beats_needed),
                      more.eq(left != 0), planned.eq(1)]
         with m.If(self.start):
             m.d.sync += [address.eq(self.address), left.eq(self.words), planned.eq(0)]
-        room = queue.level + Mux(unpacking, per_beat, 0) <= per_beat
+        # Room for a whole burst, registered: a cycle late, and only once no burst is on its
+        # way (then nothing more arrives, so the words counted a cycle ago are an upper
+        # bound of those that will be in the queue).
+        room = Signal()
+        m.d.sync += room.eq((queue.level + Mux(unpacking, per_beat, 0) <= per_beat)
+                            & ~outstanding)
         m.d.comb += [bus.araddr.eq(address), bus.arlen.eq(next_beats - 1),
                      bus.arvalid.eq(~self.start & ~outstanding & planned & more & room)]
         with m.If(bus.arvalid & bus.arready):
@@ -227,5 +234,9 @@ class ImageReader(wiring.Component):
             m.d.sync += lane.eq(lane + 1)
             with m.If(lane + 1 == beat_words):
                 m.d.sync += unpacking.eq(0)
-        m.d.comb += self.busy.eq((left != 0) | outstanding | unpacking | queue.r_rdy)
+        # Busy from registers: ``more`` (left != 0 a cycle ago), or a job that started last
+        # cycle, which ``more`` does not know yet.
+        started = Signal()
+        m.d.sync += started.eq(self.start)
+        m.d.comb += self.busy.eq(more | started | outstanding | unpacking | queue.r_rdy)
         return m

@@ -110,9 +110,11 @@ class WeightLoader(wiring.Component):
             with m.If(target == t):
                 m.d.comb += [known.eq(1), last_word.eq(word_index == words - 1)]
 
-        def check(t, w_pe, w_address, w_count):
+        end = Signal(33)                 # address + count, registered with count
+
+        def check(t, w_pe, w_end):
             """Whether a record header is well-formed for target ``t``."""
-            in_range = (w_address + w_count) <= mm.depth(t)
+            in_range = w_end <= mm.depth(t)
             pe_ok = (w_pe < config.pes) if t.per_pe else (w_pe == 0)
             return in_range & pe_ok
 
@@ -130,7 +132,7 @@ class WeightLoader(wiring.Component):
             with m.State("COUNT"):
                 m.d.comb += [self.words.ready.eq(1), self.busy.eq(1)]
                 with m.If(self.words.valid):
-                    m.d.sync += [count.eq(word), word_index.eq(0)]
+                    m.d.sync += [count.eq(word), end.eq(address + word), word_index.eq(0)]
                     m.next = "CHECK"
             with m.State("CHECK"):
                 # The header is checked from registers, a cycle after it is complete, so that
@@ -139,7 +141,7 @@ class WeightLoader(wiring.Component):
                 good = Signal()
                 for t in targets:
                     with m.If(target == t):
-                        m.d.comb += good.eq(check(t, pe, address, count))
+                        m.d.comb += good.eq(check(t, pe, end))
                 m.d.sync += discard.eq(~good)
                 with m.If(~good):
                     m.d.sync += error.eq(1)

@@ -69,11 +69,15 @@ class ControlRegisters(wiring.Component):
             m.d.sync += [write_address.eq(bus.awaddr), have_address.eq(1)]
         with m.If(bus.wvalid & bus.wready):
             m.d.sync += [write_data.eq(bus.wdata), have_data.eq(1)]
+        # A command is a strobe, registered: it acts in the cycle the write is answered.
+        command = Signal(32)
+        m.d.sync += command.eq(0)
+        m.d.comb += self.command.eq(command)
         with m.If(have_address & have_data & ~responding):
             m.d.sync += [responding.eq(1), have_address.eq(0), have_data.eq(0)]
             with m.Switch(write_address[2:]):
                 with m.Case(Register.CONTROL >> 2):
-                    m.d.comb += self.command.eq(write_data)
+                    m.d.sync += command.eq(write_data)
                 with m.Case(Register.IMAGE_ADDRESS >> 2):
                     m.d.sync += image_address.eq(write_data)
                 with m.Case(Register.IMAGE_WORDS >> 2):
@@ -81,13 +85,16 @@ class ControlRegisters(wiring.Component):
         with m.If(responding & bus.bready):
             m.d.sync += responding.eq(0)
 
-        # Reads: one register per address; unknown addresses read zero.
+        # Reads: one register per address; unknown addresses read zero. The address is
+        # registered (looking), then the register it names (reading).
         read_data = Signal(32)
+        read_address = Signal(ADDRESS_BITS)
+        looking = Signal()
         reading = Signal()
         cycles_high = Signal(32)
         busy_high = Signal(32)
-        m.d.comb += [bus.arready.eq(~reading), bus.rvalid.eq(reading), bus.rdata.eq(read_data),
-                     bus.rresp.eq(0)]
+        m.d.comb += [bus.arready.eq(~looking & ~reading), bus.rvalid.eq(reading),
+                     bus.rdata.eq(read_data), bus.rresp.eq(0)]
         values = {
             Register.MAGIC: self.magic, Register.FORMAT_VERSION: self.format_version,
             Register.BUILD_ID: self.build_id, Register.STATUS: self.status,
@@ -100,8 +107,10 @@ class ControlRegisters(wiring.Component):
         }
         parameters = config_register_values(self.config)
         with m.If(bus.arvalid & bus.arready):
-            m.d.sync += reading.eq(1)
-            with m.Switch(bus.araddr[2:]):
+            m.d.sync += [read_address.eq(bus.araddr), looking.eq(1)]
+        with m.If(looking):
+            m.d.sync += [looking.eq(0), reading.eq(1)]
+            with m.Switch(read_address[2:]):
                 for register, value in values.items():
                     with m.Case(register >> 2):
                         m.d.sync += read_data.eq(value)
@@ -110,9 +119,9 @@ class ControlRegisters(wiring.Component):
                         m.d.sync += read_data.eq(value & 0xFFFFFFFF)
                 with m.Default():
                     m.d.sync += read_data.eq(0)
-            with m.If(bus.araddr[2:] == Register.CYCLES_LOW >> 2):
+            with m.If(read_address[2:] == Register.CYCLES_LOW >> 2):
                 m.d.sync += cycles_high.eq(self.cycles[32:])
-            with m.If(bus.araddr[2:] == Register.BUSY_LOW >> 2):
+            with m.If(read_address[2:] == Register.BUSY_LOW >> 2):
                 m.d.sync += busy_high.eq(self.busy_cycles[32:])
         with m.If(reading & bus.rready):
             m.d.sync += reading.eq(0)

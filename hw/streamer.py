@@ -164,6 +164,8 @@ class WeightStreamer(wiring.Component):
         address = Signal(config.memory_address_bits)
         beats = Signal(range(burst + 1))
         lap_end = Signal()                 # the burst ends the section's lap
+        boundary_bits = (boundary_beats - 1).bit_length()
+        to_boundary = Signal(range(boundary_beats + 1))    # beats to the next 4 KB boundary
         m.d.sync += just_issued.eq(0)
         m.d.comb += table_read.addr.eq(chosen >> 1)
         with m.FSM():
@@ -191,17 +193,15 @@ class WeightStreamer(wiring.Component):
                 odd = chosen[0]
                 offset = Mux(odd, section.critical_offset, section.filler_offset)
                 total = Mux(odd, section.critical_beats, section.filler_beats)
-                m.d.sync += [position.eq(offset + chosen_lap_beat),
-                             left.eq(total - chosen_lap_beat)]
+                start = offset + chosen_lap_beat
+                m.d.sync += [position.eq(start), left.eq(total - chosen_lap_beat),
+                             to_boundary.eq(boundary_beats - start[:boundary_bits])]
                 m.next = "SIZE"
             with m.State("SIZE"):
                 # The burst is min(left, burst, to_boundary), and ends the lap when that is
                 # ``left``; the comparisons run side by side on narrow values (``left`` is
                 # compared only when its high bits are zero), to keep the logic shallow.
                 m.d.comb += self.busy.eq(1)
-                to_boundary = Signal(range(boundary_beats + 1))
-                m.d.comb += to_boundary.eq(
-                    boundary_beats - position[:(boundary_beats - 1).bit_length()])
                 low_bits = max(boundary_beats, burst).bit_length()
                 left_low = left[:low_bits]
                 left_is_low = (left >> low_bits) == 0

@@ -195,7 +195,11 @@ class AcceleratorSystem(wiring.Component):
         # A reset lasts RESET_CYCLES, and until the streamer has drained its reads.
         draining = Signal()
         streaming = Signal() if u.streamer is None else u.streamer.busy
-        m.d.comb += u.core_reset.eq((reset_count != 0) | draining)
+        # The core's reset, registered (it reaches every flop of the core): this cycle's
+        # value of (reset_count != 0) | draining, from last cycle's state. draining is set
+        # with reset_count and cleared only once it is zero.
+        m.d.sync += u.core_reset.eq((command & Control.RESET).any()
+                                    | (draining & ((reset_count != 0) | streaming)))
         with m.If(reset_count != 0):
             m.d.sync += reset_count.eq(reset_count - 1)
         with m.Elif(~streaming):
@@ -268,7 +272,11 @@ class AcceleratorSystem(wiring.Component):
         step_cycles = Signal(32)
         last_step = Signal(64)
         m.d.sync += cycles.eq(cycles + 1)
-        with m.If(u.core.busy):
+        # The core's busy reaches the counter and the status from a register: every busy
+        # cycle is counted, a cycle later.
+        core_busy = Signal()
+        m.d.sync += core_busy.eq(u.core.busy)
+        with m.If(core_busy):
             m.d.sync += busy_cycles.eq(busy_cycles + 1)
         with m.If(u.core.frames_in.tvalid & u.core.frames_in.tready & u.core.frames_in.tlast):
             m.d.sync += steps_in.eq(steps_in + 1)
@@ -278,7 +286,7 @@ class AcceleratorSystem(wiring.Component):
 
         # Bits in the order of ese.sw.contract.registers.Status.
         status = Signal(32)
-        m.d.comb += status.eq(Cat(u.core.busy | u.core_reset, u.writer.busy,
+        m.d.comb += status.eq(Cat(core_busy | u.core_reset, u.writer.busy,
                                   u.load_pending | loading | u.reader.busy, loaded, errors != 0,
                                   u.result_open | u.closing))
         assert [Status.BUSY, Status.STORING, Status.LOADING, Status.LOADED, Status.ERROR,
