@@ -111,6 +111,8 @@ class WeightLoader(wiring.Component):
                 m.d.comb += [known.eq(1), last_word.eq(word_index == words - 1)]
 
         end = Signal(33)                 # address + count, registered with count
+        empty = Signal()                 # the record has no elements
+        ok = Signal(len(targets))        # the header is well-formed for each target
 
         def check(t, w_pe, w_end):
             """Whether a record header is well-formed for target ``t``."""
@@ -136,16 +138,19 @@ class WeightLoader(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 # The header is checked from registers, a cycle after it is complete, so that
-                # the range check stays off the stream's path.
+                # the range check stays off the stream's path: every target's check at once,
+                # registered, and the record's target picks its verdict a cycle later.
                 m.d.comb += self.busy.eq(1)
-                good = Signal()
-                for t in targets:
-                    with m.If(target == t):
-                        m.d.comb += good.eq(check(t, pe, end))
+                m.d.sync += [ok.eq(Cat(check(t, pe, end) for t in targets)),
+                             empty.eq(count == 0)]
+                m.next = "VERDICT"
+            with m.State("VERDICT"):
+                m.d.comb += self.busy.eq(1)
+                good = Cat((target == t) & ok[index] for index, t in enumerate(targets)).any()
                 m.d.sync += discard.eq(~good)
                 with m.If(~good):
                     m.d.sync += error.eq(1)
-                with m.If(count != 0):
+                with m.If(~empty):
                     m.next = "DATA"
                 with m.Else():
                     m.next = "TARGET"
