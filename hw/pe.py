@@ -387,8 +387,7 @@ class ProcessingElement(wiring.Component):
                          entry_write.en.eq(self.entry_write.en)]
             entry_read = entries.read_port()
             m.d.comb += [fetch.eq(u.columns.r_rdy & room),
-                         entry_read.addr.eq(word), entry_read.en.eq(fetch),
-                         ]
+                         entry_read.addr.eq(word), entry_read.en.eq(fetch)]
             m.d.sync += entry_data.eq(entry_read.data)
         column_done = current.fence | at_last
         m.d.comb += [

@@ -113,7 +113,6 @@ class AccumulatorReadout(wiring.Component):
         config.require_sized()
         self.config = config
         row = unsigned(accumulator_row_bits(config))
-        self._row_shape = row
         super().__init__({
             "gates": In(GateRequestSignature(config)),
             "rows": In(RowRequestSignature(config)),
@@ -131,7 +130,6 @@ class AccumulatorReadout(wiring.Component):
         lanes = _lanes(config)
         reads_per_cell = cell_issue_gap(config)
         projection_base = GATES * config.cells_per_pe
-        row_shape = self._row_shape
 
         # Gate j of the cell asked for in cycle t is row 4n + j, read in cycle t + j // lanes.
         reads = []
@@ -148,8 +146,8 @@ class AccumulatorReadout(wiring.Component):
             """The PEs that can hold gate ``gate`` of a cell."""
             return [index for index in range(config.pes) if index % lanes == gate % lanes]
 
-        pe_read = Signal(config.pes)
-        pe_row = Signal(data.ArrayLayout(row_shape, config.pes))
+        pe_read = Signal.like(self.pe_read)
+        pe_row = Signal(self.pe_row.shape())
         for index in range(config.pes):
             with m.If(rows.read & (rows.pe == index)):
                 m.d.comb += [pe_read[index].eq(1),
