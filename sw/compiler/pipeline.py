@@ -8,18 +8,23 @@ without the compiler.
 
 import copy
 
+import numpy as np
+
+from ..contract.arithmetic import LayerFormats
 from ..contract.config import Config
 from ..contract.errors import ConfigError
 from ..runtime.encoding import encode_model
 from ..runtime.program import Program
 from .converters import converter_for
+from .formats import calibration_sequences, choose_formats, float_forward
 from .pruning import PRUNING_KINDS, prune_module
 from .quantization import quantize_model
 
 __all__ = ["compile"]
 
 
-def compile(module, config=None, density=None, pruning="balanced"):
+def compile(module, config=None, density=None, pruning="balanced", calibration=None,
+            formats="auto"):
     """Compile a PyTorch LSTM for the accelerator.
 
     Parameters
@@ -33,6 +38,15 @@ def compile(module, config=None, density=None, pruning="balanced"):
         Fraction of each weight matrix to keep; None keeps the module's own zeros.
     pruning : "balanced" or "global"
         Load-balanced per PE (ESE) or one magnitude threshold per matrix.
+    calibration : array or list of arrays, optional
+        Representative input frames: one sequence (frames, inputs), a batch (sequences,
+        frames, inputs) or a list of sequences. They choose the first layer's input format
+        and each projection's output format, and the report records what saturated on them
+        and the largest error of the outputs against the float model.
+    formats : "auto" or "configured"
+        "auto" (the default) chooses each matrix's, peepholes' and biases' format from their
+        values (see :mod:`.formats`); "configured" keeps ``config``'s formats everywhere (ESE's
+        fixed formats; whatever lies beyond them saturates).
 
     Returns
     -------
@@ -49,10 +63,40 @@ def compile(module, config=None, density=None, pruning="balanced"):
         prune_module(pruned, converter.prunable(pruned), density, config.pes, pruning)
     pruned.eval()
     description = converter.describe(pruned)
-    model, report = quantize_model(description, config)
+    if formats not in ("auto", "configured"):
+        raise ConfigError(f"formats must be 'auto' or 'configured', not {formats!r}")
+    sequences = (calibration_sequences(calibration, description.inputs)
+                 if calibration is not None else None)
+    if formats == "auto":
+        chosen = choose_formats(description, config, sequences)
+    else:
+        chosen = [LayerFormats() for _ in description.layers]
+    model, report = quantize_model(description, config, chosen)
     image = encode_model(model, config)
     model.config = image.config
     metadata = {"source": converter.display_name, "density": density,
                 "pruning": pruning if density is not None else None}
-    return Program(model, image, report, metadata, pruned_module=pruned,
-                   run_float=converter.run_float)
+    program = Program(model, image, report, metadata, pruned_module=pruned,
+                      run_float=converter.run_float)
+    if sequences is not None:
+        report.calibration = calibrate(program, description, sequences)
+    return program
+
+
+def calibrate(program, description, sequences):
+    """What the calibration frames show of a compiled program: how many values saturated
+    (inputs, cell states, projection outputs, per layer) and the largest distance of its
+    outputs from the float model's."""
+    saturated = {}
+    largest = 0.0
+    frames = 0
+    for sequence in sequences:
+        codes, clipped = program.encode_inputs(sequence)
+        if clipped:
+            saturated["input"] = saturated.get("input", 0) + clipped
+        outputs = program.decode_outputs(program.predict_codes(codes, saturated=saturated))
+        reference = float_forward(description, sequence)[-1]
+        largest = max(largest, float(np.abs(outputs - reference).max()))
+        frames += len(sequence)
+    return {"frames": frames, "saturated": {k: v for k, v in saturated.items() if v},
+            "max_error": largest}

@@ -22,7 +22,8 @@ import numpy as np
 
 __all__ = [
     "FixedFormat", "round_shift", "saturate", "requantize", "quantize", "dequantize",
-    "ActivationTable", "sigmoid_table", "tanh_table", "cell_update",
+    "ActivationTable", "sigmoid_table", "tanh_table", "cell_update", "LayerFormats",
+    "project_output",
 ]
 
 
@@ -55,6 +56,85 @@ class FixedFormat:
 
     def __str__(self):
         return f"Q{self.bits - self.frac - 1}.{self.frac} ({self.bits}-bit signed)"
+
+
+@dataclass(frozen=True)
+class LayerFormats:
+    """The fixed-point formats of one layer, as shifts from the configured ones.
+
+    Each field says how many fraction bits fewer than the configured format of its kind a
+    layer's values have: 0 is the configured format itself (``Config.weight_format`` for the
+    matrices and peepholes, ``bias_format`` for the biases, ``activation_format`` for the
+    input x and the output y), ``k`` the same width with ``k`` fewer fraction bits, so ``2**k``
+    times the range, and ``-k`` (weights and the first input only; see :meth:`check`) ``k``
+    more. The compiler chooses them (:mod:`ese.sw.compiler.formats`); the hardware
+    and the golden model align every product onto the accumulator grid of the configured
+    formats (``product_frac_bits``) with the shifts of :meth:`alignments`, so that sums stay
+    exact. ``output`` is 0 without a projection (y = m, in the activation format); a layer's
+    ``input`` is the previous layer's ``output``.
+    """
+
+    input: int = 0
+    output: int = 0
+    input_weights: int = 0
+    recurrent_weights: int = 0
+    projection: int = 0
+    peephole: int = 0
+    bias: int = 0
+
+    NAMES = ("input", "output", "input_weights", "recurrent_weights", "projection",
+             "peephole", "bias")
+
+    def format(self, config, name):
+        """The :class:`FixedFormat` of ``name`` (one of :attr:`NAMES`) under ``config``."""
+        base = {"input": config.activation_format, "output": config.activation_format,
+                "bias": config.bias_format}.get(name, config.weight_format)
+        return FixedFormat(base.bits, base.frac - getattr(self, name))
+
+    def alignments(self):
+        """Left shifts that bring each kind of term onto the accumulator grid, beyond the
+        configured formats' own fixed shifts: the layer descriptor's alignment fields."""
+        return {
+            "input_align": self.input_weights + self.input,        # W_x x
+            "recurrent_align": self.recurrent_weights + self.output,  # W_r y_{t-1}
+            "projection_align": self.projection,                   # W_ym m (m: activation)
+            "bias_align": self.bias,
+            "peephole_align": self.peephole,
+            "output_align": self.output,                           # y = requant(W_ym m)
+        }
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in self.NAMES}
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**{name: int(values[name]) for name in cls.NAMES})
+
+    def check(self, config, proj, what="a layer"):
+        """Refuse formats the hardware cannot align.
+
+        Every shift is a count, except that a matrix's weights may be finer than configured
+        (a negative shift) where its input is coarser: the product grid only needs the two
+        together, ``input_weights + input`` and ``recurrent_weights + output``, at least 0.
+        The first layer's input may likewise be finer where W_x is coarser. Every alignment
+        must fit ``Config.align_bits``, and every format keep at least 0 fraction bits.
+        """
+        for name in self.NAMES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{what}: format shift {name}={value!r} is not an integer")
+            if value < 0 and name not in ("input", "input_weights", "recurrent_weights"):
+                raise ValueError(f"{what}: format shift {name}={value} may not be negative")
+            if self.format(config, name).frac < 0:
+                raise ValueError(f"{what}: format shift {name}={value} leaves fewer than 0 "
+                                 f"fraction bits")
+        for name, value in self.alignments().items():
+            if not 0 <= value <= config.max_align:
+                raise ValueError(f"{what}: alignment {name}={value} is outside 0 .. "
+                                 f"{config.max_align} (Config.align_bits={config.align_bits})")
+        if not proj and self.output:
+            raise ValueError(f"{what}: a layer without projection outputs m in the activation "
+                             f"format (output shift 0, not {self.output})")
 
 
 def round_shift(value, shift):
@@ -161,7 +241,18 @@ def tanh_table(config):
     return ActivationTable(np.tanh, config.activation_format, config.table_index_bits, "tanh")
 
 
-def cell_update(config, gates, bias, peephole, cell, sigmoid=None, tanh=None):
+def project_output(config, total, formats):
+    """y from a projection accumulator (``product_frac_bits``, products aligned), in the
+    layer's output format: a floor shift by ``formats.output`` (exact division by its power
+    of two, rounding down), then rounding and saturation to the activation width as with the
+    configured format. With ``weight_frac_bits >= 1`` this is round-to-nearest, ties up,
+    straight to the output format."""
+    return requantize(total >> formats.output, config.product_frac_bits,
+                      config.activation_format)
+
+
+def cell_update(config, gates, bias, peephole, cell, sigmoid=None, tanh=None, formats=None,
+                saturated=None):
     """One LSTM cell update in integers, exactly as the hardware's cell unit does it.
 
     Parameters
@@ -174,6 +265,11 @@ def cell_update(config, gates, bias, peephole, cell, sigmoid=None, tanh=None):
         Peephole weights w_ic, w_fc, w_oc in ``weight_format`` (zeros where there are none).
     cell : int64 array (cells,)
         Previous cell state in ``cell_format``.
+    formats : LayerFormats, optional
+        The layer's formats (the configured ones by default): biases in
+        ``formats.format(config, "bias")``, peepholes in ``format(config, "peephole")``.
+    saturated : dict, optional
+        If given, ``saturated["cell"]`` is increased by the cell states that saturated.
 
     Returns
     -------
@@ -184,10 +280,12 @@ def cell_update(config, gates, bias, peephole, cell, sigmoid=None, tanh=None):
     tanh = tanh or tanh_table(config)
     act = config.activation_format
     acc_frac = config.product_frac_bits
-    bias_shift = acc_frac - config.bias_frac_bits
+    formats = formats or LayerFormats()
+    bias_shift = acc_frac - config.bias_frac_bits + formats.bias
     # Peephole products carry weight_frac + cell_frac fraction bits; the accumulator grid has
     # weight_frac + activation_frac, so they move left by the difference, exactly.
-    peep_shift = config.activation_frac_bits - config.cell_frac_bits
+    cell_shift = config.activation_frac_bits - config.cell_frac_bits
+    peep_shift = cell_shift + formats.peephole
 
     def gate_input(gate, peep=None):
         total = gates[gate] + (bias[gate] << bias_shift)
@@ -200,8 +298,11 @@ def cell_update(config, gates, bias, peephole, cell, sigmoid=None, tanh=None):
     g = tanh.lookup(gate_input(2))
     # f*c has activation_frac + cell_frac fraction bits and i*g has 2*activation_frac: align
     # f*c to i*g, add exactly, then round once into the cell format.
-    mixed = ((f * cell) << peep_shift) + i * g
+    mixed = ((f * cell) << cell_shift) + i * g
     new_cell = requantize(mixed, 2 * config.activation_frac_bits, config.cell_format)
+    if saturated is not None:
+        exact = round_shift(mixed, 2 * config.activation_frac_bits - config.cell_frac_bits)
+        saturated["cell"] = saturated.get("cell", 0) + int(np.count_nonzero(exact != new_cell))
     o = sigmoid.lookup(gate_input(3, peephole[2] * new_cell))
     squashed = tanh.lookup(requantize(new_cell, config.cell_frac_bits, act))
     output = requantize(o * squashed, 2 * config.activation_frac_bits, act)

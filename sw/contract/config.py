@@ -67,6 +67,13 @@ class Config:
         8192 in magnitude: a row's absolute weights may add up to 1024 even with every
         activation at its extreme. Every channel of every PE keeps one accumulator per row,
         so this width sets most of the accelerator's memory and adder size.
+    align_bits : int
+        Width of the alignment shifts in each layer descriptor (see docs/arithmetic.md,
+        "Formats chosen per model"): a matrix's weights, a layer's input or output and its
+        biases and peepholes may each take a format up to ``2**align_bits - 1`` fraction bits
+        coarser than the configured one, chosen by the compiler from the model (and from
+        calibration frames), and the hardware shifts them back onto the common grid before
+        they meet. 0 builds no shifters: every format is the configured one.
     table_index_bits : int
         The sigmoid and tanh tables have ``2**table_index_bits`` segments over the whole
         activation range, with linear interpolation inside a segment.
@@ -108,6 +115,7 @@ class Config:
     bias_bits: int = 16
     bias_frac_bits: int = 12
     accumulator_bits: int = 36
+    align_bits: int = 4
     table_index_bits: int = 10
     entries_per_read: int = 4
     activation_queue_depth: int = 16
@@ -142,6 +150,7 @@ class Config:
         positive_int("cell_bits", self.cell_bits, 4, 40)
         positive_int("bias_bits", self.bias_bits, 2, 40)
         positive_int("accumulator_bits", self.accumulator_bits, 8, 64)
+        positive_int("align_bits", self.align_bits, 0, 5)
         positive_int("activation_queue_depth", self.activation_queue_depth, 2, 1024)
         positive_int("entries_per_read", self.entries_per_read, 1, 8)
         if not _is_power_of_two(self.entries_per_read):
@@ -228,6 +237,11 @@ class Config:
     @property
     def bias_format(self):
         return FixedFormat(self.bias_bits, self.bias_frac_bits)
+
+    @property
+    def max_align(self):
+        """The largest alignment shift a layer descriptor holds (``2**align_bits - 1``)."""
+        return (1 << self.align_bits) - 1
 
     @property
     def product_bits(self):

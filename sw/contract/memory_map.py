@@ -26,7 +26,7 @@ ENTRIES into the PEs then; the streamer moves them every frame step.
 import enum
 from dataclasses import dataclass
 
-__all__ = ["FORMAT_VERSION", "GATES", "PEEPHOLES", "CELL_PARAMETERS", "LoadTarget",
+__all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "GATES", "PEEPHOLES", "CELL_PARAMETERS", "LoadTarget",
            "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
            "pack_fields", "unpack_fields", "address_bits", "count_bits"]
 
@@ -35,8 +35,15 @@ __all__ = ["FORMAT_VERSION", "GATES", "PEEPHOLES", "CELL_PARAMETERS", "LoadTarge
 #: 1: first release. 2: the gate matrix's rows are interleaved cell by cell across the PEs
 #: (see ese.sw.runtime.encoding), so a version 1 image's per-PE entries mean other rows. 3: the
 #: hardware parameters include ``stream_window``, and the load stream may hold STREAMS and
-#: PADDING records (weights streamed from off-chip memory).
-FORMAT_VERSION = 3
+#: PADDING records (weights streamed from off-chip memory). 4: formats chosen per model: the
+#: hardware parameters include ``align_bits``, every layer descriptor holds its alignment
+#: shifts and the header its formats (see docs/arithmetic.md).
+FORMAT_VERSION = 4
+
+#: The layer descriptor's alignment shifts (``Config.align_bits`` wide each; see
+#: ``ese.sw.contract.arithmetic.LayerFormats.alignments``).
+ALIGNMENT_FIELDS = ("input_align", "recurrent_align", "projection_align", "bias_align",
+                    "peephole_align", "output_align")
 
 #: Gate rows per cell (i, f, g, o): the encoding interleaves them cell by cell across the PEs
 #: and the hardware keeps one accumulator row each.
@@ -167,7 +174,7 @@ class MemoryMap:
             ("cell_output_base", address_bits(c.vector_depth), False),
             ("cell_base", address_bits(c.cell_depth), False),
             ("last", 1, False),
-        ]
+        ] + [(name, c.align_bits, False) for name in ALIGNMENT_FIELDS]
 
     @property
     def descriptor_bits(self):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..contract.arithmetic import LayerFormats
 from ..contract.errors import ImageError
 from ..contract.memory_map import (
     CELL_PARAMETERS,
@@ -93,7 +94,9 @@ def layout_model(layers, pes):
 
     The first layer's input frames live in their own double-buffered input memory; every
     other activation vector (each layer's y, and the scratch m of projected layers) lives in
-    the vector memory, where layer ``l + 1`` reads layer ``l``'s y as its input.
+    the vector memory, where layer ``l + 1`` reads layer ``l``'s y as its input. Each
+    descriptor also holds its layer's alignment shifts (``layer.formats``, the configured
+    formats where a layer has none).
     """
     descriptors = []
     column, cell, vector = 0, 0, 0
@@ -116,6 +119,7 @@ def layout_model(layers, pes):
             "cell_output_base": cell_output_scratch if layer.proj else recurrent_bases[index],
             "cell_base": cell,
             "last": int(index == len(layers) - 1),
+            **(getattr(layer, "formats", None) or LayerFormats()).alignments(),
         })
         column += layer.inputs + layer.recurrent + (layer.cells if layer.proj else 0)
         cell += layer.cells
@@ -144,6 +148,9 @@ class HardwareImage:
         One per layer (see :attr:`MemoryMap.descriptor_fields`).
     padding : int64 array (pes,)
         Padding entries per PE.
+    formats : list of LayerFormats
+        Each layer's formats (the descriptors hold their alignment shifts; the host needs
+        the input and output formats, and decoding the rest).
     """
 
     config: object
@@ -152,6 +159,7 @@ class HardwareImage:
     cell_parameters: np.ndarray
     descriptors: list
     padding: np.ndarray = field(default=None)
+    formats: list = field(default=None)
 
     @property
     def memory_map(self):
@@ -316,10 +324,12 @@ def encode_model(model, config):
          for layer in model.layers]).astype(np.int64)
     # The memory map's field widths depend on the sized capacities; check they hold the layout.
     mm = MemoryMap(sized)
-    for descriptor in layout.descriptors:
+    formats = [layer.formats for layer in model.layers]
+    for index, (descriptor, layer) in enumerate(zip(layout.descriptors, model.layers)):
+        layer.formats.check(sized, layer.proj, f"layer {index}")
         pack_fields(descriptor, mm.descriptor_fields)
     return HardwareImage(sized, pointers.astype(np.int64), entries, cell_parameters,
-                         layout.descriptors, padding)
+                         layout.descriptors, padding, formats)
 
 
 def _signed(values, bits):
@@ -406,12 +416,19 @@ def decode_image(image):
                     words, np.diff(pointer[span.start:span.stop + 1]), own, config,
                     f"layer {index} projection, PE {pe}")
         params = image.cell_parameters[d["cell_base"]:d["cell_base"] + cells]
+        formats = image.formats[index] if image.formats else LayerFormats()
+        if formats.alignments() != {name: d[name] for name in formats.alignments()}:
+            raise ImageError(f"layer {index}: the descriptor's alignment shifts do not match "
+                             f"the layer's formats")
         layers.append(QuantizedLayer(
             input_weights=gates[:, :inputs], recurrent_weights=gates[:, inputs:],
             bias=params[:, :GATES].T.reshape(-1).copy(), peephole=params[:, GATES:].T.copy(),
-            projection=projection))
+            projection=projection, formats=formats))
     for index in range(1, len(layers)):
         if layers[index].inputs != layers[index - 1].outputs:
             raise ImageError(f"layer {index} takes {layers[index].inputs} inputs but layer "
                              f"{index - 1} produces {layers[index - 1].outputs}")
+        if layers[index].formats.input != layers[index - 1].formats.output:
+            raise ImageError(f"layer {index} reads its input in another format than layer "
+                             f"{index - 1} writes it")
     return QuantizedModel(config, layers)

@@ -12,7 +12,13 @@ summation order.
 import numpy as np
 from scipy import sparse
 
-from ..contract.arithmetic import cell_update, requantize, sigmoid_table, tanh_table
+from ..contract.arithmetic import (
+    cell_update,
+    project_output,
+    round_shift,
+    sigmoid_table,
+    tanh_table,
+)
 
 __all__ = ["GoldenModel"]
 
@@ -45,29 +51,37 @@ class GoldenModel:
                 as_sparse(layer.projection) if layer.projection is not None else None,
             ))
 
-    def run(self, codes, trace=None):
+    def run(self, codes, trace=None, saturated=None):
         """Run one sequence from zero state.
 
         Parameters
         ----------
         codes : int64 array (frames, inputs)
-            Input frames in the activation format.
+            Input frames in the first layer's input format.
         trace : list, optional
             If given, receives one dict per layer with the vectors the hardware broadcasts,
             each (frames, size): ``inputs`` (x), ``recurrent`` (y_{t-1}) and ``cells`` (m).
+        saturated : dict, optional
+            If given, counts the values that saturated in the datapath, by layer:
+            ``"layer0.cell"`` (cell states), ``"layer0.output"`` (projection outputs y).
 
         Returns
         -------
         int64 array (frames, outputs)
-            The last layer's y for every frame, in the activation format.
+            The last layer's y for every frame, in its output format.
         """
         config = self.config
-        act = config.activation_format
-        acc_frac = config.product_frac_bits
         sequence = np.asarray(codes, dtype=np.int64)
-        for layer, input_weights, recurrent_weights, projection in self._layers:
-            # W_x x_t does not depend on the recurrence: all frames in one product.
+        for index, (layer, input_weights, recurrent_weights, projection) in enumerate(
+                self._layers):
+            formats = layer.formats
+            counts = {} if saturated is not None else None
+            # W_x x_t does not depend on the recurrence: all frames in one product, aligned
+            # onto the accumulator grid as the PEs align every product.
             from_input = _exact(input_weights @ sequence.T.astype(np.float64)).T
+            from_input = from_input << formats.alignments()["input_align"]
+            recurrent_align = formats.alignments()["recurrent_align"]
+            projection_align = formats.projection
             cells = layer.cells
             bias = layer.bias.reshape(4, cells)
             y = np.zeros(layer.recurrent, dtype=np.int64)
@@ -81,16 +95,27 @@ class GoldenModel:
             for t in range(len(sequence)):
                 if trace is not None:
                     recorded["recurrent"][t] = y
-                gates = from_input[t] + _exact(recurrent_weights @ y.astype(np.float64))
+                gates = from_input[t] + (_exact(recurrent_weights @ y.astype(np.float64))
+                                         << recurrent_align)
                 c, m = cell_update(config, gates.reshape(4, cells), bias, layer.peephole, c,
-                                   self.sigmoid, self.tanh)
+                                   self.sigmoid, self.tanh, formats, counts)
                 if trace is not None:
                     recorded["cells"][t] = m
                 if projection is not None:
-                    y = requantize(_exact(projection @ m.astype(np.float64)), acc_frac, act)
+                    total = _exact(projection @ m.astype(np.float64)) << projection_align
+                    y = project_output(config, total, formats)
+                    if counts is not None:
+                        wide = round_shift(total >> formats.output,
+                                           config.weight_frac_bits)
+                        counts["output"] = counts.get("output", 0) + int(
+                            np.count_nonzero(wide != y))
                 else:
                     y = m
                 outputs[t] = y
+            if saturated is not None:
+                for name, count in counts.items():
+                    key = f"layer{index}.{name}"
+                    saturated[key] = saturated.get(key, 0) + count
             sequence = outputs
         return sequence
 

@@ -28,9 +28,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..contract.arithmetic import LayerFormats
 from ..contract.config import Config
 from ..contract.errors import ConfigError, EseError, ImageError
-from ..contract.memory_map import CELL_PARAMETERS, FORMAT_VERSION
+from ..contract.memory_map import ALIGNMENT_FIELDS, CELL_PARAMETERS, FORMAT_VERSION
 from .encoding import HardwareImage
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "image_bytes",
@@ -46,7 +47,7 @@ MAX_WEIGHTS = 1 << 26
 #: The layer descriptor's fields (see ese.sw.runtime.encoding.layout_model).
 _DESCRIPTOR_FIELDS = frozenset((
     "inputs", "recurrent", "cells", "proj", "column_base", "input_base", "recurrent_base",
-    "cell_output_base", "cell_base", "last"))
+    "cell_output_base", "cell_base", "last", *ALIGNMENT_FIELDS))
 _SECTION_DTYPES = {"uint32": np.dtype("<u4"), "int32": np.dtype("<i4")}
 
 
@@ -74,6 +75,7 @@ def image_bytes(image, metadata):
         "format": "ese-weight-image",
         "config": image.config.to_dict(),
         "layers": image.descriptors,
+        "formats": [f.to_dict() for f in image.formats],
         "sections": table,
         "metadata": metadata,
     }
@@ -183,16 +185,45 @@ def _parse(header, body, path):
         raise ImageError(f"{path}: the column pointers do not account for the entries")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     entries = [sections["entries"][bounds[k]:bounds[k + 1]] for k in range(config.pes)]
-    descriptors = _check_layers(header["layers"], config, sections, path)
+    formats = _check_formats(header["formats"], header["layers"], config, path)
+    descriptors = _check_layers(header["layers"], formats, config, sections, path)
     image = HardwareImage(config, pointers, entries, sections["cell_parameters"], descriptors,
-                          sections["padding"])
+                          sections["padding"], formats)
     metadata = header.get("metadata", {})
     if not isinstance(metadata, dict):
         raise ImageError(f"{path}: metadata is malformed")
     return image, metadata
 
 
-def _check_layers(layers, config, sections, path):
+def _check_formats(formats, layers, config, path):
+    """Each layer's formats: a mapping of counts the hardware's alignment shifts hold, the
+    input of each layer the output of the one before."""
+    if (not isinstance(formats, list) or not isinstance(layers, list)
+            or len(formats) != len(layers)
+            or not all(isinstance(f, dict) and set(f) == set(LayerFormats.NAMES)
+                       for f in formats)):
+        raise ImageError(f"{path}: the layer formats are malformed (one per layer, each with "
+                         f"the fields {', '.join(LayerFormats.NAMES)})")
+    checked = []
+    for index, values in enumerate(formats):
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not -64 <= value <= 64:
+                raise ImageError(f"{path}: layer {index}'s {name} format shift must be an "
+                                 f"integer from -64 to 64, not {value!r}")
+        chosen = LayerFormats.from_dict(values)
+        proj = layers[index].get("proj") if isinstance(layers[index], dict) else None
+        try:
+            chosen.check(config, bool(proj), f"layer {index}")
+        except ValueError as error:
+            raise ImageError(f"{path}: {error}") from None
+        if index and chosen.input != checked[-1].output:
+            raise ImageError(f"{path}: layer {index} reads its input in another format than "
+                             f"layer {index - 1} writes it")
+        checked.append(chosen)
+    return checked
+
+
+def _check_layers(layers, formats, config, sections, path):
     """The layer descriptors, checked against the sizes they give, the sections and the
     hardware before anything is allocated from them."""
     from .encoding import layout_model
@@ -205,7 +236,7 @@ def _check_layers(layers, config, sections, path):
         for name, value in d.items():
             _count(value, f"layer {index}'s {name}", path, limit=1 << 24)
     shapes = [SimpleNamespace(inputs=d["inputs"], recurrent=d["recurrent"], cells=d["cells"],
-                              proj=d["proj"]) for d in layers]
+                              proj=d["proj"], formats=f) for d, f in zip(layers, formats)]
     if any(s.cells == 0 or s.inputs == 0 for s in shapes):
         raise ImageError(f"{path}: a layer descriptor has no cells or no inputs")
     weights = sum(s.cells * (4 * (s.inputs + s.recurrent) + s.proj) for s in shapes)
@@ -215,7 +246,8 @@ def _check_layers(layers, config, sections, path):
     layout = layout_model(shapes, config.pes)
     if layout.descriptors != layers:
         raise ImageError(f"{path}: the layer descriptors do not place the layers they describe "
-                         f"(bases or last-layer flag inconsistent with the sizes)")
+                         f"(bases, last-layer flag or alignment shifts inconsistent with the "
+                         f"sizes and formats)")
     if sections["pointers"].shape != (config.pes, layout.columns + 1):
         raise ImageError(f"{path}: column pointers have shape {sections['pointers'].shape}; "
                          f"the layers need ({config.pes}, {layout.columns + 1})")

@@ -70,23 +70,34 @@ class Program:
     def outputs(self):
         return self.model.outputs
 
+    @property
+    def input_format(self):
+        """The fixed-point format of the input frames (the first layer's input)."""
+        return self.model.layers[0].formats.format(self.config, "input")
+
+    @property
+    def output_format(self):
+        """The fixed-point format of the outputs (the last layer's y)."""
+        return self.model.layers[-1].formats.format(self.config, "output")
+
     # Running.
 
     def encode_inputs(self, frames):
-        """Check and quantize input frames; returns ``(codes, saturated_count)``."""
+        """Check and quantize input frames to :attr:`input_format`; returns ``(codes,
+        saturated_count)``."""
         frames = check_frames(frames, self.inputs)
-        return quantize(frames, self.config.activation_format)
+        return quantize(frames, self.input_format)
 
     def decode_outputs(self, codes):
-        return dequantize(codes, self.config.activation_format)
+        return dequantize(codes, self.output_format)
 
-    def predict_codes(self, codes, trace=None):
-        """Golden model on activation codes (int array (frames, inputs)).
+    def predict_codes(self, codes, trace=None, saturated=None):
+        """Golden model on input codes (int array (frames, inputs), in :attr:`input_format`).
 
-        ``trace``, a list, receives the activation vectors of every layer (see
-        ``GoldenModel.run``).
+        ``trace``, a list, receives the activation vectors of every layer; ``saturated``, a
+        dict, counts the values that saturated in the datapath (see ``GoldenModel.run``).
         """
-        return self._golden.run(codes, trace=trace)
+        return self._golden.run(codes, trace=trace, saturated=saturated)
 
     def predict(self, frames):
         """Run one sequence of frames from zero state through the golden model.
@@ -136,6 +147,11 @@ class Program:
             "entries_per_pe_max": int(entries.max()),
             "entries_per_pe_min": int(entries.min()),
             "saturated": self.report.saturated_total,
+            "formats": [{name: str(layer.formats.format(self.config, name))
+                         for name in layer.formats.NAMES
+                         if name != "output" or layer.proj}
+                        for layer in self.model.layers],
+            "calibration": dict(self.report.calibration),
         }
 
     # Files.

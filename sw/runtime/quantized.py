@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..contract.arithmetic import LayerFormats
+
 __all__ = ["LayerShape", "StackShape", "QuantizedLayer", "QuantizedModel",
            "QuantizationReport"]
 
@@ -74,7 +76,9 @@ class QuantizedLayer(LayerShape):
     """One layer in integers (int64 arrays; shapes as in LayerDescription).
 
     ``peephole`` is always present (zeros where the source had none); ``projection`` is None
-    where the layer has no projection.
+    where the layer has no projection. ``formats`` says which fixed-point format each kind of
+    value has (the configured ones by default; see
+    :class:`~ese.sw.contract.arithmetic.LayerFormats`).
     """
 
     input_weights: np.ndarray
@@ -82,6 +86,7 @@ class QuantizedLayer(LayerShape):
     bias: np.ndarray
     peephole: np.ndarray
     projection: "np.ndarray | None"
+    formats: LayerFormats = field(default_factory=LayerFormats)
 
     @property
     def gate_weights(self):
@@ -91,6 +96,8 @@ class QuantizedLayer(LayerShape):
     def equals(self, other):
         names = ("input_weights", "recurrent_weights", "bias", "peephole")
         same = all(np.array_equal(getattr(self, n), getattr(other, n)) for n in names)
+        if self.formats != other.formats:
+            return False
         if (self.projection is None) != (other.projection is None):
             return False
         return same and (self.projection is None
@@ -99,11 +106,17 @@ class QuantizedLayer(LayerShape):
 
 @dataclass
 class QuantizationReport:
-    """How many values saturated, per layer and tensor, and how many non-zeros remain."""
+    """How many values saturated, per layer and tensor, and how many non-zeros remain.
+
+    ``calibration`` (empty without calibration frames) holds what the compiler measured on
+    them: ``frames``, the ``saturated`` counts of the run (inputs, cell states, projection
+    outputs) and ``max_error``, the largest distance of the outputs from the float model.
+    """
 
     saturated: dict = field(default_factory=dict)
     nonzeros: int = 0
     weights: int = 0
+    calibration: dict = field(default_factory=dict)
 
     @property
     def saturated_total(self):
@@ -115,12 +128,16 @@ class QuantizationReport:
 
     def to_dict(self):
         return {"saturated": dict(self.saturated), "nonzeros": self.nonzeros,
-                "weights": self.weights}
+                "weights": self.weights, "calibration": dict(self.calibration)}
 
     @classmethod
     def from_dict(cls, values):
+        calibration = values.get("calibration", {})
+        if not isinstance(calibration, dict):
+            raise ValueError("the calibration record is not a mapping")
         return cls(saturated={str(k): int(v) for k, v in values["saturated"].items()},
-                   nonzeros=int(values["nonzeros"]), weights=int(values["weights"]))
+                   nonzeros=int(values["nonzeros"]), weights=int(values["weights"]),
+                   calibration=calibration)
 
 
 @dataclass

@@ -202,13 +202,21 @@ def test_density_outside_the_unit_interval_is_refused():
 # Quantization.
 
 def test_saturated_weights_are_counted():
+    # With the configured formats (ESE's fixed Q1.10), weights beyond +-2 saturate and are
+    # counted; chosen from the weights, W_x's format widens to hold them (Q7.4) and nothing
+    # saturates.
     module = nn.LSTMCell(4, 4)
     with torch.no_grad():
         module.weight_ih[0, 0] = 100.0
         module.weight_ih[1, 1] = -100.0
-    program = ese.compile(module, ese.Config(pes=4))
+    program = ese.compile(module, ese.Config(pes=4), formats="configured")
     assert program.report.saturated == {"layer0.input_weights": 2}
     assert program.summary()["saturated"] == 2
+    chosen = ese.compile(module, ese.Config(pes=4))
+    assert chosen.report.saturated == {}
+    assert chosen.model.layers[0].formats.input_weights == 6
+    assert chosen.summary()["formats"][0]["input_weights"] == "Q7.4 (12-bit signed)"
+    assert chosen.summary()["formats"][0]["recurrent_weights"] == "Q1.10 (12-bit signed)"
 
 
 def test_accumulators_that_could_overflow_are_refused():
@@ -333,15 +341,18 @@ def test_golden_model_is_integer_exact_for_the_ese_sized_layer():
     codes, _ = program.encode_inputs(frames(3, 153))
     outputs = program.predict_codes(codes)
     layer = program.model.layers[0]
-    from ese.sw.contract.arithmetic import cell_update, requantize
+    from ese.sw.contract.arithmetic import cell_update, project_output
     config = program.config
+    align = layer.formats.alignments()
     y = np.zeros(512, dtype=np.int64)
     c = np.zeros(1024, dtype=np.int64)
     for t in range(3):
-        gates = layer.input_weights @ codes[t] + layer.recurrent_weights @ y
+        gates = ((layer.input_weights @ codes[t]) << align["input_align"]) + (
+            (layer.recurrent_weights @ y) << align["recurrent_align"])
         c, m = cell_update(config, gates.reshape(4, -1), layer.bias.reshape(4, -1),
-                           layer.peephole, c)
-        y = requantize(layer.projection @ m, config.product_frac_bits, config.activation_format)
+                           layer.peephole, c, formats=layer.formats)
+        y = project_output(config, (layer.projection @ m) << align["projection_align"],
+                           layer.formats)
         assert np.array_equal(outputs[t], y)
 
 

@@ -91,7 +91,7 @@ def note_saturation(program, sequences):
             saturated += program.encode_inputs(frames)[1]
             total += np.size(frames)
     if saturated:
-        limit = program.config.activation_format.max_value
+        limit = program.input_format.max_value
         print(f"note: {saturated} of {total} input values lay beyond the fixed-point range "
               f"(+-{limit:g}) and saturated", file=sys.stderr)
 

@@ -1,0 +1,170 @@
+"""Formats chosen from the model and from calibration data.
+
+ESE's formats (Q1.10 weights, Q3.12 activations) suit models trained for them. A model trained
+elsewhere may hold weights beyond +-2 or take inputs beyond +-8, and would saturate. Here
+the compiler chooses, per layer, a :class:`~ese.sw.contract.arithmetic.LayerFormats`: for
+each matrix (W_x, W_r, W_ym), the peepholes and the biases, the finest format of the
+configured width that holds every value (min-max, as PyTorch's default observer does), no
+finer than the configured one; and, from calibration frames, the same for the first layer's
+input and each projection's output (the input of the layer above). The total widths stay
+the configured ones; the hardware shifts each product back onto the common accumulator grid
+(see docs/arithmetic.md).
+
+Without calibration frames the inputs and outputs keep the configured format, and whatever
+saturates is reported as before.
+"""
+
+import numpy as np
+
+from ..contract.arithmetic import LayerFormats
+from ..contract.errors import InputError
+
+__all__ = ["choose_formats", "float_forward", "calibration_sequences", "coarsening"]
+
+
+def coarsening(values, fmt, low, high):
+    """The finest format for ``values``: the smallest shift in ``[low, high]`` (fraction bits
+    dropped from ``fmt``; negative adds them) so that they quantize without saturating, and
+    ``high`` if none does. Values that are all zero take ``low``."""
+    values = np.asarray(values, dtype=np.float64)
+    high = min(high, fmt.frac)
+    if values.size == 0:
+        return low
+    largest, smallest = float(values.max()), float(values.min())
+    for shift in range(low, high + 1):
+        scale = 2.0 ** (fmt.frac - shift)
+        if np.rint(largest * scale) <= fmt.max_code and np.rint(smallest * scale) >= fmt.min_code:
+            return shift
+    return high
+
+
+def _pair(weights, weight_format, given, given_low, given_high, limit):
+    """Shifts of a matrix and its input whose sum (the product's alignment) lies in
+    ``[0, limit]``: each as fine as its values allow, then the pair coarsened as little as
+    the grid needs, half each (the weights take the odd bit), the input only between
+    ``given_low`` and ``given_high``."""
+    weight = coarsening(weights, weight_format, -limit, limit)
+    deficit = -(weight + given)
+    if deficit > 0:
+        extra_input = min(deficit // 2, given_high - given)
+        given += max(0, extra_input)
+        weight = -given if weight + given < 0 else weight
+    weight = min(weight, limit - given)
+    return weight, given
+
+
+def calibration_sequences(calibration, inputs):
+    """Calibration frames as a list of (frames, inputs) float arrays: one sequence (2-D), a
+    batch of sequences (3-D) or a list of sequences."""
+    if isinstance(calibration, np.ndarray) and calibration.ndim in (2, 3):
+        sequences = [calibration] if calibration.ndim == 2 else list(calibration)
+    elif isinstance(calibration, (list, tuple)):
+        sequences = [np.asarray(s, dtype=np.float64) for s in calibration]
+    else:
+        array = np.asarray(calibration, dtype=np.float64)
+        if array.ndim not in (2, 3):
+            raise InputError(f"calibration frames must be one sequence (frames, {inputs}), a "
+                             f"batch (sequences, frames, {inputs}) or a list of sequences, "
+                             f"not an array of shape {array.shape}")
+        sequences = [array] if array.ndim == 2 else list(array)
+    checked = []
+    for index, sequence in enumerate(sequences):
+        sequence = np.asarray(sequence, dtype=np.float64)
+        if sequence.ndim != 2 or sequence.shape[1] != inputs or len(sequence) == 0:
+            raise InputError(f"calibration sequence {index} has shape {sequence.shape}; the "
+                             f"model takes frames of {inputs} inputs")
+        if not np.all(np.isfinite(sequence)):
+            raise InputError(f"calibration sequence {index} holds NaN or infinite values")
+        checked.append(sequence)
+    if not checked:
+        raise InputError("calibration data holds no sequence")
+    return checked
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def float_forward(description, frames):
+    """Run a :class:`~ese.sw.compiler.model.ModelDescription` in float64 from zero state.
+
+    Returns the list of every layer's outputs y, each (frames, outputs): the same equations
+    as PyTorch's (gates i, f, g, o; peepholes; projection), with the same real weights.
+    """
+    sequence = np.asarray(frames, dtype=np.float64)
+    outputs = []
+    for layer in description.layers:
+        cells = layer.cells
+        from_input = sequence @ layer.input_weights.T + layer.bias
+        y = np.zeros(layer.recurrent)
+        c = np.zeros(cells)
+        peephole = layer.peephole if layer.peephole is not None else np.zeros((3, cells))
+        result = np.empty((len(sequence), layer.outputs))
+        for t in range(len(sequence)):
+            gates = (from_input[t] + layer.recurrent_weights @ y).reshape(4, cells)
+            i = _sigmoid(gates[0] + peephole[0] * c)
+            f = _sigmoid(gates[1] + peephole[1] * c)
+            g = np.tanh(gates[2])
+            c = f * c + i * g
+            o = _sigmoid(gates[3] + peephole[2] * c)
+            m = o * np.tanh(c)
+            y = layer.projection @ m if layer.projection is not None else m
+            result[t] = y
+        outputs.append(result)
+        sequence = result
+    return outputs
+
+
+def choose_formats(description, config, calibration=None):
+    """Each layer's :class:`LayerFormats` for ``config``.
+
+    Each matrix, the peepholes and the biases take the finest format of their width that
+    holds them (min-max), within what the accumulator grid allows: a matrix may be finer than
+    configured only where its input is coarser, since a product's fraction bits are the sum
+    of its factors'. ``calibration`` (a list of (frames, inputs) arrays, or None) chooses the
+    first layer's input format and each projection's output format the same way from the
+    values the float model sees on it; without it they are the configured one. Where the
+    alignment range (``Config.align_bits``) cannot hold a pair, the matrix keeps the finer
+    format and saturates (the report counts it).
+    """
+    limit = config.max_align
+    inputs = outputs = None
+    if calibration is not None:
+        inputs = np.concatenate([s.ravel() for s in calibration])
+        runs = [float_forward(description, s) for s in calibration]
+        outputs = [np.concatenate([run[k].ravel() for run in runs])
+                   for k in range(len(description.layers))]
+    weight, bias, act = config.weight_format, config.bias_format, config.activation_format
+    chosen = []
+    for index, layer in enumerate(description.layers):
+        if index:
+            input_shift, input_low, input_high = chosen[-1].output, chosen[-1].output, \
+                chosen[-1].output
+        elif inputs is not None:
+            input_shift = coarsening(inputs, act, -limit, limit)
+            input_low, input_high = input_shift, limit
+        else:
+            input_shift = input_low = input_high = 0
+        input_weights, input_shift = _pair(layer.input_weights, weight, input_shift,
+                                           input_low, input_high, limit)
+        if layer.projection is not None:
+            # y may be coarser than its values need, so that a W_r of small weights can be
+            # finer: both are this layer's choice (the next layer reads y as it is).
+            output_low = (coarsening(outputs[index], act, 0, limit) if outputs is not None
+                          else 0)
+            recurrent_weights, output_shift = _pair(layer.recurrent_weights, weight,
+                                                    output_low, output_low, limit, limit)
+        else:
+            recurrent_weights, output_shift = _pair(layer.recurrent_weights, weight, 0, 0, 0,
+                                                    limit)
+        chosen.append(LayerFormats(
+            input=input_shift,
+            output=output_shift,
+            input_weights=input_weights,
+            recurrent_weights=recurrent_weights,
+            projection=(coarsening(layer.projection, weight, 0, limit)
+                        if layer.projection is not None else 0),
+            peephole=(coarsening(layer.peephole, weight, 0, limit)
+                      if layer.peephole is not None else 0),
+            bias=coarsening(layer.bias, bias, 0, limit)))
+    return chosen
