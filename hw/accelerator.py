@@ -381,9 +381,12 @@ class LSTMAccelerator(wiring.Component):
             u.arbiter.fence_request.eq(seq.fence_request),
             u.cells.start.eq(seq.cells_start), u.cells.cells.eq(seq.cells_count),
             u.cells.cell_base.eq(seq.cells_base), u.cells.output_base.eq(seq.cells_output_base),
+            u.cells.bias_align.eq(seq.cells_bias_align),
+            u.cells.peephole_align.eq(seq.cells_peephole_align),
             u.cells.emit.eq(seq.cells_emit),
             u.writeback.start.eq(seq.writeback_start), u.writeback.rows.eq(seq.writeback_rows),
             u.writeback.output_base.eq(seq.writeback_output_base),
+            u.writeback.output_align.eq(seq.writeback_output_align),
             u.writeback.emit.eq(seq.writeback_emit),
             u.filler.fresh.eq(0),
             u.critical.fresh.eq(seq.fresh),
@@ -396,6 +399,7 @@ class LSTMAccelerator(wiring.Component):
             control.full.eq(u.receiver.full), control.release.eq(seq.release),
             control.cells_busy.eq(u.cells.busy),
             control.inputs.eq(u.first.inputs), control.column_base.eq(u.first.column_base),
+            control.align.eq(u.first.input_align),
             control.reader_busy.eq(u.filler.busy),
         ]
         wiring.connect(m, seq.critical_jobs, u.critical.jobs)

@@ -9,7 +9,9 @@ exactly as :func:`ese.sw.contract.arithmetic.cell_update` does::
     g = tanh(gate_g + b_g)                    c' = f * c + i * g
     o = sigmoid(gate_o + b_o + w_oc * c')     m = o * tanh(c')
 
-It writes c' back and m to the activation vector memory (where the projection, or the next
+The biases and peepholes are read a cycle ahead and shifted by the layer's alignments (its
+formats, see :class:`~ese.sw.contract.arithmetic.LayerFormats`) once for every channel. It
+writes c' back and m to the activation vector memory (where the projection, or the next
 frame, reads it) and, for the network's output, into the output queue. It is a fixed-latency
 pipeline without stalls; it issues a cell only when the output queue is sure to have room.
 
@@ -60,6 +62,15 @@ def _parameter_layout(config):
                               for name, width, s in mm.cell_parameter_fields})
 
 
+def AlignedParameters(config):
+    """A cell's biases and peepholes shifted by the layer's alignments, as the lanes take
+    them: each as many bits wider as the largest alignment."""
+    return data.StructLayout({
+        **{f"bias_{g}": signed(config.bias_bits + config.max_align) for g in "ifgo"},
+        **{f"peephole_{g}": signed(config.weight_bits + config.max_align) for g in "ifo"},
+    })
+
+
 class CellLane(wiring.Component):
     """One channel's cell update arithmetic: a fixed-latency pipeline.
 
@@ -71,8 +82,8 @@ class CellLane(wiring.Component):
     -------
     gates : In(ArrayLayout(signed(accumulator_bits), 4))
         The accumulated gates i, f, g, o.
-    parameters : In(cell parameter bits)
-        Biases and peepholes (see MemoryMap.cell_parameter_fields).
+    parameters : In(AlignedParameters)
+        Biases and peepholes, shifted by the layer's alignments.
     previous : In(signed(cell_bits))
         The previous cell state.
     fresh : In(1)
@@ -85,7 +96,7 @@ class CellLane(wiring.Component):
         self.config = config
         super().__init__({
             "gates": In(data.ArrayLayout(signed(config.accumulator_bits), 4)),
-            "parameters": In(MemoryMap(config).cell_parameter_bits),
+            "parameters": In(AlignedParameters(config)),
             "previous": In(signed(config.cell_bits)),
             "fresh": In(1),
             "new_cell": Out(signed(config.cell_bits)),
@@ -105,10 +116,10 @@ class CellLane(wiring.Component):
 
         # Stage 1: operands arrive; peephole products with the previous state.
         gates = self.gates
-        params = data.View(_parameter_layout(config), self.parameters)
+        params = self.parameters
         previous = Signal(signed(config.cell_bits))
         m.d.comb += previous.eq(Mux(self.fresh, 0, self.previous))
-        peep_i = Signal(signed(config.weight_bits + config.cell_bits))
+        peep_i = Signal(signed(config.weight_bits + config.max_align + config.cell_bits))
         peep_f = Signal.like(peep_i)
         m.d.sync += [peep_i.eq(params.peephole_i * previous),
                      peep_f.eq(params.peephole_f * previous)]
@@ -173,9 +184,10 @@ class CellUnit(wiring.Component):
     Members
     -------
     start : In(1)
-        Begin a layer: ``cells`` cells whose state and parameters start at ``cell_base``;
-        outputs go to the vector memory from ``output_base``, and to the output queue if
-        ``emit`` is set. Only while not ``busy``.
+        Begin a layer: ``cells`` cells whose state and parameters start at ``cell_base``, with
+        biases and peepholes ``bias_align`` and ``peephole_align`` bits coarser than the
+        configured formats; outputs go to the vector memory from ``output_base``, and to the
+        output queue if ``emit`` is set. Only while not ``busy``.
     fresh : In(channels)
         Channels that begin a new sequence in this frame step (zero previous state).
     busy : Out(1)
@@ -186,7 +198,7 @@ class CellUnit(wiring.Component):
         gates arrive :func:`~ese.hw.readout.gate_latency` cycles after the request.
     parameter_address : Out, parameter_data : In
         Read port of the cell parameter memory (biases, peepholes; shared by the channels),
-        read so that the data arrive with the gates.
+        read a cycle before the gates arrive, so that they are aligned when the gates come.
     state_address : Out, state_data : In
         Read port of the cell state memory (one state per channel per word).
     state_write : Out(WritePortSignature)
@@ -211,6 +223,8 @@ class CellUnit(wiring.Component):
             "cells": In(count_bits(config.cell_depth)),
             "cell_base": In(cells),
             "output_base": In(vector),
+            "bias_align": In(config.align_bits),
+            "peephole_align": In(config.align_bits),
             "emit": In(1),
             "fresh": In(config.channels),
             "busy": Out(1),
@@ -234,9 +248,12 @@ class CellUnit(wiring.Component):
         cell_base = Signal.like(self.cell_base)
         output_base = Signal.like(self.output_base)
         fresh = Signal.like(self.fresh)
+        bias_align = Signal.like(self.bias_align)
+        peephole_align = Signal.like(self.peephole_align)
         with m.If(self.start):
             m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
-                         fresh.eq(self.fresh)]
+                         fresh.eq(self.fresh), bias_align.eq(self.bias_align),
+                         peephole_align.eq(self.peephole_align)]
         gap = cell_issue_gap(config)
         # Cycles before the next cell may issue (none when cells issue every cycle).
         cooldown = Signal(range(gap)) if gap > 1 else None
@@ -250,17 +267,24 @@ class CellUnit(wiring.Component):
                 m.d.sync += cooldown.eq(gap - 1)
             with m.Elif(cooldown != 0):
                 m.d.sync += cooldown.eq(cooldown - 1)
-        # Parameters and state are read gate_latency - 1 cycles after the gates are asked for,
-        # so that all operands arrive together.
-        operand_address = delay(m, cell_base + index, gate_latency(config) - 1,
-                                "operand_address")
+        # The state is read gate_latency - 1 cycles after the gates are asked for, so that all
+        # operands arrive together; the parameters a cycle earlier, to be aligned on the way.
+        parameter_address = delay(m, cell_base + index, gate_latency(config) - 2,
+                                  "parameter_address")
+        operand_address = delay(m, parameter_address, 1, "operand_address")
         m.d.comb += [
             self.busy.eq(counter.busy),
             self.accumulator.cell.eq(index),
             self.accumulator.read.eq(issue),
-            self.parameter_address.eq(operand_address),
+            self.parameter_address.eq(parameter_address),
             self.state_address.eq(operand_address),
         ]
+        stored = data.View(_parameter_layout(config), self.parameter_data)
+        aligned = Signal(AlignedParameters(config))
+        m.d.sync += [aligned[f"bias_{g}"].eq(stored[f"bias_{g}"] << bias_align)
+                     for g in "ifgo"]
+        m.d.sync += [aligned[f"peephole_{g}"].eq(stored[f"peephole_{g}"] << peephole_align)
+                     for g in "ifo"]
 
         outputs = Signal(ChannelValues(config))
         new_cells = Signal(self.state_data.shape())
@@ -269,7 +293,7 @@ class CellUnit(wiring.Component):
             m.submodules[f"lane{channel}"] = lane
             m.d.comb += [
                 lane.gates.eq(self.accumulator.data[channel]),
-                lane.parameters.eq(self.parameter_data),
+                lane.parameters.eq(aligned),
                 lane.previous.eq(self.state_data[channel]),
                 lane.fresh.eq(fresh[channel]),
                 new_cells[channel].eq(lane.new_cell),

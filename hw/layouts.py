@@ -41,6 +41,7 @@ def BroadcastLayout(config):
         "column": unsigned(address_bits(config.pointer_depth)),
         "values": ChannelValues(config),
         "target": unsigned(1),
+        "align": unsigned(config.align_bits),   # shift of the column's weights (products)
         "fence": unsigned(1),
         "filler": unsigned(1),       # a first-layer input column, sent by the filler
     })

@@ -114,8 +114,9 @@ class AccumulatorLane(wiring.Component):
 
     Members
     -------
-    weight : In(signed(weight_bits)), value : In(signed(activation_bits))
-        The entry issued this cycle and this channel's activation for its column.
+    weight : In(signed(weight_bits + max_align)), value : In(signed(activation_bits))
+        The entry issued this cycle, shifted by its column's alignment, and this channel's
+        activation for its column.
     stored : In(signed(accumulator_bits))
         At the add stage: the row's value from the accumulator memory.
     previous : In(Previous)
@@ -127,7 +128,7 @@ class AccumulatorLane(wiring.Component):
     def __init__(self, config):
         self.config = config
         super().__init__({
-            "weight": In(signed(config.weight_bits)),
+            "weight": In(signed(config.weight_bits + config.max_align)),
             "value": In(signed(config.activation_bits)),
             "stored": In(signed(config.accumulator_bits)),
             "previous": In(Previous),
@@ -137,7 +138,10 @@ class AccumulatorLane(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        product = Signal(signed(config.product_bits))
+        # The compiler bounds every row's sum, so a product (one term of it) fits the
+        # accumulator's width whatever its alignment.
+        product = Signal(signed(min(config.product_bits + config.max_align,
+                                    config.accumulator_bits)))
         added = Signal.like(product)
         m.d.sync += [product.eq(self.weight * self.value), added.eq(product)]
         last = Signal.like(self.total)
@@ -228,7 +232,10 @@ class ProcessingElement(wiring.Component):
         config = self.config
         mm = MemoryMap(config)
         layout = BroadcastLayout(config)
-        values_layout = ChannelValues(config)
+        # A column's activations travel through the PE with the alignment of its weights'
+        # products (the layer's shift for that kind of column).
+        values_layout = data.StructLayout({"values": ChannelValues(config),
+                                           "align": unsigned(config.align_bits)})
         lanes = config.entries_per_read
         lane_bits = (lanes - 1).bit_length()
         pointer_bits = mm.pointer_bits
@@ -320,7 +327,8 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [
             described.first_lane.eq(pointed_start[:u.lane_bits]),
             described.last_lane.eq(pointed_last[:u.lane_bits]),
-            described.values.eq(pointed_head.values),
+            described.values.values.eq(pointed_head.values),
+            described.values.align.eq(pointed_head.align),
             described.target.eq(pointed_head.target),
             described.fence.eq(pointed_head.fence),
             # Empty columns end here; fences go on.
@@ -570,13 +578,17 @@ class ProcessingElement(wiring.Component):
         with m.Else():
             m.d.sync += previous.eq(Previous.MEMORY)
 
+        # The entry's weight shifted onto the accumulator grid: once for every channel, into
+        # the multipliers (a product's alignment is its weight's).
+        aligned_weight = Signal(signed(config.weight_bits + config.max_align))
+        m.d.comb += aligned_weight.eq(u.entry_weight << u.values.align)
         totals = Signal(ChannelAccumulators(config))
         for channel in range(config.channels):
             lane = AccumulatorLane(config)
             m.submodules[f"channel{channel}"] = lane
             m.d.comb += [
-                lane.weight.eq(u.entry_weight),
-                lane.value.eq(u.values[channel]),
+                lane.weight.eq(aligned_weight),
+                lane.value.eq(u.values.values[channel]),
                 lane.stored.eq(stored[channel]),
                 lane.previous.eq(previous),
                 totals[channel].eq(lane.total),

@@ -56,10 +56,12 @@ class FrameSequencer(wiring.Component):
     fence_request : Out(1)
         Send a fence behind the work broadcast so far.
     cells_busy, writeback_busy : In(1)
-    cells_start, cells_count, cells_base, cells_output_base, cells_emit : Out
-        Start the cell unit on a layer's cells.
-    writeback_start, writeback_rows, writeback_output_base, writeback_emit : Out
-        Start the projection writeback on a layer's rows.
+    cells_start, cells_count, cells_base, cells_output_base, cells_bias_align, \
+    cells_peephole_align, cells_emit : Out
+        Start the cell unit on a layer's cells (with its biases' and peepholes' alignments).
+    writeback_start, writeback_rows, writeback_output_base, writeback_output_align, \
+    writeback_emit : Out
+        Start the projection writeback on a layer's rows (with its output's alignment).
     """
 
     def __init__(self, config, clear_cycles):
@@ -95,10 +97,13 @@ class FrameSequencer(wiring.Component):
             "cells_count": Out(count_bits(config.cell_depth)),
             "cells_base": Out(descriptor["cell_base"].shape),
             "cells_output_base": Out(descriptor["cell_output_base"].shape),
+            "cells_bias_align": Out(descriptor["bias_align"].shape),
+            "cells_peephole_align": Out(descriptor["peephole_align"].shape),
             "cells_emit": Out(1),
             "writeback_start": Out(1),
             "writeback_rows": Out(count_bits(config.vector_depth)),
             "writeback_output_base": Out(descriptor["recurrent_base"].shape),
+            "writeback_output_align": Out(descriptor["output_align"].shape),
             "writeback_emit": Out(1),
         })
 
@@ -111,10 +116,11 @@ class FrameSequencer(wiring.Component):
         frame_producer = Signal(2)          # who writes the last layer's y of the last step
         layers_one = Signal()               # the model has a single layer
 
-        def start_read(base, length, column_base, target, follow, masked=0):
+        def start_read(base, length, column_base, target, align, follow, masked=0):
             jobs = self.critical_jobs
             m.d.comb += [
                 jobs.valid.eq(1),
+                jobs.payload.align.eq(align),
                 jobs.payload.base.eq(base),
                 jobs.payload.length.eq(length),
                 jobs.payload.column_base.eq(column_base),
@@ -149,7 +155,7 @@ class FrameSequencer(wiring.Component):
                     m.next = "GATES_RECURRENT"
                 with m.Elif((previous_producer != Follow.CELLS) | ~self.cells_busy):
                     start_read(desc.input_base, desc.inputs, desc.column_base, Target.GATES,
-                               previous_producer)
+                               desc.input_align, previous_producer)
                     with m.If(self.critical_jobs.ready):
                         m.next = "GATES_RECURRENT"
             with m.State("GATES_RECURRENT"):
@@ -160,6 +166,7 @@ class FrameSequencer(wiring.Component):
                 with m.If(~self.cells_busy):
                     start_read(desc.recurrent_base, desc.recurrent,
                                desc.column_base + desc.inputs, Target.GATES,
+                               desc.recurrent_align,
                                Mux(layers_one, frame_producer, Follow.NONE), masked=1)
                     with m.If(self.critical_jobs.ready):
                         m.next = "GATES_FENCE"
@@ -179,6 +186,8 @@ class FrameSequencer(wiring.Component):
                     m.d.comb += [self.cells_start.eq(1), self.cells_count.eq(desc.cells),
                                  self.cells_base.eq(desc.cell_base),
                                  self.cells_output_base.eq(desc.cell_output_base),
+                                 self.cells_bias_align.eq(desc.bias_align),
+                                 self.cells_peephole_align.eq(desc.peephole_align),
                                  self.cells_emit.eq(desc.last & (desc.proj == 0))]
                     with m.If(desc.last):
                         m.d.sync += self.last_cells_started.eq(1)
@@ -190,7 +199,7 @@ class FrameSequencer(wiring.Component):
             with m.State("PROJECTION"):
                 start_read(desc.cell_output_base, desc.cells,
                            desc.column_base + desc.inputs + desc.recurrent, Target.PROJECTION,
-                           Follow.CELLS)
+                           desc.projection_align, Follow.CELLS)
                 with m.If(self.critical_jobs.ready):
                     m.next = "PROJECTION_FENCE"
             with m.State("PROJECTION_FENCE"):
@@ -201,6 +210,7 @@ class FrameSequencer(wiring.Component):
                 with m.If(self.fenced):
                     m.d.comb += [self.writeback_start.eq(1), self.writeback_rows.eq(desc.proj),
                                  self.writeback_output_base.eq(desc.recurrent_base),
+                                 self.writeback_output_align.eq(desc.output_align),
                                  self.writeback_emit.eq(desc.last)]
                     m.d.sync += previous_producer.eq(Follow.WRITEBACK)
                     m.next = "LAYER_DONE"
@@ -233,8 +243,8 @@ class FillerControl(wiring.Component):
         The receiver's full slots, and the slot the sequencer hands back this cycle.
     cells_busy : In(1)
         The cell unit is reading (and clearing) the gate accumulators.
-    inputs, column_base : In
-        The first layer's input count and its first column.
+    inputs, column_base, align : In
+        The first layer's input count, its first column and its input products' alignment.
     jobs : Out(stream.Signature(ReadJobLayout))
         Segments for the filler reader: a slot's inputs to the gate accumulators.
     reader_busy : In(1)
@@ -260,6 +270,7 @@ class FillerControl(wiring.Component):
             "cells_busy": In(1),
             "inputs": In(descriptor["inputs"].shape),
             "column_base": In(descriptor["column_base"].shape),
+            "align": In(descriptor["input_align"].shape),
             "jobs": Out(stream.Signature(layout)),
             "reader_busy": In(1),
             "filled": Out(SLOTS),
@@ -275,7 +286,8 @@ class FillerControl(wiring.Component):
         # The jobs keep the other fields at their reset values: products to the gate
         # accumulators (Target.GATES), following no producer (Follow.NONE), unmasked.
         m.d.comb += [self.jobs.payload.length.eq(self.inputs),
-                     self.jobs.payload.column_base.eq(self.column_base)]
+                     self.jobs.payload.column_base.eq(self.column_base),
+                     self.jobs.payload.align.eq(self.align)]
         current_ok = (~self.clearing & ~self.released & self.full.bit_select(slot, 1)
                       & ~filled.bit_select(slot, 1) & ~self.cells_busy)
         following = slot + 1

@@ -2,12 +2,14 @@
 
 After the projection's sparse products, each output row sits in one accumulator of the PE
 that owns it (row ``p`` in PE ``p mod pes``), for every channel. The writeback reads the rows
-in order (clearing each one behind the read), rounds and saturates them to the activation
-format, and writes them to the layer's recurrent vector (y_t, read by the next frame and by
-the next layer) and, for the network's output, into the output queue; every channel at once.
+in order (clearing each one behind the read), divides them by the layer's output alignment
+(a floor shift, :func:`~ese.sw.contract.arithmetic.project_output`), rounds and saturates
+them to the activation width, and writes them to the layer's recurrent vector (y_t, read by
+the next frame and by the next layer) and, for the network's output, into the output queue;
+every channel at once.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,8 +21,9 @@ from .readout import ROW_LATENCY, RowRequestSignature
 
 __all__ = ["ProjectionWriteback", "LATENCY"]
 
-#: Cycles from reading a row to writing it: the read, then the requantization.
-LATENCY = ROW_LATENCY + 1
+#: Cycles from reading a row to writing it: the read, the output alignment's shift, then the
+#: requantization.
+LATENCY = ROW_LATENCY + 2
 
 
 class ProjectionWriteback(wiring.Component):
@@ -29,8 +32,9 @@ class ProjectionWriteback(wiring.Component):
     Members
     -------
     start : In(1)
-        Begin: ``rows`` projection rows; outputs go to the vector memory from
-        ``output_base`` and, if ``emit``, to the output queue.
+        Begin: ``rows`` projection rows, in the output format ``output_align`` bits coarser
+        than the activation format; outputs go to the vector memory from ``output_base`` and,
+        if ``emit``, to the output queue.
     busy : Out(1)
     produced : Out
         Rows written to the vector memory so far (a reader may follow it).
@@ -50,6 +54,7 @@ class ProjectionWriteback(wiring.Component):
             "start": In(1),
             "rows": In(count_bits(config.vector_depth)),
             "output_base": In(vector),
+            "output_align": In(config.align_bits),
             "emit": In(1),
             "busy": Out(1),
             "produced": Out(count_bits(config.vector_depth)),
@@ -64,8 +69,9 @@ class ProjectionWriteback(wiring.Component):
         log2_pes = (config.pes - 1).bit_length()
 
         output_base = Signal.like(self.output_base)
+        output_align = Signal.like(self.output_align)
         with m.If(self.start):
-            m.d.sync += output_base.eq(self.output_base)
+            m.d.sync += [output_base.eq(self.output_base), output_align.eq(self.output_align)]
         counter = credited_issue(m, start=self.start, length=self.rows, emit=self.emit,
                                  output_space=self.output_space, latency=LATENCY,
                                  name="row")
@@ -78,9 +84,13 @@ class ProjectionWriteback(wiring.Component):
         ]
         value = Signal(ChannelValues(config))
         for channel in range(config.channels):
-            m.d.sync += value[channel].eq(requantize(self.accumulator.data[channel],
-                                                     config.product_frac_bits,
-                                                     config.activation_format))
+            # A floor shift by the output's alignment, registered, then the requantization.
+            aligned = Signal(signed(config.accumulator_bits), name=f"aligned{channel}")
+            m.d.sync += [
+                aligned.eq(self.accumulator.data[channel] >> output_align),
+                value[channel].eq(requantize(aligned, config.product_frac_bits,
+                                             config.activation_format)),
+            ]
         valid2 = counter.finish
         produced = Signal.like(self.produced)
         with m.If(self.start):

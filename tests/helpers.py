@@ -5,6 +5,8 @@ models share one Verilator build per configuration (a build takes 10-30 s; a sim
 about one second).
 """
 
+import copy
+
 import numpy as np
 
 import ese
@@ -29,6 +31,30 @@ def hardware(pes, **overrides):
 
 def frames(count, inputs, seed=0, scale=1.0):
     return np.random.default_rng(seed).normal(scale=scale, size=(count, inputs))
+
+
+# Models whose formats lie beyond ESE's (see tests/unit/test_formats.py).
+
+def rescaled(module, input_gain, projection_gain=1.0):
+    """The same float function with inputs ``input_gain`` times larger and projections
+    ``projection_gain`` times larger."""
+    import torch
+    module = copy.deepcopy(module)
+    with torch.no_grad():
+        module.weight_ih_l0.div_(input_gain)
+        for layer in range(module.num_layers):
+            if module.proj_size:
+                getattr(module, f"weight_hr_l{layer}").mul_(projection_gain)
+                getattr(module, f"weight_hh_l{layer}").div_(projection_gain)
+                if layer + 1 < module.num_layers:
+                    getattr(module, f"weight_ih_l{layer + 1}").div_(projection_gain)
+    return module
+
+
+def sequences(count, frames, inputs, gain, seed):
+    """``count`` sequences of normal frames times ``gain``, clipped to +-50."""
+    values = np.random.default_rng(seed).normal(size=(count, frames, inputs)) * gain
+    return np.clip(values, -50, 50)
 
 
 # Amaranth simulator helpers (async testbenches).

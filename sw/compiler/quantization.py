@@ -2,7 +2,8 @@
 
 Each matrix, the peepholes and the biases of a layer go to the format its
 :class:`~ese.sw.contract.arithmetic.LayerFormats` names (chosen by :mod:`.formats`; the
-configured ``weight_format`` and ``bias_format`` by default). Values beyond a format's range saturate, and the
+configured ``weight_format`` and ``bias_format`` by default). Values beyond a format's range
+saturate, and the
 :class:`QuantizationReport` counts them per tensor so that the compiler can say how many did.
 The accumulator bound is checked here too: a model whose worst-case row sum does not fit
 ``accumulator_bits`` is refused, which is what lets the hardware accumulate without

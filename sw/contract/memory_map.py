@@ -26,7 +26,8 @@ ENTRIES into the PEs then; the streamer moves them every frame step.
 import enum
 from dataclasses import dataclass
 
-__all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "GATES", "PEEPHOLES", "CELL_PARAMETERS", "LoadTarget",
+__all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "GATES", "PEEPHOLES", "CELL_PARAMETERS",
+           "LoadTarget",
            "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
            "pack_fields", "unpack_fields", "address_bits", "count_bits"]
 

@@ -75,6 +75,29 @@ def test_compile_info_predict_and_simulate(tmp_path):
     assert json.loads(run.stdout)["summary"]["nonzeros"] == program.summary()["nonzeros"]
 
 
+def test_compile_with_calibration_reports_the_formats(tmp_path, capsys):
+    from torch import nn
+
+    from helpers import rescaled, sequences
+    torch.manual_seed(0)
+    torch.save(rescaled(nn.LSTM(12, 20), 50), tmp_path / "module.pt")
+    calibration = sequences(3, 30, 12, 50, seed=1)
+    np.savez(tmp_path / "calibration.npz", *calibration)
+    out = tmp_path / "model.ese"
+    assert main(["compile", str(tmp_path / "module.pt"), "-o", str(out), "--pes", "4",
+                 "--calibration", str(tmp_path / "calibration.npz")]) == 0
+    printed = capsys.readouterr().out
+    assert "input Q8.7" in printed and "input_weights Q-4.15" in printed
+    assert "calibration: 90 frames, saturated: none" in printed
+    assert ese.load(out).report.calibration["frames"] == 90
+    # Without it the input keeps Q3.12, and predict says what saturated.
+    assert main(["compile", str(tmp_path / "module.pt"), "-o", str(out), "--pes", "4"]) == 0
+    np.save(tmp_path / "x.npy", calibration[0])
+    assert main(["predict", str(out), "-i", str(tmp_path / "x.npy"),
+                 "-o", str(tmp_path / "y.npy")]) == 0
+    assert "beyond the input format Q3.12 (16-bit signed)" in capsys.readouterr().err
+
+
 def test_verilog_is_written(image, tmp_path, capsys):
     assert main(["verilog", str(image), "-o", str(tmp_path / "top.v")]) == 0
     assert "module ese_accelerator" in (tmp_path / "top.v").read_text()
@@ -164,7 +187,7 @@ def test_saturated_inputs_are_counted(image, tmp_path, capsys):
     np.save(tmp_path / "loud.npy", x)
     assert main(["predict", str(image), "-i", str(tmp_path / "loud.npy"),
                  "-o", str(tmp_path / "y.npy")]) == 0
-    assert "note: 4 of 24 input values lay beyond the fixed-point range" in capsys.readouterr().err
+    assert "note: 4 of 24 input values lay beyond the input format" in capsys.readouterr().err
 
 
 def test_an_internal_error_is_one_line_unless_asked_for(monkeypatch, image, capsys):

@@ -19,8 +19,9 @@ from torch import nn
 import ese
 from ese.sim.runner import run_testbench
 from ese.sim.testbench import error_flags, open_job
+from ese.sw.contract.arithmetic import LayerFormats
 
-from helpers import FLOAT_TOLERANCE, frames, hardware
+from helpers import FLOAT_TOLERANCE, frames, hardware, rescaled, sequences
 
 # Each distinct hardware configuration costs one Verilator build; the cases share a few.
 CUSTOM_WIDTHS = dict(weight_bits=8, weight_frac_bits=6, activation_bits=12,
@@ -63,6 +64,48 @@ def test_rtl_equals_golden_model_under_random_stalls(case):
     assert result.mismatches == 0
     assert np.array_equal(result.outputs, predicted)
     assert len(result.cycles_per_frame) == 10 and min(result.cycles_per_frame) > 0
+    assert np.abs(predicted - program.float_reference(x)).max() < FLOAT_TOLERANCE
+
+
+def _far_out_peephole():
+    """Peepholes and a forget bias beyond ESE's formats, W_x scaled for inputs of +-50."""
+    import torch
+    torch.manual_seed(3)
+    module = ese.PeepholeLSTM(13, 22, proj_size=9)
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if "peephole" in name:
+                parameter.mul_(12.0)
+            elif "weight_ih" in name:
+                parameter.div_(40.0)
+            elif "bias" in name:
+                parameter[22:44] += 9.0             # the forget gate's
+    return module
+
+
+FORMAT_CASES = {
+    # Inputs of +-50 (Q8.7) with W_x finer than Q1.10, W_ym beyond +-2, y coarser.
+    "lstm-2-layers-proj-inputs-50": (
+        lambda: rescaled(nn.LSTM(13, 22, num_layers=2, proj_size=9), 50, 16.0), 4, 0.3, 50),
+    # W_x beyond +-2 (inputs within +-0.1, finer than Q3.12): the two shifts cancel, so
+    # every alignment is 0 and only the host's input format differs.
+    "lstm-large-input-weights": (lambda: rescaled(nn.LSTM(13, 22), 1 / 32), 4, 0.5, 1 / 32),
+    "peephole-far-out": (_far_out_peephole, 8, 0.3, 40),
+}
+
+
+@pytest.mark.parametrize("case", list(FORMAT_CASES))
+def test_rtl_follows_the_formats_chosen_from_calibration(case):
+    """The PEs' product alignment, the cell unit's bias and peephole alignment and the
+    writeback's output alignment do in hardware what the golden model does."""
+    make, pes, density, gain = FORMAT_CASES[case]
+    calibration = sequences(3, 40, 13, gain, seed=1)
+    program = ese.compile(make(), hardware(pes), density=density, calibration=calibration)
+    assert any(layer.formats != LayerFormats() for layer in program.model.layers)
+    x = sequences(1, 10, 13, gain, seed=len(case))[0]
+    result = program.simulate(x, stall_probability=0.25, seed=5)
+    predicted = program.predict(x)
+    assert result.mismatches == 0 and np.array_equal(result.outputs, predicted)
     assert np.abs(predicted - program.float_reference(x)).max() < FLOAT_TOLERANCE
 
 

@@ -7,8 +7,6 @@ well-conditioned model while its weights lie far beyond Q1.10's +-2 or its input
 +-50, and the fixed-point error can be held to the same FLOAT_TOLERANCE as every other model.
 """
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -19,28 +17,7 @@ from ese.sw.compiler.converters import describe
 from ese.sw.compiler.formats import choose_formats, float_forward
 from ese.sw.contract.arithmetic import LayerFormats
 
-from helpers import FLOAT_TOLERANCE
-
-
-def rescaled(module, input_gain, projection_gain=1.0):
-    """The same float function with inputs ``input_gain`` times larger and projections
-    ``projection_gain`` times larger."""
-    module = copy.deepcopy(module)
-    with torch.no_grad():
-        module.weight_ih_l0.div_(input_gain)
-        for layer in range(module.num_layers):
-            if module.proj_size:
-                getattr(module, f"weight_hr_l{layer}").mul_(projection_gain)
-                getattr(module, f"weight_hh_l{layer}").div_(projection_gain)
-                if layer + 1 < module.num_layers:
-                    getattr(module, f"weight_ih_l{layer + 1}").div_(projection_gain)
-    return module
-
-
-def sequences(count, frames, inputs, gain, seed):
-    values = np.random.default_rng(seed).normal(size=(count, frames, inputs)) * gain
-    return np.clip(values, -50, 50)
-
+from helpers import FLOAT_TOLERANCE, rescaled, sequences
 
 SCENARIOS = {
     # W_x up to about 7 (beyond Q1.10), inputs within +-0.4.

@@ -83,6 +83,24 @@ def load_frames(path, program):
     return frames
 
 
+def load_calibration(path):
+    """Calibration frames: a .npy array (one sequence (frames, inputs) or a batch (sequences,
+    frames, inputs)) or a .npz archive of sequences, one array each."""
+    path = existing_file(path, "calibration file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise UsageError(f"{path} is not a .npy array or .npz archive of frames "
+                         f"({error})") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        sequences = [loaded[name] for name in loaded.files]
+    if not sequences:
+        raise UsageError(f"{path} holds no arrays")
+    return sequences
+
+
 def note_saturation(program, sequences):
     """Say how many input values lay beyond the fixed-point range and saturated."""
     saturated = total = 0
@@ -91,9 +109,10 @@ def note_saturation(program, sequences):
             saturated += program.encode_inputs(frames)[1]
             total += np.size(frames)
     if saturated:
-        limit = program.input_format.max_value
-        print(f"note: {saturated} of {total} input values lay beyond the fixed-point range "
-              f"(+-{limit:g}) and saturated", file=sys.stderr)
+        fmt = program.input_format
+        print(f"note: {saturated} of {total} input values lay beyond the input format "
+              f"{fmt} (+-{fmt.max_value:g}) and saturated; compile with --calibration "
+              f"frames like these to choose a format that holds them", file=sys.stderr)
 
 
 def random_frames(program, count, seed):
@@ -145,3 +164,11 @@ def print_summary(program, path):
           f"(density {s['density']:.4f}), {s['padding_entries']} padding entries, "
           f"{s['entries_per_pe_min']}..{s['entries_per_pe_max']} entries per PE, "
           f"{s['saturated']} values saturated")
+    for index, formats in enumerate(s["formats"]):
+        print(f"  layer {index} formats: " + ", ".join(
+            f"{name} {text.split(' ')[0]}" for name, text in formats.items()))
+    calibration = s["calibration"]
+    if calibration:
+        saturated = ", ".join(f"{k} {v}" for k, v in calibration["saturated"].items())
+        print(f"  calibration: {calibration['frames']} frames, saturated: {saturated or 'none'}, "
+              f"largest output error against float {calibration['max_error']:.2e}")

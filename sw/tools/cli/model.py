@@ -10,6 +10,7 @@ from .common import (
     UsageError,
     density_value,
     existing_file,
+    load_calibration,
     load_frames,
     make_console,
     note_saturation,
@@ -37,7 +38,9 @@ def cmd_compile(args):
                          f"({type(error).__name__}: {error})") from None
     config = Config(pes=args.pes, channels=args.channels, weight_bits=args.weight_bits,
                     activation_bits=args.activation_bits, **streaming_settings(args.stream_window))
-    program = compile(module, config, density=args.density, pruning=args.pruning)
+    calibration = load_calibration(args.calibration) if args.calibration else None
+    program = compile(module, config, density=args.density, pruning=args.pruning,
+                      calibration=calibration, formats=args.formats)
     program.save(args.output)
     print_summary(program, args.output)
     return 0
@@ -123,6 +126,13 @@ def register(commands):
     comp.add_argument("--activation-bits", type=positive_int, default=16)
     comp.add_argument("--stream-window", type=window_value, default=0, metavar="N",
                       help=STREAM_HELP)
+    comp.add_argument("--calibration", metavar="FILE",
+                      help="representative input frames (.npy: (frames, inputs) or (sequences, "
+                           "frames, inputs); .npz: one sequence per array) that choose the "
+                           "input and projection-output formats")
+    comp.add_argument("--formats", choices=["auto", "configured"], default="auto",
+                      help="auto: each matrix's format from its values (default); configured: "
+                           "ESE's fixed formats everywhere")
     comp.set_defaults(run=cmd_compile)
 
     info = commands.add_parser("info", help="describe a weight image")
