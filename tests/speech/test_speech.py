@@ -104,3 +104,21 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path):
     assert set(recognizer.decode(outputs)) <= set(recognizer.phones)
     assert recognizer.log_probabilities(outputs).shape == (len(outputs),
                                                            len(recognizer.phones) + 1)
+
+
+def test_formats_study_brings_a_rescaled_recognizer_back_to_its_own_error():
+    """The README's formats figure, on fewer sentences: the recognizer rescaled beyond Q1.10
+    saturates with ESE's formats, and with formats chosen from it and calibration frames its
+    output error and PER are the unscaled recognizer's."""
+    run = ese_command("formats-study", "--calibration-sentences", "1", "--test-sentences", "2",
+                      "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    baseline, configured, weights, calibrated = report["rows"]
+    assert report["largest_weight"] > 2
+    assert configured["saturated_weights"] > 1000 and configured["mean_error"] > 0.1
+    assert weights["saturated_weights"] == 0 and calibrated["saturated_weights"] == 0
+    assert calibrated["mean_error"] < 1.5 * baseline["mean_error"]
+    assert calibrated["max_error"] < 1.5 * baseline["max_error"]
+    assert abs(calibrated["golden_per"] - baseline["golden_per"]) < 2.0
+    assert configured["golden_per"] > baseline["golden_per"] + 10

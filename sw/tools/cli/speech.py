@@ -1,8 +1,16 @@
-"""Commands of the speech study: the corpus and the evaluation."""
+"""Commands of the speech study: the corpus, the evaluation and the formats study."""
 
+import json
+from pathlib import Path
 
-
-from .common import density_value, make_console, non_negative_int, positive_int, seed_value
+from .common import (
+    density_value,
+    make_console,
+    non_negative_int,
+    number_in,
+    positive_int,
+    seed_value,
+)
 
 
 def cmd_corpus(args):
@@ -58,6 +66,38 @@ def cmd_speech_eval(args):
     return 0 if not rtl or (rtl["bitexact"] and rtl["decodes_equal_predict"]) else 1
 
 
+def cmd_formats_study(args):
+    from ...speech import CompiledRecognizer
+    from ..demo import RECOGNIZER
+    from ..formats_study import FormatsStudySettings, run_formats_study
+    settings = FormatsStudySettings(gain=args.gain,
+                                    calibration_sentences=args.calibration_sentences,
+                                    test_sentences=args.test_sentences, seed=args.seed)
+    console = make_console()
+    with console.status("formats study") as status:
+        report = run_formats_study(settings, CompiledRecognizer(RECOGNIZER),
+                                   log=lambda text: status.update(text))
+    from rich.table import Table
+    table = Table(title=f"the committed recognizer rescaled by {report.gain:g} (largest weight "
+                        f"{report.largest_weight:.2f}); {report.test_frames} test frames, "
+                        f"float PER {report.float_per:.2f}%")
+    for column in ("formats", "x, W_x", "saturated w / x", "max |err|", "mean |err|",
+                   "golden PER"):
+        table.add_column(column)
+    for row in report.rows:
+        table.add_row(row["formats"], f"{row['input_format']}, {row['input_weight_format']}",
+                      f"{row['saturated_weights']} / {row['saturated_inputs']}",
+                      f"{row['max_error']:.4f}", f"{row['mean_error']:.5f}",
+                      f"{row['golden_per']:.2f}%")
+    console.print(table)
+    if args.output:
+        Path(args.output).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+        console.print(f"report written to {args.output}")
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    return 0
+
+
 def register(commands):
     """Add the speech commands to the parser's subcommands."""
     from ...speech import EvaluationSettings
@@ -105,3 +145,19 @@ def register(commands):
     speech.add_argument("-o", "--output", default="reports/speech.json")
     speech.add_argument("--plot", default="reports/speech.png")
     speech.set_defaults(run=cmd_speech_eval)
+
+    study = commands.add_parser(
+        "formats-study",
+        help="output error against float with ESE's formats and with chosen ones",
+        description="Rescale the committed recognizer into an equivalent float model whose "
+                    "weights lie beyond Q1.10 and compare, on sentences spoken by test voices, "
+                    "its fixed-point output error and PER with ESE's formats, formats from the "
+                    "weights, and formats from the weights and calibration frames.")
+    study.add_argument("--gain", type=number_in(1.0, 1024.0, "a gain from 1 to 1024", True),
+                       default=16.0, help="factor W_x and W_ym grow by (default 16)")
+    study.add_argument("--calibration-sentences", type=positive_int, default=4)
+    study.add_argument("--test-sentences", type=positive_int, default=8)
+    study.add_argument("--seed", type=seed_value, default=11)
+    study.add_argument("-o", "--output", help="write the report as JSON to this file")
+    study.add_argument("--json", action="store_true")
+    study.set_defaults(run=cmd_formats_study)
