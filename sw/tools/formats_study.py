@@ -100,6 +100,7 @@ def run_formats_study(settings, recognizer, log=None):
     import torch
 
     import ese
+
     from ..speech import edit_distance
     from ..speech.corpus import sentences
     say = log or (lambda text: None)
