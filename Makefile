@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test check venv espeak tclsh clean
+.PHONY: demo test check venv espeak tclsh lz4 clean
 
 venv: $(STAMP)
 
@@ -34,10 +34,17 @@ tclsh:
 	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q tcl) || \
 	  { echo "tclsh could not be installed: install the Debian package tcl"; exit 1; }
 
+# lz4's C headers (the Debian package liblz4-dev: no PyPI package ships them), which
+# Verilator's FST waveform writer compiles against (simulate(waves=...), ese simulate --waves).
+lz4:
+	@[ -f /usr/include/lz4.h ] || $(SUDO) apt-get install -y -q liblz4-dev || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q liblz4-dev) || \
+	  { echo "liblz4-dev could not be installed: install the Debian package liblz4-dev"; exit 1; }
+
 demo: espeak $(STAMP)
 	$(BIN)/ese demo
 
-test: espeak tclsh $(STAMP)
+test: espeak tclsh lz4 $(STAMP)
 	$(BIN)/python -m pytest
 
 # The fast loop: everything but Verilator and the slow tests, in under a minute.

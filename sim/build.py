@@ -5,7 +5,8 @@ time), so one build serves every model that fits the same :class:`~ese.Config`. 
 cached under ``$ESE_CACHE_DIR`` (default ``~/.cache/ese``), keyed by the parameters, the
 source of the hardware generator and the tool versions, so a cached build costs neither
 Verilog generation nor compilation; a file lock keeps concurrent runs from building the same
-design twice.
+design twice. A model that records waveforms (Verilator's FST tracing) is a separate cached
+build, so that runs without waves keep the untraced model's speed.
 """
 
 import fcntl
@@ -85,14 +86,15 @@ def _generator_sources():
             for path in sorted(Path(package.__file__).parent.rglob("*.py"))]
 
 
-def build_key(config, design="accelerator"):
-    """Cache key of the simulator for ``config``."""
+def build_key(config, design="accelerator", waves=False):
+    """Cache key of the simulator for ``config`` (with FST tracing if ``waves``)."""
     import amaranth
     import cocotb
     version, _ = verilator_environment()
     parameters = {k: v for k, v in config.to_dict().items() if k != "clock_mhz"}
     digest = hashlib.sha256()
-    digest.update(json.dumps([design, parameters], sort_keys=True).encode())
+    digest.update(json.dumps([design, parameters] + (["fst"] if waves else []),
+                             sort_keys=True).encode())
     for text in (version, cocotb.__version__, amaranth.__version__, Path(__file__).read_text()):
         digest.update(text.encode())
     for path in _generator_sources():
@@ -100,21 +102,24 @@ def build_key(config, design="accelerator"):
     return digest.hexdigest()[:20]
 
 
-def build_simulator(config, log=None, design="accelerator"):
-    """Generate, compile and cache the simulator for ``config`` (``design``: see DESIGNS).
+def build_simulator(config, log=None, design="accelerator", waves=False):
+    """Generate, compile and cache the simulator for ``config`` (``design``: see DESIGNS);
+    with ``waves``, the model that can write an FST trace of every signal.
 
     ``log`` is called with a one-line message before a long build starts.
     """
     toplevel = DESIGNS[design]
-    directory = cache_root() / "verilator" / build_key(config, design)
+    directory = cache_root() / "verilator" / build_key(config, design, waves)
 
     def write_sources():
         verilog_path = directory / f"{toplevel}.v"
         verilog_path.write_text(generate_verilog(config, design))
         return [verilog_path]
 
+    traced = " with FST tracing" if waves else ""
     return _build(directory, toplevel, write_sources, log,
-                  f"building the Verilator model of {config.pes} PEs (once per configuration)")
+                  f"building the Verilator model of {config.pes} PEs{traced} (once per "
+                  f"configuration)", waves=waves)
 
 
 def build_tree_simulator(tree, log=None):
@@ -145,9 +150,10 @@ def build_tree_simulator(tree, log=None):
                   f"building the Verilator model of the build tree {tree} (once per tree)")
 
 
-def _build(directory, toplevel, write_sources, log, message):
+def _build(directory, toplevel, write_sources, log, message, waves=False):
     """Build (or reuse) the Verilator model of ``toplevel`` in ``directory``; the sources are
-    written by ``write_sources()``, which returns their paths."""
+    written by ``write_sources()``, which returns their paths. ``waves`` builds it with FST
+    tracing (every signal, structures as their fields)."""
     version, _ = verilator_environment()
     directory.mkdir(parents=True, exist_ok=True)
     marker = directory / "build.json"
@@ -173,7 +179,9 @@ def _build(directory, toplevel, write_sources, log, message):
                 sources=sources,
                 hdl_toplevel=toplevel,
                 build_dir=directory,
-                build_args=["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"],
+                build_args=["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+                + (["--trace-fst", "--trace-structs"] if waves else []),
+                waves=waves,
                 timescale=("1ns", "1ps"),
                 log_file=directory / "build.log",
                 always=True,

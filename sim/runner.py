@@ -93,7 +93,7 @@ def _outside_pytest():
 
 
 def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=None,
-             timeout_cycles=None, paced=False):
+             timeout_cycles=None, paced=False, waves=None):
     """Run ``frames`` through the RTL of ``program``'s hardware.
 
     Parameters
@@ -117,6 +117,9 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
         Directory to keep the simulation's files in (a temporary directory otherwise).
     timeout_cycles : int, optional
         Fail if a frame takes longer than this (default: generous, from the model's size).
+    waves : path, optional
+        Write an FST trace of every signal of the run to this file (GTKWave or Surfer open
+        it). The traced model is its own cached build; runs without waves keep their speed.
     """
     if not 0.0 <= stall_probability < 1.0:
         raise InputError(f"stall_probability must be in [0, 1), not {stall_probability}")
@@ -126,7 +129,7 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     result, build = run_testbench(program, "run_job", plan.codes, expected,
                                   starts=plan.starts, stall_probability=stall_probability,
                                   seed=seed, log=log, keep=keep, timeout_cycles=timeout_cycles,
-                                  options={"paced": bool(paced)})
+                                  options={"paced": bool(paced)}, waves=waves)
     wall = time.monotonic() - started - build.seconds
     output_codes = result["outputs"]
     completed = result["completed"]
@@ -151,7 +154,7 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
 
 def run_testbench(program, testcase, codes, expected, *, starts=None, stall_probability=0.0,
                   seed=0, log=None, keep=None, timeout_cycles=None, options=None,
-                  module="ese.sim.testbench"):
+                  module="ese.sim.testbench", waves=None):
     """Run one cocotb test on ``program``'s hardware: ``testcase`` of ``module``
     (:mod:`ese.sim.testbench` by default; a test's own scenarios elsewhere).
 
@@ -160,7 +163,8 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
     the first step) and the ``expected`` output codes (steps, channels, outputs); codes and
     expectations for one channel may be given as (frames, inputs) and (frames, outputs).
     Returns ``(results, build)``: the arrays the test saved (empty if it saved none) and the
-    :class:`~ese.sim.build.SimulatorBuild`. A failing test raises SimulationError.
+    :class:`~ese.sim.build.SimulatorBuild`. A failing test raises SimulationError. ``waves``:
+    a path for an FST trace of the run.
     """
     if program.config.streamed:
         raise InputError(
@@ -173,7 +177,11 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
     if starts is None:
         starts = np.zeros(codes.shape[:2], dtype=bool)
         starts[0] = True
-    build = build_simulator(program.config, log=log)
+    if waves is not None:
+        waves = Path(waves).resolve()
+        if not waves.parent.is_dir():
+            raise InputError(f"cannot write the waveform {waves}: its folder does not exist")
+    build = build_simulator(program.config, log=log, waves=waves is not None)
     if timeout_cycles is None:
         entries = int(program.image.entries_per_pe.max())
         timeout_cycles = 1_000_000 + 100 * (entries + program.config.vector_depth
@@ -194,7 +202,7 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
         np.savez(job, load_words=program.image.load_words(), inputs=codes, expected=expected,
                  starts=np.asarray(starts, dtype=bool), settings=json.dumps(settings))
         result_path = _run_testbench(module, TOPLEVEL, testcase, build, work, job, seed,
-                                     "the testbench")
+                                     "the testbench", waves=waves)
         if result_path is None:
             return {}, build
         with np.load(result_path) as saved:
@@ -211,8 +219,9 @@ def _work_directory(stack, keep, prefix):
     return work
 
 
-def _run_testbench(module, toplevel, testcase, build, work, job, seed, what):
-    """Run one cocotb test of ``module`` on ``build`` in ``work``, with the job file ``job``.
+def _run_testbench(module, toplevel, testcase, build, work, job, seed, what, waves=None):
+    """Run one cocotb test of ``module`` on ``build`` in ``work``, with the job file ``job``
+    (and an FST trace written to ``waves``, on a traced build).
 
     Returns the path of the result file it wrote, or None; a simulation that did not run or
     a failed test raises SimulationError with the end of the log.
@@ -227,7 +236,8 @@ def _run_testbench(module, toplevel, testcase, build, work, job, seed, what):
                 hdl_toplevel_lang="verilog", build_dir=build.directory, test_dir=work,
                 results_xml=str(work / "results.xml"), log_file=work / "simulation.log",
                 extra_env={"ESE_SIM_JOB": str(job), "ESE_SIM_RESULT": str(result_path)},
-                seed=seed)
+                seed=seed, waves=waves is not None,
+                test_args=["--trace-file", str(waves)] if waves is not None else [])
         tests, failed = get_results(results)
     except (RuntimeError, SystemExit) as error:
         raise SimulationError(f"the simulation did not run ({error}):\n"

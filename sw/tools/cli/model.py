@@ -75,7 +75,7 @@ def cmd_simulate(args):
     note_saturation(program, [frames])
     console = make_console()
     with console.status("simulating") as status:
-        result = program.simulate(frames, stall_probability=args.stalls,
+        result = program.simulate(frames, stall_probability=args.stalls, waves=args.waves,
                                   log=lambda text: status.update(text))
     if args.output:
         np.save(args.output, result.outputs)
@@ -99,6 +99,8 @@ def cmd_simulate(args):
             + f"; median {figures['median_cycles_per_frame']:.0f} cycles per frame "
               f"({figures['median_cycles_per_frame'] / program.config.clock_mhz:.2f} us at "
               f"{program.config.clock_mhz:g} MHz); weights loaded in {result.load_cycles} cycles")
+        if args.waves:
+            console.print(f"waveform written to {args.waves} (open it with gtkwave or surfer)")
     return 0 if result.bitexact else 1
 
 
@@ -153,6 +155,8 @@ def register(commands):
     sim.add_argument("--frames", type=positive_int, default=8, help="random frames to run")
     sim.add_argument("--stalls", type=probability_value, default=0.0)
     sim.add_argument("--seed", type=seed_value, default=0)
+    sim.add_argument("--waves", metavar="FILE",
+                     help="write an FST trace of the run (open it in GTKWave or Surfer)")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(run=cmd_simulate)
 
