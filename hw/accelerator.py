@@ -336,17 +336,27 @@ class LSTMAccelerator(wiring.Component):
         ]
 
     def _vector_writes(self, m, u):
-        """Writes of the vector memory and the cell state: the clear after a reset, else the
-        cell unit or the writeback."""
+        """Writes of the vector memory and the cell state: the clear after a reset, else an
+        initial state from the loader, else the cell unit or the writeback."""
         config = self.config
         clear = u.sequencer
         vector_write = u.vector.write_port()
+        loaded_vector, loaded_state = u.loader.vector_write, u.loader.state_write
         with m.If(clear.clear_enable):
             m.d.comb += [
                 vector_write.addr.eq(clear.clear_address), vector_write.data.eq(0),
                 vector_write.en.eq(clear.clear_address < config.vector_depth),
                 u.state_write.addr.eq(clear.clear_address), u.state_write.data.eq(0),
                 u.state_write.en.eq(clear.clear_address < config.cell_depth),
+            ]
+        with m.Elif(loaded_vector.en | loaded_state.en):
+            # An initial state from the load stream (loads happen only between frame steps,
+            # when neither the cell unit nor the writeback writes).
+            m.d.comb += [
+                vector_write.addr.eq(loaded_vector.addr), vector_write.data.eq(loaded_vector.data),
+                vector_write.en.eq(loaded_vector.en),
+                u.state_write.addr.eq(loaded_state.addr), u.state_write.data.eq(loaded_state.data),
+                u.state_write.en.eq(loaded_state.en),
             ]
         with m.Else():
             m.d.comb += [

@@ -42,6 +42,9 @@ class WeightLoader(wiring.Component):
         Per-PE memories (enable qualified by ``pe`` outside).
     cell_parameter_write, descriptor_write : Out(WritePortSignature)
         Shared memories.
+    vector_write, state_write : Out(WritePortSignature)
+        The activation vectors and the cell states, every channel's in a word: an initial
+        state (VECTORS and CELL_STATES records).
     stream_write : Out(WritePortSignature)
         Streamed configurations: each PE's entry sections (address: the PE). ENTRIES records
         are then checked but written nowhere: the streamer reads them from the stored image.
@@ -67,6 +70,10 @@ class WeightLoader(wiring.Component):
                                                            mm.cell_parameter_bits)),
             "descriptor_write": Out(WritePortSignature(address_bits(config.max_layers),
                                                        mm.descriptor_bits)),
+            "vector_write": Out(WritePortSignature(
+                address_bits(config.vector_depth), mm.element_bits(LoadTarget.VECTORS))),
+            "state_write": Out(WritePortSignature(
+                address_bits(config.cell_depth), mm.element_bits(LoadTarget.CELL_STATES))),
             **({"stream_write": Out(WritePortSignature(address_bits(config.pes),
                                                        mm.stream_bits))}
                if config.streamed else {}),
@@ -80,6 +87,8 @@ class WeightLoader(wiring.Component):
             LoadTarget.ENTRIES: self.entry_write,
             LoadTarget.CELL_PARAMETERS: self.cell_parameter_write,
             LoadTarget.LAYER_DESCRIPTORS: self.descriptor_write,
+            LoadTarget.VECTORS: self.vector_write,
+            LoadTarget.CELL_STATES: self.state_write,
         }
         if config.streamed:
             ports[LoadTarget.STREAMS] = self.stream_write

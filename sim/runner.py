@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sw.contract.errors import InputError, SimulationError
+from ..sw.runtime.encoding import state_load_words
 from ..sw.runtime.steps import plan_steps
 from .build import DESIGNS, TOPLEVEL, build_simulator, build_tree_simulator
 
@@ -93,7 +94,7 @@ def _outside_pytest():
 
 
 def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=None,
-             timeout_cycles=None, paced=False, waves=None):
+             timeout_cycles=None, paced=False, waves=None, state=None):
     """Run ``frames`` through the RTL of ``program``'s hardware.
 
     Parameters
@@ -120,14 +121,21 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     waves : path, optional
         Write an FST trace of every signal of the run to this file (GTKWave or Surfer open
         it). The traced model is its own cached build; runs without waves keep their speed.
+    state : (h0, c0), or a list of them (or None) per channel, optional
+        Initial states, as ``Program.predict`` takes them: loaded into the hardware (VECTORS
+        and CELL_STATES records after the weights) before the first frame, and the first
+        sequence of each such channel runs on from it.
     """
     if not 0.0 <= stall_probability < 1.0:
         raise InputError(f"stall_probability must be in [0, 1), not {stall_probability}")
-    plan = plan_steps(program, frames)
+    plan = plan_steps(program, frames, state=state)
     expected = plan.expected
     started = time.monotonic()
+    extra = (state_load_words(program.image, plan.initial) if plan.has_initial_state
+             else None)
     result, build = run_testbench(program, "run_job", plan.codes, expected,
                                   starts=plan.starts, stall_probability=stall_probability,
+                                  extra_load=extra,
                                   seed=seed, log=log, keep=keep, timeout_cycles=timeout_cycles,
                                   options={"paced": bool(paced)}, waves=waves)
     wall = time.monotonic() - started - build.seconds
@@ -154,7 +162,7 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
 
 def run_testbench(program, testcase, codes, expected, *, starts=None, stall_probability=0.0,
                   seed=0, log=None, keep=None, timeout_cycles=None, options=None,
-                  module="ese.sim.testbench", waves=None):
+                  module="ese.sim.testbench", waves=None, extra_load=None):
     """Run one cocotb test on ``program``'s hardware: ``testcase`` of ``module``
     (:mod:`ese.sim.testbench` by default; a test's own scenarios elsewhere).
 
@@ -164,7 +172,8 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
     expectations for one channel may be given as (frames, inputs) and (frames, outputs).
     Returns ``(results, build)``: the arrays the test saved (empty if it saved none) and the
     :class:`~ese.sim.build.SimulatorBuild`. A failing test raises SimulationError. ``waves``:
-    a path for an FST trace of the run.
+    a path for an FST trace of the run; ``extra_load``: load words sent after the image's
+    (an initial state).
     """
     if program.config.streamed:
         raise InputError(
@@ -199,7 +208,10 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
     with contextlib.ExitStack() as stack:
         work = _work_directory(stack, keep, "ese-sim-")
         job = work / "job.npz"
-        np.savez(job, load_words=program.image.load_words(), inputs=codes, expected=expected,
+        load_words = program.image.load_words()
+        if extra_load is not None:
+            load_words = np.concatenate([load_words, np.asarray(extra_load, dtype=np.uint32)])
+        np.savez(job, load_words=load_words, inputs=codes, expected=expected,
                  starts=np.asarray(starts, dtype=bool), settings=json.dumps(settings))
         result_path = _run_testbench(module, TOPLEVEL, testcase, build, work, job, seed,
                                      "the testbench", waves=waves)

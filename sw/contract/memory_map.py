@@ -38,7 +38,8 @@ __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "GATES", "PEEPHOLES", "CELL_PAR
 #: hardware parameters include ``stream_window``, and the load stream may hold STREAMS and
 #: PADDING records (weights streamed from off-chip memory). 4: formats chosen per model: the
 #: hardware parameters include ``align_bits``, every layer descriptor holds its alignment
-#: shifts and the header its formats (see docs/arithmetic.md).
+#: shifts and the header its formats (see docs/arithmetic.md); VECTORS and CELL_STATES
+#: records load an initial state.
 FORMAT_VERSION = 4
 
 #: The layer descriptor's alignment shifts (``Config.align_bits`` wide each; see
@@ -69,6 +70,8 @@ class LoadTarget(enum.IntEnum):
     LAYER_DESCRIPTORS = 4  # shared: sizes and base addresses of every layer
     STREAMS = 5            # shared, streamed configurations: each PE's entry sections
     PADDING = 6            # shared: words that align what follows; never written
+    VECTORS = 7            # shared: activation vector words (a layer's y: an initial state)
+    CELL_STATES = 8        # shared: cell state words (a layer's c: an initial state)
 
     @property
     def per_pe(self):
@@ -189,6 +192,8 @@ class MemoryMap:
             LoadTarget.LAYER_DESCRIPTORS: self.descriptor_bits,
             LoadTarget.STREAMS: self.stream_bits,
             LoadTarget.PADDING: LOAD_WORD_BITS,
+            LoadTarget.VECTORS: self.config.channels * self.config.activation_bits,
+            LoadTarget.CELL_STATES: self.config.channels * self.config.cell_bits,
         }[LoadTarget(target)]
 
     def depth(self, target):
@@ -200,12 +205,15 @@ class MemoryMap:
             LoadTarget.LAYER_DESCRIPTORS: c.max_layers,
             LoadTarget.STREAMS: c.pes,
             LoadTarget.PADDING: PADDING_DEPTH,
+            LoadTarget.VECTORS: c.vector_depth,
+            LoadTarget.CELL_STATES: c.cell_depth,
         }[LoadTarget(target)]
 
     def targets(self):
         """The load targets this configuration accepts."""
         shared = [LoadTarget.POINTERS, LoadTarget.ENTRIES, LoadTarget.CELL_PARAMETERS,
-                  LoadTarget.LAYER_DESCRIPTORS, LoadTarget.PADDING]
+                  LoadTarget.LAYER_DESCRIPTORS, LoadTarget.PADDING, LoadTarget.VECTORS,
+                  LoadTarget.CELL_STATES]
         return shared + [LoadTarget.STREAMS] if self.config.streamed else shared
 
     # Streaming the entries (Config.stream_window).

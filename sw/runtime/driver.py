@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..contract.errors import CapacityError, ConfigError, EseError, ImageError
+from ..contract.errors import CapacityError, ConfigError, EseError, ImageError, InputError
 from ..contract.registers import (
     CONFIG_BASE,
     ERROR_FLAGS,
@@ -67,6 +67,65 @@ class HardwareInfo:
     config: object
     build_id: int
     format_version: int
+
+
+def _padded_to_block(words, block_words=1024):
+    """The load stream followed by a PADDING record up to a multiple of ``block_words``
+    words (4 KB), or as it is when it ends on one."""
+    from ..contract.memory_map import RECORD_HEADER_WORDS, LoadTarget
+    gap = -len(words) % block_words
+    if gap == 0:
+        return words
+    if gap < RECORD_HEADER_WORDS:
+        gap += block_words
+    padding = np.zeros(gap, dtype=np.uint32)
+    padding[0] = int(LoadTarget.PADDING)
+    padding[2] = gap - RECORD_HEADER_WORDS
+    return np.concatenate([np.asarray(words, dtype=np.uint32), padding])
+
+
+class CardUtterance:
+    """Pieces of one utterance per channel on the card (:meth:`Accelerator.utterance`)."""
+
+    def __init__(self, accelerator):
+        self.accelerator = accelerator
+        self.lengths = None          # frames per channel of each piece (None: no piece yet)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exception):
+        return False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        return False
+
+    async def run(self, frames, state=None):
+        """The outputs of the next piece; ``state`` only with the first."""
+        single = not isinstance(frames, (list, tuple))
+        pieces = [frames] if single else list(frames)
+        lengths = {}
+        for channel, piece in enumerate(pieces):
+            if isinstance(piece, (list, tuple)):
+                raise InputError(f"channel {channel}: a piece of an utterance is one array of "
+                                 f"frames, not a list of sequences")
+            if piece is not None:
+                lengths[channel] = len(np.asarray(piece))
+        if len(set(lengths.values())) > 1:
+            raise InputError(f"the channels run in lock step: every piece gives each channel "
+                             f"of the utterance the same number of frames, not {lengths}")
+        if self.lengths is not None:
+            if set(lengths) != set(self.lengths):
+                raise InputError(f"every piece continues the same channels "
+                                 f"({sorted(self.lengths)}), not {sorted(lengths)}")
+            if state is not None:
+                raise InputError("only an utterance's first piece may give a state")
+        first = self.lengths is None
+        self.lengths = lengths
+        return await self.accelerator.run(frames, state=state, carry=not first)
 
 
 class Accelerator:
@@ -103,6 +162,7 @@ class Accelerator:
         self.memory_bytes = memory_bytes
         self.info = None
         self.program = None
+        self._image_words = 0        # words of the stored (padded) load stream
         self._results_read = 0       # result packets read, counted like Register.STEPS_OUT
         self._aborted = False        # a run did not finish: reset() before the next
 
@@ -137,27 +197,53 @@ class Accelerator:
             program = image.retarget(info.config)
         else:
             program = load(image, config=info.config)
-        words = program.image.load_words()
+        # The stored stream ends on a 4 KB boundary (a PADDING record), so that an initial
+        # state's records can be stored right behind it and loaded with it (run(state=...)).
+        words = _padded_to_block(program.image.load_words())
         self._check_memory_range(len(words), info.config)
+        await self.transport.write_register(Register.CONTROL, Control.CLEAR_ERRORS)
+        await self._store(self.image_address, words, "the weight image")
+        await self._load(len(words), "the weight image")
+        self.program = program
+        self._image_words = len(words)
+        return program
+
+    async def _store(self, address, words, what):
+        """Write ``words`` of the load stream to the card's memory at ``address``."""
         write = self.transport.write_register
-        await write(Register.CONTROL, Control.CLEAR_ERRORS)
-        await write(Register.IMAGE_ADDRESS, self.image_address)
+        await write(Register.IMAGE_ADDRESS, address)
         await write(Register.IMAGE_WORDS, len(words))
         await write(Register.CONTROL, Control.STORE_IMAGE)
-        await self._send("weights", words.astype("<u4").tobytes(), "the weight image")
-        await self._wait_until_clear(Status.STORING, "storing the weight image")
+        await self._send("weights", words.astype("<u4").tobytes(), what)
+        await self._wait_until_clear(Status.STORING, f"storing {what}")
         stored = await self.transport.read_register(Register.IMAGE_STORED)
         if stored != len(words):
-            raise DeviceError(f"the card stored {stored} of {len(words)} image words")
+            raise DeviceError(f"the card stored {stored} of {len(words)} words of {what}")
+
+    async def _load(self, words, what):
+        """Load the first ``words`` words stored at the image address into the memories (the
+        card resets its core first: every state is cleared, then loaded if the words hold
+        one)."""
+        write = self.transport.write_register
+        await write(Register.IMAGE_ADDRESS, self.image_address)
+        await write(Register.IMAGE_WORDS, words)
         await write(Register.CONTROL, Control.LOAD_IMAGE)
-        await self._wait_until_clear(Status.LOADING, "loading the weight image")
+        await self._wait_until_clear(Status.LOADING, f"loading {what}")
         status = await self.transport.read_register(Register.STATUS)
         if not status & Status.LOADED:
-            raise DeviceError("the card did not report the image loaded")
-        self.program = program
+            raise DeviceError(f"the card did not report {what} loaded")
         self._results_read = await self.transport.read_register(Register.STEPS_OUT)
         self._aborted = False
-        return program
+
+    async def _load_state(self, plan):
+        """Store the plan's initial states behind the image and load image and states: the
+        card's state is then exactly them (every other channel's is zero)."""
+        from .encoding import state_load_words
+        words = state_load_words(self.program.image, plan.initial)
+        self._check_memory_range(self._image_words + len(words), self.program.config)
+        await self._store(self.image_address + 4 * self._image_words, words,
+                          "the initial state")
+        await self._load(self._image_words + len(words), "the weight image and initial state")
 
     def _check_memory_range(self, words, config):
         """Refuse an image that would not fit the card's memory at the image address."""
@@ -195,8 +281,13 @@ class Accelerator:
         self._results_read += 1
         return data
 
-    async def run(self, frames):
+    async def run(self, frames, state=None, carry=False):
         """Run frames; the same forms as ``Program.simulate`` (one sequence, or per channel).
+
+        ``state``: initial states as ``Program.simulate`` takes them; the card is loaded
+        with them (and with the image again, which clears every other state) before the
+        first frame. ``carry``: each channel's first sequence continues the state the card
+        holds from the last run instead of starting from zero (see :meth:`utterance`).
 
         Returns the outputs decoded to real numbers: an array for one sequence, otherwise a
         list per channel of arrays per sequence.
@@ -208,7 +299,12 @@ class Accelerator:
         if self._aborted:
             raise DeviceError("the last run did not finish (timed out, failed or was "
                               "cancelled); call reset() before running again")
-        plan = plan_steps(program, frames, golden=False)
+        if carry and state is not None:
+            raise InputError("a run either carries the card's state on or starts from a "
+                             "given state, not both")
+        plan = plan_steps(program, frames, golden=False, state=state, carry=carry)
+        if plan.has_initial_state:
+            await self._load_state(plan)
         # Until this run has read every result, an interruption leaves the card and the
         # transport holding its steps: the next run must reset first.
         self._aborted = True
@@ -236,6 +332,15 @@ class Accelerator:
         self._aborted = False
         decoded = program.decode_outputs(outputs)
         return decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
+
+    def utterance(self):
+        """A context for utterances that arrive in pieces: ``await u.run(piece)`` runs each
+        piece from where the last one left the card's state, so the outputs equal one run on
+        the pieces joined. The first piece may start from ``state=``. Pieces take the forms
+        of :meth:`run` with one sequence per channel; since the channels run in lock step,
+        every piece gives each channel of the utterance the same number of frames. Nothing
+        else may run on the card in between (a run of its own starts every channel anew)."""
+        return CardUtterance(self)
 
     async def counters(self):
         """The card's counters, as a dict."""

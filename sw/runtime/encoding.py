@@ -36,7 +36,8 @@ from ..contract.memory_map import (
 )
 from .quantized import QuantizedLayer, QuantizedModel
 
-__all__ = ["HardwareImage", "encode_model", "decode_image", "layout_model", "encode_columns"]
+__all__ = ["HardwareImage", "encode_model", "decode_image", "layout_model", "encode_columns",
+           "state_load_words"]
 
 
 def ceil_div(a, b):
@@ -233,6 +234,33 @@ class HardwareImage:
         padded[:len(entries)] = entries
         shifts = np.arange(lanes, dtype=np.int64) * self.config.entry_bits
         return [int(w) for w in (padded.reshape(-1, lanes).astype(object) << shifts).sum(axis=1)]
+
+
+def state_load_words(image, states):
+    """Load records that set an initial state: ``states`` holds, for each channel, each
+    layer's ``(y, c)`` codes (``Program.encode_state``), or None for a channel left at zero.
+    Every layer's y goes to its recurrent vector (VECTORS records, a word per element holding
+    every channel's value) and its c to its cell states (CELL_STATES records)."""
+    config = image.config
+    channels = config.channels
+    if len(states) > channels:
+        raise ValueError(f"{len(states)} channels' states for {channels} channels")
+    states = list(states) + [None] * (channels - len(states))
+    stream = _LoadStream(MemoryMap(config))
+    for index, descriptor in enumerate(image.descriptors):
+        for target, base, size, part, bits in (
+                (LoadTarget.VECTORS, descriptor["recurrent_base"], descriptor["recurrent"], 0,
+                 config.activation_bits),
+                (LoadTarget.CELL_STATES, descriptor["cell_base"], descriptor["cells"], 1,
+                 config.cell_bits)):
+            words = np.zeros(size, dtype=object)
+            mask = (1 << bits) - 1
+            for channel, state in enumerate(states):
+                if state is not None:
+                    values = np.asarray(state[index][part], dtype=np.int64)
+                    words = words + ((values.astype(object) & mask) << (bits * channel))
+            stream.record(target, 0, base, [int(w) for w in words])
+    return stream.words()
 
 
 class _LoadStream:

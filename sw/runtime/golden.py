@@ -51,8 +51,8 @@ class GoldenModel:
                 as_sparse(layer.projection) if layer.projection is not None else None,
             ))
 
-    def run(self, codes, trace=None, saturated=None):
-        """Run one sequence from zero state.
+    def run(self, codes, trace=None, saturated=None, state=None, final=None):
+        """Run one sequence, from zero state or from ``state``.
 
         Parameters
         ----------
@@ -64,6 +64,11 @@ class GoldenModel:
         saturated : dict, optional
             If given, counts the values that saturated in the datapath, by layer:
             ``"layer0.cell"`` (cell states), ``"layer0.output"`` (projection outputs y).
+        state : list of (y, c), optional
+            Each layer's state to start from: y (its output format) and c (the cell format),
+            int arrays; zero state if None.
+        final : list, optional
+            If given, receives each layer's state after the last frame, as ``state`` takes it.
 
         Returns
         -------
@@ -84,8 +89,12 @@ class GoldenModel:
             projection_align = formats.projection
             cells = layer.cells
             bias = layer.bias.reshape(4, cells)
-            y = np.zeros(layer.recurrent, dtype=np.int64)
-            c = np.zeros(cells, dtype=np.int64)
+            if state is None:
+                y = np.zeros(layer.recurrent, dtype=np.int64)
+                c = np.zeros(cells, dtype=np.int64)
+            else:
+                y = np.array(state[index][0], dtype=np.int64)
+                c = np.array(state[index][1], dtype=np.int64)
             outputs = np.empty((len(sequence), layer.outputs), dtype=np.int64)
             if trace is not None:
                 recorded = {"inputs": sequence.copy(),
@@ -112,6 +121,8 @@ class GoldenModel:
                 else:
                     y = m
                 outputs[t] = y
+            if final is not None:
+                final.append((y.copy(), c.copy()))
             if saturated is not None:
                 for name, count in counts.items():
                     key = f"layer{index}.{name}"

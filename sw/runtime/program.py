@@ -17,14 +17,14 @@ import numpy as np
 
 from ..contract.arithmetic import dequantize, quantize
 from ..contract.config import CAPACITY_FIELDS, RELAID_FIELDS
-from ..contract.errors import EseError, ImageError
+from ..contract.errors import EseError, ImageError, InputError
 from .encoding import decode_image, encode_model
 from .frames import check_frames
 from .golden import GoldenModel
 from .image import image_bytes, read_image, write_image
 from .quantized import QuantizationReport
 
-__all__ = ["Program", "load", "check_compatible"]
+__all__ = ["Program", "Utterance", "load", "check_compatible"]
 
 
 class Program:
@@ -91,33 +91,90 @@ class Program:
     def decode_outputs(self, codes):
         return dequantize(codes, self.output_format)
 
-    def predict_codes(self, codes, trace=None, saturated=None):
+    def predict_codes(self, codes, trace=None, saturated=None, state=None, final=None):
         """Golden model on input codes (int array (frames, inputs), in :attr:`input_format`).
 
         ``trace``, a list, receives the activation vectors of every layer; ``saturated``, a
-        dict, counts the values that saturated in the datapath (see ``GoldenModel.run``).
+        dict, counts the values that saturated in the datapath; ``state`` (each layer's (y, c)
+        codes) starts from a state and ``final``, a list, receives the state after the last
+        frame (see ``GoldenModel.run``).
         """
-        return self._golden.run(codes, trace=trace, saturated=saturated)
+        return self._golden.run(codes, trace=trace, saturated=saturated, state=state,
+                                final=final)
 
-    def predict(self, frames):
-        """Run one sequence of frames from zero state through the golden model.
+    def predict(self, frames, state=None, return_state=False):
+        """Run one sequence of frames through the golden model.
 
         Parameters
         ----------
         frames : array (frames, inputs)
-            Real-valued inputs; values beyond the activation range saturate.
+            Real-valued inputs; values beyond the input format's range saturate.
+        state : (h0, c0), optional
+            The initial state in PyTorch's shapes: h0 (layers, outputs of each layer) and c0
+            (layers, cells), a leading batch of 1 allowed (``nn.LSTM``'s ``(h0, c0)``); for a
+            one-layer model also (outputs,) and (cells,) (``nn.LSTMCell``'s). Zero if None.
+        return_state : bool
+            Also return the state after the last frame, ``(h_n, c_n)``, in the same shapes.
 
         Returns
         -------
-        array (frames, outputs)
+        array (frames, outputs), and (h_n, c_n) with ``return_state``
             The last layer's output for every frame, decoded from fixed point: exactly what
             the hardware produces.
         """
         codes, _ = self.encode_inputs(frames)
-        return self.decode_outputs(self.predict_codes(codes))
+        final = [] if return_state else None
+        outputs = self.decode_outputs(self.predict_codes(
+            codes, state=self.encode_state(state) if state is not None else None,
+            final=final))
+        return (outputs, self.decode_state(final)) if return_state else outputs
+
+    # State.
+
+    def _state_sizes(self):
+        layers = self.model.layers
+        return [layer.outputs for layer in layers], [layer.cells for layer in layers]
+
+    def encode_state(self, state):
+        """``(h, c)`` in PyTorch's shapes (see :meth:`predict`) as each layer's ``(y, c)``
+        codes: y in the layer's output format, c in the cell format. Values beyond a format
+        saturate; NaN, infinities and wrong shapes raise :class:`InputError`."""
+        outputs, cells = self._state_sizes()
+        try:
+            h, c = state
+        except (TypeError, ValueError):
+            raise InputError("a state is a pair (h0, c0) of arrays") from None
+        parts = [_state_rows(name, values, sizes)
+                 for name, values, sizes in (("h0", h, outputs), ("c0", c, cells))]
+        encoded = []
+        for index, (y, cell) in enumerate(zip(*parts)):
+            formats = self.model.layers[index].formats
+            y_codes, _ = quantize(y, formats.format(self.config, "output"))
+            c_codes, _ = quantize(cell, self.config.cell_format)
+            encoded.append((y_codes, c_codes))
+        return encoded
+
+    def decode_state(self, codes):
+        """Each layer's ``(y, c)`` codes as ``(h, c)`` in PyTorch's shapes: (layers, size),
+        or (size,) where the source was an ``nn.LSTMCell``."""
+        h = np.stack([dequantize(y, layer.formats.format(self.config, "output"))
+                      for (y, _), layer in zip(codes, self.model.layers)])
+        c = np.stack([dequantize(cell, self.config.cell_format) for _, cell in codes])
+        if str(self.metadata.get("source", "")).startswith("torch.nn.LSTMCell"):
+            return h[0], c[0]
+        return h, c
+
+    def utterance(self):
+        """A context in which :meth:`Utterance.run` takes one utterance in pieces, carrying
+        the state from each piece to the next: the outputs are exactly those of one
+        :meth:`predict` on the frames joined. See :meth:`Accelerator.utterance
+        <ese.sw.runtime.driver.Accelerator.utterance>` for the card."""
+        return Utterance(self)
 
     def simulate(self, frames, **options):
-        """Run the frames through the generated RTL in Verilator (see ese.sim.runner)."""
+        """Run the frames through the generated RTL in Verilator (see ese.sim.runner);
+        ``state=(h0, c0)`` starts from a state loaded into the hardware, ``waves=path``
+        writes an FST trace."""
         from ...sim.runner import simulate
         return simulate(self, frames, **options)
 
@@ -181,6 +238,73 @@ class Program:
         s = self.summary()
         return (f"<Program {s['source']} {self.inputs}->{self.outputs}, {s['nonzeros']} "
                 f"non-zeros ({s['density']:.3f}), {s['pes']} PEs>")
+
+
+class Utterance:
+    """One utterance given in pieces to the golden model (:meth:`Program.utterance`)."""
+
+    def __init__(self, program):
+        self.program = program
+        self.codes = None        # each layer's (y, c) after the last piece; None: zero state
+        self.frames = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        return False
+
+    def run(self, frames):
+        """The outputs of the next piece of the utterance, from where the last one ended."""
+        codes, _ = self.program.encode_inputs(frames)
+        final = []
+        outputs = self.program.predict_codes(codes, state=self.codes, final=final)
+        self.codes = final
+        self.frames += len(codes)
+        return self.program.decode_outputs(outputs)
+
+    @property
+    def state(self):
+        """The state reached so far, ``(h, c)`` in PyTorch's shapes (zeros before any)."""
+        codes = self.codes
+        if codes is None:
+            codes = [(np.zeros(o, np.int64), np.zeros(c, np.int64))
+                     for o, c in zip(*self.program._state_sizes())]
+        return self.program.decode_state(codes)
+
+
+def _state_rows(name, values, sizes):
+    """One part of a state, ``h0`` or ``c0``, as a row per layer of the given ``sizes``: a
+    (layers, size) array (a batch of 1 allowed), a (size,) array for one layer, or a list of
+    one array per layer."""
+    layers = len(sizes)
+    if isinstance(values, (list, tuple)) and len(values) == layers and layers > 1:
+        rows = values
+    else:
+        try:
+            array = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must hold real numbers") from None
+        if len(set(sizes)) != 1 or array.size != layers * sizes[0] or (
+                array.ndim > 1 and array.shape[0] != layers) or array.ndim > 3:
+            raise InputError(f"{name} has shape {array.shape}; this model's is "
+                             f"({layers}, {sizes[0]})" if len(set(sizes)) == 1 else
+                             f"{name} has shape {array.shape}; give one array per layer, of "
+                             f"sizes {sizes}")
+        rows = list(array.reshape(layers, sizes[0]))
+    checked = []
+    for index, (row, size) in enumerate(zip(rows, sizes)):
+        try:
+            row = np.asarray(row, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must hold real numbers") from None
+        if row.size != size:
+            raise InputError(f"{name} of layer {index} has {row.size} values; the layer has "
+                             f"{size}")
+        if not np.all(np.isfinite(row)):
+            raise InputError(f"{name} holds NaN or infinite values")
+        checked.append(row)
+    return checked
 
 
 def load(path, config=None):

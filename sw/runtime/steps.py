@@ -34,6 +34,10 @@ class StepPlan:
     single : bool
         The user gave one sequence for channel 0 only (results are then per frame, not per
         channel).
+    initial : list
+        Per channel, the (y, c) codes of each layer its first sequence starts from, or None
+        (zero state). A channel with an initial state does not begin its first sequence with
+        a start: the state is loaded into the hardware before the first step instead.
     """
 
     codes: np.ndarray
@@ -41,6 +45,11 @@ class StepPlan:
     expected: np.ndarray
     spans: list
     single: bool
+    initial: list = None
+
+    @property
+    def has_initial_state(self):
+        return any(state is not None for state in (self.initial or []))
 
     @property
     def steps(self):
@@ -52,13 +61,16 @@ class StepPlan:
                 for channel, spans in enumerate(self.spans)]
 
 
-def plan_steps(program, frames, golden=True):
+def plan_steps(program, frames, golden=True, state=None, carry=False):
     """Lay out ``frames`` for ``program``'s channels.
 
     ``frames`` is one (frames, inputs) array, run on channel 0, or a list with one entry per
     channel (at most ``channels``): a (frames, inputs) array, a list of such arrays to run
     one after another, or None for an idle channel. With ``golden`` the plan holds the golden
-    model's outputs too.
+    model's outputs too. ``state`` gives the first sequence's initial state: ``(h0, c0)``
+    (``Program.predict``'s shapes) for one sequence, or a list with one such pair or None per
+    channel. ``carry``: the first sequences continue the state the hardware holds (no start);
+    the golden model's expectations then start from ``state``, which must hold that state.
     """
     channels = program.config.channels
     single = not isinstance(frames, (list, tuple))
@@ -67,6 +79,17 @@ def plan_steps(program, frames, golden=True):
         raise InputError(f"{len(per_channel)} channels' frames given, but the hardware has "
                          f"{channels} channels")
     per_channel += [None] * (channels - len(per_channel))
+    if state is None:
+        states = [None] * channels
+    elif single:
+        states = [state] + [None] * (channels - 1)
+    else:
+        states = list(state)
+        if len(states) > channels:
+            raise InputError(f"{len(states)} channels' states given, but the hardware has "
+                             f"{channels} channels")
+        states += [None] * (channels - len(states))
+    initial = [program.encode_state(s) if s is not None else None for s in states]
     sequences = []
     for channel, entry in enumerate(per_channel):
         if entry is None:
@@ -101,10 +124,12 @@ def plan_steps(program, frames, golden=True):
             if len(run) == 0:
                 continue
             codes[step:step + len(run), channel] = run
-            starts[step, channel] = True
+            from_state = initial[channel] if index == 0 else None
+            starts[step, channel] = not (index == 0 and (carry or from_state is not None))
             if golden:
-                expected[step:step + len(run), channel] = program.predict_codes(run)
+                expected[step:step + len(run), channel] = program.predict_codes(
+                    run, state=from_state)
             channel_spans.append((step, len(sequence)))
             step += len(run)
         spans.append(channel_spans)
-    return StepPlan(codes, starts, expected, spans, single)
+    return StepPlan(codes, starts, expected, spans, single, initial)

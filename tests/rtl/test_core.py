@@ -162,6 +162,33 @@ def test_simulation_failures_raise_a_clear_error():
                       module=__name__)
 
 
+@pytest.mark.parametrize("case", ["lstm-2-layers-proj", "peephole"])
+def test_initial_states_are_loaded_before_the_first_frame(case):
+    """VECTORS and CELL_STATES records after the weights set each channel's y and c; the
+    channels given a state run on from it, the others start from zero, and a later sequence
+    of a channel starts from zero again."""
+    make, pes, density, _ = CASES[case]
+    program = ese.compile(make(), hardware(pes, channels=3), density=density)
+    rng = np.random.default_rng(7)
+    layers = len(program.model.layers)
+    size, cells = program.model.layers[0].outputs, program.model.layers[0].cells
+
+    def state():
+        return (rng.uniform(-0.9, 0.9, size=(layers, size)),
+                rng.uniform(-3, 3, size=(layers, cells)))
+
+    states = [state(), None, state()]
+    x = [frames(6, program.inputs, seed=1), frames(5, program.inputs, seed=2),
+         [frames(3, program.inputs, seed=3), frames(4, program.inputs, seed=4)]]
+    result = program.simulate(x, state=states, stall_probability=0.2, seed=3)
+    assert result.mismatches == 0
+    assert np.array_equal(result.outputs[0][0], program.predict(x[0], state=states[0]))
+    assert np.array_equal(result.outputs[1][0], program.predict(x[1]))
+    assert np.array_equal(result.outputs[2][0], program.predict(x[2][0], state=states[2]))
+    assert np.array_equal(result.outputs[2][1], program.predict(x[2][1]))
+    assert not np.array_equal(result.outputs[0][0], program.predict(x[0]))
+
+
 def test_structured_zeros_columns_rows_and_inputs():
     """All-zero columns and rows, empty cells and zero inputs: nothing is skipped wrongly."""
     import torch

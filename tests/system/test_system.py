@@ -124,7 +124,49 @@ def test_soak_in_small_checks_every_frame():
     assert report.steps_out == 150 and report.simulated_cycles > 150 * 100
 
 
+def test_utterances_in_pieces_and_initial_states_through_the_driver(program):
+    """Two channels, each its own utterance, given to the card in pieces: the card carries
+    their state from piece to piece, so the outputs equal one run on the joined frames; then
+    a run from an initial state on one channel (stored behind the image and loaded with it)
+    and from zero on the other."""
+    a, b = frames(12, 13, seed=21), frames(12, 13, seed=22)
+    rng = np.random.default_rng(5)
+    state = (rng.uniform(-0.9, 0.9, size=(2, 9)), rng.uniform(-3, 3, size=(2, 22)))
+    outputs, _ = run_system(program, [a, b], testcase="utterances_in_pieces_and_initial_states",
+                            module=__name__, stall_probability=0.25, seed=9,
+                            options={"cuts": [3, 4, 9],
+                                     "state": [part.tolist() for part in state]})
+    assert np.array_equal(outputs[0][0], program.predict(a))
+    assert np.array_equal(outputs[1][0], program.predict(b))
+    assert np.array_equal(outputs[0][1], program.predict(a, state=state))
+    assert np.array_equal(outputs[1][1], program.predict(b))
+
+
 # cocotb scenarios (run in the simulator by the tests above).
+
+@cocotb.test()
+async def utterances_in_pieces_and_initial_states(dut):
+    """See test_utterances_in_pieces_and_initial_states_through_the_driver."""
+    settings, bench, frames, limit = await loaded(dut)
+    driver = bench.driver
+    a, b = frames[0][0], frames[1][0]
+    pieces, start = [], 0
+    async with driver.utterance() as utterance:
+        for cut in settings["cuts"] + [len(a)]:
+            pieces.append(await with_timeout(utterance.run([a[start:cut], b[start:cut]]),
+                                             *limit))
+            start = cut
+        try:
+            await utterance.run([a[:2], b[:3]])
+        except ese.InputError as error:
+            assert "lock step" in str(error), str(error)
+        else:
+            raise AssertionError("pieces of different lengths were accepted")
+    joined = [np.concatenate([piece[channel][0] for piece in pieces]) for channel in (0, 1)]
+    state = tuple(np.array(part) for part in settings["state"])
+    from_state = await with_timeout(driver.run([a, b], state=[state, None]), *limit)
+    await save(bench, [[joined[0], from_state[0][0]], [joined[1], from_state[1][0]]])
+
 
 @cocotb.test()
 async def reset_in_the_middle_of_runs_then_rerun_clean(dut):

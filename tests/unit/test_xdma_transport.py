@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import ese
-from ese.sw.contract.memory_map import FORMAT_VERSION
+from ese.sw.contract.memory_map import FORMAT_VERSION, LoadTarget
 from ese.sw.contract.registers import (
     CONFIG_BASE,
     MAGIC,
@@ -195,8 +195,13 @@ def test_the_driver_runs_through_xdma_character_devices(channels):
     for channel in range(channels):
         assert np.array_equal(outputs[channel][0], program.predict(per_channel[channel]))
     assert len(card.steps_seen) == 5
-    assert card.image == program.retarget(program.config).image.load_words() \
-        .astype("<u4").tobytes()
+    # The load stream as stored: the image's words, then a PADDING record to the next 4 KB
+    # (where an initial state's records would follow).
+    words = program.retarget(program.config).image.load_words().astype("<u4").tobytes()
+    assert card.image[:len(words)] == words and len(card.image) % 4096 == 0
+    padding = np.frombuffer(bytes(card.image[len(words):]), dtype="<u4")
+    if len(padding):
+        assert padding[0] == LoadTarget.PADDING and padding[2] == len(padding) - 3
     assert all(size % XdmaTransport.PAGE == 0 for size in devices.read_sizes)
 
 
