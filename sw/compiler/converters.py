@@ -127,6 +127,10 @@ class Converter:
     def check(self, module):
         """Raise :class:`UnsupportedModelError` for options the hardware cannot run."""
 
+    def source(self, module):
+        """Where a compiled program came from, for its metadata."""
+        return self.display_name
+
     def prunable(self, module):
         """The matrices pruning applies to, as :class:`PrunableMatrix` es."""
         raise NotImplementedError

@@ -24,13 +24,14 @@ __all__ = ["compile"]
 
 
 def compile(module, config=None, density=None, pruning="balanced", calibration=None,
-            formats="auto"):
+            formats="auto", node=None):
     """Compile a PyTorch LSTM for the accelerator.
 
     Parameters
     ----------
-    module : torch.nn.LSTM, torch.nn.LSTMCell or ese.PeepholeLSTM
-        The trained model. It is not modified.
+    module : torch.nn.LSTM, torch.nn.LSTMCell, ese.PeepholeLSTM, an ONNX file or onnx.ModelProto
+        The trained model. It is not modified. From ONNX, the LSTM operator's nodes (see
+        :mod:`.onnx_import`).
     config : Config, optional
         Hardware parameters; ``Config()`` (ESE's) by default. Capacities left as None are
         sized for the model.
@@ -43,6 +44,10 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
         frames, inputs) or a list of sequences. They choose the first layer's input format
         and each projection's output format, and the report records what saturated on them
         and the largest error of the outputs against the float model.
+    node : str or list of str, optional
+        ONNX only: the LSTM node (or chain of nodes) to compile, by name or by path through
+        the If/Loop/Scan subgraphs that hold it (``ese.sw.compiler.onnx_import.lstm_nodes``);
+        by default the main graph's LSTM nodes, which must form one chain.
     formats : "auto" or "configured"
         "auto" (the default) chooses each matrix's, peepholes' and biases' format from their
         values (see :mod:`.formats`); "configured" keeps ``config``'s formats everywhere (ESE's
@@ -57,6 +62,12 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
         raise ConfigError(f"config must be an ese.Config, not {type(config).__name__}")
     if pruning not in PRUNING_KINDS:
         raise ConfigError(f"pruning must be one of {', '.join(PRUNING_KINDS)}, not {pruning!r}")
+    from .onnx_import import import_onnx, is_onnx_model
+    if is_onnx_model(module):
+        module = import_onnx(module, node=node)
+    elif node is not None:
+        raise ConfigError("node= picks an LSTM node of an ONNX model; this model is a "
+                          f"{type(module).__name__}")
     converter = converter_for(module)
     pruned = copy.deepcopy(module).cpu()
     if density is not None:
@@ -74,7 +85,7 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
     model, report = quantize_model(description, config, chosen)
     image = encode_model(model, config)
     model.config = image.config
-    metadata = {"source": converter.display_name, "density": density,
+    metadata = {"source": converter.source(module), "density": density,
                 "pruning": pruning if density is not None else None}
     program = Program(model, image, report, metadata, pruned_module=pruned,
                       run_float=converter.run_float)

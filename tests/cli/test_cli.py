@@ -98,6 +98,24 @@ def test_compile_with_calibration_reports_the_formats(tmp_path, capsys):
     assert "beyond the input format Q3.12 (16-bit signed)" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::torch.jit.TracerWarning")
+def test_compile_an_onnx_model(tmp_path, capsys):
+    from torch import nn
+    torch.manual_seed(0)
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(nn.LSTM(6, 10, num_layers=2).eval(), (torch.zeros(4, 1, 6),), path,
+                      dynamo=False)
+    out = tmp_path / "model.ese"
+    assert main(["compile", str(path), "-o", str(out), "--pes", "2"]) == 0
+    assert "ONNX LSTM /LSTM, /LSTM_1" in capsys.readouterr().out
+    assert len(ese.load(out).model.layers) == 2
+    assert main(["compile", str(path), "-o", str(out), "--pes", "2", "--node", "/LSTM"]) == 0
+    assert len(ese.load(out).model.layers) == 1
+    assert main(["compile", str(path), "-o", str(out), "--node", "missing"]) == 2
+    assert "its LSTM nodes are /LSTM, /LSTM_1" in capsys.readouterr().err
+
+
 def test_verilog_is_written(image, tmp_path, capsys):
     assert main(["verilog", str(image), "-o", str(tmp_path / "top.v")]) == 0
     assert "module ese_accelerator" in (tmp_path / "top.v").read_text()

@@ -109,6 +109,31 @@ def test_rtl_follows_the_formats_chosen_from_calibration(case):
     assert np.abs(predicted - program.float_reference(x)).max() < FLOAT_TOLERANCE
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::torch.jit.TracerWarning")
+def test_an_onnx_export_runs_bit_exact():
+    """A PyTorch LSTM exported to ONNX (torch.onnx.export), imported, pruned and simulated."""
+    import io
+
+    import onnx
+    import onnxruntime
+    import torch
+    torch.manual_seed(0)
+    module = nn.LSTM(13, 22, num_layers=2).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (torch.zeros(10, 1, 13),), buffer, dynamo=False,
+                      input_names=["x"], output_names=["y"])
+    model = onnx.load_from_string(buffer.getvalue())
+    program = ese.compile(model, hardware(4), density=0.3)
+    x = frames(10, 13, seed=6)
+    result = program.simulate(x, stall_probability=0.25, seed=2)
+    assert result.mismatches == 0 and np.array_equal(result.outputs, program.predict(x))
+    dense = ese.compile(model, ese.Config(pes=4))
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x[:, None].astype(np.float32)})[0][:, 0]
+    assert np.abs(dense.predict(x) - expected).max() < FLOAT_TOLERANCE
+
+
 def test_long_zero_runs_need_padding_in_hardware_too():
     program = ese.compile(ese.PeepholeLSTM(6, 28, proj_size=4), hardware(1), density=0.04)
     assert program.summary()["padding_entries"] > 10

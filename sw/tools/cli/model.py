@@ -30,17 +30,25 @@ def cmd_compile(args):
     from ...compiler.pipeline import compile
     from ...contract.config import Config
     path = existing_file(args.model, "model file")
-    try:
-        # A full module pickle: only load files you trust.
-        module = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:   # torch.load raises many types for a file it cannot read
-        raise UsageError(f"{path} is not a PyTorch module saved with torch.save(module) "
-                         f"({type(error).__name__}: {error})") from None
+    if path.suffix == ".onnx":
+        module = path
+    else:
+        if args.node:
+            raise UsageError("--node picks an LSTM node of an ONNX model (a .onnx file)")
+        try:
+            # A full module pickle: only load files you trust.
+            module = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:   # torch.load raises many types for a file it cannot read
+            raise UsageError(f"{path} is not a PyTorch module saved with torch.save(module) "
+                             f"or an ONNX model (.onnx) ({type(error).__name__}: "
+                             f"{error})") from None
     config = Config(pes=args.pes, channels=args.channels, weight_bits=args.weight_bits,
                     activation_bits=args.activation_bits, **streaming_settings(args.stream_window))
     calibration = load_calibration(args.calibration) if args.calibration else None
     program = compile(module, config, density=args.density, pruning=args.pruning,
-                      calibration=calibration, formats=args.formats)
+                      calibration=calibration, formats=args.formats,
+                      node=(args.node if not args.node or len(args.node) > 1
+                            else args.node[0]) or None)
     program.save(args.output)
     print_summary(program, args.output)
     return 0
@@ -115,8 +123,13 @@ def cmd_verilog(args):
 
 def register(commands):
     """Add the model commands to the parser's subcommands."""
-    comp = commands.add_parser("compile", help="compile a saved PyTorch module to an image")
-    comp.add_argument("model", help="file written by torch.save(module) (trusted files only)")
+    comp = commands.add_parser("compile", help="compile a saved PyTorch module or an ONNX "
+                                               "model to an image")
+    comp.add_argument("model", help="file written by torch.save(module) (trusted files only), "
+                                    "or an ONNX model (.onnx) with LSTM nodes")
+    comp.add_argument("--node", nargs="+", metavar="NAME",
+                      help="ONNX: the LSTM node, or chain of nodes, to compile (by name, or "
+                           "by path through If/Loop subgraphs); default: the graph's chain")
     comp.add_argument("-o", "--output", required=True, help="weight image to write")
     comp.add_argument("--pes", type=positive_int, default=32)
     comp.add_argument("--channels", type=positive_int, default=1,

@@ -1,0 +1,430 @@
+"""ONNX import: the ``LSTM`` operator of an ONNX graph becomes a model the compiler runs.
+
+``ese.compile("model.onnx", cfg)`` (or an ``onnx.ModelProto``) reads the graph with the ``onnx``
+package and finds its LSTM nodes, in the graph itself and in the subgraphs of ``If``, ``Loop``
+and ``Scan`` nodes, which is where exported models often keep them. Without ``node=`` the
+graph's own LSTM nodes must form one chain (each reads the previous one's Y), which becomes
+the layers; ``node="name"`` or a list of names picks one node or a chain anywhere. Each node
+must be what the hardware computes, per the operator's definition (onnx/docs/Operators.md,
+"LSTM", opset 14): direction ``forward``, the default activations (Sigmoid, Tanh, Tanh), no
+``clip``, ``input_forget`` 0; ``layout`` 0 or 1. Anything else is refused naming the attribute.
+
+The operator's tensors map onto the description exactly:
+
+* W [1, 4H, I], R [1, 4H, H] and B [1, 8H] hold the gates in the order i, o, f, c; the
+  description's order is i, f, g (= c), o. The two bias halves (Wb, Rb) add up.
+* P [1, 3H] holds the peepholes in the order i, o, f; the description's is i, f, o.
+* initial_h and initial_c may be absent, zero constants, or graph inputs (then give them to
+  ``Program.predict(x, state=(h0, c0))`` at run time); a constant non-zero initial state is
+  refused with that advice.
+
+The result is an :class:`ImportedLSTM`, a PyTorch module of the same equations, so pruning
+(``torch.nn.utils.prune``) and the float reference work as for any module; the tests hold it
+against onnxruntime.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..contract.errors import UnsupportedModelError
+from .converters import Converter, PrunableMatrix, _array, register
+from .model import LayerDescription, ModelDescription
+
+__all__ = ["ImportedLSTM", "import_onnx", "is_onnx_model", "lstm_nodes"]
+
+#: ONNX's gate blocks (i, o, f, c) in the description's order (i, f, g, o).
+GATE_ORDER = (0, 2, 3, 1)
+#: ONNX's peepholes (i, o, f) in the description's order (i, f, o).
+PEEPHOLE_ORDER = (0, 2, 1)
+#: Operators that pass a sequence through between chained LSTM nodes, changing only its shape.
+_SHAPE_OPS = {"Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Flatten"}
+_DEFAULT_ACTIVATIONS = ["Sigmoid", "Tanh", "Tanh"]
+
+
+class ImportedLSTM(nn.Module):
+    """LSTM layers imported from ONNX: per layer ``weight_ih_l{k}`` (4H, I), ``weight_hh_l{k}``
+    (4H, H), ``bias_l{k}`` (4H) and, with peepholes, ``peephole_l{k}`` (3, H), gates in the
+    order i, f, g, o. ``forward`` runs one unbatched sequence (frames, inputs) from zero state,
+    or from ``state`` (h0, c0) of shape (layers, H)."""
+
+    def __init__(self, layers, source):
+        super().__init__()
+        self.num_layers = len(layers)
+        self.hidden_sizes = []
+        self.source = source
+        for index, layer in enumerate(layers):
+            tensor = lambda a: nn.Parameter(torch.tensor(a, dtype=torch.float64),  # noqa: E731
+                                            requires_grad=False)
+            self.register_parameter(f"weight_ih_l{index}", tensor(layer["W"]))
+            self.register_parameter(f"weight_hh_l{index}", tensor(layer["R"]))
+            self.register_parameter(f"bias_l{index}", tensor(layer["B"]))
+            self.register_parameter(f"peephole_l{index}",
+                                    tensor(layer["P"]) if layer["P"] is not None else None)
+            self.hidden_sizes.append(layer["R"].shape[1])
+
+    def layer(self, index):
+        get = lambda name: getattr(self, f"{name}_l{index}")     # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias"), get("peephole")
+
+    def forward(self, x, state=None):
+        sequence = torch.as_tensor(x, dtype=torch.float64)
+        for index in range(self.num_layers):
+            w, r, b, p = self.layer(index)
+            hidden = self.hidden_sizes[index]
+            h = sequence.new_zeros(hidden) if state is None else torch.as_tensor(
+                state[0][index], dtype=torch.float64)
+            c = sequence.new_zeros(hidden) if state is None else torch.as_tensor(
+                state[1][index], dtype=torch.float64)
+            p = p if p is not None else sequence.new_zeros(3, hidden)
+            outputs = []
+            for frame in sequence:
+                i, f, g, o = (frame @ w.T + h @ r.T + b).reshape(4, hidden)
+                i = torch.sigmoid(i + p[0] * c)
+                f = torch.sigmoid(f + p[1] * c)
+                c = f * c + i * torch.tanh(g)
+                h = torch.sigmoid(o + p[2] * c) * torch.tanh(c)
+                outputs.append(h)
+            sequence = torch.stack(outputs)
+        return sequence
+
+
+@register(ImportedLSTM, "ONNX LSTM (ese.compile('model.onnx'))")
+class ImportedLSTMConverter(Converter):
+    """LSTM layers read from an ONNX graph (see the module's documentation)."""
+
+    def source(self, module):
+        return module.source
+
+    def prunable(self, module):
+        found = []
+        for index, hidden in enumerate(module.hidden_sizes):
+            found.append(PrunableMatrix(module, f"weight_ih_l{index}", hidden))
+            found.append(PrunableMatrix(module, f"weight_hh_l{index}", hidden))
+        return found
+
+    def describe(self, module):
+        layers = []
+        for index in range(module.num_layers):
+            w, r, b, p = module.layer(index)
+            layers.append(LayerDescription(
+                input_weights=_array(w, f"weight_ih_l{index}"),
+                recurrent_weights=_array(r, f"weight_hh_l{index}"),
+                bias=_array(b, f"bias_l{index}"),
+                peephole=_array(p, f"peephole_l{index}") if p is not None else None))
+        return ModelDescription(layers, source=module.source)
+
+    def run_float(self, module, frames):
+        with torch.no_grad():
+            return module(self._as_tensor(module, frames)).cpu().numpy()
+
+
+def is_onnx_model(model):
+    """Whether ``model`` is an ONNX file name or an ``onnx.ModelProto``."""
+    if isinstance(model, (str, Path)):
+        return str(model).endswith(".onnx") or Path(model).is_file()
+    try:
+        import onnx
+    except ImportError:
+        return False
+    return isinstance(model, onnx.ModelProto)
+
+
+def _load(model):
+    try:
+        import onnx
+    except ImportError:
+        raise UnsupportedModelError("reading ONNX models needs the onnx package (pip install "
+                                    "onnx)") from None
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise UnsupportedModelError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path))
+    except Exception as error:      # onnx raises DecodeError and others for a bad file
+        raise UnsupportedModelError(f"{path} is not an ONNX model ({type(error).__name__}: "
+                                    f"{error})") from None
+
+
+class _Graphs:
+    """Every graph of a model (the main one and the subgraphs of its nodes, recursively),
+    with the constants and producers of every name in them."""
+
+    def __init__(self, model):
+        from onnx import AttributeProto, numpy_helper
+        self.numpy_helper = numpy_helper
+        self.nodes = []               # (path, node, depth): depth 0 is the main graph
+        self.constants = {}           # name -> numpy array (initializers, Constant nodes)
+        self.producers = {}           # name -> node
+        self.inputs = set()           # names of graph inputs that are not initializers
+        self.main = model.graph
+
+        def walk(graph, path, depth=0):
+            for tensor in graph.initializer:
+                self.constants[tensor.name] = numpy_helper.to_array(tensor)
+            initialized = {tensor.name for tensor in graph.initializer}
+            self.inputs |= {i.name for i in graph.input if i.name not in initialized}
+            for index, node in enumerate(graph.node):
+                label = node.name or f"{node.op_type}_{index}"
+                self.nodes.append((f"{path}{label}", node, depth))
+                for output in node.output:
+                    self.producers[output] = node
+                if node.op_type == "Constant":
+                    self._constant(node)
+                for attribute in node.attribute:
+                    if attribute.type == AttributeProto.GRAPH:
+                        walk(attribute.g, f"{path}{label}.{attribute.name}/", depth + 1)
+                    elif attribute.type == AttributeProto.GRAPHS:
+                        for k, sub in enumerate(attribute.graphs):
+                            walk(sub, f"{path}{label}.{attribute.name}[{k}]/", depth + 1)
+
+        walk(model.graph, "")
+
+    def _constant(self, node):
+        for attribute in node.attribute:
+            if attribute.name == "value":
+                self.constants[node.output[0]] = self.numpy_helper.to_array(attribute.t)
+
+    def constant(self, name):
+        """The value of ``name`` if it is a constant (through Identity nodes), else None."""
+        seen = 0
+        while name not in self.constants and seen < 64:
+            node = self.producers.get(name)
+            if node is None or node.op_type != "Identity":
+                return None
+            name, seen = node.input[0], seen + 1
+        return self.constants.get(name)
+
+
+def _attributes(node):
+    from onnx import helper
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def lstm_nodes(model):
+    """Every LSTM node of an ONNX model, as ``path``: the node's name (or ``LSTM_<index>``)
+    after the names of the nodes whose subgraphs hold it (``If_0.then_branch/lstm``)."""
+    return [path for path, node, _ in _Graphs(_load(model)).nodes if node.op_type == "LSTM"]
+
+
+def _check_node(path, node):
+    attributes = _attributes(node)
+    direction = attributes.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    if direction != "forward":
+        raise UnsupportedModelError(
+            f"LSTM node {path}: attribute direction={direction!r} is not supported: the "
+            f"accelerator runs frames in time order only (direction='forward')")
+    activations = [a.decode() if isinstance(a, bytes) else a
+                   for a in attributes.get("activations", _DEFAULT_ACTIVATIONS)]
+    if activations != _DEFAULT_ACTIVATIONS:
+        raise UnsupportedModelError(
+            f"LSTM node {path}: attribute activations={activations} is not supported: the "
+            f"hardware's tables are {_DEFAULT_ACTIVATIONS} (the default)")
+    for name in ("activation_alpha", "activation_beta"):
+        if name in attributes:
+            raise UnsupportedModelError(f"LSTM node {path}: attribute {name} is not supported "
+                                        f"(the default activations take none)")
+    if "clip" in attributes:
+        raise UnsupportedModelError(
+            f"LSTM node {path}: attribute clip={attributes['clip']} is not supported: the "
+            f"hardware does not clip the gate inputs; export without clip")
+    if attributes.get("input_forget", 0):
+        raise UnsupportedModelError(
+            f"LSTM node {path}: attribute input_forget=1 (coupled input and forget gates) is "
+            f"not supported")
+    layout = attributes.get("layout", 0)
+    if layout not in (0, 1):
+        raise UnsupportedModelError(f"LSTM node {path}: attribute layout={layout} is not 0 or 1")
+    return attributes
+
+
+def _initial_state(graphs, path, node, position, what):
+    """Check an initial_h or initial_c input: absent, zero, or a graph input."""
+    name = node.input[position] if len(node.input) > position else ""
+    if not name:
+        return None
+    if name in graphs.inputs:
+        return name
+    value = graphs.constant(name)
+    if value is None:
+        value = _evaluate(graphs, name)
+    if value is None:
+        raise UnsupportedModelError(
+            f"LSTM node {path}: its {what} {name!r} is computed in the graph from values "
+            f"ese cannot see; make it a graph input (and give it to predict(state=...)) or "
+            f"leave it out")
+    if np.any(value != 0):
+        raise UnsupportedModelError(
+            f"LSTM node {path}: its {what} {name!r} is a constant non-zero state; programs "
+            f"start from zero or from the state given at run time: pass it as "
+            f"Program.predict(x, state=(h0, c0))")
+    return None
+
+
+def _evaluate(graphs, name):
+    """The value of a tensor the main graph computes from constants and input shapes alone
+    (exporters build zero initial states with Shape, Expand and the like), or None: the main
+    graph's ancestors of ``name`` run with onnx's reference evaluator on inputs of two
+    different sizes and values, and the result counts only if both runs agree."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+    graph = graphs.main
+    producers = {output: node for node in graph.node for output in node.output}
+    if name not in producers:
+        return None
+    needed, stack, seen = [], [name], set()
+    while stack:
+        current = stack.pop()
+        node = producers.get(current)
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        needed.append(node)
+        stack.extend(node.input)
+    order = [node for node in graph.node if id(node) in seen]
+    output = helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+    sub = helper.make_graph(order, "initial_state", list(graph.input), [output],
+                            list(graph.initializer))
+    try:
+        evaluator = ReferenceEvaluator(helper.make_model(sub))
+        results = []
+        for size, seed in ((1, 0), (3, 1)):
+            feeds = {}
+            rng = np.random.default_rng(seed)
+            for value_info in graph.input:
+                if value_info.name in graphs.constants:
+                    continue
+                shape = [d.dim_value if d.dim_value > 0 else size
+                         for d in value_info.type.tensor_type.shape.dim]
+                feeds[value_info.name] = rng.normal(size=shape).astype(np.float32)
+            results.append(evaluator.run(None, feeds)[0])
+    except Exception:         # the reference evaluator raises many kinds for what it cannot run
+        return None
+    first, second = results
+    if first.size and second.size and not (np.any(first) or np.any(second)):
+        return first
+    if first.shape == second.shape and np.array_equal(first, second):
+        return first
+    return None
+
+
+def _reads(graphs, node, previous):
+    """Whether ``node``'s X is ``previous``'s Y, through shape-only operators."""
+    name, steps = node.input[0], 0
+    while steps < 64:
+        if name == previous.output[0]:
+            return True
+        producer = graphs.producers.get(name)
+        if producer is None or producer.op_type not in _SHAPE_OPS:
+            return False
+        name, steps = producer.input[0], steps + 1
+    return False
+
+
+def _layer(graphs, path, node, attributes):
+    def tensor(position, what, required=True):
+        name = node.input[position] if len(node.input) > position else ""
+        if not name:
+            if required:
+                raise UnsupportedModelError(f"LSTM node {path} has no {what}")
+            return None
+        value = graphs.constant(name)
+        if value is None:
+            raise UnsupportedModelError(
+                f"LSTM node {path}: its {what} {name!r} is not a constant (an initializer or "
+                f"a Constant node); ese compiles trained weights")
+        return np.asarray(value, dtype=np.float64)
+
+    hidden = attributes.get("hidden_size")
+    w, r = tensor(1, "W"), tensor(2, "R")
+    if w.ndim != 3 or w.shape[0] != 1 or r.ndim != 3 or r.shape[0] != 1:
+        raise UnsupportedModelError(
+            f"LSTM node {path}: W {w.shape} and R {r.shape} must have one direction")
+    hidden = hidden or r.shape[2]
+    if w.shape[1] != 4 * hidden or r.shape[1:] != (4 * hidden, hidden):
+        raise UnsupportedModelError(f"LSTM node {path}: W {w.shape} and R {r.shape} do not fit "
+                                    f"hidden_size={hidden}")
+
+    def gates(matrix):
+        blocks = matrix.reshape(4, hidden, -1)
+        return np.concatenate([blocks[k] for k in GATE_ORDER]).reshape(4 * hidden, -1)
+
+    b = tensor(3, "B", required=False)
+    bias = np.zeros(4 * hidden)
+    if b is not None:
+        if b.shape != (1, 8 * hidden):
+            raise UnsupportedModelError(f"LSTM node {path}: B has shape {b.shape}, not "
+                                        f"(1, {8 * hidden})")
+        bias = gates((b[0, :4 * hidden] + b[0, 4 * hidden:])[:, None])[:, 0]
+    p = tensor(7, "P", required=False)
+    peephole = None
+    if p is not None:
+        if p.shape != (1, 3 * hidden):
+            raise UnsupportedModelError(f"LSTM node {path}: P has shape {p.shape}, not "
+                                        f"(1, {3 * hidden})")
+        blocks = p.reshape(3, hidden)
+        peephole = np.stack([blocks[k] for k in PEEPHOLE_ORDER])
+    states = [_initial_state(graphs, path, node, 5, "initial_h"),
+              _initial_state(graphs, path, node, 6, "initial_c")]
+    return {"W": gates(w[0]), "R": gates(r[0]), "B": bias, "P": peephole, "states": states}
+
+
+def import_onnx(model, node=None):
+    """An :class:`ImportedLSTM` of an ONNX model's LSTM node or chain of nodes.
+
+    ``node``: None (the main graph's LSTM nodes, which must form one chain), a node's name or
+    path (see :func:`lstm_nodes`), or a list of them in chain order.
+    """
+    graphs = _Graphs(_load(model))
+    found = [(path, n, depth) for path, n, depth in graphs.nodes if n.op_type == "LSTM"]
+    if not found:
+        others = sorted({n.op_type for _, n, _ in graphs.nodes if n.op_type in
+                         ("GRU", "RNN", "Scan", "Loop")})
+        raise UnsupportedModelError(
+            "the ONNX model holds no LSTM node" + (f" (it has {', '.join(others)}; ese "
+                                                    f"compiles the LSTM operator)" if others
+                                                    else ""))
+    names = {}
+    for path, n, _ in found:
+        names[path] = (path, n)
+        if n.name:
+            names.setdefault(n.name, (path, n))
+    listed = ", ".join(path for path, _, _ in found)
+    if node is None:
+        chosen = [(path, n) for path, n, depth in found if depth == 0]
+        if not chosen:
+            raise UnsupportedModelError(
+                f"the ONNX graph's LSTM nodes all lie in subgraphs ({listed}); pick one or a "
+                f"chain with node=")
+    else:
+        wanted = [node] if isinstance(node, str) else list(node)
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            raise UnsupportedModelError(
+                f"no LSTM node {', '.join(map(repr, missing))} in the ONNX model; its LSTM nodes "
+                f"are {listed}")
+        chosen = [names[w] for w in wanted]
+    for (before_path, before), (path, current) in zip(chosen, chosen[1:]):
+        if not _reads(graphs, current, before):
+            hint = "" if node is not None else "; pick one or a chain with node="
+            raise UnsupportedModelError(
+                f"LSTM node {path} does not read LSTM node {before_path}'s output Y: they are "
+                f"not one chain of layers{hint}")
+    layers = []
+    for path, current in chosen:
+        layers.append(_layer(graphs, path, current, _check_node(path, current)))
+    for index in range(1, len(layers)):
+        if layers[index]["W"].shape[1] != layers[index - 1]["R"].shape[1]:
+            raise UnsupportedModelError(
+                f"LSTM node {chosen[index][0]} takes {layers[index]['W'].shape[1]} inputs but "
+                f"{chosen[index - 1][0]} produces {layers[index - 1]['R'].shape[1]}")
+    module = ImportedLSTM(layers, source="ONNX LSTM " + ", ".join(p for p, _ in chosen))
+    module.nodes = [p for p, _ in chosen]
+    # Graph inputs that hold each layer's (initial_h, initial_c), None where absent or zero.
+    module.state_inputs = [layer["states"] for layer in layers]
+    return module.eval()

@@ -1,0 +1,247 @@
+"""ONNX import, against onnxruntime as the reference.
+
+Models come two ways: PyTorch modules exported with ``torch.onnx.export`` (the TorchScript
+exporter, ``dynamo=False``, which needs only the onnx package), and graphs built with
+``onnx.helper`` straight from the LSTM operator's definition (onnx/docs/Operators.md, "LSTM":
+W, R, B in gate order i, o, f, c; P in order i, o, f; layout 0 is [seq, batch, ...], 1 is
+[batch, seq, ...]), with peepholes, initial states as graph inputs, two chained nodes and an
+``If`` whose branches hold the LSTMs. onnxruntime runs each graph; the compiled program must
+agree within FLOAT_TOLERANCE, and its float reference (the imported weights in PyTorch) within
+1e-5.
+"""
+
+import io
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+import ese
+from ese.sw.compiler.onnx_import import lstm_nodes
+
+from helpers import FLOAT_TOLERANCE, frames
+
+OPSET = 14           # the LSTM operator's layout attribute is from opset 14
+IR_VERSION = 8
+
+
+def _run(model, feeds):
+    session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    return session.run(None, {k: np.asarray(v, dtype=np.float32) for k, v in feeds.items()})
+
+
+def _exported(module, frames_count, inputs, batch_first=False):
+    x = torch.zeros((1, frames_count, inputs) if batch_first else (frames_count, 1, inputs))
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (x,), buffer, dynamo=False, input_names=["x"],
+                      output_names=["y"])
+    return onnx.load_from_string(buffer.getvalue())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("make, batch_first", [
+    (lambda: nn.LSTM(13, 22), False),
+    (lambda: nn.LSTM(13, 22, num_layers=2, batch_first=True), True),
+    (lambda: nn.LSTM(13, 22, num_layers=2, bias=False), False),
+])
+def test_pytorch_exports_agree_with_onnxruntime(make, batch_first):
+    torch.manual_seed(0)
+    module = make().eval()
+    x = frames(15, 13, seed=1)
+    model = _exported(module, len(x), 13, batch_first)
+    feed = x[None] if batch_first else x[:, None]
+    expected = _run(model, {"x": feed})[0]
+    expected = expected[0] if batch_first else expected[:, 0]
+    program = ese.compile(model, ese.Config(pes=4))
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
+    assert program.metadata["source"].startswith("ONNX LSTM /LSTM")
+    # Pruned: the float reference holds the pruned weights, and predict follows it.
+    pruned = ese.compile(model, ese.Config(pes=4), density=0.4)
+    assert pruned.report.density < 0.45
+    assert np.abs(pruned.predict(x) - pruned.float_reference(x)).max() < FLOAT_TOLERANCE
+
+
+def _lstm_weights(rng, inputs, hidden, peepholes):
+    scale = 1 / np.sqrt(hidden)
+    return {
+        "W": rng.uniform(-scale, scale, size=(1, 4 * hidden, inputs)),
+        "R": rng.uniform(-scale, scale, size=(1, 4 * hidden, hidden)),
+        "B": rng.uniform(-scale, scale, size=(1, 8 * hidden)),
+        "P": rng.uniform(-0.5, 0.5, size=(1, 3 * hidden)) if peepholes else None,
+    }
+
+
+def _lstm_node(name, x, y, weights, hidden, initializers, states=("", ""), **attributes):
+    prefix = name.replace("/", "_")
+    names = {}
+    for key, value in weights.items():
+        if value is not None:
+            names[key] = f"{prefix}_{key}"
+            initializers.append(numpy_helper.from_array(value.astype(np.float32),
+                                                        names[key]))
+    inputs = [x, names["W"], names["R"], names.get("B", ""), "", states[0], states[1],
+              names.get("P", "")]
+    while inputs and inputs[-1] == "":
+        inputs.pop()
+    return helper.make_node("LSTM", inputs, [y], name=name, hidden_size=hidden, **attributes)
+
+
+def _model(nodes, inputs, outputs, initializers):
+    graph = helper.make_graph(nodes, "lstm", inputs, outputs, initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                             ir_version=IR_VERSION)
+
+
+def _value(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_peepholes_and_initial_states_as_graph_inputs_in_either_layout(layout):
+    """onnxruntime does not run layout 1 ("Batchwise recurrent operations (layout == 1) are
+    not supported"), so both layouts are held to its result for layout 0, the same weights."""
+    rng = np.random.default_rng(0)
+    inputs, hidden, steps = 7, 12, 10
+    weights = _lstm_weights(rng, inputs, hidden, peepholes=True)
+
+    def model(layout):
+        initializers = []
+        node = _lstm_node("lstm", "x", "y", weights, hidden, initializers, ("h0", "c0"),
+                          layout=layout)
+        shapes = ([[steps, 1, inputs], [1, 1, hidden], [steps, 1, 1, hidden]] if layout == 0
+                  else [[1, steps, inputs], [1, 1, hidden], [1, steps, 1, hidden]])
+        return _model([node], [_value("x", shapes[0]), _value("h0", shapes[1]),
+                               _value("c0", shapes[1])], [_value("y", shapes[2])],
+                      initializers)
+
+    x = frames(steps, inputs, seed=2)
+    h0, c0 = rng.uniform(-0.8, 0.8, size=hidden), rng.uniform(-2, 2, size=hidden)
+    expected = _run(model(0), {"x": x[:, None], "h0": h0[None, None],
+                               "c0": c0[None, None]})[0][:, 0, 0]
+    program = ese.compile(model(layout), ese.Config(pes=4))
+    assert program.model.layers[0].peephole.any()
+    with torch.no_grad():
+        imported = program.pruned_module(torch.tensor(x), (h0[None], c0[None])).numpy()
+    assert np.abs(imported - expected).max() < 1e-5
+    assert np.abs(program.predict(x, state=(h0[None], c0[None])) - expected).max() \
+        < FLOAT_TOLERANCE
+
+
+def _chain(rng, peepholes=(False, True)):
+    initializers = []
+    first = _lstm_node("first", "x", "y1", _lstm_weights(rng, 6, 10, peepholes[0]), 10,
+                       initializers)
+    axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")
+    initializers.append(axes)
+    squeeze = helper.make_node("Squeeze", ["y1", "axes"], ["x2"], name="squeeze")
+    second = _lstm_node("second", "x2", "y2", _lstm_weights(rng, 10, 8, peepholes[1]), 8,
+                        initializers)
+    return [first, squeeze, second], initializers
+
+
+def test_two_chained_nodes_are_two_layers():
+    rng = np.random.default_rng(1)
+    nodes, initializers = _chain(rng)
+    model = _model(nodes, [_value("x", [12, 1, 6])], [_value("y2", [12, 1, 1, 8])],
+                   initializers)
+    x = frames(12, 6, seed=3)
+    expected = _run(model, {"x": x[:, None]})[0][:, 0, 0]
+    program = ese.compile(model, ese.Config(pes=2), calibration=x)
+    assert [layer.cells for layer in program.model.layers] == [10, 8]
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
+    # One node of the chain alone.
+    alone = ese.compile(model, ese.Config(pes=2), node="first")
+    assert [layer.cells for layer in alone.model.layers] == [10]
+
+
+def _if_model(rng):
+    """An If whose two branches each hold an LSTM on the outer graph's x."""
+    initializers = []
+    branches = {}
+    for branch, hidden in (("then", 9), ("else", 9)):
+        inner = []
+        node = _lstm_node(f"{branch}_lstm", "x", f"{branch}_y",
+                          _lstm_weights(rng, 5, hidden, branch == "then"), hidden, inner)
+        branches[branch] = helper.make_graph([node], f"{branch}_branch", [],
+                                             [_value(f"{branch}_y", [8, 1, 1, hidden])], inner)
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    initializers.append(cond)
+    choose = helper.make_node("If", ["cond"], ["y"], name="choose",
+                              then_branch=branches["then"], else_branch=branches["else"])
+    return _model([choose], [_value("x", [8, 1, 5])], [_value("y", [8, 1, 1, 9])],
+                  initializers)
+
+
+def test_a_node_inside_an_if_is_picked_by_name_or_path():
+    model = _if_model(np.random.default_rng(2))
+    assert sorted(lstm_nodes(model)) == ["choose.else_branch/else_lstm",
+                                         "choose.then_branch/then_lstm"]
+    x = frames(8, 5, seed=4)
+    expected = _run(model, {"x": x[:, None]})[0][:, 0, 0]      # cond is True: then_branch
+    for node in ("then_lstm", "choose.then_branch/then_lstm"):
+        program = ese.compile(model, ese.Config(pes=4), node=node)
+        assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
+    with pytest.raises(ese.UnsupportedModelError, match="all lie in subgraphs"):
+        ese.compile(model, ese.Config(pes=4))
+
+
+def test_an_onnx_file_compiles_and_its_nodes_are_listed_in_errors(tmp_path):
+    nodes, initializers = _chain(np.random.default_rng(3))
+    model = _model(nodes, [_value("x", [12, 1, 6])], [_value("y2", [12, 1, 1, 8])],
+                   initializers)
+    path = tmp_path / "chain.onnx"
+    onnx.save(model, path)
+    assert len(ese.compile(str(path), ese.Config(pes=2)).model.layers) == 2
+    with pytest.raises(ese.UnsupportedModelError, match="its LSTM nodes are first, second"):
+        ese.compile(path, ese.Config(pes=2), node="third")
+    with pytest.raises(ese.UnsupportedModelError, match="no such ONNX file"):
+        ese.compile(tmp_path / "absent.onnx", ese.Config(pes=2))
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ({"direction": "reverse"}, "direction='reverse'"),
+    ({"direction": "bidirectional"}, "direction='bidirectional'"),
+    ({"activations": ["Sigmoid", "Tanh", "Relu"]}, "activations="),
+    ({"clip": 3.0}, "clip=3.0"),
+    ({"input_forget": 1}, "input_forget=1"),
+])
+def test_what_the_hardware_cannot_run_is_refused_naming_the_attribute(attributes, message):
+    rng = np.random.default_rng(4)
+    initializers = []
+    weights = _lstm_weights(rng, 4, 6, False)
+    if attributes.get("direction") == "bidirectional":
+        weights = {k: (np.concatenate([v, v]) if v is not None else None)
+                   for k, v in weights.items()}
+    node = _lstm_node("lstm", "x", "y", weights, 6, initializers, **attributes)
+    model = _model([node], [_value("x", [5, 1, 4])], [_value("y", None)], initializers)
+    with pytest.raises(ese.UnsupportedModelError, match=message):
+        ese.compile(model, ese.Config(pes=2))
+
+
+def test_constant_states_and_unchained_nodes_are_refused():
+    rng = np.random.default_rng(5)
+    initializers = [numpy_helper.from_array(np.full((1, 1, 6), 0.5, dtype=np.float32), "h0")]
+    node = _lstm_node("lstm", "x", "y", _lstm_weights(rng, 4, 6, False), 6, initializers,
+                      ("h0", ""))
+    model = _model([node], [_value("x", [5, 1, 4])], [_value("y", None)], initializers)
+    with pytest.raises(ese.UnsupportedModelError, match="constant non-zero state"):
+        ese.compile(model, ese.Config(pes=2))
+    # Two LSTM nodes side by side on the same input are not a chain.
+    initializers = []
+    nodes = [_lstm_node(name, "x", f"y_{name}", _lstm_weights(rng, 4, 6, False), 6,
+                        initializers) for name in ("left", "right")]
+    model = _model(nodes, [_value("x", [5, 1, 4])], [_value("y_left", None),
+                                                     _value("y_right", None)], initializers)
+    with pytest.raises(ese.UnsupportedModelError, match="not one chain of layers; pick one"):
+        ese.compile(model, ese.Config(pes=2))
+    assert len(ese.compile(model, ese.Config(pes=2), node="right").model.layers) == 1
+    with pytest.raises(ese.ConfigError, match="node= picks an LSTM node of an ONNX model"):
+        ese.compile(nn.LSTM(4, 6), ese.Config(pes=2), node="right")
