@@ -4,8 +4,8 @@ Models come two ways: PyTorch modules exported with ``torch.onnx.export`` (the T
 exporter, ``dynamo=False``, which needs only the onnx package), and graphs built with
 ``onnx.helper`` straight from the LSTM operator's definition (onnx/docs/Operators.md, "LSTM":
 W, R, B in gate order i, o, f, c; P in order i, o, f; layout 0 is [seq, batch, ...], 1 is
-[batch, seq, ...]), with peepholes, initial states as graph inputs, two chained nodes and an
-``If`` whose branches hold the LSTMs. onnxruntime runs each graph; the compiled program must
+[batch, seq, ...]), with peepholes, initial states as graph inputs, two chained nodes, an
+``If`` whose branches hold the LSTMs and a ``Loop`` whose body holds one. onnxruntime runs each graph; the compiled program must
 agree within FLOAT_TOLERANCE, and its float reference (the imported weights in PyTorch) within
 1e-5.
 """
@@ -191,6 +191,31 @@ def test_a_node_inside_an_if_is_picked_by_name_or_path():
         assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
     with pytest.raises(ese.UnsupportedModelError, match="all lie in subgraphs"):
         ese.compile(model, ese.Config(pes=4))
+
+
+def test_a_node_inside_a_loop_body():
+    """A Loop of one iteration whose body runs an LSTM on the outer graph's x and scans its Y
+    out: the Loop's output is [1, ...Y]."""
+    rng = np.random.default_rng(6)
+    inner = []
+    lstm = _lstm_node("body_lstm", "x", "body_y", _lstm_weights(rng, 5, 7, True), 7, inner)
+    keep = helper.make_node("Identity", ["cond_in"], ["cond_out"])
+    body = helper.make_graph(
+        [lstm, keep], "body",
+        [helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         _value("body_y", [8, 1, 1, 7])], inner)
+    initializers = [numpy_helper.from_array(np.array(1, dtype=np.int64), "trips"),
+                    numpy_helper.from_array(np.array(True), "cond")]
+    loop = helper.make_node("Loop", ["trips", "cond"], ["y"], name="repeat", body=body)
+    model = _model([loop], [_value("x", [8, 1, 5])], [_value("y", [1, 8, 1, 1, 7])],
+                   initializers)
+    assert lstm_nodes(model) == ["repeat.body/body_lstm"]
+    x = frames(8, 5, seed=5)
+    expected = _run(model, {"x": x[:, None]})[0][0, :, 0, 0]
+    program = ese.compile(model, ese.Config(pes=4), node="body_lstm")
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
 
 
 def test_an_onnx_file_compiles_and_its_nodes_are_listed_in_errors(tmp_path):
