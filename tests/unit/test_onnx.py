@@ -5,9 +5,9 @@ exporter, ``dynamo=False``, which needs only the onnx package), and graphs built
 ``onnx.helper`` straight from the LSTM operator's definition (onnx/docs/Operators.md, "LSTM":
 W, R, B in gate order i, o, f, c; P in order i, o, f; layout 0 is [seq, batch, ...], 1 is
 [batch, seq, ...]), with peepholes, initial states as graph inputs, two chained nodes, an
-``If`` whose branches hold the LSTMs and a ``Loop`` whose body holds one. onnxruntime runs each graph; the compiled program must
-agree within FLOAT_TOLERANCE, and its float reference (the imported weights in PyTorch) within
-1e-5.
+``If`` whose branches hold the LSTMs and a ``Loop`` whose body holds one. onnxruntime runs
+each graph; the compiled program must agree within FLOAT_TOLERANCE, and its float reference
+(the imported weights in PyTorch) within 1e-5.
 """
 
 import io
