@@ -48,6 +48,7 @@ from .axi import AxiStreamSignature, forward
 from .broadcast import BroadcastArbiter, VectorReader
 from .cell import MAX_LATENCY as CELL_LATENCY
 from .cell import CellUnit
+from .dump import StateDump, dump_supported
 from .layouts import SEQUENCE_BITS, ChannelValues, DescriptorLayout, WritePortSignature
 from .loader import WeightLoader
 from .pe import ProcessingElement
@@ -89,7 +90,11 @@ class LSTMAccelerator(wiring.Component):
         that begin a new sequence with it.
     frames_out : Out(AxiStreamSignature(channels * activation_bits))
         The last layer's y for each step, one value per channel per word, ``tlast`` on each
-        step's last word.
+        step's last word; and the packet of a state dump.
+    dump_state : In(1)
+        Strobe: send every layer's state (y, then c) out of ``frames_out`` as one packet once
+        no step waits or runs (:mod:`ese.hw.dump`; ignored where a cell state does not fit an
+        activation word).
     busy : Out(1)
         A frame step is in progress.
     load_error : Out(1)
@@ -113,6 +118,7 @@ class LSTMAccelerator(wiring.Component):
             "weights": In(AxiStreamSignature(LOAD_WORD_BITS, last=False)),
             "frames_in": In(AxiStreamSignature(width, user_width=config.channels)),
             "frames_out": Out(AxiStreamSignature(width)),
+            "dump_state": In(1),
             "busy": Out(1),
             "load_error": Out(1),
             "frame_error": Out(1),
@@ -149,6 +155,9 @@ class LSTMAccelerator(wiring.Component):
         m.submodules.writeback = writeback = ProjectionWriteback(config)
         m.submodules.sequencer = sequencer = FrameSequencer(config, self.clear_cycles(config))
         m.submodules.filler_control = filler_control = FillerControl(config)
+        dump = None
+        if dump_supported(config):
+            m.submodules.dump = dump = StateDump(config)
         engines = []
         for index in range(pes):
             pe = ProcessingElement(config)
@@ -171,7 +180,7 @@ class LSTMAccelerator(wiring.Component):
         u = SimpleNamespace(
             loader=loader, receiver=receiver, critical=critical, filler=filler,
             arbiter=arbiter, cells=cells, writeback=writeback, sequencer=sequencer,
-            filler_control=filler_control, engines=engines, words=words,
+            filler_control=filler_control, engines=engines, words=words, dump=dump,
             inputs=inputs, vector=vector, cell_state=cell_state,
             cell_parameters=cell_parameters, descriptors=descriptors)
         self._connect_loader(m, u)
@@ -225,6 +234,10 @@ class LSTMAccelerator(wiring.Component):
         desc = data.View(layout, descriptor_read.data)
         first = data.View(layout, first_read.data)
         u.desc, u.first = desc, first
+        if u.dump is not None:
+            dump_read = u.descriptors.read_port()
+            m.d.comb += [dump_read.addr.eq(u.dump.layer),
+                         u.dump.descriptor.eq(dump_read.data)]
 
     def _connect_receiver(self, m, u):
         """Input frame steps into the receiver and the input memory, which the filler reads."""
@@ -255,6 +268,11 @@ class LSTMAccelerator(wiring.Component):
             vector_read.en.eq(u.critical.read_enable),
             u.critical.read_data.eq(vector_read.data),
         ]
+        if u.dump is not None:
+            # A state dump runs only while the critical reader is idle.
+            with m.If(u.dump.reading):
+                m.d.comb += [vector_read.addr.eq(u.dump.vector_address), vector_read.en.eq(1)]
+            m.d.comb += u.dump.vector_data.eq(vector_read.data)
         for reader in (u.critical, u.filler):
             m.d.comb += [reader.produced[0].eq(u.cells.produced),
                          reader.produced[1].eq(u.writeback.produced)]
@@ -306,6 +324,11 @@ class LSTMAccelerator(wiring.Component):
             state_read.addr.eq(u.cells.state_address),
             u.cells.state_data.eq(state_read.data),
         ]
+        if u.dump is not None:
+            # A state dump runs only while the cell unit is idle.
+            with m.If(u.dump.reading):
+                m.d.comb += state_read.addr.eq(u.dump.state_address)
+            m.d.comb += u.dump.state_data.eq(state_read.data)
         u.state_write = state_write
 
     def _output_queue(self, m, u):
@@ -319,13 +342,15 @@ class LSTMAccelerator(wiring.Component):
         full_soon = output_queue.level >= self.OUTPUT_QUEUE_DEPTH - 1
         m.d.sync += space.eq(Mux(full_soon, 0,
                                  self.OUTPUT_QUEUE_DEPTH - 1 - output_queue.level))
+        writers = [u.cells, u.writeback] + ([u.dump] if u.dump is not None else [])
+        chosen = Cat(writers[-1].output_value, writers[-1].output_last)
+        for writer in reversed(writers[:-1]):
+            chosen = Mux(writer.output_valid, Cat(writer.output_value, writer.output_last),
+                         chosen)
         m.d.comb += [
-            u.cells.output_space.eq(space),
-            u.writeback.output_space.eq(space),
-            output_queue.w_en.eq(u.cells.output_valid | u.writeback.output_valid),
-            output_queue.w_data.eq(Mux(u.cells.output_valid,
-                                       Cat(u.cells.output_value, u.cells.output_last),
-                                       Cat(u.writeback.output_value, u.writeback.output_last))),
+            *(writer.output_space.eq(space) for writer in writers),
+            output_queue.w_en.eq(Cat(writer.output_valid for writer in writers).any()),
+            output_queue.w_data.eq(chosen),
         ]
         queued = data.View(output_layout, output_queue.r_data)
         m.d.comb += [
@@ -375,18 +400,24 @@ class LSTMAccelerator(wiring.Component):
     def _connect_control(self, m, u):
         """The frame sequencer and the filler control, between the units they drive."""
         seq, control = u.sequencer, u.filler_control
+        dump_busy = u.dump.busy if u.dump is not None else 0
+        dumping = u.dump.running if u.dump is not None else 0
+        if u.dump is not None:
+            m.d.comb += [u.dump.request.eq(self.dump_state),
+                         u.dump.enable.eq(seq.load_enable & ~u.loader.busy)]
         m.d.comb += [
             # The sequencer's view of the machine.
             seq.desc.eq(u.desc),
             seq.full.eq(u.receiver.full), seq.starts.eq(u.receiver.starts),
             seq.idle.eq(u.all_idle & ~u.cells.busy & ~u.writeback.busy & ~u.critical.busy
                         & ~u.filler.busy & ~control.pending),
-            seq.loader_busy.eq(u.loader.busy), seq.frames_waiting.eq(self.frames_in.tvalid),
+            seq.loader_busy.eq(u.loader.busy | dumping),
+            seq.frames_waiting.eq(self.frames_in.tvalid),
             seq.critical_busy.eq(u.critical.busy), seq.fenced.eq(u.fenced),
             seq.filled.eq(control.filled),
             seq.cells_busy.eq(u.cells.busy), seq.writeback_busy.eq(u.writeback.busy),
             # What it drives.
-            u.loader.enable.eq(seq.load_enable),
+            u.loader.enable.eq(seq.load_enable & ~dumping),
             u.receiver.release.eq(seq.release),
             u.arbiter.fence_request.eq(seq.fence_request),
             u.cells.start.eq(seq.cells_start), u.cells.cells.eq(seq.cells_count),
@@ -415,4 +446,5 @@ class LSTMAccelerator(wiring.Component):
         wiring.connect(m, seq.critical_jobs, u.critical.jobs)
         wiring.connect(m, control.jobs, u.filler.jobs)
         m.d.comb += self.busy.eq(seq.frame_running | ~u.all_idle | u.cells.busy
-                                 | u.writeback.busy | u.critical.busy | u.filler.busy)
+                                 | u.writeback.busy | u.critical.busy | u.filler.busy
+                                 | dump_busy)

@@ -211,6 +211,8 @@ class AcceleratorSystem(wiring.Component):
 
         with m.If(command & Control.RESET):
             reset_core()
+        # The core sends its state once no step waits or runs (ese.hw.dump).
+        m.d.comb += u.core.dump_state.eq((command & Control.DUMP_STATE).any())
         with m.If(command & Control.STORE_IMAGE):
             with m.If(aligned & ~u.writer.busy & ~u.reader.busy):
                 m.d.comb += [u.writer.start.eq(1), u.writer.address.eq(u.registers.image_address),

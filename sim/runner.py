@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..sw.contract.errors import InputError, SimulationError
-from ..sw.runtime.encoding import state_load_words
+from ..sw.contract.memory_map import state_dump_supported as dump_supported
+from ..sw.runtime.encoding import decode_state_dump, state_dump_words, state_load_words
 from ..sw.runtime.steps import plan_steps
 from .build import DESIGNS, TOPLEVEL, build_simulator, build_tree_simulator
 
@@ -46,6 +47,9 @@ class SimulationResult:
         machine) to receiving its last output word.
     load_cycles : int
         Cycles to stream the weight image in.
+    state : (h, c), or a list of them per channel, or None
+        With ``return_state``: the state the hardware ended in, read back from it (a state
+        dump), in ``Program.predict``'s shapes; per channel unless one sequence was given.
     """
 
     outputs: np.ndarray
@@ -60,6 +64,7 @@ class SimulationResult:
     stall_probability: float = 0.0
     paced: bool = False
     details: dict = field(default_factory=dict)
+    state: object = None
 
     @property
     def mismatches(self):
@@ -94,7 +99,7 @@ def _outside_pytest():
 
 
 def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=None,
-             timeout_cycles=None, paced=False, waves=None, state=None):
+             timeout_cycles=None, paced=False, waves=None, state=None, return_state=False):
     """Run ``frames`` through the RTL of ``program``'s hardware.
 
     Parameters
@@ -125,6 +130,9 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
         Initial states, as ``Program.predict`` takes them: loaded into the hardware (VECTORS
         and CELL_STATES records after the weights) before the first frame, and the first
         sequence of each such channel runs on from it.
+    return_state : bool
+        After the frames, read the state back out of the hardware (``ese.hw.dump``) into
+        ``SimulationResult.state``.
     """
     if not 0.0 <= stall_probability < 1.0:
         raise InputError(f"stall_probability must be in [0, 1), not {stall_probability}")
@@ -133,11 +141,18 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     started = time.monotonic()
     extra = (state_load_words(program.image, plan.initial) if plan.has_initial_state
              else None)
+    options = {"paced": bool(paced)}
+    if return_state:
+        if not dump_supported(program.config):
+            raise InputError(f"this hardware cannot read its state back: a cell state "
+                             f"({program.config.cell_bits} bits) does not fit an activation "
+                             f"word ({program.config.activation_bits} bits)")
+        options["dump_words"] = state_dump_words(program.image)
     result, build = run_testbench(program, "run_job", plan.codes, expected,
                                   starts=plan.starts, stall_probability=stall_probability,
                                   extra_load=extra,
                                   seed=seed, log=log, keep=keep, timeout_cycles=timeout_cycles,
-                                  options={"paced": bool(paced)}, waves=waves)
+                                  options=options, waves=waves)
     wall = time.monotonic() - started - build.seconds
     output_codes = result["outputs"]
     completed = result["completed"]
@@ -150,6 +165,11 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
               else np.diff(np.concatenate([[sequence_cycle], completed])).tolist())
     decoded = program.decode_outputs(output_codes)
     outputs = decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
+    final = None
+    if return_state:
+        states = [program.decode_state(codes)
+                  for codes in decode_state_dump(program.image, result["state"])]
+        final = states[0] if plan.single else states
     return SimulationResult(
         outputs=outputs, output_codes=output_codes,
         expected_codes=expected, cycles_per_frame=[int(c) for c in cycles],
@@ -157,7 +177,8 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
         build_cached=build.cached, wall_seconds=wall, clock_mhz=program.config.clock_mhz,
         stall_probability=stall_probability, paced=paced,
         details={"flags": flags, "build_directory": str(build.directory),
-                 "build_recorded_seconds": build.recorded_seconds})
+                 "build_recorded_seconds": build.recorded_seconds},
+        state=final)
 
 
 def run_testbench(program, testcase, codes, expected, *, starts=None, stall_probability=0.0,

@@ -14,7 +14,7 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, with_timeout
+from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 from ..sw.contract.wire import channel_values, starts_mask, step_words
@@ -42,6 +42,7 @@ class AcceleratorBench(ClockedBench):
             for bus in (self.weights, self.frames_in):
                 bus.set_pause_generator(stall_pattern(stall_probability, self.rng))
         dut.frames_out__tready.value = 0
+        dut.dump_state.value = 0
 
     def attach_output(self):
         """Start the output sink (with back-pressure when stalls are on)."""
@@ -59,6 +60,13 @@ class AcceleratorBench(ClockedBench):
         await self.weights.send(AxiStreamFrame([int(w) for w in words]))
         limit = timeout_cycles or 10 * len(words) + 10_000
         await with_timeout(self.weights.wait(), *self.cycles(limit))
+
+    async def dump_state(self):
+        """Strobe the core's ``dump_state`` for a cycle."""
+        await RisingEdge(self.dut.clk)
+        self.dut.dump_state.value = 1
+        await RisingEdge(self.dut.clk)
+        self.dut.dump_state.value = 0
 
     async def send_step(self, codes, starts):
         """Queue one frame step: ``codes`` (channels, inputs), ``starts`` (channels,)."""
@@ -138,11 +146,22 @@ async def run_job(dut):
     outputs, completed = await bench.run_sequence(job["inputs"], settings["timeout_cycles"],
                                                   paced=settings.get("paced", False),
                                                   starts=job["starts"])
+    state = []
+    if settings.get("dump_words"):
+        # Ask for the state the run ended in: one packet, every layer's y, then its c.
+        await bench.dump_state()
+        frame = await with_timeout(bench.frames_out.recv(),
+                                   *bench.cycles(settings["timeout_cycles"]))
+        state = [channel_values(word, len(job["starts"][0]), bench.activation_bits)
+                 for word in frame.tdata]
+        assert len(state) == settings["dump_words"], \
+            f"the state dump had {len(state)} words, not {settings['dump_words']}"
     flags = error_flags(dut)
     np.savez(os.environ["ESE_SIM_RESULT"],
              outputs=np.array(outputs, dtype=np.int64),
              completed=np.array(completed, dtype=np.int64),
              markers=np.array([started, loaded, sequence_start], dtype=np.int64),
+             state=np.array(state, dtype=np.int64),
              flags=json.dumps(flags))
     assert not flags["load_error"], "the accelerator flagged a malformed load record"
     assert not flags["frame_error"], "the accelerator flagged a frame of the wrong length"

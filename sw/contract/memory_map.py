@@ -29,7 +29,7 @@ from dataclasses import dataclass
 __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "GATES", "PEEPHOLES", "CELL_PARAMETERS",
            "LoadTarget",
            "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
-           "pack_fields", "unpack_fields", "address_bits", "count_bits"]
+           "pack_fields", "unpack_fields", "address_bits", "count_bits", "state_dump_supported"]
 
 #: The version of the weight image and of the load stream it holds, which the hardware
 #: reports in a register so that a host never loads an image of another layout.
@@ -76,6 +76,12 @@ class LoadTarget(enum.IntEnum):
     @property
     def per_pe(self):
         return self in (LoadTarget.POINTERS, LoadTarget.ENTRIES)
+
+
+def state_dump_supported(config):
+    """Whether ``config``'s hardware reads its state out through the output stream (a state
+    dump, ``ese.hw.dump``): a cell state must fit an activation word."""
+    return config.cell_bits <= config.activation_bits
 
 
 def address_bits(depth):

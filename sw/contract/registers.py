@@ -46,6 +46,7 @@ class Control(enum.IntFlag):
     LOAD_IMAGE = 1 << 1     # read the image from DDR into the accelerator's memories
     CLEAR_ERRORS = 1 << 2
     RESET = 1 << 3          # reset the accelerator (drops frames in flight, keeps weights)
+    DUMP_STATE = 1 << 4     # send every layer's state out of the results stream (one packet)
 
 
 class Status(enum.IntFlag):

@@ -103,8 +103,9 @@ class CardUtterance:
     def __exit__(self, *exception):
         return False
 
-    async def run(self, frames, state=None):
-        """The outputs of the next piece; ``state`` only with the first."""
+    async def run(self, frames, state=None, return_state=False):
+        """The outputs of the next piece; ``state`` only with the first; ``return_state`` also
+        reads back the state the piece ended in (see :meth:`Accelerator.run`)."""
         single = not isinstance(frames, (list, tuple))
         pieces = [frames] if single else list(frames)
         lengths = {}
@@ -125,7 +126,8 @@ class CardUtterance:
                 raise InputError("only an utterance's first piece may give a state")
         first = self.lengths is None
         self.lengths = lengths
-        return await self.accelerator.run(frames, state=state, carry=not first)
+        return await self.accelerator.run(frames, state=state, carry=not first,
+                                          return_state=return_state)
 
 
 class Accelerator:
@@ -281,16 +283,20 @@ class Accelerator:
         self._results_read += 1
         return data
 
-    async def run(self, frames, state=None, carry=False):
+    async def run(self, frames, state=None, carry=False, return_state=False):
         """Run frames; the same forms as ``Program.simulate`` (one sequence, or per channel).
 
         ``state``: initial states as ``Program.simulate`` takes them; the card is loaded
         with them (and with the image again, which clears every other state) before the
         first frame. ``carry``: each channel's first sequence continues the state the card
         holds from the last run instead of starting from zero (see :meth:`utterance`).
+        ``return_state``: afterwards, read the state the card ended in back from it (a state
+        dump) and return it too.
 
         Returns the outputs decoded to real numbers: an array for one sequence, otherwise a
-        list per channel of arrays per sequence.
+        list per channel of arrays per sequence; with ``return_state``, ``(outputs, state)``
+        with the state as ``(h, c)`` (``Program.predict``'s shapes), per channel unless one
+        sequence was given.
         """
         from .steps import plan_steps
         program = self.program
@@ -328,10 +334,34 @@ class Accelerator:
             if index + ahead < len(steps):
                 await self._send("frames", steps[index + ahead],
                                  f"frame step {index + ahead + 1}")
+        final = await self._dump_state(plan) if return_state else None
         await self.check_errors()
         self._aborted = False
         decoded = program.decode_outputs(outputs)
-        return decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
+        decoded = decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
+        return (decoded, final) if return_state else decoded
+
+    async def _dump_state(self, plan):
+        """The state the card holds, read back through the results stream."""
+        from ..contract.memory_map import state_dump_supported
+        from .encoding import decode_state_dump, state_dump_words
+        program = self.program
+        config = program.config
+        if not state_dump_supported(config):
+            raise InputError(f"this card cannot read its state back: a cell state "
+                             f"({config.cell_bits} bits) does not fit an activation word "
+                             f"({config.activation_bits} bits)")
+        words = state_dump_words(program.image)
+        await self.transport.write_register(Register.CONTROL, Control.DUMP_STATE)
+        size = words * word_bytes(config.channels, config.activation_bits)
+        data = await self._receive(size, "state dump")
+        if len(data) != size:
+            raise DeviceError(f"the state dump has {len(data)} bytes, not {size}; reset the "
+                              f"card (Accelerator.reset)")
+        values = unpack_result(data, config.channels, words, config.activation_bits).T
+        states = [program.decode_state(codes)
+                  for codes in decode_state_dump(program.image, values)]
+        return states[0] if plan.single else states
 
     def utterance(self):
         """A context for utterances that arrive in pieces: ``await u.run(piece)`` runs each

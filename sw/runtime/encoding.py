@@ -37,7 +37,7 @@ from ..contract.memory_map import (
 from .quantized import QuantizedLayer, QuantizedModel
 
 __all__ = ["HardwareImage", "encode_model", "decode_image", "layout_model", "encode_columns",
-           "state_load_words"]
+           "state_load_words", "state_dump_words", "decode_state_dump"]
 
 
 def ceil_div(a, b):
@@ -261,6 +261,30 @@ def state_load_words(image, states):
                     words = words + ((values.astype(object) & mask) << (bits * channel))
             stream.record(target, 0, base, [int(w) for w in words])
     return stream.words()
+
+
+def state_dump_words(image):
+    """Words of the packet a state dump sends (``ese.hw.dump``): every layer's y, then its c."""
+    return sum(d["recurrent"] + d["cells"] for d in image.descriptors)
+
+
+def decode_state_dump(image, values):
+    """Each channel's per-layer ``(y, c)`` codes from a state dump's packet, given as signed
+    values (words, channels)."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.shape != (state_dump_words(image), image.config.channels):
+        raise ImageError(f"a state dump of shape {values.shape}; this model's is "
+                         f"({state_dump_words(image)}, {image.config.channels})")
+    states = [[] for _ in range(image.config.channels)]
+    position = 0
+    for d in image.descriptors:
+        y = values[position:position + d["recurrent"]]
+        position += d["recurrent"]
+        c = values[position:position + d["cells"]]
+        position += d["cells"]
+        for channel in range(image.config.channels):
+            states[channel].append((y[:, channel].copy(), c[:, channel].copy()))
+    return states
 
 
 class _LoadStream:

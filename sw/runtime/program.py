@@ -173,8 +173,8 @@ class Program:
 
     def simulate(self, frames, **options):
         """Run the frames through the generated RTL in Verilator (see ese.sim.runner);
-        ``state=(h0, c0)`` starts from a state loaded into the hardware, ``waves=path``
-        writes an FST trace."""
+        ``state=(h0, c0)`` starts from a state loaded into the hardware, ``return_state=True``
+        reads the final state back out of it, ``waves=path`` writes an FST trace."""
         from ...sim.runner import simulate
         return simulate(self, frames, **options)
 

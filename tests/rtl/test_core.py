@@ -205,13 +205,31 @@ def test_initial_states_are_loaded_before_the_first_frame(case):
     states = [state(), None, state()]
     x = [frames(6, program.inputs, seed=1), frames(5, program.inputs, seed=2),
          [frames(3, program.inputs, seed=3), frames(4, program.inputs, seed=4)]]
-    result = program.simulate(x, state=states, stall_probability=0.2, seed=3)
+    result = program.simulate(x, state=states, stall_probability=0.2, seed=3,
+                              return_state=True)
     assert result.mismatches == 0
     assert np.array_equal(result.outputs[0][0], program.predict(x[0], state=states[0]))
     assert np.array_equal(result.outputs[1][0], program.predict(x[1]))
     assert np.array_equal(result.outputs[2][0], program.predict(x[2][0], state=states[2]))
     assert np.array_equal(result.outputs[2][1], program.predict(x[2][1]))
     assert not np.array_equal(result.outputs[0][0], program.predict(x[0]))
+    # The state each channel ended in, read back from the hardware: its last sequence run on
+    # over the zero frames that pad it to the 7 steps of the run.
+    def padded(frames_):
+        return np.concatenate([frames_, np.zeros((7 - len(frames_) if len(frames_) < 7
+                                                  else 0, program.inputs))])
+    ends = [program.predict(padded(x[0]), state=states[0], return_state=True)[1],
+            program.predict(padded(x[1]), return_state=True)[1],
+            program.predict(np.concatenate([x[2][1]]), return_state=True)[1]]
+    for channel, (h, c) in enumerate(ends):
+        assert np.array_equal(result.state[channel][0], h)
+        assert np.array_equal(result.state[channel][1], c)
+
+
+def test_state_read_back_needs_a_cell_state_that_fits_an_activation_word():
+    program = ese.compile(ese.PeepholeLSTM(9, 14, proj_size=6), hardware(4, **CUSTOM_WIDTHS))
+    with pytest.raises(ese.InputError, match="cannot read its state back"):
+        program.simulate(frames(2, 9), return_state=True)
 
 
 def test_structured_zeros_columns_rows_and_inputs():

@@ -128,7 +128,7 @@ def test_utterances_in_pieces_and_initial_states_through_the_driver(program):
     """Two channels, each its own utterance, given to the card in pieces: the card carries
     their state from piece to piece, so the outputs equal one run on the joined frames; then
     a run from an initial state on one channel (stored behind the image and loaded with it)
-    and from zero on the other."""
+    and from zero on the other, whose final state is read back from the card."""
     a, b = frames(12, 13, seed=21), frames(12, 13, seed=22)
     rng = np.random.default_rng(5)
     state = (rng.uniform(-0.9, 0.9, size=(2, 9)), rng.uniform(-3, 3, size=(2, 22)))
@@ -138,8 +138,13 @@ def test_utterances_in_pieces_and_initial_states_through_the_driver(program):
                                      "state": [part.tolist() for part in state]})
     assert np.array_equal(outputs[0][0], program.predict(a))
     assert np.array_equal(outputs[1][0], program.predict(b))
-    assert np.array_equal(outputs[0][1], program.predict(a, state=state))
-    assert np.array_equal(outputs[1][1], program.predict(b))
+    expected_a, (h_a, c_a) = program.predict(a, state=state, return_state=True)
+    expected_b, (h_b, c_b) = program.predict(b, return_state=True)
+    assert np.array_equal(outputs[0][1], expected_a)
+    assert np.array_equal(outputs[1][1], expected_b)
+    # The state the card ended in, read back from it (a state dump).
+    assert np.array_equal(outputs[0][2], h_a) and np.array_equal(outputs[0][3], c_a)
+    assert np.array_equal(outputs[1][2], h_b) and np.array_equal(outputs[1][3], c_b)
 
 
 # cocotb scenarios (run in the simulator by the tests above).
@@ -164,8 +169,10 @@ async def utterances_in_pieces_and_initial_states(dut):
             raise AssertionError("pieces of different lengths were accepted")
     joined = [np.concatenate([piece[channel][0] for piece in pieces]) for channel in (0, 1)]
     state = tuple(np.array(part) for part in settings["state"])
-    from_state = await with_timeout(driver.run([a, b], state=[state, None]), *limit)
-    await save(bench, [[joined[0], from_state[0][0]], [joined[1], from_state[1][0]]])
+    from_state, final = await with_timeout(
+        driver.run([a, b], state=[state, None], return_state=True), *limit)
+    await save(bench, [[joined[0], from_state[0][0], *final[0]],
+                       [joined[1], from_state[1][0], *final[1]]])
 
 
 @cocotb.test()
