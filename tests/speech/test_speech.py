@@ -106,6 +106,7 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path):
                                                            len(recognizer.phones) + 1)
 
 
+@pytest.mark.slow
 def test_formats_study_brings_a_rescaled_recognizer_back_to_its_own_error():
     """The README's formats figure, on fewer sentences: the recognizer rescaled beyond Q1.10
     saturates with ESE's formats, and with formats chosen from it and calibration frames its
