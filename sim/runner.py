@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sw.contract.errors import InputError, SimulationError
-from ..sw.contract.memory_map import state_dump_supported as dump_supported
-from ..sw.runtime.encoding import decode_state_dump, state_dump_words, state_load_words
+from ..sw.runtime.encoding import state_dump_words, state_load_words
 from ..sw.runtime.steps import plan_steps
 from .build import DESIGNS, TOPLEVEL, build_simulator, build_tree_simulator
 
@@ -143,10 +142,7 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
              else None)
     options = {"paced": bool(paced)}
     if return_state:
-        if not dump_supported(program.config):
-            raise InputError(f"this hardware cannot read its state back: a cell state "
-                             f"({program.config.cell_bits} bits) does not fit an activation "
-                             f"word ({program.config.activation_bits} bits)")
+        program.check_state_readable()
         options["dump_words"] = state_dump_words(program.image)
     result, build = run_testbench(program, "run_job", plan.codes, expected,
                                   starts=plan.starts, stall_probability=stall_probability,
@@ -167,8 +163,7 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     outputs = decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
     final = None
     if return_state:
-        states = [program.decode_state(codes)
-                  for codes in decode_state_dump(program.image, result["state"])]
+        states = program.states_from_dump(result["state"])
         final = states[0] if plan.single else states
     return SimulationResult(
         outputs=outputs, output_codes=output_codes,

@@ -115,7 +115,7 @@ def float_forward(description, frames):
     return outputs
 
 
-def choose_formats(description, config, calibration=None):
+def choose_formats(description, config, calibration=None, runs=None):
     """Each layer's :class:`LayerFormats` for ``config``.
 
     Each matrix, the peepholes and the biases take the finest format of their width that
@@ -125,13 +125,15 @@ def choose_formats(description, config, calibration=None):
     first layer's input format and each projection's output format the same way from the
     values the float model sees on it; without it they are the configured one. Where the
     alignment range (``Config.align_bits``) cannot hold a pair, the matrix keeps the finer
-    format and saturates (the report counts it).
+    format and saturates (the report counts it). ``runs`` may give :func:`float_forward`'s
+    result on each calibration sequence, computed once for the caller's own use too.
     """
     limit = config.max_align
     inputs = outputs = None
     if calibration is not None:
         inputs = np.concatenate([s.ravel() for s in calibration])
-        runs = [float_forward(description, s) for s in calibration]
+        if runs is None:
+            runs = [float_forward(description, s) for s in calibration]
         outputs = [np.concatenate([run[k].ravel() for run in runs])
                    for k in range(len(description.layers))]
     weight, bias, act = config.weight_format, config.bias_format, config.activation_format

@@ -76,10 +76,12 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
     description = converter.describe(pruned)
     if formats not in ("auto", "configured"):
         raise ConfigError(f"formats must be 'auto' or 'configured', not {formats!r}")
-    sequences = (calibration_sequences(calibration, description.inputs)
-                 if calibration is not None else None)
+    sequences = runs = None
+    if calibration is not None:
+        sequences = calibration_sequences(calibration, description.inputs)
+        runs = [float_forward(description, sequence) for sequence in sequences]
     if formats == "auto":
-        chosen = choose_formats(description, config, sequences)
+        chosen = choose_formats(description, config, sequences, runs)
     else:
         chosen = [LayerFormats() for _ in description.layers]
     model, report = quantize_model(description, config, chosen)
@@ -90,23 +92,23 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
     program = Program(model, image, report, metadata, pruned_module=pruned,
                       run_float=converter.run_float)
     if sequences is not None:
-        report.calibration = calibrate(program, description, sequences)
+        report.calibration = calibrate(program, sequences, runs)
     return program
 
 
-def calibrate(program, description, sequences):
+def calibrate(program, sequences, runs):
     """What the calibration frames show of a compiled program: how many values saturated
     (inputs, cell states, projection outputs, per layer) and the largest distance of its
-    outputs from the float model's."""
+    outputs from the float model's (``runs``: :func:`.formats.float_forward` on each)."""
     saturated = {}
     largest = 0.0
     frames = 0
-    for sequence in sequences:
+    for sequence, run in zip(sequences, runs):
         codes, clipped = program.encode_inputs(sequence)
         if clipped:
             saturated["input"] = saturated.get("input", 0) + clipped
         outputs = program.decode_outputs(program.predict_codes(codes, saturated=saturated))
-        reference = float_forward(description, sequence)[-1]
+        reference = run[-1]
         largest = max(largest, float(np.abs(outputs - reference).max()))
         frames += len(sequence)
     return {"frames": frames, "saturated": {k: v for k, v in saturated.items() if v},

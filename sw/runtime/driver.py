@@ -69,21 +69,6 @@ class HardwareInfo:
     format_version: int
 
 
-def _padded_to_block(words, block_words=1024):
-    """The load stream followed by a PADDING record up to a multiple of ``block_words``
-    words (4 KB), or as it is when it ends on one."""
-    from ..contract.memory_map import RECORD_HEADER_WORDS, LoadTarget
-    gap = -len(words) % block_words
-    if gap == 0:
-        return words
-    if gap < RECORD_HEADER_WORDS:
-        gap += block_words
-    padding = np.zeros(gap, dtype=np.uint32)
-    padding[0] = int(LoadTarget.PADDING)
-    padding[2] = gap - RECORD_HEADER_WORDS
-    return np.concatenate([np.asarray(words, dtype=np.uint32), padding])
-
-
 class CardUtterance:
     """Pieces of one utterance per channel on the card (:meth:`Accelerator.utterance`)."""
 
@@ -201,7 +186,7 @@ class Accelerator:
             program = load(image, config=info.config)
         # The stored stream ends on a 4 KB boundary (a PADDING record), so that an initial
         # state's records can be stored right behind it and loaded with it (run(state=...)).
-        words = _padded_to_block(program.image.load_words())
+        words = program.image.load_words(block_words=1024)
         self._check_memory_range(len(words), info.config)
         await self.transport.write_register(Register.CONTROL, Control.CLEAR_ERRORS)
         await self._store(self.image_address, words, "the weight image")
@@ -343,14 +328,10 @@ class Accelerator:
 
     async def _dump_state(self, plan):
         """The state the card holds, read back through the results stream."""
-        from ..contract.memory_map import state_dump_supported
-        from .encoding import decode_state_dump, state_dump_words
+        from .encoding import state_dump_words
         program = self.program
         config = program.config
-        if not state_dump_supported(config):
-            raise InputError(f"this card cannot read its state back: a cell state "
-                             f"({config.cell_bits} bits) does not fit an activation word "
-                             f"({config.activation_bits} bits)")
+        program.check_state_readable("this card")
         words = state_dump_words(program.image)
         await self.transport.write_register(Register.CONTROL, Control.DUMP_STATE)
         size = words * word_bytes(config.channels, config.activation_bits)
@@ -359,8 +340,7 @@ class Accelerator:
             raise DeviceError(f"the state dump has {len(data)} bytes, not {size}; reset the "
                               f"card (Accelerator.reset)")
         values = unpack_result(data, config.channels, words, config.activation_bits).T
-        states = [program.decode_state(codes)
-                  for codes in decode_state_dump(program.image, values)]
+        states = program.states_from_dump(values)
         return states[0] if plan.single else states
 
     def utterance(self):

@@ -34,6 +34,7 @@ from ..contract.memory_map import (
     pack_fields,
     words_per_element,
 )
+from ..contract.wire import channel_word
 from .quantized import QuantizedLayer, QuantizedModel
 
 __all__ = ["HardwareImage", "encode_model", "decode_image", "layout_model", "encode_columns",
@@ -174,8 +175,9 @@ class HardwareImage:
     def nonzeros_per_pe(self):
         return self.entries_per_pe - self.padding
 
-    def load_words(self):
-        """The load stream as a uint32 array (see :mod:`ese.sw.contract.memory_map`)."""
+    def load_words(self, block_words=None):
+        """The load stream as a uint32 array (see :mod:`ese.sw.contract.memory_map`); with
+        ``block_words``, ending in a PADDING record on a multiple of that many words."""
         mm = self.memory_map
         config = self.config
         stream = _LoadStream(mm)
@@ -192,6 +194,8 @@ class HardwareImage:
             sections = [self._stream_sections(stream, pe) for pe in range(config.pes)]
             stream.record(LoadTarget.STREAMS, 0, 0,
                           [pack_fields(section, mm.stream_fields) for section in sections])
+        if block_words:
+            stream.pad(block_words)
         return stream.words()
 
     def stream_split(self, pe):
@@ -253,13 +257,11 @@ def state_load_words(image, states):
                  config.activation_bits),
                 (LoadTarget.CELL_STATES, descriptor["cell_base"], descriptor["cells"], 1,
                  config.cell_bits)):
-            words = np.zeros(size, dtype=object)
-            mask = (1 << bits) - 1
+            values = np.zeros((size, channels), dtype=np.int64)
             for channel, state in enumerate(states):
                 if state is not None:
-                    values = np.asarray(state[index][part], dtype=np.int64)
-                    words = words + ((values.astype(object) & mask) << (bits * channel))
-            stream.record(target, 0, base, [int(w) for w in words])
+                    values[:, channel] = state[index][part]
+            stream.record(target, 0, base, [channel_word(row, bits) for row in values])
     return stream.words()
 
 
@@ -304,15 +306,7 @@ class _LoadStream:
         """Append a record; with ``aligned``, first pad so that its elements start on a memory
         beat. Returns the word offset of its first element."""
         if aligned:
-            beat = self.memory_map.load_words_per_beat
-            padding = -(self.length + RECORD_HEADER_WORDS) % beat
-            if padding:
-                # A padding record is at least its header: when the gap is shorter, pad on to
-                # a later beat.
-                if padding < RECORD_HEADER_WORDS:
-                    padding += beat * ceil_div(RECORD_HEADER_WORDS - padding, beat)
-                self._header(LoadTarget.PADDING, 0, 0, padding - RECORD_HEADER_WORDS)
-                self._append(np.zeros(padding - RECORD_HEADER_WORDS))
+            self.pad(self.memory_map.load_words_per_beat, RECORD_HEADER_WORDS)
         self._header(target, pe, address, len(elements))
         first = self.length
         words = words_per_element(self.memory_map.element_bits(target))
@@ -323,6 +317,18 @@ class _LoadStream:
             self._append([(int(e) >> (LOAD_WORD_BITS * w)) & mask
                           for e in elements for w in range(words)])
         return first
+
+    def pad(self, multiple, ahead=0):
+        """Append a PADDING record so that the stream's length plus ``ahead`` words becomes a
+        multiple of ``multiple`` words (nothing if it is one already)."""
+        padding = -(self.length + ahead) % multiple
+        if padding:
+            # A padding record is at least its header: when the gap is shorter, pad on to a
+            # later multiple.
+            if padding < RECORD_HEADER_WORDS:
+                padding += multiple * ceil_div(RECORD_HEADER_WORDS - padding, multiple)
+            self._header(LoadTarget.PADDING, 0, 0, padding - RECORD_HEADER_WORDS)
+            self._append(np.zeros(padding - RECORD_HEADER_WORDS))
 
     def _header(self, target, pe, address, count):
         self._append([int(target) | (pe << 8), address, count])

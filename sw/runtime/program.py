@@ -18,7 +18,8 @@ import numpy as np
 from ..contract.arithmetic import dequantize, quantize
 from ..contract.config import CAPACITY_FIELDS, RELAID_FIELDS
 from ..contract.errors import EseError, ImageError, InputError
-from .encoding import decode_image, encode_model
+from ..contract.memory_map import state_dump_supported
+from .encoding import decode_image, decode_state_dump, encode_model
 from .frames import check_frames
 from .golden import GoldenModel
 from .image import image_bytes, read_image, write_image
@@ -164,6 +165,19 @@ class Program:
             return h[0], c[0]
         return h, c
 
+    def check_state_readable(self, what="this hardware"):
+        """Refuse ``return_state`` where the hardware builds no state dump (``ese.hw.dump``)."""
+        config = self.config
+        if not state_dump_supported(config):
+            raise InputError(f"{what} cannot read its state back: a cell state "
+                             f"({config.cell_bits} bits) does not fit an activation word "
+                             f"({config.activation_bits} bits)")
+
+    def states_from_dump(self, values):
+        """Each channel's ``(h, c)`` (PyTorch's shapes) from a state dump's packet, given as
+        signed values (words, channels)."""
+        return [self.decode_state(codes) for codes in decode_state_dump(self.image, values)]
+
     def utterance(self):
         """A context in which :meth:`Utterance.run` takes one utterance in pieces, carrying
         the state from each piece to the next: the outputs are exactly those of one
@@ -246,7 +260,6 @@ class Utterance:
     def __init__(self, program):
         self.program = program
         self.codes = None        # each layer's (y, c) after the last piece; None: zero state
-        self.frames = 0
 
     def __enter__(self):
         return self
@@ -260,7 +273,6 @@ class Utterance:
         final = []
         outputs = self.program.predict_codes(codes, state=self.codes, final=final)
         self.codes = final
-        self.frames += len(codes)
         return self.program.decode_outputs(outputs)
 
     @property
