@@ -1,4 +1,8 @@
-"""The LSTM accelerator: PEs, shared memories, cell unit and the frame sequencer.
+"""The accelerator core: PEs, shared memories, cell unit and the frame sequencer.
+
+It runs LSTM layers (with peepholes and projections) and GRU layers, one build for both: a
+layer descriptor says which (see :mod:`ese.hw.cell`), and a GRU layer's step is an LSTM
+layer's without projection.
 
 Channels (independent utterances on the same weights) run in lock-step: every memory word
 of an activation vector, cell state or input holds one value per channel, every weight a PE
@@ -73,7 +77,7 @@ CHAIN_HANDOFF_CYCLES = 13
 
 
 class LSTMAccelerator(wiring.Component):
-    """The ESE-style sparse LSTM accelerator core, for every channel.
+    """The ESE-style sparse LSTM (and GRU) accelerator core, for every channel.
 
     Parameters
     ----------
@@ -424,6 +428,7 @@ class LSTMAccelerator(wiring.Component):
             u.cells.cell_base.eq(seq.cells_base), u.cells.output_base.eq(seq.cells_output_base),
             u.cells.bias_align.eq(seq.cells_bias_align),
             u.cells.peephole_align.eq(seq.cells_peephole_align),
+            u.cells.gru.eq(seq.cells_gru),
             u.cells.emit.eq(seq.cells_emit),
             u.writeback.start.eq(seq.writeback_start), u.writeback.rows.eq(seq.writeback_rows),
             u.writeback.output_base.eq(seq.writeback_output_base),

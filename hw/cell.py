@@ -1,4 +1,4 @@
-"""The cell unit: the element-wise LSTM update, one cell per cycle.
+"""The cell unit: the element-wise LSTM or GRU update, one cell per cycle.
 
 After the gate products of a frame are accumulated, the cell unit visits every cell of the
 layer. It reads the cell's four gate accumulators (through :mod:`ese.hw.readout`, which
@@ -15,6 +15,15 @@ writes c' back and m to the activation vector memory (where the projection, or t
 frame, reads it) and, for the network's output, into the output queue. It is a fixed-latency
 pipeline without stalls; it issues a cell only when the output queue is sure to have room.
 
+A GRU layer's units go through the same pipeline (:class:`CellLane`), exactly as
+:func:`ese.sw.contract.arithmetic.gru_update` computes them::
+
+    r = sigmoid(r + b_r)      z = sigmoid(z + b_z)      n = tanh(n_x + b_in + r * (n_h + b_hn))
+    h' = n + z * (h - n)
+
+keeping h where an LSTM keeps c: the previous h comes from the cell state memory, and h' goes
+there as well as to the vector memory.
+
 Channels run in lock-step: the control is shared and each channel has its own arithmetic lane
 (:class:`CellLane`), reading that channel's accumulators and state. A channel that begins a
 new sequence in this frame step starts from a zero cell state.
@@ -24,7 +33,12 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.contract.arithmetic import sigmoid_table, tanh_table
+from ..sw.contract.arithmetic import (
+    gru_candidate_frac_bits,
+    gru_hidden_format,
+    sigmoid_table,
+    tanh_table,
+)
 from ..sw.contract.memory_map import MemoryMap, address_bits, count_bits
 from .activation import ActivationTable
 from .fixed import requantize
@@ -72,24 +86,37 @@ def AlignedParameters(config):
 
 
 class CellLane(wiring.Component):
-    """One channel's cell update arithmetic: a fixed-latency pipeline.
+    """One channel's cell update arithmetic: a fixed-latency pipeline, an LSTM's or a GRU's.
 
     The operands are presented :func:`~ese.hw.readout.gate_latency` cycles after the cell is
-    issued (stage 1); the new cell state leaves :func:`state_latency` cycles and the output
-    :func:`latency` cycles after the issue.
+    issued (stage 1); an LSTM's new cell state leaves :func:`state_latency` cycles and the
+    output :func:`latency` cycles after the issue.
+
+    A GRU (``gru``) takes its slots r, n_h, n_x, z
+    (:data:`~ese.sw.contract.memory_map.GRU_SLOTS`) where the LSTM takes i, f, g, o, and
+    shares the LSTM's tables and multipliers, computing
+    :func:`~ese.sw.contract.arithmetic.gru_update` in the same stages: r comes from i's table
+    lookup and z from o's (its peepholes are zero); n_h, rounded to
+    :func:`~ese.sw.contract.arithmetic.gru_hidden_format`, takes g's place in i * g, so the
+    candidate n_x + r * n_h is ready when an LSTM's new cell state is, and n = tanh of it
+    from the lookup of tanh(c'); h' = n + z * (h - n) takes o * tanh(c')'s multiplier. The
+    previous h comes where an LSTM's previous cell state does, and h' leaves as ``output``.
 
     Members
     -------
     gates : In(ArrayLayout(signed(accumulator_bits), 4))
-        The accumulated gates i, f, g, o.
+        The accumulated gates i, f, g, o (a GRU's slots).
     parameters : In(AlignedParameters)
         Biases and peepholes, shifted by the layer's alignments.
     previous : In(signed(cell_bits))
-        The previous cell state.
+        The previous cell state (a GRU's previous h, an activation code).
     fresh : In(1)
         The channel begins a new sequence: the previous state counts as zero.
+    gru : In(1)
+        The layer is a GRU (held for the whole layer).
     new_cell : Out(signed(cell_bits))
     output : Out(signed(activation_bits))
+        m, or a GRU's h'.
     """
 
     def __init__(self, config):
@@ -99,6 +126,7 @@ class CellLane(wiring.Component):
             "parameters": In(AlignedParameters(config)),
             "previous": In(signed(config.cell_bits)),
             "fresh": In(1),
+            "gru": In(1),
             "new_cell": Out(signed(config.cell_bits)),
             "output": Out(signed(config.activation_bits)),
         })
@@ -110,6 +138,8 @@ class CellLane(wiring.Component):
         acc_frac = config.product_frac_bits
         bias_shift = acc_frac - config.bias_frac_bits
         peep_shift = config.activation_frac_bits - config.cell_frac_bits
+        grid = gru_candidate_frac_bits(config)
+        gru = self.gru
 
         m.submodules.sigmoid = sigmoid = ActivationTable(sigmoid_table(config), lookups=3)
         m.submodules.tanh = tanh = ActivationTable(tanh_table(config), lookups=2)
@@ -130,64 +160,89 @@ class CellLane(wiring.Component):
         }
         stage2 = {name: delay(m, value, 1, f"{name}_s2") for name, value in hold.items()}
 
-        # Stage 2: gate pre-activations, requantized to table inputs.
-        def gate_input(gate, bias, peephole=None):
-            total = gate + (bias << bias_shift)
+        # Stage 2: gate pre-activations, requantized to table inputs (a GRU's r and, late, z);
+        # a GRU's n_h rounded for its product with r, and its n_x exact.
+        def total(gate, bias, peephole=None):
+            value = gate + (bias << bias_shift)
             if peephole is not None:
-                total = total + (peephole << peep_shift)
-            return requantize(total, acc_frac, act)
+                value = value + (peephole << peep_shift)
+            return value
 
         u_i, u_f, u_g = (Signal(signed(act.bits), name=n) for n in ("u_i", "u_f", "u_g"))
         m.d.sync += [
-            u_i.eq(gate_input(stage2["gate_i"], stage2["bias_i"], peep_i)),
-            u_f.eq(gate_input(stage2["gate_f"], stage2["bias_f"], peep_f)),
-            u_g.eq(gate_input(stage2["gate_g"], stage2["bias_g"])),
+            u_i.eq(requantize(total(stage2["gate_i"], stage2["bias_i"], peep_i), acc_frac, act)),
+            u_f.eq(requantize(total(stage2["gate_f"], stage2["bias_f"], peep_f), acc_frac, act)),
+            u_g.eq(requantize(total(stage2["gate_g"], stage2["bias_g"]), acc_frac, act)),
+        ]
+        hidden_format = gru_hidden_format(config)
+        hidden = Signal(signed(hidden_format.bits))
+        candidate_input = Signal(signed(config.accumulator_bits + 1))
+        m.d.sync += [
+            hidden.eq(requantize(total(stage2["gate_f"], stage2["bias_f"]), acc_frac,
+                                 hidden_format)),
+            candidate_input.eq(total(stage2["gate_g"], stage2["bias_g"])),
         ]
         # Stage 3: table lookups (two cycles).
         m.d.comb += [sigmoid.codes[0].eq(u_i), sigmoid.codes[1].eq(u_f), tanh.codes[0].eq(u_g)]
         previous5 = delay(m, stage2["previous"], 3, "previous_s5")
+        hidden5 = delay(m, hidden, 2, "hidden_s5")
+        candidate_input5 = delay(m, candidate_input, 2, "candidate_input_s5")
 
-        # Stage 5: the new cell state (registered: stage 6).
+        # Stage 5: the new cell state (registered: stage 6); a GRU's candidate, from the same
+        # multiplier (i * g, or r * n_h).
         i, f, g = sigmoid.values[0], sigmoid.values[1], tanh.values[0]
-        mixed = ((f * previous5) << peep_shift) + i * g
+        product = Signal(signed(len(i) + hidden_format.bits))
+        m.d.comb += product.eq(i * Mux(gru, hidden5, g))
+        mixed = ((f * previous5) << peep_shift) + product
         new_cell = Signal(signed(config.cell_bits))
-        m.d.sync += new_cell.eq(requantize(mixed, 2 * act.frac, config.cell_format))
+        candidate = Signal(signed(act.bits))
+        m.d.sync += [
+            new_cell.eq(requantize(mixed, 2 * act.frac, config.cell_format)),
+            candidate.eq(requantize((candidate_input5 << (grid - acc_frac))
+                                    + (product << (grid - 2 * act.frac)), grid, act)),
+        ]
         m.d.comb += self.new_cell.eq(new_cell)
 
-        # Stage 6: the output gate's peephole, and tanh's input.
+        # Stage 6: the output gate's peephole, and tanh's input (c', or a GRU's candidate).
         later = {name: delay(m, stage2[name], 4, f"{name}_s6")
                  for name in ("gate_o", "bias_o", "peephole_o")}
         peep_o = Signal.like(peep_i)
         u_c = Signal(signed(act.bits))
         m.d.sync += [
             peep_o.eq(later["peephole_o"] * new_cell),
-            u_c.eq(requantize(new_cell, config.cell_frac_bits, act)),
+            u_c.eq(Mux(gru, candidate, requantize(new_cell, config.cell_frac_bits, act))),
         ]
         gate_o7 = delay(m, later["gate_o"], 1, "gate_o7")
         bias_o7 = delay(m, later["bias_o"], 1, "bias_o7")
 
-        # Stage 7: the output gate's input; stage 8: lookups of o and tanh(c').
+        # Stage 7: the output gate's input (a GRU's z); stage 8: lookups of o and tanh(c').
         u_o = Signal(signed(act.bits))
         u_c8 = Signal.like(u_c)
-        m.d.sync += [u_o.eq(gate_input(gate_o7, bias_o7, peep_o)), u_c8.eq(u_c)]
+        m.d.sync += [u_o.eq(requantize(total(gate_o7, bias_o7, peep_o), acc_frac, act)),
+                     u_c8.eq(u_c)]
         m.d.comb += [sigmoid.codes[2].eq(u_o), tanh.codes[1].eq(u_c8)]
+        previous10 = delay(m, previous5, 5, "previous_s10")
 
-        # Stage 10: m = o * tanh(c') (registered: stage 11).
-        m.d.sync += self.output.eq(requantize(sigmoid.values[2] * tanh.values[1], 2 * act.frac,
-                                              act))
+        # Stage 10: m = o * tanh(c'), or a GRU's h' = n + z * (h - n) (registered: stage 11).
+        o, squashed = sigmoid.values[2], tanh.values[1]
+        step = Mux(gru, previous10 - squashed, squashed)
+        base = Mux(gru, squashed << act.frac, 0)
+        m.d.sync += self.output.eq(requantize(base + o * step, 2 * act.frac, act))
         return m
 
 
 class CellUnit(wiring.Component):
-    """Element-wise LSTM cell update for one layer at a time, every channel in lock-step.
+    """Element-wise LSTM cell (or GRU unit) update for one layer at a time, every channel in
+    lock-step.
 
     Members
     -------
     start : In(1)
         Begin a layer: ``cells`` cells whose state and parameters start at ``cell_base``, with
         biases and peepholes ``bias_align`` and ``peephole_align`` bits coarser than the
-        configured formats; outputs go to the vector memory from ``output_base``, and to the
-        output queue if ``emit`` is set. Only while not ``busy``.
+        configured formats, LSTM cells or GRU units (``gru``); outputs go to the vector memory
+        from ``output_base``, and to the output queue if ``emit`` is set. Only while not
+        ``busy``.
     fresh : In(channels)
         Channels that begin a new sequence in this frame step (zero previous state).
     busy : Out(1)
@@ -202,7 +257,8 @@ class CellUnit(wiring.Component):
     state_address : Out, state_data : In
         Read port of the cell state memory (one state per channel per word).
     state_write : Out(WritePortSignature)
-        Write port of the cell state memory.
+        Write port of the cell state memory: an LSTM's new cell state, or a GRU's h' (the
+        previous h of its next step, kept as an activation code), written with its output.
     vector_write : Out(WritePortSignature)
         Write port of the activation vector memory (one output per channel per word).
     output_space : In
@@ -226,6 +282,7 @@ class CellUnit(wiring.Component):
             "bias_align": In(config.align_bits),
             "peephole_align": In(config.align_bits),
             "emit": In(1),
+            "gru": In(1),
             "fresh": In(config.channels),
             "busy": Out(1),
             "produced": Out(count_bits(config.cell_depth)),
@@ -250,10 +307,11 @@ class CellUnit(wiring.Component):
         fresh = Signal.like(self.fresh)
         bias_align = Signal.like(self.bias_align)
         peephole_align = Signal.like(self.peephole_align)
+        gru = Signal()
         with m.If(self.start):
             m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
                          fresh.eq(self.fresh), bias_align.eq(self.bias_align),
-                         peephole_align.eq(self.peephole_align)]
+                         peephole_align.eq(self.peephole_align), gru.eq(self.gru)]
         gap = cell_issue_gap(config)
         # Cycles before the next cell may issue (none when cells issue every cycle).
         cooldown = Signal(range(gap)) if gap > 1 else None
@@ -275,6 +333,7 @@ class CellUnit(wiring.Component):
         m.d.comb += [
             self.busy.eq(counter.busy),
             self.accumulator.cell.eq(index),
+            self.accumulator.rotated.eq(gru),
             self.accumulator.read.eq(issue),
             self.parameter_address.eq(parameter_address),
             self.state_address.eq(operand_address),
@@ -296,17 +355,22 @@ class CellUnit(wiring.Component):
                 lane.parameters.eq(aligned),
                 lane.previous.eq(self.state_data[channel]),
                 lane.fresh.eq(fresh[channel]),
-                new_cells[channel].eq(lane.new_cell),
+                lane.gru.eq(gru),
+                new_cells[channel].eq(Mux(gru, lane.output, lane.new_cell)),
                 outputs[channel].eq(lane.output),
             ]
+        # An LSTM's new cell state is written when it is ready, a GRU's h' with the output.
+        finished = counter.finish
+        state_address = delay(m, cell_base + index, state_latency(config), "state_address")
+        late_address = delay(m, state_address, latency(config) - state_latency(config),
+                             "state_address_late")
         m.d.comb += [
-            self.state_write.addr.eq(delay(m, cell_base + index, state_latency(config),
-                                              "state_address")),
+            self.state_write.addr.eq(Mux(gru, late_address, state_address)),
             self.state_write.data.eq(new_cells),
-            self.state_write.en.eq(delay(m, issue, state_latency(config), "state_valid")),
+            self.state_write.en.eq(Mux(gru, finished,
+                                       delay(m, issue, state_latency(config), "state_valid"))),
         ]
 
-        finished = counter.finish
         produced = Signal.like(self.produced)
         with m.If(self.start):
             m.d.sync += produced.eq(0)

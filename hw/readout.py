@@ -8,7 +8,11 @@ neighbouring PEs at one local row and are read in one cycle, and gate j always c
 PE whose index is j mod 4, so each gate's lane chooses among pes / 4 PEs. With fewer PEs, a
 PE holds several of a cell's gates: gate j is read in cycle j // pes after the request, and
 the cell unit asks less often (:func:`cell_issue_gap`). Projection row r is held by PE
-r mod pes at local row r // pes and comes back on the lane of gate r mod 4.
+r mod pes at local row r // pes and comes back on the lane of gate r mod 4. A GRU layer's
+cells rotate their slots among their four rows
+(:func:`~ese.sw.contract.memory_map.gate_rotation`): slot j of cell n is row 4n + (j +
+rotation) mod 4, read like any other, and the four values are turned back into slot order as
+they leave (a four-way choice per gate, after the return registers).
 
 The PEs see each read a cycle after it is asked for (``REQUEST_CYCLES``): the requests reach
 every PE from registers, so a PE's issue stage, which a readout stalls, starts from flops.
@@ -23,7 +27,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.contract.memory_map import address_bits
+from ..sw.contract.memory_map import address_bits, gate_rotation
 from .layouts import GATES, ChannelAccumulators, accumulator_row_bits
 from .pipeline import delay
 
@@ -67,12 +71,14 @@ def _pe_bits(config):
 
 
 class GateRequestSignature(wiring.Signature):
-    """The cell unit's gate requests, seen from the cell unit: which cell of the layer; the
-    cell's gates come back :func:`gate_latency` cycles later."""
+    """The cell unit's gate requests, seen from the cell unit: which cell of the layer, and
+    whether the layer's cells rotate their gate slots (a GRU layer); the cell's gates come
+    back in slot order :func:`gate_latency` cycles later."""
 
     def __init__(self, config):
         super().__init__({
             "cell": Out(address_bits(config.cells_per_pe * config.pes)),
+            "rotated": Out(1),
             "read": Out(1),
             "data": In(GateReadout(config)),
         })
@@ -184,9 +190,17 @@ class AccumulatorReadout(wiring.Component):
                 with m.Case(lane):
                     m.d.comb += rows.data.eq(values[lane])
         # Gates read in later cycles arrive later: hold the earlier ones until the last is in.
-        for gate, (value, (_, _, _, step)) in enumerate(zip(values, reads)):
-            aligned = delay(m, value, reads_per_cell - 1 - step, f"gate{gate}_aligned")
+        aligned = [delay(m, value, reads_per_cell - 1 - step, f"gate{gate}_aligned")
+                   for gate, (value, (_, _, _, step)) in enumerate(zip(values, reads))]
+        # A rotated cell's slot j arrives from row 4n + (j + rotation) mod 4.
+        rotation = delay(m, Mux(gates.rotated, gate_rotation(gates.cell, config.pes), 0),
+                         gate_latency(config), "rotation")
+        for gate in range(GATES):
+            slot = Signal(ChannelAccumulators(config), name=f"slot{gate}")
+            with m.Switch(rotation):
+                for turn in range(GATES):
+                    with m.Case(turn):
+                        m.d.comb += slot.eq(aligned[(gate + turn) % GATES])
             for channel in range(config.channels):
-                m.d.comb += gates.data[channel][gate].eq(
-                    aligned.word_select(channel, config.accumulator_bits).as_signed())
+                m.d.comb += gates.data[channel][gate].eq(slot[channel])
         return m

@@ -57,8 +57,10 @@ class FrameSequencer(wiring.Component):
         Send a fence behind the work broadcast so far.
     cells_busy, writeback_busy : In(1)
     cells_start, cells_count, cells_base, cells_output_base, cells_bias_align, \
-    cells_peephole_align, cells_emit : Out
-        Start the cell unit on a layer's cells (with its biases' and peepholes' alignments).
+    cells_peephole_align, cells_gru, cells_emit : Out
+        Start the cell unit on a layer's cells (with its biases' and peepholes' alignments; a
+        GRU layer's units, whose step is an LSTM's without projection: h_{t-1} is both the
+        recurrent broadcast's y_{t-1} and the update's previous state).
     writeback_start, writeback_rows, writeback_output_base, writeback_output_align, \
     writeback_emit : Out
         Start the projection writeback on a layer's rows (with its output's alignment).
@@ -99,6 +101,7 @@ class FrameSequencer(wiring.Component):
             "cells_output_base": Out(descriptor["cell_output_base"].shape),
             "cells_bias_align": Out(descriptor["bias_align"].shape),
             "cells_peephole_align": Out(descriptor["peephole_align"].shape),
+            "cells_gru": Out(1),
             "cells_emit": Out(1),
             "writeback_start": Out(1),
             "writeback_rows": Out(count_bits(config.vector_depth)),
@@ -188,6 +191,7 @@ class FrameSequencer(wiring.Component):
                                  self.cells_output_base.eq(desc.cell_output_base),
                                  self.cells_bias_align.eq(desc.bias_align),
                                  self.cells_peephole_align.eq(desc.peephole_align),
+                                 self.cells_gru.eq(desc.gru),
                                  self.cells_emit.eq(desc.last & (desc.proj == 0))]
                     with m.If(desc.last):
                         m.d.sync += self.last_cells_started.eq(1)

@@ -16,10 +16,17 @@ import torch
 from torch import nn
 
 from ..contract.errors import UnsupportedModelError
+from ..contract.memory_map import GATES, GRU_SLOTS
 from .model import LayerDescription, ModelDescription
 from .peephole import PeepholeLSTM
 
-__all__ = ["Converter", "PrunableMatrix", "converter_for", "describe", "supported_modules"]
+__all__ = ["Converter", "PrunableMatrix", "converter_for", "describe", "supported_modules",
+           "gru_layer", "GRU_INPUT_SLOTS", "GRU_RECURRENT_SLOTS"]
+
+#: The slots (``GRU_SLOTS``) of PyTorch's GRU gate blocks r, z, n: in W_ih n is the
+#: candidate's input part n_x, in W_hh its recurrent part n_h.
+GRU_INPUT_SLOTS = tuple(GRU_SLOTS.index(name) for name in ("r", "z", "n_x"))
+GRU_RECURRENT_SLOTS = tuple(GRU_SLOTS.index(name) for name in ("r", "z", "n_h"))
 
 _REGISTRY = {}
 
@@ -81,12 +88,15 @@ class PrunableMatrix:
 
     For the stacked gate matrices ``rows_per_group`` is the cell count (row r is gate
     r // cells of cell r mod cells), for a projection it is the number of rows; see
-    :func:`ese.sw.compiler.pruning.pe_of_rows` for the PE each row goes to.
+    :func:`ese.sw.compiler.pruning.pe_of_rows` for the PE each row goes to. A GRU's matrices
+    hold three of a cell's four gate slots (``slots``), rotated among the PEs (``rotated``).
     """
 
     owner: nn.Module
     name: str
     rows_per_group: int
+    slots: "tuple | None" = None
+    rotated: bool = False
 
 
 def _array(tensor, what):
@@ -256,3 +266,110 @@ class PeepholeLSTMConverter(Converter):
         with torch.no_grad():
             output, _ = module(self._as_tensor(module, frames))
         return output.to(torch.float64).cpu().numpy()
+
+
+def gru_layer(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """A GRU layer's description from PyTorch's tensors (as numpy arrays): W_ih (3H, I) and
+    W_hh (3H, H) with the gates in the order r, z, n, and the biases b_ih, b_hh (3H) or None.
+    The four slots (``GRU_SLOTS``) take r and z with both their biases summed, the
+    candidate's input part with b_in and its recurrent part with b_hn."""
+    hidden = weight_hh.shape[1] if weight_hh.ndim == 2 else 0
+    if (weight_ih.ndim != 2 or weight_hh.ndim != 2 or hidden == 0
+            or weight_ih.shape[0] != 3 * hidden or weight_hh.shape[0] != 3 * hidden):
+        raise UnsupportedModelError(
+            f"a GRU layer's weights are W_ih (3H, inputs) and W_hh (3H, H), not shapes "
+            f"{weight_ih.shape} and {weight_hh.shape}")
+    inputs = weight_ih.shape[1]
+    input_weights = np.zeros((GATES * hidden, inputs))
+    recurrent_weights = np.zeros((GATES * hidden, hidden))
+    bias = np.zeros(GATES * hidden)
+    zero = np.zeros(3 * hidden)
+    bias_ih = zero if bias_ih is None else bias_ih
+    bias_hh = zero if bias_hh is None else bias_hh
+    for block in range(3):
+        rows = slice(block * hidden, (block + 1) * hidden)
+        into = slice(GRU_INPUT_SLOTS[block] * hidden, (GRU_INPUT_SLOTS[block] + 1) * hidden)
+        input_weights[into] = weight_ih[rows]
+        bias[into] += bias_ih[rows]
+        into = slice(GRU_RECURRENT_SLOTS[block] * hidden,
+                     (GRU_RECURRENT_SLOTS[block] + 1) * hidden)
+        recurrent_weights[into] = weight_hh[rows]
+        bias[into] += bias_hh[rows]
+    return LayerDescription(input_weights=input_weights, recurrent_weights=recurrent_weights,
+                            bias=bias, kind="gru")
+
+
+def _gru_prunable(module, names):
+    """A GRU's W_ih and W_hh, named ``names`` (pairs), dealt to the PEs in rotated slots."""
+    found = []
+    for input_name, recurrent_name in names:
+        found.append(PrunableMatrix(module, input_name, module.hidden_size,
+                                    GRU_INPUT_SLOTS, rotated=True))
+        found.append(PrunableMatrix(module, recurrent_name, module.hidden_size,
+                                    GRU_RECURRENT_SLOTS, rotated=True))
+    return found
+
+
+@register(nn.GRU, "torch.nn.GRU (unidirectional)")
+class TorchGRUConverter(Converter):
+    """``torch.nn.GRU``: any layer count, with or without biases and batch_first."""
+
+    def check(self, module):
+        if module.bidirectional:
+            raise UnsupportedModelError(
+                "bidirectional GRUs are not supported: the accelerator runs frames in time "
+                f"order only; use bidirectional=False (ese compiles "
+                f"{', '.join(supported_modules())})")
+        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
+        for name, parameter in module.named_parameters():
+            _array(parameter[:0], f"torch.nn.GRU parameter {name}")
+
+    def prunable(self, module):
+        return _gru_prunable(module, [(f"weight_ih_l{layer}", f"weight_hh_l{layer}")
+                                      for layer in range(module.num_layers)])
+
+    def describe(self, module):
+        layers = []
+        for layer in range(module.num_layers):
+            get = lambda name: getattr(module, f"{name}_l{layer}", None)
+            layers.append(gru_layer(
+                _array(get("weight_ih"), f"weight_ih_l{layer}"),
+                _array(get("weight_hh"), f"weight_hh_l{layer}"),
+                _array(get("bias_ih"), f"bias_ih_l{layer}") if module.bias else None,
+                _array(get("bias_hh"), f"bias_hh_l{layer}") if module.bias else None))
+        return ModelDescription(layers, source="torch.nn.GRU")
+
+    def run_float(self, module, frames):
+        with torch.no_grad():
+            output, _ = module(self._as_tensor(module, frames))   # unbatched (time, features)
+        return output.to(torch.float64).cpu().numpy()
+
+
+@register(nn.GRUCell, "torch.nn.GRUCell")
+class TorchGRUCellConverter(Converter):
+    """``torch.nn.GRUCell``: one GRU layer; the output is h."""
+
+    def check(self, module):
+        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
+        for name, parameter in module.named_parameters():
+            _array(parameter[:0], f"torch.nn.GRUCell parameter {name}")
+
+    def prunable(self, module):
+        return _gru_prunable(module, [("weight_ih", "weight_hh")])
+
+    def describe(self, module):
+        layer = gru_layer(_array(module.weight_ih, "weight_ih"),
+                          _array(module.weight_hh, "weight_hh"),
+                          _array(module.bias_ih, "bias_ih") if module.bias else None,
+                          _array(module.bias_hh, "bias_hh") if module.bias else None)
+        return ModelDescription([layer], source="torch.nn.GRUCell")
+
+    def run_float(self, module, frames):
+        inputs = self._as_tensor(module, frames)
+        h = inputs.new_zeros(module.hidden_size)
+        outputs = []
+        with torch.no_grad():
+            for frame in inputs:
+                h = module(frame, h)
+                outputs.append(h)
+        return torch.stack(outputs).to(torch.float64).cpu().numpy()

@@ -89,7 +89,8 @@ def float_forward(description, frames):
     """Run a :class:`~ese.sw.compiler.model.ModelDescription` in float64 from zero state.
 
     Returns the list of every layer's outputs y, each (frames, outputs): the same equations
-    as PyTorch's (gates i, f, g, o; peepholes; projection), with the same real weights.
+    as PyTorch's (gates i, f, g, o; peepholes; projection; or a GRU's), with the same real
+    weights.
     """
     sequence = np.asarray(frames, dtype=np.float64)
     outputs = []
@@ -102,6 +103,12 @@ def float_forward(description, frames):
         result = np.empty((len(sequence), layer.outputs))
         for t in range(len(sequence)):
             gates = (from_input[t] + layer.recurrent_weights @ y).reshape(4, cells)
+            if layer.is_gru:                    # slots r, n_h, n_x, z (GRU_SLOTS)
+                r, z = _sigmoid(gates[0]), _sigmoid(gates[3])
+                n = np.tanh(gates[2] + r * gates[1])
+                y = (1 - z) * n + z * y
+                result[t] = y
+                continue
             i = _sigmoid(gates[0] + peephole[0] * c)
             f = _sigmoid(gates[1] + peephole[1] * c)
             g = np.tanh(gates[2])

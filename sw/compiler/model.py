@@ -1,10 +1,12 @@
 """The model description: what the converters produce and the rest of the compiler reads.
 
 A :class:`ModelDescription` is a stack of :class:`LayerDescription` s, each an LSTM layer with
-optional peepholes and optional projection, holding real-valued (float64) numpy arrays. It knows
-nothing of PyTorch: converters (:mod:`ese.sw.compiler.converters`) fill it in, and quantization
-(:mod:`ese.sw.compiler.quantization`) turns it into integers. Gate order is PyTorch's: i, f, g,
-o.
+optional peepholes and optional projection, or a GRU layer, holding real-valued (float64) numpy
+arrays. It knows nothing of PyTorch: converters (:mod:`ese.sw.compiler.converters`) fill it in,
+and quantization (:mod:`ese.sw.compiler.quantization`) turns it into integers. An LSTM's gate
+order is PyTorch's: i, f, g, o. A GRU keeps the same shapes, four slots per cell in the order
+of :data:`~ese.sw.contract.memory_map.GRU_SLOTS` (r, n_h, n_x, z): the candidate's input and
+recurrent sums stay apart, since the reset gate multiplies only the recurrent one.
 """
 
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..contract.errors import UnsupportedModelError
+from ..contract.memory_map import CELL_KINDS, GRU_SLOTS
 from ..runtime.quantized import LayerShape, StackShape
 
 __all__ = ["LayerDescription", "ModelDescription"]
@@ -33,6 +36,11 @@ class LayerDescription(LayerShape):
         w_ic, w_fc, w_oc.
     projection : array (proj, cells) or None
         W_ym; without it the layer's output y is m = o * tanh(c).
+    kind : "lstm" or "gru"
+        A GRU layer's slots are r, n_h, n_x, z (``GRU_SLOTS``): the n_h rows of
+        ``input_weights`` and the n_x rows of ``recurrent_weights`` are zero, the biases are
+        b_ir + b_hr, b_hn, b_in, b_iz + b_hz, and there are no peepholes and no projection;
+        its output y is h.
     """
 
     input_weights: np.ndarray
@@ -40,6 +48,7 @@ class LayerDescription(LayerShape):
     bias: np.ndarray
     peephole: "np.ndarray | None" = None
     projection: "np.ndarray | None" = None
+    kind: str = "lstm"
 
     def __post_init__(self):
         self.input_weights = np.asarray(self.input_weights, dtype=np.float64)
@@ -76,6 +85,19 @@ class LayerDescription(LayerShape):
             array = getattr(self, name)
             if array is not None and not np.all(np.isfinite(array)):
                 raise UnsupportedModelError(f"{name} holds NaN or infinite values")
+        if self.kind not in CELL_KINDS:
+            raise UnsupportedModelError(f"a layer is one of {', '.join(CELL_KINDS)}, not "
+                                        f"{self.kind!r}")
+        if self.is_gru:
+            if self.peephole is not None or self.projection is not None:
+                raise UnsupportedModelError("a GRU layer has no peepholes and no projection")
+            slot = {name: index for index, name in enumerate(GRU_SLOTS)}
+            if (np.any(self.input_weights[slot["n_h"] * cells:(slot["n_h"] + 1) * cells])
+                    or np.any(self.recurrent_weights[slot["n_x"] * cells:
+                                                     (slot["n_x"] + 1) * cells])):
+                raise UnsupportedModelError(
+                    "a GRU layer's n_h slot takes no input weights and its n_x slot no "
+                    "recurrent weights")
 
 
 @dataclass
@@ -104,5 +126,7 @@ class ModelDescription(StackShape):
                 text += f"->{layer.proj} proj"
             if layer.peephole is not None:
                 text += " (peepholes)"
+            if layer.is_gru:
+                text = text.replace("cells", "GRU units")
             parts.append(text)
         return "; ".join(parts)

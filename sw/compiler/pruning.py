@@ -15,6 +15,7 @@ import torch
 from torch.nn.utils import prune
 
 from ..contract.errors import ConfigError
+from ..contract.memory_map import GATES, gate_rotation
 
 __all__ = ["LoadBalancedUnstructured", "load_balanced_unstructured", "global_unstructured",
            "pe_of_rows", "prune_module", "PRUNING_KINDS"]
@@ -22,16 +23,27 @@ __all__ = ["LoadBalancedUnstructured", "load_balanced_unstructured", "global_uns
 PRUNING_KINDS = ("balanced", "global")
 
 
-def pe_of_rows(rows, rows_per_group, pes):
+def pe_of_rows(rows, rows_per_group, pes, slots=None, rotated=False):
     """The PE that holds each of ``rows`` rows (numpy int array).
 
     The rows form ``rows // rows_per_group`` groups (the four gates of a stacked gate matrix,
     or one group). The hardware interleaves them index-major, group-minor (cell 0's i, f, g,
     o, then cell 1's, ...) and deals the interleaved rows to the PEs in turn, as ESE does.
+    ``slots`` names the gate slot of each group where a matrix holds only some of a cell's
+    four (a GRU's W_ih: r, z, n_x; see :data:`~ese.sw.contract.memory_map.GRU_SLOTS`), and
+    ``rotated`` rotates each cell's slots as a GRU layer's are
+    (:func:`~ese.sw.contract.memory_map.gate_rotation`).
     """
     r = np.arange(rows)
     groups = max(1, rows // rows_per_group)
-    return ((r % rows_per_group) * groups + r // rows_per_group) % pes
+    index, group = r % rows_per_group, r // rows_per_group
+    if slots is None:
+        stride, slot = groups, group
+    else:
+        stride, slot = GATES, np.asarray(slots)[group]
+    if rotated:
+        slot = (slot + gate_rotation(index, pes)) % GATES
+    return (index * stride + slot) % pes
 
 
 def _check_density(density):
@@ -63,14 +75,19 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
     rows_per_group : int
         The cell count for stacked gate matrices (whose rows i, f, g, o of a cell are
         interleaved), the row count otherwise; see :func:`pe_of_rows`.
+    slots, rotated :
+        A GRU's gate matrices: the gate slot of each group of rows, and the rotation of the
+        slots (see :func:`pe_of_rows`).
     """
 
     PRUNING_TYPE = "global"   # the method needs the whole matrix to see which row is where
 
-    def __init__(self, density, pes, rows_per_group):
+    def __init__(self, density, pes, rows_per_group, slots=None, rotated=False):
         self.density = _check_density(density)
         self.pes = pes
         self.rows_per_group = rows_per_group
+        self.slots = slots
+        self.rotated = rotated
 
     def compute_mask(self, t, default_mask):
         if t.dim() != 2:
@@ -78,7 +95,8 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
         mask = torch.zeros_like(default_mask)
         # Weights an earlier mask removed must stay removed: they score below every live one.
         scores = torch.where(default_mask.bool(), t.abs(), torch.full_like(t, -1.0))
-        owner = torch.as_tensor(pe_of_rows(t.shape[0], self.rows_per_group, self.pes))
+        owner = torch.as_tensor(pe_of_rows(t.shape[0], self.rows_per_group, self.pes,
+                                           self.slots, self.rotated))
         for pe in range(self.pes):
             rows = torch.nonzero(owner == pe).flatten()
             if len(rows) == 0:
@@ -90,14 +108,17 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
         return mask
 
     @classmethod
-    def apply(cls, module, name, density, pes, rows_per_group, importance_scores=None):
+    def apply(cls, module, name, density, pes, rows_per_group, slots=None, rotated=False,
+              importance_scores=None):
         return super().apply(module, name, density=density, pes=pes,
-                             rows_per_group=rows_per_group, importance_scores=importance_scores)
+                             rows_per_group=rows_per_group, slots=slots, rotated=rotated,
+                             importance_scores=importance_scores)
 
 
-def load_balanced_unstructured(module, name, density, pes, rows_per_group):
+def load_balanced_unstructured(module, name, density, pes, rows_per_group, slots=None,
+                               rotated=False):
     """Prune ``module.<name>`` load-balanced per PE (like ``prune.l1_unstructured``)."""
-    LoadBalancedUnstructured.apply(module, name, density, pes, rows_per_group)
+    LoadBalancedUnstructured.apply(module, name, density, pes, rows_per_group, slots, rotated)
     return module
 
 
@@ -119,7 +140,7 @@ def mask_matrices(matrices, density, pes, kind="balanced"):
     for matrix in matrices:
         if kind == "balanced":
             load_balanced_unstructured(matrix.owner, matrix.name, density, pes,
-                                       matrix.rows_per_group)
+                                       matrix.rows_per_group, matrix.slots, matrix.rotated)
         else:
             global_unstructured(matrix.owner, matrix.name, density)
 

@@ -13,7 +13,7 @@ saturation logic and still be exact.
 import numpy as np
 
 from ..contract.arithmetic import LayerFormats, quantize
-from ..contract.errors import CapacityError
+from ..contract.errors import CapacityError, ConfigError
 from ..runtime.quantized import QuantizationReport, QuantizedLayer, QuantizedModel
 
 __all__ = ["quantize_model", "check_accumulator_bound"]
@@ -31,6 +31,11 @@ def quantize_model(description, config, formats=None):
     formats = formats or [LayerFormats() for _ in description.layers]
     for index, (layer, chosen) in enumerate(zip(description.layers, formats)):
         chosen.check(config, layer.proj, f"layer {index}")
+        if layer.is_gru and config.cell_bits < config.activation_bits:
+            raise ConfigError(
+                f"layer {index} is a GRU, whose h the cell unit keeps in the cell state memory: "
+                f"Config.cell_bits ({config.cell_bits}) must be at least activation_bits "
+                f"({config.activation_bits})")
 
         def convert(name, values):
             codes, saturated = quantize(values, chosen.format(config, name))
@@ -47,7 +52,7 @@ def quantize_model(description, config, formats=None):
             peephole=peephole,
             projection=(convert("projection", layer.projection)
                         if layer.projection is not None else None),
-            formats=chosen)
+            formats=chosen, kind=layer.kind)
         check_accumulator_bound(quantized, config, index,
                                 input_is_m=index > 0 and description.layers[index - 1].proj == 0)
         layers.append(quantized)

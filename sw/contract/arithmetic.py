@@ -23,7 +23,7 @@ import numpy as np
 __all__ = [
     "FixedFormat", "round_shift", "saturate", "requantize", "quantize", "dequantize",
     "ActivationTable", "sigmoid_table", "tanh_table", "cell_update", "LayerFormats",
-    "project_output",
+    "project_output", "gru_update", "gru_hidden_format", "gru_candidate_frac_bits",
 ]
 
 
@@ -307,3 +307,59 @@ def cell_update(config, gates, bias, peephole, cell, sigmoid=None, tanh=None, fo
     squashed = tanh.lookup(requantize(new_cell, config.cell_frac_bits, act))
     output = requantize(o * squashed, 2 * config.activation_frac_bits, act)
     return new_cell, output
+
+
+def gru_hidden_format(config):
+    """The format of a GRU's n_h sum (``W_hn h + b_hn``) where the reset gate multiplies it:
+    the activation format's fraction bits, and the accumulator's range (``accumulator_bits -
+    weight_frac_bits`` bits), so it is rounded once and never saturates on a sum the
+    accumulators hold. 26 bits with ESE's widths: one DSP48E2 multiplies it by r."""
+    return FixedFormat(config.accumulator_bits - config.weight_frac_bits,
+                       config.activation_frac_bits)
+
+
+def gru_candidate_frac_bits(config):
+    """Fraction bits of the GRU candidate's exact sum ``n_x + r * n_h``: the finer of the
+    accumulator grid (n_x) and of r's product with n_h (twice the activation's)."""
+    return max(config.product_frac_bits, 2 * config.activation_frac_bits)
+
+
+def gru_update(config, gates, bias, previous, sigmoid=None, tanh=None, formats=None):
+    """One GRU update in integers, exactly as the hardware's cell unit does it.
+
+    PyTorch's ``nn.GRU``: r = sigmoid(W_ir x + b_ir + W_hr h + b_hr), z = sigmoid(W_iz x +
+    b_iz + W_hz h + b_hz), n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n +
+    z * h, computed as h' = n + z * (h - n).
+
+    Parameters
+    ----------
+    gates : int64 array (4, cells)
+        Accumulated sums per slot (r, n_h, n_x, z; ``ese.sw.contract.memory_map.GRU_SLOTS``),
+        with ``product_frac_bits``.
+    bias : int64 array (4, cells)
+        The slots' biases in the layer's bias format.
+    previous : int64 array (cells,)
+        h_{t-1} in the activation format.
+    formats : LayerFormats, optional
+        The layer's formats (the configured ones by default).
+
+    Returns
+    -------
+    int64 array (cells,)
+        h_t in the activation format.
+    """
+    sigmoid = sigmoid or sigmoid_table(config)
+    tanh = tanh or tanh_table(config)
+    act = config.activation_format
+    acc_frac = config.product_frac_bits
+    frac = config.activation_frac_bits
+    formats = formats or LayerFormats()
+    bias_shift = acc_frac - config.bias_frac_bits + formats.bias
+    total = lambda slot: gates[slot] + (bias[slot] << bias_shift)
+    r = sigmoid.lookup(requantize(total(0), acc_frac, act))
+    z = sigmoid.lookup(requantize(total(3), acc_frac, act))
+    hidden = requantize(total(1), acc_frac, gru_hidden_format(config))
+    grid = gru_candidate_frac_bits(config)
+    candidate = (total(2) << (grid - acc_frac)) + ((r * hidden) << (grid - 2 * frac))
+    n = tanh.lookup(requantize(candidate, grid, act))
+    return requantize((n << frac) + z * (previous - n), 2 * frac, act)

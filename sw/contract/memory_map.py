@@ -27,7 +27,7 @@ import enum
 from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "GATES", "PEEPHOLES", "CELL_PARAMETERS",
-           "LoadTarget",
+           "CELL_KINDS", "GRU_SLOTS", "gate_rotation", "rotation_shift", "LoadTarget",
            "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
            "pack_fields", "unpack_fields", "address_bits", "count_bits", "state_dump_supported"]
 
@@ -39,8 +39,9 @@ __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "GATES", "PEEPHOLES", "CELL_PAR
 #: PADDING records (weights streamed from off-chip memory). 4: formats chosen per model: the
 #: hardware parameters include ``align_bits``, every layer descriptor holds its alignment
 #: shifts and the header its formats (see docs/arithmetic.md); VECTORS and CELL_STATES
-#: records load an initial state.
-FORMAT_VERSION = 4
+#: records load an initial state. 5: GRU layers: every layer descriptor says whether its layer
+#: is a GRU (``gru``), whose gate rows are rotated among the PEs (:func:`gate_rotation`).
+FORMAT_VERSION = 5
 
 #: The layer descriptor's alignment shifts (``Config.align_bits`` wide each; see
 #: ``ese.sw.contract.arithmetic.LayerFormats.alignments``).
@@ -50,6 +51,16 @@ ALIGNMENT_FIELDS = ("input_align", "recurrent_align", "projection_align", "bias_
 #: Gate rows per cell (i, f, g, o): the encoding interleaves them cell by cell across the PEs
 #: and the hardware keeps one accumulator row each.
 GATES = 4
+#: The kinds of recurrent layer the hardware runs; a layer descriptor's ``gru`` bit says which.
+CELL_KINDS = ("lstm", "gru")
+#: What a GRU layer keeps in the four gate slots of a cell (the LSTM's i, f, g, o): the sums of
+#: its reset gate r (W_ir x + W_hr h), its candidate's recurrent part n_h (W_hn h, which r
+#: multiplies before it meets the input part), the candidate's input part n_x (W_in x) and
+#: its update gate z (W_iz x + W_hz h); the biases in the same slots are b_ir + b_hr, b_hn,
+#: b_in and b_iz + b_hz. r and z take the slots whose sums the cell unit turns into sigmoid
+#: table inputs early (i) and late (o), which is when the GRU update needs them (see
+#: ``ese.hw.cell``).
+GRU_SLOTS = ("r", "n_h", "n_x", "z")
 #: Peephole weights per cell (w_ic, w_fc, w_oc).
 PEEPHOLES = 3
 #: Parameters of a cell in the cell parameter memory: a bias per gate, then the peepholes
@@ -76,6 +87,24 @@ class LoadTarget(enum.IntEnum):
     @property
     def per_pe(self):
         return self in (LoadTarget.POINTERS, LoadTarget.ENTRIES)
+
+
+def rotation_shift(pes):
+    """log2 of the cells that share a local row of the gate matrix (``max(pes, 4) / 4``): a
+    cell's rotation is its local row, ``cell >> rotation_shift(pes)``, modulo 4."""
+    return (max(pes, GATES) // GATES).bit_length() - 1
+
+
+def gate_rotation(cell, pes):
+    """How far a GRU layer's cell ``cell`` rotates its gate slots among its four rows.
+
+    An LSTM cell's four gates each carry one row of every column, so gate slot j may always
+    sit in the PEs of index j mod 4. A GRU's slots carry unequal work (r and z read every
+    column, n_x only the inputs, n_h only the recurrent columns), so a GRU cell's slot j sits
+    at interleaved row ``4 * cell + (j + rotation) mod 4``: the rotation steps with the cell's
+    local row, and every PE holds each slot's rows in turn (a quarter each where the layer has
+    four or more local rows), which balances their work. Works on ints and numpy arrays."""
+    return (cell >> rotation_shift(pes)) % GATES
 
 
 def state_dump_supported(config):
@@ -159,7 +188,8 @@ class MemoryMap:
 
     @property
     def cell_parameter_fields(self):
-        """Biases of gates i, f, g, o, then peepholes w_ic, w_fc, w_oc."""
+        """Biases of gates i, f, g, o, then peepholes w_ic, w_fc, w_oc (a GRU layer: the
+        biases of its slots :data:`GRU_SLOTS`, and zero peepholes)."""
         c = self.config
         return ([(f"bias_{g}", c.bias_bits, True) for g in "ifgo"]
                 + [(f"peephole_{g}", c.weight_bits, True) for g in "ifo"])
@@ -170,7 +200,7 @@ class MemoryMap:
 
     @property
     def descriptor_fields(self):
-        """Fields of one layer descriptor (see docs/architecture.md)."""
+        """Fields of one layer descriptor (see ``ese.sw.runtime.encoding.layout_model``)."""
         c = self.config
         vector = count_bits(c.vector_depth)
         return [
@@ -184,6 +214,7 @@ class MemoryMap:
             ("cell_output_base", address_bits(c.vector_depth), False),
             ("cell_base", address_bits(c.cell_depth), False),
             ("last", 1, False),
+            ("gru", 1, False),                     # 1: a GRU layer (see GRU_SLOTS)
         ] + [(name, c.align_bits, False) for name in ALIGNMENT_FIELDS]
 
     @property

@@ -4,7 +4,9 @@ Interleaved compressed sparse column (EIE, ESE). PE ``k`` owns rows ``k, k + pes
 matrix: of the projection, and of the gate matrix ``[W_x | W_r]`` with its rows interleaved
 cell by cell (row ``4 * cell + gate``: i, f, g, o of cell 0, then of cell 1, ...), so that a
 cell's four gates sit in four neighbouring PEs at one local row (with four PEs or more) and
-are read in one cycle. Local row ``r // pes`` holds row ``r``. For each column it stores
+are read in one cycle; a GRU layer's cells rotate their four slots among those rows (see
+:func:`~ese.sw.contract.memory_map.gate_rotation`), so that each PE holds every slot's rows
+in turn. Local row ``r // pes`` holds row ``r``. For each column it stores
 the non-zero weights of its rows in row order, each with the number of zero rows skipped since
 the previous one (``index_bits`` wide). A longer run of zeros is bridged by padding entries of
 weight zero that skip ``2**index_bits`` rows each. Column pointers mark where each column's
@@ -31,6 +33,7 @@ from ..contract.memory_map import (
     RECORD_HEADER_WORDS,
     LoadTarget,
     MemoryMap,
+    gate_rotation,
     pack_fields,
     words_per_element,
 )
@@ -70,12 +73,17 @@ def encode_columns(local, config):
     return words, counts, int(pads.sum())
 
 
-def gate_rows_of(layer_cells, pe, pes):
+def gate_rows_of(layer_cells, pe, pes, rotated=False):
     """Rows of the stacked (i, f, g, o blocks of ``layer_cells`` rows) gate matrix that PE
     ``pe`` holds, in local-row order: interleaved rows ``pe, pe + pes, ...`` of ``4 * cell +
-    gate``."""
+    gate``; ``rotated`` (a GRU layer), of ``4 * cell + (gate + rotation) mod 4`` (see
+    :func:`~ese.sw.contract.memory_map.gate_rotation`)."""
     interleaved = np.arange(pe, GATES * layer_cells, pes)
-    return (interleaved % 4) * layer_cells + interleaved // 4
+    cell = interleaved // GATES
+    gate = interleaved % GATES
+    if rotated:
+        gate = (gate - gate_rotation(cell, pes)) % GATES
+    return gate * layer_cells + cell
 
 
 @dataclass
@@ -121,6 +129,7 @@ def layout_model(layers, pes):
             "cell_output_base": cell_output_scratch if layer.proj else recurrent_bases[index],
             "cell_base": cell,
             "last": int(index == len(layers) - 1),
+            "gru": int(getattr(layer, "kind", "lstm") == "gru"),
             **(getattr(layer, "formats", None) or LayerFormats()).alignments(),
         })
         column += layer.inputs + layer.recurrent + (layer.cells if layer.proj else 0)
@@ -365,7 +374,8 @@ def encode_model(model, config):
     for layer in model.layers:
         gates = layer.gate_weights
         for pe in range(pes):
-            w, n, p = encode_columns(gates[gate_rows_of(layer.cells, pe, pes)], config)
+            w, n, p = encode_columns(gates[gate_rows_of(layer.cells, pe, pes, layer.is_gru)],
+                                     config)
             words[pe].append(w)
             counts[pe].append(n)
             padding[pe] += p
@@ -454,13 +464,16 @@ def decode_image(image):
         if cells == 0 or inputs == 0 or recurrent != (proj or cells):
             raise ImageError(f"layer {index}: inconsistent sizes {cells} cells, {inputs} inputs, "
                              f"{recurrent} recurrent, {proj} projection")
+        gru = bool(d["gru"])
+        if gru and proj:
+            raise ImageError(f"layer {index}: a GRU layer with a projection")
         gates = np.zeros((GATES * cells, inputs + recurrent), dtype=np.int64)
         projection = np.zeros((proj, cells), dtype=np.int64) if proj else None
         base = d["column_base"]
         for pe in range(pes):
             pointer = image.pointers[pe]
             entries = np.asarray(image.entries[pe], dtype=np.int64)
-            rows = gate_rows_of(cells, pe, pes)
+            rows = gate_rows_of(cells, pe, pes, gru)
             span = slice(base, base + inputs + recurrent)
             words = entries[pointer[span.start]:pointer[span.stop]]
             local = _decode_columns(words, np.diff(pointer[span.start:span.stop + 1]),
@@ -478,10 +491,14 @@ def decode_image(image):
         if formats.alignments() != {name: d[name] for name in formats.alignments()}:
             raise ImageError(f"layer {index}: the descriptor's alignment shifts do not match "
                              f"the layer's formats")
+        if gru and (np.any(gates[cells:2 * cells, :inputs])
+                    or np.any(gates[2 * cells:3 * cells, inputs:]) or np.any(params[:, GATES:])):
+            raise ImageError(f"layer {index}: a GRU layer with input weights in its n_h slot, "
+                             f"recurrent weights in its n_x slot or peepholes")
         layers.append(QuantizedLayer(
             input_weights=gates[:, :inputs], recurrent_weights=gates[:, inputs:],
             bias=params[:, :GATES].T.reshape(-1).copy(), peephole=params[:, GATES:].T.copy(),
-            projection=projection, formats=formats))
+            projection=projection, formats=formats, kind="gru" if gru else "lstm"))
     for index in range(1, len(layers)):
         if layers[index].inputs != layers[index - 1].outputs:
             raise ImageError(f"layer {index} takes {layers[index].inputs} inputs but layer "

@@ -14,6 +14,7 @@ from scipy import sparse
 
 from ..contract.arithmetic import (
     cell_update,
+    gru_update,
     project_output,
     round_shift,
     sigmoid_table,
@@ -60,13 +61,16 @@ class GoldenModel:
             Input frames in the first layer's input format.
         trace : list, optional
             If given, receives one dict per layer with the vectors the hardware broadcasts,
-            each (frames, size): ``inputs`` (x), ``recurrent`` (y_{t-1}) and ``cells`` (m).
+            each (frames, size): ``inputs`` (x), ``recurrent`` (y_{t-1}) and ``cells`` (m; a
+            GRU's h).
         saturated : dict, optional
             If given, counts the values that saturated in the datapath, by layer:
             ``"layer0.cell"`` (cell states), ``"layer0.output"`` (projection outputs y).
         state : list of (y, c), optional
             Each layer's state to start from: y (its output format) and c (the cell format),
-            int arrays; zero state if None.
+            int arrays; zero state if None. A GRU layer's c is its h kept where the cell
+            unit reads it (the hardware's cell state memory), in the activation format:
+            the recurrent products read y, the update reads c.
         final : list, optional
             If given, receives each layer's state after the last frame, as ``state`` takes it.
 
@@ -106,8 +110,13 @@ class GoldenModel:
                     recorded["recurrent"][t] = y
                 gates = from_input[t] + (_exact(recurrent_weights @ y.astype(np.float64))
                                          << recurrent_align)
-                c, m = cell_update(config, gates.reshape(4, cells), bias, layer.peephole, c,
-                                   self.sigmoid, self.tanh, formats, counts)
+                if layer.is_gru:
+                    m = gru_update(config, gates.reshape(4, cells), bias, c, self.sigmoid,
+                                   self.tanh, formats)
+                    c = m
+                else:
+                    c, m = cell_update(config, gates.reshape(4, cells), bias, layer.peephole,
+                                       c, self.sigmoid, self.tanh, formats, counts)
                 if trace is not None:
                     recorded["cells"][t] = m
                 if projection is not None:

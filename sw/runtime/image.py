@@ -47,7 +47,7 @@ MAX_WEIGHTS = 1 << 26
 #: The layer descriptor's fields (see ese.sw.runtime.encoding.layout_model).
 _DESCRIPTOR_FIELDS = frozenset((
     "inputs", "recurrent", "cells", "proj", "column_base", "input_base", "recurrent_base",
-    "cell_output_base", "cell_base", "last", *ALIGNMENT_FIELDS))
+    "cell_output_base", "cell_base", "last", "gru", *ALIGNMENT_FIELDS))
 _SECTION_DTYPES = {"uint32": np.dtype("<u4"), "int32": np.dtype("<i4")}
 
 
@@ -236,7 +236,8 @@ def _check_layers(layers, formats, config, sections, path):
         for name, value in d.items():
             _count(value, f"layer {index}'s {name}", path, limit=1 << 24)
     shapes = [SimpleNamespace(inputs=d["inputs"], recurrent=d["recurrent"], cells=d["cells"],
-                              proj=d["proj"], formats=f) for d, f in zip(layers, formats)]
+                              proj=d["proj"], formats=f, kind="gru" if d["gru"] else "lstm")
+              for d, f in zip(layers, formats)]
     if any(s.cells == 0 or s.inputs == 0 for s in shapes):
         raise ImageError(f"{path}: a layer descriptor has no cells or no inputs")
     weights = sum(s.cells * (4 * (s.inputs + s.recurrent) + s.proj) for s in shapes)

@@ -110,12 +110,14 @@ class Program:
         ----------
         frames : array (frames, inputs)
             Real-valued inputs; values beyond the input format's range saturate.
-        state : (h0, c0), optional
+        state : (h0, c0), or h0 where every layer is a GRU; optional
             The initial state in PyTorch's shapes: h0 (layers, outputs of each layer) and c0
-            (layers, cells), a leading batch of 1 allowed (``nn.LSTM``'s ``(h0, c0)``); for a
-            one-layer model also (outputs,) and (cells,) (``nn.LSTMCell``'s). Zero if None.
+            (layers, cells), a leading batch of 1 allowed (``nn.LSTM``'s ``(h0, c0)``,
+            ``nn.GRU``'s h0); for a one-layer model also (outputs,) and (cells,)
+            (``nn.LSTMCell``'s, ``nn.GRUCell``'s). Zero if None.
         return_state : bool
-            Also return the state after the last frame, ``(h_n, c_n)``, in the same shapes.
+            Also return the state after the last frame, ``(h_n, c_n)`` (``h_n`` for a GRU),
+            in the same shapes.
 
         Returns
         -------
@@ -136,32 +138,55 @@ class Program:
         layers = self.model.layers
         return [layer.outputs for layer in layers], [layer.cells for layer in layers]
 
+    @property
+    def hidden_state_only(self):
+        """Whether the state is h alone (every layer a GRU, as ``nn.GRU`` takes it), rather
+        than ``(h, c)``."""
+        return all(layer.is_gru for layer in self.model.layers)
+
     def encode_state(self, state):
-        """``(h, c)`` in PyTorch's shapes (see :meth:`predict`) as each layer's ``(y, c)``
-        codes: y in the layer's output format, c in the cell format. Values beyond a format
-        saturate; NaN, infinities and wrong shapes raise :class:`InputError`."""
+        """``(h, c)`` in PyTorch's shapes (see :meth:`predict`; ``h`` alone where every layer
+        is a GRU) as each layer's ``(y, c)`` codes: y in the layer's output format, c in the
+        cell format (a GRU layer's c is its h, which the cell unit keeps in the cell state
+        memory; a c given for it is not used). Values beyond a format saturate; NaN,
+        infinities and wrong shapes raise :class:`InputError`."""
         outputs, cells = self._state_sizes()
-        try:
-            h, c = state
-        except (TypeError, ValueError):
-            raise InputError("a state is a pair (h0, c0) of arrays") from None
-        parts = [_state_rows(name, values, sizes)
-                 for name, values, sizes in (("h0", h, outputs), ("c0", c, cells))]
+        if self.hidden_state_only:
+            if isinstance(state, tuple):
+                raise InputError("a GRU's state is h0 alone (layers, hidden), as nn.GRU "
+                                 "takes it, not a pair")
+            h, c = state, np.zeros(sum(cells))
+            parts = [_state_rows("h0", h, outputs), [np.zeros(n) for n in cells]]
+        else:
+            try:
+                h, c = state
+            except (TypeError, ValueError):
+                raise InputError("a state is a pair (h0, c0) of arrays") from None
+            parts = [_state_rows(name, values, sizes)
+                     for name, values, sizes in (("h0", h, outputs), ("c0", c, cells))]
         encoded = []
         for index, (y, cell) in enumerate(zip(*parts)):
-            formats = self.model.layers[index].formats
-            y_codes, _ = quantize(y, formats.format(self.config, "output"))
-            c_codes, _ = quantize(cell, self.config.cell_format)
+            layer = self.model.layers[index]
+            y_codes, _ = quantize(y, layer.formats.format(self.config, "output"))
+            c_codes = (y_codes.copy() if layer.is_gru
+                       else quantize(cell, self.config.cell_format)[0])
             encoded.append((y_codes, c_codes))
         return encoded
 
     def decode_state(self, codes):
         """Each layer's ``(y, c)`` codes as ``(h, c)`` in PyTorch's shapes: (layers, size),
-        or (size,) where the source was an ``nn.LSTMCell``."""
+        or (size,) where the source was an ``nn.LSTMCell`` or ``nn.GRUCell``; ``h`` alone
+        where every layer is a GRU (a GRU layer's c among LSTM layers reads as zeros)."""
         h = np.stack([dequantize(y, layer.formats.format(self.config, "output"))
                       for (y, _), layer in zip(codes, self.model.layers)])
-        c = np.stack([dequantize(cell, self.config.cell_format) for _, cell in codes])
-        if str(self.metadata.get("source", "")).startswith("torch.nn.LSTMCell"):
+        c = np.stack([np.zeros(len(cell)) if layer.is_gru
+                      else dequantize(cell, self.config.cell_format)
+                      for (_, cell), layer in zip(codes, self.model.layers)])
+        single = str(self.metadata.get("source", "")).startswith(
+            ("torch.nn.LSTMCell", "torch.nn.GRUCell"))
+        if self.hidden_state_only:
+            return h[0] if single else h
+        if single:
             return h[0], c[0]
         return h, c
 
@@ -207,8 +232,8 @@ class Program:
         entries = image.entries_per_pe
         return {
             "source": self.metadata.get("source"),
-            "layers": [{"inputs": layer.inputs, "cells": layer.cells, "proj": layer.proj,
-                        "peepholes": bool(np.any(layer.peephole))}
+            "layers": [{"kind": layer.kind, "inputs": layer.inputs, "cells": layer.cells,
+                        "proj": layer.proj, "peepholes": bool(np.any(layer.peephole))}
                        for layer in self.model.layers],
             "pes": self.config.pes,
             "weights": self.report.weights,
@@ -277,7 +302,8 @@ class Utterance:
 
     @property
     def state(self):
-        """The state reached so far, ``(h, c)`` in PyTorch's shapes (zeros before any)."""
+        """The state reached so far, ``(h, c)`` in PyTorch's shapes (``h`` for a GRU; zeros
+        before any)."""
         codes = self.codes
         if codes is None:
             codes = [(np.zeros(o, np.int64), np.zeros(c, np.int64))

@@ -18,7 +18,17 @@ __all__ = ["LayerShape", "StackShape", "QuantizedLayer", "QuantizedModel",
 
 
 class LayerShape:
-    """Sizes of a layer, read off its ``input_weights`` and ``projection`` arrays."""
+    """Sizes of a layer, read off its ``input_weights`` and ``projection`` arrays, and its
+    kind (``self.kind``: "lstm" or "gru", :data:`~ese.sw.contract.memory_map.CELL_KINDS`).
+
+    A GRU layer keeps the LSTM's shapes: four gate slots per cell
+    (:data:`~ese.sw.contract.memory_map.GRU_SLOTS`), where n_h has no input weights and n_x
+    no recurrent ones (structural zeros, which no count of weights includes).
+    """
+
+    @property
+    def is_gru(self):
+        return self.kind == "gru"
 
     @property
     def cells(self):
@@ -42,6 +52,14 @@ class LayerShape:
     def outputs(self):
         return self.recurrent
 
+    def weight_count(self):
+        """Weights of the layer's matrices (zeros included), without a GRU's structural
+        zeros: the size of PyTorch's own matrices."""
+        count = sum(m.size for m in self.matrices().values())
+        if self.is_gru:
+            count -= self.cells * (self.inputs + self.recurrent)
+        return count
+
     def matrices(self):
         """The sparse matrices of the layer, by name."""
         found = {"input_weights": self.input_weights, "recurrent_weights": self.recurrent_weights}
@@ -62,8 +80,8 @@ class StackShape:
         return self.layers[-1].outputs
 
     def weight_count(self):
-        """Weights in all sparse matrices (zeros included)."""
-        return sum(m.size for layer in self.layers for m in layer.matrices().values())
+        """Weights in all sparse matrices (zeros included; see :meth:`LayerShape.weight_count`)."""
+        return sum(layer.weight_count() for layer in self.layers)
 
     def nonzero_count(self):
         return sum(int(np.count_nonzero(m)) for layer in self.layers
@@ -78,7 +96,9 @@ class QuantizedLayer(LayerShape):
     ``peephole`` is always present (zeros where the source had none); ``projection`` is None
     where the layer has no projection. ``formats`` says which fixed-point format each kind of
     value has (the configured ones by default; see
-    :class:`~ese.sw.contract.arithmetic.LayerFormats`).
+    :class:`~ese.sw.contract.arithmetic.LayerFormats`). ``kind`` is "lstm" or "gru" (then the
+    gate slots are :data:`~ese.sw.contract.memory_map.GRU_SLOTS`, the peepholes zero and
+    there is no projection).
     """
 
     input_weights: np.ndarray
@@ -87,6 +107,7 @@ class QuantizedLayer(LayerShape):
     peephole: np.ndarray
     projection: "np.ndarray | None"
     formats: LayerFormats = field(default_factory=LayerFormats)
+    kind: str = "lstm"
 
     @property
     def gate_weights(self):
@@ -96,7 +117,7 @@ class QuantizedLayer(LayerShape):
     def equals(self, other):
         names = ("input_weights", "recurrent_weights", "bias", "peephole")
         same = all(np.array_equal(getattr(self, n), getattr(other, n)) for n in names)
-        if self.formats != other.formats:
+        if self.formats != other.formats or self.kind != other.kind:
             return False
         if (self.projection is None) != (other.projection is None):
             return False

@@ -4,7 +4,8 @@
 peepholes) pruned to density 0.112, compiles it for 32 PEs, runs frames through the Verilator
 model of the hardware and reports cycles per frame against the compute bound (non-zeros per
 PE), the analytical model's prediction, and PyTorch on this machine's CPU for the same layer,
-all measured in one run. It runs the same with global pruning to show what load-balance-aware
+all measured in one run. ``--cell gru`` does the same for a GRU of the same size (153 inputs,
+1024 units). It runs the same with global pruning to show what load-balance-aware
 pruning buys, and can sweep the PE count and plot utilization.
 """
 
@@ -16,10 +17,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .reports import BenchReport, ModelBenchReport, StreamingBenchReport, StreamingRun
-from .workloads import random_peephole_program
+from .workloads import random_program
 
 __all__ = ["BenchSettings", "run_benchmark", "model_benchmark", "sweep_pe_counts", "plot_sweep",
-           "ESE_LATENCY_US", "ESE_GOPS"]
+           "layer_name", "ESE_LATENCY_US", "ESE_GOPS"]
 
 #: ESE's reported latency for this layer on 32 PEs at 200 MHz (FPGA 2017).
 ESE_LATENCY_US = 82.7
@@ -36,6 +37,7 @@ def _card_memory_bits():
 
 @dataclass
 class BenchSettings:
+    cell: str = "lstmp"          # or "gru" (workloads.CELLS): then ``cells`` GRU units, no proj
     inputs: int = 153
     cells: int = 1024
     proj: int = 512
@@ -54,7 +56,8 @@ class BenchSettings:
 
 def build_program(settings):
     """The benchmark layer, pruned and compiled for ``settings`` (see
-    :func:`~ese.sw.tools.workloads.random_peephole_program` for ``row_spread``)."""
+    :func:`~ese.sw.tools.workloads.random_peephole_program` for ``row_spread``): ESE's LSTMP,
+    or a GRU of ``settings.cells`` units."""
     import ese
     streaming = {}
     if settings.stream_window:
@@ -62,9 +65,14 @@ def build_program(settings):
                      "memory_data_bits": settings.memory_bits}
     config = ese.Config(pes=settings.pes, channels=settings.channels,
                         activation_queue_depth=settings.queue_depth, **streaming)
-    return random_peephole_program(settings.inputs, settings.cells, settings.proj, config,
-                                   density=settings.density, pruning=settings.pruning,
-                                   seed=settings.seed, row_spread=settings.row_spread)
+    return random_program(settings.cell, settings.inputs, settings.cells, settings.proj, config,
+                          density=settings.density, pruning=settings.pruning,
+                          seed=settings.seed, row_spread=settings.row_spread)
+
+
+def _proj(settings):
+    """The layer's projection size: none for a GRU."""
+    return 0 if settings.cell == "gru" else settings.proj
 
 
 def steady_cycles(cycles_per_frame):
@@ -82,21 +90,32 @@ def steady_cycles(cycles_per_frame):
 def cpu_latency_us(program, repeats=5, frames=200):
     """PyTorch on this CPU, batch 1: microseconds per frame of the pruned float layer.
 
-    Returns ``(dense, sparse)``: the same step with the weight matrices dense, and as CSR
-    sparse matrices (torch.sparse.mm). Each figure is the median of ``repeats`` runs.
+    Returns ``{"dense": ..., "sparse": ..., "module": ...}``: the layer's frame step written
+    with its weight matrices dense (``torch.mv``) and as CSR sparse matrices
+    (``torch.sparse.mm``), and, for a GRU, ``torch.nn.GRU``'s own forward over the frames
+    (its fused kernel; the LSTMP is ese's Python ``PeepholeLSTM``, so it has none). Each
+    figure is the median of ``repeats`` runs.
     """
     import torch
     module = program.pruned_module
-    layer = module.layer_parameters(0)
-    with torch.no_grad():
-        weights = {k: v.detach().float() for k, v in layer.items() if v is not None}
-    sparse = {k: weights[k].to_sparse_csr() for k in ("input_weights", "recurrent_weights",
-                                                       "projection")}
+    gru = isinstance(module, torch.nn.GRU)
+    if gru:
+        weights = {"input_weights": module.weight_ih_l0, "recurrent_weights": module.weight_hh_l0,
+                   "bias_ih": module.bias_ih_l0, "bias_hh": module.bias_hh_l0}
+        with torch.no_grad():
+            weights = {k: v.detach().float() for k, v in weights.items()}
+        matrix_names = ("input_weights", "recurrent_weights")
+    else:
+        layer = module.layer_parameters(0)
+        with torch.no_grad():
+            weights = {k: v.detach().float() for k, v in layer.items() if v is not None}
+        matrix_names = ("input_weights", "recurrent_weights", "projection")
+    sparse = {**weights, **{k: weights[k].to_sparse_csr() for k in matrix_names}}
     xs = torch.randn(frames, program.inputs)
-    bias, peep = weights["bias"], weights["peephole"]
     cells = module.hidden_size
 
-    def run(matrices, multiply):
+    def lstmp(matrices, multiply):
+        bias, peep = matrices["bias"], matrices["peephole"]
         y = torch.zeros(program.outputs)
         c = torch.zeros(cells)
         for x in xs:
@@ -110,19 +129,37 @@ def cpu_latency_us(program, repeats=5, frames=200):
             y = multiply(matrices["projection"], o * torch.tanh(c))
         return y
 
+    def gru_step(matrices, multiply):
+        h = torch.zeros(cells)
+        for x in xs:
+            gi = multiply(matrices["input_weights"], x) + matrices["bias_ih"]
+            gh = multiply(matrices["recurrent_weights"], h) + matrices["bias_hh"]
+            r = torch.sigmoid(gi[:cells] + gh[:cells])
+            z = torch.sigmoid(gi[cells:2 * cells] + gh[cells:2 * cells])
+            n = torch.tanh(gi[2 * cells:] + r * gh[2 * cells:])
+            h = (1 - z) * n + z * h
+        return h
+
+    def fused(_matrices, _multiply):
+        module(xs.to(next(module.parameters()).dtype))
+
+    step = gru_step if gru else lstmp
     dense_mv = torch.mv
     sparse_mv = lambda matrix, vector: torch.sparse.mm(matrix, vector[:, None])[:, 0]
-    results = []
+    runs = {"dense": (step, weights, dense_mv), "sparse": (step, sparse, sparse_mv)}
+    if gru:
+        runs["module"] = (fused, None, None)
+    results = {}
     with torch.no_grad():
-        for matrices, multiply in ((weights, dense_mv), (sparse, sparse_mv)):
+        for name, (run, matrices, multiply) in runs.items():
             run(matrices, multiply)                      # warm up
             times = []
             for _ in range(repeats):
                 started = time.perf_counter()
                 run(matrices, multiply)
                 times.append((time.perf_counter() - started) / frames * 1e6)
-            results.append(statistics.median(times))
-    return tuple(results)
+            results[name] = statistics.median(times)
+    return results
 
 
 def _channel_traces(program, settings):
@@ -165,8 +202,9 @@ def model_benchmark(settings):
     clock = program.config.clock_mhz
     return ModelBenchReport(**{
         "measured_by": "analytical model (sw/compiler/performance.py), no RTL simulation",
-        "pes": settings.pes, "channels": settings.channels, "inputs": settings.inputs,
-        "cells": settings.cells, "proj": settings.proj, "density": settings.density,
+        "cell": settings.cell, "pes": settings.pes, "channels": settings.channels,
+        "inputs": settings.inputs, "cells": settings.cells, "proj": _proj(settings),
+        "density": settings.density,
         "pruning": settings.pruning, "nonzeros": nonzeros,
         "bound_cycles": nonzeros / settings.pes, "model_cycles_per_frame": cycles,
         "model_limited_by": prediction.limited_by, "clock_mhz": clock,
@@ -236,11 +274,12 @@ def run_benchmark(settings, log=None, cpu=True):
     nonzeros = summary["nonzeros"]
     bound = nonzeros / settings.pes
     figures = {
+        "cell": settings.cell,
         "pes": settings.pes,
         "channels": program.config.channels,
         "inputs": settings.inputs,
         "cells": settings.cells,
-        "proj": settings.proj,
+        "proj": _proj(settings),
         "density": settings.density,
         "pruning": settings.pruning,
         "nonzeros": nonzeros,
@@ -273,12 +312,16 @@ def run_benchmark(settings, log=None, cpu=True):
         "benchmark_seconds": time.monotonic() - started,
     }
     if cpu:
-        dense, sparse = cpu_latency_us(program)
-        figures.update({"cpu_dense_us": dense, "cpu_sparse_us": sparse,
-                        "speedup_vs_cpu_dense": dense / latency,
-                        "speedup_vs_cpu_sparse": sparse / latency,
-                        "ese_latency_us": ESE_LATENCY_US,
-                        "speedup_vs_ese": ESE_LATENCY_US / latency})
+        times = cpu_latency_us(program)
+        figures.update({"cpu_dense_us": times["dense"], "cpu_sparse_us": times["sparse"],
+                        "speedup_vs_cpu_dense": times["dense"] / latency,
+                        "speedup_vs_cpu_sparse": times["sparse"] / latency})
+        if "module" in times:
+            figures.update({"cpu_module_us": times["module"],
+                            "speedup_vs_cpu_module": times["module"] / latency})
+        if settings.cell == "lstmp":
+            figures.update({"ese_latency_us": ESE_LATENCY_US,
+                            "speedup_vs_ese": ESE_LATENCY_US / latency})
     return BenchReport(**figures)
 
 
@@ -292,6 +335,13 @@ def sweep_pe_counts(pe_counts, settings, log=None):
                 log(f"{pes} PEs, {pruning} pruning")
             results.append(run_benchmark(run, log=log, cpu=False))
     return results
+
+
+def layer_name(report):
+    """The benchmark layer, for titles: "LSTMP 153-1024-512" or "GRU 153-1024"."""
+    if report.cell == "gru":
+        return f"GRU {report.inputs}-{report.cells}"
+    return f"LSTMP {report.inputs}-{report.cells}-{report.proj}"
 
 
 def plot_sweep(results, path):
@@ -316,8 +366,7 @@ def plot_sweep(results, path):
     first = results[0]
     weights = (f"row spread {first.row_spread}" if first.row_spread
                else "i.i.d. random weights")
-    axes.set_title(f"LSTMP {first.inputs}-{first.cells}-{first.proj}, density "
-                   f"{first.density}, {weights}", fontsize=10)
+    axes.set_title(f"{layer_name(first)}, density {first.density}, {weights}", fontsize=10)
     axes.legend(loc="lower left", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()

@@ -88,8 +88,9 @@ class SpeechDemoReport(Report):
 
 @dataclass
 class BenchPoint(Report):
-    """The machine and the layer a benchmark ran."""
+    """The machine and the layer a benchmark ran (``cell``: "lstmp" or "gru")."""
 
+    cell: str
     pes: int
     channels: int
     inputs: int
@@ -139,6 +140,8 @@ class BenchReport(BenchPoint):
     cpu_sparse_us: float = None
     speedup_vs_cpu_dense: float = None
     speedup_vs_cpu_sparse: float = None
+    cpu_module_us: float = None
+    speedup_vs_cpu_module: float = None
     ese_latency_us: float = None
     speedup_vs_ese: float = None
     global_pruning: "BenchReport | None" = None
@@ -195,6 +198,7 @@ class StreamingBenchReport(Report):
 class SoakReport(Report):
     """``ese soak``: frames through the whole simulated machine, every one checked."""
 
+    cell: str                       # the model: "lstmp" or "gru"
     frame_steps: int
     channels: int
     frames: int

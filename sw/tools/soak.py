@@ -1,10 +1,11 @@
 """The soak test: many frames through the whole simulated machine, every one checked.
 
-``ese soak`` compiles a small two-layer peephole LSTMP, loads it through the host driver into
-the system RTL (Verilator, cocotbext-axi bus models with random idle cycles and back-pressure
-on every bus) and streams sequences of random lengths on every channel, one after another,
-then compares every output frame with the golden model. It reports the frames, the
-mismatches (the command fails if there is one), the simulated cycles and the wall time.
+``ese soak`` compiles a small two-layer peephole LSTMP (or, with ``--cell gru``, GRU), loads it
+through the host driver into the system RTL (Verilator, cocotbext-axi bus models with random
+idle cycles and back-pressure on every bus) and streams sequences of random lengths on every
+channel, one after another, then compares every output frame with the golden model. It
+reports the frames, the mismatches (the command fails if there is one), the simulated cycles
+and the wall time.
 """
 
 import time
@@ -13,13 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .reports import SoakReport
-from .workloads import random_peephole_program
+from .workloads import random_program
 
 __all__ = ["SoakSettings", "run_soak"]
 
 
 @dataclass
 class SoakSettings:
+    cell: str = "lstmp"             # or "gru" (workloads.CELLS): ``cells`` units, no proj
     frames: int = 10_000            # frame steps; each carries one frame per channel
     channels: int = 2
     pes: int = 4
@@ -59,9 +61,9 @@ def run_soak(settings, log=None):
     config = settings.config or ese.Config(pes=settings.pes, channels=settings.channels)
     if tree is not None and (tree / "config.json").exists():
         config = ese.Config.from_dict(json.loads((tree / "config.json").read_text())["config"])
-    program = random_peephole_program(settings.inputs, settings.cells, settings.proj, config,
-                                      layers=settings.layers, density=settings.density,
-                                      seed=settings.seed)
+    program = random_program(settings.cell, settings.inputs, settings.cells, settings.proj,
+                             config, layers=settings.layers, density=settings.density,
+                             seed=settings.seed)
     if tree is not None and not (tree / "config.json").exists():
         from ...boards import board
         from ...boards.vivado import write_build_tree
@@ -85,6 +87,7 @@ def run_soak(settings, log=None):
             mismatched += int(np.sum(np.any(result != expected, axis=1)))
             frames += len(sequence)
     return SoakReport(**{
+        "cell": settings.cell,
         "frame_steps": settings.frames,
         "channels": program.config.channels,
         "frames": frames,

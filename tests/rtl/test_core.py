@@ -45,6 +45,14 @@ CASES = {
     "two-pes-peephole": (lambda: ese.PeepholeLSTM(6, 10), 2, 0.5, {}),
     "custom-widths": (lambda: ese.PeepholeLSTM(9, 14, proj_size=6), 4, 0.4,
                       {"widths": CUSTOM_WIDTHS}),
+    # GRUs: sizes that are no multiple of the PE count, rotated slots on 1, 2, 4 and 8 PEs.
+    "gru": (lambda: nn.GRU(13, 22), 4, 0.3, {}),
+    "gru-2-layers-no-bias-batch-first": (
+        lambda: nn.GRU(13, 22, num_layers=2, bias=False, batch_first=True), 4, 0.5, {}),
+    "gru-2-layers-8-pes": (lambda: nn.GRU(13, 30, num_layers=2), 8, 0.112, {}),
+    "gru-global-pruning-8-pes": (lambda: nn.GRU(17, 30), 8, 0.25, {"pruning": "global"}),
+    "grucell-dense-2-pes": (lambda: nn.GRUCell(11, 19), 2, None, {}),
+    "gru-one-pe": (lambda: nn.GRU(5, 7), 1, 0.6, {}),
 }
 
 
@@ -83,6 +91,18 @@ def _far_out_peephole():
     return module
 
 
+def _far_out_gru():
+    """A GRU for inputs of +-40 (W_ih scaled down) whose W_hn and b_hn lie beyond Q1.10."""
+    import torch
+    torch.manual_seed(4)
+    module = nn.GRU(13, 22, num_layers=2)
+    with torch.no_grad():
+        module.weight_ih_l0.div_(40.0)
+        module.weight_hh_l0[44:].mul_(6.0)          # W_hn: the part r multiplies
+        module.bias_hh_l0[44:].add_(3.0)
+    return module
+
+
 FORMAT_CASES = {
     # Inputs of +-50 (Q8.7) with W_x finer than Q1.10, W_ym beyond +-2, y coarser.
     "lstm-2-layers-proj-inputs-50": (
@@ -91,6 +111,7 @@ FORMAT_CASES = {
     # every alignment is 0 and only the host's input format differs.
     "lstm-large-input-weights": (lambda: rescaled(nn.LSTM(13, 22), 1 / 32), 4, 0.5, 1 / 32),
     "peephole-far-out": (_far_out_peephole, 8, 0.3, 40),
+    "gru-far-out": (_far_out_gru, 4, 0.3, 40),
 }
 
 
@@ -224,6 +245,30 @@ def test_initial_states_are_loaded_before_the_first_frame(case):
     for channel, (h, c) in enumerate(ends):
         assert np.array_equal(result.state[channel][0], h)
         assert np.array_equal(result.state[channel][1], c)
+
+
+def test_gru_channels_from_loaded_states_and_their_h_read_back():
+    """A two-layer GRU on three channels: h0 loaded for two of them (as VECTORS and, for the
+    update, CELL_STATES records), one restarting; outputs and the h each channel ends in,
+    read back from the hardware, equal the golden model's."""
+    program = ese.compile(nn.GRU(13, 22, num_layers=2), hardware(4, channels=3), density=0.3)
+    rng = np.random.default_rng(8)
+    states = [rng.uniform(-0.9, 0.9, size=(2, 22)), None, rng.uniform(-0.9, 0.9, size=(2, 22))]
+    x = [frames(6, 13, seed=1), [frames(2, 13, seed=2), frames(4, 13, seed=3)],
+         frames(3, 13, seed=4)]
+    result = program.simulate(x, state=states, stall_probability=0.2, seed=6,
+                              return_state=True)
+    assert result.mismatches == 0
+    assert np.array_equal(result.outputs[0][0], program.predict(x[0], state=states[0]))
+    assert np.array_equal(result.outputs[1][0], program.predict(x[1][0]))
+    assert np.array_equal(result.outputs[1][1], program.predict(x[1][1]))
+    assert np.array_equal(result.outputs[2][0], program.predict(x[2], state=states[2]))
+    padded = np.concatenate([x[2], np.zeros((3, 13))])     # channel 2 idles on zero frames
+    ends = [program.predict(x[0], state=states[0], return_state=True)[1],
+            program.predict(x[1][1], return_state=True)[1],
+            program.predict(padded, state=states[2], return_state=True)[1]]
+    for channel, h in enumerate(ends):
+        assert np.array_equal(result.state[channel], h)
 
 
 def test_state_read_back_needs_a_cell_state_that_fits_an_activation_word():

@@ -147,6 +147,38 @@ def test_utterances_in_pieces_and_initial_states_through_the_driver(program):
     assert np.array_equal(outputs[1][2], h_b) and np.array_equal(outputs[1][3], c_b)
 
 
+def test_gru_channels_utterances_and_state_through_the_driver():
+    """A two-layer GRU through the same system: two channels' utterances in pieces equal one
+    run, a run from h0 on one channel, and the h each channel ends in read back."""
+    from torch import nn
+    program = ese.compile(nn.GRU(13, 22, num_layers=2), hardware(4, channels=2), density=0.3)
+    a, b = frames(12, 13, seed=31), frames(12, 13, seed=32)
+    h0 = np.random.default_rng(6).uniform(-0.9, 0.9, size=(2, 22))
+    outputs, _ = run_system(program, [a, b], testcase="utterances_in_pieces_and_initial_states",
+                            module=__name__, stall_probability=0.25, seed=10,
+                            options={"cuts": [2, 7, 8], "state": [h0.tolist()]})
+    assert np.array_equal(outputs[0][0], program.predict(a))
+    assert np.array_equal(outputs[1][0], program.predict(b))
+    expected_a, h_a = program.predict(a, state=h0, return_state=True)
+    expected_b, h_b = program.predict(b, return_state=True)
+    assert np.array_equal(outputs[0][1], expected_a) and np.array_equal(outputs[0][2], h_a)
+    assert np.array_equal(outputs[1][1], expected_b) and np.array_equal(outputs[1][2], h_b)
+
+
+def test_gru_weights_streamed_from_memory():
+    """The streamed machine of the test above runs a GRU: its entries many times the rings,
+    streamed from the DDR model every step, under back-pressure on every bus."""
+    from torch import nn
+    config = hardware(4, channels=2, stream_window=8, memory_data_bits=256)
+    program = ese.compile(nn.GRU(13, 22, num_layers=2), config, density=0.5)
+    assert min(len(program.image.entry_words(pe)) for pe in range(4)) > 8 * config.stream_window
+    a, b = frames(5, 13, seed=14), frames(4, 13, seed=15)
+    outputs, counters = run_system(program, [a, b], stall_probability=0.25, seed=12)
+    assert np.array_equal(outputs[0][0], program.predict(a))
+    assert np.array_equal(outputs[1][0], program.predict(b))
+    assert counters["steps_in"] == counters["steps_out"] == 5
+
+
 # cocotb scenarios (run in the simulator by the tests above).
 
 @cocotb.test()
@@ -169,8 +201,10 @@ async def utterances_in_pieces_and_initial_states(dut):
             raise AssertionError("pieces of different lengths were accepted")
     joined = [np.concatenate([piece[channel][0] for piece in pieces]) for channel in (0, 1)]
     state = tuple(np.array(part) for part in settings["state"])
+    state = state[0] if len(state) == 1 else state          # a GRU's: h0 alone
     from_state, final = await with_timeout(
         driver.run([a, b], state=[state, None], return_state=True), *limit)
+    final = [ends if isinstance(ends, tuple) else (ends,) for ends in final]
     await save(bench, [[joined[0], from_state[0][0], *final[0]],
                        [joined[1], from_state[1][0], *final[1]]])
 

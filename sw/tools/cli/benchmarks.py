@@ -2,6 +2,7 @@
 
 import json
 
+from ..workloads import CELLS
 from .common import (
     STREAM_HELP,
     UsageError,
@@ -44,7 +45,8 @@ def cmd_bench(args):
         sweep_pe_counts,
     )
     from ..reports import StreamingBenchReport, SweepReport
-    settings = BenchSettings(inputs=args.inputs, cells=args.cells, proj=args.proj, pes=args.pes,
+    settings = BenchSettings(cell=args.cell, inputs=args.inputs, cells=args.cells,
+                             proj=args.proj, pes=args.pes,
                              channels=args.channels, density=args.density, frames=args.frames,
                              seed=args.seed, queue_depth=args.queue_depth,
                              row_spread=args.row_spread, stream_window=args.stream_window,
@@ -111,9 +113,10 @@ def cmd_bench(args):
 
 def _print_bench(r, console):
     from rich.table import Table
-    table = Table(title=f"ese bench: LSTMP {r.inputs}-{r.cells}-{r.proj}, density "
-                        f"{r.density}, {r.pes} PEs x {r.channels} channels at "
-                        f"{r.clock_mhz:g} MHz",
+
+    from ..bench import layer_name
+    table = Table(title=f"ese bench: {layer_name(r)}, density {r.density}, {r.pes} PEs x "
+                        f"{r.channels} channels at {r.clock_mhz:g} MHz",
                   show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -124,15 +127,18 @@ def _print_bench(r, console):
         ("utilization", f"{r.utilization:.3f}"),
         ("model cycles per frame", f"{r.model_cycles_per_frame:.0f} "
                                    f"({100 * r.model_error:+.2f}% vs RTL)"),
-        ("latency", f"{r.latency_us:.1f} us (ESE: {r.ese_latency_us} us, "
-                    f"{r.speedup_vs_ese:.2f}x)"),
+        ("latency", f"{r.latency_us:.1f} us" + (
+            f" (ESE: {r.ese_latency_us} us, {r.speedup_vs_ese:.2f}x)"
+            if r.ese_latency_us is not None else "")),
         ("one frame on an idle machine", f"{r.frame_latency_cycles:.0f} cycles, "
                                          f"{r.frame_latency_us:.1f} us (input to output)"),
         ("throughput", f"{r.frames_per_second:,.0f} frames/s, {r.gops:.1f} GOPS on the "
                        f"sparse layer ({r.channels} channel{'s' * (r.channels > 1)}; "
                        f"ESE: {r.ese_gops} GOPS on 32)"),
         ("PyTorch CPU, batch 1", f"dense {r.cpu_dense_us:.0f} us, sparse "
-                                 f"{r.cpu_sparse_us:.0f} us per frame"),
+                                 f"{r.cpu_sparse_us:.0f} us per frame" + (
+                                     f", torch.nn.GRU {r.cpu_module_us:.0f} us"
+                                     if r.cpu_module_us is not None else "")),
         ("bit-exact with predict", str(r.bitexact)),
         ("Verilator build", f"{r.verilator_build_seconds:.0f} s"
          + (" (cached from an earlier run)" if r.verilator_build_cached else "")),
@@ -151,7 +157,8 @@ def _print_bench(r, console):
 
 def cmd_soak(args):
     from ..soak import SoakSettings, run_soak
-    settings = SoakSettings(frames=args.frames, channels=args.channels, pes=args.pes,
+    settings = SoakSettings(cell=args.cell, frames=args.frames, channels=args.channels,
+                            pes=args.pes,
                             stall_probability=args.stalls, seed=args.seed,
                             build_tree=args.build_tree, resets=args.resets)
     console = make_console()
@@ -160,8 +167,10 @@ def cmd_soak(args):
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
+        model = "GRU" if report.cell == "gru" else "LSTMP"
         console.print(
-            f"{report.frames} frames ({report.frame_steps} steps x {report.channels} "
+            f"{report.frames} frames of a two-layer {model} ({report.frame_steps} steps x "
+            f"{report.channels} "
             f"channels, {report.sequences} sequences) through "
             f"{'the build tree ' + report.build_tree if report.build_tree else 'the system RTL'}"
             f" with "
@@ -189,6 +198,9 @@ def register(commands):
 
     bench = commands.add_parser(
         "bench", help="ESE's benchmark layer in RTL simulation: cycles, bound, model, CPU")
+    bench.add_argument("--cell", choices=CELLS, default="lstmp",
+                       help="the layer: ESE's peephole LSTMP (default) or a GRU of --cells "
+                            "units (--proj unused)")
     bench.add_argument("--pes", type=positive_int, default=32)
     bench.add_argument("--channels", type=positive_int, default=1,
                        help="utterances run in lock step on the same weights")
@@ -225,6 +237,8 @@ def register(commands):
 
     soak = commands.add_parser(
         "soak", help="stream many frames through the simulated machine, checking every one")
+    soak.add_argument("--cell", choices=CELLS, default="lstmp",
+                      help="the model: a two-layer peephole LSTMP (default) or GRU")
     soak.add_argument("--frames", type=positive_int, default=10_000,
                       help="frame steps (each one frame per channel)")
     soak.add_argument("--channels", type=positive_int, default=2)

@@ -155,7 +155,8 @@ def hardware_for(args):
 
 def print_summary(program, path):
     s = program.summary()
-    layers = "; ".join(f"{layer['inputs']}->{layer['cells']} cells"
+    layers = "; ".join(f"{layer['inputs']}->{layer['cells']} "
+                       f"{'GRU units' if layer['kind'] == 'gru' else 'cells'}"
                        + (f"->{layer['proj']} proj" if layer["proj"] else "")
                        + (" (peepholes)" if layer["peepholes"] else "")
                        for layer in s["layers"])
