@@ -21,7 +21,7 @@ from .model import LayerDescription, ModelDescription
 from .peephole import PeepholeLSTM
 
 __all__ = ["Converter", "PrunableMatrix", "converter_for", "describe", "supported_modules",
-           "gru_layer", "GRU_INPUT_SLOTS", "GRU_RECURRENT_SLOTS"]
+           "gru_layer", "gru_prunable", "GRU_INPUT_SLOTS", "GRU_RECURRENT_SLOTS"]
 
 #: The slots (``GRU_SLOTS``) of PyTorch's GRU gate blocks r, z, n: in W_ih n is the
 #: candidate's input part n_x, in W_hh its recurrent part n_h.
@@ -299,14 +299,14 @@ def gru_layer(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
                             bias=bias, kind="gru")
 
 
-def _gru_prunable(module, names):
-    """A GRU's W_ih and W_hh, named ``names`` (pairs), dealt to the PEs in rotated slots."""
+def gru_prunable(module, names, hidden):
+    """A GRU's W_ih and W_hh of ``hidden`` units, named ``names`` (pairs), dealt to the PEs
+    in rotated slots."""
     found = []
     for input_name, recurrent_name in names:
-        found.append(PrunableMatrix(module, input_name, module.hidden_size,
-                                    GRU_INPUT_SLOTS, rotated=True))
-        found.append(PrunableMatrix(module, recurrent_name, module.hidden_size,
-                                    GRU_RECURRENT_SLOTS, rotated=True))
+        found.append(PrunableMatrix(module, input_name, hidden, GRU_INPUT_SLOTS, rotated=True))
+        found.append(PrunableMatrix(module, recurrent_name, hidden, GRU_RECURRENT_SLOTS,
+                                    rotated=True))
     return found
 
 
@@ -325,8 +325,8 @@ class TorchGRUConverter(Converter):
             _array(parameter[:0], f"torch.nn.GRU parameter {name}")
 
     def prunable(self, module):
-        return _gru_prunable(module, [(f"weight_ih_l{layer}", f"weight_hh_l{layer}")
-                                      for layer in range(module.num_layers)])
+        return gru_prunable(module, [(f"weight_ih_l{layer}", f"weight_hh_l{layer}")
+                                     for layer in range(module.num_layers)], module.hidden_size)
 
     def describe(self, module):
         layers = []
@@ -355,7 +355,7 @@ class TorchGRUCellConverter(Converter):
             _array(parameter[:0], f"torch.nn.GRUCell parameter {name}")
 
     def prunable(self, module):
-        return _gru_prunable(module, [("weight_ih", "weight_hh")])
+        return gru_prunable(module, [("weight_ih", "weight_hh")], module.hidden_size)
 
     def describe(self, module):
         layer = gru_layer(_array(module.weight_ih, "weight_ih"),

@@ -1,24 +1,32 @@
-"""ONNX import: the ``LSTM`` operator of an ONNX graph becomes a model the compiler runs.
+"""ONNX import: the ``LSTM`` and ``GRU`` operators of an ONNX graph become a model the compiler
+runs.
 
 ``ese.compile("model.onnx", cfg)`` (or an ``onnx.ModelProto``) reads the graph with the ``onnx``
-package and finds its LSTM nodes, in the graph itself and in the subgraphs of ``If``, ``Loop``
-and ``Scan`` nodes, which is where exported models often keep them. Without ``node=`` the
-graph's own LSTM nodes must form one chain (each reads the previous one's Y), which becomes
-the layers; ``node="name"`` or a list of names picks one node or a chain anywhere. Each node
-must be what the hardware computes, per the operator's definition (onnx/docs/Operators.md,
-"LSTM", opset 14): direction ``forward``, the default activations (Sigmoid, Tanh, Tanh), no
-``clip``, ``input_forget`` 0; ``layout`` 0 or 1. Anything else is refused naming the attribute.
+package and finds its recurrent nodes (LSTM and GRU), in the graph itself and in the subgraphs
+of ``If``, ``Loop`` and ``Scan`` nodes, which is where exported models often keep them. Without
+``node=`` the graph's own recurrent nodes must form one chain (each reads the previous one's
+Y), which becomes the layers; ``node="name"`` or a list of names picks one node or a chain
+anywhere. Each node must be what the hardware computes, per the operators' definitions
+(onnx/docs/Operators.md, "LSTM" and "GRU", opset 14): direction ``forward``, the default
+activations (Sigmoid, Tanh, Tanh for an LSTM; Sigmoid, Tanh for a GRU), no ``clip``; an LSTM's
+``input_forget`` 0; a GRU's ``linear_before_reset`` 1; ``layout`` 0 or 1. Anything else is
+refused naming the attribute.
 
-The operator's tensors map onto the description exactly:
+The operators' tensors map onto the description exactly:
 
-* W [1, 4H, I], R [1, 4H, H] and B [1, 8H] hold the gates in the order i, o, f, c; the
-  description's order is i, f, g (= c), o. The two bias halves (Wb, Rb) add up.
-* P [1, 3H] holds the peepholes in the order i, o, f; the description's is i, f, o.
-* initial_h and initial_c may be absent, zero constants, or graph inputs (then give them to
-  ``Program.predict(x, state=(h0, c0))`` at run time); a constant non-zero initial state is
-  refused with that advice.
+* LSTM: W [1, 4H, I], R [1, 4H, H] and B [1, 8H] hold the gates in the order i, o, f, c; the
+  description's order is i, f, g (= c), o. The two bias halves (Wb, Rb) add up. P [1, 3H]
+  holds the peepholes in the order i, o, f; the description's is i, f, o.
+* GRU: W [1, 3H, I], R [1, 3H, H] and B [1, 6H] hold the gates in the order z, r, h; PyTorch's
+  is r, z, n, which :func:`~ese.sw.compiler.converters.gru_layer` places in the hardware's
+  slots. With ``linear_before_reset=1`` the candidate is tanh(W_h x + Wb_h + r * (R_h h +
+  Rb_h)), PyTorch's definition; with 0 (ONNX's default) the reset gate multiplies h before
+  R_h, which needs r before the candidate's recurrent products: refused, with that said.
+* initial_h (and an LSTM's initial_c) may be absent, zero constants, or graph inputs (then
+  give them to ``Program.predict(x, state=...)`` at run time); a constant non-zero initial
+  state is refused with that advice.
 
-The result is an :class:`ImportedLSTM`, a PyTorch module of the same equations, so pruning
+The result is an :class:`ImportedRecurrent`, a PyTorch module of the same equations, so pruning
 (``torch.nn.utils.prune``) and the float reference work as for any module; the tests hold it
 against onnxruntime.
 """
@@ -30,90 +38,132 @@ import torch
 from torch import nn
 
 from ..contract.errors import UnsupportedModelError
-from .converters import Converter, PrunableMatrix, _array, register
+from .converters import (
+    Converter,
+    PrunableMatrix,
+    _array,
+    gru_layer,
+    gru_prunable,
+    register,
+)
 from .model import LayerDescription, ModelDescription
 
-__all__ = ["ImportedLSTM", "import_onnx", "is_onnx_model", "lstm_nodes"]
+__all__ = ["ImportedRecurrent", "import_onnx", "is_onnx_model", "recurrent_nodes"]
 
-#: ONNX's gate blocks (i, o, f, c) in the description's order (i, f, g, o).
+#: The recurrent operators ese compiles.
+RECURRENT_OPS = ("LSTM", "GRU")
+#: ONNX's LSTM gate blocks (i, o, f, c) in the description's order (i, f, g, o).
 GATE_ORDER = (0, 2, 3, 1)
 #: ONNX's peepholes (i, o, f) in the description's order (i, f, o).
 PEEPHOLE_ORDER = (0, 2, 1)
-#: Operators that pass a sequence through between chained LSTM nodes, changing only its shape.
+#: ONNX's GRU gate blocks (z, r, h) in PyTorch's order (r, z, n).
+GRU_GATE_ORDER = (1, 0, 2)
+#: Operators that pass a sequence through between chained nodes, changing only its shape.
 _SHAPE_OPS = {"Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Flatten"}
-_DEFAULT_ACTIVATIONS = ["Sigmoid", "Tanh", "Tanh"]
+_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 
 
-class ImportedLSTM(nn.Module):
-    """LSTM layers imported from ONNX: per layer ``weight_ih_l{k}`` (4H, I), ``weight_hh_l{k}``
-    (4H, H), ``bias_l{k}`` (4H) and, with peepholes, ``peephole_l{k}`` (3, H), gates in the
-    order i, f, g, o. ``forward`` runs one unbatched sequence (frames, inputs) from zero state,
-    or from ``state`` (h0, c0) of shape (layers, H)."""
+class ImportedRecurrent(nn.Module):
+    """Recurrent layers imported from ONNX, each an LSTM or a GRU (``kinds``).
+
+    An LSTM layer ``k`` has ``weight_ih_l{k}`` (4H, I), ``weight_hh_l{k}`` (4H, H), ``bias_l{k}``
+    (4H) and, with peepholes, ``peephole_l{k}`` (3, H), gates in the order i, f, g, o; a GRU
+    layer has PyTorch's ``weight_ih_l{k}`` (3H, I), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}``
+    and ``bias_hh_l{k}`` (3H), gates in the order r, z, n. ``forward`` runs one unbatched
+    sequence (frames, inputs) from zero state, or from ``state`` (h0, c0) of shape (layers, H)
+    (a GRU layer's c0 unused)."""
 
     def __init__(self, layers, source):
         super().__init__()
         self.num_layers = len(layers)
         self.hidden_sizes = []
+        self.kinds = []
         self.source = source
         for index, layer in enumerate(layers):
-            tensor = lambda a: nn.Parameter(torch.tensor(a, dtype=torch.float64),  # noqa: E731
-                                            requires_grad=False)
+            tensor = lambda a: (nn.Parameter(torch.tensor(a, dtype=torch.float64),  # noqa: E731
+                                             requires_grad=False) if a is not None else None)
             self.register_parameter(f"weight_ih_l{index}", tensor(layer["W"]))
             self.register_parameter(f"weight_hh_l{index}", tensor(layer["R"]))
-            self.register_parameter(f"bias_l{index}", tensor(layer["B"]))
-            self.register_parameter(f"peephole_l{index}",
-                                    tensor(layer["P"]) if layer["P"] is not None else None)
+            if layer["kind"] == "gru":
+                self.register_parameter(f"bias_ih_l{index}", tensor(layer["B"][0]))
+                self.register_parameter(f"bias_hh_l{index}", tensor(layer["B"][1]))
+            else:
+                self.register_parameter(f"bias_l{index}", tensor(layer["B"]))
+                self.register_parameter(f"peephole_l{index}", tensor(layer["P"]))
             self.hidden_sizes.append(layer["R"].shape[1])
+            self.kinds.append(layer["kind"])
 
     def layer(self, index):
+        """An LSTM layer's (W, R, B, P), or a GRU layer's (W, R, B_ih, B_hh)."""
         get = lambda name: getattr(self, f"{name}_l{index}")     # noqa: E731
+        if self.kinds[index] == "gru":
+            return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
         return get("weight_ih"), get("weight_hh"), get("bias"), get("peephole")
 
     def forward(self, x, state=None):
         sequence = torch.as_tensor(x, dtype=torch.float64)
         for index in range(self.num_layers):
-            w, r, b, p = self.layer(index)
             hidden = self.hidden_sizes[index]
             h = sequence.new_zeros(hidden) if state is None else torch.as_tensor(
                 state[0][index], dtype=torch.float64)
-            c = sequence.new_zeros(hidden) if state is None else torch.as_tensor(
-                state[1][index], dtype=torch.float64)
-            p = p if p is not None else sequence.new_zeros(3, hidden)
             outputs = []
-            for frame in sequence:
-                i, f, g, o = (frame @ w.T + h @ r.T + b).reshape(4, hidden)
-                i = torch.sigmoid(i + p[0] * c)
-                f = torch.sigmoid(f + p[1] * c)
-                c = f * c + i * torch.tanh(g)
-                h = torch.sigmoid(o + p[2] * c) * torch.tanh(c)
-                outputs.append(h)
+            if self.kinds[index] == "gru":
+                w, r, b_ih, b_hh = self.layer(index)
+                b_ih = b_ih if b_ih is not None else sequence.new_zeros(3 * hidden)
+                b_hh = b_hh if b_hh is not None else sequence.new_zeros(3 * hidden)
+                for frame in sequence:
+                    xr, xz, xn = (frame @ w.T + b_ih).reshape(3, hidden)
+                    hr, hz, hn = (h @ r.T + b_hh).reshape(3, hidden)
+                    reset, update = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+                    h = (1 - update) * torch.tanh(xn + reset * hn) + update * h
+                    outputs.append(h)
+            else:
+                w, r, b, p = self.layer(index)
+                c = sequence.new_zeros(hidden) if state is None else torch.as_tensor(
+                    state[1][index], dtype=torch.float64)
+                p = p if p is not None else sequence.new_zeros(3, hidden)
+                for frame in sequence:
+                    i, f, g, o = (frame @ w.T + h @ r.T + b).reshape(4, hidden)
+                    i = torch.sigmoid(i + p[0] * c)
+                    f = torch.sigmoid(f + p[1] * c)
+                    c = f * c + i * torch.tanh(g)
+                    h = torch.sigmoid(o + p[2] * c) * torch.tanh(c)
+                    outputs.append(h)
             sequence = torch.stack(outputs)
         return sequence
 
 
-@register(ImportedLSTM, "ONNX LSTM (ese.compile('model.onnx'))")
-class ImportedLSTMConverter(Converter):
-    """LSTM layers read from an ONNX graph (see the module's documentation)."""
+@register(ImportedRecurrent, "ONNX LSTM and GRU (ese.compile('model.onnx'))")
+class ImportedRecurrentConverter(Converter):
+    """LSTM and GRU layers read from an ONNX graph (see the module's documentation)."""
 
     def source(self, module):
         return module.source
 
     def prunable(self, module):
         found = []
-        for index, hidden in enumerate(module.hidden_sizes):
-            found.append(PrunableMatrix(module, f"weight_ih_l{index}", hidden))
-            found.append(PrunableMatrix(module, f"weight_hh_l{index}", hidden))
+        for index, (hidden, kind) in enumerate(zip(module.hidden_sizes, module.kinds)):
+            if kind == "gru":
+                found += gru_prunable(module, [(f"weight_ih_l{index}", f"weight_hh_l{index}")],
+                                      hidden)
+            else:
+                found.append(PrunableMatrix(module, f"weight_ih_l{index}", hidden))
+                found.append(PrunableMatrix(module, f"weight_hh_l{index}", hidden))
         return found
 
     def describe(self, module):
         layers = []
-        for index in range(module.num_layers):
+        for index, kind in enumerate(module.kinds):
             w, r, b, p = module.layer(index)
-            layers.append(LayerDescription(
-                input_weights=_array(w, f"weight_ih_l{index}"),
-                recurrent_weights=_array(r, f"weight_hh_l{index}"),
-                bias=_array(b, f"bias_l{index}"),
-                peephole=_array(p, f"peephole_l{index}") if p is not None else None))
+            array = lambda tensor, name: (_array(tensor, f"{name}_l{index}")  # noqa: E731
+                                          if tensor is not None else None)
+            if kind == "gru":
+                layers.append(gru_layer(array(w, "weight_ih"), array(r, "weight_hh"),
+                                        array(b, "bias_ih"), array(p, "bias_hh")))
+            else:
+                layers.append(LayerDescription(
+                    input_weights=array(w, "weight_ih"), recurrent_weights=array(r, "weight_hh"),
+                    bias=array(b, "bias"), peephole=array(p, "peephole")))
         return ModelDescription(layers, source=module.source)
 
     def run_float(self, module, frames):
@@ -205,46 +255,60 @@ def _attributes(node):
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def lstm_nodes(model):
-    """Every LSTM node of an ONNX model, as ``path``: the node's name (or ``LSTM_<index>``)
-    after the names of the nodes whose subgraphs hold it (``If_0.then_branch/lstm``)."""
-    return [path for path, node, _ in _Graphs(_load(model)).nodes if node.op_type == "LSTM"]
+def recurrent_nodes(model):
+    """Every LSTM and GRU node of an ONNX model, as ``path``: the node's name (or
+    ``LSTM_<index>``, ``GRU_<index>``) after the names of the nodes whose subgraphs hold it
+    (``If_0.then_branch/lstm``)."""
+    return [path for path, node, _ in _Graphs(_load(model)).nodes
+            if node.op_type in RECURRENT_OPS]
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _check_node(path, node):
+    op = node.op_type
     attributes = _attributes(node)
-    direction = attributes.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
+    direction = _text(attributes.get("direction", b"forward"))
     if direction != "forward":
         raise UnsupportedModelError(
-            f"LSTM node {path}: attribute direction={direction!r} is not supported: the "
+            f"{op} node {path}: attribute direction={direction!r} is not supported: the "
             f"accelerator runs frames in time order only (direction='forward')")
-    activations = [a.decode() if isinstance(a, bytes) else a
-                   for a in attributes.get("activations", _DEFAULT_ACTIVATIONS)]
-    if activations != _DEFAULT_ACTIVATIONS:
+    default = _DEFAULT_ACTIVATIONS[op]
+    activations = [_text(a) for a in attributes.get("activations", default)]
+    if activations != default:
         raise UnsupportedModelError(
-            f"LSTM node {path}: attribute activations={activations} is not supported: the "
-            f"hardware's tables are {_DEFAULT_ACTIVATIONS} (the default)")
+            f"{op} node {path}: attribute activations={activations} is not supported: the "
+            f"hardware's tables are {default} (the default)")
     for name in ("activation_alpha", "activation_beta"):
         if name in attributes:
-            raise UnsupportedModelError(f"LSTM node {path}: attribute {name} is not supported "
+            raise UnsupportedModelError(f"{op} node {path}: attribute {name} is not supported "
                                         f"(the default activations take none)")
     if "clip" in attributes:
         raise UnsupportedModelError(
-            f"LSTM node {path}: attribute clip={attributes['clip']} is not supported: the "
+            f"{op} node {path}: attribute clip={attributes['clip']} is not supported: the "
             f"hardware does not clip the gate inputs; export without clip")
-    if attributes.get("input_forget", 0):
+    if op == "LSTM" and attributes.get("input_forget", 0):
         raise UnsupportedModelError(
             f"LSTM node {path}: attribute input_forget=1 (coupled input and forget gates) is "
             f"not supported")
+    if op == "GRU" and attributes.get("linear_before_reset", 0) != 1:
+        raise UnsupportedModelError(
+            f"GRU node {path}: attribute linear_before_reset="
+            f"{attributes.get('linear_before_reset', 0)} (the reset gate applied to h before "
+            f"R_h) is not supported: the hardware computes r * (R_h h + Rb_h), "
+            f"linear_before_reset=1, which is PyTorch's torch.nn.GRU and what torch.onnx "
+            f"exports; retrain or export the GRU in that form")
     layout = attributes.get("layout", 0)
     if layout not in (0, 1):
-        raise UnsupportedModelError(f"LSTM node {path}: attribute layout={layout} is not 0 or 1")
+        raise UnsupportedModelError(f"{op} node {path}: attribute layout={layout} is not 0 or 1")
     return attributes
 
 
 def _initial_state(graphs, path, node, position, what):
     """Check an initial_h or initial_c input: absent, zero, or a graph input."""
+    op = node.op_type
     name = node.input[position] if len(node.input) > position else ""
     if not name:
         return None
@@ -255,14 +319,14 @@ def _initial_state(graphs, path, node, position, what):
         value = _evaluate(graphs, name)
     if value is None:
         raise UnsupportedModelError(
-            f"LSTM node {path}: its {what} {name!r} is computed in the graph from values "
+            f"{op} node {path}: its {what} {name!r} is computed in the graph from values "
             f"ese cannot see; make it a graph input (and give it to predict(state=...)) or "
             f"leave it out")
     if np.any(value != 0):
         raise UnsupportedModelError(
-            f"LSTM node {path}: its {what} {name!r} is a constant non-zero state; programs "
+            f"{op} node {path}: its {what} {name!r} is a constant non-zero state; programs "
             f"start from zero or from the state given at run time: pass it as "
-            f"Program.predict(x, state=(h0, c0))")
+            f"Program.predict(x, state=...)")
     return None
 
 
@@ -327,40 +391,51 @@ def _reads(graphs, node, previous):
 
 
 def _layer(graphs, path, node, attributes):
+    op = node.op_type
+
     def tensor(position, what, required=True):
         name = node.input[position] if len(node.input) > position else ""
         if not name:
             if required:
-                raise UnsupportedModelError(f"LSTM node {path} has no {what}")
+                raise UnsupportedModelError(f"{op} node {path} has no {what}")
             return None
         value = graphs.constant(name)
         if value is None:
             raise UnsupportedModelError(
-                f"LSTM node {path}: its {what} {name!r} is not a constant (an initializer or "
+                f"{op} node {path}: its {what} {name!r} is not a constant (an initializer or "
                 f"a Constant node); ese compiles trained weights")
         return np.asarray(value, dtype=np.float64)
 
+    gates = 4 if op == "LSTM" else 3
     hidden = attributes.get("hidden_size")
     w, r = tensor(1, "W"), tensor(2, "R")
     if w.ndim != 3 or w.shape[0] != 1 or r.ndim != 3 or r.shape[0] != 1:
         raise UnsupportedModelError(
-            f"LSTM node {path}: W {w.shape} and R {r.shape} must have one direction")
+            f"{op} node {path}: W {w.shape} and R {r.shape} must have one direction")
     hidden = hidden or r.shape[2]
-    if w.shape[1] != 4 * hidden or r.shape[1:] != (4 * hidden, hidden):
-        raise UnsupportedModelError(f"LSTM node {path}: W {w.shape} and R {r.shape} do not fit "
+    if w.shape[1] != gates * hidden or r.shape[1:] != (gates * hidden, hidden):
+        raise UnsupportedModelError(f"{op} node {path}: W {w.shape} and R {r.shape} do not fit "
                                     f"hidden_size={hidden}")
+    order = GATE_ORDER if op == "LSTM" else GRU_GATE_ORDER
 
-    def gates(matrix):
-        blocks = matrix.reshape(4, hidden, -1)
-        return np.concatenate([blocks[k] for k in GATE_ORDER]).reshape(4 * hidden, -1)
+    def reorder(matrix):
+        blocks = matrix.reshape(gates, hidden, -1)
+        return np.concatenate([blocks[k] for k in order]).reshape(gates * hidden, -1)
 
     b = tensor(3, "B", required=False)
+    if b is not None and b.shape != (1, 2 * gates * hidden):
+        raise UnsupportedModelError(f"{op} node {path}: B has shape {b.shape}, not "
+                                    f"(1, {2 * gates * hidden})")
+    if op == "GRU":
+        # Inputs: X, W, R, B, sequence_lens, initial_h.
+        bias = (None if b is None else
+                tuple(reorder(half[:, None])[:, 0] for half in np.split(b[0], 2)))
+        return {"kind": "gru", "W": reorder(w[0]), "R": reorder(r[0]),
+                "B": bias or (None, None), "P": None,
+                "states": [_initial_state(graphs, path, node, 5, "initial_h"), None]}
     bias = np.zeros(4 * hidden)
     if b is not None:
-        if b.shape != (1, 8 * hidden):
-            raise UnsupportedModelError(f"LSTM node {path}: B has shape {b.shape}, not "
-                                        f"(1, {8 * hidden})")
-        bias = gates((b[0, :4 * hidden] + b[0, 4 * hidden:])[:, None])[:, 0]
+        bias = reorder((b[0, :4 * hidden] + b[0, 4 * hidden:])[:, None])[:, 0]
     p = tensor(7, "P", required=False)
     peephole = None
     if p is not None:
@@ -371,24 +446,26 @@ def _layer(graphs, path, node, attributes):
         peephole = np.stack([blocks[k] for k in PEEPHOLE_ORDER])
     states = [_initial_state(graphs, path, node, 5, "initial_h"),
               _initial_state(graphs, path, node, 6, "initial_c")]
-    return {"W": gates(w[0]), "R": gates(r[0]), "B": bias, "P": peephole, "states": states}
+    return {"kind": "lstm", "W": reorder(w[0]), "R": reorder(r[0]), "B": bias, "P": peephole,
+            "states": states}
 
 
 def import_onnx(model, node=None):
-    """An :class:`ImportedLSTM` of an ONNX model's LSTM node or chain of nodes.
+    """An :class:`ImportedRecurrent` of an ONNX model's LSTM or GRU node, or chain of them.
 
-    ``node``: None (the main graph's LSTM nodes, which must form one chain), a node's name or
-    path (see :func:`lstm_nodes`), or a list of them in chain order.
+    ``node``: None (the main graph's recurrent nodes, which must form one chain), a node's
+    name or path (see :func:`recurrent_nodes`), or a list of them in chain order.
     """
     graphs = _Graphs(_load(model))
-    found = [(path, n, depth) for path, n, depth in graphs.nodes if n.op_type == "LSTM"]
+    found = [(path, n, depth) for path, n, depth in graphs.nodes
+             if n.op_type in RECURRENT_OPS]
     if not found:
         others = sorted({n.op_type for _, n, _ in graphs.nodes if n.op_type in
-                         ("GRU", "RNN", "Scan", "Loop")})
+                         ("RNN", "Scan", "Loop")})
         raise UnsupportedModelError(
-            "the ONNX model holds no LSTM node" + (f" (it has {', '.join(others)}; ese "
-                                                    f"compiles the LSTM operator)" if others
-                                                    else ""))
+            "the ONNX model holds no LSTM or GRU node" + (
+                f" (it has {', '.join(others)}; ese compiles the LSTM and GRU operators)"
+                if others else ""))
     names = {}
     for path, n, _ in found:
         names[path] = (path, n)
@@ -399,31 +476,33 @@ def import_onnx(model, node=None):
         chosen = [(path, n) for path, n, depth in found if depth == 0]
         if not chosen:
             raise UnsupportedModelError(
-                f"the ONNX graph's LSTM nodes all lie in subgraphs ({listed}); pick one or a "
-                f"chain with node=")
+                f"the ONNX graph's LSTM and GRU nodes all lie in subgraphs ({listed}); pick "
+                f"one or a chain with node=")
     else:
         wanted = [node] if isinstance(node, str) else list(node)
         missing = [w for w in wanted if w not in names]
         if missing:
             raise UnsupportedModelError(
-                f"no LSTM node {', '.join(map(repr, missing))} in the ONNX model; its LSTM nodes "
-                f"are {listed}")
+                f"no LSTM or GRU node {', '.join(map(repr, missing))} in the ONNX model; its "
+                f"LSTM and GRU nodes are {listed}")
         chosen = [names[w] for w in wanted]
     for (before_path, before), (path, current) in zip(chosen, chosen[1:]):
         if not _reads(graphs, current, before):
             hint = "" if node is not None else "; pick one or a chain with node="
             raise UnsupportedModelError(
-                f"LSTM node {path} does not read LSTM node {before_path}'s output Y: they are "
-                f"not one chain of layers{hint}")
+                f"{current.op_type} node {path} does not read {before.op_type} node "
+                f"{before_path}'s output Y: they are not one chain of layers{hint}")
     layers = []
     for path, current in chosen:
         layers.append(_layer(graphs, path, current, _check_node(path, current)))
     for index in range(1, len(layers)):
         if layers[index]["W"].shape[1] != layers[index - 1]["R"].shape[1]:
             raise UnsupportedModelError(
-                f"LSTM node {chosen[index][0]} takes {layers[index]['W'].shape[1]} inputs but "
+                f"node {chosen[index][0]} takes {layers[index]['W'].shape[1]} inputs but "
                 f"{chosen[index - 1][0]} produces {layers[index - 1]['R'].shape[1]}")
-    module = ImportedLSTM(layers, source="ONNX LSTM " + ", ".join(p for p, _ in chosen))
+    ops = sorted({current.op_type for _, current in chosen}, key=RECURRENT_OPS.index)
+    module = ImportedRecurrent(layers, source=f"ONNX {' and '.join(ops)} "
+                                              + ", ".join(p for p, _ in chosen))
     module.nodes = [p for p, _ in chosen]
     # Graph inputs that hold each layer's (initial_h, initial_c), None where absent or zero.
     module.state_inputs = [layer["states"] for layer in layers]

@@ -25,13 +25,13 @@ __all__ = ["compile"]
 
 def compile(module, config=None, density=None, pruning="balanced", calibration=None,
             formats="auto", node=None):
-    """Compile a PyTorch LSTM for the accelerator.
+    """Compile a PyTorch LSTM or GRU (or an ONNX graph's) for the accelerator.
 
     Parameters
     ----------
-    module : torch.nn.LSTM, torch.nn.LSTMCell, ese.PeepholeLSTM, an ONNX file or onnx.ModelProto
-        The trained model. It is not modified. From ONNX, the LSTM operator's nodes (see
-        :mod:`.onnx_import`).
+    module : torch.nn.LSTM, LSTMCell, GRU, GRUCell, ese.PeepholeLSTM, an ONNX file or ModelProto
+        The trained model. It is not modified. From ONNX, the LSTM and GRU operators' nodes
+        (see :mod:`.onnx_import`).
     config : Config, optional
         Hardware parameters; ``Config()`` (ESE's) by default. Capacities left as None are
         sized for the model.
@@ -45,9 +45,10 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
         and each projection's output format, and the report records what saturated on them
         and the largest error of the outputs against the float model.
     node : str or list of str, optional
-        ONNX only: the LSTM node (or chain of nodes) to compile, by name or by path through
-        the If/Loop/Scan subgraphs that hold it (``ese.sw.compiler.onnx_import.lstm_nodes``);
-        by default the main graph's LSTM nodes, which must form one chain.
+        ONNX only: the LSTM or GRU node (or chain of nodes) to compile, by name or by path
+        through the If/Loop/Scan subgraphs that hold it
+        (``ese.sw.compiler.onnx_import.recurrent_nodes``); by default the main graph's LSTM
+        and GRU nodes, which must form one chain.
     formats : "auto" or "configured"
         "auto" (the default) chooses each matrix's, peepholes' and biases' format from their
         values (see :mod:`.formats`); "configured" keeps ``config``'s formats everywhere (ESE's
@@ -66,7 +67,7 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
     if is_onnx_model(module):
         module = import_onnx(module, node=node)
     elif node is not None:
-        raise ConfigError("node= picks an LSTM node of an ONNX model; this model is a "
+        raise ConfigError("node= picks an LSTM or GRU node of an ONNX model; this model is a "
                           f"{type(module).__name__}")
     converter = converter_for(module)
     pruned = copy.deepcopy(module).cpu()

@@ -1,4 +1,5 @@
-"""Phone recognition end to end: features, an LSTMP + CTC model, compression, phone error rate.
+"""Phone recognition end to end: features, an LSTMP (or GRU) + CTC model, compression, phone
+error rate.
 
 The pipeline ESE's accuracy claim rests on, on a corpus of :mod:`ese.sw.speech.corpus`:
 
@@ -6,17 +7,18 @@ The pipeline ESE's accuracy claim rests on, on a corpus of :mod:`ese.sw.speech.c
    windows, librosa) and their deltas, normalised per dimension with the training set's
    mean and deviation, and clipped to the activation format's range.
 2. **Model** (:func:`.training.build_recognizer`): ``torch.nn.LSTM`` with ``proj_size`` (LSTMP
-   layers, what the accelerator runs) and a linear CTC output layer over the phones plus a
-   blank, which the host computes from the accelerator's outputs.
+   layers, what the accelerator runs), or ``torch.nn.GRU`` (``cell="gru"``), and a linear CTC
+   output layer over the phones plus a blank, which the host computes from the
+   accelerator's outputs.
 3. **Training** (:mod:`.training`): CTC loss, Adam, utterances batched by length; progress,
    a checkpoint per epoch, reproducible from a seed.
-4. **Compression** (:func:`.training.prune_iteratively`): the LSTM's matrices pruned density by
+4. **Compression** (:func:`.training.prune_iteratively`): the recurrent matrices pruned density by
    density with ``torch.nn.utils.prune`` (load-balanced per PE, or one magnitude threshold
    per matrix), retraining with the masks in place after each step; then :func:`ese.compile`
    quantizes to fixed point and encodes for the hardware.
 5. **Evaluation** (:mod:`.scoring`, :mod:`.evaluation`): greedy CTC decoding and the edit
    distance to the reference phones, for the float model and through ``Program.predict``
-   (the bit-exact golden model of the hardware), whose LSTM outputs go through the same
+   (the bit-exact golden model of the hardware), whose outputs go through the same
    output layer.
 
 The exported recognizer (:mod:`.recognizer`) runs on the accelerator's program and the host's

@@ -1,5 +1,6 @@
 """The study behind ``ese speech-eval``: dense, pruned (both kinds) and fixed-point phone
-error rates at each density, and the RTL on a few test utterances."""
+error rates at each density, and the RTL on a few test utterances, for an LSTMP recognizer or
+(``--cell gru``) a GRU one."""
 
 import dataclasses
 import json
@@ -78,7 +79,9 @@ def evaluate(settings, log=None):
     train_data, phones, normalisation = load_features(corpus, "train", log=log)
     test_data, _, _ = load_features(corpus, "test", phones, normalisation, log=log)
     training = settings.training
-    dense_path = work / "dense.pt"
+    # A GRU's models sit beside the LSTMP's in one work folder.
+    tag = "" if training.cell == "lstmp" else f"_{training.cell}"
+    dense_path = work / f"dense{tag}.pt"
     if dense_path.exists():
         model, saved_phones, _, saved = load_model(dense_path)
         if saved_phones != phones or saved != training:
@@ -88,15 +91,17 @@ def evaluate(settings, log=None):
     losses = []
     if model is None:
         model, losses = train(train_data, phones, training, log=log,
-                              checkpoint=work / "checkpoint.pt")
+                              checkpoint=work / f"checkpoint{tag}.pt")
         save_model(model, dense_path, phones, normalisation, training)
     references = test_data.targets
     report = {
         "corpus": {"directory": str(corpus), "train": len(train_data.inputs),
                    "test": len(test_data.inputs), "phones": len(phones),
                    "test_phones": int(sum(len(r) for r in references))},
-        "model": {"inputs": int(train_data.inputs[0].shape[1]), "cells": training.cells,
-                  "proj": training.proj, "layers": training.layers,
+        "model": {"cell": training.cell, "inputs": int(train_data.inputs[0].shape[1]),
+                  "cells": training.cells,
+                  "proj": training.proj if training.cell == "lstmp" else 0,
+                  "layers": training.layers,
                   "parameters": int(sum(p.numel() for p in model.parameters()))},
         "training": {**dataclasses.asdict(training), "losses": losses},
         "dense_float_per": phone_error_rate(float_hypotheses(model, test_data), references),
@@ -115,7 +120,7 @@ def evaluate(settings, log=None):
             row["retrain_epochs"] = epochs_for[density]
             # A model pruned along the same chain before is reused (resuming a run).
             chain = chain + [density, epochs_for[density]]
-            saved_path = work / f"pruned_{kind}_{density}.pt"
+            saved_path = work / f"pruned{tag}_{kind}_{density}.pt"
             reused = _load_pruned(saved_path, chain, pruned)
             if reused is not None:
                 say(f"density {density} {kind}: reusing {saved_path}")
@@ -126,11 +131,11 @@ def evaluate(settings, log=None):
                                            training.learning_rate / 4, training.batch,
                                            training.seed, log=log)
                 torch.save({"chain": chain, "state": pruned.state_dict()}, saved_path)
-            program = ese.compile(pruned.lstm, config)
+            program = ese.compile(pruned.recurrent, config)
             golden = [greedy_decode(output_layer(pruned, program.predict(x)))
                       for x in test_data.inputs]
             row[kind] = {
-                "density": density_of(pruned.lstm),
+                "density": density_of(pruned.recurrent),
                 "float_per": phone_error_rate(float_hypotheses(pruned, test_data), references),
                 "golden_per": phone_error_rate(golden, references),
                 "saturated_weights": int(program.report.saturated_total),
@@ -215,7 +220,11 @@ def plot_report(report, path):
     axes.minorticks_off()
     axes.set_xlabel("density (non-zero weights)")
     axes.set_ylabel("phone error rate (%)")
-    axes.set_title("Test PER after pruning and quantization")
+    model = report["model"]
+    name = (f"{model['layers']}-layer GRU of {model['cells']} units"
+            if model.get("cell") == "gru" else
+            f"{model['layers']}-layer LSTMP {model['cells']}-{model['proj']}")
+    axes.set_title(f"Test PER after pruning and quantization: {name}", fontsize=10)
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -12,12 +12,12 @@ __all__ = ["export_recognizer", "CompiledRecognizer"]
 
 
 def export_recognizer(model, phones, normalisation, config, prefix):
-    """Write what recognising phones on the accelerator needs: ``PREFIX.ese`` (the LSTM layers
-    compiled for ``config``: the hardware's weight image) and ``PREFIX.npz`` (the host's part:
-    the CTC output layer, the phone set and the feature scaling)."""
+    """Write what recognising phones on the accelerator needs: ``PREFIX.ese`` (the recurrent
+    layers compiled for ``config``: the hardware's weight image) and ``PREFIX.npz`` (the
+    host's part: the CTC output layer, the phone set and the feature scaling)."""
     import ese
     prefix = Path(prefix)
-    program = ese.compile(model.lstm, config)
+    program = ese.compile(model.recurrent, config)
     program.save(prefix.with_suffix(".ese"))
     np.savez_compressed(
         prefix.with_suffix(".npz"), phones=np.array(phones),
@@ -45,12 +45,12 @@ class CompiledRecognizer:
     def features(self, audio):
         return normalise(features(audio), self.normalisation)
 
-    def log_probabilities(self, lstm_outputs):
+    def log_probabilities(self, outputs):
         """The host's output layer on the accelerator's outputs."""
-        logits = np.asarray(lstm_outputs) @ self.output_weight.T + self.output_bias
+        logits = np.asarray(outputs) @ self.output_weight.T + self.output_bias
         logits -= logits.max(axis=-1, keepdims=True)
         return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
 
-    def decode(self, lstm_outputs):
+    def decode(self, outputs):
         """Greedy CTC decoding to phone symbols."""
-        return [self.phones[i - 1] for i in greedy_decode(self.log_probabilities(lstm_outputs))]
+        return [self.phones[i - 1] for i in greedy_decode(self.log_probabilities(outputs))]

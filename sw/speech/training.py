@@ -1,5 +1,5 @@
-"""The recognizer's model and its training: LSTMP layers (what the accelerator runs) and a
-linear CTC output layer (the host's), trained with CTC, pruned step by step with retraining.
+"""The recognizer's model and its training: LSTMP or GRU layers (what the accelerator runs) and
+a linear CTC output layer (the host's), trained with CTC, pruned step by step with retraining.
 
 PyTorch is imported when a function runs, so that decoding and features need none of it.
 """
@@ -16,21 +16,32 @@ __all__ = ["build_recognizer", "TrainingSettings", "train_epochs", "train", "pru
            "float_hypotheses", "output_layer", "save_model", "load_model", "density_of"]
 
 
-def build_recognizer(inputs, cells, proj, layers, phones):
-    """The model: LSTMP layers (``lstm``, what the accelerator runs) and a linear CTC output
-    layer over the phones and the blank (``output``, run by the host); it returns
-    log-probabilities."""
+def build_recognizer(inputs, cells, proj, layers, phones, cell="lstmp"):
+    """The model: recurrent layers (``recurrent``, what the accelerator runs: LSTMP layers of
+    ``cells`` cells projected to ``proj``, or, with ``cell="gru"``, GRU layers of ``cells``
+    units) and a linear CTC output layer over the phones and the blank (``output``, run by
+    the host); it returns log-probabilities."""
     import torch
 
     class PhoneRecognizer(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.lstm = torch.nn.LSTM(inputs, cells, num_layers=layers, proj_size=proj,
-                                      batch_first=True)
-            self.output = torch.nn.Linear(proj, phones + 1)
+            if cell == "gru":
+                self.gru = torch.nn.GRU(inputs, cells, num_layers=layers, batch_first=True)
+                width = cells
+            else:
+                self.lstm = torch.nn.LSTM(inputs, cells, num_layers=layers, proj_size=proj,
+                                          batch_first=True)
+                width = proj
+            self.output = torch.nn.Linear(width, phones + 1)
+
+        @property
+        def recurrent(self):
+            """The layers the accelerator runs."""
+            return self.gru if cell == "gru" else self.lstm
 
         def forward(self, x):
-            y, _ = self.lstm(x)
+            y, _ = self.recurrent(x)
             return self.output(y).log_softmax(-1)
 
     return PhoneRecognizer()
@@ -38,6 +49,7 @@ def build_recognizer(inputs, cells, proj, layers, phones):
 
 @dataclass
 class TrainingSettings:
+    cell: str = "lstmp"              # or "gru": GRU layers of ``cells`` units (no ``proj``)
     cells: int = 512
     proj: int = 256
     layers: int = 2
@@ -108,7 +120,7 @@ def train(train_data, phones, settings, log=None, checkpoint=None):
     import torch
     torch.manual_seed(settings.seed)
     model = build_recognizer(train_data.inputs[0].shape[1], settings.cells, settings.proj,
-                             settings.layers, len(phones))
+                             settings.layers, len(phones), settings.cell)
     losses = train_epochs(model, train_data, settings.epochs, settings.learning_rate,
                           settings.batch, settings.seed, log=log, checkpoint=checkpoint)
     return model, losses
@@ -116,7 +128,8 @@ def train(train_data, phones, settings, log=None, checkpoint=None):
 
 def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_step,
                       learning_rate, batch, seed, log=None):
-    """Prune ``model``'s LSTM from its density to ``density`` in ``steps`` geometric steps,
+    """Prune ``model``'s recurrent layers from their density to ``density`` in ``steps``
+    geometric steps,
     retraining for ``epochs_per_step`` after each with the masks in place (pruned weights
     stay zero); returns the pruned model (a copy, masks made permanent)."""
     import copy
@@ -126,9 +139,9 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
     from ..compiler.converters import converter_for
     from ..compiler.pruning import mask_matrices
     pruned = copy.deepcopy(model)
-    lstm = pruned.lstm
-    matrices = converter_for(lstm).prunable(lstm)
-    start = density_of(lstm)
+    recurrent = pruned.recurrent
+    matrices = converter_for(recurrent).prunable(recurrent)
+    start = density_of(recurrent)
     for step in range(1, steps + 1):
         # Pruned weights are zeros, the smallest magnitudes, so they stay pruned.
         target = start * (density / start) ** (step / steps)
@@ -152,7 +165,7 @@ def float_hypotheses(model, data):
 
 
 def output_layer(model, projected):
-    """The host's output layer on the accelerator's LSTM outputs: log-probabilities."""
+    """The host's output layer on the accelerator's outputs: log-probabilities."""
     import torch
     with torch.no_grad():
         return model.output(torch.as_tensor(np.asarray(projected), dtype=torch.float32)
@@ -170,17 +183,18 @@ def load_model(path):
     """Inverse of :func:`save_model`: (model, phones, normalisation, settings)."""
     import torch
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    settings = TrainingSettings(**saved["settings"])
+    settings = TrainingSettings(**{"cell": "lstmp", **saved["settings"]})
     inputs = len(saved["normalisation"]["mean"])
     model = build_recognizer(inputs, settings.cells, settings.proj, settings.layers,
-                             len(saved["phones"]))
+                             len(saved["phones"]), settings.cell)
     model.load_state_dict(saved["state"])
     return model, saved["phones"], saved["normalisation"], settings
 
 
-def density_of(lstm):
+def density_of(recurrent):
+    """The fraction of the recurrent layers' prunable weights that are non-zero."""
     from ..compiler.converters import converter_for
-    matrices = converter_for(lstm).prunable(lstm)
+    matrices = converter_for(recurrent).prunable(recurrent)
     total = sum(getattr(m.owner, m.name).numel() for m in matrices)
     kept = sum(int((getattr(m.owner, m.name) != 0).sum()) for m in matrices)
     return kept / total

@@ -155,6 +155,37 @@ def test_an_onnx_export_runs_bit_exact():
     assert np.abs(dense.predict(x) - expected).max() < FLOAT_TOLERANCE
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::torch.jit.TracerWarning")
+def test_an_lstm_feeding_a_gru_runs_on_one_build():
+    """A PyTorch model of an nn.LSTM whose output an nn.GRU reads, exported to ONNX: one
+    program of an LSTM layer and a GRU layer, bit-exact in RTL on the hardware every other
+    4-PE case uses, and within the float tolerance of the PyTorch model."""
+    import io
+
+    import onnx
+    import torch
+
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.gru = nn.LSTM(13, 22), nn.GRU(22, 16)
+
+        def forward(self, x):
+            return self.gru(self.lstm(x)[0])[0]
+
+    torch.manual_seed(2)
+    module = Stack().eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (torch.zeros(10, 1, 13),), buffer, dynamo=False)
+    program = ese.compile(onnx.load_from_string(buffer.getvalue()), hardware(4), density=0.4)
+    assert [layer.kind for layer in program.model.layers] == ["lstm", "gru"]
+    x = frames(10, 13, seed=9)
+    result = program.simulate(x, stall_probability=0.25, seed=3)
+    assert result.mismatches == 0 and np.array_equal(result.outputs, program.predict(x))
+    assert np.abs(program.predict(x) - program.float_reference(x)).max() < FLOAT_TOLERANCE
+
+
 def test_long_zero_runs_need_padding_in_hardware_too():
     program = ese.compile(ese.PeepholeLSTM(6, 28, proj_size=4), hardware(1), density=0.04)
     assert program.summary()["padding_entries"] > 10

@@ -74,11 +74,13 @@ def test_features_are_log_mel_and_deltas_every_10_ms():
 
 
 @pytest.mark.rtl
-def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path):
-    """Train a tiny LSTMP, prune it (both kinds), quantize, decode through the golden model,
-    and run one test utterance on the RTL, whose decode must equal predict's."""
+@pytest.mark.parametrize("cell", ["lstmp", "gru"])
+def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, cell):
+    """Train a tiny LSTMP (or GRU), prune it (both kinds), quantize, decode through the golden
+    model, and run one test utterance on the RTL, whose decode must equal predict's."""
     report_path, plot_path = tmp_path / "speech.json", tmp_path / "speech.png"
-    run = ese_command("speech-eval", "--corpus", small_corpus, "--cells", 16, "--proj", 8,
+    run = ese_command("speech-eval", "--corpus", small_corpus, "--cell", cell, "--cells", 16,
+                      "--proj", 8,
                       "--epochs", 1, "--batch", 8, "--densities", 0.3, "--target-density", 0.3,
                       "--prune-steps", 1, "--retrain-epochs", 1, "--pes", 4,
                       "--rtl-utterances", 1, "--work", tmp_path / "work",
@@ -93,11 +95,14 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path):
     for kind in ("balanced", "global"):
         assert set(row[kind]) >= {"float_per", "golden_per"}
     assert report["rtl"] == {"utterances": 1, "bitexact": True, "decodes_equal_predict": True}
-    assert (tmp_path / "work" / "dense.pt").exists()
+    assert report["model"]["cell"] == cell
+    assert (tmp_path / "work" / ("dense.pt" if cell == "lstmp" else "dense_gru.pt")).exists()
     # The exported recognizer: the accelerator's image and the host's output layer, decoding
     # a test utterance through the golden model.
     recognizer = speech.CompiledRecognizer(tmp_path / "recognizer")
     assert recognizer.program.config.pes == 2
+    assert [layer.kind for layer in recognizer.program.model.layers] == [
+        "gru" if cell == "gru" else "lstm"] * 2
     test_data, _, _ = speech.load_features(small_corpus, "test", recognizer.phones,
                                            recognizer.normalisation)
     outputs = recognizer.program.predict(test_data.inputs[0])

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 import ese
-from ese.sw.compiler.onnx_import import lstm_nodes
+from ese.sw.compiler.onnx_import import recurrent_nodes
 
 from helpers import FLOAT_TOLERANCE, frames
 
@@ -182,7 +182,7 @@ def _if_model(rng):
 
 def test_a_node_inside_an_if_is_picked_by_name_or_path():
     model = _if_model(np.random.default_rng(2))
-    assert sorted(lstm_nodes(model)) == ["choose.else_branch/else_lstm",
+    assert sorted(recurrent_nodes(model)) == ["choose.else_branch/else_lstm",
                                          "choose.then_branch/then_lstm"]
     x = frames(8, 5, seed=4)
     expected = _run(model, {"x": x[:, None]})[0][:, 0, 0]      # cond is True: then_branch
@@ -211,7 +211,7 @@ def test_a_node_inside_a_loop_body():
     loop = helper.make_node("Loop", ["trips", "cond"], ["y"], name="repeat", body=body)
     model = _model([loop], [_value("x", [8, 1, 5])], [_value("y", [1, 8, 1, 1, 7])],
                    initializers)
-    assert lstm_nodes(model) == ["repeat.body/body_lstm"]
+    assert recurrent_nodes(model) == ["repeat.body/body_lstm"]
     x = frames(8, 5, seed=5)
     expected = _run(model, {"x": x[:, None]})[0][0, :, 0, 0]
     program = ese.compile(model, ese.Config(pes=4), node="body_lstm")
@@ -225,7 +225,7 @@ def test_an_onnx_file_compiles_and_its_nodes_are_listed_in_errors(tmp_path):
     path = tmp_path / "chain.onnx"
     onnx.save(model, path)
     assert len(ese.compile(str(path), ese.Config(pes=2)).model.layers) == 2
-    with pytest.raises(ese.UnsupportedModelError, match="its LSTM nodes are first, second"):
+    with pytest.raises(ese.UnsupportedModelError, match="its LSTM and GRU nodes are first, second"):
         ese.compile(path, ese.Config(pes=2), node="third")
     with pytest.raises(ese.UnsupportedModelError, match="no such ONNX file"):
         ese.compile(tmp_path / "absent.onnx", ese.Config(pes=2))
@@ -268,5 +268,117 @@ def test_constant_states_and_unchained_nodes_are_refused():
     with pytest.raises(ese.UnsupportedModelError, match="not one chain of layers; pick one"):
         ese.compile(model, ese.Config(pes=2))
     assert len(ese.compile(model, ese.Config(pes=2), node="right").model.layers) == 1
-    with pytest.raises(ese.ConfigError, match="node= picks an LSTM node of an ONNX model"):
+    with pytest.raises(ese.ConfigError, match="node= picks an LSTM or GRU node of an ONNX model"):
         ese.compile(nn.LSTM(4, 6), ese.Config(pes=2), node="right")
+
+
+# GRU nodes (onnx/docs/Operators.md, "GRU": W, R in gate order z, r, h; B = [Wb, Rb];
+# linear_before_reset=1 is PyTorch's candidate, tanh(W_h x + Wb_h + r * (R_h h + Rb_h))).
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("make, batch_first", [
+    (lambda: nn.GRU(13, 22), False),
+    (lambda: nn.GRU(13, 22, num_layers=2, batch_first=True), True),
+    (lambda: nn.GRU(13, 22, bias=False), False),
+])
+def test_pytorch_gru_exports_agree_with_onnxruntime(make, batch_first):
+    torch.manual_seed(1)
+    module = make().eval()
+    x = frames(15, 13, seed=7)
+    model = _exported(module, len(x), 13, batch_first)
+    assert all(helper.get_attribute_value(a) == 1 for n in model.graph.node
+               if n.op_type == "GRU" for a in n.attribute if a.name == "linear_before_reset")
+    feed = x[None] if batch_first else x[:, None]
+    expected = _run(model, {"x": feed})[0]
+    expected = expected[0] if batch_first else expected[:, 0]
+    program = ese.compile(model, ese.Config(pes=4))
+    assert [layer.kind for layer in program.model.layers] == ["gru"] * module.num_layers
+    assert program.metadata["source"].startswith("ONNX GRU /GRU")
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
+    pruned = ese.compile(model, ese.Config(pes=4), density=0.4)
+    assert abs(pruned.report.density - 0.4) < 0.02
+    assert np.abs(pruned.predict(x) - pruned.float_reference(x)).max() < FLOAT_TOLERANCE
+
+
+def _gru_weights(rng, inputs, hidden, bias=True):
+    scale = 1 / np.sqrt(hidden)
+    return {
+        "W": rng.uniform(-scale, scale, size=(1, 3 * hidden, inputs)),
+        "R": rng.uniform(-scale, scale, size=(1, 3 * hidden, hidden)),
+        "B": rng.uniform(-scale, scale, size=(1, 6 * hidden)) if bias else None,
+    }
+
+
+def _gru_node(name, x, y, weights, hidden, initializers, initial_h="", **attributes):
+    names = {}
+    for key, value in weights.items():
+        if value is not None:
+            names[key] = f"{name}_{key}"
+            initializers.append(numpy_helper.from_array(value.astype(np.float32), names[key]))
+    inputs = [x, names["W"], names["R"], names.get("B", ""), "", initial_h]
+    while inputs and inputs[-1] == "":
+        inputs.pop()
+    attributes.setdefault("linear_before_reset", 1)
+    return helper.make_node("GRU", inputs, [y], name=name, hidden_size=hidden, **attributes)
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_a_gru_node_with_its_initial_h_as_a_graph_input_in_either_layout(layout):
+    rng = np.random.default_rng(10)
+    inputs, hidden, steps = 7, 12, 10
+    weights = _gru_weights(rng, inputs, hidden)
+
+    def model(layout):
+        initializers = []
+        node = _gru_node("gru", "x", "y", weights, hidden, initializers, "h0", layout=layout)
+        shapes = ([[steps, 1, inputs], [1, 1, hidden], [steps, 1, 1, hidden]] if layout == 0
+                  else [[1, steps, inputs], [1, 1, hidden], [1, steps, 1, hidden]])
+        return _model([node], [_value("x", shapes[0]), _value("h0", shapes[1])],
+                      [_value("y", shapes[2])], initializers)
+
+    x = frames(steps, inputs, seed=2)
+    h0 = rng.uniform(-0.8, 0.8, size=hidden)
+    expected = _run(model(0), {"x": x[:, None], "h0": h0[None, None]})[0][:, 0, 0]
+    program = ese.compile(model(layout), ese.Config(pes=4))
+    assert program.pruned_module.state_inputs == [["h0", None]]
+    assert np.abs(program.predict(x, state=h0[None]) - expected).max() < FLOAT_TOLERANCE
+    assert np.abs(program.predict(x) - expected).max() > 10 * FLOAT_TOLERANCE
+
+
+def test_an_lstm_node_chained_into_a_gru_node():
+    """One graph, one program, one hardware: an LSTM layer whose Y a GRU layer reads."""
+    rng = np.random.default_rng(11)
+    initializers = []
+    first = _lstm_node("lstm", "x", "y1", _lstm_weights(rng, 6, 10, True), 10, initializers)
+    axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")
+    initializers.append(axes)
+    squeeze = helper.make_node("Squeeze", ["y1", "axes"], ["x2"], name="squeeze")
+    second = _gru_node("gru", "x2", "y2", _gru_weights(rng, 10, 8), 8, initializers)
+    model = _model([first, squeeze, second], [_value("x", [12, 1, 6])],
+                   [_value("y2", [12, 1, 1, 8])], initializers)
+    assert recurrent_nodes(model) == ["lstm", "gru"]
+    x = frames(12, 6, seed=3)
+    expected = _run(model, {"x": x[:, None]})[0][:, 0, 0]
+    program = ese.compile(model, ese.Config(pes=4), density=0.6)
+    assert [layer.kind for layer in program.model.layers] == ["lstm", "gru"]
+    assert program.metadata["source"] == "ONNX LSTM and GRU lstm, gru"
+    dense = ese.compile(model, ese.Config(pes=4))
+    assert np.abs(dense.predict(x) - expected).max() < FLOAT_TOLERANCE
+    assert np.abs(program.predict(x) - program.float_reference(x)).max() < FLOAT_TOLERANCE
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ({"linear_before_reset": 0}, "linear_before_reset=0 .*is PyTorch's torch.nn.GRU"),
+    ({"direction": "reverse"}, "GRU node gru: attribute direction='reverse'"),
+    ({"activations": ["Sigmoid", "Relu"]}, "activations="),
+    ({"clip": 2.0}, "clip=2.0"),
+])
+def test_what_a_gru_node_needs_that_the_hardware_lacks_is_refused(attributes, message):
+    rng = np.random.default_rng(12)
+    initializers = []
+    node = _gru_node("gru", "x", "y", _gru_weights(rng, 4, 6), 6, initializers, **attributes)
+    model = _model([node], [_value("x", [5, 1, 4])], [_value("y", None)], initializers)
+    with pytest.raises(ese.UnsupportedModelError, match=message):
+        ese.compile(model, ese.Config(pes=2))

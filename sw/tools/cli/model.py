@@ -34,7 +34,7 @@ def cmd_compile(args):
         module = path
     else:
         if args.node:
-            raise UsageError("--node picks an LSTM node of an ONNX model (a .onnx file)")
+            raise UsageError("--node picks an LSTM or GRU node of an ONNX model (a .onnx file)")
         try:
             # A full module pickle: only load files you trust.
             module = torch.load(path, map_location="cpu", weights_only=False)
@@ -126,10 +126,11 @@ def register(commands):
     comp = commands.add_parser("compile", help="compile a saved PyTorch module or an ONNX "
                                                "model to an image")
     comp.add_argument("model", help="file written by torch.save(module) (trusted files only), "
-                                    "or an ONNX model (.onnx) with LSTM nodes")
+                                    "or an ONNX model (.onnx) with LSTM or GRU nodes")
     comp.add_argument("--node", nargs="+", metavar="NAME",
-                      help="ONNX: the LSTM node, or chain of nodes, to compile (by name, or "
-                           "by path through If/Loop subgraphs); default: the graph's chain")
+                      help="ONNX: the LSTM or GRU node, or chain of nodes, to compile (by "
+                           "name, or by path through If/Loop subgraphs); default: the "
+                           "graph's chain")
     comp.add_argument("-o", "--output", required=True, help="weight image to write")
     comp.add_argument("--pes", type=positive_int, default=32)
     comp.add_argument("--channels", type=positive_int, default=1,

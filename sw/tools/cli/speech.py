@@ -36,7 +36,8 @@ def cmd_speech_eval(args):
     from ....sim.build import cache_root
     from ...speech import EvaluationSettings, TrainingSettings, evaluate, plot_report, write_report
     corpus = args.corpus or str(cache_root() / f"corpus-{args.utterances}-{args.seed}")
-    training = TrainingSettings(cells=args.cells, proj=args.proj, layers=args.layers,
+    training = TrainingSettings(cell=args.cell, cells=args.cells, proj=args.proj,
+                                layers=args.layers,
                                 epochs=args.epochs, batch=args.batch, seed=args.seed)
     settings = EvaluationSettings(
         corpus=corpus, utterances=args.utterances, training=training,
@@ -112,10 +113,14 @@ def register(commands):
     corp.set_defaults(run=cmd_corpus)
 
     speech = commands.add_parser(
-        "speech-eval", help="train an LSTMP phone recognizer, prune, quantize, report PER")
+        "speech-eval", help="train an LSTMP (or GRU) phone recognizer, prune, quantize, "
+                            "report PER")
     speech.add_argument("--corpus", help="corpus directory (default: one synthesised in the "
                                          "cache, of --utterances utterances)")
     speech.add_argument("--utterances", type=positive_int, default=2000)
+    speech.add_argument("--cell", choices=("lstmp", "gru"), default="lstmp",
+                        help="the recognizer's layers: LSTMP (default) or GRU (--cells units, "
+                             "no --proj)")
     speech.add_argument("--cells", type=positive_int, default=512)
     speech.add_argument("--proj", type=positive_int, default=256)
     speech.add_argument("--layers", type=positive_int, default=2)
