@@ -12,6 +12,7 @@ of every channel. Dataflow of step t (layer l's y is layer l+1's x)::
     frames_in ─> receiver ─> input memory (two slots: x_t, x_{t+1})
     for each layer l:
         gates:       broadcast x and y_{t-1} ─> PEs: G += [W_x | W_r] [x; y_{t-1}]
+                     (G: the gate accumulators' bank t mod 2)
         fence        (every product above is in the accumulators)
         cell unit:   G, c_{t-1} ─> c_t, m_t  (m_t written to the vector memory)
         projection:  broadcast m_t, following the cell unit ─> PEs: P += W_ym m_t
@@ -21,10 +22,11 @@ of every channel. Dataflow of step t (layer l's y is layer l+1's x)::
 What keeps the PEs busy through the serial chain of a step:
 
 * the products of the first layer's input, W_x x_{t+1}, do not depend on step t: the filler
-  reader broadcasts them whenever the critical path has nothing to send, as soon as the cell
-  unit has finished reading the gate accumulators of step t;
+  reader broadcasts them into the other bank of gate accumulators whenever the critical path
+  has nothing to send, as soon as step t-1's cell unit has finished reading that bank;
 * the projection's broadcast follows the cell unit word by word, and the next step's
-  recurrent broadcast follows the writeback, so no phase waits for the previous one to end;
+  recurrent broadcast follows the writeback (or, without a projection, the cell unit, into
+  the other bank), so no phase waits for the previous one to end;
 * fences travel behind the work in every PE's queue, so a PE that is done goes on with
   filler while slower ones finish.
 
@@ -429,6 +431,7 @@ class LSTMAccelerator(wiring.Component):
             u.cells.bias_align.eq(seq.cells_bias_align),
             u.cells.peephole_align.eq(seq.cells_peephole_align),
             u.cells.gru.eq(seq.cells_gru),
+            u.cells.bank.eq(seq.cells_bank),
             u.cells.emit.eq(seq.cells_emit),
             u.writeback.start.eq(seq.writeback_start), u.writeback.rows.eq(seq.writeback_rows),
             u.writeback.output_base.eq(seq.writeback_output_base),
@@ -440,10 +443,10 @@ class LSTMAccelerator(wiring.Component):
             # The filler control's view.
             control.slot.eq(seq.slot), control.frame_running.eq(seq.frame_running),
             control.released.eq(seq.released),
-            control.last_cells_started.eq(seq.last_cells_started),
             control.clearing.eq(seq.clearing),
             control.full.eq(u.receiver.full), control.release.eq(seq.release),
             control.cells_busy.eq(u.cells.busy),
+            control.cells_bank.eq(u.cells.reading_bank),
             control.inputs.eq(u.first.inputs), control.column_base.eq(u.first.column_base),
             control.align.eq(u.first.input_align),
             control.reader_busy.eq(u.filler.busy),

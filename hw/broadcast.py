@@ -35,12 +35,13 @@ class Follow:
 
 
 def ColumnLayout(config):
-    """Activations on their way to the arbiter: column, one value per channel, target, and
-    the alignment shift of the products of the column's weights."""
+    """Activations on their way to the arbiter: column, one value per channel, target (and
+    gate bank), and the alignment shift of the products of the column's weights."""
     return data.StructLayout({
         "column": unsigned(address_bits(config.pointer_depth)),
         "values": ChannelValues(config),
         "target": unsigned(1),
+        "bank": unsigned(1),
         "align": unsigned(config.align_bits),
     })
 
@@ -52,6 +53,7 @@ def ReadJobLayout(config, depth):
         "length": unsigned(count_bits(depth)),
         "column_base": unsigned(address_bits(config.pointer_depth)),
         "target": unsigned(1),
+        "bank": unsigned(1),         # the gate accumulators' bank: the frame step's parity
         "align": unsigned(config.align_bits),   # the layer descriptor's shift for this vector
         "follow": unsigned(2),
         "masked": unsigned(1),       # zero the channels in ``fresh`` (their y_{t-1} is 0)
@@ -123,6 +125,7 @@ class VectorReader(wiring.Component):
         held = Signal()
         held_column = Signal.like(job.column_base)
         held_target = Signal()
+        held_bank = Signal()
         held_align = Signal.like(job.align)
         held_mask = Signal(self.config.channels)     # channels whose value is kept
         values = Signal(ChannelValues(self.config))
@@ -135,6 +138,7 @@ class VectorReader(wiring.Component):
         sending_nonzero = Signal()
         sending_column = Signal.like(held_column)
         sending_target = Signal()
+        sending_bank = Signal()
         sending_align = Signal.like(job.align)
         sending_values = Signal(ChannelValues(self.config))
         advance_sent = ~sending | ~sending_nonzero | self.activations.ready
@@ -142,7 +146,8 @@ class VectorReader(wiring.Component):
         with m.If(advance_sent):
             m.d.sync += [sending.eq(held), sending_nonzero.eq(values.as_value() != 0),
                          sending_column.eq(held_column), sending_target.eq(held_target),
-                         sending_align.eq(held_align), sending_values.eq(values)]
+                         sending_bank.eq(held_bank), sending_align.eq(held_align),
+                         sending_values.eq(values)]
         m.d.comb += [
             self.read_address.eq(job.base + index),
             self.read_enable.eq(advance),
@@ -150,12 +155,14 @@ class VectorReader(wiring.Component):
             self.activations.payload.column.eq(sending_column),
             self.activations.payload.values.eq(sending_values),
             self.activations.payload.target.eq(sending_target),
+            self.activations.payload.bank.eq(sending_bank),
             self.activations.payload.align.eq(sending_align),
             self.busy.eq(active | held | sending | queue.r_rdy),
         ]
         with m.If(advance):
             m.d.sync += [held.eq(can_read), held_column.eq(job.column_base + index),
-                         held_target.eq(job.target), held_align.eq(job.align),
+                         held_target.eq(job.target), held_bank.eq(job.bank),
+                         held_align.eq(job.align),
                          held_mask.eq(Mux(job.masked, ~self.fresh,
                                           (1 << self.config.channels) - 1))]
             with m.If(can_read):
@@ -211,6 +218,7 @@ class BroadcastArbiter(wiring.Component):
             out.payload.column.eq(chosen.column),
             out.payload.values.eq(chosen.values),
             out.payload.target.eq(chosen.target),
+            out.payload.bank.eq(chosen.bank),
             out.payload.align.eq(chosen.align),
             out.payload.filler.eq(~use_critical),
             self.critical.ready.eq(out.ready & ~pending),

@@ -240,12 +240,14 @@ class CellUnit(wiring.Component):
     start : In(1)
         Begin a layer: ``cells`` cells whose state and parameters start at ``cell_base``, with
         biases and peepholes ``bias_align`` and ``peephole_align`` bits coarser than the
-        configured formats, LSTM cells or GRU units (``gru``); outputs go to the vector memory
-        from ``output_base``, and to the output queue if ``emit`` is set. Only while not
-        ``busy``.
+        configured formats, LSTM cells or GRU units (``gru``), their gates in accumulator
+        bank ``bank``; outputs go to the vector memory from ``output_base``, and to the
+        output queue if ``emit`` is set. Only while not ``busy``.
     fresh : In(channels)
         Channels that begin a new sequence in this frame step (zero previous state).
     busy : Out(1)
+    reading_bank : Out(1)
+        The gate bank of the layer it runs (or ran last).
     produced : Out
         Outputs written to the vector memory so far in this layer (a reader may follow it).
     accumulator : Out(GateRequestSignature)
@@ -283,6 +285,8 @@ class CellUnit(wiring.Component):
             "peephole_align": In(config.align_bits),
             "emit": In(1),
             "gru": In(1),
+            "bank": In(1),
+            "reading_bank": Out(1),
             "fresh": In(config.channels),
             "busy": Out(1),
             "produced": Out(count_bits(config.cell_depth)),
@@ -308,10 +312,12 @@ class CellUnit(wiring.Component):
         bias_align = Signal.like(self.bias_align)
         peephole_align = Signal.like(self.peephole_align)
         gru = Signal()
+        bank = Signal()
         with m.If(self.start):
             m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
                          fresh.eq(self.fresh), bias_align.eq(self.bias_align),
-                         peephole_align.eq(self.peephole_align), gru.eq(self.gru)]
+                         peephole_align.eq(self.peephole_align), gru.eq(self.gru),
+                         bank.eq(self.bank)]
         gap = cell_issue_gap(config)
         # Cycles before the next cell may issue (none when cells issue every cycle).
         cooldown = Signal(range(gap)) if gap > 1 else None
@@ -333,6 +339,8 @@ class CellUnit(wiring.Component):
         m.d.comb += [
             self.busy.eq(counter.busy),
             self.accumulator.cell.eq(index),
+            self.accumulator.bank.eq(bank),
+            self.reading_bank.eq(bank),
             self.accumulator.rotated.eq(gru),
             self.accumulator.read.eq(issue),
             self.parameter_address.eq(parameter_address),

@@ -18,7 +18,8 @@ from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
 
 __all__ = ["GATES", "FENCE_BITS", "SEQUENCE_BITS", "Target", "ChannelValues", "BroadcastLayout",
            "ChannelAccumulators", "DescriptorLayout", "EntryBeatSignature", "StreamSectionsLayout",
-           "WritePortSignature", "accumulator_rows", "accumulator_row_bits", "accumulator_row"]
+           "WritePortSignature", "ACCUMULATOR_BANKS", "gate_rows", "accumulator_rows",
+           "accumulator_row_bits", "accumulator_row"]
 
 #: Width of the fence counters.
 FENCE_BITS = 3
@@ -41,6 +42,7 @@ def BroadcastLayout(config):
         "column": unsigned(address_bits(config.pointer_depth)),
         "values": ChannelValues(config),
         "target": unsigned(1),
+        "bank": unsigned(1),         # the gate accumulators' bank (ACCUMULATOR_BANKS)
         "align": unsigned(config.align_bits),   # shift of the column's weights (products)
         "fence": unsigned(1),
         "filler": unsigned(1),       # a first-layer input column, sent by the filler
@@ -87,17 +89,30 @@ def WritePortSignature(address_width, shape):
     return WritePort.Signature(addr_width=address_width, shape=shape).flip()
 
 
+#: Banks of gate accumulators: a frame step's gate products go to the bank of its parity (its
+#: input slot), so the next step's products (the filler's inputs, and a recurrent broadcast
+#: following the cell unit) accumulate while the cell unit still reads this step's.
+ACCUMULATOR_BANKS = 2
+
+
+def gate_rows(config):
+    """A PE's gate rows in one bank: at most four per cell of a layer."""
+    return GATES * config.cells_per_pe
+
+
 def accumulator_rows(config):
-    """Rows of a PE's accumulator memory: its gate rows (at most four per cell of a layer),
-    then its projection rows."""
-    return GATES * config.cells_per_pe + config.projections_per_pe
+    """Rows of a PE's accumulator memory: its gate rows in each bank, then its projection
+    rows."""
+    return ACCUMULATOR_BANKS * gate_rows(config) + config.projections_per_pe
 
 
 def accumulator_row_bits(config):
     return address_bits(accumulator_rows(config))
 
 
-def accumulator_row(config, target, row):
+def accumulator_row(config, target, row, bank=0):
     """The accumulator memory row of a local ``row`` of ``target``'s matrix (see
-    :mod:`ese.sw.runtime.encoding` for which rows a PE holds)."""
-    return row if target == Target.GATES else GATES * config.cells_per_pe + row
+    :mod:`ese.sw.runtime.encoding` for which rows a PE holds), in gate bank ``bank``."""
+    if target == Target.GATES:
+        return bank * gate_rows(config) + row
+    return ACCUMULATOR_BANKS * gate_rows(config) + row

@@ -34,7 +34,8 @@ column costs exactly its non-zeros in multiply cycles: padding entries and empty
 none while the front of the pipeline keeps ahead.
 
 The accumulators of every channel sit side by side in one memory per PE, a word per row (its
-gate rows, then its projection rows): channels in lock-step read and write the
+gate rows in two banks, a frame step's products going to the bank of its parity, then its
+projection rows): channels in lock-step read and write the
 same row at once, so the memory is as wide as the channels and as deep as the rows, which
 suits block RAM, and the control (the row, forwarding between back-to-back entries, clearing)
 is the PE's, not the channels'. A readout port lets the cell unit and the projection
@@ -170,7 +171,7 @@ class ProcessingElement(wiring.Component):
     Members
     -------
     activations : In(stream.Signature(BroadcastLayout))
-        Broadcast (column, activations, target) and fences, queued on entry.
+        Broadcast (column, activations, target and gate bank) and fences, queued on entry.
     accepting : Out(1)
         From a register: the queue takes a column in this cycle whatever the last one
         brought, so a broadcast to every PE can wait on registers alone.
@@ -292,7 +293,8 @@ class ProcessingElement(wiring.Component):
             "single": unsigned(1),                  # more == 0
             "first_lane": unsigned(max(u.lane_bits, 1)),
             "last_lane": unsigned(max(u.lane_bits, 1)),
-            "values": u.values_layout, "target": unsigned(1), "fence": unsigned(1),
+            "values": u.values_layout, "target": unsigned(1), "bank": unsigned(1),
+            "fence": unsigned(1),
         }
         if streamed:
             column_fields["ring"] = unsigned(1)     # the ring the column's words are in
@@ -330,6 +332,7 @@ class ProcessingElement(wiring.Component):
             described.values.values.eq(pointed_head.values),
             described.values.align.eq(pointed_head.align),
             described.target.eq(pointed_head.target),
+            described.bank.eq(pointed_head.bank),
             described.fence.eq(pointed_head.fence),
             # Empty columns end here; fences go on.
             columns.w_en.eq(pointed & (pointed_head.fence | ~pointed_empty)),
@@ -411,6 +414,7 @@ class ProcessingElement(wiring.Component):
         word_valid = Signal(u.lanes)
         word_first = Signal()
         word_target = Signal()
+        word_bank = Signal()
         word_fence = Signal()
         word_last = Signal()
         m.d.sync += [fetched.eq(fetch), loaded.eq(fetched)]
@@ -425,13 +429,14 @@ class ProcessingElement(wiring.Component):
                     for lane in range(u.lanes))),
                 word_first.eq(~started),
                 word_target.eq(current.target),
+                word_bank.eq(current.bank),
                 word_fence.eq(current.fence),
                 word_last.eq(column_done),
             ]
 
         # Walk the relative indices to accumulator rows: an entry's row is the row after the
-        # previous entry plus its run of skipped rows. A projection column's walk starts at
-        # the projection rows, after the gate rows. Two stages: the decode stage adds up the
+        # previous entry plus its run of skipped rows. A gate column's walk starts at its
+        # bank's gate rows, a projection column's at the projection rows, after them. Two stages: the decode stage adds up the
         # runs within the word (from the entry memory's output), the row stage adds them to
         # where the walk stands, so the walk's loop is one adder deep.
         offset_bits = (u.lanes << config.index_bits).bit_length()    # up to lanes * 2**index
@@ -440,15 +445,15 @@ class ProcessingElement(wiring.Component):
             "offsets": data.ArrayLayout(unsigned(offset_bits), u.lanes),
             "rows": unsigned(offset_bits),                          # rows the word walks over
             "real": unsigned(u.lanes), "first": unsigned(1), "target": unsigned(1),
-            "fence": unsigned(1), "last": unsigned(1),
+            "bank": unsigned(1), "fence": unsigned(1), "last": unsigned(1),
         }))
         real = []
         # The word's lanes and flags, a cycle later, beside its data.
-        word_valid, word_first, word_target, word_fence, word_last = (
+        word_valid, word_first, word_target, word_bank, word_fence, word_last = (
             delay(m, value, 1, name) for value, name in (
                 (word_valid, "loaded_valid"), (word_first, "loaded_first"),
-                (word_target, "loaded_target"), (word_fence, "loaded_fence"),
-                (word_last, "loaded_last")))
+                (word_target, "loaded_target"), (word_bank, "loaded_bank"),
+                (word_fence, "loaded_fence"), (word_last, "loaded_last")))
         m.d.sync += decoded.eq(loaded)
         with m.If(loaded):
             # Lane k's offset is its run plus every earlier valid lane's run and entry: the
@@ -466,12 +471,14 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [
                 decoded_word.rows.eq(_tree_sum(steps)), decoded_word.real.eq(Cat(real)),
                 decoded_word.first.eq(word_first), decoded_word.target.eq(word_target),
+                decoded_word.bank.eq(word_bank),
                 decoded_word.fence.eq(word_fence), decoded_word.last.eq(word_last),
             ]
 
         next_row = Signal(unsigned(accumulator_row_bits(config) + 1))   # after the last entry
         first_row = Mux(decoded_word.target == Target.PROJECTION,
-                        accumulator_row(config, Target.PROJECTION, 0), 0)
+                        accumulator_row(config, Target.PROJECTION, 0),
+                        Mux(decoded_word.bank, accumulator_row(config, Target.GATES, 0, 1), 0))
         start_row = Signal.like(next_row)
         m.d.comb += start_row.eq(Mux(decoded_word.first, first_row, next_row))
         with m.If(decoded):

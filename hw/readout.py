@@ -3,13 +3,14 @@
 Each PE keeps every channel's accumulators in one memory with one read port, which its
 multiply-accumulate pipeline shares with readouts (see :mod:`ese.hw.pe`). The gate rows are
 interleaved cell by cell (:mod:`ese.sw.runtime.encoding`): gate j of cell n is row g = 4n + j,
-held by PE g mod pes at local row g // pes. With four PEs or more, a cell's four gates sit in four
-neighbouring PEs at one local row and are read in one cycle, and gate j always comes from a
-PE whose index is j mod 4, so each gate's lane chooses among pes / 4 PEs. With fewer PEs, a
-PE holds several of a cell's gates: gate j is read in cycle j // pes after the request, and
-the cell unit asks less often (:func:`cell_issue_gap`). Projection row r is held by PE
-r mod pes at local row r // pes and comes back on the lane of gate r mod 4. A GRU layer's
-cells rotate their slots among their four rows
+held by PE g mod pes at local row g // pes, in the gate bank the cell unit names (a frame
+step's parity; see :data:`~ese.hw.layouts.ACCUMULATOR_BANKS`). With four PEs or more, a
+cell's four gates sit in four neighbouring PEs at one local row and are read in one cycle,
+and gate j always comes from a PE whose index is j mod 4, so each gate's lane chooses among
+pes / 4 PEs. With fewer PEs, a PE holds several of a cell's gates: gate j is read in cycle j
+// pes after the request, and the cell unit asks less often (:func:`cell_issue_gap`).
+Projection row r is held by PE r mod pes at local row r // pes and comes back on the lane of
+gate r mod 4. A GRU layer's cells rotate their slots among their four rows
 (:func:`~ese.sw.contract.memory_map.gate_rotation`): slot j of cell n is row 4n + (j +
 rotation) mod 4, read like any other, and the four values are turned back into slot order as
 they leave (a four-way choice per gate, after the return registers).
@@ -28,7 +29,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, gate_rotation
-from .layouts import GATES, ChannelAccumulators, accumulator_row_bits
+from .layouts import GATES, ChannelAccumulators, Target, accumulator_row, accumulator_row_bits
 from .pipeline import delay
 
 __all__ = ["AccumulatorReadout", "REQUEST_CYCLES", "RETURN_CYCLES", "ROW_LATENCY", "GateReadout",
@@ -71,13 +72,14 @@ def _pe_bits(config):
 
 
 class GateRequestSignature(wiring.Signature):
-    """The cell unit's gate requests, seen from the cell unit: which cell of the layer, and
-    whether the layer's cells rotate their gate slots (a GRU layer); the cell's gates come
-    back in slot order :func:`gate_latency` cycles later."""
+    """The cell unit's gate requests, seen from the cell unit: which cell of the layer, in
+    which bank of gate accumulators, and whether the layer's cells rotate their gate slots (a
+    GRU layer); the cell's gates come back in slot order :func:`gate_latency` cycles later."""
 
     def __init__(self, config):
         super().__init__({
             "cell": Out(address_bits(config.cells_per_pe * config.pes)),
+            "bank": Out(1),
             "rotated": Out(1),
             "read": Out(1),
             "data": In(GateReadout(config)),
@@ -135,7 +137,8 @@ class AccumulatorReadout(wiring.Component):
         pe_bits = _pe_bits(config)
         lanes = _lanes(config)
         reads_per_cell = cell_issue_gap(config)
-        projection_base = GATES * config.cells_per_pe
+        projection_base = accumulator_row(config, Target.PROJECTION, 0)
+        bank_base = accumulator_row(config, Target.GATES, 0, 1)
 
         # Gate j of the cell asked for in cycle t is row 4n + j, read in cycle t + j // lanes.
         reads = []
@@ -143,10 +146,12 @@ class AccumulatorReadout(wiring.Component):
             step = gate // lanes
             valid = delay(m, gates.read, step, f"gate{gate}_read")
             cell = delay(m, gates.cell, step, f"gate{gate}_cell")
+            bank = delay(m, gates.bank, step, f"gate{gate}_bank")
             interleaved = Signal(len(cell) + 2, name=f"gate{gate}_row")
             m.d.comb += interleaved.eq(cell * GATES + gate)
             pe = interleaved[:pe_bits] if pe_bits else 0
-            reads.append((valid, pe, interleaved >> pe_bits, step))
+            row = (interleaved >> pe_bits) + Mux(bank, bank_base, 0)
+            reads.append((valid, pe, row, step))
 
         def candidates(gate):
             """The PEs that can hold gate ``gate`` of a cell."""

@@ -7,11 +7,14 @@ clears every accumulator, cell state and vector word. The :class:`FillerControl`
 the filler reader sends the first layer's input products of a waiting step, so that they fill
 the cycles the critical path leaves free.
 
-Step t uses input slot t mod 2 (:data:`~ese.hw.receiver.SLOTS`). A slot is released to the
-receiver at its step's gate fence, so it holds one step from arrival to then, whenever the
-filler sends it. The products go to the gate accumulators, so the filler sends the next step's
-only once the current step's last cell update has read them, and nothing while the
-accumulators are being cleared after a reset (products added then would be wiped).
+Step t uses input slot t mod 2 (:data:`~ese.hw.receiver.SLOTS`) and the bank of gate
+accumulators of the same parity (:data:`~ese.hw.layouts.ACCUMULATOR_BANKS`). A slot is
+released to the receiver at its step's gate fence, so it holds one step from arrival to then,
+whenever the filler sends it. Because the next step's products go to the other bank, they
+need not wait for this step's cell unit: the filler sends the next step's input products as
+soon as that bank's last reader, the previous step's cell unit, has finished, and the next
+step's recurrent broadcast may follow this step's cell unit word by word. Nothing is sent
+while the accumulators are being cleared after a reset (products added then would be wiped).
 """
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
@@ -39,9 +42,9 @@ class FrameSequencer(wiring.Component):
         The receiver's full input slots and the channels each slot's step starts.
     release : Out(SLOTS)
         Hand the current slot back to the receiver (at the first layer's gate fence).
-    slot, frame_running, released, last_cells_started, fresh : Out
-        The current step's slot; whether a step runs; whether it has released its slot;
-        whether its last layer's cell unit has begun; the channels that begin a sequence.
+    slot, frame_running, released, fresh : Out
+        The current step's slot (and gate bank); whether a step runs; whether it has released
+        its slot; the channels that begin a sequence.
     clearing, clear_enable, clear_address : Out
         After a reset: the clear is running; it writes address ``clear_address`` this cycle.
     idle, loader_busy, frames_waiting : In(1)
@@ -57,10 +60,11 @@ class FrameSequencer(wiring.Component):
         Send a fence behind the work broadcast so far.
     cells_busy, writeback_busy : In(1)
     cells_start, cells_count, cells_base, cells_output_base, cells_bias_align, \
-    cells_peephole_align, cells_gru, cells_emit : Out
-        Start the cell unit on a layer's cells (with its biases' and peepholes' alignments; a
-        GRU layer's units, whose step is an LSTM's without projection: h_{t-1} is both the
-        recurrent broadcast's y_{t-1} and the update's previous state).
+    cells_peephole_align, cells_gru, cells_bank, cells_emit : Out
+        Start the cell unit on a layer's cells (with its biases' and peepholes' alignments,
+        in the step's gate bank; a GRU layer's units, whose step is an LSTM's without
+        projection: h_{t-1} is both the recurrent broadcast's y_{t-1} and the update's
+        previous state).
     writeback_start, writeback_rows, writeback_output_base, writeback_output_align, \
     writeback_emit : Out
         Start the projection writeback on a layer's rows (with its output's alignment).
@@ -79,7 +83,6 @@ class FrameSequencer(wiring.Component):
             "slot": Out(range(SLOTS)),
             "frame_running": Out(1),
             "released": Out(1),
-            "last_cells_started": Out(1),
             "fresh": Out(config.channels),
             "clearing": Out(1, init=1),
             "clear_enable": Out(1),
@@ -102,6 +105,7 @@ class FrameSequencer(wiring.Component):
             "cells_bias_align": Out(descriptor["bias_align"].shape),
             "cells_peephole_align": Out(descriptor["peephole_align"].shape),
             "cells_gru": Out(1),
+            "cells_bank": Out(1),
             "cells_emit": Out(1),
             "writeback_start": Out(1),
             "writeback_rows": Out(count_bits(config.vector_depth)),
@@ -128,6 +132,7 @@ class FrameSequencer(wiring.Component):
                 jobs.payload.length.eq(length),
                 jobs.payload.column_base.eq(column_base),
                 jobs.payload.target.eq(target),
+                jobs.payload.bank.eq(self.slot),
                 jobs.payload.follow.eq(follow),
                 jobs.payload.masked.eq(masked),
             ]
@@ -163,16 +168,15 @@ class FrameSequencer(wiring.Component):
                         m.next = "GATES_RECURRENT"
             with m.State("GATES_RECURRENT"):
                 # With one layer, y_{t-1} may still be being written by the last step's
-                # projection writeback, which this read follows; a cell unit writing it is
-                # still reading the gate accumulators, so then the read waits for it. Channels
-                # beginning a sequence read y_{t-1} as zero.
-                with m.If(~self.cells_busy):
-                    start_read(desc.recurrent_base, desc.recurrent,
-                               desc.column_base + desc.inputs, Target.GATES,
-                               desc.recurrent_align,
-                               Mux(layers_one, frame_producer, Follow.NONE), masked=1)
-                    with m.If(self.critical_jobs.ready):
-                        m.next = "GATES_FENCE"
+                # projection writeback or cell unit, which this read follows: the cell unit
+                # reads the other bank's gate accumulators. Channels beginning a sequence read
+                # y_{t-1} as zero.
+                start_read(desc.recurrent_base, desc.recurrent,
+                           desc.column_base + desc.inputs, Target.GATES,
+                           desc.recurrent_align,
+                           Mux(layers_one, frame_producer, Follow.NONE), masked=1)
+                with m.If(self.critical_jobs.ready):
+                    m.next = "GATES_FENCE"
             with m.State("GATES_FENCE"):
                 # The first layer's input products come from the filler; wait for them too,
                 # then hand the input slot back to the receiver.
@@ -192,9 +196,8 @@ class FrameSequencer(wiring.Component):
                                  self.cells_bias_align.eq(desc.bias_align),
                                  self.cells_peephole_align.eq(desc.peephole_align),
                                  self.cells_gru.eq(desc.gru),
+                                 self.cells_bank.eq(self.slot),
                                  self.cells_emit.eq(desc.last & (desc.proj == 0))]
-                    with m.If(desc.last):
-                        m.d.sync += self.last_cells_started.eq(1)
                     with m.If(desc.proj != 0):
                         m.next = "PROJECTION"
                     with m.Else():
@@ -223,7 +226,6 @@ class FrameSequencer(wiring.Component):
                     # The next step may begin while this one's y is still being written.
                     m.d.sync += [self.layer.eq(0), self.slot.eq(self.slot + 1),
                                  self.frame_running.eq(0), self.released.eq(0),
-                                 self.last_cells_started.eq(0),
                                  frame_producer.eq(previous_producer)]
                     m.next = "FRAME_WAIT"
                 with m.Else():
@@ -241,16 +243,17 @@ class FillerControl(wiring.Component):
 
     Members
     -------
-    slot, frame_running, released, last_cells_started, clearing : In
+    slot, frame_running, released, clearing : In
         The sequencer's state (see :class:`FrameSequencer`).
     full, release : In(SLOTS)
         The receiver's full slots, and the slot the sequencer hands back this cycle.
-    cells_busy : In(1)
-        The cell unit is reading (and clearing) the gate accumulators.
+    cells_busy, cells_bank : In(1)
+        The cell unit is reading (and clearing) the gate accumulators of bank ``cells_bank``.
     inputs, column_base, align : In
         The first layer's input count, its first column and its input products' alignment.
     jobs : Out(stream.Signature(ReadJobLayout))
-        Segments for the filler reader: a slot's inputs to the gate accumulators.
+        Segments for the filler reader: a slot's inputs to the gate accumulators of the
+        slot's bank.
     reader_busy : In(1)
         The filler reader is still sending.
     filled : Out(SLOTS)
@@ -267,11 +270,11 @@ class FillerControl(wiring.Component):
             "slot": In(range(SLOTS)),
             "frame_running": In(1),
             "released": In(1),
-            "last_cells_started": In(1),
             "clearing": In(1),
             "full": In(SLOTS),
             "release": In(SLOTS),
             "cells_busy": In(1),
+            "cells_bank": In(1),
             "inputs": In(descriptor["inputs"].shape),
             "column_base": In(descriptor["column_base"].shape),
             "align": In(descriptor["input_align"].shape),
@@ -292,21 +295,26 @@ class FillerControl(wiring.Component):
         m.d.comb += [self.jobs.payload.length.eq(self.inputs),
                      self.jobs.payload.column_base.eq(self.column_base),
                      self.jobs.payload.align.eq(self.align)]
+        # The current step's bank is no cell unit's until its gate fence, which waits for
+        # this; the next step's is the previous step's, whose cell unit may still read it.
         current_ok = (~self.clearing & ~self.released & self.full.bit_select(slot, 1)
-                      & ~filled.bit_select(slot, 1) & ~self.cells_busy)
-        following = slot + 1
-        following_ok = (self.frame_running & self.last_cells_started & ~self.cells_busy
+                      & ~filled.bit_select(slot, 1))
+        following = Signal.like(slot)          # the next slot, wrapping (slot + 1 is wider)
+        m.d.comb += following.eq(slot + 1)
+        following_ok = (self.frame_running & ~(self.cells_busy & (self.cells_bank == following))
                         & self.full.bit_select(following, 1)
                         & ~filled.bit_select(following, 1))
         with m.If(~self.pending):
             with m.If(current_ok):
                 m.d.comb += [self.jobs.valid.eq(1),
-                             self.jobs.payload.base.eq(slot * config.input_depth)]
+                             self.jobs.payload.base.eq(slot * config.input_depth),
+                             self.jobs.payload.bank.eq(slot)]
                 with m.If(self.jobs.ready):
                     m.d.sync += [self.pending.eq(1), filler_slot.eq(slot)]
             with m.Elif(following_ok):
                 m.d.comb += [self.jobs.valid.eq(1),
-                             self.jobs.payload.base.eq(following * config.input_depth)]
+                             self.jobs.payload.base.eq(following * config.input_depth),
+                             self.jobs.payload.bank.eq(following)]
                 with m.If(self.jobs.ready):
                     m.d.sync += [self.pending.eq(1), filler_slot.eq(following)]
         with m.Elif(~self.reader_busy):

@@ -13,13 +13,13 @@ import ese
 from ese.hw.activation import ActivationTable
 from ese.hw.broadcast import BroadcastArbiter, Follow, VectorReader
 from ese.hw.cell import CellUnit, latency, state_latency
-from ese.hw.layouts import GATES, ChannelAccumulators, Target, accumulator_rows
+from ese.hw.layouts import GATES, ChannelAccumulators, Target, accumulator_row, accumulator_rows
 from ese.hw.loader import WeightLoader
 from ese.hw.pe import ProcessingElement
 from ese.hw.readout import AccumulatorReadout
 from ese.hw.receiver import FrameReceiver
-from ese.sw.contract.arithmetic import cell_update, sigmoid_table, tanh_table
-from ese.sw.contract.memory_map import LoadTarget, MemoryMap, pack_fields
+from ese.sw.contract.arithmetic import cell_update, gru_update, sigmoid_table, tanh_table
+from ese.sw.contract.memory_map import LoadTarget, MemoryMap, gate_rotation, pack_fields
 from ese.sw.runtime.encoding import encode_columns
 
 from helpers import run_simulation, stream_get, stream_put
@@ -177,9 +177,10 @@ def test_processing_element_accumulates_sparse_products_exactly():
     assert queue_was_full, "the long column should have filled the activation queue"
 
 
-def test_processing_element_keeps_targets_and_channels_apart():
-    """Gate and projection accumulators never mix, nor do the channels' accumulators; reading
-    one set while products go to the other delays the products but loses none."""
+def test_processing_element_keeps_targets_banks_and_channels_apart():
+    """Gate and projection accumulators never mix, nor do the two banks of gate accumulators
+    or the channels' accumulators; reading one set while products go to another delays the
+    products but loses none."""
     config = ese.Config(pes=1, channels=3, **UNIT)
     rng = np.random.default_rng(9)
     gate = np.where(rng.random((32, 3)) < 0.5, rng.integers(-500, 500, (32, 3)), 0)
@@ -191,7 +192,8 @@ def test_processing_element_keeps_targets_and_channels_apart():
     x = rng.integers(-100, 100, (3, 3))               # (channel, column)
     m = rng.integers(-100, 100, (3, 4))
     x[1, :] = 0                                       # channel 1 sees only zeros here
-    projection_base = GATES * UNIT["cells_per_pe"]
+    projection_base = accumulator_row(config, Target.PROJECTION, 0)
+    second_bank = accumulator_row(config, Target.GATES, 0, 1)
     dut = ProcessingElement(config)
     gaps = random.Random(4)
     seen = {"busy_reads": 0}
@@ -204,13 +206,19 @@ def test_processing_element_keeps_targets_and_channels_apart():
                                                      "target": Target.PROJECTION, "fence": 0})
         await stream_put(ctx, dut.activations, {"fence": 1})
         await ctx.tick().until(dut.fences == 1)
-        for j in [0, 1, 2, 0, 1, 2]:                 # each gate column twice
-            await stream_put(ctx, dut.activations, {"column": j,
-                                                     "values": [int(v) for v in x[:, j]],
+        # Each gate column twice into bank 0, interleaved with once into bank 1 at 3 x.
+        for j, bank in [(0, 0), (0, 1), (1, 0), (2, 1), (2, 0), (1, 1), (0, 0), (1, 0),
+                        (2, 0)]:
+            scale = 3 if bank else 1
+            await stream_put(ctx, dut.activations, {"column": j, "bank": bank,
+                                                     "values": [int(v) * scale
+                                                                for v in x[:, j]],
                                                      "target": Target.GATES, "fence": 0})
         await stream_put(ctx, dut.activations, {"fence": 1})
         await ctx.tick().until(dut.fences == 2)
         seen["gates"] = await _read_rows(ctx, dut, range(32), channels=3)
+        seen["bank"] = await _read_rows(ctx, dut, range(second_bank, second_bank + 32),
+                                        channels=3)
 
     async def projections(ctx):
         await ctx.tick().until(dut.fences == 1)
@@ -226,6 +234,7 @@ def test_processing_element_keeps_targets_and_channels_apart():
     assert seen["busy_reads"] >= 4, "the projection reads should overlap the gate products"
     for channel in range(3):
         assert _row_values(seen["gates"], channel) == (gate @ (2 * x[channel])).tolist()
+        assert _row_values(seen["bank"], channel) == (gate @ (3 * x[channel])).tolist()
         assert _row_values(seen["projections"], channel) == (projection @ m[channel]).tolist()
 
 
@@ -240,7 +249,7 @@ class CellUnitHarness(wiring.Component):
         self.state = state
         self.unit = CellUnit(config)
         super().__init__({"start": In(1), "cells": In(16), "busy": Out(1),
-                          "output_space": In(8)})
+                          "output_space": In(8), "gru": In(1), "bank": In(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -267,18 +276,23 @@ class CellUnitHarness(wiring.Component):
             s_write.en.eq(unit.state_write.en),
             unit.start.eq(self.start), unit.cells.eq(self.cells), unit.cell_base.eq(0),
             unit.output_base.eq(0), unit.emit.eq(1), unit.output_space.eq(self.output_space),
+            unit.gru.eq(self.gru), unit.bank.eq(self.bank),
             self.busy.eq(unit.busy),
         ]
         return m
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("pes", [1, 2, 8])
-def test_cell_unit_computes_the_contracts_cell_update(pes):
+def test_cell_unit_computes_the_contracts_cell_update(pes, kind):
     """With fewer PEs than gates the cell unit must pace its requests; with more, it asks
     for a cell every cycle and four PEs are read at once. Its first output and state leave
-    exactly the latencies it exports (for the performance model) after its start."""
+    exactly the latencies it exports (for the performance model) after its start. A GRU's
+    units (read from the second bank, their slots rotated among their rows) follow the
+    contract's GRU update and keep h' as their state, written with the output."""
     config = ese.Config(pes=pes, **UNIT)
     rng = np.random.default_rng(8)
+    gru = kind == "gru"
     cells = 13
     frac = config.product_frac_bits
     gates = rng.normal(scale=3.0, size=(4, cells)) * (1 << frac)
@@ -288,22 +302,29 @@ def test_cell_unit_computes_the_contracts_cell_update(pes):
     bias = rng.integers(-20000, 20000, (4, cells))
     peephole = rng.integers(-2000, 2000, (3, cells))
     state = rng.integers(-32768, 32768, cells)
+    if gru:                                           # no peepholes; h within [-1, 1]
+        peephole[:] = 0
+        state = rng.integers(-4096, 4097, cells)
     mm = MemoryMap(config)
     names = [name for name, _, _ in mm.cell_parameter_fields]
     parameters = [pack_fields(dict(zip(names, list(bias[:, n]) + list(peephole[:, n]))),
                               mm.cell_parameter_fields) for n in range(cells)]
-    # Gate j of cell n is interleaved row 4n + j: PE (4n + j) mod pes, local row (4n + j) // pes.
+    # Gate j of cell n is interleaved row 4n + j (a GRU's: 4n + (j + rotation) mod 4): PE row
+    # mod pes, local row row // pes, in the bank's rows.
     accumulators = np.zeros((config.pes, accumulator_rows(config)), dtype=np.int64)
+    base = accumulator_row(config, Target.GATES, 0, int(gru))
     for n in range(cells):
         for gate in range(GATES):
-            row = GATES * n + gate
-            accumulators[row % config.pes, row // config.pes] = gates[gate, n]
+            row = GATES * n + ((gate + gate_rotation(n, pes)) % GATES if gru else gate)
+            accumulators[row % config.pes, base + row // config.pes] = gates[gate, n]
     harness = CellUnitHarness(config, accumulators, parameters, [int(v) for v in state] + [0] * 3)
     unit = harness.unit
     writes, outputs, cycles = {}, [], {}
 
     async def bench(ctx):
         ctx.set(harness.output_space, 5)              # room for few: issue must throttle
+        ctx.set(harness.gru, int(gru))
+        ctx.set(harness.bank, int(gru))
         ctx.set(harness.cells, cells)
         ctx.set(harness.start, 1)
         cycles["start"] = len(cycles.setdefault("ticks", []))
@@ -328,7 +349,11 @@ def test_cell_unit_computes_the_contracts_cell_update(pes):
                 outputs.append((value[0], last))
 
     run_simulation(harness, bench, processes=[monitor], deadline=2e-6)
-    expected_cell, expected_output = cell_update(config, gates, bias, peephole, state)
+    if gru:
+        expected_output = gru_update(config, gates, bias, state)
+        expected_cell = expected_output
+    else:
+        expected_cell, expected_output = cell_update(config, gates, bias, peephole, state)
     assert [writes[n] for n in range(cells)] == expected_cell.tolist()
     assert [v for v, _ in outputs] == expected_output.tolist()
     assert [last for _, last in outputs] == [0] * (cells - 1) + [1]
@@ -336,7 +361,7 @@ def test_cell_unit_computes_the_contracts_cell_update(pes):
     # values at the edge that ends it (edge n ends cycle n - 1).
     issued = cycles["start"] + 1
     assert cycles["output"] - 1 - issued == latency(config)
-    assert cycles["state"] - 1 - issued == state_latency(config)
+    assert cycles["state"] - 1 - issued == (latency(config) if gru else state_latency(config))
 
 
 class ReaderHarness(wiring.Component):

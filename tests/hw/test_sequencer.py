@@ -78,7 +78,9 @@ def test_frame_sequencer_clears_then_runs_a_step_in_order():
     ]
 
 
-def test_filler_control_sends_the_current_slot_then_the_next_after_the_last_cells():
+def test_filler_control_sends_the_current_slot_then_the_next_into_the_other_bank():
+    """The current slot first, into its bank; then the next slot, into the other bank, once
+    no cell unit reads that bank (the previous step's may still be reading it)."""
     config = ese.Config(pes=4, **UNIT)
     dut = FillerControl(config)
     jobs = []
@@ -94,6 +96,7 @@ def test_filler_control_sends_the_current_slot_then_the_next_after_the_last_cell
         assert jobs == [], "a job while the accumulators are being cleared"
         ctx.set(dut.clearing, 0)
         ctx.set(dut.reader_busy, 1)
+        ctx.set(dut.cells_busy, 1)                    # the cell unit reads bank 0: no matter
         for _ in range(3):
             await ctx.tick()
         assert len(jobs) == 1 and ctx.get(dut.pending) == 1
@@ -101,21 +104,31 @@ def test_filler_control_sends_the_current_slot_then_the_next_after_the_last_cell
         await ctx.tick()
         await ctx.tick()
         assert ctx.get(dut.filled) == 0b01
-        # The next slot waits for the current step's last cells to begin.
+        # The next slot waits while a cell unit reads its bank (the previous step's).
+        ctx.set(dut.frame_running, 1)
+        ctx.set(dut.cells_bank, 1)
         for _ in range(3):
             await ctx.tick()
         assert len(jobs) == 1
-        ctx.set(dut.frame_running, 1)
-        ctx.set(dut.last_cells_started, 1)
+        ctx.set(dut.cells_busy, 0)
         for _ in range(3):
+            await ctx.tick()
+        assert len(jobs) == 2
+        # From slot 1 the next slot is slot 0 again (the index wraps).
+        ctx.set(dut.release, 0b01)
+        await ctx.tick()
+        ctx.set(dut.release, 0)
+        ctx.set(dut.slot, 1)
+        ctx.set(dut.reader_busy, 0)
+        for _ in range(4):
             await ctx.tick()
 
     async def monitor(ctx):
         async for _clock, _reset, valid, ready, payload in ctx.tick().sample(
                 dut.jobs.valid, dut.jobs.ready, dut.jobs.payload):
             if valid and ready:
-                jobs.append((payload.base, payload.length, payload.column_base))
+                jobs.append((payload.base, payload.length, payload.column_base, payload.bank))
 
-    run_simulation(dut, bench, processes=[monitor], deadline=2e-7)
+    run_simulation(dut, bench, processes=[monitor], deadline=3e-7)
     depth = config.input_depth
-    assert jobs == [(0, 3, 5), (depth, 3, 5)]
+    assert jobs == [(0, 3, 5, 0), (depth, 3, 5, 1), (0, 3, 5, 0)]
