@@ -436,9 +436,10 @@ class ProcessingElement(wiring.Component):
 
         # Walk the relative indices to accumulator rows: an entry's row is the row after the
         # previous entry plus its run of skipped rows. A gate column's walk starts at its
-        # bank's gate rows, a projection column's at the projection rows, after them. Two stages: the decode stage adds up the
-        # runs within the word (from the entry memory's output), the row stage adds them to
-        # where the walk stands, so the walk's loop is one adder deep.
+        # bank's gate rows, a projection column's at the projection rows, after them. Two
+        # stages: the decode stage adds up the runs within the word (from the entry memory's
+        # output), the row stage adds them to where the walk stands, so the walk's loop is
+        # one adder deep.
         offset_bits = (u.lanes << config.index_bits).bit_length()    # up to lanes * 2**index
         decoded_word = Signal(data.StructLayout({
             "weights": data.ArrayLayout(signed(config.weight_bits), u.lanes),
