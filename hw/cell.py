@@ -50,7 +50,7 @@ __all__ = ["CellUnit", "CellLane", "latency", "state_latency", "MAX_LATENCY",
            "ARITHMETIC_CYCLES", "STATE_CYCLES"]
 
 #: Cycles of the cell update's arithmetic, from the gates' arrival to the output written.
-ARITHMETIC_CYCLES = 10
+ARITHMETIC_CYCLES = 11
 #: Cycles from the gates' arrival to the new cell state written.
 STATE_CYCLES = 5
 
@@ -96,11 +96,14 @@ class CellLane(wiring.Component):
     (:data:`~ese.sw.contract.memory_map.GRU_SLOTS`) where the LSTM takes i, f, g, o, and
     shares the LSTM's tables and multipliers, computing
     :func:`~ese.sw.contract.arithmetic.gru_update` in the same stages: r comes from i's table
-    lookup and z from o's (its peepholes are zero); n_h, rounded to
-    :func:`~ese.sw.contract.arithmetic.gru_hidden_format`, takes g's place in i * g, so the
-    candidate n_x + r * n_h is ready when an LSTM's new cell state is, and n = tanh of it
-    from the lookup of tanh(c'); h' = n + z * (h - n) takes o * tanh(c')'s multiplier. The
-    previous h comes where an LSTM's previous cell state does, and h' leaves as ``output``.
+    lookup and z from f's; r times n_h, rounded to
+    :func:`~ese.sw.contract.arithmetic.gru_hidden_format`, takes the output gate's peephole
+    multiplier (idle in a GRU), so the candidate n_x + r * n_h is ready when an LSTM's output
+    gate input is, and n = tanh of it from the lookup of tanh(c'); z * h comes from f * c's
+    multiplier, and h' = z * h + (1 - z) * n (the contract's n + z * (h - n), the same
+    integer) from o * tanh(c')'s, with the sum in its adder: no subtraction or choice stands
+    between a multiplier and the adders behind it. The previous h comes
+    where an LSTM's previous cell state does, and h' leaves as ``output``.
 
     Members
     -------
@@ -160,19 +163,21 @@ class CellLane(wiring.Component):
         }
         stage2 = {name: delay(m, value, 1, f"{name}_s2") for name, value in hold.items()}
 
-        # Stage 2: gate pre-activations, requantized to table inputs (a GRU's r and, late, z);
-        # a GRU's n_h rounded for its product with r, and its n_x exact.
+        # Stage 2: gate pre-activations, requantized to table inputs (a GRU's r, and its z
+        # early, for f's lookup); a GRU's n_h rounded for its product with r, and its n_x exact.
         def total(gate, bias, peephole=None):
             value = gate + (bias << bias_shift)
             if peephole is not None:
                 value = value + (peephole << peep_shift)
             return value
 
-        u_i, u_f, u_g = (Signal(signed(act.bits), name=n) for n in ("u_i", "u_f", "u_g"))
+        u_i, u_f, u_g, u_z = (Signal(signed(act.bits), name=n)
+                              for n in ("u_i", "u_f", "u_g", "u_z"))
         m.d.sync += [
             u_i.eq(requantize(total(stage2["gate_i"], stage2["bias_i"], peep_i), acc_frac, act)),
             u_f.eq(requantize(total(stage2["gate_f"], stage2["bias_f"], peep_f), acc_frac, act)),
             u_g.eq(requantize(total(stage2["gate_g"], stage2["bias_g"]), acc_frac, act)),
+            u_z.eq(requantize(total(stage2["gate_o"], stage2["bias_o"]), acc_frac, act)),
         ]
         hidden_format = gru_hidden_format(config)
         hidden = Signal(signed(hidden_format.bits))
@@ -183,51 +188,65 @@ class CellLane(wiring.Component):
             candidate_input.eq(total(stage2["gate_g"], stage2["bias_g"])),
         ]
         # Stage 3: table lookups (two cycles).
-        m.d.comb += [sigmoid.codes[0].eq(u_i), sigmoid.codes[1].eq(u_f), tanh.codes[0].eq(u_g)]
+        m.d.comb += [sigmoid.codes[0].eq(u_i), sigmoid.codes[1].eq(Mux(gru, u_z, u_f)),
+                     tanh.codes[0].eq(u_g)]
         previous5 = delay(m, stage2["previous"], 3, "previous_s5")
-        hidden5 = delay(m, hidden, 2, "hidden_s5")
-        candidate_input5 = delay(m, candidate_input, 2, "candidate_input_s5")
 
-        # Stage 5: the new cell state (registered: stage 6); a GRU's candidate, from the same
-        # multiplier (i * g, or r * n_h).
+        # Stage 5: the new cell state (registered: stage 6); a GRU's z * h from f * c's
+        # multiplier, and 1 - z.
         i, f, g = sigmoid.values[0], sigmoid.values[1], tanh.values[0]
-        product = Signal(signed(len(i) + hidden_format.bits))
-        m.d.comb += product.eq(i * Mux(gru, hidden5, g))
-        mixed = ((f * previous5) << peep_shift) + product
+        kept = Signal(signed(len(f) + config.cell_bits))
+        m.d.comb += kept.eq(f * previous5)
+        mixed = (kept << peep_shift) + i * g
         new_cell = Signal(signed(config.cell_bits))
-        candidate = Signal(signed(act.bits))
+        kept6 = Signal.like(kept)                       # a GRU's z * h
+        opened6 = Signal(signed(act.frac + 2))          # a GRU's 1 - z
+        reset6 = Signal.like(i)                         # a GRU's r
         m.d.sync += [
             new_cell.eq(requantize(mixed, 2 * act.frac, config.cell_format)),
-            candidate.eq(requantize((candidate_input5 << (grid - acc_frac))
-                                    + (product << (grid - 2 * act.frac)), grid, act)),
+            kept6.eq(kept),
+            opened6.eq((1 << act.frac) - f),
+            reset6.eq(i),
         ]
         m.d.comb += self.new_cell.eq(new_cell)
 
-        # Stage 6: the output gate's peephole, and tanh's input (c', or a GRU's candidate).
+        # Stage 6: the output gate's peephole (a GRU's r * n_h: the peephole multiplier is
+        # idle, and its operands and result are registers), and tanh's input.
         later = {name: delay(m, stage2[name], 4, f"{name}_s6")
                  for name in ("gate_o", "bias_o", "peephole_o")}
-        peep_o = Signal.like(peep_i)
+        hidden6 = delay(m, hidden, 3, "hidden_s6")
+        peep_o = Signal(signed(max(config.weight_bits + config.max_align, hidden_format.bits)
+                               + max(config.cell_bits, len(i))))
         u_c = Signal(signed(act.bits))
         m.d.sync += [
-            peep_o.eq(later["peephole_o"] * new_cell),
-            u_c.eq(Mux(gru, candidate, requantize(new_cell, config.cell_frac_bits, act))),
+            peep_o.eq(Mux(gru, hidden6, later["peephole_o"]) * Mux(gru, reset6, new_cell)),
+            u_c.eq(requantize(new_cell, config.cell_frac_bits, act)),
         ]
         gate_o7 = delay(m, later["gate_o"], 1, "gate_o7")
         bias_o7 = delay(m, later["bias_o"], 1, "bias_o7")
+        candidate_input7 = delay(m, candidate_input, 4, "candidate_input_s7")
 
-        # Stage 7: the output gate's input (a GRU's z); stage 8: lookups of o and tanh(c').
+        # Stage 7: the output gate's input, and tanh's (c', or a GRU's candidate n_x + r *
+        # n_h); stage 8: lookups of o and tanh(c') (a GRU's n).
         u_o = Signal(signed(act.bits))
         u_c8 = Signal.like(u_c)
+        candidate = requantize((candidate_input7 << (grid - acc_frac))
+                               + (peep_o << (grid - 2 * act.frac)), grid, act)
         m.d.sync += [u_o.eq(requantize(total(gate_o7, bias_o7, peep_o), acc_frac, act)),
-                     u_c8.eq(u_c)]
+                     u_c8.eq(Mux(gru, candidate, u_c))]
         m.d.comb += [sigmoid.codes[2].eq(u_o), tanh.codes[1].eq(u_c8)]
-        previous10 = delay(m, previous5, 5, "previous_s10")
+        kept10 = delay(m, kept6, 4, "kept_s10")
+        opened10 = delay(m, opened6, 4, "opened_s10")
 
-        # Stage 10: m = o * tanh(c'), or a GRU's h' = n + z * (h - n) (registered: stage 11).
+        # Stage 10: o * tanh(c'), or a GRU's (1 - z) * n (registered: stage 11); stage 11:
+        # m, or a GRU's h' = z * h + (1 - z) * n, which is n + z * (h - n) (registered: stage
+        # 12, the output). The product and its addend come from registers.
         o, squashed = sigmoid.values[2], tanh.values[1]
-        step = Mux(gru, previous10 - squashed, squashed)
-        base = Mux(gru, squashed << act.frac, 0)
-        m.d.sync += self.output.eq(requantize(base + o * step, 2 * act.frac, act))
+        product11 = Signal(signed(max(len(o), len(opened10)) + len(squashed)))
+        addend11 = Signal.like(kept10)
+        m.d.sync += [product11.eq(Mux(gru, opened10, o) * squashed),
+                     addend11.eq(Mux(gru, kept10, 0))]
+        m.d.sync += self.output.eq(requantize(product11 + addend11, 2 * act.frac, act))
         return m
 
 

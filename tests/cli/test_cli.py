@@ -248,6 +248,22 @@ def test_bench_reports_every_figure_for_a_small_layer():
     assert report["load_balance_speedup"] > 0.9
 
 
+@pytest.mark.rtl
+def test_bench_runs_a_gru_with_pytorchs_own_gru_beside_it():
+    """`ese bench --cell gru`: a GRU of the given size, against its bound, the model and
+    PyTorch's CPU (its step dense and CSR, and nn.GRU's fused forward), all in one run."""
+    run = ese_command("bench", "--cell", "gru", "--inputs", 40, "--cells", 96, "--pes", 4,
+                      "--density", 0.3, "--frames", 8, "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["cell"] == "gru" and report["proj"] == 0
+    assert report["bitexact"] and report["global"]["bitexact"]
+    assert report["bound_cycles"] == report["nonzeros"] / 4
+    assert abs(report["model_error"]) < 0.05
+    assert report["cpu_module_us"] > 0 and "ese_latency_us" not in report
+    assert report["utilization"] > 0.9
+
+
 def test_bench_model_only_projects_lock_step_channels():
     """`ese bench --model-only`: the analytical model for machines too big to simulate; a step
     of C channels costs one frame's cycles, but a column is skipped only where every

@@ -31,8 +31,9 @@ def test_the_hardware_timing_is_made_of_its_modules_latencies(pes):
     assert timing.column_lead == pe.COLUMN_QUEUE_DEPTH
     assert timing.burst_issue_cycles == streamer.BURST_ISSUE_CYCLES
     # The figures the analytical model was validated with against the RTL (README: within
-    # 1.2% at every point of both PE sweeps; ese bench at ESE's point: -0.3%).
-    assert timing.chain_cycles - readout.gate_latency(config) == 23
+    # 1.2% at every point of both PE sweeps; ese bench at ESE's point and for a GRU of its
+    # size, with the cell unit's 11 arithmetic cycles: within 0.4%).
+    assert timing.chain_cycles - readout.gate_latency(config) == 24
     assert (timing.column_lead, timing.burst_issue_cycles) == (4, 6)
 
 
