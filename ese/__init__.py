@@ -1,4 +1,4 @@
-"""ese: FPGA accelerators for sparse, quantized LSTM inference, in the style of ESE.
+"""ese: FPGA accelerators for sparse, quantized LSTM and GRU inference, in the style of ESE.
 
 The public API::
 

@@ -181,11 +181,12 @@ class CellLane(wiring.Component):
         ]
         hidden_format = gru_hidden_format(config)
         hidden = Signal(signed(hidden_format.bits))
-        candidate_input = Signal(signed(config.accumulator_bits + 1))
+        candidate_sum = total(stage2["gate_g"], stage2["bias_g"])      # exact: full width
+        candidate_input = Signal(candidate_sum.shape())
         m.d.sync += [
             hidden.eq(requantize(total(stage2["gate_f"], stage2["bias_f"]), acc_frac,
                                  hidden_format)),
-            candidate_input.eq(total(stage2["gate_g"], stage2["bias_g"])),
+            candidate_input.eq(candidate_sum),
         ]
         # Stage 3: table lookups (two cycles).
         m.d.comb += [sigmoid.codes[0].eq(u_i), sigmoid.codes[1].eq(Mux(gru, u_z, u_f)),

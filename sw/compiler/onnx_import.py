@@ -300,6 +300,11 @@ def _check_node(path, node):
             f"R_h) is not supported: the hardware computes r * (R_h h + Rb_h), "
             f"linear_before_reset=1, which is PyTorch's torch.nn.GRU and what torch.onnx "
             f"exports; retrain or export the GRU in that form")
+    if len(node.input) > 4 and node.input[4]:
+        raise UnsupportedModelError(
+            f"{op} node {path}: input sequence_lens ({node.input[4]!r}) is not supported: "
+            f"the accelerator runs every frame of the sequences it is given; leave it out and "
+            f"give each sequence its own length")
     layout = attributes.get("layout", 0)
     if layout not in (0, 1):
         raise UnsupportedModelError(f"{op} node {path}: attribute layout={layout} is not 0 or 1")

@@ -153,8 +153,9 @@ class Program:
         outputs, cells = self._state_sizes()
         if self.hidden_state_only:
             if isinstance(state, tuple):
-                raise InputError("a GRU's state is h0 alone (layers, hidden), as nn.GRU "
-                                 "takes it, not a pair")
+                raise InputError("a GRU's state is h0 alone, an array (layers, hidden) as "
+                                 "nn.GRU takes it (or a list of one array per layer), not a "
+                                 "tuple such as an LSTM's (h0, c0)")
             h, c = state, np.zeros(sum(cells))
             parts = [_state_rows("h0", h, outputs), [np.zeros(n) for n in cells]]
         else:
@@ -245,7 +246,8 @@ class Program:
             "saturated": self.report.saturated_total,
             "formats": [{name: str(layer.formats.format(self.config, name))
                          for name in layer.formats.NAMES
-                         if name != "output" or layer.proj}
+                         if (name not in ("output", "projection") or layer.proj)
+                         and (name != "peephole" or np.any(layer.peephole))}
                         for layer in self.model.layers],
             "calibration": dict(self.report.calibration),
         }

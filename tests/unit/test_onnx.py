@@ -369,6 +369,19 @@ def test_an_lstm_node_chained_into_a_gru_node():
     assert np.abs(program.predict(x) - program.float_reference(x)).max() < FLOAT_TOLERANCE
 
 
+def test_sequence_lens_is_refused_naming_it():
+    """ONNX zeroes the steps past a sequence's length; the accelerator runs every frame."""
+    rng = np.random.default_rng(13)
+    initializers = []
+    node = _gru_node("gru", "x", "y", _gru_weights(rng, 4, 6), 6, initializers)
+    node.input.extend(["lengths"])          # X, W, R, B, sequence_lens
+    model = _model([node], [_value("x", [5, 1, 4]),
+                            helper.make_tensor_value_info("lengths", TensorProto.INT32, [1])],
+                   [_value("y", None)], initializers)
+    with pytest.raises(ese.UnsupportedModelError, match="sequence_lens"):
+        ese.compile(model, ese.Config(pes=2))
+
+
 @pytest.mark.parametrize("attributes, message", [
     ({"linear_before_reset": 0}, "linear_before_reset=0 .*is PyTorch's torch.nn.GRU"),
     ({"direction": "reverse"}, "GRU node gru: attribute direction='reverse'"),
