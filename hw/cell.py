@@ -29,7 +29,7 @@ Channels run in lock-step: the control is shared and each channel has its own ar
 new sequence in this frame step starts from a zero cell state.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,7 +39,7 @@ from ..sw.contract.arithmetic import (
     sigmoid_table,
     tanh_table,
 )
-from ..sw.contract.memory_map import MemoryMap, address_bits, count_bits
+from ..sw.contract.memory_map import GRU_SLOTS, MemoryMap, address_bits, count_bits
 from .activation import ActivationTable
 from .fixed import requantize
 from .layouts import GATES, ChannelValues, WritePortSignature
@@ -48,6 +48,10 @@ from .readout import GateRequestSignature, cell_issue_gap, gate_latency
 
 __all__ = ["CellUnit", "CellLane", "latency", "state_latency", "MAX_LATENCY",
            "ARITHMETIC_CYCLES", "STATE_CYCLES"]
+
+# The lanes take a GRU's slots where an LSTM's gates are: r for i, z for f, n_x for g, n_h
+# for o (see CellLane).
+assert GRU_SLOTS == ("r", "z", "n_x", "n_h")
 
 #: Cycles of the cell update's arithmetic, from the gates' arrival to the output written.
 ARITHMETIC_CYCLES = 11
@@ -92,11 +96,11 @@ class CellLane(wiring.Component):
     issued (stage 1); an LSTM's new cell state leaves :func:`state_latency` cycles and the
     output :func:`latency` cycles after the issue.
 
-    A GRU (``gru``) takes its slots r, n_h, n_x, z
+    A GRU (``gru``) takes its slots r, z, n_x, n_h
     (:data:`~ese.sw.contract.memory_map.GRU_SLOTS`) where the LSTM takes i, f, g, o, and
     shares the LSTM's tables and multipliers, computing
     :func:`~ese.sw.contract.arithmetic.gru_update` in the same stages: r comes from i's table
-    lookup and z from f's; r times n_h, rounded to
+    lookup and z from f's; r times n_h (carried as o's sum is), rounded to
     :func:`~ese.sw.contract.arithmetic.gru_hidden_format`, takes the output gate's peephole
     multiplier (idle in a GRU), so the candidate n_x + r * n_h is ready when an LSTM's output
     gate input is, and n = tanh of it from the lookup of tanh(c'); z * h comes from f * c's
@@ -142,7 +146,8 @@ class CellLane(wiring.Component):
         bias_shift = acc_frac - config.bias_frac_bits
         peep_shift = config.activation_frac_bits - config.cell_frac_bits
         grid = gru_candidate_frac_bits(config)
-        gru = self.gru
+        # Without the GRU update (Config.gru=0) its datapath is never built.
+        gru = self.gru if config.gru else Const(0, 1)
 
         m.submodules.sigmoid = sigmoid = ActivationTable(sigmoid_table(config), lookups=3)
         m.submodules.tanh = tanh = ActivationTable(tanh_table(config), lookups=2)
@@ -163,59 +168,55 @@ class CellLane(wiring.Component):
         }
         stage2 = {name: delay(m, value, 1, f"{name}_s2") for name, value in hold.items()}
 
-        # Stage 2: gate pre-activations, requantized to table inputs (a GRU's r, and its z
-        # early, for f's lookup); a GRU's n_h rounded for its product with r, and its n_x exact.
+        # Stage 2: gate pre-activations, requantized to table inputs (a GRU's r and z); a
+        # GRU's n_x exact.
         def total(gate, bias, peephole=None):
             value = gate + (bias << bias_shift)
             if peephole is not None:
                 value = value + (peephole << peep_shift)
             return value
 
-        u_i, u_f, u_g, u_z = (Signal(signed(act.bits), name=n)
-                              for n in ("u_i", "u_f", "u_g", "u_z"))
+        u_i, u_f, u_g = (Signal(signed(act.bits), name=n) for n in ("u_i", "u_f", "u_g"))
         m.d.sync += [
             u_i.eq(requantize(total(stage2["gate_i"], stage2["bias_i"], peep_i), acc_frac, act)),
             u_f.eq(requantize(total(stage2["gate_f"], stage2["bias_f"], peep_f), acc_frac, act)),
             u_g.eq(requantize(total(stage2["gate_g"], stage2["bias_g"]), acc_frac, act)),
-            u_z.eq(requantize(total(stage2["gate_o"], stage2["bias_o"]), acc_frac, act)),
         ]
-        hidden_format = gru_hidden_format(config)
-        hidden = Signal(signed(hidden_format.bits))
         candidate_sum = total(stage2["gate_g"], stage2["bias_g"])      # exact: full width
         candidate_input = Signal(candidate_sum.shape())
-        m.d.sync += [
-            hidden.eq(requantize(total(stage2["gate_f"], stage2["bias_f"]), acc_frac,
-                                 hidden_format)),
-            candidate_input.eq(candidate_sum),
-        ]
+        m.d.sync += candidate_input.eq(candidate_sum)
         # Stage 3: table lookups (two cycles).
-        m.d.comb += [sigmoid.codes[0].eq(u_i), sigmoid.codes[1].eq(Mux(gru, u_z, u_f)),
-                     tanh.codes[0].eq(u_g)]
+        m.d.comb += [sigmoid.codes[0].eq(u_i), sigmoid.codes[1].eq(u_f), tanh.codes[0].eq(u_g)]
         previous5 = delay(m, stage2["previous"], 3, "previous_s5")
+        # The output gate's sum and parameters travel on to stage 7 (a GRU's n_h to stage 5).
+        at5 = {name: delay(m, stage2[name], 3, f"{name}_s5")
+               for name in ("gate_o", "bias_o", "peephole_o")}
 
         # Stage 5: the new cell state (registered: stage 6); a GRU's z * h from f * c's
-        # multiplier, and 1 - z.
+        # multiplier, 1 - z, and n_h rounded for its product with r.
         i, f, g = sigmoid.values[0], sigmoid.values[1], tanh.values[0]
         kept = Signal(signed(len(f) + config.cell_bits))
         m.d.comb += kept.eq(f * previous5)
         mixed = (kept << peep_shift) + i * g
         new_cell = Signal(signed(config.cell_bits))
+        hidden_format = gru_hidden_format(config)
         kept6 = Signal.like(kept)                       # a GRU's z * h
         opened6 = Signal(signed(act.frac + 2))          # a GRU's 1 - z
         reset6 = Signal.like(i)                         # a GRU's r
+        hidden6 = Signal(signed(hidden_format.bits))    # a GRU's n_h
         m.d.sync += [
             new_cell.eq(requantize(mixed, 2 * act.frac, config.cell_format)),
             kept6.eq(kept),
             opened6.eq((1 << act.frac) - f),
             reset6.eq(i),
+            hidden6.eq(requantize(total(at5["gate_o"], at5["bias_o"]), acc_frac,
+                                  hidden_format)),
         ]
         m.d.comb += self.new_cell.eq(new_cell)
 
         # Stage 6: the output gate's peephole (a GRU's r * n_h: the peephole multiplier is
         # idle, and its operands and result are registers), and tanh's input.
-        later = {name: delay(m, stage2[name], 4, f"{name}_s6")
-                 for name in ("gate_o", "bias_o", "peephole_o")}
-        hidden6 = delay(m, hidden, 3, "hidden_s6")
+        later = {name: delay(m, value, 1, f"{name}_s6") for name, value in at5.items()}
         peep_o = Signal(signed(max(config.weight_bits + config.max_align, hidden_format.bits)
                                + max(config.cell_bits, len(i))))
         u_c = Signal(signed(act.bits))
@@ -331,13 +332,14 @@ class CellUnit(wiring.Component):
         fresh = Signal.like(self.fresh)
         bias_align = Signal.like(self.bias_align)
         peephole_align = Signal.like(self.peephole_align)
-        gru = Signal()
+        gru = Signal() if config.gru else Const(0, 1)      # Config.gru=0: LSTM cells only
         bank = Signal()
         with m.If(self.start):
             m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
                          fresh.eq(self.fresh), bias_align.eq(self.bias_align),
-                         peephole_align.eq(self.peephole_align), gru.eq(self.gru),
-                         bank.eq(self.bank)]
+                         peephole_align.eq(self.peephole_align), bank.eq(self.bank)]
+            if config.gru:
+                m.d.sync += gru.eq(self.gru)
         gap = cell_issue_gap(config)
         # Cycles before the next cell may issue (none when cells issue every cycle).
         cooldown = Signal(range(gap)) if gap > 1 else None

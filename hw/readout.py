@@ -24,7 +24,7 @@ The cell unit's gates arrive :func:`gate_latency` cycles after it asks, the writ
 cleared and nothing wrote since read as zero.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -197,9 +197,13 @@ class AccumulatorReadout(wiring.Component):
         # Gates read in later cycles arrive later: hold the earlier ones until the last is in.
         aligned = [delay(m, value, reads_per_cell - 1 - step, f"gate{gate}_aligned")
                    for gate, (value, (_, _, _, step)) in enumerate(zip(values, reads))]
-        # A rotated cell's slot j arrives from row 4n + (j + rotation) mod 4.
-        rotation = delay(m, Mux(gates.rotated, gate_rotation(gates.cell, config.pes), 0),
-                         gate_latency(config), "rotation")
+        # A rotated cell's slot j arrives from row 4n + (j + rotation) mod 4 (only GRU layers
+        # rotate: hardware without them, Config.gru=0, has no choice to make).
+        if config.gru:
+            rotation = delay(m, Mux(gates.rotated, gate_rotation(gates.cell, config.pes), 0),
+                             gate_latency(config), "rotation")
+        else:
+            rotation = Const(0, 2)
         for gate in range(GATES):
             slot = Signal(ChannelAccumulators(config), name=f"slot{gate}")
             with m.Switch(rotation):

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..contract.arithmetic import LayerFormats
 from ..contract.errors import InputError
+from ..contract.memory_map import GRU_SLOTS
 
 __all__ = ["choose_formats", "float_forward", "calibration_sequences", "coarsening"]
 
@@ -103,9 +104,10 @@ def float_forward(description, frames):
         result = np.empty((len(sequence), layer.outputs))
         for t in range(len(sequence)):
             gates = (from_input[t] + layer.recurrent_weights @ y).reshape(4, cells)
-            if layer.is_gru:                    # slots r, n_h, n_x, z (GRU_SLOTS)
-                r, z = _sigmoid(gates[0]), _sigmoid(gates[3])
-                n = np.tanh(gates[2] + r * gates[1])
+            if layer.is_gru:
+                slot = dict(zip(GRU_SLOTS, gates))
+                r, z = _sigmoid(slot["r"]), _sigmoid(slot["z"])
+                n = np.tanh(slot["n_x"] + r * slot["n_h"])
                 y = (1 - z) * n + z * y
                 result[t] = y
                 continue

@@ -5,7 +5,7 @@ optional peepholes and optional projection, or a GRU layer, holding real-valued 
 arrays. It knows nothing of PyTorch: converters (:mod:`ese.sw.compiler.converters`) fill it in,
 and quantization (:mod:`ese.sw.compiler.quantization`) turns it into integers. An LSTM's gate
 order is PyTorch's: i, f, g, o. A GRU keeps the same shapes, four slots per cell in the order
-of :data:`~ese.sw.contract.memory_map.GRU_SLOTS` (r, n_h, n_x, z): the candidate's input and
+of :data:`~ese.sw.contract.memory_map.GRU_SLOTS` (r, z, n_x, n_h): the candidate's input and
 recurrent sums stay apart, since the reset gate multiplies only the recurrent one.
 """
 
@@ -37,9 +37,9 @@ class LayerDescription(LayerShape):
     projection : array (proj, cells) or None
         W_ym; without it the layer's output y is m = o * tanh(c).
     kind : "lstm" or "gru"
-        A GRU layer's slots are r, n_h, n_x, z (``GRU_SLOTS``): the n_h rows of
+        A GRU layer's slots are r, z, n_x, n_h (``GRU_SLOTS``): the n_h rows of
         ``input_weights`` and the n_x rows of ``recurrent_weights`` are zero, the biases are
-        b_ir + b_hr, b_hn, b_in, b_iz + b_hz, and there are no peepholes and no projection;
+        b_ir + b_hr, b_iz + b_hz, b_in, b_hn, and there are no peepholes and no projection;
         its output y is h.
     """
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .memory_map import GRU_SLOTS
+
 __all__ = [
     "FixedFormat", "round_shift", "saturate", "requantize", "quantize", "dequantize",
     "ActivationTable", "sigmoid_table", "tanh_table", "cell_update", "LayerFormats",
@@ -334,7 +336,7 @@ def gru_update(config, gates, bias, previous, sigmoid=None, tanh=None, formats=N
     Parameters
     ----------
     gates : int64 array (4, cells)
-        Accumulated sums per slot (r, n_h, n_x, z; ``ese.sw.contract.memory_map.GRU_SLOTS``),
+        Accumulated sums per slot (r, z, n_x, n_h; ``ese.sw.contract.memory_map.GRU_SLOTS``),
         with ``product_frac_bits``.
     bias : int64 array (4, cells)
         The slots' biases in the layer's bias format.
@@ -355,11 +357,12 @@ def gru_update(config, gates, bias, previous, sigmoid=None, tanh=None, formats=N
     frac = config.activation_frac_bits
     formats = formats or LayerFormats()
     bias_shift = acc_frac - config.bias_frac_bits + formats.bias
-    total = lambda slot: gates[slot] + (bias[slot] << bias_shift)
-    r = sigmoid.lookup(requantize(total(0), acc_frac, act))
-    z = sigmoid.lookup(requantize(total(3), acc_frac, act))
-    hidden = requantize(total(1), acc_frac, gru_hidden_format(config))
+    total = lambda name: gates[GRU_SLOTS.index(name)] + (bias[GRU_SLOTS.index(name)]
+                                                        << bias_shift)
+    r = sigmoid.lookup(requantize(total("r"), acc_frac, act))
+    z = sigmoid.lookup(requantize(total("z"), acc_frac, act))
+    hidden = requantize(total("n_h"), acc_frac, gru_hidden_format(config))
     grid = gru_candidate_frac_bits(config)
-    candidate = (total(2) << (grid - acc_frac)) + ((r * hidden) << (grid - 2 * frac))
+    candidate = (total("n_x") << (grid - acc_frac)) + ((r * hidden) << (grid - 2 * frac))
     n = tanh.lookup(requantize(candidate, grid, act))
     return requantize((n << frac) + z * (previous - n), 2 * frac, act)

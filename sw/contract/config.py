@@ -74,6 +74,12 @@ class Config:
         coarser than the configured one, chosen by the compiler from the model (and from
         calibration frames), and the hardware shifts them back onto the common grid before
         they meet. 0 builds no shifters: every format is the configured one.
+    gru : int
+        1 (the default): the cell unit computes the GRU update besides the LSTM's, so one
+        build runs LSTM and GRU layers alike (each layer descriptor says which). 0 builds the
+        LSTM update alone, without the GRU's datapath in every channel's cell lane (about 300
+        LUTs and 500 flip-flops each) and the readout's slot rotation (four 4-way choices of
+        an accumulator per channel); such hardware runs no GRU layer.
     table_index_bits : int
         The sigmoid and tanh tables have ``2**table_index_bits`` segments over the whole
         activation range, with linear interpolation inside a segment.
@@ -116,6 +122,7 @@ class Config:
     bias_frac_bits: int = 12
     accumulator_bits: int = 36
     align_bits: int = 4
+    gru: int = 1
     table_index_bits: int = 10
     entries_per_read: int = 4
     activation_queue_depth: int = 16
@@ -133,6 +140,9 @@ class Config:
     vector_depth: "int | None" = None
 
     def __post_init__(self):
+        if isinstance(self.gru, bool):
+            object.__setattr__(self, "gru", int(self.gru))
+
         def positive_int(name, value, low=1, high=None):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"Config.{name} must be an integer, not {value!r}")
@@ -151,6 +161,7 @@ class Config:
         positive_int("bias_bits", self.bias_bits, 2, 40)
         positive_int("accumulator_bits", self.accumulator_bits, 8, 64)
         positive_int("align_bits", self.align_bits, 0, 5)
+        positive_int("gru", self.gru, 0, 1)
         positive_int("activation_queue_depth", self.activation_queue_depth, 2, 1024)
         positive_int("entries_per_read", self.entries_per_read, 1, 8)
         if not _is_power_of_two(self.entries_per_read):

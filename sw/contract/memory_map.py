@@ -54,13 +54,13 @@ GATES = 4
 #: The kinds of recurrent layer the hardware runs; a layer descriptor's ``gru`` bit says which.
 CELL_KINDS = ("lstm", "gru")
 #: What a GRU layer keeps in the four gate slots of a cell (the LSTM's i, f, g, o): the sums of
-#: its reset gate r (W_ir x + W_hr h), its candidate's recurrent part n_h (W_hn h, which r
-#: multiplies before it meets the input part), the candidate's input part n_x (W_in x) and
-#: its update gate z (W_iz x + W_hz h); the biases in the same slots are b_ir + b_hr, b_hn,
-#: b_in and b_iz + b_hz. r and z take the slots whose sums the cell unit turns into sigmoid
-#: table inputs early (i) and late (o), which is when the GRU update needs them (see
-#: ``ese.hw.cell``).
-GRU_SLOTS = ("r", "n_h", "n_x", "z")
+#: its reset gate r (W_ir x + W_hr h), its update gate z (W_iz x + W_hz h), its candidate's
+#: input part n_x (W_in x) and recurrent part n_h (W_hn h, which r multiplies before it meets
+#: the input part); the biases in the same slots are b_ir + b_hr, b_iz + b_hz, b_in and b_hn.
+#: r and z take the slots whose sums the cell unit turns into sigmoid table inputs first (i
+#: and f), and n_h the one it carries furthest (o), which is when the GRU update needs them
+#: (see ``ese.hw.cell``).
+GRU_SLOTS = ("r", "z", "n_x", "n_h")
 #: Peephole weights per cell (w_ic, w_fc, w_oc).
 PEEPHOLES = 3
 #: Parameters of a cell in the cell parameter memory: a bias per gate, then the peepholes

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..contract.arithmetic import LayerFormats
-from ..contract.errors import ImageError
+from ..contract.errors import ConfigError, ImageError
 from ..contract.memory_map import (
     CELL_PARAMETERS,
     GATES,
+    GRU_SLOTS,
     LOAD_WORD_BITS,
     RECORD_HEADER_WORDS,
     LoadTarget,
@@ -367,6 +368,10 @@ def encode_model(model, config):
     :class:`HardwareImage`, whose ``config`` is sized.
     """
     pes = config.pes
+    for index, layer in enumerate(model.layers):
+        if layer.is_gru and not config.gru:
+            raise ConfigError(f"layer {index} is a GRU, and this hardware has no GRU update "
+                              f"(Config.gru=0); build it with Config(gru=1), the default")
     layout = layout_model(model.layers, pes)
     words = [[] for _ in range(pes)]
     counts = [[] for _ in range(pes)]
@@ -491,8 +496,10 @@ def decode_image(image):
         if formats.alignments() != {name: d[name] for name in formats.alignments()}:
             raise ImageError(f"layer {index}: the descriptor's alignment shifts do not match "
                              f"the layer's formats")
-        if gru and (np.any(gates[cells:2 * cells, :inputs])
-                    or np.any(gates[2 * cells:3 * cells, inputs:]) or np.any(params[:, GATES:])):
+        n_h, n_x = GRU_SLOTS.index("n_h"), GRU_SLOTS.index("n_x")
+        if gru and (np.any(gates[n_h * cells:(n_h + 1) * cells, :inputs])
+                    or np.any(gates[n_x * cells:(n_x + 1) * cells, inputs:])
+                    or np.any(params[:, GATES:])):
             raise ImageError(f"layer {index}: a GRU layer with input weights in its n_h slot, "
                              f"recurrent weights in its n_x slot or peepholes")
         layers.append(QuantizedLayer(

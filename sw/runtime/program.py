@@ -261,13 +261,16 @@ class Program:
         least as large as the program needs (its memory bus and clock may differ); otherwise
         :class:`ImageError` says what differs.
         """
-        check_compatible(self.config, config)
+        check_compatible(self.config, config, gru_layers=self._has_gru())
         if config == self.config:
             return self
         image = encode_model(self.model, config)
         model = dataclasses.replace(self.model, config=image.config)
         return Program(model, image, self.report, self.metadata, self.pruned_module,
                        self.run_float)
+
+    def _has_gru(self):
+        return any(layer.is_gru for layer in self.model.layers)
 
     def save(self, path):
         """Write the program as a weight image file."""
@@ -374,7 +377,8 @@ def load(path, config=None):
     if not same:
         raise ImageError(f"{path}: the memories are not a consistent encoding of a model")
     if config is not None:
-        check_compatible(image.config, config, path)
+        check_compatible(image.config, config, path,
+                         gru_layers=any(layer.is_gru for layer in model.layers))
     try:
         report = QuantizationReport.from_dict(metadata["report"])
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
@@ -388,13 +392,14 @@ def load(path, config=None):
     return program if config is None else program.retarget(config)
 
 
-def check_compatible(built_for, hardware, what="the image"):
+def check_compatible(built_for, hardware, what="the image", gru_layers=True):
     """Refuse an image built for ``built_for`` on hardware with parameters ``hardware``.
 
     Capacities may be larger than the image needs, and the clock and the memory bus may
     differ (:data:`~ese.sw.contract.config.RELAID_FIELDS`): :meth:`Program.retarget` lays the
-    image out again for them. Everything else (the arithmetic, the PE and channel counts,
-    whether weights stream) must be equal.
+    image out again for them. Hardware without the GRU update (``gru=0``) takes any image
+    without GRU layers (``gru_layers``). Everything else (the arithmetic, the PE and channel
+    counts, whether weights stream) must be equal.
     """
     differences = []
     for name, value in hardware.to_dict().items():
@@ -402,6 +407,10 @@ def check_compatible(built_for, hardware, what="the image"):
         if name in CAPACITY_FIELDS:
             if value is not None and image_value > value:
                 differences.append(f"{name} needs {image_value}, hardware has {value}")
+        elif name == "gru":
+            if gru_layers and not value:
+                differences.append("the image holds GRU layers, the hardware no GRU update "
+                                   "(gru=0)")
         elif name not in RELAID_FIELDS and value != image_value:
             differences.append(f"{name}: image {image_value}, hardware {value}")
     if differences:

@@ -89,21 +89,22 @@ def test_gru_update_follows_the_float_equations():
     h_codes = np.rint(previous * 2 ** frac).astype(np.int64)
     bias = np.zeros((4, cells), dtype=np.int64)
     new = gru_update(config, gates, bias, h_codes, sigmoid_table(config), tanh_table(config))
-    real = gates / 2 ** acc
+    real = dict(zip(GRU_SLOTS, gates / 2 ** acc))
     sigmoid = lambda v: 1 / (1 + np.exp(-v))      # noqa: E731
-    r, z = sigmoid(real[0]), sigmoid(real[3])
-    n = np.tanh(real[2] + r * real[1])
+    r, z = sigmoid(real["r"]), sigmoid(real["z"])
+    n = np.tanh(real["n_x"] + r * real["n_h"])
     expected = (1 - z) * n + z * h_codes / 2 ** frac
     error = np.abs(new / 2 ** frac - expected) * 2 ** frac
-    bound = 1 + 0.5 + np.abs(h_codes / 2 ** frac - n) + (np.abs(real[1]) + 1) * (1 - n ** 2)
+    bound = 1 + 0.5 + np.abs(h_codes / 2 ** frac - n) + (np.abs(real["n_h"]) + 1) * (1 - n ** 2)
     assert np.all(error <= bound) and error.max() > 1      # and the test can tell
     # Update gate fully open: h is kept exactly; fully closed: h' is n.
+    slot = GRU_SLOTS.index
     keep = np.zeros((4, 1), dtype=np.int64)
-    keep[3] = 20 << acc                          # z = sigmoid(8) rounds to 1.0 in Q3.12
+    keep[slot("z")] = 20 << acc                  # z = sigmoid(8) rounds to 1.0 in Q3.12
     assert gru_update(config, keep, bias[:, :1], np.array([1234]))[0] == 1234
     shut = np.zeros((4, 1), dtype=np.int64)
-    shut[3] = -20 << acc                         # z = 0: h' = n = tanh(n_x + r * n_h)
-    shut[2] = 1 << (acc - 1)                     # n_x = 0.5, n_h = 0
+    shut[slot("z")] = -20 << acc                 # z = 0: h' = n = tanh(n_x + r * n_h)
+    shut[slot("n_x")] = 1 << (acc - 1)           # n_x = 0.5, n_h = 0
     assert gru_update(config, shut, bias[:, :1], np.array([1234]))[0] == round(
         np.tanh(0.5) * 2 ** frac)
 
@@ -166,7 +167,7 @@ def test_gru_images_round_trip_and_refuse_what_a_gru_cannot_hold(tmp_path):
     assert np.array_equal(loaded.predict(x), program.predict(x))
     assert [layer["kind"] for layer in loaded.summary()["layers"]] == ["gru", "gru"]
     # A GRU's n_h slot takes no input weights.
-    program.model.layers[0].input_weights[23] = 5
+    program.model.layers[0].input_weights[23 * GRU_SLOTS.index("n_h")] = 5
     image = ese.sw.runtime.encoding.encode_model(program.model, program.config)
     with pytest.raises(ese.ImageError, match="n_h slot"):
         decode_image(image)
@@ -180,6 +181,28 @@ def test_gru_images_round_trip_and_refuse_what_a_gru_cannot_hold(tmp_path):
 def test_unsupported_gru_options_are_refused_with_what_to_do(module, message):
     with pytest.raises(ese.UnsupportedModelError, match=message):
         ese.compile(module, ese.Config(pes=4))
+
+
+def test_hardware_without_the_gru_update_refuses_grus_and_runs_lstms(tmp_path):
+    """Config(gru=0) builds the LSTM update alone: a GRU does not compile for it, a GRU image
+    does not load on it, and an LSTM image compiled for the default hardware loads and runs
+    unchanged."""
+    lean = ese.Config(pes=4, gru=False)
+    assert lean.gru == 0 and ese.Config(pes=4).gru == 1
+    with pytest.raises(ese.ConfigError, match=r"Config.gru must be between 0 and 1"):
+        ese.Config(pes=4, gru=2)
+    with pytest.raises(ese.ConfigError, match=r"layer 0 is a GRU.*Config\(gru=1\)"):
+        ese.compile(nn.GRU(4, 8), lean)
+    lstm = ese.compile(nn.LSTM(4, 8), ese.Config(pes=4))
+    gru = ese.compile(nn.GRU(4, 8), ese.Config(pes=4))
+    lstm.save(tmp_path / "lstm.ese")
+    gru.save(tmp_path / "gru.ese")
+    hardware = lstm.config.replace(gru=0)
+    x = frames(5, 4)
+    assert np.array_equal(ese.load(tmp_path / "lstm.ese", config=hardware).predict(x),
+                          lstm.predict(x))
+    with pytest.raises(ese.ImageError, match="GRU layers, the hardware no GRU update"):
+        ese.load(tmp_path / "gru.ese", config=gru.config.replace(gru=0))
 
 
 def test_a_gru_needs_a_cell_state_word_that_holds_h():
