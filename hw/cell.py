@@ -215,10 +215,12 @@ class CellLane(wiring.Component):
         m.d.comb += self.new_cell.eq(new_cell)
 
         # Stage 6: the output gate's peephole (a GRU's r * n_h: the peephole multiplier is
-        # idle, and its operands and result are registers), and tanh's input.
+        # idle; each operand is a register chosen by the layer's kind, and the product is
+        # registered), and tanh's input.
         later = {name: delay(m, value, 1, f"{name}_s6") for name, value in at5.items()}
-        peep_o = Signal(signed(max(config.weight_bits + config.max_align, hidden_format.bits)
-                               + max(config.cell_bits, len(i))))
+        operand = max(config.weight_bits + config.max_align,
+                      hidden_format.bits if config.gru else 0)
+        peep_o = Signal(signed(operand + max(config.cell_bits, len(i))))
         u_c = Signal(signed(act.bits))
         m.d.sync += [
             peep_o.eq(Mux(gru, hidden6, later["peephole_o"]) * Mux(gru, reset6, new_cell)),

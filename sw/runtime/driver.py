@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..contract.errors import CapacityError, ConfigError, EseError, ImageError, InputError
+from ..contract.memory_map import FORMAT_VERSION
 from ..contract.registers import (
     CONFIG_BASE,
     ERROR_FLAGS,
@@ -160,13 +161,19 @@ class Accelerator:
         if magic != MAGIC:
             raise DeviceError(f"no ese accelerator answers (magic {magic:#010x}, expected "
                               f"{MAGIC:#010x})")
+        # The register map after FORMAT_VERSION is that version's: check it first.
+        version = await read(Register.FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise DeviceError(f"the card's bitstream is of image format {version} and this ese "
+                              f"of format {FORMAT_VERSION}: build the bitstream again with this "
+                              f"ese (ese build), or drive the card with the ese that built it")
         values = [await read(CONFIG_BASE + 4 * index) for index in range(len(config_fields()))]
         config = config_from_registers(values)
         identifier = await read(Register.BUILD_ID)
         if identifier != build_id(config):
             raise DeviceError(f"the card's build identifier {identifier:#010x} does not match "
                               f"its own parameters; the bitstream and this ese disagree")
-        self.info = HardwareInfo(config, identifier, await read(Register.FORMAT_VERSION))
+        self.info = HardwareInfo(config, identifier, version)
         return self.info
 
     async def load(self, image):
@@ -174,7 +181,6 @@ class Accelerator:
 
         The image is checked against the card's parameters before anything is written.
         """
-        from ..contract.memory_map import FORMAT_VERSION
         from .program import Program, load
         info = self.info or await self.identify()
         if info.format_version != FORMAT_VERSION:

@@ -270,3 +270,18 @@ def test_a_second_reader_of_the_c2h_device_is_refused():
             XdmaTransport("/dev/xdma0", devices=devices)
     finally:
         first.close()
+
+
+def test_a_card_of_another_image_format_is_named_before_its_parameters_are_read():
+    """The registers after FORMAT_VERSION are that version's map: a bitstream of another
+    format is refused by its version, not by whatever its parameter registers then hold."""
+    program, _, card = _card_for(1)
+    card.registers[Register.FORMAT_VERSION] = FORMAT_VERSION - 1
+    card.registers[CONFIG_BASE] = 12345                       # not a PE count of this map
+    transport = XdmaTransport("/dev/xdma0", devices=XdmaDevicesStandin(card))
+    try:
+        with pytest.raises(DeviceError, match=f"image format {FORMAT_VERSION - 1} and this "
+                                              f"ese of format {FORMAT_VERSION}"):
+            asyncio.run(Accelerator(transport).identify())
+    finally:
+        transport.close()
