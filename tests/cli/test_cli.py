@@ -299,7 +299,10 @@ def test_bench_streams_weights_through_the_whole_system():
     assert streamed["entry_words_per_pe"] > 8 * streamed["on_chip_entry_words_per_pe"]
     assert streamed["model_limited_by"].startswith("off-chip memory")
     assert streamed["step_cycles"] > resident["step_cycles"]
-    assert streamed["step_cycles"] == pytest.approx(streamed["model_cycles_per_step"], rel=0.02)
+    # Every step but the last streams the next step's input columns too, so the memory's
+    # bound is the busy cycles per step (the first step's ring fill included), not the last.
+    assert streamed["busy_cycles_per_step"] == pytest.approx(streamed["model_cycles_per_step"],
+                                                             rel=0.02)
 
 
 @pytest.mark.rtl
