@@ -3,7 +3,8 @@
 The accelerator's Verilog depends only on the hardware parameters (weights are loaded at run
 time), so one build serves every model that fits the same :class:`~ese.Config`. Builds are
 cached under ``$ESE_CACHE_DIR`` (default ``~/.cache/ese``), keyed by the parameters, the
-source of the hardware generator and the tool versions, so a cached build costs neither
+source of the hardware generator, the tool versions and the environment's cocotb libraries
+(a model links to them by path), so a cached build costs neither
 Verilog generation nor compilation; a file lock keeps concurrent runs from building the same
 design twice. A model that records waveforms (Verilator's FST tracing) is a separate cached
 build, so that runs without waves keep the untraced model's speed.
@@ -86,6 +87,14 @@ def _generator_sources():
             for path in sorted(Path(package.__file__).parent.rglob("*.py"))]
 
 
+def _cocotb_libraries():
+    """Where this environment's cocotb keeps the VPI libraries a model links to: a built model
+    finds them by this path (its RUNPATH), so a model built in another virtual environment
+    fails to start once that environment is gone, and each environment needs its own."""
+    from cocotb_tools import config
+    return str(Path(config.libs_dir).resolve())
+
+
 def build_key(config, design="accelerator", waves=False):
     """Cache key of the simulator for ``config`` (with FST tracing if ``waves``)."""
     import amaranth
@@ -95,7 +104,8 @@ def build_key(config, design="accelerator", waves=False):
     digest = hashlib.sha256()
     digest.update(json.dumps([design, parameters] + (["fst"] if waves else []),
                              sort_keys=True).encode())
-    for text in (version, cocotb.__version__, amaranth.__version__, Path(__file__).read_text()):
+    for text in (version, cocotb.__version__, _cocotb_libraries(), amaranth.__version__,
+                 Path(__file__).read_text()):
         digest.update(text.encode())
     for path in _generator_sources():
         digest.update(path.read_bytes())
@@ -132,7 +142,8 @@ def build_tree_simulator(tree, log=None):
     sources = [tree / name for name in described["rtl"]]
     version, _ = verilator_environment()
     digest = hashlib.sha256()
-    for text in (version, cocotb.__version__, Path(__file__).read_text(), described["top"]):
+    for text in (version, cocotb.__version__, _cocotb_libraries(), Path(__file__).read_text(),
+                 described["top"]):
         digest.update(text.encode())
     for path in sources:
         digest.update(path.read_bytes())

@@ -49,3 +49,16 @@ def test_images_and_verilog_are_byte_identical_across_processes(tmp_path):
         assert first[name] == second[name], f"{name} differs between two identical builds"
     # And the two configurations really are different hardware.
     assert first["resident_system.v"] != first["streamed_system.v"]
+
+
+def test_a_model_built_in_another_environment_is_not_reused(monkeypatch):
+    """A Verilator model finds cocotb's VPI libraries by the path it was built with (its
+    RUNPATH), so one built in a virtual environment since deleted cannot start: the cache key
+    holds the libraries' path, and each environment builds its own model."""
+    import ese
+    from ese.sim import build
+    config = ese.Config(pes=4)
+    here = build.build_key(config)
+    assert build.build_key(config) == here
+    monkeypatch.setattr(build, "_cocotb_libraries", lambda: "/elsewhere/.venv/cocotb/libs")
+    assert build.build_key(config) != here
