@@ -87,14 +87,14 @@ def steady_cycles(cycles_per_frame):
     return float(statistics.median(pairs))
 
 
-def cpu_latency_us(program, repeats=5, frames=200):
+def cpu_latency_us(program, repeats=7, frames=200):
     """PyTorch on this CPU, batch 1: microseconds per frame of the pruned float layer.
 
     Returns ``{"dense": ..., "sparse": ..., "module": ...}``: the layer's frame step written
     with its weight matrices dense (``torch.mv``) and as CSR sparse matrices
     (``torch.sparse.mm``), and, for a GRU, ``torch.nn.GRU``'s own forward over the frames
     (its fused kernel; the LSTMP is ese's Python ``PeepholeLSTM``, so it has none). Each
-    figure is the median of ``repeats`` runs.
+    figure is the median of ``repeats`` runs, the kinds taking turns.
     """
     import torch
     module = program.pruned_module
@@ -149,17 +149,17 @@ def cpu_latency_us(program, repeats=5, frames=200):
     runs = {"dense": (step, weights, dense_mv), "sparse": (step, sparse, sparse_mv)}
     if gru:
         runs["module"] = (fused, None, None)
-    results = {}
+    times = {name: [] for name in runs}
     with torch.no_grad():
-        for name, (run, matrices, multiply) in runs.items():
+        for run, matrices, multiply in runs.values():
             run(matrices, multiply)                      # warm up
-            times = []
-            for _ in range(repeats):
+        # The kinds take turns, so that a slow spell of a shared machine slows all of them.
+        for _ in range(repeats):
+            for name, (run, matrices, multiply) in runs.items():
                 started = time.perf_counter()
                 run(matrices, multiply)
-                times.append((time.perf_counter() - started) / frames * 1e6)
-            results[name] = statistics.median(times)
-    return results
+                times[name].append((time.perf_counter() - started) / frames * 1e6)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _channel_traces(program, settings):
