@@ -183,10 +183,37 @@ def _error_rates(model, program, evaluated):
         rates[f"{split}_float_per"] = phone_error_rate(float_hypotheses(model, data),
                                                        data.targets)
         if program is not None:
-            golden[split] = [greedy_decode(output_layer(model, program.predict(x)))
-                             for x in data.inputs]
+            golden[split] = [greedy_decode(output_layer(model, outputs))
+                             for outputs in golden_outputs(program, data.inputs)]
             rates[f"{split}_golden_per"] = phone_error_rate(golden[split], data.targets)
     return rates, golden
+
+
+#: What the forked workers of :func:`golden_outputs` run: set before they fork.
+_SHARED = {}
+
+
+def _predict_shared(index):
+    return _SHARED["program"].predict(_SHARED["inputs"][index])
+
+
+def golden_outputs(program, inputs, workers=None):
+    """``program.predict`` of each utterance in ``inputs``, in order, over ``workers``
+    processes (default: one per core this process may use). The golden model is one Python
+    loop per utterance, so the study's evaluation spends most of its time here; the workers are
+    forked, sharing the program and the inputs, and run numpy alone (the host's output layer,
+    in PyTorch, stays in this process)."""
+    import multiprocessing
+    import os
+    workers = workers or len(os.sched_getaffinity(0))
+    if workers <= 1 or len(inputs) <= 1:
+        return [program.predict(x) for x in inputs]
+    _SHARED.update(program=program, inputs=inputs)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_predict_shared, range(len(inputs)), chunksize=4)
+    finally:
+        _SHARED.clear()
 
 
 def _described(rates):

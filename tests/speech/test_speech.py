@@ -166,3 +166,19 @@ def test_formats_study_brings_a_rescaled_recognizer_back_to_its_own_error():
     assert calibrated["max_error"] < 1.5 * baseline["max_error"]
     assert abs(calibrated["golden_per"] - baseline["golden_per"]) < 2.0
     assert configured["golden_per"] > baseline["golden_per"] + 10
+
+
+def test_the_golden_model_over_forked_workers_equals_it_in_one_process():
+    """The study's evaluation runs `predict` over a process per core: same outputs, in order."""
+    import torch
+
+    import ese
+    from ese.sw.speech.evaluation import golden_outputs
+    torch.manual_seed(5)
+    program = ese.compile(torch.nn.GRU(6, 10, num_layers=2), ese.Config(pes=2), density=0.5)
+    rng = np.random.default_rng(5)
+    inputs = [rng.normal(size=(int(rng.integers(1, 9)), 6)) for _ in range(7)]
+    alone = golden_outputs(program, inputs, workers=1)
+    assert all(np.array_equal(a, program.predict(x)) for a, x in zip(alone, inputs))
+    forked = golden_outputs(program, inputs, workers=2)
+    assert all(np.array_equal(a, b) for a, b in zip(alone, forked))
