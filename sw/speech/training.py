@@ -50,8 +50,8 @@ def build_recognizer(inputs, cells, proj, layers, phones, cell="lstmp"):
 @dataclass
 class TrainingSettings:
     cell: str = "lstmp"              # or "gru": GRU layers of ``cells`` units (no ``proj``)
-    cells: int = 512
-    proj: int = 256
+    cells: int = 384
+    proj: int = 192
     layers: int = 2
     epochs: int = 20
     batch: int = 16

@@ -112,14 +112,14 @@ def cmd_formats_study(args):
 
 def register(commands):
     """Add the speech commands to the parser's subcommands."""
-    from ...speech import EvaluationSettings
+    from ...speech import EvaluationSettings, TrainingSettings
     corp = commands.add_parser(
         "corpus", help="synthesise a phone-labelled speech corpus with espeak-ng",
         description="Synthesise DIR/{train,dev,test}/NAME.wav with NAME.phn phone "
                     "transcripts (espeak-ng voices, speeds, pitches, noise). Your own corpus "
                     "in the same layout works with `ese speech-eval --corpus DIR`.")
     corp.add_argument("directory")
-    corp.add_argument("--utterances", type=positive_int, default=2000)
+    corp.add_argument("--utterances", type=positive_int, default=EvaluationSettings.utterances)
     corp.add_argument("--seed", type=seed_value, default=0)
     corp.set_defaults(run=cmd_corpus)
 
@@ -128,15 +128,15 @@ def register(commands):
                             "report PER")
     speech.add_argument("--corpus", help="corpus directory (default: one synthesised in the "
                                          "cache, of --utterances utterances)")
-    speech.add_argument("--utterances", type=positive_int, default=2000)
+    speech.add_argument("--utterances", type=positive_int, default=EvaluationSettings.utterances)
     speech.add_argument("--cell", choices=("lstmp", "gru"), default="lstmp",
                         help="the recognizer's layers: LSTMP (default) or GRU (--cells units, "
                              "no --proj)")
-    speech.add_argument("--cells", type=positive_int, default=512)
-    speech.add_argument("--proj", type=positive_int, default=256)
+    speech.add_argument("--cells", type=positive_int, default=TrainingSettings.cells)
+    speech.add_argument("--proj", type=positive_int, default=TrainingSettings.proj)
     speech.add_argument("--layers", type=positive_int, default=2)
-    speech.add_argument("--epochs", type=positive_int, default=20)
-    speech.add_argument("--batch", type=positive_int, default=16)
+    speech.add_argument("--epochs", type=positive_int, default=TrainingSettings.epochs)
+    speech.add_argument("--batch", type=positive_int, default=TrainingSettings.batch)
     speech.add_argument("--densities", type=density_value, nargs="+",
                         default=list(EvaluationSettings.densities))
     speech.add_argument("--target-density", type=density_value, default=0.112,
