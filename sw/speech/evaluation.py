@@ -126,6 +126,9 @@ def evaluate(settings, log=None):
                    "phones": len(phones),
                    **{f"{split}_phones": int(sum(len(r) for r in data.targets))
                       for split, data in evaluated.items()},
+                   # Phones training never had: always errors (load_features).
+                   **{f"{split}_unknown_phones": data.unknown_phones
+                      for split, data in evaluated.items()},
                    "statistics": corpus_statistics(corpus)},
         "model": {"cell": training.cell, "inputs": int(train_data.inputs[0].shape[1]),
                   "cells": training.cells,

@@ -1,12 +1,11 @@
 """The acoustic front end: 40 log-mel energies every 10 ms and their deltas, normalised with the
 training set's statistics and clipped to the activation format's range."""
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from ..contract.errors import InputError
 
 __all__ = ["MELS", "HOP", "WINDOW", "FEATURE_LIMIT", "features", "normalise", "FeatureSet",
            "load_features"]
@@ -48,6 +47,8 @@ class FeatureSet:
     inputs: list          # float32 arrays (frames, features)
     targets: list         # int arrays of phone indices (1..phones; 0 is the CTC blank)
     names: list
+    #: Phones of the transcripts that training never had (see :func:`load_features`).
+    unknown_phones: dict = dataclasses.field(default_factory=dict)
 
 
 def load_features(corpus, split, phones=None, normalisation=None, cache=True, log=None):
@@ -84,9 +85,16 @@ def load_features(corpus, split, phones=None, normalisation=None, cache=True, lo
         normalisation = {"mean": stacked.mean(axis=0).tolist(),
                          "std": (stacked.std(axis=0) + 1e-5).tolist()}
     inputs = [normalise(f, normalisation) for f in raw]
-    unknown = sorted({p for u in utterances for p in u.phones if p not in index})
-    if unknown:
-        raise InputError(f"the {split} transcripts use phones the training set has not: "
-                         f"{' '.join(unknown)}")
-    targets = [np.array([index[p] for p in u.phones], dtype=np.int64) for u in utterances]
-    return FeatureSet(inputs, targets, names), phones, normalisation
+    # A phone training never had (espeak-ng's glottal stop in one accent, say) cannot be
+    # recognised; it stays in the reference as a class the model never outputs, so it always
+    # counts as an error, and the set says how many there were.
+    unknown = {}
+    for u in utterances:
+        for p in u.phones:
+            if p not in index:
+                unknown[p] = unknown.get(p, 0) + 1
+    never_output = len(phones) + 1
+    targets = [np.array([index.get(p, never_output) for p in u.phones], dtype=np.int64)
+               for u in utterances]
+    return (FeatureSet(inputs, targets, names, dict(sorted(unknown.items()))), phones,
+            normalisation)

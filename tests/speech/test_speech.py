@@ -77,6 +77,22 @@ def test_a_users_corpus_is_checked_with_clear_errors(tmp_path):
         corpus_module.read_corpus(tmp_path, "train")
 
 
+def test_a_phone_training_never_had_is_scored_as_an_error(small_corpus, tmp_path):
+    """espeak-ng's glottal stop turned up in one test utterance of the WordNet corpus and in
+    no training one: the phone stays in the reference as a class the model never outputs."""
+    import shutil
+    corpus = tmp_path / "corpus"
+    shutil.copytree(small_corpus, corpus)
+    transcript = sorted((corpus / "test").glob("*.phn"))[0]
+    transcript.write_text(transcript.read_text().strip() + " ?\n")
+    _, phones, normalisation = speech.load_features(corpus, "train")
+    test, _, _ = speech.load_features(corpus, "test", phones, normalisation)
+    assert test.unknown_phones == {"?": 1}
+    assert test.targets[0][-1] == len(phones) + 1      # the model's classes: 0..len(phones)
+    reference = list(test.targets[0])
+    assert speech.phone_error_rate([reference[:-1]], [reference]) > 0
+
+
 def test_a_missing_espeak_ng_is_named_with_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setattr(corpus_module.shutil, "which", lambda name: None)
     with pytest.raises(ToolchainError, match="apt-get install espeak-ng"):
