@@ -2,6 +2,7 @@
 training set's statistics and clipped to the activation format's range."""
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,11 +89,7 @@ def load_features(corpus, split, phones=None, normalisation=None, cache=True, lo
     # A phone training never had (espeak-ng's glottal stop in one accent, say) cannot be
     # recognised; it stays in the reference as a class the model never outputs, so it always
     # counts as an error, and the set says how many there were.
-    unknown = {}
-    for u in utterances:
-        for p in u.phones:
-            if p not in index:
-                unknown[p] = unknown.get(p, 0) + 1
+    unknown = Counter(p for u in utterances for p in u.phones if p not in index)
     never_output = len(phones) + 1
     targets = [np.array([index.get(p, never_output) for p in u.phones], dtype=np.int64)
                for u in utterances]
