@@ -49,6 +49,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..sw.contract.errors import ConfigError
 from ..sw.contract.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
 from .axi import AxiStreamSignature, forward
 from .broadcast import BroadcastArbiter, VectorReader
@@ -120,6 +121,10 @@ class LSTMAccelerator(wiring.Component):
 
     def __init__(self, config):
         config.require_sized()
+        if config.delta:
+            raise ConfigError("Config.delta=1: the delta broadcast and the carried sums are "
+                              "not built yet; delta layers run in the golden model only "
+                              "(Program.predict)")
         self.config = config
         width = ChannelValues(config).size
         members = {

@@ -24,7 +24,7 @@ __all__ = ["compile"]
 
 
 def compile(module, config=None, density=None, pruning="balanced", calibration=None,
-            formats="auto", node=None):
+            formats="auto", node=None, delta=None):
     """Compile a PyTorch LSTM or GRU (or an ONNX graph's) for the accelerator.
 
     Parameters
@@ -53,6 +53,11 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
         "auto" (the default) chooses each matrix's, peepholes' and biases' format from their
         values (see :mod:`.formats`); "configured" keeps ``config``'s formats everywhere (ESE's
         fixed formats; whatever lies beyond them saturates).
+    delta : thresholds, optional
+        Make the layers delta layers (docs/arithmetic.md, "Delta layers"), which transmit
+        only the columns that changed by more than a threshold: ``(theta_x, theta_h)`` or
+        ``(theta_x, theta_h, theta_m)`` in real units for every layer, or a list per layer
+        (see :meth:`Program.with_delta`). Needs ``Config(delta=1)``.
 
     Returns
     -------
@@ -92,6 +97,8 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
                 "pruning": pruning if density is not None else None}
     program = Program(model, image, report, metadata, pruned_module=pruned,
                       run_float=converter.run_float)
+    if delta is not None:
+        program = program.with_delta(delta)
     if sequences is not None:
         report.calibration = calibrate(program, sequences, runs)
     return program

@@ -13,10 +13,15 @@ saturation logic and still be exact.
 import numpy as np
 
 from ..contract.arithmetic import LayerFormats, quantize
-from ..contract.errors import CapacityError, ConfigError
-from ..runtime.quantized import QuantizationReport, QuantizedLayer, QuantizedModel
+from ..contract.errors import ConfigError
+from ..runtime.quantized import (
+    QuantizationReport,
+    QuantizedLayer,
+    QuantizedModel,
+    check_accumulator_bound,
+)
 
-__all__ = ["quantize_model", "check_accumulator_bound"]
+__all__ = ["quantize_model"]
 
 
 def quantize_model(description, config, formats=None):
@@ -60,40 +65,3 @@ def quantize_model(description, config, formats=None):
     report.nonzeros = model.nonzero_count()
     report.weights = model.weight_count()
     return model, report
-
-
-def check_accumulator_bound(layer, config, index=0, input_is_m=False):
-    """Refuse a layer whose worst-case sums could overflow ``accumulator_bits``.
-
-    Every input counts at its format's extreme code, except the cell outputs m (the
-    recurrent input without a projection, the projection's input and, with ``input_is_m``,
-    the input of a layer after one without projection), which never exceed 1.0: o and
-    tanh(c) come from tables of values in [-1, 1].
-    """
-    largest_activation = 1 << (config.activation_bits - 1)
-    largest_m = 1 << config.activation_frac_bits
-    largest_cell = 1 << (config.cell_bits - 1)
-    aligns = layer.formats.alignments()
-    bias_shift = config.product_frac_bits - config.bias_frac_bits + aligns["bias_align"]
-    peep_shift = (config.activation_frac_bits - config.cell_frac_bits
-                  + aligns["peephole_align"])
-    largest_input = largest_m if input_is_m else largest_activation
-    largest_recurrent = largest_activation if layer.projection is not None else largest_m
-    gate_rows = ((np.abs(layer.input_weights).sum(axis=1) * largest_input)
-                 << aligns["input_align"])
-    gate_rows = gate_rows + ((np.abs(layer.recurrent_weights).sum(axis=1) * largest_recurrent)
-                             << aligns["recurrent_align"])
-    gate_rows = gate_rows + (np.abs(layer.bias) << bias_shift)
-    peephole_rows = np.zeros(4 * layer.cells, dtype=np.int64)
-    peephole_rows[:layer.cells] = np.abs(layer.peephole[0])
-    peephole_rows[layer.cells:2 * layer.cells] = np.abs(layer.peephole[1])
-    peephole_rows[3 * layer.cells:] = np.abs(layer.peephole[2])
-    worst = int((gate_rows + ((peephole_rows * largest_cell) << peep_shift)).max())
-    if layer.projection is not None:
-        worst = max(worst, int(((np.abs(layer.projection).sum(axis=1) * largest_m)
-                                << aligns["projection_align"]).max()))
-    limit = 1 << (config.accumulator_bits - 1)
-    if worst >= limit:
-        raise CapacityError(
-            f"layer {index}: a row's worst-case sum needs {worst.bit_length() + 1} bits, more "
-            f"than Config.accumulator_bits={config.accumulator_bits}; widen the accumulators")

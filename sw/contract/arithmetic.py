@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .memory_map import GRU_SLOTS
+from .memory_map import DELTA_THRESHOLDS, GRU_SLOTS
 
 __all__ = [
     "FixedFormat", "round_shift", "saturate", "requantize", "quantize", "dequantize",
     "ActivationTable", "sigmoid_table", "tanh_table", "cell_update", "LayerFormats",
     "project_output", "gru_update", "gru_hidden_format", "gru_candidate_frac_bits",
+    "DeltaThresholds", "delta_columns",
 ]
 
 
@@ -137,6 +138,61 @@ class LayerFormats:
         if not proj and self.output:
             raise ValueError(f"{what}: a layer without projection outputs m in the activation "
                              f"format (output shift 0, not {self.output})")
+
+
+@dataclass(frozen=True)
+class DeltaThresholds:
+    """A delta layer's thresholds (docs/arithmetic.md, "Delta layers: temporal sparsity").
+
+    Each is a count of LSBs of its columns' format: ``x`` of the layer's input (its
+    ``input`` format), ``h`` of its recurrent input y_{t-1} (its ``output`` format) and ``m``
+    of the cell outputs the projection reads (the activation format; unused without a
+    projection). A column is transmitted when its change since it was last transmitted
+    exceeds the threshold; with every threshold 0 a delta layer computes exactly what the
+    layer does without them.
+    """
+
+    x: int = 0
+    h: int = 0
+    m: int = 0
+
+    NAMES = DELTA_THRESHOLDS
+
+    def check(self, config, what="a layer"):
+        limit = (1 << config.activation_bits) - 1
+        for name in self.NAMES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{what}: delta threshold {name}={value!r} is not an integer "
+                                 f"count of LSBs")
+            if not 0 <= value <= limit:
+                raise ValueError(f"{what}: delta threshold {name}={value} is outside 0 .. "
+                                 f"{limit} LSBs (activation_bits={config.activation_bits})")
+
+    def descriptor_fields(self):
+        """The layer descriptor's threshold fields (``theta_x``, ...)."""
+        return {f"theta_{name}": int(getattr(self, name)) for name in self.NAMES}
+
+    @classmethod
+    def from_descriptor(cls, descriptor):
+        """The thresholds of a layer descriptor, None where its ``delta`` bit is clear."""
+        if not descriptor["delta"]:
+            return None
+        return cls(**{name: int(descriptor[f"theta_{name}"]) for name in cls.NAMES})
+
+
+def delta_columns(values, last, threshold):
+    """The delta rule for one vector of columns (docs/arithmetic.md).
+
+    ``values`` is v_t and ``last`` the last transmitted values v_hat (int arrays of one
+    shape), ``threshold`` a count of LSBs. Returns ``(delta, transmitted)``: ``delta`` is
+    ``values - last`` where ``|values - last| > threshold`` and 0 elsewhere (one bit wider
+    than the values' format: the difference of two codes), ``transmitted`` the boolean mask.
+    The caller updates ``last[transmitted] = values[transmitted]``.
+    """
+    change = np.asarray(values, dtype=np.int64) - np.asarray(last, dtype=np.int64)
+    transmitted = np.abs(change) > threshold
+    return np.where(transmitted, change, 0), transmitted
 
 
 def round_shift(value, shift):

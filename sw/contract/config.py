@@ -80,6 +80,11 @@ class Config:
         LSTM update alone, without the GRU's datapath in every channel's cell lane (about 300
         LUTs and 500 flip-flops each) and the readout's slot rotation (four 4-way choices of
         an accumulator per channel); such hardware runs no GRU layer.
+    delta : int
+        1: the hardware runs delta layers (docs/arithmetic.md, "Delta layers"): the broadcast
+        sends only the columns whose change exceeds the layer's thresholds, and the sums are
+        carried from frame to frame. 0 (the default): every non-zero column is sent every
+        frame; such hardware runs no delta layer.
     table_index_bits : int
         The sigmoid and tanh tables have ``2**table_index_bits`` segments over the whole
         activation range, with linear interpolation inside a segment.
@@ -123,6 +128,7 @@ class Config:
     accumulator_bits: int = 36
     align_bits: int = 4
     gru: int = 1
+    delta: int = 0
     table_index_bits: int = 10
     entries_per_read: int = 4
     activation_queue_depth: int = 16
@@ -140,8 +146,9 @@ class Config:
     vector_depth: "int | None" = None
 
     def __post_init__(self):
-        if isinstance(self.gru, bool):
-            object.__setattr__(self, "gru", int(self.gru))
+        for name in ("gru", "delta"):
+            if isinstance(getattr(self, name), bool):
+                object.__setattr__(self, name, int(getattr(self, name)))
 
         def positive_int(name, value, low=1, high=None):
             if isinstance(value, bool) or not isinstance(value, int):
@@ -162,6 +169,7 @@ class Config:
         positive_int("accumulator_bits", self.accumulator_bits, 8, 64)
         positive_int("align_bits", self.align_bits, 0, 5)
         positive_int("gru", self.gru, 0, 1)
+        positive_int("delta", self.delta, 0, 1)
         positive_int("activation_queue_depth", self.activation_queue_depth, 2, 1024)
         positive_int("entries_per_read", self.entries_per_read, 1, 8)
         if not _is_power_of_two(self.entries_per_read):

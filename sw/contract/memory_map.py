@@ -26,7 +26,8 @@ ENTRIES into the PEs then; the streamer moves them every frame step.
 import enum
 from dataclasses import dataclass
 
-__all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "GATES", "PEEPHOLES", "CELL_PARAMETERS",
+__all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "DELTA_THRESHOLDS", "GATES", "PEEPHOLES",
+           "CELL_PARAMETERS",
            "CELL_KINDS", "GRU_SLOTS", "gate_rotation", "rotation_shift", "LoadTarget",
            "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
            "pack_fields", "unpack_fields", "address_bits", "count_bits", "state_dump_supported"]
@@ -40,13 +41,22 @@ __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "GATES", "PEEPHOLES", "CELL_PAR
 #: hardware parameters include ``align_bits``, every layer descriptor holds its alignment
 #: shifts and the header its formats (see docs/arithmetic.md); VECTORS and CELL_STATES
 #: records load an initial state. 5: GRU layers: every layer descriptor says whether its layer
-#: is a GRU (``gru``), whose gate rows are rotated among the PEs (:func:`gate_rotation`).
-FORMAT_VERSION = 5
+#: is a GRU (``gru``), whose gate rows are rotated among the PEs (:func:`gate_rotation`). 6:
+#: delta layers: every layer descriptor says whether its layer transmits only the columns that
+#: changed (``delta``) and holds its thresholds (``theta_x``, ``theta_h``, ``theta_m``; see
+#: docs/arithmetic.md, "Delta layers").
+FORMAT_VERSION = 6
 
 #: The layer descriptor's alignment shifts (``Config.align_bits`` wide each; see
 #: ``ese.sw.contract.arithmetic.LayerFormats.alignments``).
 ALIGNMENT_FIELDS = ("input_align", "recurrent_align", "projection_align", "bias_align",
                     "peephole_align", "output_align")
+
+#: A delta layer's thresholds (``ese.sw.contract.arithmetic.DeltaThresholds``), in LSBs of
+#: the columns they apply to: the input x, the recurrent input y_{t-1} and the cell outputs m
+#: the projection reads. The layer descriptor holds them as ``theta_x``, ``theta_h``,
+#: ``theta_m`` (``activation_bits`` wide each).
+DELTA_THRESHOLDS = ("x", "h", "m")
 
 #: Gate rows per cell (i, f, g, o): the encoding interleaves them cell by cell across the PEs
 #: and the hardware keeps one accumulator row each.
@@ -215,7 +225,9 @@ class MemoryMap:
             ("cell_base", address_bits(c.cell_depth), False),
             ("last", 1, False),
             ("gru", 1, False),                     # 1: a GRU layer (see GRU_SLOTS)
-        ] + [(name, c.align_bits, False) for name in ALIGNMENT_FIELDS]
+            ("delta", 1, False),                   # 1: a delta layer, with thresholds:
+        ] + [(f"theta_{name}", c.activation_bits, False) for name in DELTA_THRESHOLDS] + [
+            (name, c.align_bits, False) for name in ALIGNMENT_FIELDS]
 
     @property
     def descriptor_bits(self):

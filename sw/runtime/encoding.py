@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..contract.arithmetic import LayerFormats
+from ..contract.arithmetic import DeltaThresholds, LayerFormats
 from ..contract.errors import ConfigError, ImageError
 from ..contract.memory_map import (
     CELL_PARAMETERS,
@@ -131,6 +131,8 @@ def layout_model(layers, pes):
             "cell_base": cell,
             "last": int(index == len(layers) - 1),
             "gru": int(getattr(layer, "kind", "lstm") == "gru"),
+            "delta": int(getattr(layer, "delta", None) is not None),
+            **(getattr(layer, "delta", None) or DeltaThresholds()).descriptor_fields(),
             **(getattr(layer, "formats", None) or LayerFormats()).alignments(),
         })
         column += layer.inputs + layer.recurrent + (layer.cells if layer.proj else 0)
@@ -372,6 +374,15 @@ def encode_model(model, config):
         if layer.is_gru and not config.gru:
             raise ConfigError(f"layer {index} is a GRU, and this hardware has no GRU update "
                               f"(Config.gru=0); build it with Config(gru=1), the default")
+        if layer.delta is not None:
+            if not config.delta:
+                raise ConfigError(f"layer {index} is a delta layer, and this hardware sends "
+                                  f"every column every frame (Config.delta=0); build it with "
+                                  f"Config(delta=1)")
+            try:
+                layer.delta.check(config, f"layer {index}")
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
     layout = layout_model(model.layers, pes)
     words = [[] for _ in range(pes)]
     counts = [[] for _ in range(pes)]
@@ -505,7 +516,8 @@ def decode_image(image):
         layers.append(QuantizedLayer(
             input_weights=gates[:, :inputs], recurrent_weights=gates[:, inputs:],
             bias=params[:, :GATES].T.reshape(-1).copy(), peephole=params[:, GATES:].T.copy(),
-            projection=projection, formats=formats, kind="gru" if gru else "lstm"))
+            projection=projection, formats=formats, kind="gru" if gru else "lstm",
+            delta=DeltaThresholds.from_descriptor(d)))
     for index in range(1, len(layers)):
         if layers[index].inputs != layers[index - 1].outputs:
             raise ImageError(f"layer {index} takes {layers[index].inputs} inputs but layer "

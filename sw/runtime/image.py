@@ -28,10 +28,15 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..contract.arithmetic import LayerFormats
+from ..contract.arithmetic import DeltaThresholds, LayerFormats
 from ..contract.config import Config
 from ..contract.errors import ConfigError, EseError, ImageError
-from ..contract.memory_map import ALIGNMENT_FIELDS, CELL_PARAMETERS, FORMAT_VERSION
+from ..contract.memory_map import (
+    ALIGNMENT_FIELDS,
+    CELL_PARAMETERS,
+    DELTA_THRESHOLDS,
+    FORMAT_VERSION,
+)
 from .encoding import HardwareImage
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "image_bytes",
@@ -47,7 +52,8 @@ MAX_WEIGHTS = 1 << 26
 #: The layer descriptor's fields (see ese.sw.runtime.encoding.layout_model).
 _DESCRIPTOR_FIELDS = frozenset((
     "inputs", "recurrent", "cells", "proj", "column_base", "input_base", "recurrent_base",
-    "cell_output_base", "cell_base", "last", "gru", *ALIGNMENT_FIELDS))
+    "cell_output_base", "cell_base", "last", "gru", "delta",
+    *(f"theta_{name}" for name in DELTA_THRESHOLDS), *ALIGNMENT_FIELDS))
 _SECTION_DTYPES = {"uint32": np.dtype("<u4"), "int32": np.dtype("<i4")}
 
 
@@ -236,8 +242,15 @@ def _check_layers(layers, formats, config, sections, path):
         for name, value in d.items():
             _count(value, f"layer {index}'s {name}", path, limit=1 << 24)
     shapes = [SimpleNamespace(inputs=d["inputs"], recurrent=d["recurrent"], cells=d["cells"],
-                              proj=d["proj"], formats=f, kind="gru" if d["gru"] else "lstm")
+                              proj=d["proj"], formats=f, kind="gru" if d["gru"] else "lstm",
+                              delta=DeltaThresholds.from_descriptor(d))
               for d, f in zip(layers, formats)]
+    for index, shape in enumerate(shapes):
+        if shape.delta is not None:
+            try:
+                shape.delta.check(config, f"{path}: layer {index}")
+            except ValueError as error:
+                raise ImageError(str(error)) from None
     if any(s.cells == 0 or s.inputs == 0 for s in shapes):
         raise ImageError(f"{path}: a layer descriptor has no cells or no inputs")
     weights = sum(s.cells * (4 * (s.inputs + s.recurrent) + s.proj) for s in shapes)

@@ -23,7 +23,7 @@ from .encoding import decode_image, decode_state_dump, encode_model
 from .frames import check_frames
 from .golden import GoldenModel
 from .image import image_bytes, read_image, write_image
-from .quantized import QuantizationReport
+from .quantized import QuantizationReport, check_model_bounds, delta_thresholds
 
 __all__ = ["Program", "Utterance", "load", "check_compatible"]
 
@@ -178,11 +178,11 @@ class Program:
         """Each layer's ``(y, c)`` codes as ``(h, c)`` in PyTorch's shapes: (layers, size),
         or (size,) where the source was an ``nn.LSTMCell`` or ``nn.GRUCell``; ``h`` alone
         where every layer is a GRU (a GRU layer's c among LSTM layers reads as zeros)."""
-        h = np.stack([dequantize(y, layer.formats.format(self.config, "output"))
-                      for (y, _), layer in zip(codes, self.model.layers)])
-        c = np.stack([np.zeros(len(cell)) if layer.is_gru
-                      else dequantize(cell, self.config.cell_format)
-                      for (_, cell), layer in zip(codes, self.model.layers)])
+        h = np.stack([dequantize(state[0], layer.formats.format(self.config, "output"))
+                      for state, layer in zip(codes, self.model.layers)])
+        c = np.stack([np.zeros(len(state[1])) if layer.is_gru
+                      else dequantize(state[1], self.config.cell_format)
+                      for state, layer in zip(codes, self.model.layers)])
         single = str(self.metadata.get("source", "")).startswith(
             ("torch.nn.LSTMCell", "torch.nn.GRUCell"))
         if self.hidden_state_only:
@@ -234,7 +234,10 @@ class Program:
         return {
             "source": self.metadata.get("source"),
             "layers": [{"kind": layer.kind, "inputs": layer.inputs, "cells": layer.cells,
-                        "proj": layer.proj, "peepholes": bool(np.any(layer.peephole))}
+                        "proj": layer.proj, "peepholes": bool(np.any(layer.peephole)),
+                        "delta": (None if layer.delta is None else
+                                  {name: getattr(layer.delta, name)
+                                   for name in layer.delta.NAMES})}
                        for layer in self.model.layers],
             "pes": self.config.pes,
             "weights": self.report.weights,
@@ -261,11 +264,26 @@ class Program:
         least as large as the program needs (its memory bus and clock may differ); otherwise
         :class:`ImageError` says what differs.
         """
-        check_compatible(self.config, config, gru_layers=self._has_gru())
+        check_compatible(self.config, config, gru_layers=self._has_gru(),
+                         delta_layers=self.model.has_delta)
         if config == self.config:
             return self
         image = encode_model(self.model, config)
         model = dataclasses.replace(self.model, config=image.config)
+        return Program(model, image, self.report, self.metadata, self.pruned_module,
+                       self.run_float)
+
+    def with_delta(self, delta):
+        """This program with delta layers (docs/arithmetic.md, "Delta layers"): the same
+        weights, with the thresholds ``delta`` gives (see
+        :func:`~ese.sw.runtime.quantized.delta_thresholds`; None: no delta layers). The
+        hardware must have delta units (``Config.delta=1``)."""
+        thresholds = delta_thresholds(self.model, self.config, delta)
+        model = dataclasses.replace(self.model, layers=[
+            dataclasses.replace(layer, delta=chosen)
+            for layer, chosen in zip(self.model.layers, thresholds)])
+        check_model_bounds(model, self.config)
+        image = encode_model(model, self.config)
         return Program(model, image, self.report, self.metadata, self.pruned_module,
                        self.run_float)
 
@@ -378,7 +396,8 @@ def load(path, config=None):
         raise ImageError(f"{path}: the memories are not a consistent encoding of a model")
     if config is not None:
         check_compatible(image.config, config, path,
-                         gru_layers=any(layer.is_gru for layer in model.layers))
+                         gru_layers=any(layer.is_gru for layer in model.layers),
+                         delta_layers=model.has_delta)
     try:
         report = QuantizationReport.from_dict(metadata["report"])
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
@@ -392,14 +411,16 @@ def load(path, config=None):
     return program if config is None else program.retarget(config)
 
 
-def check_compatible(built_for, hardware, what="the image", gru_layers=True):
+def check_compatible(built_for, hardware, what="the image", gru_layers=True,
+                     delta_layers=True):
     """Refuse an image built for ``built_for`` on hardware with parameters ``hardware``.
 
     Capacities may be larger than the image needs, and the clock and the memory bus may
     differ (:data:`~ese.sw.contract.config.RELAID_FIELDS`): :meth:`Program.retarget` lays the
     image out again for them. Hardware without the GRU update (``gru=0``) takes any image
-    without GRU layers (``gru_layers``). Everything else (the arithmetic, the PE and channel
-    counts, whether weights stream) must be equal.
+    without GRU layers (``gru_layers``), and hardware without delta units (``delta=0``) any
+    image without delta layers (``delta_layers``). Everything else (the arithmetic, the PE
+    and channel counts, whether weights stream) must be equal.
     """
     differences = []
     for name, value in hardware.to_dict().items():
@@ -411,6 +432,10 @@ def check_compatible(built_for, hardware, what="the image", gru_layers=True):
             if gru_layers and not value:
                 differences.append("the image holds GRU layers, the hardware no GRU update "
                                    "(gru=0)")
+        elif name == "delta":
+            if delta_layers and not value:
+                differences.append("the image holds delta layers, the hardware sends every "
+                                   "column every frame (delta=0)")
         elif name not in RELAID_FIELDS and value != image_value:
             differences.append(f"{name}: image {image_value}, hardware {value}")
     if differences:

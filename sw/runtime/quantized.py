@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..contract.arithmetic import LayerFormats
+from ..contract.arithmetic import DeltaThresholds, LayerFormats
+from ..contract.errors import CapacityError, ConfigError
 
 __all__ = ["LayerShape", "StackShape", "QuantizedLayer", "QuantizedModel",
-           "QuantizationReport"]
+           "QuantizationReport", "check_accumulator_bound", "check_model_bounds",
+           "delta_thresholds"]
 
 
 class LayerShape:
@@ -98,7 +100,9 @@ class QuantizedLayer(LayerShape):
     value has (the configured ones by default; see
     :class:`~ese.sw.contract.arithmetic.LayerFormats`). ``kind`` is "lstm" or "gru" (then the
     gate slots are :data:`~ese.sw.contract.memory_map.GRU_SLOTS`, the peepholes zero and
-    there is no projection).
+    there is no projection). ``delta`` holds a delta layer's thresholds
+    (:class:`~ese.sw.contract.arithmetic.DeltaThresholds`; docs/arithmetic.md, "Delta layers"),
+    None for a layer that multiplies every column every frame.
     """
 
     input_weights: np.ndarray
@@ -108,6 +112,7 @@ class QuantizedLayer(LayerShape):
     projection: "np.ndarray | None"
     formats: LayerFormats = field(default_factory=LayerFormats)
     kind: str = "lstm"
+    delta: "DeltaThresholds | None" = None
 
     @property
     def gate_weights(self):
@@ -117,7 +122,8 @@ class QuantizedLayer(LayerShape):
     def equals(self, other):
         names = ("input_weights", "recurrent_weights", "bias", "peephole")
         same = all(np.array_equal(getattr(self, n), getattr(other, n)) for n in names)
-        if self.formats != other.formats or self.kind != other.kind:
+        if (self.formats != other.formats or self.kind != other.kind
+                or self.delta != other.delta):
             return False
         if (self.projection is None) != (other.projection is None):
             return False
@@ -169,6 +175,116 @@ class QuantizedModel(StackShape):
     layers: list
     source: str = "unknown"
 
+    @property
+    def has_delta(self):
+        """Some layer is a delta layer."""
+        return any(layer.delta is not None for layer in self.layers)
+
     def equals(self, other):
         return (len(self.layers) == len(other.layers)
                 and all(a.equals(b) for a, b in zip(self.layers, other.layers)))
+
+
+def check_accumulator_bound(layer, config, index=0, input_is_m=False):
+    """Refuse a layer whose worst-case sums could overflow ``accumulator_bits``.
+
+    Every input counts at its format's extreme code, except the cell outputs m (the
+    recurrent input without a projection, the projection's input and, with ``input_is_m``,
+    the input of a layer after one without projection), which never exceed 1.0: o and
+    tanh(c) come from tables of values in [-1, 1].
+
+    A delta layer sums changes instead (docs/arithmetic.md, "Delta layers"): a column's delta
+    is the difference of two of its values, up to twice its extreme, so its products count
+    twice. (Its carried sums M are products of the last transmitted values, valid values of
+    the same formats, so the bound without deltas holds them.)
+    """
+    largest_activation = 1 << (config.activation_bits - 1)
+    largest_m = 1 << config.activation_frac_bits
+    largest_cell = 1 << (config.cell_bits - 1)
+    aligns = layer.formats.alignments()
+    bias_shift = config.product_frac_bits - config.bias_frac_bits + aligns["bias_align"]
+    peep_shift = (config.activation_frac_bits - config.cell_frac_bits
+                  + aligns["peephole_align"])
+    delta = 2 if layer.delta is not None else 1
+    largest_input = delta * (largest_m if input_is_m else largest_activation)
+    largest_recurrent = delta * (largest_activation if layer.projection is not None
+                                 else largest_m)
+    largest_m *= delta          # the projection's input
+    gate_rows = ((np.abs(layer.input_weights).sum(axis=1) * largest_input)
+                 << aligns["input_align"])
+    gate_rows = gate_rows + ((np.abs(layer.recurrent_weights).sum(axis=1) * largest_recurrent)
+                             << aligns["recurrent_align"])
+    gate_rows = gate_rows + (np.abs(layer.bias) << bias_shift)
+    peephole_rows = np.zeros(4 * layer.cells, dtype=np.int64)
+    peephole_rows[:layer.cells] = np.abs(layer.peephole[0])
+    peephole_rows[layer.cells:2 * layer.cells] = np.abs(layer.peephole[1])
+    peephole_rows[3 * layer.cells:] = np.abs(layer.peephole[2])
+    worst = int((gate_rows + ((peephole_rows * largest_cell) << peep_shift)).max())
+    if layer.projection is not None:
+        worst = max(worst, int(((np.abs(layer.projection).sum(axis=1) * largest_m)
+                                << aligns["projection_align"]).max()))
+    limit = 1 << (config.accumulator_bits - 1)
+    if worst >= limit:
+        raise CapacityError(
+            f"layer {index}: a row's worst-case sum needs {worst.bit_length() + 1} bits, more "
+            f"than Config.accumulator_bits={config.accumulator_bits}; widen the accumulators")
+
+
+def check_model_bounds(model, config):
+    """:func:`check_accumulator_bound` for every layer of ``model``."""
+    for index, layer in enumerate(model.layers):
+        check_accumulator_bound(layer, config, index,
+                                input_is_m=index > 0 and model.layers[index - 1].proj == 0)
+
+
+def delta_thresholds(model, config, delta):
+    """Each layer's :class:`~ese.sw.contract.arithmetic.DeltaThresholds` (or None) from a
+    user's ``delta``.
+
+    ``delta`` is None (no delta layers); a pair ``(theta_x, theta_h)`` or triple ``(theta_x,
+    theta_h, theta_m)`` of real thresholds for every layer; or a list with one entry per
+    layer, each None (not a delta layer), such a pair or triple, or a ``DeltaThresholds``
+    (counts of LSBs, used as they are). A real threshold theta transmits a column whose
+    change exceeds theta: it becomes ``floor(theta * 2**frac)`` LSBs of the column's format
+    (the layer's input format for x, its output format for y, the activation format for m;
+    theta_m defaults to theta_h).
+    """
+    layers = model.layers
+    if delta is None:
+        return [None] * len(layers)
+    per_layer = list(delta) if isinstance(delta, list) else [delta] * len(layers)
+    if len(per_layer) != len(layers):
+        raise ConfigError(f"delta gives {len(per_layer)} layers' thresholds; the model has "
+                          f"{len(layers)} layers")
+    chosen = []
+    for index, (layer, entry) in enumerate(zip(layers, per_layer)):
+        what = f"layer {index}"
+        if entry is None or isinstance(entry, DeltaThresholds):
+            thresholds = entry
+        else:
+            try:
+                reals = [float(value) for value in entry]
+            except (TypeError, ValueError):
+                raise ConfigError(f"{what}: delta thresholds must be (theta_x, theta_h) or "
+                                  f"(theta_x, theta_h, theta_m) real numbers, a "
+                                  f"DeltaThresholds or None; got {entry!r}") from None
+            if len(reals) not in (2, 3):
+                raise ConfigError(f"{what}: give 2 or 3 delta thresholds (theta_x, theta_h "
+                                  f"[, theta_m]), not {len(reals)}")
+            if len(reals) == 2:
+                reals.append(reals[1])
+            if not all(np.isfinite(value) and value >= 0 for value in reals):
+                raise ConfigError(f"{what}: delta thresholds must be finite and >= 0, not "
+                                  f"{reals}")
+            fracs = (layer.formats.format(config, "input").frac,
+                     layer.formats.format(config, "output").frac,
+                     config.activation_frac_bits)
+            thresholds = DeltaThresholds(*(int(np.floor(value * 2.0 ** frac))
+                                           for value, frac in zip(reals, fracs)))
+        if thresholds is not None:
+            try:
+                thresholds.check(config, what)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+        chosen.append(thresholds)
+    return chosen
