@@ -13,7 +13,8 @@ import numpy as np
 from .scoring import greedy_decode
 
 __all__ = ["build_recognizer", "TrainingSettings", "train_epochs", "train", "prune_iteratively",
-           "float_hypotheses", "output_layer", "save_model", "load_model", "density_of"]
+           "train_delta", "float_hypotheses", "output_layer", "save_model", "load_model",
+           "density_of"]
 
 
 def build_recognizer(inputs, cells, proj, layers, phones, cell="lstmp"):
@@ -34,6 +35,9 @@ def build_recognizer(inputs, cells, proj, layers, phones, cell="lstmp"):
                                           batch_first=True)
                 width = proj
             self.output = torch.nn.Linear(width, phones + 1)
+            #: Thresholds: the recurrent layers run as delta layers (delta-aware training;
+            #: see ese.sw.compiler.delta); None runs them as PyTorch does.
+            self.delta = None
 
         @property
         def recurrent(self):
@@ -41,7 +45,11 @@ def build_recognizer(inputs, cells, proj, layers, phones, cell="lstmp"):
             return self.gru if cell == "gru" else self.lstm
 
         def forward(self, x):
-            y, _ = self.recurrent(x)
+            if self.delta is not None:
+                from ..compiler.delta import delta_forward
+                y = delta_forward(self.recurrent, x, self.delta)
+            else:
+                y, _ = self.recurrent(x)
             return self.output(y).log_softmax(-1)
 
     return PhoneRecognizer()
@@ -153,6 +161,26 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
         for matrix in matrices:
             prune.remove(matrix.owner, matrix.name)
     return pruned
+
+
+def train_delta(model, train_data, thresholds, epochs, learning_rate, batch, seed, log=None):
+    """Delta-aware fine-tuning: a copy of ``model`` trained for ``epochs`` with its recurrent
+    layers run as delta layers of ``thresholds`` (``(theta_x, theta_h[, theta_m])``, real),
+    its zero weights kept zero (their gradients are masked, so pruning holds). The copy keeps
+    ``delta`` set, so its float forward (``float_hypotheses``) is the thresholded one."""
+    import copy
+    tuned = copy.deepcopy(model)
+    tuned.delta = tuple(thresholds)
+    hooks = [parameter.register_hook(lambda grad, keep=(parameter != 0).detach():
+                                     grad * keep.to(grad.dtype))
+             for name, parameter in tuned.recurrent.named_parameters()
+             if name.startswith("weight")]
+    try:
+        train_epochs(tuned, train_data, epochs, learning_rate, batch, seed, log=log)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return tuned
 
 
 def float_hypotheses(model, data):

@@ -233,3 +233,73 @@ def test_the_accumulator_bound_counts_deltas_twice():
                     formats="configured", delta=(0.0, 0.0))
     ese.compile(module, ese.Config(pes=4, delta=1, accumulator_bits=plain_bits + 1),
                 formats="configured", delta=(0.0, 0.0))
+
+
+# The float forward pass of delta layers that delta-aware training runs.
+
+FLOAT_MODULES = {
+    "lstm-2-layers": lambda: nn.LSTM(7, 12, num_layers=2),
+    "lstmp-2-layers-batch-first": lambda: nn.LSTM(7, 12, proj_size=5, num_layers=2,
+                                                  batch_first=True),
+    "gru-2-layers": lambda: nn.GRU(7, 12, num_layers=2),
+    "gru-no-bias": lambda: nn.GRU(7, 12, bias=False),
+}
+
+
+@pytest.mark.parametrize("name", FLOAT_MODULES)
+def test_float_delta_layers_with_zero_thresholds_are_the_module(name):
+    from ese.sw.compiler.delta import delta_forward
+    torch.manual_seed(0)
+    module = FLOAT_MODULES[name]()
+    x = torch.cumsum(torch.randn(3, 25, 7) * 0.2, 1)
+    if not module.batch_first:
+        x = x.transpose(0, 1)
+    with torch.no_grad():
+        want, _ = module(x)
+        got = delta_forward(module, x, (0.0, 0.0))
+    assert float((got - want).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["lstmp-2-layers-batch-first", "gru-2-layers"])
+def test_float_delta_layers_are_close_to_the_golden_model(name):
+    """With thresholds the float and fixed-point models may decide a column differently
+    where its change lies within rounding of the threshold; on these smooth sequences they
+    agree to a few LSBs' worth and transmit about the same columns."""
+    from ese.sw.compiler.delta import delta_forward
+    torch.manual_seed(1)
+    module = FLOAT_MODULES[name]()
+    x = smooth(40, 7, seed=2)
+    program = ese.compile(module, DELTA, delta=(0.05, 0.1))
+    statistics = {}
+    with torch.no_grad():
+        floats = delta_forward(module, torch.as_tensor(x, dtype=torch.float32)[None]
+                               if module.batch_first else
+                               torch.as_tensor(x, dtype=torch.float32)[:, None],
+                               (0.05, 0.1), statistics)
+    floats = (floats[0] if module.batch_first else floats[:, 0]).numpy()
+    assert np.abs(program.predict(x) - floats).max() < 0.02
+    trace = []
+    program.predict_codes(program.encode_inputs(x)[0], trace=trace)
+    golden_h = (sum(int(np.count_nonzero(r["recurrent"])) for r in trace)
+                / sum(r["recurrent"].size for r in trace))
+    sent, seen = statistics["h"]
+    assert abs(golden_h - sent / seen) < 0.05
+
+
+def test_delta_training_keeps_pruned_weights_zero_and_learns():
+    from ese.sw.speech.frontend import FeatureSet
+    from ese.sw.speech.training import build_recognizer, train_delta
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = build_recognizer(6, 16, 8, 1, 3)
+    with torch.no_grad():
+        model.lstm.weight_hh_l0[::2] = 0.0
+    zeros = model.lstm.weight_hh_l0 == 0
+    inputs = [np.cumsum(rng.normal(scale=0.3, size=(30, 6)), 0).astype(np.float32)
+              for _ in range(16)]
+    targets = [rng.integers(1, 4, size=5) for _ in range(16)]
+    data = FeatureSet(inputs, targets, [f"u{i}" for i in range(16)])
+    tuned = train_delta(model, data, (0.1, 0.1), 2, 5e-3, 8, 0)
+    assert tuned.delta == (0.1, 0.1) and model.delta is None
+    assert not tuned.lstm.weight_hh_l0[zeros].any()
+    assert not torch.equal(tuned.lstm.weight_hh_l0, model.lstm.weight_hh_l0)
