@@ -70,7 +70,11 @@ def delta_forward(module, x, thresholds, statistics=None):
         Real thresholds (theta_m defaults to theta_h).
     statistics : dict, optional
         Receives, per column kind (``x``, ``h``, ``m``), the columns transmitted and the
-        columns seen (sums over layers, frames and the batch, padding included).
+        columns seen (sums over layers, frames and the batch, padding included), and as
+        ``change`` (a tensor in the graph) the mean absolute change of the recurrent and
+        cell-output columns from one frame to the next: the L1 term that delta-aware training
+        may add to its loss to make the states change less often (Neil et al., "Delta
+        Networks", 2017).
 
     Returns
     -------
@@ -91,6 +95,7 @@ def delta_forward(module, x, thresholds, statistics=None):
     counts = statistics if statistics is not None else {}
     for kind in "xhm":
         counts.setdefault(kind, [0.0, 0.0])
+    change_sum, change_count = 0.0, 0
     for index in range(module.num_layers):
         theta_x, theta_h, theta_m = per_layer[index]
         w_ih = _parameter(module, f"weight_ih_l{index}")
@@ -136,6 +141,9 @@ def delta_forward(module, x, thresholds, statistics=None):
             carried_y = torch.zeros(batch, outputs_size, dtype=sequence.dtype)
         outputs = []
         for t in range(frames):
+            if t:
+                change_sum = change_sum + (y - outputs[-1]).abs().sum()
+                change_count += y.numel()
             delta_h, last_h, sent = _transmit(y, last_h, theta_h)
             counts["h"][0] += float(sent.detach().sum())
             counts["h"][1] += float(sent.numel())
@@ -154,6 +162,10 @@ def delta_forward(module, x, thresholds, statistics=None):
                 if projection is None:
                     y = m
                 else:
+                    if t:
+                        change_sum = change_sum + (m - previous_m).abs().sum()
+                        change_count += m.numel()
+                    previous_m = m
                     delta_m, last_m, sent = _transmit(m, last_m, theta_m)
                     counts["m"][0] += float(sent.detach().sum())
                     counts["m"][1] += float(sent.numel())
@@ -161,6 +173,7 @@ def delta_forward(module, x, thresholds, statistics=None):
                     y = carried_y
             outputs.append(y)
         sequence = torch.stack(outputs, 1)
+    counts["change"] = change_sum / max(change_count, 1)
     if unbatched:
         return sequence[0]
     return sequence if module.batch_first else sequence.transpose(0, 1)
@@ -169,4 +182,5 @@ def delta_forward(module, x, thresholds, statistics=None):
 def column_changes(statistics):
     """The fraction of columns transmitted per kind, from :func:`delta_forward`'s
     ``statistics``."""
-    return {kind: (sent / seen if seen else 0.0) for kind, (sent, seen) in statistics.items()}
+    return {kind: (sent / seen if seen else 0.0) for kind, (sent, seen) in statistics.items()
+            if kind in "xhm"}

@@ -38,6 +38,10 @@ def build_recognizer(inputs, cells, proj, layers, phones, cell="lstmp"):
             #: Thresholds: the recurrent layers run as delta layers (delta-aware training;
             #: see ese.sw.compiler.delta); None runs them as PyTorch does.
             self.delta = None
+            #: The weight of the L1 term on the states' changes in delta-aware training, and
+            #: the term of the last forward pass.
+            self.change_weight = 0.0
+            self.change = None
 
         @property
         def recurrent(self):
@@ -47,7 +51,9 @@ def build_recognizer(inputs, cells, proj, layers, phones, cell="lstmp"):
         def forward(self, x):
             if self.delta is not None:
                 from ..compiler.delta import delta_forward
-                y = delta_forward(self.recurrent, x, self.delta)
+                statistics = {}
+                y = delta_forward(self.recurrent, x, self.delta, statistics)
+                self.change = statistics["change"]
             else:
                 y, _ = self.recurrent(x)
             return self.output(y).log_softmax(-1)
@@ -104,6 +110,8 @@ def train_epochs(model, data, epochs, learning_rate, batch, seed, log=None, chec
             x, lengths, targets, target_lengths = _padded(data, indices)
             log_probs = model(x).transpose(0, 1)          # (time, batch, classes)
             loss = ctc(log_probs, targets, lengths, target_lengths)
+            if getattr(model, "change_weight", 0.0) and model.change is not None:
+                loss = loss + model.change_weight * model.change
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -163,14 +171,18 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
     return pruned
 
 
-def train_delta(model, train_data, thresholds, epochs, learning_rate, batch, seed, log=None):
+def train_delta(model, train_data, thresholds, epochs, learning_rate, batch, seed, log=None,
+                change_weight=0.0):
     """Delta-aware fine-tuning: a copy of ``model`` trained for ``epochs`` with its recurrent
     layers run as delta layers of ``thresholds`` (``(theta_x, theta_h[, theta_m])``, real),
-    its zero weights kept zero (their gradients are masked, so pruning holds). The copy keeps
-    ``delta`` set, so its float forward (``float_hypotheses``) is the thresholded one."""
+    its zero weights kept zero (their gradients are masked, so pruning holds), and
+    ``change_weight`` times the states' mean absolute change from frame to frame added to
+    the loss. The copy keeps ``delta`` set, so its float forward (``float_hypotheses``) is
+    the thresholded one."""
     import copy
     tuned = copy.deepcopy(model)
     tuned.delta = tuple(thresholds)
+    tuned.change_weight = change_weight
     hooks = [parameter.register_hook(lambda grad, keep=(parameter != 0).detach():
                                      grad * keep.to(grad.dtype))
              for name, parameter in tuned.recurrent.named_parameters()
