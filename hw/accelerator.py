@@ -49,17 +49,22 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.contract.errors import ConfigError
 from ..sw.contract.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
 from .axi import AxiStreamSignature, forward
 from .broadcast import BroadcastArbiter, VectorReader
 from .cell import MAX_LATENCY as CELL_LATENCY
 from .cell import CellUnit
 from .dump import StateDump, dump_supported
-from .layouts import SEQUENCE_BITS, ChannelValues, DescriptorLayout, WritePortSignature
+from .layouts import (
+    SEQUENCE_BITS,
+    ChannelAccumulators,
+    ChannelValues,
+    DescriptorLayout,
+    WritePortSignature,
+)
 from .loader import WeightLoader
 from .pe import ProcessingElement
-from .readout import AccumulatorReadout
+from .readout import AccumulatorReadout, GateReadout
 from .receiver import SLOTS, FrameReceiver
 from .sequencer import FillerControl, FrameSequencer
 from .streamer import StreamBeatSignature
@@ -121,10 +126,6 @@ class LSTMAccelerator(wiring.Component):
 
     def __init__(self, config):
         config.require_sized()
-        if config.delta:
-            raise ConfigError("Config.delta=1: the delta broadcast and the carried sums are "
-                              "not built yet; delta layers run in the golden model only "
-                              "(Program.predict)")
         self.config = config
         width = ChannelValues(config).size
         members = {
@@ -149,8 +150,12 @@ class LSTMAccelerator(wiring.Component):
     @staticmethod
     def clear_cycles(config):
         """Cycles the clear after a reset takes: one per vector or cell state word (the PEs
-        flag all their accumulators as cleared at once)."""
-        return max(config.vector_depth, config.cell_depth)
+        flag all their accumulators as cleared at once), and with delta units one per word of
+        the last transmitted values (a column each) and of the carried sums."""
+        depths = [config.vector_depth, config.cell_depth]
+        if config.delta:
+            depths += [config.pointer_depth, config.input_depth]
+        return max(depths)
 
     def elaborate(self, platform):
         m = Module()
@@ -161,8 +166,10 @@ class LSTMAccelerator(wiring.Component):
         # ---- Units --------------------------------------------------------------------------
         m.submodules.loader = loader = WeightLoader(config)
         m.submodules.receiver = receiver = FrameReceiver(config)
-        m.submodules.critical = critical = VectorReader(config, config.vector_depth)
-        m.submodules.filler = filler = VectorReader(config, SLOTS * config.input_depth)
+        m.submodules.critical = critical = VectorReader(config, config.vector_depth,
+                                                        hat_depth=config.pointer_depth)
+        m.submodules.filler = filler = VectorReader(config, SLOTS * config.input_depth,
+                                                    hat_depth=config.input_depth)
         m.submodules.arbiter = arbiter = BroadcastArbiter(config)
         m.submodules.cells = cells = CellUnit(config)
         m.submodules.writeback = writeback = ProjectionWriteback(config)
@@ -204,7 +211,58 @@ class LSTMAccelerator(wiring.Component):
         self._output_queue(m, u)
         self._vector_writes(m, u)
         self._connect_control(m, u)
+        if config.delta:
+            self._connect_delta(m, u)
         return m
+
+    def _connect_delta(self, m, u):
+        """Delta units: each reader's last transmitted values, the cell unit's and the
+        writeback's carried sums (all cleared after a reset), and the flag that a state was
+        loaded, which renews every channel in the next step."""
+        config = self.config
+        seq = u.sequencer
+        words = u.words
+        memories = {
+            "critical_hats": (Memory(shape=words, depth=config.pointer_depth, init=[]),
+                              u.critical),
+            "filler_hats": (Memory(shape=words, depth=config.input_depth, init=[]), u.filler),
+            "carried_gates": (Memory(shape=GateReadout(config), depth=config.cell_depth,
+                                     init=[]), u.cells),
+            "carried_rows": (Memory(shape=ChannelAccumulators(config),
+                                    depth=config.vector_depth, init=[]), u.writeback),
+        }
+        for name, (memory, user) in memories.items():
+            m.submodules[name] = memory
+            write = memory.write_port()
+            read = memory.read_port(transparent_for=(write,))
+            hats = name.endswith("hats")
+            source = user.hat_write if hats else user.carried_write
+            with m.If(seq.clear_enable):
+                m.d.comb += [write.addr.eq(seq.clear_address), write.data.eq(0),
+                             write.en.eq(seq.clear_address < memory.depth)]
+            with m.Else():
+                m.d.comb += [write.addr.eq(source.addr), write.data.eq(source.data),
+                             write.en.eq(source.en)]
+            if hats:
+                m.d.comb += [read.addr.eq(user.hat_address), read.en.eq(user.hat_enable),
+                             user.hat_data.eq(read.data)]
+            else:
+                m.d.comb += [read.addr.eq(user.carried_address),
+                             user.carried_data.eq(read.data)]
+        state_loaded = Signal()
+        with m.If(u.loader.vector_write.en | u.loader.state_write.en):
+            m.d.sync += state_loaded.eq(1)
+        with m.Elif(seq.frame_running):
+            m.d.sync += state_loaded.eq(0)
+        control = u.filler_control
+        m.d.comb += [
+            seq.state_loaded.eq(state_loaded),
+            u.cells.delta.eq(seq.cells_delta), u.cells.renew.eq(seq.renew),
+            u.writeback.delta.eq(seq.writeback_delta), u.writeback.renew.eq(seq.renew),
+            control.delta.eq(u.first.delta), control.theta.eq(u.first.theta_x),
+            control.starts.eq(u.receiver.starts), control.state_loaded.eq(state_loaded),
+            control.renew.eq(seq.renew),
+        ]
 
     def _connect_loader(self, m, u):
         """The load stream into the loader, and the loader into the PEs and the shared

@@ -12,16 +12,23 @@ The arbiter sends a fence first when one is requested, then critical columns, th
 Every word holds one activation per channel (channels run in lock-step); a column whose
 activations are zero in every channel is dropped as it is read: it costs no PE cycle. A job
 may mask channels that start a new sequence in this frame step, so their y_{t-1} reads as 0.
+
+A job of a delta layer (docs/arithmetic.md, "Delta layers") sends changes instead: each
+reader keeps the last transmitted value of every column it reads, for every channel (its
+*hat memory*, addressed by column), and sends a channel's change where it exceeds the job's
+threshold, zero where it does not, writing the new value behind. A column no channel
+transmits is then a column of zeros and is dropped like one. Channels the job *renews* (a
+sequence start, or a state just loaded) read their last transmitted values as zero.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, count_bits
 from .axi import forward
-from .layouts import FENCE_BITS, BroadcastLayout, ChannelValues
+from .layouts import FENCE_BITS, BroadcastLayout, BroadcastValues, ChannelValues, WritePortSignature
 
 __all__ = ["VectorReader", "BroadcastArbiter", "ColumnLayout", "ReadJobLayout", "Follow"]
 
@@ -39,7 +46,7 @@ def ColumnLayout(config):
     gate bank), and the alignment shift of the products of the column's weights."""
     return data.StructLayout({
         "column": unsigned(address_bits(config.pointer_depth)),
-        "values": ChannelValues(config),
+        "values": BroadcastValues(config),
         "target": unsigned(1),
         "bank": unsigned(1),
         "align": unsigned(config.align_bits),
@@ -57,6 +64,10 @@ def ReadJobLayout(config, depth):
         "align": unsigned(config.align_bits),   # the layer descriptor's shift for this vector
         "follow": unsigned(2),
         "masked": unsigned(1),       # zero the channels in ``fresh`` (their y_{t-1} is 0)
+        # A delta layer's job (Config.delta): send changes beyond ``theta`` (activation
+        # LSBs), the channels in ``renew`` starting from last transmitted values of zero.
+        **({"delta": unsigned(1), "theta": unsigned(config.activation_bits),
+            "renew": unsigned(config.channels)} if config.delta else {}),
     })
 
 
@@ -68,6 +79,9 @@ class VectorReader(wiring.Component):
     config : ese.Config
     depth : int
         Depth of the memory it reads.
+    hat_depth : int
+        With delta units (``Config.delta``), the columns whose last transmitted values it
+        keeps: its jobs' columns are below it.
 
     Members
     -------
@@ -83,13 +97,23 @@ class VectorReader(wiring.Component):
     read_address, read_enable : Out, read_data : In
         A synchronous read port of the memory (one activation per channel per word).
     activations : Out(stream.Signature(ColumnLayout))
+    hat_address, hat_enable : Out, hat_data : In, hat_write : Out(WritePortSignature)
+        With delta units: a synchronous read port (transparent for the write) and a write
+        port of the hat memory, one word (a value per channel) per column.
     """
 
-    def __init__(self, config, depth):
+    def __init__(self, config, depth, hat_depth=0):
         config.require_sized()
         self.config = config
         self.depth = depth
+        self.hat_depth = hat_depth
         count = count_bits(max(depth, config.vector_depth, config.cell_depth))
+        hats = {}
+        if config.delta:
+            hats = {"hat_address": Out(address_bits(hat_depth)), "hat_enable": Out(1),
+                    "hat_data": In(ChannelValues(config)),
+                    "hat_write": Out(WritePortSignature(address_bits(hat_depth),
+                                                        ChannelValues(config)))}
         super().__init__({
             "jobs": In(stream.Signature(ReadJobLayout(config, depth))),
             "produced": In(data.ArrayLayout(unsigned(count), Follow.PRODUCERS)),
@@ -99,6 +123,7 @@ class VectorReader(wiring.Component):
             "read_enable": Out(1),
             "read_data": In(ChannelValues(config)),
             "activations": Out(stream.Signature(ColumnLayout(config))),
+            **hats,
         })
 
     def elaborate(self, platform):
@@ -128,9 +153,17 @@ class VectorReader(wiring.Component):
         held_bank = Signal()
         held_align = Signal.like(job.align)
         held_mask = Signal(self.config.channels)     # channels whose value is kept
-        values = Signal(ChannelValues(self.config))
+        read = Signal(ChannelValues(self.config))
         for channel in range(self.config.channels):
-            m.d.comb += values[channel].eq(Mux(held_mask[channel], self.read_data[channel], 0))
+            m.d.comb += read[channel].eq(Mux(held_mask[channel], self.read_data[channel], 0))
+        values = Signal(BroadcastValues(self.config))
+        if self.config.delta:
+            held_delta = Signal()
+            held_theta = Signal.like(job.theta)
+            held_renew = Signal.like(job.renew)
+            self._changes(m, read, values, held_delta, held_theta, held_renew, held_column)
+        else:
+            m.d.comb += values.eq(read)
         # Stage 2 holds them registered, with whether any is non-zero: the test over every
         # channel ends at a register, and a column of zeros is dropped here, without waiting
         # for the arbiter.
@@ -140,7 +173,7 @@ class VectorReader(wiring.Component):
         sending_target = Signal()
         sending_bank = Signal()
         sending_align = Signal.like(job.align)
-        sending_values = Signal(ChannelValues(self.config))
+        sending_values = Signal(BroadcastValues(self.config))
         advance_sent = ~sending | ~sending_nonzero | self.activations.ready
         advance = ~held | advance_sent
         with m.If(advance_sent):
@@ -165,8 +198,17 @@ class VectorReader(wiring.Component):
                          held_align.eq(job.align),
                          held_mask.eq(Mux(job.masked, ~self.fresh,
                                           (1 << self.config.channels) - 1))]
+            if self.config.delta:
+                m.d.sync += [held_delta.eq(job.delta), held_theta.eq(job.theta),
+                             held_renew.eq(job.renew)]
             with m.If(can_read):
                 m.d.sync += index.eq(index + 1)
+        if self.config.delta:
+            # The hat memory is read beside the activations, at the column's address; a
+            # column's new last value is written as it leaves stage 1.
+            m.d.comb += [self.hat_address.eq(job.column_base + index),
+                         self.hat_enable.eq(advance),
+                         self.hat_write.en.eq(held & held_delta & advance_sent)]
         # Take the next job once the current one is read to its end.
         take = queue.r_rdy & ~more
         m.d.comb += queue.r_en.eq(take)
@@ -175,6 +217,24 @@ class VectorReader(wiring.Component):
         with m.Elif(~more):
             m.d.sync += active.eq(0)
         return m
+
+    def _changes(self, m, read, values, delta, theta, renew, column):
+        """Stage 1 of a delta layer's job: each channel's change against its last transmitted
+        value (zero for renewed channels), sent where it exceeds ``theta``, and the new last
+        values to write (``hat_write.en`` is the caller's)."""
+        config = self.config
+        hats = Signal(ChannelValues(config))
+        for channel in range(config.channels):
+            last = Mux(renew[channel], 0, self.hat_data[channel])
+            change = Signal(signed(config.activation_bits + 1), name=f"change{channel}")
+            sent = Signal(name=f"sent{channel}")
+            m.d.comb += [
+                change.eq(read[channel] - last),
+                sent.eq((change > theta) | (change < -theta)),
+                values[channel].eq(Mux(delta, Mux(sent, change, 0), read[channel])),
+                hats[channel].eq(Mux(sent, read[channel], last)),
+            ]
+        m.d.comb += [self.hat_write.addr.eq(column), self.hat_write.data.eq(hats)]
 
 
 class BroadcastArbiter(wiring.Component):

@@ -44,10 +44,10 @@ from .activation import ActivationTable
 from .fixed import requantize
 from .layouts import GATES, ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
-from .readout import GateRequestSignature, cell_issue_gap, gate_latency
+from .readout import GateReadout, GateRequestSignature, cell_issue_gap, gate_latency
 
-__all__ = ["CellUnit", "CellLane", "latency", "state_latency", "MAX_LATENCY",
-           "ARITHMETIC_CYCLES", "STATE_CYCLES"]
+__all__ = ["CellUnit", "CellLane", "latency", "state_latency", "operand_latency",
+           "carry_cycles", "MAX_LATENCY", "ARITHMETIC_CYCLES", "STATE_CYCLES"]
 
 # The lanes take a GRU's slots where an LSTM's gates are: r for i, z for f, n_x for g, n_h
 # for o (see CellLane).
@@ -59,19 +59,30 @@ ARITHMETIC_CYCLES = 11
 STATE_CYCLES = 5
 
 
+def carry_cycles(config):
+    """Cycles the carried sums add between the gates' arrival and the lanes: with delta units
+    (``Config.delta``), the register of gates + carried sums."""
+    return config.delta
+
+
+def operand_latency(config):
+    """Cycles from issuing a cell to its operands (sums, parameters, state) at the lanes."""
+    return gate_latency(config) + carry_cycles(config)
+
+
 def latency(config):
     """Cycles from issuing a cell to writing its output."""
-    return gate_latency(config) + ARITHMETIC_CYCLES
+    return operand_latency(config) + ARITHMETIC_CYCLES
 
 
 def state_latency(config):
     """Cycles from issuing a cell to writing its new state."""
-    return gate_latency(config) + STATE_CYCLES
+    return operand_latency(config) + STATE_CYCLES
 
 
 #: The most cycles any configuration takes from issuing a cell to writing its output (the gate
-#: reads take at most GATES cycles, with one PE).
-MAX_LATENCY = GATES + ARITHMETIC_CYCLES
+#: reads take at most GATES cycles, with one PE, and the carried sums one more).
+MAX_LATENCY = GATES + 1 + ARITHMETIC_CYCLES
 
 
 def _parameter_layout(config):
@@ -268,6 +279,14 @@ class CellUnit(wiring.Component):
         output queue if ``emit`` is set. Only while not ``busy``.
     fresh : In(channels)
         Channels that begin a new sequence in this frame step (zero previous state).
+    delta, renew : In
+        With delta units (``Config.delta``): the layer is a delta layer, whose gate sums
+        are carried from step to step (docs/arithmetic.md, "Delta layers"): the gates read
+        from the PEs are this step's sums of changes, added to each cell's carried sums (zero
+        for the channels in ``renew``: a sequence start or a state just loaded) and kept.
+    carried_address : Out, carried_data : In, carried_write : Out(WritePortSignature)
+        With delta units: the carried sums memory (a cell's four sums per channel per word),
+        read to arrive with the gates and written a cycle later.
     busy : Out(1)
     reading_bank : Out(1)
         The gate bank of the layer it runs (or ran last).
@@ -278,7 +297,7 @@ class CellUnit(wiring.Component):
         gates arrive :func:`~ese.hw.readout.gate_latency` cycles after the request.
     parameter_address : Out, parameter_data : In
         Read port of the cell parameter memory (biases, peepholes; shared by the channels),
-        read a cycle before the gates arrive, so that they are aligned when the gates come.
+        read a cycle before the operands reach the lanes, so that they are aligned then.
     state_address : Out, state_data : In
         Read port of the cell state memory (one state per channel per word).
     state_write : Out(WritePortSignature)
@@ -299,6 +318,12 @@ class CellUnit(wiring.Component):
         cells = address_bits(config.cell_depth)
         vector = address_bits(config.vector_depth)
         states = data.ArrayLayout(signed(config.cell_bits), config.channels)
+        carried = {}
+        if config.delta:
+            carried = {"delta": In(1), "renew": In(config.channels),
+                       "carried_address": Out(cells),
+                       "carried_data": In(GateReadout(config)),
+                       "carried_write": Out(WritePortSignature(cells, GateReadout(config)))}
         super().__init__({
             "start": In(1),
             "cells": In(count_bits(config.cell_depth)),
@@ -321,6 +346,7 @@ class CellUnit(wiring.Component):
             "state_write": Out(WritePortSignature(cells, states.size)),
             "vector_write": Out(WritePortSignature(vector, ChannelValues(config).size)),
             **output_queue_members(config),
+            **carried,
         })
 
     def elaborate(self, platform):
@@ -355,9 +381,10 @@ class CellUnit(wiring.Component):
                 m.d.sync += cooldown.eq(gap - 1)
             with m.Elif(cooldown != 0):
                 m.d.sync += cooldown.eq(cooldown - 1)
-        # The state is read gate_latency - 1 cycles after the gates are asked for, so that all
-        # operands arrive together; the parameters a cycle earlier, to be aligned on the way.
-        parameter_address = delay(m, cell_base + index, gate_latency(config) - 2,
+        # The state is read operand_latency - 1 cycles after the gates are asked for, so that
+        # all operands arrive together; the parameters a cycle earlier, to be aligned on the
+        # way.
+        parameter_address = delay(m, cell_base + index, operand_latency(config) - 2,
                                   "parameter_address")
         operand_address = delay(m, parameter_address, 1, "operand_address")
         m.d.comb += [
@@ -377,13 +404,14 @@ class CellUnit(wiring.Component):
         m.d.sync += [aligned[f"peephole_{g}"].eq(stored[f"peephole_{g}"] << peephole_align)
                      for g in "ifo"]
 
+        sums = self._carry(m, cell_base + index) if config.delta else self.accumulator.data
         outputs = Signal(ChannelValues(config))
         new_cells = Signal(self.state_data.shape())
         for channel in range(config.channels):
             lane = CellLane(config)
             m.submodules[f"lane{channel}"] = lane
             m.d.comb += [
-                lane.gates.eq(self.accumulator.data[channel]),
+                lane.gates.eq(sums[channel]),
                 lane.parameters.eq(aligned),
                 lane.previous.eq(self.state_data[channel]),
                 lane.fresh.eq(fresh[channel]),
@@ -419,3 +447,29 @@ class CellUnit(wiring.Component):
             self.output_last.eq(delay(m, index + 1 == cells, latency(config), "last")),
         ]
         return m
+
+    def _carry(self, m, address):
+        """Delta units: each channel's gates plus its carried sums (a delta layer's; zero for
+        renewed channels), registered on the way to the lanes and written back."""
+        config = self.config
+        delta = Signal()
+        renew = Signal.like(self.renew)
+        with m.If(self.start):
+            m.d.sync += [delta.eq(self.delta), renew.eq(self.renew)]
+        arriving = delay(m, self.accumulator.read, gate_latency(config), "carry_valid")
+        m.d.comb += self.carried_address.eq(delay(m, address, gate_latency(config) - 1,
+                                                  "carried_address"))
+        sums = Signal(GateReadout(config))
+        for channel in range(config.channels):
+            keep = delta & ~renew[channel]
+            for gate in range(GATES):
+                m.d.sync += sums[channel][gate].eq(
+                    self.accumulator.data[channel][gate]
+                    + Mux(keep, self.carried_data[channel][gate], 0))
+        m.d.comb += [
+            self.carried_write.addr.eq(delay(m, address, operand_latency(config),
+                                             "carried_write_address")),
+            self.carried_write.data.eq(sums),
+            self.carried_write.en.eq(delay(m, arriving & delta, 1, "carried_write")),
+        ]
+        return sums

@@ -16,7 +16,8 @@ from amaranth.lib.wiring import Out
 
 from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
 
-__all__ = ["GATES", "FENCE_BITS", "SEQUENCE_BITS", "Target", "ChannelValues", "BroadcastLayout",
+__all__ = ["GATES", "FENCE_BITS", "SEQUENCE_BITS", "Target", "ChannelValues", "BroadcastValues",
+           "BroadcastLayout",
            "ChannelAccumulators", "DescriptorLayout", "EntryBeatSignature", "StreamSectionsLayout",
            "WritePortSignature", "ACCUMULATOR_BANKS", "gate_rows", "accumulator_rows",
            "accumulator_row_bits", "accumulator_row"]
@@ -36,11 +37,17 @@ def ChannelValues(config):
     return data.ArrayLayout(signed(config.activation_bits), config.channels)
 
 
+def BroadcastValues(config):
+    """What the broadcast carries per channel: an activation, or with delta units
+    (``Config.delta``) a column's change, the difference of two activations, a bit wider."""
+    return data.ArrayLayout(signed(config.activation_bits + config.delta), config.channels)
+
+
 def BroadcastLayout(config):
-    """Payload of a broadcast: a column and its activations, or a fence."""
+    """Payload of a broadcast: a column and its activations (or changes), or a fence."""
     return data.StructLayout({
         "column": unsigned(address_bits(config.pointer_depth)),
-        "values": ChannelValues(config),
+        "values": BroadcastValues(config),
         "target": unsigned(1),
         "bank": unsigned(1),         # the gate accumulators' bank (ACCUMULATOR_BANKS)
         "align": unsigned(config.align_bits),   # shift of the column's weights (products)

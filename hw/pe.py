@@ -62,8 +62,8 @@ from .layouts import (
     FENCE_BITS,
     SEQUENCE_BITS,
     BroadcastLayout,
+    BroadcastValues,
     ChannelAccumulators,
-    ChannelValues,
     EntryBeatSignature,
     StreamSectionsLayout,
     Target,
@@ -115,9 +115,9 @@ class AccumulatorLane(wiring.Component):
 
     Members
     -------
-    weight : In(signed(weight_bits + max_align)), value : In(signed(activation_bits))
+    weight : In(signed(weight_bits + max_align)), value : In(signed(activation_bits + delta))
         The entry issued this cycle, shifted by its column's alignment, and this channel's
-        activation for its column.
+        activation for its column (with delta units, its change: a bit wider).
     stored : In(signed(accumulator_bits))
         At the add stage: the row's value from the accumulator memory.
     previous : In(Previous)
@@ -130,7 +130,7 @@ class AccumulatorLane(wiring.Component):
         self.config = config
         super().__init__({
             "weight": In(signed(config.weight_bits + config.max_align)),
-            "value": In(signed(config.activation_bits)),
+            "value": In(signed(config.activation_bits + config.delta)),
             "stored": In(signed(config.accumulator_bits)),
             "previous": In(Previous),
             "total": Out(signed(config.accumulator_bits)),
@@ -141,7 +141,7 @@ class AccumulatorLane(wiring.Component):
         config = self.config
         # The compiler bounds every row's sum, so a product (one term of it) fits the
         # accumulator's width whatever its alignment.
-        product = Signal(signed(min(config.product_bits + config.max_align,
+        product = Signal(signed(min(config.product_bits + config.delta + config.max_align,
                                     config.accumulator_bits)))
         added = Signal.like(product)
         m.d.sync += [product.eq(self.weight * self.value), added.eq(product)]
@@ -235,7 +235,7 @@ class ProcessingElement(wiring.Component):
         layout = BroadcastLayout(config)
         # A column's activations travel through the PE with the alignment of its weights'
         # products (the layer's shift for that kind of column).
-        values_layout = data.StructLayout({"values": ChannelValues(config),
+        values_layout = data.StructLayout({"values": BroadcastValues(config),
                                            "align": unsigned(config.align_bits)})
         lanes = config.entries_per_read
         lane_bits = (lanes - 1).bit_length()

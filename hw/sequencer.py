@@ -68,6 +68,13 @@ class FrameSequencer(wiring.Component):
     writeback_start, writeback_rows, writeback_output_base, writeback_output_align, \
     writeback_emit : Out
         Start the projection writeback on a layer's rows (with its output's alignment).
+    cells_delta, writeback_delta : Out(1); state_loaded : In(1); renew : Out(channels)
+        With delta units (``Config.delta``): the layer is a delta layer, whose read jobs send
+        changes beyond the descriptor's thresholds (``theta_x`` for its inputs, ``theta_h``
+        for y_{t-1}, ``theta_m`` for the projection's m) and whose cell unit and writeback
+        carry their sums; ``renew`` are the channels whose last transmitted values and
+        carried sums count as zero in this step: those that start a sequence, and all of them
+        where a state was loaded before it (``state_loaded``).
     """
 
     def __init__(self, config, clear_cycles):
@@ -106,12 +113,15 @@ class FrameSequencer(wiring.Component):
             "cells_peephole_align": Out(descriptor["peephole_align"].shape),
             "cells_gru": Out(1),
             "cells_bank": Out(1),
+            "cells_delta": Out(1),
             "cells_emit": Out(1),
             "writeback_start": Out(1),
             "writeback_rows": Out(count_bits(config.vector_depth)),
             "writeback_output_base": Out(descriptor["recurrent_base"].shape),
             "writeback_output_align": Out(descriptor["output_align"].shape),
+            "writeback_delta": Out(1),
             "writeback_emit": Out(1),
+            **({"state_loaded": In(1), "renew": Out(config.channels)} if config.delta else {}),
         })
 
     def elaborate(self, platform):
@@ -123,8 +133,11 @@ class FrameSequencer(wiring.Component):
         frame_producer = Signal(2)          # who writes the last layer's y of the last step
         layers_one = Signal()               # the model has a single layer
 
-        def start_read(base, length, column_base, target, align, follow, masked=0):
+        def start_read(base, length, column_base, target, align, follow, masked=0, theta=None):
             jobs = self.critical_jobs
+            if config.delta:
+                m.d.comb += [jobs.payload.delta.eq(desc.delta), jobs.payload.theta.eq(theta),
+                             jobs.payload.renew.eq(self.renew)]
             m.d.comb += [
                 jobs.valid.eq(1),
                 jobs.payload.align.eq(align),
@@ -152,6 +165,9 @@ class FrameSequencer(wiring.Component):
                 with m.If(self.full.bit_select(self.slot, 1) & ~self.loader_busy):
                     m.d.sync += [self.frame_running.eq(1), self.layer.eq(0),
                                  self.fresh.eq(self.starts[self.slot])]
+                    if config.delta:
+                        m.d.sync += self.renew.eq(self.starts[self.slot] | Mux(
+                            self.state_loaded, (1 << config.channels) - 1, 0))
                     m.next = "GATES_INPUT"
             with m.State("GATES_INPUT"):
                 # Layers after the first read the previous layer's y as it is written, from
@@ -163,7 +179,7 @@ class FrameSequencer(wiring.Component):
                     m.next = "GATES_RECURRENT"
                 with m.Elif((previous_producer != Follow.CELLS) | ~self.cells_busy):
                     start_read(desc.input_base, desc.inputs, desc.column_base, Target.GATES,
-                               desc.input_align, previous_producer)
+                               desc.input_align, previous_producer, theta=desc.theta_x)
                     with m.If(self.critical_jobs.ready):
                         m.next = "GATES_RECURRENT"
             with m.State("GATES_RECURRENT"):
@@ -174,7 +190,8 @@ class FrameSequencer(wiring.Component):
                 start_read(desc.recurrent_base, desc.recurrent,
                            desc.column_base + desc.inputs, Target.GATES,
                            desc.recurrent_align,
-                           Mux(layers_one, frame_producer, Follow.NONE), masked=1)
+                           Mux(layers_one, frame_producer, Follow.NONE), masked=1,
+                           theta=desc.theta_h)
                 with m.If(self.critical_jobs.ready):
                     m.next = "GATES_FENCE"
             with m.State("GATES_FENCE"):
@@ -197,6 +214,7 @@ class FrameSequencer(wiring.Component):
                                  self.cells_peephole_align.eq(desc.peephole_align),
                                  self.cells_gru.eq(desc.gru),
                                  self.cells_bank.eq(self.slot),
+                                 self.cells_delta.eq(desc.delta),
                                  self.cells_emit.eq(desc.last & (desc.proj == 0))]
                     with m.If(desc.proj != 0):
                         m.next = "PROJECTION"
@@ -206,7 +224,7 @@ class FrameSequencer(wiring.Component):
             with m.State("PROJECTION"):
                 start_read(desc.cell_output_base, desc.cells,
                            desc.column_base + desc.inputs + desc.recurrent, Target.PROJECTION,
-                           desc.projection_align, Follow.CELLS)
+                           desc.projection_align, Follow.CELLS, theta=desc.theta_m)
                 with m.If(self.critical_jobs.ready):
                     m.next = "PROJECTION_FENCE"
             with m.State("PROJECTION_FENCE"):
@@ -218,6 +236,7 @@ class FrameSequencer(wiring.Component):
                     m.d.comb += [self.writeback_start.eq(1), self.writeback_rows.eq(desc.proj),
                                  self.writeback_output_base.eq(desc.recurrent_base),
                                  self.writeback_output_align.eq(desc.output_align),
+                                 self.writeback_delta.eq(desc.delta),
                                  self.writeback_emit.eq(desc.last)]
                     m.d.sync += previous_producer.eq(Follow.WRITEBACK)
                     m.next = "LAYER_DONE"
@@ -256,6 +275,12 @@ class FillerControl(wiring.Component):
         slot's bank.
     reader_busy : In(1)
         The filler reader is still sending.
+    delta, theta, starts, state_loaded, renew : In
+        With delta units (``Config.delta``): the first layer is a delta layer with input
+        threshold ``theta``; a slot's job renews the channels that start a sequence in its
+        step (``starts``), and, before the current step runs, every channel where a state was
+        loaded (``state_loaded``); once it runs, the channels the sequencer renews in it
+        (``renew``).
     filled : Out(SLOTS)
         Each slot's input products have all been sent.
     pending : Out(1)
@@ -282,6 +307,10 @@ class FillerControl(wiring.Component):
             "reader_busy": In(1),
             "filled": Out(SLOTS),
             "pending": Out(1),
+            **({"delta": In(1), "theta": In(descriptor["theta_x"].shape),
+                "starts": In(data.ArrayLayout(unsigned(config.channels), SLOTS)),
+                "state_loaded": In(1), "renew": In(config.channels)}
+               if config.delta else {}),
         })
 
     def elaborate(self, platform):
@@ -295,6 +324,9 @@ class FillerControl(wiring.Component):
         m.d.comb += [self.jobs.payload.length.eq(self.inputs),
                      self.jobs.payload.column_base.eq(self.column_base),
                      self.jobs.payload.align.eq(self.align)]
+        if config.delta:
+            m.d.comb += [self.jobs.payload.delta.eq(self.delta),
+                         self.jobs.payload.theta.eq(self.theta)]
         # The current step's bank is no cell unit's until its gate fence, which waits for
         # this; the next step's is the previous step's, whose cell unit may still read it.
         current_ok = (~self.clearing & ~self.released & self.full.bit_select(slot, 1)
@@ -309,12 +341,20 @@ class FillerControl(wiring.Component):
                 m.d.comb += [self.jobs.valid.eq(1),
                              self.jobs.payload.base.eq(slot * config.input_depth),
                              self.jobs.payload.bank.eq(slot)]
+                if config.delta:
+                    # A state loaded before this step renews every channel.
+                    m.d.comb += self.jobs.payload.renew.eq(Mux(
+                        self.frame_running, self.renew,
+                        self.starts[slot] | Mux(self.state_loaded,
+                                                (1 << config.channels) - 1, 0)))
                 with m.If(self.jobs.ready):
                     m.d.sync += [self.pending.eq(1), filler_slot.eq(slot)]
             with m.Elif(following_ok):
                 m.d.comb += [self.jobs.valid.eq(1),
                              self.jobs.payload.base.eq(following * config.input_depth),
                              self.jobs.payload.bank.eq(following)]
+                if config.delta:
+                    m.d.comb += self.jobs.payload.renew.eq(self.starts[following])
                 with m.If(self.jobs.ready):
                     m.d.sync += [self.pending.eq(1), filler_slot.eq(following)]
         with m.Elif(~self.reader_busy):

@@ -8,9 +8,8 @@ performance model receives them as a :class:`~ese.sw.contract.timing.Timing`.
 
 from ..sw.contract.timing import Timing
 from .accelerator import CHAIN_HANDOFF_CYCLES
-from .cell import ARITHMETIC_CYCLES
+from .cell import latency as cell_latency
 from .pe import COLUMN_QUEUE_DEPTH
-from .readout import gate_latency
 from .streamer import BURST_ISSUE_CYCLES
 
 __all__ = ["hardware_timing"]
@@ -19,6 +18,6 @@ __all__ = ["hardware_timing"]
 def hardware_timing(config):
     """The :class:`Timing` of the hardware for ``config``."""
     return Timing(
-        chain_cycles=CHAIN_HANDOFF_CYCLES + gate_latency(config) + ARITHMETIC_CYCLES,
+        chain_cycles=CHAIN_HANDOFF_CYCLES + cell_latency(config),
         column_lead=COLUMN_QUEUE_DEPTH,
         burst_issue_cycles=BURST_ISSUE_CYCLES)

@@ -7,23 +7,30 @@ in order (clearing each one behind the read), divides them by the layer's output
 them to the activation width, and writes them to the layer's recurrent vector (y_t, read by
 the next frame and by the next layer) and, for the network's output, into the output queue;
 every channel at once.
+
+A delta layer's projection rows (docs/arithmetic.md, "Delta layers") hold this step's sums of
+changes of m: the writeback adds each row's carried sum (zero for the channels renewed: a
+sequence start, or a state just loaded), keeps the new one in its carried sums memory and
+writes y from it.
 """
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, count_bits
 from .fixed import requantize
-from .layouts import ChannelValues, WritePortSignature
+from .layouts import ChannelAccumulators, ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
 from .readout import ROW_LATENCY, RowRequestSignature
 
-__all__ = ["ProjectionWriteback", "LATENCY"]
+__all__ = ["ProjectionWriteback", "latency"]
 
-#: Cycles from reading a row to writing it: the read, the output alignment's shift, then the
-#: requantization.
-LATENCY = ROW_LATENCY + 2
+
+def latency(config):
+    """Cycles from reading a row to writing it: the read, with delta units (``Config.delta``)
+    the carried sums' add, the output alignment's shift, then the requantization."""
+    return ROW_LATENCY + config.delta + 2
 
 
 class ProjectionWriteback(wiring.Component):
@@ -44,12 +51,23 @@ class ProjectionWriteback(wiring.Component):
     vector_write : Out(WritePortSignature)
     output_space : In
     output_valid, output_value, output_last : Out
+    delta, renew : In; carried_address : Out, carried_data : In, carried_write : Out
+        With delta units: the layer is a delta layer, the channels whose carried sums count
+        as zero, and the carried sums memory (one sum per channel per word, a word per row of
+        every layer's projection, at the row's output address).
     """
 
     def __init__(self, config):
         config.require_sized()
         self.config = config
         vector = address_bits(config.vector_depth)
+        carried = {}
+        if config.delta:
+            carried = {"delta": In(1), "renew": In(config.channels),
+                       "carried_address": Out(vector),
+                       "carried_data": In(ChannelAccumulators(config)),
+                       "carried_write": Out(WritePortSignature(vector,
+                                                               ChannelAccumulators(config)))}
         super().__init__({
             "start": In(1),
             "rows": In(count_bits(config.vector_depth)),
@@ -61,6 +79,7 @@ class ProjectionWriteback(wiring.Component):
             "accumulator": Out(RowRequestSignature(config)),
             "vector_write": Out(WritePortSignature(vector, ChannelValues(config).size)),
             **output_queue_members(config),
+            **carried,
         })
 
     def elaborate(self, platform):
@@ -72,8 +91,9 @@ class ProjectionWriteback(wiring.Component):
         output_align = Signal.like(self.output_align)
         with m.If(self.start):
             m.d.sync += [output_base.eq(self.output_base), output_align.eq(self.output_align)]
+        total = latency(config)
         counter = credited_issue(m, start=self.start, length=self.rows, emit=self.emit,
-                                 output_space=self.output_space, latency=LATENCY,
+                                 output_space=self.output_space, latency=total,
                                  name="row")
         index, issue, rows = counter.index, counter.issue, counter.length
         m.d.comb += [
@@ -82,12 +102,14 @@ class ProjectionWriteback(wiring.Component):
             self.accumulator.address.eq(index >> log2_pes),
             self.accumulator.read.eq(issue),
         ]
+        sums = (self._carry(m, output_base + index) if config.delta
+                else self.accumulator.data)
         value = Signal(ChannelValues(config))
         for channel in range(config.channels):
             # A floor shift by the output's alignment, registered, then the requantization.
             aligned = Signal(signed(config.accumulator_bits), name=f"aligned{channel}")
             m.d.sync += [
-                aligned.eq(self.accumulator.data[channel] >> output_align),
+                aligned.eq(sums[channel] >> output_align),
                 value[channel].eq(requantize(aligned, config.product_frac_bits,
                                              config.activation_format)),
             ]
@@ -99,11 +121,35 @@ class ProjectionWriteback(wiring.Component):
             m.d.sync += produced.eq(produced + 1)
         m.d.comb += [
             self.produced.eq(produced),
-            self.vector_write.addr.eq(delay(m, output_base + index, LATENCY, "address2")),
+            self.vector_write.addr.eq(delay(m, output_base + index, total, "address2")),
             self.vector_write.data.eq(value),
             self.vector_write.en.eq(valid2),
             self.output_valid.eq(valid2 & counter.emit),
             self.output_value.eq(value),
-            self.output_last.eq(delay(m, index + 1 == rows, LATENCY, "last2")),
+            self.output_last.eq(delay(m, index + 1 == rows, total, "last2")),
         ]
         return m
+
+    def _carry(self, m, address):
+        """Delta units: each channel's row plus its carried sum (a delta layer's; zero for
+        renewed channels), registered, and written back."""
+        config = self.config
+        delta = Signal()
+        renew = Signal.like(self.renew)
+        with m.If(self.start):
+            m.d.sync += [delta.eq(self.delta), renew.eq(self.renew)]
+        arriving = delay(m, self.accumulator.read, ROW_LATENCY, "carry_valid")
+        m.d.comb += self.carried_address.eq(delay(m, address, ROW_LATENCY - 1,
+                                                  "carried_address"))
+        sums = Signal(ChannelAccumulators(config))
+        for channel in range(config.channels):
+            m.d.sync += sums[channel].eq(
+                self.accumulator.data[channel]
+                + Mux(delta & ~renew[channel], self.carried_data[channel], 0))
+        m.d.comb += [
+            self.carried_write.addr.eq(delay(m, address, ROW_LATENCY + 1,
+                                             "carried_write_address")),
+            self.carried_write.data.eq(sums),
+            self.carried_write.en.eq(delay(m, arriving & delta, 1, "carried_write")),
+        ]
+        return sums

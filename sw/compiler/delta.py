@@ -140,6 +140,7 @@ def delta_forward(module, x, thresholds, statistics=None):
             last_m = torch.zeros(batch, hidden, dtype=sequence.dtype)
             carried_y = torch.zeros(batch, outputs_size, dtype=sequence.dtype)
         outputs = []
+        previous_m = None
         for t in range(frames):
             if t:
                 change_sum = change_sum + (y - outputs[-1]).abs().sum()
@@ -162,7 +163,7 @@ def delta_forward(module, x, thresholds, statistics=None):
                 if projection is None:
                     y = m
                 else:
-                    if t:
+                    if previous_m is not None:
                         change_sum = change_sum + (m - previous_m).abs().sum()
                         change_count += m.numel()
                     previous_m = m

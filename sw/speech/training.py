@@ -192,6 +192,7 @@ def train_delta(model, train_data, thresholds, epochs, learning_rate, batch, see
     finally:
         for hook in hooks:
             hook.remove()
+        tuned.change = None
     return tuned
 
 
