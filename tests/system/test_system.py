@@ -179,6 +179,39 @@ def test_gru_weights_streamed_from_memory():
     assert counters["steps_in"] == counters["steps_out"] == 5
 
 
+def test_delta_layers_streamed_in_pieces_and_from_loaded_states():
+    """Delta layers (docs/arithmetic.md, "Delta layers") on the streamed machine: their
+    entries streamed from the DDR model every step, two channels given their utterances in
+    pieces (the card carries the last transmitted values and the carried sums from piece to
+    piece, so the outputs equal one run on the joined frames), then a run from a loaded
+    state (which renews every channel's delta state), whose final state is read back."""
+    import torch
+    config = hardware(4, channels=2, stream_window=8, memory_data_bits=256, delta=1)
+    torch.manual_seed(3)
+    program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2), config,
+                          density=0.5, delta=(0.05, 0.1))
+    assert min(len(program.image.entry_words(pe)) for pe in range(4)) > 8 * config.stream_window
+    rng = np.random.default_rng(6)
+    a, b = (np.cumsum(rng.normal(scale=0.25, size=(12, 13)), axis=0) for _ in range(2))
+    trace = []
+    program.predict_codes(program.encode_inputs(a)[0], trace=trace)
+    assert sum(int(np.count_nonzero(r["recurrent"])) for r in trace) < 0.7 * sum(
+        r["recurrent"].size for r in trace), "the thresholds skip too little to test them"
+    state = (rng.uniform(-0.9, 0.9, size=(2, 9)), rng.uniform(-3, 3, size=(2, 22)))
+    outputs, _ = run_system(program, [a, b], testcase="utterances_in_pieces_and_initial_states",
+                            module=__name__, stall_probability=0.25, seed=9,
+                            options={"cuts": [3, 4, 9],
+                                     "state": [part.tolist() for part in state]})
+    assert np.array_equal(outputs[0][0], program.predict(a))
+    assert np.array_equal(outputs[1][0], program.predict(b))
+    expected_a, (h_a, c_a) = program.predict(a, state=state, return_state=True)
+    expected_b, (h_b, c_b) = program.predict(b, return_state=True)
+    assert np.array_equal(outputs[0][1], expected_a)
+    assert np.array_equal(outputs[1][1], expected_b)
+    assert np.array_equal(outputs[0][2], h_a) and np.array_equal(outputs[0][3], c_a)
+    assert np.array_equal(outputs[1][2], h_b) and np.array_equal(outputs[1][3], c_b)
+
+
 # cocotb scenarios (run in the simulator by the tests above).
 
 @cocotb.test()
