@@ -211,6 +211,7 @@ class SoakReport(Report):
     wall_seconds: float
     build_tree: str = None          # the card's build tree simulated, if not the bare system
     resets: int = 0                 # runs cut short by a reset (each then run again in full)
+    delta: list = None              # delta layers' thresholds (theta_x, theta_h), if any
 
     @property
     def passed(self):

@@ -37,14 +37,22 @@ class SoakSettings:
     build_tree: object = None       # simulate the card from this build tree (written if absent)
     board: str = "adm-pcie-ku3"     # the card of a build tree the soak writes
     resets: int = 0                 # runs cut short by a reset (with a build tree)
+    #: Delta layers' thresholds ``(theta_x, theta_h)`` (docs/arithmetic.md, "Delta layers"):
+    #: the hardware gets delta units and the model these thresholds; None for neither.
+    delta: tuple = None
 
 
-def _sequences(total, longest, inputs, rng):
-    """Sequences of random lengths (1 to ``longest``) adding up to ``total`` frames."""
+def _sequences(total, longest, inputs, rng, smooth=False):
+    """Sequences of random lengths (1 to ``longest``) adding up to ``total`` frames: normal
+    frames, or (``smooth``, for delta layers) random walks that change little from frame to
+    frame, as speech features do."""
     sequences, left = [], total
     while left:
         length = min(left, int(rng.integers(1, longest + 1)))
-        sequences.append(rng.normal(scale=1.5, size=(length, inputs)))
+        if smooth:
+            sequences.append(np.cumsum(rng.normal(scale=0.25, size=(length, inputs)), axis=0))
+        else:
+            sequences.append(rng.normal(scale=1.5, size=(length, inputs)))
         left -= length
     return sequences
 
@@ -59,11 +67,15 @@ def run_soak(settings, log=None):
     from ...sim.runner import run_system
     tree = None if settings.build_tree is None else Path(settings.build_tree)
     config = settings.config or ese.Config(pes=settings.pes, channels=settings.channels)
+    if settings.delta is not None:
+        config = config.replace(delta=1)
     if tree is not None and (tree / "config.json").exists():
         config = ese.Config.from_dict(json.loads((tree / "config.json").read_text())["config"])
     program = random_program(settings.cell, settings.inputs, settings.cells, settings.proj,
                              config, layers=settings.layers, density=settings.density,
                              seed=settings.seed)
+    if settings.delta is not None:
+        program = program.with_delta(tuple(settings.delta))
     if tree is not None and not (tree / "config.json").exists():
         from ...boards import board
         from ...boards.vivado import write_build_tree
@@ -71,7 +83,8 @@ def run_soak(settings, log=None):
             log(f"writing the build tree {tree}")
         write_build_tree(board(settings.board), program.config, tree)
     rng = np.random.default_rng(settings.seed)
-    per_channel = [_sequences(settings.frames, settings.longest_sequence, settings.inputs, rng)
+    per_channel = [_sequences(settings.frames, settings.longest_sequence, settings.inputs, rng,
+                              smooth=settings.delta is not None)
                    for _ in range(settings.channels)]
     started = time.monotonic()
     outputs, counters = run_system(program, per_channel,
@@ -97,6 +110,7 @@ def run_soak(settings, log=None):
         "pes": program.config.pes,
         "build_tree": None if tree is None else str(tree),
         "resets": settings.resets,
+        "delta": None if settings.delta is None else [float(v) for v in settings.delta],
         "simulated_cycles": counters["cycles"],
         "steps_out": counters["steps_out"],
         "wall_seconds": wall,

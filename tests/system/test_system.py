@@ -124,6 +124,16 @@ def test_soak_in_small_checks_every_frame():
     assert report.steps_out == 150 and report.simulated_cycles > 150 * 100
 
 
+def test_soak_with_delta_layers_checks_every_frame():
+    """`ese soak --delta`'s engine: delta layers over slowly changing sequences of random
+    lengths, several per channel, each start renewing its channel's delta state."""
+    from ese.sw.tools.soak import SoakSettings, run_soak
+    report = run_soak(SoakSettings(frames=150, longest_sequence=40, stall_probability=0.25,
+                                   config=hardware(4, channels=2), delta=(0.05, 0.1)))
+    assert report.frames == 300 and report.sequences >= 2 * 4 and report.delta == [0.05, 0.1]
+    assert report.mismatched_frames == 0 and report.passed
+
+
 def test_utterances_in_pieces_and_initial_states_through_the_driver(program):
     """Two channels, each its own utterance, given to the card in pieces: the card carries
     their state from piece to piece, so the outputs equal one run on the joined frames; then

@@ -160,7 +160,8 @@ def cmd_soak(args):
     settings = SoakSettings(cell=args.cell, frames=args.frames, channels=args.channels,
                             pes=args.pes,
                             stall_probability=args.stalls, seed=args.seed,
-                            build_tree=args.build_tree, resets=args.resets)
+                            build_tree=args.build_tree, resets=args.resets,
+                            delta=tuple(args.delta) if args.delta else None)
     console = make_console()
     with console.status("soak") as status:
         report = run_soak(settings, log=lambda text: status.update(text))
@@ -252,5 +253,8 @@ def register(commands):
     soak.add_argument("--resets", type=non_negative_int, default=0,
                       help="with --build-tree: runs cut short by a reset at a random point "
                            "(each part of the frames is then run again in full)")
+    soak.add_argument("--delta", nargs=2, type=float, metavar=("THETA_X", "THETA_H"),
+                      help="delta layers with these thresholds (docs/arithmetic.md), on "
+                           "hardware with delta units, over slowly changing frames")
     soak.add_argument("--json", action="store_true")
     soak.set_defaults(run=cmd_soak)
