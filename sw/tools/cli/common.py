@@ -159,6 +159,9 @@ def print_summary(program, path):
                        f"{'GRU units' if layer['kind'] == 'gru' else 'cells'}"
                        + (f"->{layer['proj']} proj" if layer["proj"] else "")
                        + (" (peepholes)" if layer["peepholes"] else "")
+                       + (" (delta: thresholds " + ", ".join(
+                           f"{name} {value} LSB" for name, value in layer["delta"].items()
+                           if name != "m" or layer["proj"]) + ")" if layer["delta"] else "")
                        for layer in s["layers"])
     print(f"{path}: {s['source']}, {layers}")
     print(f"  {s['pes']} PEs, {s['nonzeros']} of {s['weights']} weights non-zero "
