@@ -76,6 +76,20 @@ def test_random_thresholds_are_bit_exact_under_stalls(case):
     assert not np.array_equal(result.outputs, plain.predict(x))
 
 
+@pytest.mark.parametrize("pes", [1, 2])
+def test_fewer_pes_than_gates(pes):
+    """With fewer than four PEs a cell's gates arrive over several cycles: the carried sums
+    must meet them when they are complete (a GRU's rotated slots, 2 layers)."""
+    import torch
+    torch.manual_seed(pes)
+    plain = ese.compile(nn.GRU(7, 10, num_layers=2), hardware(pes, delta=1), density=0.6)
+    program = plain.with_delta(random_thresholds(plain, pes))
+    x = smooth(8, program.inputs, seed=pes)
+    assert skipped_fraction(program, x) > 0.3
+    result = program.simulate(x, stall_probability=0.25, seed=pes)
+    assert result.mismatches == 0 and np.array_equal(result.outputs, program.predict(x))
+
+
 def test_zero_thresholds_on_delta_hardware_are_the_layers_without_deltas():
     plain, _ = compiled("lstmp-peepholes-2-layers", DELTA)
     zero = plain.with_delta((0, 0))
