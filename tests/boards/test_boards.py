@@ -94,6 +94,27 @@ def test_ese_build_writes_the_tree_and_says_no_bitstream_was_made(tmp_path, caps
     assert (tmp_path / "tree" / "build.tcl").exists()
 
 
+def test_ese_build_delta_gives_the_card_delta_units(tmp_path):
+    """`ese build --delta`: the tree's hardware has delta units (Config.delta=1), so it
+    takes images with delta layers as well as without; hardware without them refuses
+    delta layers by name."""
+    import torch
+    torch.manual_seed(0)
+    plain = ese.compile(torch.nn.GRU(7, 10), hardware(4), density=0.5)
+    plain.save(tmp_path / "plain.ese")
+    tree = tmp_path / "tree"
+    assert main(["build", "--board", "adm-pcie-ku3", "--out", str(tree), "--image",
+                 str(tmp_path / "plain.ese"), "--delta", "--no-vivado"]) == 0
+    card = ese.Config.from_dict(json.loads((tree / "config.json").read_text())["config"])
+    assert card.delta == 1
+    delta = plain.retarget(plain.config.replace(delta=1)).with_delta((0.05, 0.1))
+    delta.save(tmp_path / "delta.ese")
+    assert ese.load(tmp_path / "delta.ese", config=card).model.has_delta
+    assert not ese.load(tmp_path / "plain.ese", config=card).model.has_delta
+    with pytest.raises(ese.ImageError, match="delta layers"):
+        ese.load(tmp_path / "delta.ese", config=card.replace(delta=0))
+
+
 def test_the_readme_flow_loads_its_own_image_on_the_build_trees_hardware(tmp_path, capsys):
     """`ese compile` with its defaults (a 64-bit memory port), then `ese build --image`: the
     card's build has the board's 512-bit port, and loading the image for the build tree's

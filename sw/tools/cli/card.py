@@ -166,6 +166,9 @@ def _hardware_options(parser, image_help):
                         help="channels (default: the image's, or 1)")
     parser.add_argument("--stream-window", type=window_value, default=0, metavar="N",
                         help="without --image: " + STREAM_HELP)
+    parser.add_argument("--delta", action="store_true",
+                        help="with delta units (Config.delta=1), which run delta layers "
+                             "(docs/arithmetic.md)")
 
 
 def register(commands):

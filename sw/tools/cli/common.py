@@ -146,11 +146,12 @@ def hardware_for(args):
     """The hardware config of a build or estimate: an image's, or ESE's layer's for options."""
     from ...runtime.program import load
     from ..bench import BenchSettings, build_program
+    delta = {"delta": 1} if getattr(args, "delta", False) else {}
     if args.image:
         config = load(existing_file(args.image, "image")).config
-        return config.replace(channels=args.channels) if args.channels else config
+        return config.replace(**({"channels": args.channels} if args.channels else {}), **delta)
     program = build_program(BenchSettings(pes=args.pes, stream_window=args.stream_window))
-    return program.config.replace(channels=args.channels or 1)
+    return program.config.replace(channels=args.channels or 1, **delta)
 
 
 def print_summary(program, path):
