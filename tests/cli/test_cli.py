@@ -116,6 +116,19 @@ def test_compile_an_onnx_model(tmp_path, capsys):
     assert "its LSTM and GRU nodes are /LSTM, /LSTM_1" in capsys.readouterr().err
 
 
+def test_compile_delta_layers_and_info_shows_their_thresholds(tmp_path, capsys):
+    import torch
+    torch.manual_seed(0)
+    torch.save(torch.nn.GRU(5, 8), tmp_path / "gru.pt")
+    assert main(["compile", str(tmp_path / "gru.pt"), "-o", str(tmp_path / "gru.ese"),
+                 "--pes", "2", "--delta", "0.05", "0.1"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "gru.ese")]) == 0
+    assert "(delta: thresholds x 204 LSB, h 409 LSB)" in capsys.readouterr().out
+    program = ese.load(tmp_path / "gru.ese")
+    assert program.config.delta == 1 and program.model.has_delta
+
+
 def test_verilog_is_written(image, tmp_path, capsys):
     assert main(["verilog", str(image), "-o", str(tmp_path / "top.v")]) == 0
     assert "module ese_accelerator" in (tmp_path / "top.v").read_text()
@@ -182,6 +195,11 @@ def _bad_files(tmp_path, image):
     (["simulate", "{image}", "--frames", "0"], "positive integer"),
     (["compile", "{tmp}/speech.wav", "-o", "{tmp}/x.ese", "--stream-window", "3"], "window"),
     (["speech-eval", "--rtl-utterances", "-2"], "non-negative integer"),
+    (["compile", "{tmp}/speech.wav", "-o", "{tmp}/x.ese", "--delta", "0.1"],
+     "2 or 3 thresholds"),
+    (["compile", "{tmp}/speech.wav", "-o", "{tmp}/x.ese", "--delta", "0.1", "-1"],
+     "a threshold in [0, 16)"),
+    (["soak", "--delta", "0.1", "16"], "a threshold in [0, 16)"),
     (["estimate", "--pes", "zero"], "positive integer"),
     (["no-such-command"], "invalid choice"),
 ])

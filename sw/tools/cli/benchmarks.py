@@ -13,6 +13,7 @@ from .common import (
     positive_int,
     probability_value,
     seed_value,
+    threshold_value,
     window_value,
 )
 
@@ -253,7 +254,7 @@ def register(commands):
     soak.add_argument("--resets", type=non_negative_int, default=0,
                       help="with --build-tree: runs cut short by a reset at a random point "
                            "(each part of the frames is then run again in full)")
-    soak.add_argument("--delta", nargs=2, type=float, metavar=("THETA_X", "THETA_H"),
+    soak.add_argument("--delta", nargs=2, type=threshold_value, metavar=("THETA_X", "THETA_H"),
                       help="delta layers with these thresholds (docs/arithmetic.md), on "
                            "hardware with delta units, over slowly changing frames")
     soak.add_argument("--json", action="store_true")

@@ -60,6 +60,8 @@ def number_in(low, high, what, include_low):
 
 density_value = number_in(0.0, 1.0, "a density in (0, 1]", include_low=False)
 probability_value = number_in(0.0, 1.0, "a probability in [0, 1)", include_low=True)
+#: A delta layer's threshold in real units (docs/arithmetic.md, "Delta layers").
+threshold_value = number_in(0.0, 16.0, "a threshold in [0, 16)", include_low=True)
 
 
 def existing_file(path, what):

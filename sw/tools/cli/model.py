@@ -20,6 +20,7 @@ from .common import (
     random_frames,
     seed_value,
     streaming_settings,
+    threshold_value,
     window_value,
 )
 
@@ -29,6 +30,8 @@ def cmd_compile(args):
 
     from ...compiler.pipeline import compile
     from ...contract.config import Config
+    if args.delta and len(args.delta) not in (2, 3):
+        raise UsageError("--delta takes 2 or 3 thresholds: THETA_X THETA_H [THETA_M]")
     path = existing_file(args.model, "model file")
     if path.suffix == ".onnx":
         module = path
@@ -43,12 +46,14 @@ def cmd_compile(args):
                              f"or an ONNX model (.onnx) ({type(error).__name__}: "
                              f"{error})") from None
     config = Config(pes=args.pes, channels=args.channels, weight_bits=args.weight_bits,
-                    activation_bits=args.activation_bits, **streaming_settings(args.stream_window))
+                    activation_bits=args.activation_bits, delta=int(bool(args.delta)),
+                    **streaming_settings(args.stream_window))
     calibration = load_calibration(args.calibration) if args.calibration else None
     program = compile(module, config, density=args.density, pruning=args.pruning,
                       calibration=calibration, formats=args.formats,
                       node=(args.node if not args.node or len(args.node) > 1
-                            else args.node[0]) or None)
+                            else args.node[0]) or None,
+                      delta=tuple(args.delta) if args.delta else None)
     program.save(args.output)
     print_summary(program, args.output)
     return 0
@@ -149,6 +154,10 @@ def register(commands):
     comp.add_argument("--formats", choices=["auto", "configured"], default="auto",
                       help="auto: each matrix's format from its values (default); configured: "
                            "ESE's fixed formats everywhere")
+    comp.add_argument("--delta", nargs="+", type=threshold_value,
+                      metavar="THETA",
+                      help="delta layers with thresholds THETA_X THETA_H [THETA_M] (real "
+                           "units; docs/arithmetic.md), on hardware with delta units")
     comp.set_defaults(run=cmd_compile)
 
     info = commands.add_parser("info", help="describe a weight image")
