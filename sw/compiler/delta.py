@@ -17,10 +17,13 @@ The module's parameters are read as the module holds them, including
 weights stay zero and get no gradient.
 """
 
+import contextlib
+
 import torch
 from torch import nn
 
-from ..contract.errors import UnsupportedModelError
+from ..contract.errors import ConfigError, UnsupportedModelError
+from ..runtime.quantized import real_thresholds
 
 __all__ = ["delta_forward", "column_changes"]
 
@@ -33,19 +36,12 @@ def _parameter(module, name):
 
 
 def _thresholds(thresholds, layers):
+    """Each layer's ``[theta_x, theta_h, theta_m]`` (as ``ese.compile``'s ``delta`` reads
+    them)."""
     per_layer = list(thresholds) if isinstance(thresholds, list) else [thresholds] * layers
     if len(per_layer) != layers:
-        raise ValueError(f"{len(per_layer)} layers' thresholds for {layers} layers")
-    chosen = []
-    for entry in per_layer:
-        values = [float(v) for v in entry]
-        if len(values) == 2:
-            values.append(values[1])
-        if len(values) != 3 or min(values) < 0:
-            raise ValueError(f"delta thresholds are (theta_x, theta_h[, theta_m]) >= 0, not "
-                             f"{entry!r}")
-        chosen.append(values)
-    return chosen
+        raise ConfigError(f"{len(per_layer)} layers' thresholds for {layers} layers")
+    return [real_thresholds(entry, f"layer {index}") for index, entry in enumerate(per_layer)]
 
 
 def _transmit(values, last, threshold):
@@ -109,20 +105,10 @@ def delta_forward(module, x, thresholds, statistics=None):
         projection = (_parameter(module, f"weight_hr_l{index}")
                       if not gru and module.proj_size else None)
         outputs_size = projection.shape[0] if projection is not None else hidden
-        # The input's changes do not depend on this layer: the first layer's are found
-        # without the graph; every layer's sums of W_ih * change are one product, summed
-        # over time.
-        if index == 0:
-            with torch.no_grad():
-                last = torch.zeros_like(sequence[:, 0])
-                changes = []
-                for t in range(frames):
-                    delta, last, sent = _transmit(sequence[:, t], last, theta_x)
-                    changes.append(delta)
-                    counts["x"][0] += float(sent.sum())
-                counts["x"][1] += float(sequence.numel())
-            changes = torch.stack(changes, 1)
-        else:
+        # The input's changes do not depend on this layer's recurrence, so its sums of
+        # W_ih * change are one product, summed over time; the first layer's changes
+        # depend on no parameter and are found without the graph.
+        with torch.no_grad() if index == 0 else contextlib.nullcontext():
             last = torch.zeros_like(sequence[:, 0])
             changes = []
             for t in range(frames):

@@ -16,7 +16,7 @@ from ..contract.errors import CapacityError, ConfigError
 
 __all__ = ["LayerShape", "StackShape", "QuantizedLayer", "QuantizedModel",
            "QuantizationReport", "check_accumulator_bound", "check_model_bounds",
-           "delta_thresholds"]
+           "delta_thresholds", "real_thresholds"]
 
 
 class LayerShape:
@@ -237,6 +237,25 @@ def check_model_bounds(model, config):
                                 input_is_m=index > 0 and model.layers[index - 1].proj == 0)
 
 
+def real_thresholds(entry, what="a layer"):
+    """One layer's real thresholds ``[theta_x, theta_h, theta_m]`` from a pair or triple
+    (theta_m defaults to theta_h), checked: finite and >= 0."""
+    try:
+        reals = [float(value) for value in entry]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: delta thresholds must be (theta_x, theta_h) or "
+                          f"(theta_x, theta_h, theta_m) real numbers, a "
+                          f"DeltaThresholds or None; got {entry!r}") from None
+    if len(reals) not in (2, 3):
+        raise ConfigError(f"{what}: give 2 or 3 delta thresholds (theta_x, theta_h "
+                          f"[, theta_m]), not {len(reals)}")
+    if len(reals) == 2:
+        reals.append(reals[1])
+    if not all(np.isfinite(value) and value >= 0 for value in reals):
+        raise ConfigError(f"{what}: delta thresholds must be finite and >= 0, not {reals}")
+    return reals
+
+
 def delta_thresholds(model, config, delta):
     """Each layer's :class:`~ese.sw.contract.arithmetic.DeltaThresholds` (or None) from a
     user's ``delta``.
@@ -262,20 +281,7 @@ def delta_thresholds(model, config, delta):
         if entry is None or isinstance(entry, DeltaThresholds):
             thresholds = entry
         else:
-            try:
-                reals = [float(value) for value in entry]
-            except (TypeError, ValueError):
-                raise ConfigError(f"{what}: delta thresholds must be (theta_x, theta_h) or "
-                                  f"(theta_x, theta_h, theta_m) real numbers, a "
-                                  f"DeltaThresholds or None; got {entry!r}") from None
-            if len(reals) not in (2, 3):
-                raise ConfigError(f"{what}: give 2 or 3 delta thresholds (theta_x, theta_h "
-                                  f"[, theta_m]), not {len(reals)}")
-            if len(reals) == 2:
-                reals.append(reals[1])
-            if not all(np.isfinite(value) and value >= 0 for value in reals):
-                raise ConfigError(f"{what}: delta thresholds must be finite and >= 0, not "
-                                  f"{reals}")
+            reals = real_thresholds(entry, what)
             fracs = (layer.formats.format(config, "input").frac,
                      layer.formats.format(config, "output").frac,
                      config.activation_frac_bits)
