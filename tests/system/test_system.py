@@ -142,6 +142,13 @@ def test_utterances_in_pieces_and_initial_states_through_the_driver(program):
     a, b = frames(12, 13, seed=21), frames(12, 13, seed=22)
     rng = np.random.default_rng(5)
     state = (rng.uniform(-0.9, 0.9, size=(2, 9)), rng.uniform(-3, 3, size=(2, 22)))
+    _check_pieces_and_states(program, a, b, state)
+
+
+def _check_pieces_and_states(program, a, b, state):
+    """Run the utterances_in_pieces_and_initial_states scenario on the LSTMP ``program``
+    (two channels, ``a`` and ``b``; ``state`` for ``a``'s second run) and check every output
+    and the final states read back against the golden model."""
     outputs, _ = run_system(program, [a, b], testcase="utterances_in_pieces_and_initial_states",
                             module=__name__, stall_probability=0.25, seed=9,
                             options={"cuts": [3, 4, 9],
@@ -208,18 +215,7 @@ def test_delta_layers_streamed_in_pieces_and_from_loaded_states():
     assert sum(int(np.count_nonzero(r["recurrent"])) for r in trace) < 0.7 * sum(
         r["recurrent"].size for r in trace), "the thresholds skip too little to test them"
     state = (rng.uniform(-0.9, 0.9, size=(2, 9)), rng.uniform(-3, 3, size=(2, 22)))
-    outputs, _ = run_system(program, [a, b], testcase="utterances_in_pieces_and_initial_states",
-                            module=__name__, stall_probability=0.25, seed=9,
-                            options={"cuts": [3, 4, 9],
-                                     "state": [part.tolist() for part in state]})
-    assert np.array_equal(outputs[0][0], program.predict(a))
-    assert np.array_equal(outputs[1][0], program.predict(b))
-    expected_a, (h_a, c_a) = program.predict(a, state=state, return_state=True)
-    expected_b, (h_b, c_b) = program.predict(b, return_state=True)
-    assert np.array_equal(outputs[0][1], expected_a)
-    assert np.array_equal(outputs[1][1], expected_b)
-    assert np.array_equal(outputs[0][2], h_a) and np.array_equal(outputs[0][3], c_a)
-    assert np.array_equal(outputs[1][2], h_b) and np.array_equal(outputs[1][3], c_b)
+    _check_pieces_and_states(program, a, b, state)
 
 
 # cocotb scenarios (run in the simulator by the tests above).
