@@ -70,7 +70,8 @@ from .sequencer import FillerControl, FrameSequencer
 from .streamer import StreamBeatSignature
 from .writeback import ProjectionWriteback
 
-__all__ = ["LSTMAccelerator", "CHAIN_HANDOFF_CYCLES"]
+__all__ = ["LSTMAccelerator", "CHAIN_HANDOFF_CYCLES", "FENCE_TRIP_CYCLES", "ISSUE_CYCLES",
+           "FENCE_DRAIN_CYCLES"]
 
 #: Cycles of each layer's chain outside the cell unit that no work hides: the gate fence's
 #: trip through every PE's pipeline behind the last products (queue, column, fetch, load,
@@ -84,6 +85,20 @@ __all__ = ["LSTMAccelerator", "CHAIN_HANDOFF_CYCLES"]
 #: and again with the second bank of gate accumulators (ESE's layer +0.35%, a GRU of its size
 #: +0.2%).
 CHAIN_HANDOFF_CYCLES = 13
+#: The step-chain model's PE pipeline (delta layers, where few columns are sent, so the PEs'
+#: latency shows): from a fence's broadcast to the sequencer's start of the cell unit or the
+#: writeback, through PEs with nothing else to do (the fence through every PE's stages, the
+#: fence counts compared and registered as ``fenced``); from a column's broadcast to its
+#: first multiply in an idle PE (queue, column, fetch, load, decode, row, word, pick and
+#: issue stages); and from the cycle after a PE's last multiply to the same start (the
+#: multiply and add, then ``fenced``): a column and the fence behind it take the trip
+#: together. Measured on the RTL: with them the model gives every delta layer's floor
+#: (nothing transmitted) to the cycle, for LSTM, LSTMP and GRU layers of one and two layers
+#: on 4 and 8 PEs, and the mean frame within 1.2% with thresholds (tests/rtl/test_delta_rtl.py,
+#: ``ese bench --delta``).
+FENCE_TRIP_CYCLES = 16
+ISSUE_CYCLES = 10
+FENCE_DRAIN_CYCLES = FENCE_TRIP_CYCLES - ISSUE_CYCLES
 
 
 class LSTMAccelerator(wiring.Component):

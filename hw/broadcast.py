@@ -30,7 +30,20 @@ from ..sw.contract.memory_map import address_bits, count_bits
 from .axi import forward
 from .layouts import FENCE_BITS, BroadcastLayout, BroadcastValues, ChannelValues, WritePortSignature
 
-__all__ = ["VectorReader", "BroadcastArbiter", "ColumnLayout", "ReadJobLayout", "Follow"]
+__all__ = ["VectorReader", "BroadcastArbiter", "ColumnLayout", "ReadJobLayout", "Follow",
+           "READ_CYCLES", "JOB_CYCLES", "JOB_TURN_CYCLES", "FENCE_CYCLES"]
+
+#: From a reader's read of a word to the column's broadcast: the word on the memory's port
+#: (stage 1), then registered with its zero test (stage 2), which the arbiter passes on.
+READ_CYCLES = 2
+#: From a read job's offer to its first read: the job queue's write, then its take.
+JOB_CYCLES = 2
+#: From a job's last read to the next queued job's first read: the index reaches the length,
+#: then the next job is taken.
+JOB_TURN_CYCLES = 2
+#: From a job's last broadcast to the fence behind it: the reader's busy clears a cycle later
+#: (the sequencer then requests the fence), and the arbiter registers the request.
+FENCE_CYCLES = 2
 
 
 class Follow:

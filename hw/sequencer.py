@@ -26,7 +26,15 @@ from .broadcast import Follow, ReadJobLayout
 from .layouts import DescriptorLayout, Target
 from .receiver import SLOTS
 
-__all__ = ["FrameSequencer", "FillerControl"]
+__all__ = ["FrameSequencer", "FillerControl", "STEP_JOB_CYCLES", "LAYER_JOB_CYCLES"]
+
+#: From the last layer's last unit's start (writeback, or cell unit without projection) to the
+#: next step's first read job: LAYER_DONE, FRAME_WAIT, GATES_INPUT, then GATES_RECURRENT
+#: offers it (the next step's input being there).
+STEP_JOB_CYCLES = 4
+#: From a layer's last unit's start to the next layer's first read job: LAYER_DONE,
+#: LAYER_DESCRIBE, then GATES_INPUT offers it.
+LAYER_JOB_CYCLES = 3
 
 
 class FrameSequencer(wiring.Component):

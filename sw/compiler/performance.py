@@ -30,6 +30,13 @@ activations. The hardware's latencies come in a :class:`~ese.sw.contract.timing.
 never broadcast: with a trace of the golden model the prediction follows them frame by frame;
 without one, every activation counts as non-zero. ``ese bench`` compares the prediction with
 the RTL.
+
+Delta layers (docs/arithmetic.md, "Delta layers") send only the columns that changed, and
+then the work no longer hides each layer's serial chain: the readers read every word, sent or
+not; a fence follows each phase; the cell unit and the writeback issue one item per cycle;
+the sequencer hands on. For them the model replays that chain step by step
+(:func:`step_chain_ends`), with the PEs' recurrence inside it, from the hand-offs' latencies
+in the Timing. ``ese bench --delta`` compares it with the RTL.
 """
 
 from dataclasses import dataclass, field
@@ -38,7 +45,8 @@ import numpy as np
 
 from ..contract.memory_map import GATES, MemoryMap
 
-__all__ = ["PerformancePrediction", "predict_performance", "phase_demands", "stream_traffic"]
+__all__ = ["PerformancePrediction", "predict_performance", "phase_demands", "stream_traffic",
+           "step_chain_ends"]
 
 
 @dataclass
@@ -86,6 +94,9 @@ class PerformancePrediction:
     phases: list = field(default_factory=list)
     limited_by: str = "multiply-accumulate"
     memory_cycles: float = 0.0        # streamed weights: the memory port's cycles per step
+    #: With a trace: each frame's cycles (the first frame's from the start), as the RTL's
+    #: ``SimulationResult.cycles_per_frame`` counts them.
+    frame_cycles: list = field(default_factory=list)
 
     @property
     def utilization(self):
@@ -99,6 +110,7 @@ class PerformancePrediction:
             "utilization": self.utilization,
             "limited_by": self.limited_by,
             "memory_cycles": self.memory_cycles,
+            **({"frame_cycles": list(self.frame_cycles)} if self.frame_cycles else {}),
         }
 
 
@@ -215,6 +227,10 @@ def predict_performance(image, timing, trace=None, warmup=2):
     the mean advance per frame after ``warmup`` frames. With several channels in lock step,
     ``trace`` is a list of every channel's trace: a column is skipped only where it is zero
     in all of them, and a step (one frame of every channel) costs what a frame costs.
+
+    An image with delta layers is predicted by the step-chain model (:func:`step_chain_ends`):
+    its trace holds the changes sent, zero where a column is not transmitted. With a trace,
+    ``frame_cycles`` gives every frame's cycles.
     """
     phases = phase_demands(image)
     config = image.config
@@ -228,10 +244,17 @@ def predict_performance(image, timing, trace=None, warmup=2):
         count = min(len(t[0]["inputs"]) for t in traces)
         frames_masks = [_active_masks(phases, traces, t) for t in range(count)]
         warmup = min(warmup, count - 1)
-    ends = _replay(_stream(phases, frames_masks), config.activation_queue_depth,
-                   timing.column_lead)
+    chained = any(d["delta"] for d in image.descriptors)
+    if chained:
+        # Delta layers send few columns: the step's serial chain sets the pace.
+        ends = step_chain_ends(image, timing, frames_masks)
+        latency = 0
+    else:
+        ends = _replay(_stream(phases, frames_masks), config.activation_queue_depth,
+                       timing.column_lead)
+        latency = timing.chain_cycles * len(image.descriptors)
+    frame_cycles = [float(c) + latency for c in np.diff([0.0] + ends)]
     steady = np.diff(ends)[warmup - 1:] if warmup else np.diff([0.0] + ends)
-    latency = timing.chain_cycles * len(image.descriptors)
     cycles = float(np.mean(steady)) + latency
     measured = frames_masks[warmup:]
     effective = np.mean([sum(int(p.macs.sum() if m is None else p.macs[:, m].sum())
@@ -244,10 +267,221 @@ def predict_performance(image, timing, trace=None, warmup=2):
     limited_by = ("multiply-accumulate" if per_pe.max() >= columns else "broadcast columns")
     if per_pe.max() < 0.97 * (cycles - latency) and limited_by == "multiply-accumulate":
         limited_by = "multiply-accumulate, with queue coupling between PEs"
+    if chained:
+        limited_by = ("the serial chain of each step (delta layers)"
+                      if per_pe.max() < 0.5 * cycles else
+                      f"{limited_by}, and the serial chain of each step (delta layers)")
     beats, bursts = stream_traffic(image)
     memory = float(max(beats, timing.burst_issue_cycles * bursts))
     if memory > cycles:
         cycles = memory
         limited_by = "off-chip memory: streaming the weights"
     return PerformancePrediction(cycles, nonzeros / pes, float(effective), nonzeros, pes,
-                                 phases, limited_by, memory)
+                                 phases, limited_by, memory,
+                                 frame_cycles if trace is not None else [])
+
+
+class _PEStream:
+    """The broadcast and the PEs' column and multiply stages, one column at a time: the
+    max-plus recurrence of :func:`_replay`, where a column may also wait to be read, and the
+    multipliers share their accumulator memory with the readouts."""
+
+    def __init__(self, pes, depth, lead, front=2):
+        from collections import deque
+        self.front = front
+        self.taken_history = deque(maxlen=depth + 1)
+        self.start_history = deque(maxlen=lead)
+        self.broadcast = -1.0
+        self.taken = np.full(pes, -1.0)
+        self.end = np.zeros(pes)      # the cycle after each PE's last multiply
+        self.windows = deque(maxlen=4)
+
+    def earliest(self, ready):
+        """The cycle a column ready at ``ready`` would be broadcast: once every PE's queue has
+        room. A PE's ``accepting`` is registered from its queue's level (below the depth D),
+        and the queue has one entry more (:mod:`ese.hw.pe`), so a column may follow the one
+        before it in the next cycle once the column D + 1 back has been taken, and otherwise
+        two cycles after the column D back has."""
+        following = self.broadcast + 1
+        history = self.taken_history
+        if len(history) < history.maxlen - 1:
+            return max(following, ready)
+        if ready <= following and (len(history) < history.maxlen
+                                   or following >= history[0].max() + 2):
+            return following
+        return max(following, ready, history[-(history.maxlen - 1)].max() + 2)
+
+    def send(self, work, ready):
+        broadcast = self.earliest(ready)
+        taken = np.maximum(self.taken + 1, broadcast + 1)
+        if len(self.start_history) == self.start_history.maxlen:
+            taken = np.maximum(taken, self.start_history[0])
+        start = np.maximum(self.end, np.maximum(taken + 1, broadcast + self.front))
+        self.end = self._advance(start, np.asarray(work, dtype=float))
+        self.broadcast, self.taken = broadcast, taken
+        self.taken_history.append(taken)
+        self.start_history.append(start)
+
+    def read_out(self, reads, first, cycles):
+        """A readout (the cell unit's gate reads, the writeback's projection rows): each PE's
+        ``reads`` spread evenly over ``cycles`` from ``first``, each taking the accumulator
+        memory for a cycle, in which the PE issues no multiply."""
+        self.windows.append((first, first + cycles, np.minimum(reads / cycles, 1.0)))
+
+    def _advance(self, start, work):
+        """Each PE's cycle after ``work`` multiplies from ``start``, around the readouts."""
+        at = start.copy()
+        for low, high, share in self.windows:
+            before = np.clip(low - at, 0, None)
+            done = np.minimum(work, before)
+            at, work = at + done, work - done
+            inside = (work > 0) & (at < high)
+            free = np.where(share < 1, 1 - share, 1.0)
+            room = np.where(share < 1, (high - at) * (1 - share), 0.0)
+            used = np.where(inside, np.minimum(work, room), 0.0)
+            at = np.where(inside, np.where(work <= room, at + used / free, high), at)
+            work = work - used
+        return at + work
+
+    def done(self):
+        """The cycle after every PE's last multiply."""
+        return float(self.end.max())
+
+
+def step_chain_ends(image, timing, frames_masks):
+    """The step-chain model: each frame's end (its last output written), in cycles.
+
+    Where few columns are sent (delta layers), the work no longer hides the serial chain of
+    each layer, and a frame costs that chain: the readers read every word of a vector, one per
+    cycle, sent or not, and stall while a column waits for the broadcast
+    (:mod:`ese.hw.broadcast`); a fence follows each phase's last column through the PEs; the
+    cell unit issues a cell per ``cell_issue_gap`` cycles; the projection's reads follow the
+    cell unit's outputs, the next layer's the writeback's (or the cell unit's); and the
+    sequencer hands each layer and step on (:mod:`ese.hw.sequencer`). The transmitted columns
+    go through the PEs as in :func:`_replay`, each once it is read, and the next step's
+    first-layer input columns (the filler's) wherever the critical reader leaves the broadcast
+    free. ``frames_masks`` gives, per frame, each phase's transmitted columns (None: all).
+    """
+    config = image.config
+    phases = phase_demands(image)
+    layers = image.descriptors
+    gates = {p.layer: p for p in phases if p.kind == "gates"}
+    projections = {p.layer: p for p in phases if p.kind == "projection"}
+    order = {(p.layer, p.kind): index for index, p in enumerate(phases)}
+    t = timing
+    stream = _PEStream(config.pes, config.activation_queue_depth, t.column_lead,
+                       t.issue_cycles)
+    fillers = []              # the filler's jobs not yet sent, oldest first
+
+    def transmitted(masks, layer, kind, low, high):
+        mask = masks[order[(layer, kind)]]
+        columns = np.arange(high) if mask is None else np.flatnonzero(mask[:high])
+        return columns[columns >= low] - low
+
+    def send(reader, work, word):
+        """Send the column of a reader's word once read and the broadcast is free. A column
+        waiting for the broadcast holds the reader's two stages: the word two behind it is
+        read only as it goes."""
+        ready = reader["base"] + word
+        if reader["follow"] is not None:
+            ready = max(ready, reader["follow"] + word * reader["gap"])
+        stream.send(work, ready + t.read_cycles)
+        reader["base"] = max(reader["base"], stream.broadcast - word - t.read_cycles)
+
+    def last_read(reader):
+        word = reader["length"] - 1
+        at = reader["base"] + word
+        return at if reader["follow"] is None else max(at, reader["follow"] + word * reader["gap"])
+
+    def send_fillers(before=None, step=None):
+        """Send the filler's columns that the broadcast reaches before cycle ``before``; or
+        (``step``) every column of that step's job and those before it, returning the job's
+        last read."""
+        for job in fillers:
+            while job["next"] < len(job["columns"]):
+                word = int(job["columns"][job["next"]])
+                if (step is None
+                        and stream.earliest(job["base"] + word + t.read_cycles) >= before):
+                    return None
+                send(job, job["phase"].macs[:, word], word)
+                job["next"] += 1
+            if job["step"] == step:
+                return last_read(job)
+        return None
+
+    def critical(phase, columns, offset, length, first_read, follow=None, gap=1):
+        """A critical read job of ``length`` words from ``first_read`` (word ``i`` no sooner
+        than ``follow + i * gap`` when it follows a producer); returns its last read."""
+        reader = {"base": first_read, "follow": follow, "gap": gap, "length": length}
+        for word in columns:
+            word = int(word)
+            ready = reader["base"] + word
+            if follow is not None:
+                ready = max(ready, follow + word * gap)
+            send_fillers(ready + t.read_cycles)
+            send(reader, phase.macs[:, offset + word], word)
+        return last_read(reader)
+
+    def fenced_start(last, *free):
+        fence = last + t.read_cycles + t.fence_cycles
+        send_fillers(fence)
+        return max(fence + t.fence_trip_cycles, stream.done() + t.fence_drain_cycles, *free)
+
+    def queue_filler(step, offered):
+        inputs = layers[0]["inputs"]
+        fillers.append({"step": step, "phase": gates[0],
+                        "columns": transmitted(frames_masks[step], 0, "gates", 0, inputs),
+                        "next": 0, "base": offered + t.job_cycles, "follow": None, "gap": 1,
+                        "length": inputs})
+
+    ends = []
+    step_job = 0.0            # the cycle the step's first read job is offered
+    cells_free = writeback_free = 0.0
+    previous_output = (None, 1)     # the last layer's output: (first word readable, gap)
+    queue_filler(0, 0.0)
+    for frame, masks in enumerate(frames_masks):
+        if frame + 1 < len(frames_masks):
+            # The next step's input products: read once this step runs and their bank's last
+            # reader, the previous step's last cell unit, is done.
+            queue_filler(frame + 1, max(step_job - 1, cells_free))
+        job_at = step_job
+        for index, d in enumerate(layers):
+            phase = gates[index]
+            inputs, recurrent, cells = d["inputs"], d["recurrent"], d["cells"]
+            first_read = job_at + t.job_cycles
+            if index:
+                last = critical(phase, transmitted(masks, index, "gates", 0, inputs), 0,
+                                inputs, first_read, *produced)
+                first_read = last + t.job_turn_cycles
+            follow = previous_output if len(layers) == 1 else (None, 1)
+            last = critical(phase, transmitted(masks, index, "gates", inputs, inputs + recurrent),
+                            inputs, recurrent, first_read, *follow)
+            if index == 0:
+                # The gate fence also waits for the step's input products (filled).
+                last = max(last, send_fillers(step=frame) + 1)
+                fillers[:] = [job for job in fillers if job["step"] > frame]
+            start = fenced_start(last, cells_free, writeback_free)
+            # A unit issues its first item a cycle after its start, whose reads reach the PEs
+            # a cycle later; an output is readable (counted as produced) a cycle after it is
+            # written.
+            stream.read_out(phase.readout, start + 2, cells * t.cell_issue_gap)
+            written = start + 2 + t.cell_latency
+            cells_free = written + (cells - 1) * t.cell_issue_gap
+            rows, produced = cells, (written, t.cell_issue_gap)
+            if d["proj"]:
+                proj = projections[index]
+                last = critical(proj, transmitted(masks, index, "projection", 0, cells), 0,
+                                cells, start + 1 + t.job_cycles, *produced)
+                start = fenced_start(last)
+                stream.read_out(proj.readout, start + 2, d["proj"])
+                written = start + 2 + t.writeback_latency
+                writeback_free = written + d["proj"] - 1
+                rows, produced = d["proj"], (written, 1)
+            # The next layer's job; one following the cell unit waits until it is done.
+            job_at = start + t.layer_job_cycles
+            if not d["proj"]:
+                job_at = max(job_at, cells_free)
+        ends.append(produced[0] + (rows - 1) * produced[1])
+        previous_output = produced
+        step_job = start + t.step_job_cycles
+    return ends

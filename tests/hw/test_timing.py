@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ese
-from ese.hw import accelerator, cell, pe, readout, streamer
+from ese.hw import accelerator, broadcast, cell, pe, readout, sequencer, streamer, writeback
 from ese.hw.timing import hardware_timing
 from ese.sw.compiler.performance import predict_performance, stream_traffic
 from ese.sw.contract.memory_map import GATES
@@ -30,6 +30,17 @@ def test_the_hardware_timing_is_made_of_its_modules_latencies(pes):
                                             + readout.RETURN_CYCLES)
     assert timing.column_lead == pe.COLUMN_QUEUE_DEPTH
     assert timing.burst_issue_cycles == streamer.BURST_ISSUE_CYCLES
+    # The step chain's hand-offs (delta layers), each from the module that causes it.
+    assert (timing.read_cycles, timing.job_cycles, timing.job_turn_cycles,
+            timing.fence_cycles) == (broadcast.READ_CYCLES, broadcast.JOB_CYCLES,
+                                     broadcast.JOB_TURN_CYCLES, broadcast.FENCE_CYCLES)
+    assert (timing.fence_trip_cycles, timing.issue_cycles, timing.fence_drain_cycles) == (
+        accelerator.FENCE_TRIP_CYCLES, accelerator.ISSUE_CYCLES, accelerator.FENCE_DRAIN_CYCLES)
+    assert (timing.step_job_cycles, timing.layer_job_cycles) == (
+        sequencer.STEP_JOB_CYCLES, sequencer.LAYER_JOB_CYCLES)
+    assert timing.cell_issue_gap == readout.cell_issue_gap(config)
+    assert timing.cell_latency == cell.latency(config)
+    assert timing.writeback_latency == writeback.latency(config)
     # The figures the analytical model was validated with against the RTL (README: within
     # 1.2% at every point of both PE sweeps; ese bench at ESE's point and for a GRU of its
     # size, with the cell unit's 11 arithmetic cycles: within 0.4%).

@@ -16,8 +16,10 @@ from cocotb.triggers import ClockCycles
 from torch import nn
 
 import ese
+from ese.hw.timing import hardware_timing
 from ese.sim.runner import run_testbench
 from ese.sim.testbench import open_job
+from ese.sw.compiler.performance import predict_performance
 from ese.sw.contract.arithmetic import DeltaThresholds
 
 from helpers import hardware
@@ -137,6 +139,44 @@ def test_loaded_states_renew_every_channel():
     for channel in range(3):
         assert np.array_equal(result.outputs[channel][0],
                               program.predict(x[channel], state=states[channel]))
+
+
+def _steady(cycles):
+    return np.asarray(cycles[2:], dtype=float)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_step_chain_with_nothing_transmitted_is_exact(case):
+    """Thresholds beyond any change: after the first frame nothing is sent, and a frame costs
+    the serial chain alone (readers, fences, cell unit, writeback, the sequencer's hand-offs),
+    which the performance model (ese.sw.compiler.performance.step_chain_ends) must predict to
+    the cycle, frame by frame, from the hardware's own latencies (ese.hw.timing)."""
+    plain, _ = compiled(case, DELTA, seed=11)
+    largest = (1 << 16) - 1                     # activation LSBs: beyond any change
+    program = plain.with_delta([DeltaThresholds(largest, largest, largest)
+                                for _ in plain.model.layers])
+    x = smooth(10, program.inputs, seed=12)
+    trace = []
+    program.predict_codes(program.encode_inputs(x)[0], trace=trace)
+    prediction = predict_performance(program.image, hardware_timing(program.config), trace)
+    result = program.simulate(x)
+    assert result.mismatches == 0
+    assert np.array_equal(_steady(result.cycles_per_frame), _steady(prediction.frame_cycles))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_step_chain_predicts_random_thresholds(case):
+    """With many columns sent and many skipped, the model follows the RTL: the mean steady
+    frame within 3%, and no frame off by more than 15%."""
+    _, program = compiled(case, DELTA, seed=13)
+    x = smooth(16, program.inputs, seed=14)
+    trace = []
+    program.predict_codes(program.encode_inputs(x)[0], trace=trace)
+    prediction = predict_performance(program.image, hardware_timing(program.config), trace)
+    result = program.simulate(x)
+    rtl, model = _steady(result.cycles_per_frame), _steady(prediction.frame_cycles)
+    assert abs(model.mean() / rtl.mean() - 1) < 0.03, (rtl, model)
+    assert np.all(np.abs(model / rtl - 1) < 0.15), (rtl, model)
 
 
 def test_a_reset_mid_utterance_clears_the_delta_state():
