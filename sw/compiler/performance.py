@@ -330,6 +330,13 @@ class _PEStream:
 
     def _advance(self, start, work):
         """Each PE's cycle after ``work`` multiplies from ``start``, around the readouts."""
+        # A readout every PE is past can no longer delay any: no multiply starts before a
+        # PE's last one ends.
+        earliest = start.min()
+        while self.windows and self.windows[0][1] <= earliest:
+            self.windows.popleft()
+        if not self.windows:
+            return start + work
         at = start.copy()
         for low, high, share in self.windows:
             before = np.clip(low - at, 0, None)
@@ -445,6 +452,7 @@ def step_chain_ends(image, timing, frames_masks):
             # reader, the previous step's last cell unit, is done.
             queue_filler(frame + 1, max(step_job - 1, cells_free))
         job_at = step_job
+        produced = previous_output   # the previous layer's output: (first readable, gap)
         for index, d in enumerate(layers):
             phase = gates[index]
             inputs, recurrent, cells = d["inputs"], d["recurrent"], d["cells"]

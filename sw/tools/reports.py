@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["Report", "BenchPoint", "DemoReport", "SpeechDemoReport", "BenchReport",
            "ModelBenchReport", "StreamingRun", "StreamingBenchReport", "SweepReport",
-           "SoakReport"]
+           "SoakReport", "DeltaRun", "DeltaBenchReport"]
 
 
 class Report:
@@ -224,3 +224,53 @@ class SweepReport(Report):
 
     sweep: list = field(default_factory=list)       # BenchReport per PE count and kind
     settings: dict = field(default_factory=dict)
+
+
+@dataclass
+class DeltaRun(Report):
+    """One program of ``ese bench --delta`` (with or without thresholds): its steady frames in
+    RTL (each utterance's first ``warmup_frames`` left out), the performance model on the
+    same frames, and its phone error rates."""
+
+    thresholds: list                 # per layer: {"x", "h", "m"} in LSBs, or None
+    frames: int
+    mean_cycles_per_frame: float
+    median_cycles_per_frame: float
+    p99_cycles_per_frame: float
+    model_mean_cycles_per_frame: float
+    model_error: float               # model / RTL - 1, on the mean
+    latency_us: float                # the mean frame at the clock
+    test_golden_per: float           # the golden model over the whole test split
+    test_utterances: int
+    rtl_per: float                   # the RTL's decodes of the simulated utterances
+    rtl_bitexact: bool
+    rtl_decodes_equal_golden: bool
+    seconds: float
+
+
+@dataclass
+class DeltaBenchReport(Report):
+    """``ese bench --delta``: the recognizer with and without thresholds, in one run."""
+
+    recognizer: str
+    pes: int
+    corpus: str
+    utterances: int                  # simulated in RTL (the PER is over the whole split)
+    warmup_frames: int
+    without_thresholds: DeltaRun
+    with_thresholds: DeltaRun
+    mean_ratio: float                # cycles per frame without / with
+    median_ratio: float
+    per_difference: float            # golden PER with - without, in points
+    transmitted: dict                # fractions of columns sent, by kind
+    ese_layer_cycles_per_frame: float
+    ese_layer_latency_us: float
+    ese_layer_floor_cycles: float    # nothing transmitted
+    ese_layer_target_us: float
+    clock_mhz: float
+
+    @property
+    def passed(self):
+        return all(run.rtl_bitexact and run.rtl_decodes_equal_golden
+                   for run in (self.without_thresholds, self.with_thresholds))
+

@@ -1,6 +1,7 @@
 """Commands that measure: the demo, the benchmark and the soak."""
 
 import json
+from pathlib import Path
 
 from ..workloads import CELLS
 from .common import (
@@ -34,8 +35,61 @@ def cmd_demo(args):
     return 0 if report.passed else 1
 
 
+def cmd_bench_delta(args):
+    from ..delta_bench import DeltaBenchSettings, delta_benchmark
+    settings = DeltaBenchSettings(recognizer=args.recognizer or "",
+                                  thresholds=tuple(args.thresholds) if args.thresholds else None,
+                                  corpus=args.corpus or "", utterances=args.utterances,
+                                  seed=args.seed)
+    console = make_console()
+    with console.status("delta benchmark") as status:
+        report = delta_benchmark(settings, log=lambda text: status.update(text))
+    if args.output:
+        Path(args.output).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        _print_delta_bench(report, console)
+    return 0 if report.passed else 1
+
+
+def _print_delta_bench(r, console):
+    from rich.table import Table
+    table = Table(title=f"ese bench --delta: {r.recognizer}, {r.pes} PEs, {r.utterances} test "
+                        f"utterances in RTL")
+    table.add_column("")
+    table.add_column("without thresholds")
+    table.add_column("with thresholds")
+    runs = (r.without_thresholds, r.with_thresholds)
+    for label, name, form in (
+            ("mean cycles per frame", "mean_cycles_per_frame", "{:.0f}"),
+            ("median", "median_cycles_per_frame", "{:.0f}"),
+            ("99th percentile", "p99_cycles_per_frame", "{:.0f}"),
+            ("model (mean)", "model_mean_cycles_per_frame", "{:.0f}"),
+            ("model vs RTL", "model_error", "{:+.2%}"),
+            ("test PER, golden model", "test_golden_per", "{:.2f}%"),
+            ("RTL bit-exact, decodes as golden", None, None)):
+        if name is None:
+            table.add_row(label, *[f"{run.rtl_bitexact}, {run.rtl_decodes_equal_golden}"
+                                   for run in runs])
+        else:
+            table.add_row(label, *[form.format(getattr(run, name)) for run in runs])
+    console.print(table)
+    sent = ", ".join(f"{kind} {rate:.1%}" for kind, rate in r.transmitted.items())
+    console.print(f"{r.mean_ratio:.2f}x fewer cycles per frame (mean; median "
+                  f"{r.median_ratio:.2f}x), PER {r.per_difference:+.2f} points; columns sent: "
+                  f"{sent}")
+    console.print(f"ESE's layer on 32 PEs at these rates (model): "
+                  f"{r.ese_layer_cycles_per_frame:.0f} cycles, {r.ese_layer_latency_us:.1f} us "
+                  f"per frame (target {r.ese_layer_target_us:g} us; floor "
+                  f"{r.ese_layer_floor_cycles:.0f} cycles)")
+
+
 def cmd_bench(args):
     from dataclasses import asdict
+
+    if args.delta:
+        return cmd_bench_delta(args)
 
     from ..bench import (
         BenchSettings,
@@ -233,6 +287,22 @@ def register(commands):
     bench.add_argument("--memory-bits", type=positive_int, default=card_bits,
                        help=f"with --stream-window: the memory port's width (the card's: "
                             f"{card_bits})")
+    bench.add_argument("--delta", action="store_true",
+                       help="temporal sparsity on speech: the phone recognizer with and "
+                            "without its delta thresholds, in RTL over test utterances (the "
+                            "layer options above do not apply)")
+    bench.add_argument("--recognizer", metavar="PREFIX",
+                       help="with --delta: an exported recognizer (default: the committed one)")
+    bench.add_argument("--thresholds", nargs="+", type=threshold_value,
+                       metavar="THETA",
+                       help="with --delta: THETA_X THETA_H [THETA_M] for a recognizer "
+                            "without delta layers (default: the recognizer's own)")
+    bench.add_argument("--corpus", help="with --delta: the speech corpus (default: the "
+                                        "study's, synthesised if absent)")
+    bench.add_argument("--utterances", type=positive_int, default=4,
+                       help="with --delta: test utterances simulated in RTL (the PER is over "
+                            "the whole test split)")
+    bench.add_argument("-o", "--output", help="with --delta: write the report as JSON here")
     bench.add_argument("--seed", type=seed_value, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
