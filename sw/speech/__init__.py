@@ -36,7 +36,7 @@ _EXPORTS = {
     "training": ("build_recognizer", "TrainingSettings", "train_epochs", "train",
                  "prune_iteratively", "float_hypotheses", "output_layer", "save_model",
                  "load_model", "density_of"),
-    "evaluation": ("EvaluationSettings", "evaluate", "write_report", "plot_report"),
+    "evaluation": ("EvaluationSettings", "evaluate", "write_report", "plot_report", "plot_delta"),
     "recognizer": ("export_recognizer", "CompiledRecognizer"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..contract.errors import InputError
 from .corpus import UTTERANCES
 from .frontend import load_features
@@ -30,7 +32,7 @@ from .training import (
     train,
 )
 
-__all__ = ["EvaluationSettings", "evaluate", "write_report", "plot_report"]
+__all__ = ["EvaluationSettings", "evaluate", "write_report", "plot_report", "plot_delta"]
 
 
 @dataclass
@@ -59,13 +61,26 @@ class EvaluationSettings:
     #: PREFIX.npz, see export_recognizer), compiled for ``export_pes`` PEs; "" for nowhere.
     export: str = ""
     export_pes: int = 8
+    #: Delta-aware fine-tuning (docs/arithmetic.md, "Delta layers"), of the load-balanced
+    #: model at the target density: one chain through these thresholds (real, theta for the
+    #: inputs, y and m alike), from the smallest up, each fine-tuned through the thresholded
+    #: forward pass for ``delta_epochs`` from the one before (the first from the pruned model),
+    #: as the pruning chain goes through the densities; empty for none.
+    delta_thresholds: tuple = ()
+    delta_epochs: int = 2
+    #: The chosen threshold is the largest whose dev golden PER is within this many points of
+    #: the same pruned model without thresholds.
+    delta_budget: float = 1.0
+    #: Dev (and test) utterances whose golden traces give the columns sent and, through the
+    #: performance model, the cycles per frame on the export hardware with delta units.
+    delta_trace_utterances: int = 20
     #: Evaluate the test set too: the final run, once every choice has been made on dev.
     test: bool = False
     #: The command that ran the evaluation, for the report.
     command: str = ""
 
 
-def evaluate(settings, log=None):
+def evaluate(settings, log=None, timing_of=None):
     """The whole pipeline; returns the report (a dict).
 
     Dense float PER; then, for each pruning kind, one chain through the densities from the
@@ -76,6 +91,11 @@ def evaluate(settings, log=None):
     split evaluated, whose decodes must equal ``predict``'s. The dense and pruned models are
     kept in ``work`` and reused when their settings match, so an interrupted run resumes and the
     final run (``test``) evaluates the models the dev runs chose.
+
+    With ``settings.delta_thresholds``, the delta study follows (:func:`_delta_study`); its
+    cycles per frame come from the performance model with the hardware's latencies,
+    ``timing_of(config)`` (``ese.hw.timing.hardware_timing``, which the command line passes:
+    this package does not import the hardware).
     """
     import torch
 
@@ -169,6 +189,7 @@ def evaluate(settings, log=None):
                          "saturated_weights": int(program.report.saturated_total)}
             say(f"density {density} {kind}: " + _described(rates))
             if kind == "balanced" and math.isclose(density, settings.target_density):
+                target = (pruned, program, rates)
                 split = list(evaluated)[-1]
                 report["rtl"] = {"split": split, **_rtl_check(
                     program, pruned, evaluated[split], golden[split], settings.rtl_utterances,
@@ -178,8 +199,100 @@ def evaluate(settings, log=None):
                                       config.replace(pes=settings.export_pes), settings.export)
                     say(f"recognizer written to {settings.export}.ese and .npz")
     report["densities"] = [rows[density] for density in settings.densities]
+    if settings.delta_thresholds:
+        if timing_of is None:
+            raise InputError("the delta study needs the hardware's latencies: pass timing_of "
+                             "(ese.hw.timing.hardware_timing)")
+        report["delta"] = _delta_study(settings, target, train_data, evaluated, phones,
+                                       normalisation, work, tag, timing_of, say, log)
     report["seconds"] = time.monotonic() - started
     return report
+
+
+def _delta_study(settings, target, train_data, evaluated, phones, normalisation, work, tag,
+                 timing_of, say, log):
+    """Delta-aware fine-tuning over ``settings.delta_thresholds`` (see EvaluationSettings):
+    per threshold, the golden PER on each evaluated split, the columns sent and the cycles per
+    frame (the performance model on the export hardware with delta units, from golden traces
+    of the first ``delta_trace_utterances`` of the last split); the threshold chosen on dev;
+    and, with ``settings.export``, that model exported beside the recognizer as
+    ``EXPORT_delta``."""
+    import torch
+
+    import ese
+
+    from ..compiler.performance import predict_performance
+    from .training import train_delta
+    training = settings.training
+    pruned, program, rates = target
+    hardware = ese.Config(pes=settings.export_pes, weight_bits=settings.weight_bits,
+                          activation_bits=settings.activation_bits, delta=1)
+    timing = timing_of(hardware)
+    split = list(evaluated)[-1]
+    traced = evaluated[split].inputs[:settings.delta_trace_utterances]
+
+    def cycles(compiled):
+        """Mean steady cycles per frame, and the fractions of columns sent, over ``traced``."""
+        frames, sent, seen = [], {}, {}
+        for x in traced:
+            trace = []
+            compiled.predict_codes(compiled.encode_inputs(x)[0], trace=trace)
+            frames.extend(predict_performance(compiled.image, timing, trace).frame_cycles[2:])
+            for index, recorded in enumerate(trace):
+                kinds = ["inputs", "recurrent"] + (["cells"] if compiled.model.layers[
+                    index].proj else [])
+                for kind in kinds:
+                    sent[kind] = sent.get(kind, 0) + int(np.count_nonzero(recorded[kind]))
+                    seen[kind] = seen.get(kind, 0) + recorded[kind].size
+        return float(np.mean(frames)), {("projection" if k == "cells" else k): sent[k] / seen[k]
+                                        for k in sent}
+
+    plain = ese.compile(pruned.recurrent, hardware)
+    base_cycles, _ = cycles(plain)
+    study = {"hardware": {"pes": settings.export_pes, "delta": 1},
+             "epochs": settings.delta_epochs, "budget_points": settings.delta_budget,
+             "traced": {"split": split, "utterances": len(traced)},
+             "without": {**{f"{s}_golden_per": rates[f"{s}_golden_per"] for s in evaluated},
+                         "cycles_per_frame": base_cycles},
+             "thresholds": []}
+    tuned, chain = pruned, [dataclasses.asdict(training), settings.target_density,
+                            settings.delta_epochs]
+    chosen = None
+    for theta in sorted(settings.delta_thresholds):
+        chain = chain + [theta]
+        path = work / f"delta{tag}_{theta}.pt"
+        reused = _load_pruned(path, chain, tuned)
+        if reused is not None:
+            say(f"delta threshold {theta}: reusing {path}")
+            tuned = reused
+        else:
+            say(f"delta threshold {theta}: fine-tuning for {settings.delta_epochs} epochs")
+            tuned = train_delta(tuned, train_data, (theta, theta), settings.delta_epochs,
+                                training.learning_rate / 4, training.batch, training.seed,
+                                log=log)
+            torch.save({"chain": chain, "state": tuned.state_dict()}, path)
+        compiled = ese.compile(tuned.recurrent, hardware).with_delta((theta, theta))
+        row = {"theta": theta}
+        for name, data in evaluated.items():
+            decodes = [greedy_decode(output_layer(tuned, outputs))
+                       for outputs in golden_outputs(compiled, data.inputs)]
+            row[f"{name}_golden_per"] = phone_error_rate(decodes, data.targets)
+        row["cycles_per_frame"], row["sent"] = cycles(compiled)
+        row["speedup"] = base_cycles / row["cycles_per_frame"]
+        study["thresholds"].append(row)
+        say(f"delta threshold {theta}: " + ", ".join(
+            f"{name} {value:.2f}" for name, value in row.items() if name.endswith("per"))
+            + f", {row['cycles_per_frame']:.0f} cycles per frame ({row['speedup']:.2f}x)")
+        if row["dev_golden_per"] <= study["without"]["dev_golden_per"] + settings.delta_budget:
+            chosen = (theta, tuned, compiled)
+    study["chosen"] = None if chosen is None else chosen[0]
+    if chosen is not None and settings.export:
+        prefix = f"{settings.export}_delta"
+        export_recognizer(chosen[1], phones, normalisation, hardware, prefix,
+                          delta=(chosen[0], chosen[0]))
+        study["export"] = prefix
+        say(f"delta recognizer written to {prefix}.ese and .npz")
+    return study
 
 
 def _error_rates(model, program, evaluated):
@@ -306,3 +419,35 @@ def plot_report(report, path):
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     pyplot.close(figure)
+
+
+def plot_delta(report, path):
+    """The delta study: golden PER against cycles per frame over the thresholds (each split
+    evaluated), with the model without thresholds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    delta = report["delta"]
+    rows = delta["thresholds"]
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    for split, colour in zip(report["protocol"]["evaluated"], ("tab:blue", "tab:orange")):
+        x = [delta["without"]["cycles_per_frame"]] + [row["cycles_per_frame"] for row in rows]
+        y = [delta["without"][f"{split}_golden_per"]] + [row[f"{split}_golden_per"]
+                                                          for row in rows]
+        axes.plot(x, y, "o-", color=colour, label=f"{split}, golden model")
+        for theta, cx, cy in zip(["none"] + [f"{row['theta']:g}" for row in rows], x, y):
+            axes.annotate(theta, (cx, cy), textcoords="offset points", xytext=(4, 4),
+                          fontsize=7)
+    axes.set_xscale("log")
+    axes.set_xlabel(f"cycles per frame (performance model, {delta['hardware']['pes']} PEs "
+                    f"with delta units)")
+    axes.set_ylabel("phone error rate (%)")
+    model = report["model"]
+    axes.set_title(f"Delta layers over thresholds (theta_x = theta_h = theta_m): "
+                   f"{model['layers']}-layer {model.get('cell', 'lstmp').upper()} of "
+                   f"{model['cells']} cells, pruned", fontsize=10)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+

@@ -11,13 +11,14 @@ from .scoring import greedy_decode
 __all__ = ["export_recognizer", "CompiledRecognizer"]
 
 
-def export_recognizer(model, phones, normalisation, config, prefix):
+def export_recognizer(model, phones, normalisation, config, prefix, delta=None):
     """Write what recognising phones on the accelerator needs: ``PREFIX.ese`` (the recurrent
-    layers compiled for ``config``: the hardware's weight image) and ``PREFIX.npz`` (the
-    host's part: the CTC output layer, the phone set and the feature scaling)."""
+    layers compiled for ``config``: the hardware's weight image; with ``delta``, delta layers
+    of those thresholds, as ``ese.compile`` takes them) and ``PREFIX.npz`` (the host's part:
+    the CTC output layer, the phone set and the feature scaling)."""
     import ese
     prefix = Path(prefix)
-    program = ese.compile(model.recurrent, config)
+    program = ese.compile(model.recurrent, config, delta=delta)
     program.save(prefix.with_suffix(".ese"))
     np.savez_compressed(
         prefix.with_suffix(".npz"), phones=np.array(phones),

@@ -120,15 +120,19 @@ def test_features_are_log_mel_and_deltas_every_10_ms():
 def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, cell):
     """Train a tiny LSTMP (or GRU), prune it (both kinds), quantize, decode through the golden
     model, and run one utterance on the RTL, whose decode must equal predict's. The LSTMP's is
-    a final run (``--test``); the GRU's a run of the choices, which never reads the test set."""
+    a final run (``--test``); the GRU's a run of the choices, which never reads the test set.
+    Both fine-tune the pruned model as delta layers over two thresholds."""
     final = cell == "lstmp"
     report_path, plot_path = tmp_path / "speech.json", tmp_path / "speech.png"
+    delta_plot = tmp_path / "delta.png"
     run = ese_command("speech-eval", "--corpus", small_corpus, "--cell", cell, "--cells", 16,
                       "--proj", 8,
                       "--epochs", 1, "--batch", 8, "--densities", 0.3, "--target-density", 0.3,
                       "--prune-steps", 1, "--retrain-epochs", 1, "--pes", 4,
                       "--rtl-utterances", 1, "--work", tmp_path / "work",
                       "--export", tmp_path / "recognizer", "--export-pes", 2,
+                      "--delta-thresholds", 0.3, 0.05, "--delta-epochs", 1,
+                      "--delta-budget", 100, "--delta-plot", delta_plot,
                       *(["--test"] if final else []), "-o", report_path, "--plot", plot_path)
     assert run.returncode == 0, run.stderr
     report = json.loads(report_path.read_text())
@@ -163,6 +167,25 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
     assert set(recognizer.decode(outputs)) <= set(recognizer.phones)
     assert recognizer.log_probabilities(outputs).shape == (len(outputs),
                                                            len(recognizer.phones) + 1)
+    # The delta study: one chain through the thresholds, smallest first, each with its golden
+    # PER on every split read, the columns it sends and the model's cycles per frame on the
+    # export hardware with delta units; a larger threshold sends fewer columns.
+    delta = report["delta"]
+    assert delta["hardware"] == {"pes": 2, "delta": 1} and delta_plot.stat().st_size > 0
+    assert [row["theta"] for row in delta["thresholds"]] == [0.05, 0.3]
+    for row in [delta["without"], *delta["thresholds"]]:
+        assert {f"{split}_golden_per" for split in splits} <= set(row)
+        assert row["cycles_per_frame"] > 0
+    small, large = delta["thresholds"]
+    assert all(0 <= rate <= 1 for rate in small["sent"].values())
+    assert sum(large["sent"].values()) < sum(small["sent"].values())
+    assert large["cycles_per_frame"] < delta["without"]["cycles_per_frame"]
+    assert (tmp_path / "work" / f"delta{'' if cell == 'lstmp' else '_gru'}_0.3.pt").exists()
+    # With a budget of 100 points the largest threshold is chosen, and exported as delta layers.
+    assert delta["chosen"] == 0.3
+    delta_recognizer = speech.CompiledRecognizer(tmp_path / "recognizer_delta")
+    assert delta_recognizer.program.config.delta == 1
+    assert all(layer.delta is not None for layer in delta_recognizer.program.model.layers)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from .common import (
     number_in,
     positive_int,
     seed_value,
+    threshold_value,
 )
 
 
@@ -35,8 +36,16 @@ def _retrain_epochs(args):
 
 
 def cmd_speech_eval(args):
+    from ....hw.timing import hardware_timing
     from ....sim.build import cache_root
-    from ...speech import EvaluationSettings, TrainingSettings, evaluate, plot_report, write_report
+    from ...speech import (
+        EvaluationSettings,
+        TrainingSettings,
+        evaluate,
+        plot_delta,
+        plot_report,
+        write_report,
+    )
     # The WordNet corpus of this size and seed (the grammar's corpora before it had no name).
     corpus = args.corpus or str(cache_root() / f"corpus-wordnet-{args.utterances}-{args.seed}")
     training = TrainingSettings(cell=args.cell, cells=args.cells, proj=args.proj,
@@ -50,12 +59,17 @@ def cmd_speech_eval(args):
         pes=args.pes,
         rtl_utterances=args.rtl_utterances, work=args.work or "", export=args.export or "",
         export_pes=args.export_pes, test=args.test,
+        delta_thresholds=tuple(args.delta_thresholds or ()), delta_epochs=args.delta_epochs,
+        delta_budget=args.delta_budget,
         command=" ".join(["ese", *map(shlex.quote, sys.argv[1:])]))
     console = make_console()
     with console.status("speech evaluation") as status:
-        report = evaluate(settings, log=lambda text: status.update(text))
+        report = evaluate(settings, log=lambda text: status.update(text),
+                          timing_of=hardware_timing)
     write_report(report, args.output)
     plot_report(report, args.plot)
+    if "delta" in report and args.delta_plot:
+        plot_delta(report, args.delta_plot)
     from rich.table import Table
     splits = report["protocol"]["evaluated"]
     table = Table(title=f"phone error rates (%) on {' and '.join(splits)}, float / golden model")
@@ -70,6 +84,28 @@ def cmd_speech_eval(args):
             f"{row[kind][f'{split}_float_per']:.2f} / {row[kind][f'{split}_golden_per']:.2f}"
             for kind in ("balanced", "global") for split in splits])
     console.print(table)
+    delta = report.get("delta")
+    if delta:
+        table = Table(title=f"delta layers at density {settings.target_density:g}, "
+                            f"{delta['hardware']['pes']} PEs: golden PER (%) and cycles per "
+                            f"frame (model, {delta['traced']['utterances']} "
+                            f"{delta['traced']['split']} utterances)")
+        for column in ("theta", *[f"{split} PER" for split in splits], "cycles/frame",
+                       "speedup", "x / h / m sent"):
+            table.add_column(column)
+        without = delta["without"]
+        table.add_row("none", *[f"{without[f'{split}_golden_per']:.2f}" for split in splits],
+                      f"{without['cycles_per_frame']:.0f}", "1.00", "")
+        for row in delta["thresholds"]:
+            sent = row["sent"]
+            table.add_row(f"{row['theta']:g}", *[f"{row[f'{split}_golden_per']:.2f}"
+                                                 for split in splits],
+                          f"{row['cycles_per_frame']:.0f}", f"{row['speedup']:.2f}",
+                          " / ".join(f"{sent.get(k, 0):.0%}"
+                                     for k in ("inputs", "recurrent", "projection")))
+        console.print(table)
+        console.print(f"chosen on dev (within {delta['budget_points']:g} points): "
+                      f"{delta['chosen']}")
     rtl = report.get("rtl")
     if rtl:
         console.print(f"RTL on {rtl['utterances']} {rtl['split']} utterances: bit-exact "
@@ -157,6 +193,21 @@ def register(commands):
                              "output layer, phones, feature scaling)")
     speech.add_argument("--export-pes", type=positive_int, default=8,
                         help="PEs the exported recognizer is compiled for")
+    speech.add_argument("--delta-thresholds", type=threshold_value, nargs="+",
+                        metavar="THETA",
+                        help="delta-aware fine-tuning of the load-balanced model at the target "
+                             "density, one chain through these thresholds (theta_x = theta_h "
+                             "= theta_m, real), with golden PER, columns sent and cycles per "
+                             "frame for each")
+    speech.add_argument("--delta-epochs", type=positive_int,
+                        default=EvaluationSettings.delta_epochs,
+                        help="fine-tuning epochs per threshold")
+    speech.add_argument("--delta-budget", type=number_in(0.0, 1000.0, "points of PER", True),
+                        default=EvaluationSettings.delta_budget,
+                        help="the chosen threshold's dev PER may exceed the model's without "
+                             "thresholds by this many points")
+    speech.add_argument("--delta-plot", default="reports/speech_delta.png",
+                        help="with --delta-thresholds: PER against cycles per frame")
     speech.add_argument("--seed", type=seed_value, default=0)
     speech.add_argument("--test", action="store_true",
                         help="evaluate the test set too: for the final run only, once every "
