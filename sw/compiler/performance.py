@@ -228,9 +228,9 @@ def predict_performance(image, timing, trace=None, warmup=2):
     ``trace`` is a list of every channel's trace: a column is skipped only where it is zero
     in all of them, and a step (one frame of every channel) costs what a frame costs.
 
-    An image with delta layers is predicted by the step-chain model (:func:`step_chain_ends`):
-    its trace holds the changes sent, zero where a column is not transmitted. With a trace,
-    ``frame_cycles`` gives every frame's cycles.
+    An image for hardware with delta units (``Config.delta``) is predicted by the step-chain
+    model (:func:`step_chain_ends`): a delta layer's trace holds the changes sent, zero where
+    a column is not transmitted. With a trace, ``frame_cycles`` gives every frame's cycles.
     """
     phases = phase_demands(image)
     config = image.config
@@ -244,9 +244,10 @@ def predict_performance(image, timing, trace=None, warmup=2):
         count = min(len(t[0]["inputs"]) for t in traces)
         frames_masks = [_active_masks(phases, traces, t) for t in range(count)]
         warmup = min(warmup, count - 1)
-    chained = any(d["delta"] for d in image.descriptors)
+    chained = bool(config.delta)
     if chained:
-        # Delta layers send few columns: the step's serial chain sets the pace.
+        # Hardware with delta units: delta layers send few columns, and the step's serial
+        # chain sets the pace (its layers without deltas follow the same model).
         ends = step_chain_ends(image, timing, frames_masks)
         latency = 0
     else:

@@ -45,6 +45,8 @@ class EvaluationSettings:
     densities: tuple = (0.5, 0.3, 0.2, 0.15, 0.112, 0.08, 0.05)
     target_density: float = 0.112    # where the golden model and the RTL are checked
     prune_steps: int = 1
+    #: The pruning chains run: load-balanced and global (ESE's comparison), or one of them.
+    kinds: tuple = ("balanced", "global")
     #: Retraining epochs after pruning to each density (in the order of ``densities``), or
     #: one count for all. The target's step gets the most (0.15 -> 0.112 removes a quarter of
     #: what is left from a network already at 15%). Set before the WordNet corpus's first run
@@ -105,6 +107,12 @@ def evaluate(settings, log=None, timing_of=None):
     started = time.monotonic()
     say = log or (lambda text: None)
     epochs_for = _retrain_schedule(settings)
+    if settings.delta_thresholds and not (
+            "balanced" in settings.kinds
+            and any(math.isclose(d, settings.target_density) for d in settings.densities)):
+        raise InputError(f"the delta study fine-tunes the load-balanced model at the target "
+                         f"density {settings.target_density:g}: run the balanced chain "
+                         f"(--pruning both or balanced) through that density")
     corpus = Path(settings.corpus)
     if not all((corpus / split).is_dir() for split in SPLITS):
         say(f"synthesising a corpus of {settings.utterances} utterances in {corpus}")
@@ -162,7 +170,7 @@ def evaluate(settings, log=None, timing_of=None):
     config = ese.Config(pes=settings.pes, weight_bits=settings.weight_bits,
                         activation_bits=settings.activation_bits)
     rows = {density: {"density": density} for density in settings.densities}
-    for kind in ("balanced", "global"):
+    for kind in settings.kinds:
         # One chain per kind, as in ESE: each density starts from the one before, pruned
         # further and retrained.
         pruned, chain = model, [dataclasses.asdict(training), kind, settings.pes,
@@ -396,6 +404,8 @@ def plot_report(report, path):
     densities = [row["density"] for row in report["densities"]]
     figure, axes = pyplot.subplots(figsize=(6, 4))
     for kind, colour in (("balanced", "tab:blue"), ("global", "tab:orange")):
+        if kind not in report["densities"][0]:
+            continue
         axes.plot(densities, [row[kind][f"{split}_float_per"] for row in report["densities"]],
                   "o--", color=colour, label=f"{kind}, float")
         axes.plot(densities, [row[kind][f"{split}_golden_per"] for row in report["densities"]],

@@ -1,7 +1,7 @@
 """``ese bench --delta``: what temporal sparsity buys on speech, in RTL, against the same model
 without thresholds.
 
-The committed phone recognizer (or another exported one) runs on hardware with delta units
+The committed delta recognizer (or another exported one) runs on hardware with delta units
 (``Config.delta=1``) twice in one run: with its delta layers' thresholds, and with the same
 weights as plain layers. Both run on the first test utterances of the speech corpus in the
 Verilator model; each utterance is a sequence from zero state, and its first frames (the
@@ -22,12 +22,18 @@ import numpy as np
 from .bench import WARMUP_FRAMES
 from .reports import DeltaBenchReport, DeltaRun
 
-__all__ = ["DeltaBenchSettings", "delta_benchmark", "transmission_rates", "ese_layer_cycles"]
+__all__ = ["DeltaBenchSettings", "delta_benchmark", "transmission_rates", "ese_layer_cycles",
+           "DELTA_RECOGNIZER"]
+
+#: The committed recognizer with delta layers: the speech study's delta-tuned model at the
+#: chosen threshold (``ese speech-eval --delta-thresholds ... --export PREFIX`` writes it as
+#: ``PREFIX_delta``).
+DELTA_RECOGNIZER = Path(__file__).parent.parent / "speech" / "models" / "phones_delta"
 
 
 @dataclass
 class DeltaBenchSettings:
-    #: An exported recognizer (PREFIX.ese and PREFIX.npz); "" for the committed one.
+    #: An exported recognizer (PREFIX.ese and PREFIX.npz); "" for the committed delta one.
     recognizer: str = ""
     #: Thresholds (theta_x, theta_h[, theta_m]), real, for a recognizer without delta layers;
     #: None: the recognizer's own.
@@ -74,9 +80,7 @@ def ese_layer_cycles(rates, frames=24, seed=0):
     from ..compiler.performance import phase_demands, step_chain_ends
     from .workloads import random_peephole_program
     config = ese.Config(pes=32, delta=1)
-    program = random_peephole_program(153, 1024, 512, config, density=0.112, seed=seed)
-    program = program.with_delta((0.0, 0.0))        # delta layers: the step chain's model
-    image = program.image
+    image = random_peephole_program(153, 1024, 512, config, density=0.112, seed=seed).image
     timing = hardware_timing(image.config)
     rng = np.random.default_rng(seed)
     phases = phase_demands(image)
@@ -154,8 +158,7 @@ def delta_benchmark(settings, log=None):
     from ..speech import CompiledRecognizer
     from ..speech.corpus import SPLITS, UTTERANCES, build_corpus
     from ..speech.frontend import load_features
-    from .demo import RECOGNIZER
-    prefix = settings.recognizer or str(RECOGNIZER)
+    prefix = settings.recognizer or str(DELTA_RECOGNIZER)
     recognizer = CompiledRecognizer(prefix)
     program = recognizer.program
     hardware = dataclasses.replace(program.config, delta=1)

@@ -186,6 +186,21 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
     delta_recognizer = speech.CompiledRecognizer(tmp_path / "recognizer_delta")
     assert delta_recognizer.program.config.delta == 1
     assert all(layer.delta is not None for layer in delta_recognizer.program.model.layers)
+    if final:
+        # ese bench --delta on it: with and without its thresholds in RTL, bit-exact, the
+        # golden PER over the test split, the model within 5% of the RTL.
+        bench = ese_command("bench", "--delta", "--recognizer", tmp_path / "recognizer_delta",
+                            "--corpus", small_corpus, "--utterances", 1, "--json")
+        assert bench.returncode == 0, bench.stderr
+        figures = json.loads(bench.stdout.strip().splitlines()[-1])
+        for name in ("without_thresholds", "with_thresholds"):
+            run = figures[name]
+            assert run["rtl_bitexact"] and run["rtl_decodes_equal_golden"]
+            assert abs(run["model_error"]) < 0.05
+            assert run["p99_cycles_per_frame"] >= run["median_cycles_per_frame"] > 0
+        assert figures["without_thresholds"]["thresholds"] == [None, None]
+        assert figures["mean_ratio"] > 1
+        assert 0 < figures["ese_layer_floor_cycles"] < figures["ese_layer_cycles_per_frame"]
 
 
 @pytest.mark.slow

@@ -55,6 +55,7 @@ def cmd_speech_eval(args):
         corpus=corpus, utterances=args.utterances, training=training,
         densities=tuple(args.densities), target_density=args.target_density,
         prune_steps=args.prune_steps,
+        kinds=("balanced", "global") if args.pruning == "both" else (args.pruning,),
         retrain_epochs=_retrain_epochs(args),
         pes=args.pes,
         rtl_utterances=args.rtl_utterances, work=args.work or "", export=args.export or "",
@@ -74,15 +75,16 @@ def cmd_speech_eval(args):
     splits = report["protocol"]["evaluated"]
     table = Table(title=f"phone error rates (%) on {' and '.join(splits)}, float / golden model")
     table.add_column("density")
-    for kind in ("balanced", "global"):
+    kinds = settings.kinds
+    for kind in kinds:
         for split in splits:
             table.add_column(f"{kind}, {split}")
     table.add_row("dense", *[f"{report['dense'][f'{split}_float_per']:.2f}"
-                             for _ in ("balanced", "global") for split in splits])
+                             for _ in kinds for split in splits])
     for row in report["densities"]:
         table.add_row(f"{row['density']:g}", *[
             f"{row[kind][f'{split}_float_per']:.2f} / {row[kind][f'{split}_golden_per']:.2f}"
-            for kind in ("balanced", "global") for split in splits])
+            for kind in kinds for split in splits])
     console.print(table)
     delta = report.get("delta")
     if delta:
@@ -193,6 +195,8 @@ def register(commands):
                              "output layer, phones, feature scaling)")
     speech.add_argument("--export-pes", type=positive_int, default=8,
                         help="PEs the exported recognizer is compiled for")
+    speech.add_argument("--pruning", choices=["both", "balanced", "global"], default="both",
+                        help="the pruning chains: load-balanced and global (default), or one")
     speech.add_argument("--delta-thresholds", type=threshold_value, nargs="+",
                         metavar="THETA",
                         help="delta-aware fine-tuning of the load-balanced model at the target "
