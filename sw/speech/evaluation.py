@@ -453,9 +453,9 @@ def plot_delta(report, path):
                     f"with delta units)")
     axes.set_ylabel("phone error rate (%)")
     model = report["model"]
-    axes.set_title(f"Delta layers over thresholds (theta_x = theta_h = theta_m): "
+    axes.set_title(f"Delta layers over thresholds (theta_x = theta_h = theta_m)\n"
                    f"{model['layers']}-layer {model.get('cell', 'lstmp').upper()} of "
-                   f"{model['cells']} cells, pruned", fontsize=10)
+                   f"{model['cells']} cells, pruned and delta-tuned", fontsize=9)
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

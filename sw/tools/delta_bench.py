@@ -159,6 +159,12 @@ def delta_benchmark(settings, log=None):
     from ..speech.corpus import SPLITS, UTTERANCES, build_corpus
     from ..speech.frontend import load_features
     prefix = settings.recognizer or str(DELTA_RECOGNIZER)
+    missing = [f"{prefix}{suffix}" for suffix in (".ese", ".npz")
+               if not Path(f"{prefix}{suffix}").is_file()]
+    if missing:
+        raise InputError(f"no recognizer at {prefix} ({', '.join(missing)} missing): export one "
+                         f"with `ese speech-eval ... --export PREFIX` (with --delta-thresholds "
+                         f"for PREFIX_delta), or give --recognizer PREFIX")
     recognizer = CompiledRecognizer(prefix)
     program = recognizer.program
     hardware = dataclasses.replace(program.config, delta=1)

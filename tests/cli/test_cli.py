@@ -301,6 +301,21 @@ def test_bench_model_only_projects_lock_step_channels():
     assert eight["gops"] == pytest.approx(2 * eight["nonzeros"] * 8 / step_seconds / 1e9)
 
 
+def test_bench_delta_names_a_missing_recognizer_and_how_to_make_one(tmp_path):
+    run = ese_command("bench", "--delta", "--recognizer", tmp_path / "absent")
+    assert run.returncode != 0
+    assert "absent.ese" in run.stderr and "--export PREFIX" in run.stderr
+
+
+def test_the_committed_delta_recognizer_has_delta_layers_for_hardware_with_delta_units():
+    """What `ese bench --delta` runs by default: the speech study's delta-tuned recognizer."""
+    from ese.sw.speech import CompiledRecognizer
+    from ese.sw.tools.delta_bench import DELTA_RECOGNIZER
+    recognizer = CompiledRecognizer(DELTA_RECOGNIZER)
+    assert recognizer.program.config.delta == 1
+    assert all(layer.delta is not None for layer in recognizer.program.model.layers)
+
+
 @pytest.mark.rtl
 def test_bench_streams_weights_through_the_whole_system():
     """`ese bench --stream-window`: the same layer with its weights streamed from the DDR
