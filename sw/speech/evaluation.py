@@ -34,6 +34,10 @@ from .training import (
 
 __all__ = ["EvaluationSettings", "evaluate", "write_report", "plot_report", "plot_delta"]
 
+#: Frames of each utterance left out of cycles per frame (the pipeline's fill; the first
+#: frame transmits every column).
+WARMUP_FRAMES = 2
+
 
 @dataclass
 class EvaluationSettings:
@@ -197,7 +201,7 @@ def evaluate(settings, log=None, timing_of=None):
                          "saturated_weights": int(program.report.saturated_total)}
             say(f"density {density} {kind}: " + _described(rates))
             if kind == "balanced" and math.isclose(density, settings.target_density):
-                target = (pruned, program, rates)
+                target = (pruned, chain, rates)
                 split = list(evaluated)[-1]
                 report["rtl"] = {"split": split, **_rtl_check(
                     program, pruned, evaluated[split], golden[split], settings.rtl_utterances,
@@ -232,7 +236,7 @@ def _delta_study(settings, target, train_data, evaluated, phones, normalisation,
     from ..compiler.performance import predict_performance
     from .training import train_delta
     training = settings.training
-    pruned, program, rates = target
+    pruned, pruning_chain, rates = target
     hardware = ese.Config(pes=settings.export_pes, weight_bits=settings.weight_bits,
                           activation_bits=settings.activation_bits, delta=1)
     timing = timing_of(hardware)
@@ -245,7 +249,8 @@ def _delta_study(settings, target, train_data, evaluated, phones, normalisation,
         for x in traced:
             trace = []
             compiled.predict_codes(compiled.encode_inputs(x)[0], trace=trace)
-            frames.extend(predict_performance(compiled.image, timing, trace).frame_cycles[2:])
+            frames.extend(predict_performance(compiled.image, timing, trace)
+                          .frame_cycles[WARMUP_FRAMES:])
             for index, recorded in enumerate(trace):
                 kinds = ["inputs", "recurrent"] + (["cells"] if compiled.model.layers[
                     index].proj else [])
@@ -263,8 +268,9 @@ def _delta_study(settings, target, train_data, evaluated, phones, normalisation,
              "without": {**{f"{s}_golden_per": rates[f"{s}_golden_per"] for s in evaluated},
                          "cycles_per_frame": base_cycles},
              "thresholds": []}
-    tuned, chain = pruned, [dataclasses.asdict(training), settings.target_density,
-                            settings.delta_epochs]
+    # A model tuned along the same chain (the pruning chain, then these thresholds) before is
+    # reused (resuming a run).
+    tuned, chain = pruned, pruning_chain + ["delta", settings.delta_epochs]
     chosen = None
     for theta in sorted(settings.delta_thresholds):
         chain = chain + [theta]
