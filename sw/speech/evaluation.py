@@ -103,7 +103,6 @@ def evaluate(settings, log=None, timing_of=None):
     ``timing_of(config)`` (``ese.hw.timing.hardware_timing``, which the command line passes:
     this package does not import the hardware).
     """
-    import torch
 
     import ese
 
@@ -185,16 +184,12 @@ def evaluate(settings, log=None, timing_of=None):
             # A model pruned along the same chain before is reused (resuming a run).
             chain = chain + [density, epochs_for[density]]
             saved_path = work / f"pruned{tag}_{kind}_{density}.pt"
-            reused = _load_pruned(saved_path, chain, pruned)
-            if reused is not None:
-                say(f"density {density} {kind}: reusing {saved_path}")
-                pruned = reused
-            else:
-                pruned = prune_iteratively(pruned, train_data, density, kind, settings.pes,
-                                           settings.prune_steps, epochs_for[density],
-                                           training.learning_rate / 4, training.batch,
-                                           training.seed, log=log)
-                torch.save({"chain": chain, "state": pruned.state_dict()}, saved_path)
+            pruned = _along_chain(
+                saved_path, chain, pruned, say, f"density {density} {kind}",
+                lambda previous, density=density: prune_iteratively(
+                    previous, train_data, density, kind, settings.pes, settings.prune_steps,
+                    epochs_for[density], training.learning_rate / 4, training.batch,
+                    training.seed, log=log))
             program = ese.compile(pruned.recurrent, config)
             rates, golden = _error_rates(pruned, program, evaluated)
             row[kind] = {"density": density_of(pruned.recurrent), **rates,
@@ -229,7 +224,6 @@ def _delta_study(settings, target, train_data, evaluated, phones, normalisation,
     of the first ``delta_trace_utterances`` of the last split); the threshold chosen on dev;
     and, with ``settings.export``, that model exported beside the recognizer as
     ``EXPORT_delta``."""
-    import torch
 
     import ese
 
@@ -275,16 +269,11 @@ def _delta_study(settings, target, train_data, evaluated, phones, normalisation,
     for theta in sorted(settings.delta_thresholds):
         chain = chain + [theta]
         path = work / f"delta{tag}_{theta}.pt"
-        reused = _load_pruned(path, chain, tuned)
-        if reused is not None:
-            say(f"delta threshold {theta}: reusing {path}")
-            tuned = reused
-        else:
-            say(f"delta threshold {theta}: fine-tuning for {settings.delta_epochs} epochs")
-            tuned = train_delta(tuned, train_data, (theta, theta), settings.delta_epochs,
-                                training.learning_rate / 4, training.batch, training.seed,
-                                log=log)
-            torch.save({"chain": chain, "state": tuned.state_dict()}, path)
+        tuned = _along_chain(
+            path, chain, tuned, say, f"delta threshold {theta}",
+            lambda previous, theta=theta: train_delta(
+                previous, train_data, (theta, theta), settings.delta_epochs,
+                training.learning_rate / 4, training.batch, training.seed, log=log))
         compiled = ese.compile(tuned.recurrent, hardware).with_delta((theta, theta))
         row = {"theta": theta}
         for name, data in evaluated.items():
@@ -365,6 +354,20 @@ def _retrain_schedule(settings):
         raise InputError(f"retraining epochs {list(epochs)} do not match the densities "
                          f"{list(settings.densities)}: give one count, or one per density")
     return dict(zip(settings.densities, (int(e) for e in epochs)))
+
+
+def _along_chain(path, chain, previous, say, what, derive):
+    """The model made along ``chain``: the one saved at ``path`` if it was made along the
+    same chain (resuming a run), else ``derive(previous)``, saved there with its chain."""
+    import torch
+    reused = _load_pruned(path, chain, previous)
+    if reused is not None:
+        say(f"{what}: reusing {path}")
+        return reused
+    say(f"{what}: deriving it from the model before")
+    model = derive(previous)
+    torch.save({"chain": chain, "state": model.state_dict()}, path)
+    return model
 
 
 def _load_pruned(path, chain, like):
