@@ -356,6 +356,7 @@ def write_build_tree(board, config, directory):
     from amaranth.back import verilog
 
     from ..hw.shell import CardShell, SynchronizerAttributes
+    from ..sim.build import cached_verilog
     if board.name not in FLOWS:
         from ..sw.contract.errors import ConfigError
         raise ConfigError(f"no Vivado flow is written for the {board.title}; the flows are "
@@ -368,8 +369,11 @@ def write_build_tree(board, config, directory):
     shell = CardShell(config, host_stream_bits=board.host_stream_bits,
                       memory_id_bits=board.memory_id_bits)
     (directory / "rtl" / f"{WRAPPER}.v").write_text(_wrapper(shell, board))
-    (directory / "rtl" / f"{SHELL}.v").write_text(
-        verilog.convert(shell, name=SHELL, emit_src=False, platform=SynchronizerAttributes()))
+    (directory / "rtl" / f"{SHELL}.v").write_text(cached_verilog(
+        {"design": SHELL, "config": config.to_dict(),
+         "host_stream_bits": board.host_stream_bits, "memory_id_bits": board.memory_id_bits},
+        lambda: verilog.convert(shell, name=SHELL, emit_src=False,
+                                platform=SynchronizerAttributes())))
     (directory / "constraints" / "adm_pcie_ku3.xdc").write_text(_constraints(board))
     (directory / "build.tcl").write_text(_build_tcl(config, board))
     identifier = build_id(config)

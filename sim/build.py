@@ -25,7 +25,7 @@ from ..sw.contract.errors import ToolchainError
 from .toolchain import build_make_flags, verilator_environment
 
 __all__ = ["TOPLEVEL", "DESIGNS", "generate_verilog", "build_simulator", "build_tree_simulator",
-           "SimulatorBuild", "cache_root"]
+           "SimulatorBuild", "cache_root", "cached_verilog"]
 
 TOPLEVEL = "ese_accelerator"
 #: The two designs the simulator builds: the accelerator core, and the whole system.
@@ -64,6 +64,27 @@ def generate_verilog(config, design="accelerator"):
     else:
         top = LSTMAccelerator(config)
     return verilog.convert(top, name=DESIGNS[design], emit_src=False)
+
+
+def cached_verilog(design, generate):
+    """The Verilog ``generate()`` returns for ``design`` (JSON: what is converted and its
+    parameters), kept under the cache and keyed by ``design``, Amaranth's version and the
+    generator's sources: a design converted before is read back, not converted again (a board
+    build tree's shell takes seconds to convert)."""
+    import amaranth
+    digest = hashlib.sha256(json.dumps(design, sort_keys=True).encode())
+    digest.update(amaranth.__version__.encode())
+    for path in _generator_sources():
+        digest.update(path.read_bytes())
+    path = cache_root() / "verilog" / f"{digest.hexdigest()[:20]}.v"
+    if path.exists():
+        return path.read_text()
+    text = generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = path.with_name(f"{path.name}.{os.getpid()}")
+    written.write_text(text)
+    written.replace(path)       # whole or not at all, if two runs convert it at once
+    return text
 
 
 @dataclass

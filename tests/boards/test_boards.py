@@ -83,6 +83,24 @@ def test_build_tree_is_complete(tmp_path):
     assert described["build_id"] == build_id(ese.Config.from_dict(described["config"]))
 
 
+def test_a_shells_verilog_is_converted_once_per_design(tmp_path, monkeypatch):
+    """write_build_tree keeps the shell's converted Verilog in the cache (sim.build's
+    cached_verilog): the same design is read back, and any other design converts anew."""
+    from ese.sim.build import cached_verilog
+    monkeypatch.setenv("ESE_CACHE_DIR", str(tmp_path))
+    converted = []
+
+    def convert(text):
+        converted.append(text)
+        return text
+
+    assert cached_verilog({"design": "shell", "pes": 4}, lambda: convert("first")) == "first"
+    assert cached_verilog({"design": "shell", "pes": 4}, lambda: convert("again")) == "first"
+    assert cached_verilog({"design": "shell", "pes": 8}, lambda: convert("other")) == "other"
+    assert converted == ["first", "other"]
+    assert len(list((tmp_path / "verilog").iterdir())) == 2
+
+
 def test_ese_build_writes_the_tree_and_says_no_bitstream_was_made(tmp_path, capsys):
     program = ese.compile(ese.PeepholeLSTM(13, 22, proj_size=9), hardware(4, channels=2),
                           density=0.3)

@@ -282,16 +282,16 @@ def test_bench_runs_a_gru_with_pytorchs_own_gru_beside_it():
     assert report["utilization"] > 0.9
 
 
-def test_bench_model_only_projects_lock_step_channels():
+def test_bench_model_only_projects_lock_step_channels(capsys):
     """`ese bench --model-only`: the analytical model for machines too big to simulate; a step
     of C channels costs one frame's cycles, but a column is skipped only where every
     channel's activation is zero, so more channels skip less."""
     reports = {}
     for channels in (1, 8):
-        run = ese_command("bench", "--inputs", 40, "--cells", 96, "--proj", 48, "--pes", 4,
-                          "--density", 0.3, "--channels", channels, "--model-only", "--json")
-        assert run.returncode == 0, run.stderr
-        reports[channels] = json.loads(run.stdout.strip().splitlines()[-1])
+        assert main(["bench", "--inputs", "40", "--cells", "96", "--proj", "48", "--pes", "4",
+                     "--density", "0.3", "--channels", str(channels), "--model-only",
+                     "--json"]) == 0
+        reports[channels] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     one, eight = reports[1], reports[8]
     assert "model" in eight["measured_by"] and "bitexact" not in eight
     assert one["nonzeros"] == eight["nonzeros"]
