@@ -462,7 +462,8 @@ def plot_delta(report, path):
                     f"with delta units)")
     axes.set_ylabel("phone error rate (%)")
     model = report["model"]
-    axes.set_title(f"Delta layers over thresholds (theta_x = theta_h = theta_m)\n"
+    equal = "theta_x = theta_h" + (" = theta_m" if model.get("proj") else "")
+    axes.set_title(f"Delta layers over thresholds ({equal})\n"
                    f"{model['layers']}-layer {model.get('cell', 'lstmp').upper()} of "
                    f"{model['cells']} cells, pruned and delta-tuned", fontsize=9)
     axes.legend(fontsize=8)
