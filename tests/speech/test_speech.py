@@ -121,10 +121,13 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
     """Train a tiny LSTMP (or GRU), prune it (both kinds), quantize, decode through the golden
     model, and run one utterance on the RTL, whose decode must equal predict's. The LSTMP's is
     a final run (``--test``); the GRU's a run of the choices, which never reads the test set.
-    Both fine-tune the pruned model as delta layers over two thresholds."""
+    Both fine-tune the pruned model as delta layers over two thresholds. The LSTMP's names its
+    plots; the GRU's are drawn beside its report by default."""
     final = cell == "lstmp"
-    report_path, plot_path = tmp_path / "speech.json", tmp_path / "speech.png"
-    delta_plot = tmp_path / "delta.png"
+    report_path = tmp_path / "speech.json"
+    plot_path = tmp_path / ("plot.png" if final else "speech.png")
+    delta_plot = tmp_path / ("delta.png" if final else "speech_delta.png")
+    plots = ["--plot", plot_path, "--delta-plot", delta_plot] if final else []
     run = ese_command("speech-eval", "--corpus", small_corpus, "--cell", cell, "--cells", 16,
                       "--proj", 8,
                       "--epochs", 1, "--batch", 8, "--densities", 0.3, "--target-density", 0.3,
@@ -132,8 +135,8 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
                       "--rtl-utterances", 1, "--work", tmp_path / "work",
                       "--export", tmp_path / "recognizer", "--export-pes", 2,
                       "--delta-thresholds", 0.3, 0.05, "--delta-epochs", 1,
-                      "--delta-budget", 100, "--delta-plot", delta_plot,
-                      *(["--test"] if final else []), "-o", report_path, "--plot", plot_path)
+                      "--delta-budget", 100, *plots,
+                      *(["--test"] if final else []), "-o", report_path)
     assert run.returncode == 0, run.stderr
     report = json.loads(report_path.read_text())
     assert plot_path.stat().st_size > 0

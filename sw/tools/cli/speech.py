@@ -67,10 +67,14 @@ def cmd_speech_eval(args):
     with console.status("speech evaluation") as status:
         report = evaluate(settings, log=lambda text: status.update(text),
                           timing_of=hardware_timing)
-    write_report(report, args.output)
-    plot_report(report, args.plot)
-    if "delta" in report and args.delta_plot:
-        plot_delta(report, args.delta_plot)
+    # The plots go beside the report unless named, so that a second study (another cell,
+    # another -o) never draws over the first one's.
+    output = Path(args.output)
+    plot = args.plot or output.with_suffix(".png")
+    write_report(report, output)
+    plot_report(report, plot)
+    if "delta" in report:
+        plot_delta(report, args.delta_plot or output.with_name(f"{output.stem}_delta.png"))
     from rich.table import Table
     splits = report["protocol"]["evaluated"]
     table = Table(title=f"phone error rates (%) on {' and '.join(splits)}, float / golden model")
@@ -112,7 +116,7 @@ def cmd_speech_eval(args):
     if rtl:
         console.print(f"RTL on {rtl['utterances']} {rtl['split']} utterances: bit-exact "
                       f"{rtl['bitexact']}, decodes equal predict {rtl['decodes_equal_predict']}")
-    console.print(f"report written to {args.output}, plot to {args.plot}")
+    console.print(f"report written to {output}, plot to {plot}")
     return 0 if not rtl or (rtl["bitexact"] and rtl["decodes_equal_predict"]) else 1
 
 
@@ -210,14 +214,16 @@ def register(commands):
                         default=EvaluationSettings.delta_budget,
                         help="the chosen threshold's dev PER may exceed the model's without "
                              "thresholds by this many points")
-    speech.add_argument("--delta-plot", default="reports/speech_delta.png",
-                        help="with --delta-thresholds: PER against cycles per frame")
+    speech.add_argument("--delta-plot",
+                        help="with --delta-thresholds: PER against cycles per frame (default: "
+                             "beside the report, OUTPUT's name with _delta.png)")
     speech.add_argument("--seed", type=seed_value, default=0)
     speech.add_argument("--test", action="store_true",
                         help="evaluate the test set too: for the final run only, once every "
                              "choice has been made on the dev set (which every run evaluates)")
     speech.add_argument("-o", "--output", default="reports/speech.json")
-    speech.add_argument("--plot", default="reports/speech.png")
+    speech.add_argument("--plot", help="PER against density (default: beside the report, "
+                                       "OUTPUT's name with .png)")
     speech.set_defaults(run=cmd_speech_eval)
 
     study = commands.add_parser(
