@@ -74,8 +74,7 @@ def cached_verilog(design, generate):
     import amaranth
     digest = hashlib.sha256(json.dumps(design, sort_keys=True).encode())
     digest.update(amaranth.__version__.encode())
-    for path in _generator_sources():
-        digest.update(path.read_bytes())
+    _add_generator_sources(digest)
     path = cache_root() / "verilog" / f"{digest.hexdigest()[:20]}.v"
     if path.exists():
         return path.read_text()
@@ -108,6 +107,12 @@ def _generator_sources():
             for path in sorted(Path(package.__file__).parent.rglob("*.py"))]
 
 
+def _add_generator_sources(digest):
+    """Hash the generator's sources into ``digest`` (every cache key of generated Verilog)."""
+    for path in _generator_sources():
+        digest.update(path.read_bytes())
+
+
 def _cocotb_libraries():
     """Where this environment's cocotb keeps the VPI libraries a model links to: a built model
     finds them by this path (its RUNPATH), so a model built in another virtual environment
@@ -128,8 +133,7 @@ def build_key(config, design="accelerator", waves=False):
     for text in (version, cocotb.__version__, _cocotb_libraries(), amaranth.__version__,
                  Path(__file__).read_text()):
         digest.update(text.encode())
-    for path in _generator_sources():
-        digest.update(path.read_bytes())
+    _add_generator_sources(digest)
     return digest.hexdigest()[:20]
 
 

@@ -360,7 +360,7 @@ def _along_chain(path, chain, previous, say, what, derive):
     """The model made along ``chain``: the one saved at ``path`` if it was made along the
     same chain (resuming a run), else ``derive(previous)``, saved there with its chain."""
     import torch
-    reused = _load_pruned(path, chain, previous)
+    reused = _load_along_chain(path, chain, previous)
     if reused is not None:
         say(f"{what}: reusing {path}")
         return reused
@@ -370,8 +370,9 @@ def _along_chain(path, chain, previous, say, what, derive):
     return model
 
 
-def _load_pruned(path, chain, like):
-    """The model saved at ``path`` if it was pruned along ``chain``, else None."""
+def _load_along_chain(path, chain, like):
+    """The model saved at ``path`` if it was made along ``chain`` (pruned, or delta-tuned),
+    else None."""
     import copy
 
     import torch
