@@ -77,6 +77,9 @@ class EvaluationSettings:
     #: The chosen threshold is the largest whose dev golden PER is within this many points of
     #: the same pruned model without thresholds.
     delta_budget: float = 1.0
+    #: The weight of the L1 term on the states' frame-to-frame changes in the fine-tuning
+    #: (``train_delta``'s ``change_weight``); 0 for none.
+    delta_change_weight: float = 0.0
     #: Dev (and test) utterances whose golden traces give the columns sent and, through the
     #: performance model, the cycles per frame on the export hardware with delta units.
     delta_trace_utterances: int = 20
@@ -258,6 +261,7 @@ def _delta_study(settings, target, train_data, evaluated, phones, normalisation,
     base_cycles, _ = cycles(plain)
     study = {"hardware": {"pes": settings.export_pes, "delta": 1},
              "epochs": settings.delta_epochs, "budget_points": settings.delta_budget,
+             "change_weight": settings.delta_change_weight,
              "traced": {"split": split, "utterances": len(traced)},
              "without": {**{f"{s}_golden_per": rates[f"{s}_golden_per"] for s in evaluated},
                          "cycles_per_frame": base_cycles},
@@ -265,6 +269,9 @@ def _delta_study(settings, target, train_data, evaluated, phones, normalisation,
     # A model tuned along the same chain (the pruning chain, then these thresholds) before is
     # reused (resuming a run).
     tuned, chain = pruned, pruning_chain + ["delta", settings.delta_epochs]
+    if settings.delta_change_weight:
+        chain = chain + ["change_weight", settings.delta_change_weight]
+        tag = f"{tag}_l1_{settings.delta_change_weight:g}"
     chosen = None
     for theta in sorted(settings.delta_thresholds):
         chain = chain + [theta]
@@ -273,7 +280,8 @@ def _delta_study(settings, target, train_data, evaluated, phones, normalisation,
             path, chain, tuned, say, f"delta threshold {theta}",
             lambda previous, theta=theta: train_delta(
                 previous, train_data, (theta, theta), settings.delta_epochs,
-                training.learning_rate / 4, training.batch, training.seed, log=log))
+                training.learning_rate / 4, training.batch, training.seed, log=log,
+                change_weight=settings.delta_change_weight))
         compiled = ese.compile(tuned.recurrent, hardware).with_delta((theta, theta))
         row = {"theta": theta}
         for name, data in evaluated.items():

@@ -121,8 +121,9 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
     """Train a tiny LSTMP (or GRU), prune it (both kinds), quantize, decode through the golden
     model, and run one utterance on the RTL, whose decode must equal predict's. The LSTMP's is
     a final run (``--test``); the GRU's a run of the choices, which never reads the test set.
-    Both fine-tune the pruned model as delta layers over two thresholds. The LSTMP's names its
-    plots; the GRU's are drawn beside its report by default."""
+    Both fine-tune the pruned model as delta layers over two thresholds, the GRU with an L1
+    term on its states' changes. The LSTMP's names its plots; the GRU's are drawn beside its
+    report by default."""
     final = cell == "lstmp"
     report_path = tmp_path / "speech.json"
     plot_path = tmp_path / ("plot.png" if final else "speech.png")
@@ -136,6 +137,7 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
                       "--export", tmp_path / "recognizer", "--export-pes", 2,
                       "--delta-thresholds", 0.3, 0.05, "--delta-epochs", 1,
                       "--delta-budget", 100, *plots,
+                      *([] if final else ["--delta-change-weight", 5]),
                       *(["--test"] if final else []), "-o", report_path)
     assert run.returncode == 0, run.stderr
     report = json.loads(report_path.read_text())
@@ -183,7 +185,9 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
     assert all(0 <= rate <= 1 for rate in small["sent"].values())
     assert sum(large["sent"].values()) < sum(small["sent"].values())
     assert large["cycles_per_frame"] < delta["without"]["cycles_per_frame"]
-    assert (tmp_path / "work" / f"delta{'' if cell == 'lstmp' else '_gru'}_0.3.pt").exists()
+    # The GRU's chain (with its L1 weight) is kept apart from one without.
+    assert delta["change_weight"] == (0 if final else 5)
+    assert (tmp_path / "work" / f"delta{'' if final else '_gru_l1_5'}_0.3.pt").exists()
     # With a budget of 100 points the largest threshold is chosen, and exported as delta layers.
     assert delta["chosen"] == 0.3
     delta_recognizer = speech.CompiledRecognizer(tmp_path / "recognizer_delta")

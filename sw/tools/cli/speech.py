@@ -61,7 +61,7 @@ def cmd_speech_eval(args):
         rtl_utterances=args.rtl_utterances, work=args.work or "", export=args.export or "",
         export_pes=args.export_pes, test=args.test,
         delta_thresholds=tuple(args.delta_thresholds or ()), delta_epochs=args.delta_epochs,
-        delta_budget=args.delta_budget,
+        delta_budget=args.delta_budget, delta_change_weight=args.delta_change_weight,
         command=" ".join(["ese", *map(shlex.quote, sys.argv[1:])]))
     console = make_console()
     with console.status("speech evaluation") as status:
@@ -95,7 +95,9 @@ def cmd_speech_eval(args):
         table = Table(title=f"delta layers at density {settings.target_density:g}, "
                             f"{delta['hardware']['pes']} PEs: golden PER (%) and cycles per "
                             f"frame (model, {delta['traced']['utterances']} "
-                            f"{delta['traced']['split']} utterances)")
+                            f"{delta['traced']['split']} utterances)"
+                            + (f", L1 weight {delta['change_weight']:g}"
+                               if delta.get("change_weight") else ""))
         for column in ("theta", *[f"{split} PER" for split in splits], "cycles/frame",
                        "speedup", "x / h / m sent"):
             table.add_column(column)
@@ -214,6 +216,11 @@ def register(commands):
                         default=EvaluationSettings.delta_budget,
                         help="the chosen threshold's dev PER may exceed the model's without "
                              "thresholds by this many points")
+    speech.add_argument("--delta-change-weight", type=number_in(0.0, 1e6, "a weight", True),
+                        default=EvaluationSettings.delta_change_weight, metavar="WEIGHT",
+                        help="delta-aware fine-tuning adds WEIGHT times the states' mean "
+                             "absolute change from frame to frame to the loss (an L1 term, "
+                             "as in Neil et al.'s Delta Networks; default 0, none)")
     speech.add_argument("--delta-plot",
                         help="with --delta-thresholds: PER against cycles per frame (default: "
                              "beside the report, OUTPUT's name with _delta.png)")
