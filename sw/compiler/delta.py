@@ -128,9 +128,6 @@ def delta_forward(module, x, thresholds, statistics=None):
         outputs = []
         previous_m = None
         for t in range(frames):
-            if t:
-                change_sum = change_sum + (y - outputs[-1]).abs().sum()
-                change_count += y.numel()
             delta_h, last_h, sent = _transmit(y, last_h, theta_h)
             counts["h"][0] += float(sent.detach().sum())
             counts["h"][1] += float(sent.numel())
@@ -158,6 +155,9 @@ def delta_forward(module, x, thresholds, statistics=None):
                     counts["m"][1] += float(sent.numel())
                     carried_y = carried_y + delta_m @ projection.T
                     y = carried_y
+            if outputs:
+                change_sum = change_sum + (y - outputs[-1]).abs().sum()
+                change_count += y.numel()
             outputs.append(y)
         sequence = torch.stack(outputs, 1)
     counts["change"] = change_sum / max(change_count, 1)

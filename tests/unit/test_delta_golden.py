@@ -286,6 +286,27 @@ def test_float_delta_layers_are_close_to_the_golden_model(name):
     assert abs(golden_h - sent / seen) < 0.05
 
 
+@pytest.mark.parametrize("name", ["gru-1-layer", "lstm-1-layer"])
+def test_the_change_term_is_the_outputs_mean_change_and_trains_the_weights(name):
+    """The L1 term delta-aware training may add (``statistics["change"]``): with zero
+    thresholds, the mean absolute change of the layer's output from one frame to the next,
+    as the module's own outputs give it, with a gradient that reaches the recurrent weights
+    (a term computed before the frame's output, as it once was, is zero)."""
+    from ese.sw.compiler.delta import delta_forward
+    torch.manual_seed(3)
+    module = nn.GRU(7, 12) if name.startswith("gru") else nn.LSTM(7, 12)
+    x = torch.cumsum(torch.randn(30, 2, 7) * 0.3, 0)
+    with torch.no_grad():
+        outputs, _ = module(x)
+    want = float((outputs[1:] - outputs[:-1]).abs().mean())
+    statistics = {}
+    delta_forward(module, x, (0.0, 0.0), statistics)
+    change = statistics["change"]
+    assert want > 0.01 and abs(float(change) - want) < 1e-6
+    change.backward()
+    assert float(module.weight_hh_l0.grad.abs().sum()) > 0
+
+
 def test_delta_training_keeps_pruned_weights_zero_and_learns():
     from ese.sw.speech.frontend import FeatureSet
     from ese.sw.speech.training import build_recognizer, train_delta
