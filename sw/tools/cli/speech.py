@@ -97,7 +97,7 @@ def cmd_speech_eval(args):
                             f"frame (model, {delta['traced']['utterances']} "
                             f"{delta['traced']['split']} utterances)"
                             + (f", L1 weight {delta['change_weight']:g}"
-                               if delta.get("change_weight") else ""))
+                               if delta["change_weight"] else ""))
         for column in ("theta", *[f"{split} PER" for split in splits], "cycles/frame",
                        "speedup", "x / h / m sent"):
             table.add_column(column)
