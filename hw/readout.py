@@ -1,19 +1,19 @@
 """Reading the PEs' accumulators for the cell unit and the projection writeback.
 
 Each PE keeps every channel's accumulators in one memory with one read port, which its
-multiply-accumulate pipeline shares with readouts (see :mod:`ese.hw.pe`). The gate rows are
-interleaved cell by cell (:mod:`ese.sw.runtime.encoding`): gate j of cell n is row g = 4n + j,
-held by PE g mod pes at local row g // pes, in the gate bank the cell unit names (a frame
-step's parity; see :data:`~ese.hw.layouts.ACCUMULATOR_BANKS`). With four PEs or more, a
-cell's four gates sit in four neighbouring PEs at one local row and are read in one cycle,
-and gate j always comes from a PE whose index is j mod 4, so each gate's lane chooses among
-pes / 4 PEs. With fewer PEs, a PE holds several of a cell's gates: gate j is read in cycle j
-// pes after the request, and the cell unit asks less often (:func:`cell_issue_gap`).
-Projection row r is held by PE r mod pes at local row r // pes and comes back on the lane of
-gate r mod 4. A GRU layer's cells rotate their slots among their four rows
-(:func:`~ese.sw.contract.memory_map.gate_rotation`): slot j of cell n is row 4n + (j +
-rotation) mod 4, read like any other, and the four values are turned back into slot order as
-they leave (a four-way choice per gate, after the return registers).
+multiply-accumulate pipeline shares with readouts (see :mod:`ese.hw.pe`). Where each row sits
+is the machine's :class:`~ese.sw.contract.placement.Placement`: gate j of cell n is
+interleaved row g = 4n + j, held by PE g mod pes at local row g // pes, in the gate bank the
+cell unit names (a frame step's parity; see :data:`~ese.hw.layouts.ACCUMULATOR_BANKS`). With
+four PEs or more, a cell's four gates sit in four neighbouring PEs at one local row and are
+read in one cycle, and gate j always comes from a PE whose index is j mod 4, so each gate's
+*return path* chooses among pes / 4 PEs. With fewer PEs, a PE holds several of a cell's
+gates: gate j is read in cycle j // pes after the request, and the cell unit asks less often
+(:func:`cell_issue_gap`). Projection row r is held by PE r mod pes at local row r // pes and
+comes back on the return path of gate r mod 4. A GRU layer's cells rotate their slots among
+their four rows (:meth:`~ese.sw.contract.placement.Placement.rotation`): slot j of cell n is
+row 4n + (j + rotation) mod 4, read like any other, and the four values are turned back into
+slot order as they leave (a four-way choice per gate, after the return registers).
 
 The PEs see each read a cycle after it is asked for (``REQUEST_CYCLES``): the requests reach
 every PE from registers, so a PE's issue stage, which a readout stalls, starts from flops.
@@ -28,7 +28,8 @@ from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sw.contract.memory_map import address_bits, gate_rotation
+from ..sw.contract.memory_map import address_bits
+from ..sw.contract.placement import Placement
 from .layouts import GATES, ChannelAccumulators, Target, accumulator_row, accumulator_row_bits
 from .pipeline import delay
 
@@ -44,15 +45,15 @@ RETURN_CYCLES = 1
 ROW_LATENCY = REQUEST_CYCLES + 1 + RETURN_CYCLES
 
 
-def _lanes(config):
-    """PEs that hold one cell's gates: read at once."""
+def _paths(config):
+    """Return paths of a cell's gates: the PEs that hold one cell's gates, read at once."""
     return min(config.pes, GATES)
 
 
 def cell_issue_gap(config):
     """Fewest cycles between two cell requests, so that no PE is read twice in a cycle: the
     cycles a cell's gates take to read (1 with four PEs or more)."""
-    return GATES // _lanes(config)
+    return GATES // _paths(config)
 
 
 def gate_latency(config):
@@ -65,10 +66,6 @@ def GateReadout(config):
     """A cell's four gate accumulators (i, f, g, o) for every channel: [channel][gate]."""
     return data.ArrayLayout(data.ArrayLayout(ChannelAccumulators(config).elem_shape, GATES),
                             config.channels)
-
-
-def _pe_bits(config):
-    return (config.pes - 1).bit_length()
 
 
 class GateRequestSignature(wiring.Signature):
@@ -92,7 +89,7 @@ class RowRequestSignature(wiring.Signature):
 
     def __init__(self, config):
         super().__init__({
-            "pe": Out(max(1, _pe_bits(config))),
+            "pe": Out(max(1, Placement.of(config).pe_bits)),
             "address": Out(address_bits(config.projections_per_pe)),
             "read": Out(1),
             "data": In(ChannelAccumulators(config)),
@@ -134,28 +131,29 @@ class AccumulatorReadout(wiring.Component):
         m = Module()
         config = self.config
         gates, rows = self.gates, self.rows
-        pe_bits = _pe_bits(config)
-        lanes = _lanes(config)
+        placement = Placement.of(config)
+        pe_bits = placement.pe_bits
+        paths = _paths(config)
         reads_per_cell = cell_issue_gap(config)
         projection_base = accumulator_row(config, Target.PROJECTION, 0)
         bank_base = accumulator_row(config, Target.GATES, 0, 1)
 
-        # Gate j of the cell asked for in cycle t is row 4n + j, read in cycle t + j // lanes.
+        # Gate j of the cell asked for in cycle t is row 4n + j, read in cycle t + j // paths.
         reads = []
         for gate in range(GATES):
-            step = gate // lanes
+            step = gate // paths
             valid = delay(m, gates.read, step, f"gate{gate}_read")
             cell = delay(m, gates.cell, step, f"gate{gate}_cell")
             bank = delay(m, gates.bank, step, f"gate{gate}_bank")
             interleaved = Signal(len(cell) + 2, name=f"gate{gate}_row")
-            m.d.comb += interleaved.eq(cell * GATES + gate)
+            m.d.comb += interleaved.eq(placement.gate_row(cell, gate))
             pe = interleaved[:pe_bits] if pe_bits else 0
-            row = (interleaved >> pe_bits) + Mux(bank, bank_base, 0)
+            row = placement.local_row(interleaved) + Mux(bank, bank_base, 0)
             reads.append((valid, pe, row, step))
 
         def candidates(gate):
-            """The PEs that can hold gate ``gate`` of a cell."""
-            return [index for index in range(config.pes) if index % lanes == gate % lanes]
+            """The PEs that can hold gate ``gate`` of a cell: those on its return path."""
+            return [index for index in range(config.pes) if index % paths == gate % paths]
 
         pe_read = Signal.like(self.pe_read)
         pe_row = Signal(self.pe_row.shape())
@@ -170,15 +168,15 @@ class AccumulatorReadout(wiring.Component):
         m.d.comb += [self.pe_read.eq(delay(m, pe_read, REQUEST_CYCLES, "pe_read")),
                      self.pe_row.eq(delay(m, pe_row, REQUEST_CYCLES, "pe_row"))]
 
-        # Route each read's data back on its gate's lane, zero where the row was cleared: a
-        # lane chooses among the PEs that can hold its gate. A projection row from PE p comes
-        # back on lane p mod lanes.
-        row_lane = rows.pe[:(lanes - 1).bit_length()] if lanes > 1 else 0
+        # Route each read's data back on its gate's return path, zero where the row was
+        # cleared: a path chooses among the PEs that can hold its gate. A projection row from
+        # PE p comes back on path p mod paths.
+        row_path = rows.pe[:(paths - 1).bit_length()] if paths > 1 else 0
         values = []
         for gate, (valid, pe, _, step) in enumerate(reads):
             asked = Signal(max(1, pe_bits), name=f"gate{gate}_asked")
-            if gate < lanes:
-                m.d.comb += asked.eq(Mux(rows.read & (row_lane == gate), rows.pe, pe))
+            if gate < paths:
+                m.d.comb += asked.eq(Mux(rows.read & (row_path == gate), rows.pe, pe))
             else:
                 m.d.comb += asked.eq(pe)
             source = delay(m, asked, REQUEST_CYCLES + 1, f"gate{gate}_source")
@@ -189,18 +187,18 @@ class AccumulatorReadout(wiring.Component):
                         with m.If(~self.pe_fresh[index]):
                             m.d.comb += value.eq(self.pe_data[index])
             values.append(delay(m, value, RETURN_CYCLES, f"gate{gate}_returned"))
-        returned_lane = delay(m, row_lane, REQUEST_CYCLES + 1 + RETURN_CYCLES, "row_lane")
-        with m.Switch(returned_lane):
-            for lane in range(lanes):
-                with m.Case(lane):
-                    m.d.comb += rows.data.eq(values[lane])
+        returned_path = delay(m, row_path, REQUEST_CYCLES + 1 + RETURN_CYCLES, "row_path")
+        with m.Switch(returned_path):
+            for path in range(paths):
+                with m.Case(path):
+                    m.d.comb += rows.data.eq(values[path])
         # Gates read in later cycles arrive later: hold the earlier ones until the last is in.
         aligned = [delay(m, value, reads_per_cell - 1 - step, f"gate{gate}_aligned")
                    for gate, (value, (_, _, _, step)) in enumerate(zip(values, reads))]
         # A rotated cell's slot j arrives from row 4n + (j + rotation) mod 4 (only GRU layers
         # rotate: hardware without them, Config.gru=0, has no choice to make).
         if config.gru:
-            rotation = delay(m, Mux(gates.rotated, gate_rotation(gates.cell, config.pes), 0),
+            rotation = delay(m, Mux(gates.rotated, placement.rotation(gates.cell)[:2], 0),
                              gate_latency(config), "rotation")
         else:
             rotation = Const(0, 2)

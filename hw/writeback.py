@@ -1,12 +1,13 @@
 """The projection writeback: accumulated y = W_ym m becomes the layer's output vector.
 
 After the projection's sparse products, each output row sits in one accumulator of the PE
-that owns it (row ``p`` in PE ``p mod pes``), for every channel. The writeback reads the rows
-in order (clearing each one behind the read), divides them by the layer's output alignment
-(a floor shift, :func:`~ese.sw.contract.arithmetic.project_output`), rounds and saturates
-them to the activation width, and writes them to the layer's recurrent vector (y_t, read by
-the next frame and by the next layer) and, for the network's output, into the output queue;
-every channel at once.
+that owns it (:class:`~ese.sw.contract.placement.Placement`: row ``p`` in PE ``p mod pes``),
+for every channel. The writeback reads the rows in order (clearing each one behind the read),
+divides them by the layer's output alignment (a floor shift,
+:func:`~ese.sw.contract.arithmetic.project_output`), rounds and saturates them to the
+activation width, and writes them to the layer's recurrent vector (y_t, read by the next
+frame and by the next layer) and, for the network's output, into the output queue; every
+channel at once.
 
 A delta layer's projection rows (docs/arithmetic.md, "Delta layers") hold this step's sums of
 changes of m: the writeback adds each row's carried sum (zero for the channels renewed: a
@@ -19,6 +20,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, count_bits
+from ..sw.contract.placement import Placement
 from .fixed import requantize
 from .layouts import ChannelAccumulators, ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
@@ -85,7 +87,7 @@ class ProjectionWriteback(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        log2_pes = (config.pes - 1).bit_length()
+        placement = Placement.of(config)
 
         output_base = Signal.like(self.output_base)
         output_align = Signal.like(self.output_align)
@@ -98,8 +100,8 @@ class ProjectionWriteback(wiring.Component):
         index, issue, rows = counter.index, counter.issue, counter.length
         m.d.comb += [
             self.busy.eq(counter.busy),
-            self.accumulator.pe.eq(index[:log2_pes] if log2_pes else 0),
-            self.accumulator.address.eq(index >> log2_pes),
+            self.accumulator.pe.eq(placement.pe(index)),
+            self.accumulator.address.eq(placement.local_row(index)),
             self.accumulator.read.eq(issue),
         ]
         sums = (self._carry(m, output_base + index) if config.delta

@@ -88,8 +88,9 @@ class PrunableMatrix:
 
     For the stacked gate matrices ``rows_per_group`` is the cell count (row r is gate
     r // cells of cell r mod cells), for a projection it is the number of rows; see
-    :func:`ese.sw.compiler.pruning.pe_of_rows` for the PE each row goes to. A GRU's matrices
-    hold three of a cell's four gate slots (``slots``), rotated among the PEs (``rotated``).
+    :meth:`ese.sw.contract.placement.Placement.owners` for the PE each row goes to. A GRU's
+    matrices hold three of a cell's four gate slots (``slots``), rotated among the PEs
+    (``rotated``).
     """
 
     owner: nn.Module

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..contract.memory_map import GATES, MemoryMap
+from ..contract.placement import Placement
 
 __all__ = ["PerformancePrediction", "predict_performance", "phase_demands", "stream_traffic",
            "step_chain_ends"]
@@ -132,6 +133,7 @@ def stream_traffic(image):
 def phase_demands(image):
     """The :class:`Phase` s of one frame, from a HardwareImage."""
     config = image.config
+    placement = Placement.of(config)
     lanes = config.entries_per_read
     weight_mask = (1 << config.weight_bits) - 1
     pointers = image.pointers
@@ -151,7 +153,7 @@ def phase_demands(image):
             macs = np.stack([counts[end[pe]] - counts[start[pe]]
                              for pe, counts in enumerate(real_before)])
             rows = GATES * d["cells"] if kind == "gates" else d["proj"]
-            readout = np.array([len(range(pe, rows, config.pes)) for pe in range(config.pes)])
+            readout = np.array([placement.rows_held(rows, pe) for pe in range(config.pes)])
             phases.append(Phase(f"layer {index} {kind}", index, kind, macs, words, readout))
     return phases
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..contract.arithmetic import LayerFormats
 from ..contract.config import Config
 from ..contract.errors import ConfigError
+from ..contract.placement import Placement
 from ..runtime.encoding import encode_model
 from ..runtime.program import Program
 from .converters import converter_for
@@ -77,7 +78,8 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
     converter = converter_for(module)
     pruned = copy.deepcopy(module).cpu()
     if density is not None:
-        prune_module(pruned, converter.prunable(pruned), density, config.pes, pruning)
+        prune_module(pruned, converter.prunable(pruned), density, Placement.of(config),
+                     pruning)
     pruned.eval()
     description = converter.describe(pruned)
     if formats not in ("auto", "configured"):

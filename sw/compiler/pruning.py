@@ -1,49 +1,25 @@
 """Magnitude pruning, load-balanced per PE (ESE) or global, through torch.nn.utils.prune.
 
-Load-balance-aware pruning deals the rows of a matrix to the PEs the way the hardware does (see
-:func:`pe_of_rows`) and prunes each PE's sub-matrix to the same density, so every PE gets the
-same number of non-zeros and none waits for a slower one. Global pruning keeps the largest
-magnitudes of the whole matrix, whatever PE they land on.
+Load-balance-aware pruning deals the rows of a matrix to the PEs the way the hardware does (the
+machine's :class:`~ese.sw.contract.placement.Placement`) and prunes each PE's sub-matrix to the
+same density, so every PE gets the same number of non-zeros and none waits for a slower one.
+Global pruning keeps the largest magnitudes of the whole matrix, whatever PE they land on.
 
 Both are ``torch.nn.utils.prune`` methods, so they work for one-shot pruning in
 :func:`ese.compile` and for iterative pruning with retraining (prune, train, prune again: a new
 mask only ever removes weights the previous one kept).
 """
 
-import numpy as np
 import torch
 from torch.nn.utils import prune
 
 from ..contract.errors import ConfigError
-from ..contract.memory_map import GATES, gate_rotation
+from ..contract.placement import Placement
 
 __all__ = ["LoadBalancedUnstructured", "load_balanced_unstructured", "global_unstructured",
-           "pe_of_rows", "prune_module", "PRUNING_KINDS"]
+           "mask_matrices", "prune_module", "PRUNING_KINDS"]
 
 PRUNING_KINDS = ("balanced", "global")
-
-
-def pe_of_rows(rows, rows_per_group, pes, slots=None, rotated=False):
-    """The PE that holds each of ``rows`` rows (numpy int array).
-
-    The rows form ``rows // rows_per_group`` groups (the four gates of a stacked gate matrix,
-    or one group). The hardware interleaves them index-major, group-minor (cell 0's i, f, g,
-    o, then cell 1's, ...) and deals the interleaved rows to the PEs in turn, as ESE does.
-    ``slots`` names the gate slot of each group where a matrix holds only some of a cell's
-    four (a GRU's W_ih: r, z, n_x; see :data:`~ese.sw.contract.memory_map.GRU_SLOTS`), and
-    ``rotated`` rotates each cell's slots as a GRU layer's are
-    (:func:`~ese.sw.contract.memory_map.gate_rotation`).
-    """
-    r = np.arange(rows)
-    groups = max(1, rows // rows_per_group)
-    index, group = r % rows_per_group, r // rows_per_group
-    if slots is None:
-        stride, slot = groups, group
-    else:
-        stride, slot = GATES, np.asarray(slots)[group]
-    if rotated:
-        slot = (slot + gate_rotation(index, pes)) % GATES
-    return (index * stride + slot) % pes
 
 
 def _check_density(density):
@@ -70,21 +46,23 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
     ----------
     density : float
         Fraction of each PE's weights to keep, in (0, 1].
-    pes : int
-        PE count of the target hardware.
+    placement : Placement
+        Where the target hardware puts each row (:class:`~ese.sw.contract.placement.Placement`).
     rows_per_group : int
         The cell count for stacked gate matrices (whose rows i, f, g, o of a cell are
-        interleaved), the row count otherwise; see :func:`pe_of_rows`.
+        interleaved), the row count otherwise; see :meth:`Placement.owners`.
     slots, rotated :
         A GRU's gate matrices: the gate slot of each group of rows, and the rotation of the
-        slots (see :func:`pe_of_rows`).
+        slots (see :meth:`Placement.owners`).
     """
 
     PRUNING_TYPE = "global"   # the method needs the whole matrix to see which row is where
 
-    def __init__(self, density, pes, rows_per_group, slots=None, rotated=False):
+    def __init__(self, density, placement, rows_per_group, slots=None, rotated=False):
         self.density = _check_density(density)
-        self.pes = pes
+        if not isinstance(placement, Placement):
+            raise TypeError(f"placement must be a Placement, not {type(placement).__name__}")
+        self.placement = placement
         self.rows_per_group = rows_per_group
         self.slots = slots
         self.rotated = rotated
@@ -95,9 +73,9 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
         mask = torch.zeros_like(default_mask)
         # Weights an earlier mask removed must stay removed: they score below every live one.
         scores = torch.where(default_mask.bool(), t.abs(), torch.full_like(t, -1.0))
-        owner = torch.as_tensor(pe_of_rows(t.shape[0], self.rows_per_group, self.pes,
-                                           self.slots, self.rotated))
-        for pe in range(self.pes):
+        owner = torch.as_tensor(self.placement.owners(t.shape[0], self.rows_per_group,
+                                                      self.slots, self.rotated))
+        for pe in range(self.placement.pes):
             rows = torch.nonzero(owner == pe).flatten()
             if len(rows) == 0:
                 continue
@@ -108,17 +86,18 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
         return mask
 
     @classmethod
-    def apply(cls, module, name, density, pes, rows_per_group, slots=None, rotated=False,
+    def apply(cls, module, name, density, placement, rows_per_group, slots=None, rotated=False,
               importance_scores=None):
-        return super().apply(module, name, density=density, pes=pes,
+        return super().apply(module, name, density=density, placement=placement,
                              rows_per_group=rows_per_group, slots=slots, rotated=rotated,
                              importance_scores=importance_scores)
 
 
-def load_balanced_unstructured(module, name, density, pes, rows_per_group, slots=None,
+def load_balanced_unstructured(module, name, density, placement, rows_per_group, slots=None,
                                rotated=False):
     """Prune ``module.<name>`` load-balanced per PE (like ``prune.l1_unstructured``)."""
-    LoadBalancedUnstructured.apply(module, name, density, pes, rows_per_group, slots, rotated)
+    LoadBalancedUnstructured.apply(module, name, density, placement, rows_per_group, slots,
+                                   rotated)
     return module
 
 
@@ -130,28 +109,29 @@ def global_unstructured(module, name, density):
     return module
 
 
-def mask_matrices(matrices, density, pes, kind="balanced"):
+def mask_matrices(matrices, density, placement, kind="balanced"):
     """Attach ``torch.nn.utils.prune`` masks of ``density`` to ``matrices`` (from a
-    converter's ``prunable``), load-balanced per PE or by one threshold per matrix; they stay
+    converter's ``prunable``), load-balanced per PE of ``placement`` (a
+    :class:`~ese.sw.contract.placement.Placement`) or by one threshold per matrix; they stay
     (and keep pruned weights at zero through training) until ``prune.remove``."""
     if kind not in PRUNING_KINDS:
         raise ConfigError(f"pruning must be one of {', '.join(PRUNING_KINDS)}, not {kind!r}")
     density = _check_density(density)
     for matrix in matrices:
         if kind == "balanced":
-            load_balanced_unstructured(matrix.owner, matrix.name, density, pes,
+            load_balanced_unstructured(matrix.owner, matrix.name, density, placement,
                                        matrix.rows_per_group, matrix.slots, matrix.rotated)
         else:
             global_unstructured(matrix.owner, matrix.name, density)
 
 
-def prune_module(module, matrices, density, pes, kind="balanced"):
+def prune_module(module, matrices, density, placement, kind="balanced"):
     """One-shot pruning of ``matrices`` (from a converter's ``prunable``) in place.
 
     The masks are made permanent (``prune.remove``), so the module is again a plain module
     whose pruned weights are zeros.
     """
-    mask_matrices(matrices, density, pes, kind)
+    mask_matrices(matrices, density, placement, kind)
     for matrix in matrices:
         prune.remove(matrix.owner, matrix.name)
     return module

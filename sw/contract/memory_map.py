@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "DELTA_THRESHOLDS", "GATES", "PEEPHOLES",
            "CELL_PARAMETERS",
-           "CELL_KINDS", "GRU_SLOTS", "gate_rotation", "rotation_shift", "LoadTarget",
+           "CELL_KINDS", "GRU_SLOTS", "LoadTarget",
            "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
            "pack_fields", "unpack_fields", "address_bits", "count_bits", "state_dump_supported"]
 
@@ -41,7 +41,8 @@ __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "DELTA_THRESHOLDS", "GATES", "P
 #: hardware parameters include ``align_bits``, every layer descriptor holds its alignment
 #: shifts and the header its formats (see docs/arithmetic.md); VECTORS and CELL_STATES
 #: records load an initial state. 5: GRU layers: every layer descriptor says whether its layer
-#: is a GRU (``gru``), whose gate rows are rotated among the PEs (:func:`gate_rotation`). 6:
+#: is a GRU (``gru``), whose gate rows are rotated among the PEs
+#: (:meth:`ese.sw.contract.placement.Placement.rotation`). 6:
 #: delta layers: every layer descriptor says whether its layer transmits only the columns that
 #: changed (``delta``) and holds its thresholds (``theta_x``, ``theta_h``, ``theta_m``; see
 #: docs/arithmetic.md, "Delta layers").
@@ -97,24 +98,6 @@ class LoadTarget(enum.IntEnum):
     @property
     def per_pe(self):
         return self in (LoadTarget.POINTERS, LoadTarget.ENTRIES)
-
-
-def rotation_shift(pes):
-    """log2 of the cells that share a local row of the gate matrix (``max(pes, 4) / 4``): a
-    cell's rotation is its local row, ``cell >> rotation_shift(pes)``, modulo 4."""
-    return (max(pes, GATES) // GATES).bit_length() - 1
-
-
-def gate_rotation(cell, pes):
-    """How far a GRU layer's cell ``cell`` rotates its gate slots among its four rows.
-
-    An LSTM cell's four gates each carry one row of every column, so gate slot j may always
-    sit in the PEs of index j mod 4. A GRU's slots carry unequal work (r and z read every
-    column, n_x only the inputs, n_h only the recurrent columns), so a GRU cell's slot j sits
-    at interleaved row ``4 * cell + (j + rotation) mod 4``: the rotation steps with the cell's
-    local row, and every PE holds each slot's rows in turn (a quarter each where the layer has
-    four or more local rows), which balances their work. Works on ints and numpy arrays."""
-    return (cell >> rotation_shift(pes)) % GATES
 
 
 def state_dump_supported(config):

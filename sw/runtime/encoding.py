@@ -1,12 +1,9 @@
 """Per-PE encoding: the integer model becomes the contents of the accelerator's memories.
 
-Interleaved compressed sparse column (EIE, ESE). PE ``k`` owns rows ``k, k + pes, ...`` of every
-matrix: of the projection, and of the gate matrix ``[W_x | W_r]`` with its rows interleaved
-cell by cell (row ``4 * cell + gate``: i, f, g, o of cell 0, then of cell 1, ...), so that a
-cell's four gates sit in four neighbouring PEs at one local row (with four PEs or more) and
-are read in one cycle; a GRU layer's cells rotate their four slots among those rows (see
-:func:`~ese.sw.contract.memory_map.gate_rotation`), so that each PE holds every slot's rows
-in turn. Local row ``r // pes`` holds row ``r``. For each column it stores
+Interleaved compressed sparse column (EIE, ESE). Which PE holds which row of every matrix, and
+at which local row, is the machine's :class:`~ese.sw.contract.placement.Placement`: PE ``k``
+owns rows ``k, k + pes, ...`` of the projection and of the gate matrix ``[W_x | W_r]``, whose
+rows are interleaved cell by cell (and rotated in a GRU layer). For each column it stores
 the non-zero weights of its rows in row order, each with the number of zero rows skipped since
 the previous one (``index_bits`` wide). A longer run of zeros is bridged by padding entries of
 weight zero that skip ``2**index_bits`` rows each. Column pointers mark where each column's
@@ -34,10 +31,10 @@ from ..contract.memory_map import (
     RECORD_HEADER_WORDS,
     LoadTarget,
     MemoryMap,
-    gate_rotation,
     pack_fields,
     words_per_element,
 )
+from ..contract.placement import Placement
 from ..contract.wire import channel_word
 from .quantized import QuantizedLayer, QuantizedModel
 
@@ -72,19 +69,6 @@ def encode_columns(local, config):
     words[np.cumsum(per_nonzero) - 1] = (values & weight_mask) | (run << config.weight_bits)
     counts = np.bincount(column_of, weights=per_nonzero, minlength=columns).astype(np.int64)
     return words, counts, int(pads.sum())
-
-
-def gate_rows_of(layer_cells, pe, pes, rotated=False):
-    """Rows of the stacked (i, f, g, o blocks of ``layer_cells`` rows) gate matrix that PE
-    ``pe`` holds, in local-row order: interleaved rows ``pe, pe + pes, ...`` of ``4 * cell +
-    gate``; ``rotated`` (a GRU layer), of ``4 * cell + (gate + rotation) mod 4`` (see
-    :func:`~ese.sw.contract.memory_map.gate_rotation`)."""
-    interleaved = np.arange(pe, GATES * layer_cells, pes)
-    cell = interleaved // GATES
-    gate = interleaved % GATES
-    if rotated:
-        gate = (gate - gate_rotation(cell, pes)) % GATES
-    return gate * layer_cells + cell
 
 
 @dataclass
@@ -384,19 +368,21 @@ def encode_model(model, config):
             except ValueError as error:
                 raise ConfigError(str(error)) from None
     layout = layout_model(model.layers, pes)
+    placement = Placement.of(config)
     words = [[] for _ in range(pes)]
     counts = [[] for _ in range(pes)]
     padding = np.zeros(pes, dtype=np.int64)
     for layer in model.layers:
         gates = layer.gate_weights
         for pe in range(pes):
-            w, n, p = encode_columns(gates[gate_rows_of(layer.cells, pe, pes, layer.is_gru)],
+            w, n, p = encode_columns(gates[placement.gate_rows(layer.cells, pe, layer.is_gru)],
                                      config)
             words[pe].append(w)
             counts[pe].append(n)
             padding[pe] += p
             if layer.projection is not None:
-                w, n, p = encode_columns(layer.projection[pe::pes], config)
+                w, n, p = encode_columns(
+                    layer.projection[placement.projection_rows(layer.proj, pe)], config)
                 words[pe].append(w)
                 counts[pe].append(n)
                 padding[pe] += p
@@ -457,6 +443,7 @@ def decode_image(image):
     """
     config = image.config
     pes = config.pes
+    placement = Placement.of(config)
     descriptors = image.descriptors
     if not descriptors or not descriptors[-1]["last"] or any(d["last"] for d in descriptors[:-1]):
         raise ImageError("the layer descriptors do not end with exactly one last layer")
@@ -489,7 +476,7 @@ def decode_image(image):
         for pe in range(pes):
             pointer = image.pointers[pe]
             entries = np.asarray(image.entries[pe], dtype=np.int64)
-            rows = gate_rows_of(cells, pe, pes, gru)
+            rows = placement.gate_rows(cells, pe, gru)
             span = slice(base, base + inputs + recurrent)
             words = entries[pointer[span.start]:pointer[span.stop]]
             local = _decode_columns(words, np.diff(pointer[span.start:span.stop + 1]),
@@ -498,9 +485,9 @@ def decode_image(image):
             if proj:
                 span = slice(span.stop, span.stop + cells)
                 words = entries[pointer[span.start]:pointer[span.stop]]
-                own = len(range(pe, proj, pes))
-                projection[pe::pes] = _decode_columns(
-                    words, np.diff(pointer[span.start:span.stop + 1]), own, config,
+                own = placement.projection_rows(proj, pe)
+                projection[own] = _decode_columns(
+                    words, np.diff(pointer[span.start:span.stop + 1]), len(own), config,
                     f"layer {index} projection, PE {pe}")
         params = image.cell_parameters[d["cell_base"]:d["cell_base"] + cells]
         formats = image.formats[index] if image.formats else LayerFormats()

@@ -154,6 +154,7 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
 
     from ..compiler.converters import converter_for
     from ..compiler.pruning import mask_matrices
+    from ..contract.placement import Placement
     pruned = copy.deepcopy(model)
     recurrent = pruned.recurrent
     matrices = converter_for(recurrent).prunable(recurrent)
@@ -161,7 +162,7 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
     for step in range(1, steps + 1):
         # Pruned weights are zeros, the smallest magnitudes, so they stay pruned.
         target = start * (density / start) ** (step / steps)
-        mask_matrices(matrices, target, pes, kind)
+        mask_matrices(matrices, target, Placement(pes), kind)
         if log is not None:
             log(f"{kind} pruning: density {target:.3f} (step {step} of {steps})")
         train_epochs(pruned, train_data, epochs_per_step, learning_rate, batch, seed + step,

@@ -19,7 +19,8 @@ from ese.hw.pe import ProcessingElement
 from ese.hw.readout import AccumulatorReadout
 from ese.hw.receiver import FrameReceiver
 from ese.sw.contract.arithmetic import cell_update, gru_update, sigmoid_table, tanh_table
-from ese.sw.contract.memory_map import LoadTarget, MemoryMap, gate_rotation, pack_fields
+from ese.sw.contract.memory_map import LoadTarget, MemoryMap, pack_fields
+from ese.sw.contract.placement import Placement
 from ese.sw.runtime.encoding import encode_columns
 
 from helpers import run_simulation, stream_get, stream_put
@@ -315,7 +316,7 @@ def test_cell_unit_computes_the_contracts_cell_update(pes, kind):
     base = accumulator_row(config, Target.GATES, 0, int(gru))
     for n in range(cells):
         for gate in range(GATES):
-            row = GATES * n + ((gate + gate_rotation(n, pes)) % GATES if gru else gate)
+            row = Placement(pes).gate_row(n, gate, rotated=gru)
             accumulators[row % config.pes, base + row // config.pes] = gates[gate, n]
     harness = CellUnitHarness(config, accumulators, parameters, [int(v) for v in state] + [0] * 3)
     unit = harness.unit

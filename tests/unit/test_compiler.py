@@ -7,9 +7,10 @@ from torch import nn
 
 import ese
 from ese.sw.compiler.converters import describe
-from ese.sw.compiler.pruning import LoadBalancedUnstructured, pe_of_rows, prune_module
+from ese.sw.compiler.pruning import LoadBalancedUnstructured, prune_module
 from ese.sw.compiler.quantization import quantize_model
 from ese.sw.contract.memory_map import LoadTarget
+from ese.sw.contract.placement import Placement
 from ese.sw.runtime.encoding import decode_image, encode_columns, encode_model
 
 from helpers import FLOAT_TOLERANCE, frames
@@ -128,8 +129,9 @@ def test_peephole_lstm_trains_with_autograd():
 
 def test_load_balanced_pruning_gives_every_pe_the_same_work():
     module = nn.LSTM(20, 32, proj_size=16)
-    prune_module(module, ese.sw.compiler.converters.converter_for(module).prunable(module), 0.25, 8)
-    owner = pe_of_rows(128, 32, 8)
+    prune_module(module, ese.sw.compiler.converters.converter_for(module).prunable(module), 0.25,
+                 Placement(8))
+    owner = Placement(8).owners(128, 32)
     counts = [int(torch.count_nonzero(module.weight_ih_l0[torch.as_tensor(owner == pe)]))
               for pe in range(8)]
     assert len(set(counts)) == 1 and counts[0] == round(0.25 * 16 * 20)
@@ -140,22 +142,23 @@ def test_load_balanced_pruning_gives_every_pe_the_same_work():
 def test_pruning_deals_rows_to_the_pes_that_the_encoding_puts_them_in(cells, pes):
     """Load balance is only real if pruning counts each row for the PE that will hold it:
     the gate rows are interleaved cell by cell (i, f, g, o of a cell in neighbouring PEs)."""
-    from ese.sw.runtime.encoding import gate_rows_of
-    owner = pe_of_rows(4 * cells, cells, pes)
+    placement = Placement(pes)
+    owner = placement.owners(4 * cells, cells)
     for pe in range(pes):
-        held = gate_rows_of(cells, pe, pes)
+        held = placement.gate_rows(cells, pe)
         assert sorted(held) == np.flatnonzero(owner == pe).tolist()
         if pes >= 4 and len(held):
             # A cell's four gates share a local row in four neighbouring PEs.
             cell = held[0] % cells
-            assert [pe_of_rows(4 * cells, cells, pes)[g * cells + cell] for g in range(4)] \
+            assert [owner[g * cells + cell] for g in range(4)] \
                 == [(4 * cell + g) % pes for g in range(4)]
-    assert (pe_of_rows(10, 10, 4) == np.arange(10) % 4).all()      # a projection: rows in turn
+    assert (Placement(4).owners(10, 10) == np.arange(10) % 4).all()   # a projection: in turn
 
 
 def test_load_balanced_pruning_keeps_each_pes_largest_weights():
     weight = torch.randn(16, 10)
-    mask = LoadBalancedUnstructured(0.3, 4, 16).compute_mask(weight, torch.ones_like(weight))
+    mask = LoadBalancedUnstructured(0.3, Placement(4), 16).compute_mask(weight,
+                                                                       torch.ones_like(weight))
     for pe in range(4):
         rows = weight[pe::4].abs().flatten()
         kept = mask[pe::4].flatten().bool()
@@ -165,8 +168,8 @@ def test_load_balanced_pruning_keeps_each_pes_largest_weights():
 def test_global_pruning_uses_one_threshold():
     module = nn.LSTMCell(10, 12)
     original = module.weight_hh.detach().abs().clone()
-    prune_module(module, ese.sw.compiler.converters.converter_for(module).prunable(module), 0.1, 4,
-                 kind="global")
+    prune_module(module, ese.sw.compiler.converters.converter_for(module).prunable(module), 0.1,
+                 Placement(4), kind="global")
     kept = module.weight_hh.detach() != 0
     assert int(kept.sum()) == round(0.1 * original.numel())
     assert original[kept].min() >= original[~kept].max()
@@ -174,9 +177,11 @@ def test_global_pruning_uses_one_threshold():
 
 def test_iterative_pruning_never_revives_weights():
     module = nn.LSTMCell(10, 16)
-    LoadBalancedUnstructured.apply(module, "weight_ih", density=0.5, pes=4, rows_per_group=16)
+    LoadBalancedUnstructured.apply(module, "weight_ih", density=0.5, placement=Placement(4),
+                                   rows_per_group=16)
     first = module.weight_ih_mask.clone()
-    LoadBalancedUnstructured.apply(module, "weight_ih", density=0.2, pes=4, rows_per_group=16)
+    LoadBalancedUnstructured.apply(module, "weight_ih", density=0.2, placement=Placement(4),
+                                   rows_per_group=16)
     second = module.weight_ih_mask
     assert torch.all(second <= first)
     assert int(second.sum()) == round(0.2 * 640)

@@ -13,10 +13,11 @@ from torch import nn
 
 import ese
 from ese.sw.compiler.converters import GRU_INPUT_SLOTS, GRU_RECURRENT_SLOTS, describe
-from ese.sw.compiler.pruning import pe_of_rows, prune_module
+from ese.sw.compiler.pruning import prune_module
 from ese.sw.contract.arithmetic import gru_update, sigmoid_table, tanh_table
-from ese.sw.contract.memory_map import GRU_SLOTS, gate_rotation
-from ese.sw.runtime.encoding import decode_image, gate_rows_of
+from ese.sw.contract.memory_map import GRU_SLOTS
+from ese.sw.contract.placement import Placement
+from ese.sw.runtime.encoding import decode_image
 
 from helpers import FLOAT_TOLERANCE, frames
 
@@ -114,9 +115,9 @@ def test_gru_rows_go_to_the_pes_that_the_encoding_puts_them_in(cells, pes):
     """Pruning counts each of PyTorch's rows for the PE that holds it: the slot it maps to,
     rotated with its cell's local row."""
     for slots, name in ((GRU_INPUT_SLOTS, "W_ih"), (GRU_RECURRENT_SLOTS, "W_hh")):
-        owner = pe_of_rows(3 * cells, cells, pes, slots, rotated=True)
+        owner = Placement(pes).owners(3 * cells, cells, slots, rotated=True)
         for pe in range(pes):
-            held = gate_rows_of(cells, pe, pes, rotated=True)
+            held = Placement(pes).gate_rows(cells, pe, rotated=True)
             # Stacked rows (4 slots) back to PyTorch's (3 blocks) where this matrix has them.
             expected = sorted(block * cells + row % cells for row in held
                               for block, slot in enumerate(slots) if row // cells == slot)
@@ -124,7 +125,7 @@ def test_gru_rows_go_to_the_pes_that_the_encoding_puts_them_in(cells, pes):
     if pes >= 4:
         # A cell's four slots still share one local row in four neighbouring PEs.
         cell = cells - 1
-        rows = [4 * cell + (slot + gate_rotation(cell, pes)) % 4 for slot in range(4)]
+        rows = [Placement(pes).gate_row(cell, slot, rotated=True) for slot in range(4)]
         assert sorted(row % pes for row in rows) == [(4 * cell) % pes + k for k in range(4)]
 
 
@@ -138,7 +139,7 @@ def test_rotation_balances_the_slots_unequal_work():
     assert work.max() == work.min()
     unrotated = []
     for pe in range(16):
-        rows = gate_rows_of(128, pe, 16, rotated=False)
+        rows = Placement(16).gate_rows(128, pe, rotated=False)
         model = program.model.layers[0]
         unrotated.append(int(np.count_nonzero(model.gate_weights[rows])))
     assert max(unrotated) > 1.4 * min(unrotated)
@@ -147,10 +148,10 @@ def test_rotation_balances_the_slots_unequal_work():
 def test_load_balanced_gru_pruning_gives_every_pe_the_same_work_per_matrix():
     module = nn.GRU(24, 40)
     prune_module(module, ese.sw.compiler.converters.converter_for(module).prunable(module),
-                 0.25, 8)
+                 0.25, Placement(8))
     for name, slots, columns in (("weight_ih_l0", GRU_INPUT_SLOTS, 24),
                                  ("weight_hh_l0", GRU_RECURRENT_SLOTS, 40)):
-        owner = pe_of_rows(120, 40, 8, slots, rotated=True)
+        owner = Placement(8).owners(120, 40, slots, rotated=True)
         weight = getattr(module, name).detach()
         counts = [int(torch.count_nonzero(weight[torch.as_tensor(owner == pe)]))
                   for pe in range(8)]
