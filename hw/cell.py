@@ -15,7 +15,7 @@ writes c' back and m to the activation vector memory (where the projection, or t
 frame, reads it) and, for the network's output, into the output queue. It is a fixed-latency
 pipeline without stalls; it issues a cell only when the output queue is sure to have room.
 
-A GRU layer's units go through the same pipeline (:class:`CellLane`), exactly as
+A GRU layer's units go through the same pipeline (:class:`CellArithmetic`), exactly as
 :func:`ese.sw.contract.arithmetic.gru_update` computes them::
 
     r = sigmoid(r + b_r)      z = sigmoid(z + b_z)      n = tanh(n_x + b_in + r * (n_h + b_hn))
@@ -24,8 +24,8 @@ A GRU layer's units go through the same pipeline (:class:`CellLane`), exactly as
 keeping h where an LSTM keeps c: the previous h comes from the cell state memory, and h' goes
 there as well as to the vector memory.
 
-Channels run in lock-step: the control is shared and each channel has its own arithmetic lane
-(:class:`CellLane`), reading that channel's accumulators and state. A channel that begins a
+Channels run in lock-step: the control is shared and each channel has its own arithmetic
+(:class:`CellArithmetic`), reading that channel's accumulators and state. A channel that begins a
 new sequence in this frame step starts from a zero cell state.
 """
 
@@ -46,11 +46,11 @@ from .layouts import GATES, ChannelValues, WritePortSignature
 from .pipeline import credited_issue, delay, output_queue_members
 from .readout import GateReadout, GateRequestSignature, cell_issue_gap, gate_latency
 
-__all__ = ["CellUnit", "CellLane", "latency", "state_latency", "operand_latency",
+__all__ = ["CellUnit", "CellArithmetic", "latency", "state_latency", "operand_latency",
            "carry_cycles", "MAX_LATENCY", "ARITHMETIC_CYCLES", "STATE_CYCLES"]
 
-# The lanes take a GRU's slots where an LSTM's gates are: r for i, z for f, n_x for g, n_h
-# for o (see CellLane).
+# The arithmetic takes a GRU's slots where an LSTM's gates are: r for i, z for f, n_x for g,
+# n_h for o (see CellArithmetic).
 assert GRU_SLOTS == ("r", "z", "n_x", "n_h")
 
 #: Cycles of the cell update's arithmetic, from the gates' arrival to the output written.
@@ -60,13 +60,13 @@ STATE_CYCLES = 5
 
 
 def carry_cycles(config):
-    """Cycles the carried sums add between the gates' arrival and the lanes: with delta units
+    """Cycles the carried sums add between the gates' arrival and the arithmetic: with delta units
     (``Config.delta``), the register of gates + carried sums."""
     return config.delta
 
 
 def operand_latency(config):
-    """Cycles from issuing a cell to its operands (sums, parameters, state) at the lanes."""
+    """Cycles from issuing a cell to its operands (sums, parameters, state) at the arithmetic."""
     return gate_latency(config) + carry_cycles(config)
 
 
@@ -92,7 +92,7 @@ def _parameter_layout(config):
 
 
 def AlignedParameters(config):
-    """A cell's biases and peepholes shifted by the layer's alignments, as the lanes take
+    """A cell's biases and peepholes shifted by the layer's alignments, as the arithmetic takes
     them: each as many bits wider as the largest alignment."""
     return data.StructLayout({
         **{f"bias_{g}": signed(config.bias_bits + config.max_align) for g in "ifgo"},
@@ -100,7 +100,7 @@ def AlignedParameters(config):
     })
 
 
-class CellLane(wiring.Component):
+class CellArithmetic(wiring.Component):
     """One channel's cell update arithmetic: a fixed-latency pipeline, an LSTM's or a GRU's.
 
     The operands are presented :func:`~ese.hw.readout.gate_latency` cycles after the cell is
@@ -297,7 +297,7 @@ class CellUnit(wiring.Component):
         gates arrive :func:`~ese.hw.readout.gate_latency` cycles after the request.
     parameter_address : Out, parameter_data : In
         Read port of the cell parameter memory (biases, peepholes; shared by the channels),
-        read a cycle before the operands reach the lanes, so that they are aligned then.
+        read a cycle before the operands reach the arithmetic, so that they are aligned then.
     state_address : Out, state_data : In
         Read port of the cell state memory (one state per channel per word).
     state_write : Out(WritePortSignature)
@@ -408,16 +408,16 @@ class CellUnit(wiring.Component):
         outputs = Signal(ChannelValues(config))
         new_cells = Signal(self.state_data.shape())
         for channel in range(config.channels):
-            lane = CellLane(config)
-            m.submodules[f"lane{channel}"] = lane
+            arithmetic = CellArithmetic(config)
+            m.submodules[f"channel{channel}"] = arithmetic
             m.d.comb += [
-                lane.gates.eq(sums[channel]),
-                lane.parameters.eq(aligned),
-                lane.previous.eq(self.state_data[channel]),
-                lane.fresh.eq(fresh[channel]),
-                lane.gru.eq(gru),
-                new_cells[channel].eq(Mux(gru, lane.output, lane.new_cell)),
-                outputs[channel].eq(lane.output),
+                arithmetic.gates.eq(sums[channel]),
+                arithmetic.parameters.eq(aligned),
+                arithmetic.previous.eq(self.state_data[channel]),
+                arithmetic.fresh.eq(fresh[channel]),
+                arithmetic.gru.eq(gru),
+                new_cells[channel].eq(Mux(gru, arithmetic.output, arithmetic.new_cell)),
+                outputs[channel].eq(arithmetic.output),
             ]
         # An LSTM's new cell state is written when it is ready, a GRU's h' with the output.
         finished = counter.finish
@@ -450,7 +450,7 @@ class CellUnit(wiring.Component):
 
     def _carry(self, m, address):
         """Delta units: each channel's gates plus its carried sums (a delta layer's; zero for
-        renewed channels), registered on the way to the lanes and written back."""
+        renewed channels), registered on the way to the arithmetic and written back."""
         config = self.config
         delta = Signal()
         renew = Signal.like(self.renew)

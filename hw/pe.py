@@ -12,7 +12,7 @@ Pipeline::
     activation queue
       -> column stage   pointers from two banks (even and odd columns), start and end in one
                         cycle, registered, then turned into the column's first word, how many
-                        follow and its edge lanes; empty columns stop here
+                        follow and its edge slots; empty columns stop here
       -> column queue   its head a register
       -> fetch stage    one entry word (``entries_per_read`` entries) per cycle
       -> load           the word in the read's output register
@@ -23,7 +23,7 @@ Pipeline::
       -> pick           the lowest real entry not yet issued, into the issue register
       -> issue          one real entry per cycle, with its column's activations; the
                         accumulator memory is read for the entry's row
-      -> product        one AccumulatorLane per channel multiplies
+      -> product        one MultiplyAccumulate per channel multiplies
       -> add            ... adds the row's previous value and writes the sum back
 
 Every stage starts from registers and none holds more than a few LUTs between them (the
@@ -74,7 +74,7 @@ from .layouts import (
 )
 from .pipeline import delay
 
-__all__ = ["ProcessingElement", "AccumulatorLane", "Previous", "COLUMN_QUEUE_DEPTH"]
+__all__ = ["ProcessingElement", "MultiplyAccumulate", "Previous", "COLUMN_QUEUE_DEPTH"]
 
 #: Columns the column stage may run ahead of the multiplier: the column queue's depth.
 COLUMN_QUEUE_DEPTH = 4
@@ -97,14 +97,14 @@ def _tree_sum(values):
 
 
 class Previous(enum.IntEnum):
-    """Where the add stage finds a row's previous value (see :class:`AccumulatorLane`)."""
+    """Where the add stage finds a row's previous value (see :class:`MultiplyAccumulate`)."""
     ZERO = 0            # the row was cleared by a readout (or a reset) and not written since
     MEMORY = 1          # the accumulator memory, read when the entry was issued
     LAST = 2            # the sum written in the previous cycle (the same row, back to back)
     SECOND = 3          # the sum written two cycles before
 
 
-class AccumulatorLane(wiring.Component):
+class MultiplyAccumulate(wiring.Component):
     """One channel's multiply-add in a PE: product, the row's previous value, and the sum.
 
     An entry issued in cycle u is multiplied in cycle u (registered), held for a cycle, and
@@ -237,15 +237,28 @@ class ProcessingElement(wiring.Component):
         # products (the layer's shift for that kind of column).
         values_layout = data.StructLayout({"values": BroadcastValues(config),
                                            "align": unsigned(config.align_bits)})
-        lanes = config.entries_per_read
-        lane_bits = (lanes - 1).bit_length()
+        slots = config.entries_per_read          # entries of one entry word
+        slot_bits = (slots - 1).bit_length()
         pointer_bits = mm.pointer_bits
 
-        u = SimpleNamespace(lane_bits=lane_bits, lanes=lanes, layout=layout, mm=mm,
-                            pointer_bits=pointer_bits, values_layout=values_layout)
+        # A word of the word queue: its entries' weights and accumulator rows, which slots
+        # hold a real entry, and the column's flags.
+        word_layout = data.StructLayout({
+            "weights": data.ArrayLayout(signed(config.weight_bits), slots),
+            "rows": data.ArrayLayout(unsigned(accumulator_row_bits(config)), slots),
+            "real": unsigned(slots),
+            "target": unsigned(1),
+            "fence": unsigned(1),
+            "last": unsigned(1),              # the column's last word: its values may go
+        })
+        u = SimpleNamespace(slot_bits=slot_bits, slots=slots, layout=layout, mm=mm,
+                            pointer_bits=pointer_bits, values_layout=values_layout,
+                            word_layout=word_layout)
         self._activation_queue(m, u)
         self._column_stage(m, u)
         self._fetch_stage(m, u)
+        self._decode_stage(m, u)
+        self._row_stage(m, u)
         self._issue_stage(m, u)
         self._accumulate_stage(m, u)
         return m
@@ -282,7 +295,7 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [even.addr.eq((column + 1) >> 1), odd.addr.eq(column >> 1)]
 
         # The column's words: its first as a sequence number in its ring (streamed) or as an
-        # entry-memory address, how many follow, and the first and last real lanes of the
+        # entry-memory address, how many follow, and the first and last real slots of the
         # column's first and last words. The fetch stage walks from the first word on and
         # counts the rest down, so it compares nothing wide.
         streamed = config.streamed
@@ -291,8 +304,8 @@ class ProcessingElement(wiring.Component):
             "first": unsigned(word_bits),
             "more": unsigned(u.pointer_bits),       # words after the first
             "single": unsigned(1),                  # more == 0
-            "first_lane": unsigned(max(u.lane_bits, 1)),
-            "last_lane": unsigned(max(u.lane_bits, 1)),
+            "first_slot": unsigned(max(u.slot_bits, 1)),
+            "last_slot": unsigned(max(u.slot_bits, 1)),
             "values": u.values_layout, "target": unsigned(1), "bank": unsigned(1),
             "fence": unsigned(1),
         }
@@ -327,8 +340,8 @@ class ProcessingElement(wiring.Component):
 
         described = data.View(column_layout, columns.w_data)
         m.d.comb += [
-            described.first_lane.eq(pointed_start[:u.lane_bits]),
-            described.last_lane.eq(pointed_last[:u.lane_bits]),
+            described.first_slot.eq(pointed_start[:u.slot_bits]),
+            described.last_slot.eq(pointed_last[:u.slot_bits]),
             described.values.values.eq(pointed_head.values),
             described.values.align.eq(pointed_head.align),
             described.target.eq(pointed_head.target),
@@ -337,32 +350,23 @@ class ProcessingElement(wiring.Component):
             # Empty columns end here; fences go on.
             columns.w_en.eq(pointed & (pointed_head.fence | ~pointed_empty)),
         ]
-        first_word, last_word = pointed_start >> u.lane_bits, pointed_last >> u.lane_bits
+        first_word, last_word = pointed_start >> u.slot_bits, pointed_last >> u.slot_bits
         m.d.comb += [described.more.eq(last_word - first_word),
                      described.single.eq(last_word == first_word)]
         if streamed:
-            delta = self._track_laps(m, described, columns.w_en & ~pointed_head.fence,
+            lap_offset = self._track_laps(m, described, columns.w_en & ~pointed_head.fence,
                                      ~pointed_head.filler, pointed_start)
-            m.d.comb += described.first.eq(delta + first_word)
+            m.d.comb += described.first.eq(lap_offset + first_word)
         else:
             m.d.comb += described.first.eq(first_word)
         u.column_layout, u.columns, u.streamed = column_layout, columns, streamed
         u.looked_up, u.pointed = looked_up, pointed
 
     def _fetch_stage(self, m, u):
-        """The fetch stage: one entry word per cycle, then the decode and row stages, which turn
-        its relative indices into accumulator rows and drop padding."""
-        config = self.config
-
-        word_layout = data.StructLayout({
-            "weights": data.ArrayLayout(signed(config.weight_bits), u.lanes),
-            "rows": data.ArrayLayout(unsigned(accumulator_row_bits(config)), u.lanes),
-            "real": unsigned(u.lanes),          # lanes holding a real entry
-            "target": unsigned(1),
-            "fence": unsigned(1),
-            "last": unsigned(1),              # the column's last word: its values may go
-        })
-        m.submodules.words = words = SyncFIFOBuffered(width=word_layout.size, depth=_WORD_QUEUE)
+        """The fetch stage: one entry word of the column at the column queue's head per cycle,
+        into the read's output register, with which of its slots belong to the column."""
+        m.submodules.words = words = SyncFIFOBuffered(width=u.word_layout.size,
+                                                      depth=_WORD_QUEUE)
         m.submodules.in_flight = in_flight = SyncFIFO(width=u.values_layout.size,
                                                       depth=_VALUES_IN_FLIGHT)
 
@@ -411,101 +415,109 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [cursor.eq(word + 1), started.eq(~column_done),
                          left.eq(following - 1), final.eq(following == 1)]
 
-        word_valid = Signal(u.lanes)
-        word_first = Signal()
-        word_target = Signal()
-        word_bank = Signal()
-        word_fence = Signal()
-        word_last = Signal()
+        flags = Signal(data.StructLayout({
+            "valid": unsigned(u.slots),      # slots of the column
+            "first": unsigned(1), "target": unsigned(1), "bank": unsigned(1),
+            "fence": unsigned(1), "last": unsigned(1),
+        }))
         m.d.sync += [fetched.eq(fetch), loaded.eq(fetched)]
         with m.If(fetch):
             m.d.sync += [
-                # The column's first word starts at its first lane, its last ends at its
-                # last lane; words between are whole.
-                word_valid.eq(Cat(
-                    (started | (current.first_lane <= lane) if lane < u.lanes - 1
+                # The column's first word starts at its first slot, its last ends at its
+                # last slot; words between are whole.
+                flags.valid.eq(Cat(
+                    (started | (current.first_slot <= slot) if slot < u.slots - 1
                      else Const(1))
-                    & (~at_last | (current.last_lane >= lane) if lane > 0 else Const(1))
-                    for lane in range(u.lanes))),
-                word_first.eq(~started),
-                word_target.eq(current.target),
-                word_bank.eq(current.bank),
-                word_fence.eq(current.fence),
-                word_last.eq(column_done),
+                    & (~at_last | (current.last_slot >= slot) if slot > 0 else Const(1))
+                    for slot in range(u.slots))),
+                flags.first.eq(~started),
+                flags.target.eq(current.target),
+                flags.bank.eq(current.bank),
+                flags.fence.eq(current.fence),
+                flags.last.eq(column_done),
             ]
+        u.fetched, u.loaded, u.decoded = fetched, loaded, decoded
+        u.in_flight, u.words = in_flight, words
+        # The word's slots and flags, a cycle later, beside its data.
+        u.entry_data = entry_data
+        u.entry_flags = data.View(flags.shape(), delay(m, flags, 1, "loaded_flags"))
 
-        # Walk the relative indices to accumulator rows: an entry's row is the row after the
-        # previous entry plus its run of skipped rows. A gate column's walk starts at its
-        # bank's gate rows, a projection column's at the projection rows, after them. Two
-        # stages: the decode stage adds up the runs within the word (from the entry memory's
-        # output), the row stage adds them to where the walk stands, so the walk's loop is
-        # one adder deep.
-        offset_bits = (u.lanes << config.index_bits).bit_length()    # up to lanes * 2**index
+    def _decode_stage(self, m, u):
+        """The decode stage: the relative indices of the loaded word, summed slot by slot.
+
+        Walking the relative indices gives accumulator rows: an entry's row is the row after
+        the previous entry plus its run of skipped rows. Two stages do it: this one adds up the
+        runs within the word (from the entry memory's output), the row stage adds them to where
+        the walk stands, so the walk's loop is one adder deep."""
+        config = self.config
+        offset_bits = (u.slots << config.index_bits).bit_length()    # up to slots * 2**index
         decoded_word = Signal(data.StructLayout({
-            "weights": data.ArrayLayout(signed(config.weight_bits), u.lanes),
-            "offsets": data.ArrayLayout(unsigned(offset_bits), u.lanes),
+            "weights": data.ArrayLayout(signed(config.weight_bits), u.slots),
+            "offsets": data.ArrayLayout(unsigned(offset_bits), u.slots),
             "rows": unsigned(offset_bits),                          # rows the word walks over
-            "real": unsigned(u.lanes), "first": unsigned(1), "target": unsigned(1),
+            "real": unsigned(u.slots), "first": unsigned(1), "target": unsigned(1),
             "bank": unsigned(1), "fence": unsigned(1), "last": unsigned(1),
         }))
+        flags = u.entry_flags
         real = []
-        # The word's lanes and flags, a cycle later, beside its data.
-        word_valid, word_first, word_target, word_bank, word_fence, word_last = (
-            delay(m, value, 1, name) for value, name in (
-                (word_valid, "loaded_valid"), (word_first, "loaded_first"),
-                (word_target, "loaded_target"), (word_bank, "loaded_bank"),
-                (word_fence, "loaded_fence"), (word_last, "loaded_last")))
-        m.d.sync += decoded.eq(loaded)
-        with m.If(loaded):
-            # Lane k's offset is its run plus every earlier valid lane's run and entry: the
-            # earlier lanes' sums are a tree of pairwise sums, so the decode stays shallow.
+        m.d.sync += u.decoded.eq(u.loaded)
+        with m.If(u.loaded):
+            # Slot k's offset is its run plus every earlier valid slot's run and entry: the
+            # earlier slots' sums are a tree of pairwise sums, so the decode stays shallow.
             runs, steps = [], []
-            for lane in range(u.lanes):
-                raw = entry_data.word_select(lane, config.entry_bits)
+            for slot in range(u.slots):
+                raw = u.entry_data.word_select(slot, config.entry_bits)
                 weight = raw[:config.weight_bits].as_signed()
                 runs.append(raw[config.weight_bits:])
-                steps.append(Mux(word_valid[lane], raw[config.weight_bits:] + 1, 0))
-                m.d.sync += decoded_word.weights[lane].eq(weight)
-                real.append(word_valid[lane] & (weight != 0))
-            for lane in range(u.lanes):
-                m.d.sync += decoded_word.offsets[lane].eq(_tree_sum(steps[:lane] + [runs[lane]]))
+                steps.append(Mux(flags.valid[slot], raw[config.weight_bits:] + 1, 0))
+                m.d.sync += decoded_word.weights[slot].eq(weight)
+                real.append(flags.valid[slot] & (weight != 0))
+            for slot in range(u.slots):
+                m.d.sync += decoded_word.offsets[slot].eq(_tree_sum(steps[:slot] + [runs[slot]]))
             m.d.sync += [
                 decoded_word.rows.eq(_tree_sum(steps)), decoded_word.real.eq(Cat(real)),
-                decoded_word.first.eq(word_first), decoded_word.target.eq(word_target),
-                decoded_word.bank.eq(word_bank),
-                decoded_word.fence.eq(word_fence), decoded_word.last.eq(word_last),
+                decoded_word.first.eq(flags.first), decoded_word.target.eq(flags.target),
+                decoded_word.bank.eq(flags.bank),
+                decoded_word.fence.eq(flags.fence), decoded_word.last.eq(flags.last),
             ]
+        u.decoded_word = decoded_word
 
+    def _row_stage(self, m, u):
+        """The row stage: the decoded word's offsets added to where the walk stands give its
+        entries' accumulator rows; words of real entries (and fences, and a column's last
+        word) go into the word queue, words of padding alone are dropped."""
+        config = self.config
+        decoded_word = u.decoded_word
+        # A gate column's walk starts at its bank's gate rows, a projection column's at the
+        # projection rows, after them.
         next_row = Signal(unsigned(accumulator_row_bits(config) + 1))   # after the last entry
         first_row = Mux(decoded_word.target == Target.PROJECTION,
                         accumulator_row(config, Target.PROJECTION, 0),
                         Mux(decoded_word.bank, accumulator_row(config, Target.GATES, 0, 1), 0))
         start_row = Signal.like(next_row)
         m.d.comb += start_row.eq(Mux(decoded_word.first, first_row, next_row))
-        with m.If(decoded):
+        with m.If(u.decoded):
             m.d.sync += next_row.eq(start_row + decoded_word.rows)
-        word = data.View(word_layout, words.w_data)
-        for lane in range(u.lanes):
-            m.d.comb += [word.weights[lane].eq(decoded_word.weights[lane]),
-                         word.rows[lane].eq(start_row + decoded_word.offsets[lane])]
+        word = data.View(u.word_layout, u.words.w_data)
+        for slot in range(u.slots):
+            m.d.comb += [word.weights[slot].eq(decoded_word.weights[slot]),
+                         word.rows[slot].eq(start_row + decoded_word.offsets[slot])]
         m.d.comb += [
             word.real.eq(decoded_word.real), word.target.eq(decoded_word.target),
             word.fence.eq(decoded_word.fence), word.last.eq(decoded_word.last),
             # Words of only padding carry nothing but, on a column's last word, its release.
-            words.w_en.eq(decoded & (decoded_word.fence | (decoded_word.real != 0)
-                                     | decoded_word.last)),
+            u.words.w_en.eq(u.decoded & (decoded_word.fence | (decoded_word.real != 0)
+                                         | decoded_word.last)),
         ]
-        u.decoded, u.fetched, u.loaded, u.in_flight = decoded, fetched, loaded, in_flight
-        u.word_layout, u.words = word_layout, words
 
     def _issue_stage(self, m, u):
         """The issue stage: one real entry per cycle, in order, picked from the head word into
         the issue register; a readout takes the cycle."""
         config = self.config
         head_word = data.View(u.word_layout, u.words.r_data)
-        issued = Signal(u.lanes)               # lanes of the head word already picked
-        pending = Signal(u.lanes)
-        lowest = Signal(u.lanes)               # the lowest pending lane, one-hot
+        issued = Signal(u.slots)               # slots of the head word already picked
+        pending = Signal(u.slots)
+        lowest = Signal(u.slots)               # the lowest pending slot, one-hot
         m.d.comb += [pending.eq(head_word.real & ~issued), lowest.eq(pending & -pending)]
         # A readout takes the accumulator memory's read port: the issue register holds its
         # entry (or fence) and nothing is picked in that cycle.
@@ -529,9 +541,9 @@ class ProcessingElement(wiring.Component):
         entry_row = Signal(accumulator_row_bits(config))
         entry_values = Signal(u.values_layout)
         chosen_weight, chosen_row = 0, 0
-        for lane in range(u.lanes):
-            chosen_weight |= Mux(lowest[lane], head_word.weights[lane].as_unsigned(), 0)
-            chosen_row |= Mux(lowest[lane], head_word.rows[lane], 0)
+        for slot in range(u.slots):
+            chosen_weight |= Mux(lowest[slot], head_word.weights[slot].as_unsigned(), 0)
+            chosen_row |= Mux(lowest[slot], head_word.rows[slot], 0)
         with m.If(advance):
             m.d.sync += [entry_valid.eq(pick),
                          entry_fence.eq(u.words.r_rdy & head_word.fence)]
@@ -592,14 +604,14 @@ class ProcessingElement(wiring.Component):
         m.d.comb += aligned_weight.eq(u.entry_weight << u.values.align)
         totals = Signal(ChannelAccumulators(config))
         for channel in range(config.channels):
-            lane = AccumulatorLane(config)
-            m.submodules[f"channel{channel}"] = lane
+            arithmetic = MultiplyAccumulate(config)
+            m.submodules[f"channel{channel}"] = arithmetic
             m.d.comb += [
-                lane.weight.eq(aligned_weight),
-                lane.value.eq(u.values.values[channel]),
-                lane.stored.eq(stored[channel]),
-                lane.previous.eq(previous),
-                totals[channel].eq(lane.total),
+                arithmetic.weight.eq(aligned_weight),
+                arithmetic.value.eq(u.values.values[channel]),
+                arithmetic.stored.eq(stored[channel]),
+                arithmetic.previous.eq(previous),
+                totals[channel].eq(arithmetic.total),
             ]
         m.d.comb += [write.addr.eq(add_row), write.data.eq(totals), write.en.eq(add_valid)]
 
@@ -633,16 +645,17 @@ class ProcessingElement(wiring.Component):
     # Each ring holds a window of an endless stream: the PE's section of entry words (the
     # filler's, or the critical path's), repeated every frame step, lap after lap, each lap
     # padded to whole beats. Word k of the stream has the sequence number k and sits in ring
-    # slot k mod stream_window. The streamer writes words in sequence order; ``written``
-    # counts them. A column's words are at sequence ``delta + word`` (``delta`` is the lap's
-    # first sequence number less the section's first entry word), and the fetch stage reads a
-    # word only once it is written. Columns of a ring arrive in column order within a step, so
-    # a column that starts no later than the previous one of its ring begins the next lap.
-    # ``freed`` is the word the fetch stage stands at (or waits for): every earlier word may be
-    # overwritten, so the streamer never runs more than a window ahead of it.
+    # place k mod stream_window. The streamer writes words in sequence order; ``written``
+    # counts them. A column's words are at sequence ``lap_offset + word`` (``lap_offset`` is
+    # the lap's first sequence number less the section's first entry word), and the fetch
+    # stage reads a word only once it is written. Columns of a ring arrive in column order
+    # within a step, so a column that starts no later than the previous one of its ring begins
+    # the next lap. ``freed`` is the word the fetch stage stands at (or waits for): every
+    # earlier word may be overwritten, so the streamer never runs more than a window ahead of
+    # it.
 
     def _track_laps(self, m, described, accepted, ring, start):
-        """Column stage: give each column its ring; returns its lap's ``delta``."""
+        """Column stage: give each column its ring; returns its lap's ``lap_offset``."""
         mm = MemoryMap(self.config)
         per_beat_bits = (mm.words_per_beat - 1).bit_length()
         section = data.View(StreamSectionsLayout(self.config), self.sections)
@@ -655,7 +668,7 @@ class ProcessingElement(wiring.Component):
                          lap_words[1].eq(section.critical_beats << per_beat_bits),
                          critical_first.eq(section.critical_first)]
         first_words = [0, critical_first]
-        delta = Signal(SEQUENCE_BITS)
+        lap_offset = Signal(SEQUENCE_BITS)
         m.d.comb += described.ring.eq(ring)
         for r in range(2):
             lap_base = Signal(SEQUENCE_BITS, name=f"lap_base_{r}")
@@ -663,13 +676,13 @@ class ProcessingElement(wiring.Component):
             seen = Signal(name=f"seen_{r}")
             wraps = seen & (start <= last_start)
             with m.If(ring == r):
-                m.d.comb += delta.eq(Mux(wraps, lap_base + lap_words[r], lap_base)
+                m.d.comb += lap_offset.eq(Mux(wraps, lap_base + lap_words[r], lap_base)
                                      - first_words[r])
                 with m.If(accepted):
                     m.d.sync += [seen.eq(1), last_start.eq(start)]
                     with m.If(wraps):
                         m.d.sync += lap_base.eq(lap_base + lap_words[r])
-        return delta
+        return lap_offset
 
     def _stream_entries(self, m, current, sequence, head_valid, fetch, entry_data):
         """Fetch stage: read column words (``sequence``, the word's sequence number in the
@@ -705,10 +718,10 @@ class ProcessingElement(wiring.Component):
                      ring_read.en.eq(fetch)]
         stored = mm.stored_entry_word_bits
         if per_beat > 1:
-            lane = Signal(per_beat_bits)
+            word_in_beat = Signal(per_beat_bits)
             with m.If(fetch):
-                m.d.sync += lane.eq(sequence[:per_beat_bits])
-            m.d.sync += entry_data.eq(ring_read.data.word_select(lane, stored))
+                m.d.sync += word_in_beat.eq(sequence[:per_beat_bits])
+            m.d.sync += entry_data.eq(ring_read.data.word_select(word_in_beat, stored))
         else:
             m.d.sync += entry_data.eq(ring_read.data)
         with m.If(head_valid & ~current.fence):

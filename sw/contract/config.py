@@ -77,9 +77,9 @@ class Config:
     gru : int
         1 (the default): the cell unit computes the GRU update besides the LSTM's, so one
         build runs LSTM and GRU layers alike (each layer descriptor says which). 0 builds the
-        LSTM update alone, without the GRU's datapath in every channel's cell lane (about 300
-        LUTs and 500 flip-flops each) and the readout's slot rotation (four 4-way choices of
-        an accumulator per channel); such hardware runs no GRU layer.
+        LSTM update alone, without the GRU's datapath in every channel's cell arithmetic
+        (about 300 LUTs and 500 flip-flops each) and the readout's slot rotation (four 4-way
+        choices of an accumulator per channel); such hardware runs no GRU layer.
     delta : int
         1: the hardware runs delta layers (docs/arithmetic.md, "Delta layers"): the broadcast
         sends only the columns whose change exceeds the layer's thresholds, and the sums are

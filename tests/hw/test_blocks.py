@@ -86,11 +86,11 @@ async def _load_pe(ctx, dut, config, pointers, entries):
         ctx.set(dut.pointer_write.en, 1)
         await ctx.tick()
     ctx.set(dut.pointer_write.en, 0)
-    lanes = config.entries_per_read
-    padded = list(entries) + [0] * (-len(entries) % lanes)
-    for address in range(len(padded) // lanes):
-        word = sum(int(e) << (config.entry_bits * lane)
-                   for lane, e in enumerate(padded[address * lanes:(address + 1) * lanes]))
+    slots = config.entries_per_read
+    padded = list(entries) + [0] * (-len(entries) % slots)
+    for address in range(len(padded) // slots):
+        word = sum(int(e) << (config.entry_bits * slot)
+                   for slot, e in enumerate(padded[address * slots:(address + 1) * slots]))
         ctx.set(dut.entry_write.addr, address)
         ctx.set(dut.entry_write.data, word)
         ctx.set(dut.entry_write.en, 1)
