@@ -28,9 +28,16 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, count_bits
 from .axi import forward
-from .layouts import FENCE_BITS, BroadcastLayout, BroadcastValues, ChannelValues, WritePortSignature
+from .layouts import (
+    FENCE_BITS,
+    BeatLayout,
+    BroadcastLayout,
+    BroadcastValues,
+    ChannelValues,
+    WritePortSignature,
+)
 
-__all__ = ["VectorReader", "BroadcastArbiter", "ColumnLayout", "ReadJobLayout", "Follow",
+__all__ = ["VectorReader", "BroadcastArbiter", "ReadJobLayout", "Follow",
            "READ_CYCLES", "JOB_CYCLES", "JOB_TURN_CYCLES", "FENCE_CYCLES"]
 
 #: From a reader's read of a word to the column's broadcast: the word on the memory's port
@@ -52,18 +59,6 @@ class Follow:
     CELLS = 1
     WRITEBACK = 2
     PRODUCERS = 2
-
-
-def ColumnLayout(config):
-    """Activations on their way to the arbiter: column, one value per channel, target (and
-    gate bank), and the alignment shift of the products of the column's weights."""
-    return data.StructLayout({
-        "column": unsigned(address_bits(config.pointer_depth)),
-        "values": BroadcastValues(config),
-        "target": unsigned(1),
-        "bank": unsigned(1),
-        "align": unsigned(config.align_bits),
-    })
 
 
 def ReadJobLayout(config, depth):
@@ -109,7 +104,7 @@ class VectorReader(wiring.Component):
         A job is queued, being read, or its last activation is not yet sent.
     read_address, read_enable : Out, read_data : In
         A synchronous read port of the memory (one activation per channel per word).
-    activations : Out(stream.Signature(ColumnLayout))
+    activations : Out(stream.Signature(BeatLayout))
     hat_address, hat_enable : Out, hat_data : In, hat_write : Out(WritePortSignature)
         With delta units: a synchronous read port (transparent for the write) and a write
         port of the hat memory, one word (a value per channel) per column.
@@ -135,7 +130,7 @@ class VectorReader(wiring.Component):
             "read_address": Out(address_bits(depth)),
             "read_enable": Out(1),
             "read_data": In(ChannelValues(config)),
-            "activations": Out(stream.Signature(ColumnLayout(config))),
+            "activations": Out(stream.Signature(BeatLayout(config))),
             **hats,
         })
 
@@ -261,7 +256,7 @@ class BroadcastArbiter(wiring.Component):
     fences_requested : Out(FENCE_BITS)
         Fences requested so far, modulo 2**FENCE_BITS: when a PE's fence count equals it,
         the PE has finished everything sent before the last fence.
-    critical, filler : In(stream.Signature(ColumnLayout))
+    critical, filler : In(stream.Signature(BeatLayout))
     broadcast : Out(stream.Signature(BroadcastLayout))
     """
 
@@ -270,8 +265,8 @@ class BroadcastArbiter(wiring.Component):
         super().__init__({
             "fence_request": In(1),
             "fences_requested": Out(FENCE_BITS),
-            "critical": In(stream.Signature(ColumnLayout(config))),
-            "filler": In(stream.Signature(ColumnLayout(config))),
+            "critical": In(stream.Signature(BeatLayout(config))),
+            "filler": In(stream.Signature(BeatLayout(config))),
             "broadcast": Out(stream.Signature(BroadcastLayout(config))),
         })
 
@@ -282,17 +277,10 @@ class BroadcastArbiter(wiring.Component):
         m.d.comb += self.fences_requested.eq(requested)
         out = self.broadcast
         use_critical = self.critical.valid
-        source = Mux(use_critical, self.critical.payload.as_value(),
-                     self.filler.payload.as_value())
-        chosen = data.View(ColumnLayout(self.config), source)
         m.d.comb += [
             out.valid.eq(pending | self.critical.valid | self.filler.valid),
             out.payload.fence.eq(pending),
-            out.payload.column.eq(chosen.column),
-            out.payload.values.eq(chosen.values),
-            out.payload.target.eq(chosen.target),
-            out.payload.bank.eq(chosen.bank),
-            out.payload.align.eq(chosen.align),
+            out.payload.beat.eq(Mux(use_critical, self.critical.payload, self.filler.payload)),
             out.payload.filler.eq(~use_critical),
             self.critical.ready.eq(out.ready & ~pending),
             self.filler.ready.eq(out.ready & ~pending & ~use_critical),

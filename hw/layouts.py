@@ -1,6 +1,7 @@
 """Layouts and signatures the hardware's units share: one definition each.
 
-The broadcast's payload (:func:`BroadcastLayout`), one activation or accumulator per channel
+The broadcast's beat and payload (:func:`BeatLayout`, :func:`BroadcastLayout`), one activation
+or accumulator per channel
 (:func:`ChannelValues`, :func:`ChannelAccumulators`), the rows of a PE's accumulator memory
 and which matrix they belong to (:class:`Target`, :func:`accumulator_row`), the streamed
 entry beats and section table (:class:`EntryBeatSignature`, :func:`StreamSectionsLayout`),
@@ -17,7 +18,7 @@ from amaranth.lib.wiring import Out
 from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
 
 __all__ = ["GATES", "FENCE_BITS", "SEQUENCE_BITS", "Target", "ChannelValues", "BroadcastValues",
-           "BroadcastLayout",
+           "BeatLayout", "BroadcastLayout",
            "ChannelAccumulators", "DescriptorLayout", "EntryBeatSignature", "StreamSectionsLayout",
            "WritePortSignature", "ACCUMULATOR_BANKS", "gate_rows", "accumulator_rows",
            "accumulator_row_bits", "accumulator_row"]
@@ -43,14 +44,24 @@ def BroadcastValues(config):
     return data.ArrayLayout(signed(config.activation_bits + config.delta), config.channels)
 
 
-def BroadcastLayout(config):
-    """Payload of a broadcast: a column and its activations (or changes), or a fence."""
+def BeatLayout(config):
+    """A beat of activations, as a reader sends it and every PE takes it: a column of the
+    column space, each channel's activation for it (or change), which accumulators its
+    products go to (the target matrix's, in which gate bank), and the alignment shift of the
+    products of the column's weights (the layer's, for that kind of column)."""
     return data.StructLayout({
         "column": unsigned(address_bits(config.pointer_depth)),
         "values": BroadcastValues(config),
         "target": unsigned(1),
         "bank": unsigned(1),         # the gate accumulators' bank (ACCUMULATOR_BANKS)
-        "align": unsigned(config.align_bits),   # shift of the column's weights (products)
+        "align": unsigned(config.align_bits),
+    })
+
+
+def BroadcastLayout(config):
+    """Payload of the broadcast: a beat, or a fence."""
+    return data.StructLayout({
+        "beat": BeatLayout(config),
         "fence": unsigned(1),
         "filler": unsigned(1),       # a first-layer input column, sent by the filler
     })

@@ -291,7 +291,7 @@ class ProcessingElement(wiring.Component):
             ]
             pointer_banks.append(memory.read_port())
         even, odd = pointer_banks
-        column = u.head.column
+        column = u.head.beat.column
         m.d.comb += [even.addr.eq((column + 1) >> 1), odd.addr.eq(column >> 1)]
 
         # The column's words: its first as a sequence number in its ring (streamed) or as an
@@ -342,10 +342,10 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [
             described.first_slot.eq(pointed_start[:u.slot_bits]),
             described.last_slot.eq(pointed_last[:u.slot_bits]),
-            described.values.values.eq(pointed_head.values),
-            described.values.align.eq(pointed_head.align),
-            described.target.eq(pointed_head.target),
-            described.bank.eq(pointed_head.bank),
+            described.values.values.eq(pointed_head.beat.values),
+            described.values.align.eq(pointed_head.beat.align),
+            described.target.eq(pointed_head.beat.target),
+            described.bank.eq(pointed_head.beat.bank),
             described.fence.eq(pointed_head.fence),
             # Empty columns end here; fences go on.
             columns.w_en.eq(pointed & (pointed_head.fence | ~pointed_empty)),

@@ -78,6 +78,12 @@ def _pe_matrix(rows, columns, rng):
     return matrix
 
 
+def _beat(column, values, target, bank=0):
+    """A broadcast payload carrying one beat."""
+    return {"beat": {"column": column, "values": values, "target": target, "bank": bank},
+            "fence": 0}
+
+
 async def _load_pe(ctx, dut, config, pointers, entries):
     """Write column pointers and entry words through the PE's load ports."""
     for address, value in enumerate(pointers):
@@ -142,8 +148,7 @@ def test_processing_element_accumulates_sparse_products_exactly():
             if not ctx.get(dut.accepting):        # what the broadcast waits on
                 queue_was_full.append(column)
             await stream_put(ctx, dut.activations,
-                             {"column": column, "values": [int(activations[column])],
-                              "target": Target.GATES, "fence": 0},
+                             _beat(column, [int(activations[column])], Target.GATES),
                              gaps if column > 8 else None)
         await stream_put(ctx, dut.activations, {"fence": 1})
         await ctx.tick().until(dut.fences == 1)
@@ -154,8 +159,7 @@ def test_processing_element_accumulates_sparse_products_exactly():
         # and nearly back-to-back products (forwarded sums).
         for column in second:
             await stream_put(ctx, dut.activations,
-                             {"column": column, "values": [int(activations[column])],
-                              "target": Target.GATES, "fence": 0})
+                             _beat(column, [int(activations[column])], Target.GATES))
         await stream_put(ctx, dut.activations, {"fence": 1})
         await ctx.tick().until(dut.fences == 2)
         seen["second"] = await _read_rows(ctx, dut, range(rows))
@@ -202,19 +206,16 @@ def test_processing_element_keeps_targets_banks_and_channels_apart():
     async def products(ctx):
         await _load_pe(ctx, dut, config, pointers, entries)
         for j in range(4):
-            await stream_put(ctx, dut.activations, {"column": 3 + j,
-                                                     "values": [int(v) for v in m[:, j]],
-                                                     "target": Target.PROJECTION, "fence": 0})
+            await stream_put(ctx, dut.activations,
+                             _beat(3 + j, [int(v) for v in m[:, j]], Target.PROJECTION))
         await stream_put(ctx, dut.activations, {"fence": 1})
         await ctx.tick().until(dut.fences == 1)
         # Each gate column twice into bank 0, interleaved with once into bank 1 at 3 x.
         for j, bank in [(0, 0), (0, 1), (1, 0), (2, 1), (2, 0), (1, 1), (0, 0), (1, 0),
                         (2, 0)]:
             scale = 3 if bank else 1
-            await stream_put(ctx, dut.activations, {"column": j, "bank": bank,
-                                                     "values": [int(v) * scale
-                                                                for v in x[:, j]],
-                                                     "target": Target.GATES, "fence": 0})
+            await stream_put(ctx, dut.activations,
+                             _beat(j, [int(v) * scale for v in x[:, j]], Target.GATES, bank))
         await stream_put(ctx, dut.activations, {"fence": 1})
         await ctx.tick().until(dut.fences == 2)
         seen["gates"] = await _read_rows(ctx, dut, range(32), channels=3)
@@ -440,10 +441,10 @@ def test_arbiter_puts_fences_before_critical_before_filler():
         ctx.set(dut.fence_request, 0)
         for _ in range(2):
             sent.append(ctx.get(dut.broadcast.payload.fence), )
-            sent.append(ctx.get(dut.broadcast.payload.column))
+            sent.append(ctx.get(dut.broadcast.payload.beat.column))
             await ctx.tick()
         ctx.set(dut.critical.valid, 0)
-        sent.append(ctx.get(dut.broadcast.payload.column))
+        sent.append(ctx.get(dut.broadcast.payload.beat.column))
         sent.append(ctx.get(dut.fences_requested))
 
     run_simulation(dut, bench)

@@ -20,7 +20,7 @@ FIRST_SIGNALS = (
     "$rootio.frames_in__tvalid", "$rootio.frames_out__tvalid", "$rootio.busy",
     "ese_accelerator.sequencer.fsm_state [3:0]",
     "ese_accelerator.arbiter.broadcast__valid", "ese_accelerator.arbiter.broadcast__ready",
-    "ese_accelerator.arbiter.broadcast__payload.column [6:0]",
+    "ese_accelerator.arbiter.broadcast__payload.beat.column [6:0]",
     "ese_accelerator.pe0.accepting", "ese_accelerator.sequencer.cells_busy",
     "ese_accelerator.writeback.busy",
 )
