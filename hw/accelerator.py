@@ -63,42 +63,25 @@ from .layouts import (
     WritePortSignature,
 )
 from .loader import WeightLoader
-from .pe import ProcessingElement
+from .pe import ProcessingElement, fence_latency
 from .readout import AccumulatorReadout, GateReadout
 from .receiver import SLOTS, FrameReceiver
 from .sequencer import FillerControl, FrameSequencer
 from .streamer import StreamBeatSignature
 from .writeback import ProjectionWriteback
 
-__all__ = ["LSTMAccelerator", "CHAIN_HANDOFF_CYCLES", "FENCE_TRIP_CYCLES", "ISSUE_CYCLES",
-           "FENCE_DRAIN_CYCLES"]
+__all__ = ["LSTMAccelerator", "FENCED_CYCLES", "fence_trip_cycles"]
 
-#: Cycles of each layer's chain outside the cell unit that no work hides: the gate fence's
-#: trip through every PE's pipeline behind the last products (queue, column, fetch, load,
-#: decode, row, word, pick and issue stages, multiply and add), the sequencer's start of the
-#: cell unit once every PE has passed it (``fenced``, registered), and the projection's first
-#: column following the cell unit's first output onto the broadcast. Measured on the RTL
-#: against the performance model (``ese bench``: the model is within 1.2% of the RTL at every
-#: point of both PE sweeps), and measured again when every PE stage was given registers: most
-#: of the added stages overlap with the filler's work, so the figure stands (ESE's layer: the
-#: model -0.25% against the RTL; three small layers, where the chain weighs most: within 1.4%),
-#: and again with the second bank of gate accumulators (ESE's layer +0.35%, a GRU of its size
-#: +0.2%).
-CHAIN_HANDOFF_CYCLES = 13
-#: The step-chain model's PE pipeline (delta layers, where few columns are sent, so the PEs'
-#: latency shows): from a fence's broadcast to the sequencer's start of the cell unit or the
-#: writeback, through PEs with nothing else to do (the fence through every PE's stages, the
-#: fence counts compared and registered as ``fenced``); from a column's broadcast to its
-#: first multiply in an idle PE (queue, column, fetch, load, decode, row, word, pick and
-#: issue stages); and from the cycle after a PE's last multiply to the same start (the
-#: multiply and add, then ``fenced``): a column and the fence behind it take the trip
-#: together. Measured on the RTL: with them the model gives every delta layer's floor
-#: (nothing transmitted) to the cycle, for LSTM, LSTMP and GRU layers of one and two layers
-#: on 4 and 8 PEs, and the mean frame within 1.2% with thresholds (tests/rtl/test_delta_rtl.py,
-#: ``ese bench --delta``).
-FENCE_TRIP_CYCLES = 16
-ISSUE_CYCLES = 10
-FENCE_DRAIN_CYCLES = FENCE_TRIP_CYCLES - ISSUE_CYCLES
+#: From the last PE counting a fence to the sequencer seeing every PE past it: ``fenced`` is
+#: registered (and the sequencer starts the next unit in that cycle).
+FENCED_CYCLES = 1
+
+
+def fence_trip_cycles(config):
+    """Cycles from a fence's broadcast to the sequencer's start of the unit waiting on it
+    (the cell unit or the writeback), through PEs with nothing else to do: the fence through
+    every PE's pipeline (:func:`ese.hw.pe.fence_latency`), then ``fenced``."""
+    return fence_latency(config) + FENCED_CYCLES
 
 
 class LSTMAccelerator(wiring.Component):

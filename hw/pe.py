@@ -74,10 +74,31 @@ from .layouts import (
 )
 from .pipeline import delay
 
-__all__ = ["ProcessingElement", "MultiplyAccumulate", "Previous", "COLUMN_QUEUE_DEPTH"]
+__all__ = ["ProcessingElement", "MultiplyAccumulate", "Previous", "COLUMN_QUEUE_DEPTH",
+           "QUEUE_CYCLES", "COLUMN_STAGE_CYCLES", "FETCH_CYCLES", "DECODE_CYCLES",
+           "PICK_CYCLES", "FENCE_EXIT_CYCLES", "issue_latency", "fence_latency"]
 
 #: Columns the column stage may run ahead of the multiplier: the column queue's depth.
 COLUMN_QUEUE_DEPTH = 4
+
+# The pipeline's latencies, stage by stage, in a PE with nothing else to do.
+#: From a write into one of the PE's queues to the entry at its head: Amaranth's
+#: SyncFIFOBuffered reads its memory, then loads its output register. The activation queue,
+#: the column queue and the word queue are such queues.
+QUEUE_CYCLES = 2
+#: The column stage: from the activation queue's pop to the column queue's write (the
+#: pointers on the banks' read ports, then registered).
+COLUMN_STAGE_CYCLES = 2
+#: The fetch stage: from a word's fetch to the decode (the entry memory's read, then its
+#: output register).
+FETCH_CYCLES = 2
+#: The decode stage; the row stage after it writes the word queue in the same cycle.
+DECODE_CYCLES = 1
+#: From the word queue's head to the issue register: the pick.
+PICK_CYCLES = 1
+#: From a fence in the issue register to ``fences`` counting it: the product and add stages,
+#: which it follows behind the entries issued before it, then the count's register.
+FENCE_EXIT_CYCLES = 3
 #: Columns between the pointer read and the fetch stage besides the queue: the pointers on
 #: the banks' outputs, registered, and the queue's output register.
 _COLUMN_STAGES = 2
@@ -86,6 +107,20 @@ _COLUMN_STAGES = 2
 #: flight.
 _WORD_QUEUE = 7
 _VALUES_IN_FLIGHT = 8
+
+
+def issue_latency(config):
+    """Cycles from a column's broadcast to its first entry in the issue register (or a
+    fence's), in a PE with nothing else to do: the activation queue, the column stage, the
+    column queue, the fetch and decode stages, the word queue and the pick."""
+    return (QUEUE_CYCLES + COLUMN_STAGE_CYCLES + QUEUE_CYCLES + FETCH_CYCLES + DECODE_CYCLES
+            + QUEUE_CYCLES + PICK_CYCLES)
+
+
+def fence_latency(config):
+    """Cycles from a fence's broadcast to ``fences`` counting it, in a PE with nothing else
+    to do; each entry queued before it delays it a cycle more."""
+    return issue_latency(config) + FENCE_EXIT_CYCLES
 
 
 def _tree_sum(values):

@@ -1,42 +1,40 @@
 """An analytical performance model of the accelerator: cycles per frame from the image alone.
 
 The model follows the hardware's structure (see :mod:`ese.hw.pe` and
-:mod:`ese.hw.accelerator`):
+:mod:`ese.hw.accelerator`) and replays each frame step's serial chain with the PEs' work
+inside it (:func:`step_chain_ends`):
 
 * The broadcast sends one column (with a non-zero activation) per cycle to every PE at once,
   and only while every PE's activation queue has room.
 * Each PE's column stage takes a column from its queue per cycle; its multiply-accumulate
   stage then spends one cycle per real (non-padding) entry of the column. (The fetch stage,
   reading ``entries_per_read`` entries per cycle, keeps ahead of it; padding costs nothing.)
-* The critical path's gaps (fences, the cell unit's start, the writeback) are filled with the
-  next frame's input products, so the PEs see one continuous stream of columns: per frame,
-  the gates' columns (x, y_{t-1}) then the projection's (m), layer by layer.
+  For column j, with ``D`` the activation queue depth, ``B`` the columns the column stage may
+  run ahead of the multiplier, ``w[k, j]`` PE k's multiplies, ``c[k, j]`` the cycle its
+  column stage takes the column and ``s[k, j]`` the cycle its multiplier starts on it::
 
-So the model is a max-plus recurrence over that stream: for column j, with ``D`` the
-activation queue depth, ``B`` the columns the column stage may run ahead of the multiplier,
-``w[k, j]`` PE k's multiplies, ``c[k, j]`` the cycle its column stage takes the column and
-``s[k, j]`` the cycle its multiplier starts on it::
+      broadcast[j] >= broadcast[j-1] + 1,   broadcast[j] >= max_k c[k, j-D]   (queue room)
+      c[k, j]      = max(c[k, j-1] + 1, broadcast[j] + 1, s[k, j-B])
+      s[k, j]      = max(s[k, j-1] + w[k, j-1], c[k, j] + 1, broadcast[j] + issue)
 
-    broadcast[j] >= broadcast[j-1] + 1,   broadcast[j] >= max_k c[k, j-D]   (queue room)
-    c[k, j]      = max(c[k, j-1] + 1, broadcast[j] + 1, s[k, j-B])
-    s[k, j]      = max(s[k, j-1] + w[k, j-1], c[k, j] + 1)
+* Around them, the chain: the readers read every word of a vector, one per cycle, and stall
+  while a column waits for the broadcast; a fence follows each phase's last column through
+  the PEs; the cell unit and the writeback issue their items, their accumulator reads taking
+  the PEs' memory port; the projection's reads follow the cell unit's outputs, the next
+  layer's the writeback's; the sequencer hands each layer and step on; and the filler sends
+  the next step's first-layer input columns wherever the critical path leaves the broadcast
+  free.
 
-A frame costs the stream's advance per frame in steady state, plus the pipeline latency of
-the chain that no work can hide. A streamed configuration (``Config.stream_window``) also
-reads every PE's entries from the off-chip memory every step, one beat per cycle at most and
-one burst request per ``burst_issue_cycles``: the step takes at least that long, whatever the
-activations. The hardware's latencies come in a :class:`~ese.sw.contract.timing.Timing`
-(``ese.hw.timing.hardware_timing(config)`` gives the hardware's own). Zero activations are
-never broadcast: with a trace of the golden model the prediction follows them frame by frame;
-without one, every activation counts as non-zero. ``ese bench`` compares the prediction with
-the RTL.
-
-Delta layers (docs/arithmetic.md, "Delta layers") send only the columns that changed, and
-then the work no longer hides each layer's serial chain: the readers read every word, sent or
-not; a fence follows each phase; the cell unit and the writeback issue one item per cycle;
-the sequencer hands on. For them the model replays that chain step by step
-(:func:`step_chain_ends`), with the PEs' recurrence inside it, from the hand-offs' latencies
-in the Timing. ``ese bench --delta`` compares it with the RTL.
+Every latency comes in a :class:`~ese.sw.contract.timing.Timing`
+(``ese.hw.timing.hardware_timing(config)`` gives the hardware's own, each from the module
+that causes it), so the model follows any configuration the hardware takes. A streamed
+configuration (``Config.stream_window``) also reads every PE's entries from the off-chip
+memory every step, one beat per cycle at most and one burst request per
+``burst_issue_cycles``: the step takes at least that long, whatever the activations. Zero
+activations are never broadcast: with a trace of the golden model the prediction follows
+them frame by frame; without one, every activation counts as non-zero. Delta layers
+(docs/arithmetic.md, "Delta layers") send only the columns that changed: their traces hold
+the changes sent. ``ese bench`` compares the prediction with the RTL.
 """
 
 from dataclasses import dataclass, field
@@ -175,105 +173,48 @@ def _active_masks(phases, traces, frame):
     return masks
 
 
-def _stream(phases, frames_masks):
-    """Per frame: (per-PE busy cycles (PEs, columns)) of the broadcast stream, in order.
-
-    A phase's accumulator reads fall between its columns and the next phase's: they are
-    counted with its last broadcast column.
-    """
-    for masks in frames_masks:
-        pieces = []
-        for phase, mask in zip(phases, masks):
-            piece = phase.macs if mask is None else phase.macs[:, mask]
-            if piece.shape[1]:
-                piece = piece.copy()
-                piece[:, -1] += phase.readout
-            pieces.append(piece)
-        yield np.concatenate(pieces, axis=1)
-
-
-def _replay(streams, depth, lead):
-    """Run the max-plus recurrence over the frames' streams; returns each frame's end."""
-    from collections import deque
-    taken_history = deque(maxlen=depth)   # column-stage take times of the last D columns
-    start_history = deque(maxlen=lead)    # multiplier start times of the last B columns
-    broadcast = -1.0
-    taken = start = previous_work = None
-    ends = []
-    for work in streams:
-        if taken is None:
-            pes = work.shape[0]
-            taken, start, previous_work = np.full(pes, -1.0), np.zeros(pes), np.zeros(pes)
-        for column in range(work.shape[1]):
-            broadcast += 1
-            if len(taken_history) == depth:
-                broadcast = max(broadcast, taken_history[0].max())
-            taken = np.maximum(taken + 1, broadcast + 1)
-            if len(start_history) == lead:
-                taken = np.maximum(taken, start_history[0])
-            start = np.maximum(start + previous_work, taken + 1)
-            previous_work = work[:, column]
-            taken_history.append(taken)
-            start_history.append(start)
-        ends.append(float((start + previous_work).max()))
-    return ends
-
-
 def predict_performance(image, timing, trace=None, warmup=2):
     """Predict steady-state cycles per frame of ``image`` on hardware of ``timing`` (a
     :class:`~ese.sw.contract.timing.Timing`).
 
-    Without ``trace`` every activation counts as non-zero (three identical frames are
+    Without ``trace`` every activation counts as non-zero (five identical frames are
     replayed). With a trace of the golden model (``GoldenModel.run(codes, trace=...)``), the
-    zero activations the hardware skips are left out frame by frame, and the prediction is
-    the mean advance per frame after ``warmup`` frames. With several channels in lock step,
-    ``trace`` is a list of every channel's trace: a column is skipped only where it is zero
-    in all of them, and a step (one frame of every channel) costs what a frame costs.
-
-    An image for hardware with delta units (``Config.delta``) is predicted by the step-chain
-    model (:func:`step_chain_ends`): a delta layer's trace holds the changes sent, zero where
-    a column is not transmitted. With a trace, ``frame_cycles`` gives every frame's cycles.
+    zero activations the hardware skips are left out frame by frame (a delta layer's trace
+    holds the changes sent, zero where a column is not transmitted) and ``frame_cycles``
+    gives every frame's cycles. The prediction is the mean frame after ``warmup`` frames,
+    without the last: no next input fills its gaps. With several channels in lock step,
+    ``trace`` is a list of every channel's trace: a column is skipped only where it is zero in
+    all of them, and a step (one frame of every channel) costs what a frame costs.
     """
     phases = phase_demands(image)
     config = image.config
     pes = config.pes
     nonzeros = int(sum(phase.macs.sum() for phase in phases))
     if trace is None:
-        frames_masks = [[None] * len(phases)] * 3
-        warmup = 1
+        frames_masks = [[None] * len(phases)] * 5
     else:
         traces = trace if isinstance(trace[0], list) else [trace]
         count = min(len(t[0]["inputs"]) for t in traces)
         frames_masks = [_active_masks(phases, traces, t) for t in range(count)]
-        warmup = min(warmup, count - 1)
-    chained = bool(config.delta)
-    if chained:
-        # Hardware with delta units: delta layers send few columns, and the step's serial
-        # chain sets the pace (its layers without deltas follow the same model).
-        ends = step_chain_ends(image, timing, frames_masks)
-        latency = 0
-    else:
-        ends = _replay(_stream(phases, frames_masks), config.activation_queue_depth,
-                       timing.column_lead)
-        latency = timing.chain_cycles * len(image.descriptors)
-    frame_cycles = [float(c) + latency for c in np.diff([0.0] + ends)]
-    steady = np.diff(ends)[warmup - 1:] if warmup else np.diff([0.0] + ends)
-    cycles = float(np.mean(steady)) + latency
-    measured = frames_masks[warmup:]
+    ends = step_chain_ends(image, timing, frames_masks)
+    frame_cycles = [float(c) for c in np.diff([0.0] + ends)]
+    count = len(frame_cycles)
+    first = min(warmup, count - 1)
+    steady = frame_cycles[first:count - 1] or frame_cycles[first:]
+    cycles = float(np.mean(steady))
+    measured = frames_masks[first:]
     effective = np.mean([sum(int(p.macs.sum() if m is None else p.macs[:, m].sum())
                              for p, m in zip(phases, masks)) / pes for masks in measured])
-    # What bounds the busiest PE most: its multiplies or the broadcast columns.
+    # What bounds the busiest PE most: its multiplies, the broadcast columns or the chain.
     masks = measured[0]
     active = [np.ones(p.columns, bool) if m is None else m for p, m in zip(phases, masks)]
-    per_pe = sum(p.macs[:, m].sum(axis=1) for p, m in zip(phases, active))
+    per_pe = sum(p.macs[:, m].sum(axis=1) + p.readout for p, m in zip(phases, active))
     columns = sum(int(m.sum()) for m in active)
     limited_by = ("multiply-accumulate" if per_pe.max() >= columns else "broadcast columns")
-    if per_pe.max() < 0.97 * (cycles - latency) and limited_by == "multiply-accumulate":
-        limited_by = "multiply-accumulate, with queue coupling between PEs"
-    if chained:
-        limited_by = ("the serial chain of each step (delta layers)"
-                      if per_pe.max() < 0.5 * cycles else
-                      f"{limited_by}, and the serial chain of each step (delta layers)")
+    if max(per_pe.max(), columns) < 0.5 * cycles:
+        limited_by = "the serial chain of each step"
+    elif per_pe.max() < 0.97 * cycles and limited_by == "multiply-accumulate":
+        limited_by = "multiply-accumulate, with queue coupling between PEs and the chain"
     beats, bursts = stream_traffic(image)
     memory = float(max(beats, timing.burst_issue_cycles * bursts))
     if memory > cycles:
@@ -286,8 +227,8 @@ def predict_performance(image, timing, trace=None, warmup=2):
 
 class _PEStream:
     """The broadcast and the PEs' column and multiply stages, one column at a time: the
-    max-plus recurrence of :func:`_replay`, where a column may also wait to be read, and the
-    multipliers share their accumulator memory with the readouts."""
+    max-plus recurrence of the module's documentation, where a column may also wait to be
+    read, and the multipliers share their accumulator memory with the readouts."""
 
     def __init__(self, pes, depth, lead, front=2):
         from collections import deque
@@ -361,14 +302,13 @@ class _PEStream:
 def step_chain_ends(image, timing, frames_masks):
     """The step-chain model: each frame's end (its last output written), in cycles.
 
-    Where few columns are sent (delta layers), the work no longer hides the serial chain of
-    each layer, and a frame costs that chain: the readers read every word of a vector, one per
-    cycle, sent or not, and stall while a column waits for the broadcast
-    (:mod:`ese.hw.broadcast`); a fence follows each phase's last column through the PEs; the
-    cell unit issues a cell per ``cell_issue_gap`` cycles; the projection's reads follow the
-    cell unit's outputs, the next layer's the writeback's (or the cell unit's); and the
-    sequencer hands each layer and step on (:mod:`ese.hw.sequencer`). The transmitted columns
-    go through the PEs as in :func:`_replay`, each once it is read, and the next step's
+    A frame costs each layer's serial chain, with the PEs' work inside it: the readers read
+    every word of a vector, one per cycle, sent or not, and stall while a column waits for the
+    broadcast (:mod:`ese.hw.broadcast`); a fence follows each phase's last column through the
+    PEs; the cell unit issues a cell per ``cell_issue_gap`` cycles; the projection's reads
+    follow the cell unit's outputs, the next layer's the writeback's (or the cell unit's); and
+    the sequencer hands each layer and step on (:mod:`ese.hw.sequencer`). The transmitted
+    columns go through the PEs (:class:`_PEStream`), each once it is read, and the next step's
     first-layer input columns (the filler's) wherever the critical reader leaves the broadcast
     free. ``frames_masks`` gives, per frame, each phase's transmitted columns (None: all).
     """

@@ -16,17 +16,13 @@ class Timing:
 
     Attributes
     ----------
-    chain_cycles : int
-        Cycles of each layer's serial chain that no work hides: the gate fence's trip through
-        the PEs, the cell unit's gate reads and arithmetic, and the sequencer's hand-offs up
-        to the projection's first broadcast.
     column_lead : int
         Columns a PE's column stage may run ahead of its multiplier.
     burst_issue_cycles : int
         Cycles the weight streamer takes to issue one burst.
 
-    The step-chain model of delta layers (where few columns are sent, so the readers, fences,
-    cell unit and writeback set the pace) follows each hand-off:
+    The model follows each hand-off of a frame step's serial chain (the readers, fences, cell
+    unit and writeback), with the PEs' work inside it:
 
     read_cycles : int
         From a broadcast reader's read of a word to the column's broadcast.
@@ -40,9 +36,11 @@ class Timing:
         From a fence's broadcast to the sequencer's start of the next unit (cell unit or
         writeback), through PEs with nothing else to do.
     issue_cycles : int
-        From a column's broadcast to its first multiply, in a PE with nothing else to do.
+        From a column's broadcast to the start of its multiplies, in a PE with nothing else
+        to do.
     fence_drain_cycles : int
-        From the cycle after a PE's last multiply to the same start.
+        From the cycle after a PE's last multiply to the same start: ``fence_trip_cycles -
+        issue_cycles``, since a fence right behind a column leaves as the column does.
     cell_issue_gap, cell_latency : int
         Cycles between two cells' issues; from a cell's issue to its output written.
     writeback_latency : int
@@ -52,7 +50,6 @@ class Timing:
         or to the next layer's.
     """
 
-    chain_cycles: int
     column_lead: int
     burst_issue_cycles: int
     read_cycles: int

@@ -158,6 +158,7 @@ class ModelBenchReport(BenchPoint):
     measured_by: str
     nonzeros: int
     bound_cycles: float
+    effective_bound_cycles: float
     model_cycles_per_frame: float
     model_limited_by: str
     clock_mhz: float

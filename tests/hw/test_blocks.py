@@ -15,7 +15,7 @@ from ese.hw.broadcast import BroadcastArbiter, Follow, VectorReader
 from ese.hw.cell import CellUnit, latency, state_latency
 from ese.hw.layouts import GATES, ChannelAccumulators, Target, accumulator_row, accumulator_rows
 from ese.hw.loader import WeightLoader
-from ese.hw.pe import ProcessingElement
+from ese.hw.pe import ProcessingElement, fence_latency
 from ese.hw.readout import AccumulatorReadout
 from ese.hw.receiver import FrameReceiver
 from ese.sw.contract.arithmetic import cell_update, gru_update, sigmoid_table, tanh_table
@@ -180,6 +180,36 @@ def test_processing_element_accumulates_sparse_products_exactly():
     assert [fresh for _, fresh in seen["second"].values()] == (~touched).tolist()
     assert seen["idle"] == 1
     assert queue_was_full, "the long column should have filled the activation queue"
+
+
+@pytest.mark.parametrize("entries", [0, 1, 3])
+def test_a_fence_leaves_a_pe_after_its_stages_and_the_entries_before_it(entries):
+    """A fence broadcast right behind a column of ``entries`` entries (none: the fence alone)
+    is counted ``fence_latency`` cycles after the first broadcast, and a cycle later for
+    every entry: the latency the performance model's Timing is made of, measured."""
+    config = ese.Config(pes=1, **UNIT)
+    matrix = [[0]] * 4 + [[5]] * entries + [[0]] * 3
+    words, counts, _ = encode_columns(np.array(matrix), config)
+    dut = ProcessingElement(config)
+    seen = {}
+
+    async def bench(ctx):
+        await _load_pe(ctx, dut, config, [0, int(counts[0])], words)
+        await ctx.tick().repeat(4)
+        payloads = ([_beat(0, [1], 0)] if entries else []) + [{"fence": 1}]
+        for payload in payloads:
+            ctx.set(dut.activations.payload, payload)
+            ctx.set(dut.activations.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.activations.valid, 0)
+        for cycle in range(len(payloads), 100):
+            if ctx.get(dut.fences) == 1:
+                seen["counted"] = cycle
+                return
+            await ctx.tick()
+
+    run_simulation(dut, bench)
+    assert seen["counted"] == fence_latency(config) + entries
 
 
 def test_processing_element_keeps_targets_banks_and_channels_apart():
