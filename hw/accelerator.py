@@ -49,6 +49,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..sw.contract.errors import ConfigError
 from ..sw.contract.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
 from .axi import AxiStreamSignature, forward
 from .broadcast import BroadcastArbiter, VectorReader
@@ -124,6 +125,10 @@ class LSTMAccelerator(wiring.Component):
 
     def __init__(self, config):
         config.require_sized()
+        if config.block_columns != 1:
+            raise ConfigError(f"the RTL does not yet build block entries (Config.block_columns "
+                              f"= {config.block_columns}); the golden model and the "
+                              f"performance model take them")
         self.config = config
         width = ChannelValues(config).size
         members = {

@@ -133,18 +133,19 @@ def phase_demands(image):
     config = image.config
     placement = Placement.of(config)
     lanes = config.entries_per_read
-    weight_mask = (1 << config.weight_bits) - 1
     pointers = image.pointers
     real_before = []          # per PE: real entries before each entry index
     for entries in image.entries:
-        real = (np.asarray(entries, dtype=np.int64) & weight_mask) != 0
+        real = np.asarray(entries)[:, 1:].any(axis=1)      # padding's weights are all zero
         real_before.append(np.concatenate([[0], np.cumsum(real)]))
     phases = []
     for index, d in enumerate(image.descriptors):
-        gates = (d["column_base"], d["column_base"] + d["inputs"] + d["recurrent"])
+        blocks = placement.blocks
+        gates = (d["column_base"],
+                 d["column_base"] + blocks(d["inputs"]) + blocks(d["recurrent"]))
         spans = [("gates", gates)]
         if d["proj"]:
-            spans.append(("projection", (gates[1], gates[1] + d["cells"])))
+            spans.append(("projection", (gates[1], gates[1] + blocks(d["cells"]))))
         for kind, (first, stop) in spans:
             start, end = pointers[:, first:stop], pointers[:, first + 1:stop + 1]
             words = np.where(end > start, (end - 1) // lanes - start // lanes + 1, 0)
@@ -156,19 +157,23 @@ def phase_demands(image):
     return phases
 
 
-def _active_masks(phases, traces, frame):
-    """Per phase, the columns broadcast in step ``frame``: those with a non-zero activation
-    in at least one channel (from each channel's golden trace)."""
+def _active_masks(phases, traces, frame, placement):
+    """Per phase, the blocks of columns broadcast in step ``frame``: those with a non-zero
+    activation in at least one column and channel (from each channel's golden trace)."""
+    def blocks(vector):
+        return placement.blocked(np.asarray(vector)[None, :])[0].any(axis=1)
+
     masks = []
     for phase in phases:
         mask = None
         for trace in traces:
             layer = trace[phase.layer]
             if phase.kind == "gates":
-                vector = np.concatenate([layer["inputs"][frame], layer["recurrent"][frame]])
+                sent = np.concatenate([blocks(layer["inputs"][frame] != 0),
+                                       blocks(layer["recurrent"][frame] != 0)])
             else:
-                vector = layer["cells"][frame]
-            mask = (vector != 0) if mask is None else mask | (vector != 0)
+                sent = blocks(layer["cells"][frame] != 0)
+            mask = sent if mask is None else mask | sent
         masks.append(mask)
     return masks
 
@@ -195,7 +200,8 @@ def predict_performance(image, timing, trace=None, warmup=2):
     else:
         traces = trace if isinstance(trace[0], list) else [trace]
         count = min(len(t[0]["inputs"]) for t in traces)
-        frames_masks = [_active_masks(phases, traces, t) for t in range(count)]
+        placement = Placement.of(config)
+        frames_masks = [_active_masks(phases, traces, t, placement) for t in range(count)]
     ends = step_chain_ends(image, timing, frames_masks)
     frame_cycles = [float(c) for c in np.diff([0.0] + ends)]
     count = len(frame_cycles)
@@ -315,6 +321,9 @@ def step_chain_ends(image, timing, frames_masks):
     config = image.config
     phases = phase_demands(image)
     layers = image.descriptors
+    placement = Placement.of(config)
+    width = config.block_columns      # a reader's word is a block of columns
+    per_issue = 1                     # items the cell unit and the writeback issue at once
     gates = {p.layer: p for p in phases if p.kind == "gates"}
     projections = {p.layer: p for p in phases if p.kind == "projection"}
     order = {(p.layer, p.kind): index for index, p in enumerate(phases)}
@@ -328,24 +337,31 @@ def step_chain_ends(image, timing, frames_masks):
         columns = np.arange(high) if mask is None else np.flatnonzero(mask[:high])
         return columns[columns >= low] - low
 
+    def readable(producer, word):
+        """When a reader following ``producer`` may read ``word``: once the producer has
+        written every item of the block of columns (a producer is ``(first item written,
+        cycles between issues, items per issue, items)``)."""
+        first, gap, items_per_issue, items = producer
+        last_item = min((word + 1) * width, items) - 1
+        return first + (last_item // items_per_issue) * gap
+
+    def ready(reader, word):
+        at = reader["base"] + word
+        return at if reader["follow"] is None else max(at, readable(reader["follow"], word))
+
     def send(reader, work, word):
-        """Send the column of a reader's word once read and the broadcast is free. A column
-        waiting for the broadcast holds the reader's two stages: the word two behind it is
-        read only as it goes."""
-        ready = reader["base"] + word
-        if reader["follow"] is not None:
-            ready = max(ready, reader["follow"] + word * reader["gap"])
-        stream.send(work, ready + t.read_cycles)
+        """Send the column block of a reader's word once read and the broadcast is free. A
+        block waiting for the broadcast holds the reader's two stages: the word two behind it
+        is read only as it goes."""
+        stream.send(work, ready(reader, word) + t.read_cycles)
         reader["base"] = max(reader["base"], stream.broadcast - word - t.read_cycles)
 
     def last_read(reader):
-        word = reader["length"] - 1
-        at = reader["base"] + word
-        return at if reader["follow"] is None else max(at, reader["follow"] + word * reader["gap"])
+        return ready(reader, reader["length"] - 1)
 
     def send_fillers(before=None, step=None):
-        """Send the filler's columns that the broadcast reaches before cycle ``before``; or
-        (``step``) every column of that step's job and those before it, returning the job's
+        """Send the filler's blocks that the broadcast reaches before cycle ``before``; or
+        (``step``) every block of that step's job and those before it, returning the job's
         last read."""
         for job in fillers:
             while job["next"] < len(job["columns"]):
@@ -359,16 +375,13 @@ def step_chain_ends(image, timing, frames_masks):
                 return last_read(job)
         return None
 
-    def critical(phase, columns, offset, length, first_read, follow=None, gap=1):
-        """A critical read job of ``length`` words from ``first_read`` (word ``i`` no sooner
-        than ``follow + i * gap`` when it follows a producer); returns its last read."""
-        reader = {"base": first_read, "follow": follow, "gap": gap, "length": length}
+    def critical(phase, columns, offset, length, first_read, follow=None):
+        """A critical read job of ``length`` words from ``first_read`` (a word no sooner than
+        its producer, ``follow``, has written it); returns its last read."""
+        reader = {"base": first_read, "follow": follow, "length": length}
         for word in columns:
             word = int(word)
-            ready = reader["base"] + word
-            if follow is not None:
-                ready = max(ready, follow + word * gap)
-            send_fillers(ready + t.read_cycles)
+            send_fillers(ready(reader, word) + t.read_cycles)
             send(reader, phase.macs[:, offset + word], word)
         return last_read(reader)
 
@@ -378,16 +391,19 @@ def step_chain_ends(image, timing, frames_masks):
         return max(fence + t.fence_trip_cycles, stream.done() + t.fence_drain_cycles, *free)
 
     def queue_filler(step, offered):
-        inputs = layers[0]["inputs"]
+        inputs = placement.blocks(layers[0]["inputs"])
         fillers.append({"step": step, "phase": gates[0],
                         "columns": transmitted(frames_masks[step], 0, "gates", 0, inputs),
-                        "next": 0, "base": offered + t.job_cycles, "follow": None, "gap": 1,
+                        "next": 0, "base": offered + t.job_cycles, "follow": None,
                         "length": inputs})
+
+    def issues(items):
+        return -(-items // per_issue)
 
     ends = []
     step_job = 0.0            # the cycle the step's first read job is offered
     cells_free = writeback_free = 0.0
-    previous_output = (None, 1)     # the last layer's output: (first word readable, gap)
+    previous_output = None    # the last layer's output's producer
     queue_filler(0, 0.0)
     for frame, masks in enumerate(frames_masks):
         if frame + 1 < len(frames_masks):
@@ -395,44 +411,47 @@ def step_chain_ends(image, timing, frames_masks):
             # reader, the previous step's last cell unit, is done.
             queue_filler(frame + 1, max(step_job - 1, cells_free))
         job_at = step_job
-        produced = previous_output   # the previous layer's output: (first readable, gap)
+        produced = previous_output   # the previous layer's output's producer
         for index, d in enumerate(layers):
             phase = gates[index]
-            inputs, recurrent, cells = d["inputs"], d["recurrent"], d["cells"]
+            inputs, recurrent = placement.blocks(d["inputs"]), placement.blocks(d["recurrent"])
+            cells = d["cells"]
             first_read = job_at + t.job_cycles
             if index:
                 last = critical(phase, transmitted(masks, index, "gates", 0, inputs), 0,
-                                inputs, first_read, *produced)
+                                inputs, first_read, produced)
                 first_read = last + t.job_turn_cycles
-            follow = previous_output if len(layers) == 1 else (None, 1)
+            follow = previous_output if len(layers) == 1 else None
             last = critical(phase, transmitted(masks, index, "gates", inputs, inputs + recurrent),
-                            inputs, recurrent, first_read, *follow)
+                            inputs, recurrent, first_read, follow)
             if index == 0:
                 # The gate fence also waits for the step's input products (filled).
                 last = max(last, send_fillers(step=frame) + 1)
                 fillers[:] = [job for job in fillers if job["step"] > frame]
             start = fenced_start(last, cells_free, writeback_free)
-            # A unit issues its first item a cycle after its start, whose reads reach the PEs
+            # A unit issues its first items a cycle after its start, whose reads reach the PEs
             # a cycle later; an output is readable (counted as produced) a cycle after it is
             # written.
-            stream.read_out(phase.readout, start + 2, cells * t.cell_issue_gap)
+            stream.read_out(phase.readout, start + 2, issues(cells) * t.cell_issue_gap)
             written = start + 2 + t.cell_latency
-            cells_free = written + (cells - 1) * t.cell_issue_gap
-            rows, produced = cells, (written, t.cell_issue_gap)
+            cells_free = written + (issues(cells) - 1) * t.cell_issue_gap
+            produced = (written, t.cell_issue_gap, per_issue, cells)
             if d["proj"]:
                 proj = projections[index]
-                last = critical(proj, transmitted(masks, index, "projection", 0, cells), 0,
-                                cells, start + 1 + t.job_cycles, *produced)
+                blocks = placement.blocks(cells)
+                last = critical(proj, transmitted(masks, index, "projection", 0, blocks), 0,
+                                blocks, start + 1 + t.job_cycles, produced)
                 start = fenced_start(last)
-                stream.read_out(proj.readout, start + 2, d["proj"])
+                stream.read_out(proj.readout, start + 2, issues(d["proj"]))
                 written = start + 2 + t.writeback_latency
-                writeback_free = written + d["proj"] - 1
-                rows, produced = d["proj"], (written, 1)
+                writeback_free = written + issues(d["proj"]) - 1
+                produced = (written, 1, per_issue, d["proj"])
             # The next layer's job; one following the cell unit waits until it is done.
             job_at = start + t.layer_job_cycles
             if not d["proj"]:
                 job_at = max(job_at, cells_free)
-        ends.append(produced[0] + (rows - 1) * produced[1])
+        first, gap, items_per_issue, items = produced
+        ends.append(first + ((items - 1) // items_per_issue) * gap)
         previous_output = produced
         step_job = start + t.step_job_cycles
     return ends

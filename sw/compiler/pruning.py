@@ -4,6 +4,10 @@ Load-balance-aware pruning deals the rows of a matrix to the PEs the way the har
 machine's :class:`~ese.sw.contract.placement.Placement`) and prunes each PE's sub-matrix to the
 same density, so every PE gets the same number of non-zeros and none waits for a slower one.
 Global pruning keeps the largest magnitudes of the whole matrix, whatever PE they land on.
+Both prune what the machine's sparse entries hold: single weights, or on a machine of block
+entries (``Config.block_columns``) whole blocks of a row's neighbouring columns, scored by the
+sum of their weights' magnitudes (Mao et al. 2017), since a block costs its PE a cycle
+whatever it holds.
 
 Both are ``torch.nn.utils.prune`` methods, so they work for one-shot pruning in
 :func:`ese.compile` and for iterative pruning with retraining (prune, train, prune again: a new
@@ -16,8 +20,27 @@ from torch.nn.utils import prune
 from ..contract.errors import ConfigError
 from ..contract.placement import Placement
 
-__all__ = ["LoadBalancedUnstructured", "load_balanced_unstructured", "global_unstructured",
-           "mask_matrices", "prune_module", "PRUNING_KINDS"]
+__all__ = ["LoadBalancedUnstructured", "GlobalBlocks", "load_balanced_unstructured",
+           "global_unstructured", "mask_matrices", "prune_module", "PRUNING_KINDS"]
+
+
+def _block_scores(t, default_mask, width):
+    """Each block of ``width`` neighbouring columns of every row of a 2-D weight, scored by
+    the sum of its live weights' magnitudes, as (rows, blocks); and which blocks have a live
+    weight. Blocks an earlier mask removed score -1, below every live one, so they stay
+    removed."""
+    rows, columns = t.shape
+    pad = -columns % width
+    live = torch.nn.functional.pad(default_mask, (0, pad)).view(rows, -1, width)
+    magnitude = torch.nn.functional.pad((t * default_mask).abs(), (0, pad)).view(rows, -1, width)
+    alive = live.bool().any(dim=2)
+    removed = torch.full(alive.shape, -1.0, dtype=t.dtype)
+    return torch.where(alive, magnitude.sum(dim=2), removed), alive
+
+
+def _columns_of(block_mask, columns, width):
+    """A (rows, blocks) mask of blocks as the (rows, columns) mask of their weights."""
+    return block_mask.repeat_interleave(width, dim=1)[:, :columns]
 
 PRUNING_KINDS = ("balanced", "global")
 
@@ -45,9 +68,10 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
     Parameters
     ----------
     density : float
-        Fraction of each PE's weights to keep, in (0, 1].
+        Fraction of each PE's weights (or blocks of weights) to keep, in (0, 1].
     placement : Placement
-        Where the target hardware puts each row (:class:`~ese.sw.contract.placement.Placement`).
+        Where the target hardware puts each row and how many columns its entries hold
+        (:class:`~ese.sw.contract.placement.Placement`).
     rows_per_group : int
         The cell count for stacked gate matrices (whose rows i, f, g, o of a cell are
         interleaved), the row count otherwise; see :meth:`Placement.owners`.
@@ -70,9 +94,9 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
     def compute_mask(self, t, default_mask):
         if t.dim() != 2:
             raise ValueError(f"load-balanced pruning needs a 2-D weight, not {t.dim()}-D")
-        mask = torch.zeros_like(default_mask)
-        # Weights an earlier mask removed must stay removed: they score below every live one.
-        scores = torch.where(default_mask.bool(), t.abs(), torch.full_like(t, -1.0))
+        width = self.placement.block_columns
+        scores, alive = _block_scores(t, default_mask, width)
+        kept = torch.zeros_like(scores)
         owner = torch.as_tensor(self.placement.owners(t.shape[0], self.rows_per_group,
                                                       self.slots, self.rotated))
         for pe in range(self.placement.pes):
@@ -80,10 +104,9 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
             if len(rows) == 0:
                 continue
             block = scores[rows].flatten()
-            keep = min(int(round(self.density * block.numel())),
-                       int(default_mask[rows].sum().item()))
-            mask[rows] = _keep_largest(block, keep).view(len(rows), -1)
-        return mask
+            keep = min(int(round(self.density * block.numel())), int(alive[rows].sum().item()))
+            kept[rows] = _keep_largest(block, keep).view(len(rows), -1)
+        return _columns_of(kept, t.shape[1], width).to(default_mask.dtype)
 
     @classmethod
     def apply(cls, module, name, density, placement, rows_per_group, slots=None, rotated=False,
@@ -101,9 +124,36 @@ def load_balanced_unstructured(module, name, density, placement, rows_per_group,
     return module
 
 
-def global_unstructured(module, name, density):
-    """Prune ``module.<name>`` to ``density`` by one magnitude threshold over the matrix."""
+class GlobalBlocks(prune.BasePruningMethod):
+    """Keep the blocks of ``width`` neighbouring columns of a 2-D weight with the largest sums
+    of magnitudes, over the whole matrix (one threshold, whatever PE they land on)."""
+
+    PRUNING_TYPE = "unstructured"
+
+    def __init__(self, density, width):
+        self.density = _check_density(density)
+        self.width = width
+
+    def compute_mask(self, t, default_mask):
+        scores, alive = _block_scores(t, default_mask, self.width)
+        keep = min(int(round(self.density * scores.numel())), int(alive.sum().item()))
+        kept = _keep_largest(scores.flatten(), keep).view(scores.shape)
+        return _columns_of(kept, t.shape[1], self.width).to(default_mask.dtype)
+
+    @classmethod
+    def apply(cls, module, name, density, width, importance_scores=None):
+        return super().apply(module, name, density=density, width=width,
+                             importance_scores=importance_scores)
+
+
+def global_unstructured(module, name, density, placement=Placement(1)):
+    """Prune ``module.<name>`` to ``density`` by one magnitude threshold over the matrix: of
+    its weights (``prune.l1_unstructured``), or of its blocks where ``placement``'s entries
+    hold several columns (:class:`GlobalBlocks`)."""
     density = _check_density(density)
+    if placement.block_columns > 1:
+        GlobalBlocks.apply(module, name, density, placement.block_columns)
+        return module
     total = getattr(module, name).numel()
     prune.l1_unstructured(module, name, amount=total - int(round(density * total)))
     return module
@@ -122,7 +172,7 @@ def mask_matrices(matrices, density, placement, kind="balanced"):
             load_balanced_unstructured(matrix.owner, matrix.name, density, placement,
                                        matrix.rows_per_group, matrix.slots, matrix.rotated)
         else:
-            global_unstructured(matrix.owner, matrix.name, density)
+            global_unstructured(matrix.owner, matrix.name, density, placement)
 
 
 def prune_module(module, matrices, density, placement, kind="balanced"):

@@ -46,7 +46,16 @@ class Config:
     ----------
     pes : int
         Processing elements per channel, a power of two. Row ``r`` of every matrix goes to
-        PE ``r mod pes`` (for the gate matrix, ``r`` counts cells).
+        PE ``r mod pes`` (for the gate matrix, ``r`` counts cells; see
+        :class:`~ese.sw.contract.placement.Placement`).
+    block_columns : int
+        Columns per sparse entry, a power of two up to 16: an entry holds the weights of one
+        row in ``block_columns`` neighbouring columns under one relative row index (ESE: 1).
+        The broadcast sends that many columns per beat and a PE multiplies a whole entry in
+        one cycle, so a PE does ``block_columns`` multiplies per cycle for the price of one
+        entry's control, and load-balanced pruning keeps or drops whole blocks (Mao et al.
+        2017: coarse-grained sparsity). Each layer's inputs, recurrent inputs and cell
+        outputs are padded to whole blocks.
     channels : int
         Independent utterances processed in parallel on the same weights.
     weight_bits, weight_frac_bits : int
@@ -115,6 +124,7 @@ class Config:
     """
 
     pes: int = 32
+    block_columns: int = 1
     channels: int = 1
     weight_bits: int = 12
     weight_frac_bits: int = 10
@@ -160,6 +170,10 @@ class Config:
         positive_int("pes", self.pes, 1, 1024)
         if not _is_power_of_two(self.pes):
             raise ConfigError(f"Config.pes (the PE count) must be a power of two, not {self.pes}")
+        positive_int("block_columns", self.block_columns, 1, 16)
+        if not _is_power_of_two(self.block_columns):
+            raise ConfigError(f"Config.block_columns (columns per sparse entry) must be a power "
+                              f"of two, not {self.block_columns}")
         positive_int("channels", self.channels, 1, 256)
         positive_int("weight_bits", self.weight_bits, 2, 32)
         positive_int("index_bits", self.index_bits, 1, 8)
@@ -180,10 +194,11 @@ class Config:
                             ("cell_frac_bits", self.cell_bits),
                             ("bias_frac_bits", self.bias_bits)):
             positive_int(name, getattr(self, name), 0, total - 1)
-        if self.weight_bits + self.index_bits > 32:
+        if self.entries_per_read * self.entry_bits > 4096:
             raise ConfigError(
-                f"a sparse entry holds weight_bits + index_bits = "
-                f"{self.weight_bits + self.index_bits} bits; at most 32 are supported")
+                f"an entry word holds entries_per_read * (block_columns * weight_bits + "
+                f"index_bits) = {self.entries_per_read * self.entry_bits} bits; at most 4096 "
+                f"are supported")
         if self.cell_frac_bits > self.activation_frac_bits:
             raise ConfigError(
                 f"Config.cell_frac_bits ({self.cell_frac_bits}) may not exceed "
@@ -213,6 +228,17 @@ class Config:
             raise ConfigError(f"Config.stream_window must be 0 (weights resident on chip) or a "
                               f"power of two (entry words per stream ring), not "
                               f"{self.stream_window}")
+        if self.block_columns > 1 and self.stream_window:
+            raise ConfigError(
+                f"weights streamed from off-chip memory (Config.stream_window) cannot feed "
+                f"block entries (Config.block_columns = {self.block_columns}): their PEs read "
+                f"several times the memory port's bandwidth; keep the weights on chip "
+                f"(stream_window=0) or use block_columns=1")
+        if self.block_columns > 1 and self.delta:
+            raise ConfigError(
+                f"delta units (Config.delta) are built for entries of one column only, not "
+                f"Config.block_columns = {self.block_columns}; use block_columns=1 for delta "
+                f"layers")
         if self.stream_window:
             # An entry word is stored in whole 32-bit load words; a memory beat must hold a
             # power of two of them, and a ring at least two beats.
@@ -234,6 +260,12 @@ class Config:
         if self.pointer_depth is not None and self.pointer_depth % 2:
             raise ConfigError(f"Config.pointer_depth must be even (two pointer banks), not "
                               f"{self.pointer_depth}")
+        for name in ("input_depth", "vector_depth"):
+            value = getattr(self, name)
+            if value is not None and value % self.block_columns:
+                raise ConfigError(
+                    f"Config.{name} must be a multiple of block_columns "
+                    f"({self.block_columns}): a word of the memory holds a block, not {value}")
         if self.entry_depth is not None and self.entry_depth % self.entries_per_read:
             raise ConfigError(
                 f"Config.entry_depth must be a multiple of entries_per_read "
@@ -274,8 +306,9 @@ class Config:
 
     @property
     def entry_bits(self):
-        """Width of one sparse entry: the weight in the low bits, the relative index above."""
-        return self.weight_bits + self.index_bits
+        """Width of one sparse entry: its ``block_columns`` weights in the low bits (the first
+        column's lowest), the relative index above."""
+        return self.block_columns * self.weight_bits + self.index_bits
 
     @property
     def max_run(self):

@@ -45,8 +45,12 @@ __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "DELTA_THRESHOLDS", "GATES", "P
 #: (:meth:`ese.sw.contract.placement.Placement.rotation`). 6:
 #: delta layers: every layer descriptor says whether its layer transmits only the columns that
 #: changed (``delta``) and holds its thresholds (``theta_x``, ``theta_h``, ``theta_m``; see
-#: docs/arithmetic.md, "Delta layers").
-FORMAT_VERSION = 6
+#: docs/arithmetic.md, "Delta layers"). 7: block entries: the hardware parameters include
+#: ``block_columns``; a sparse entry holds one row's weights in that many neighbouring columns,
+#: the column pointers count blocks of columns, each layer's segments and vectors are padded
+#: to whole blocks, and the image stores each entry as its run and its weights (see
+#: ese.sw.runtime.encoding).
+FORMAT_VERSION = 7
 
 #: The layer descriptor's alignment shifts (``Config.align_bits`` wide each; see
 #: ``ese.sw.contract.arithmetic.LayerFormats.alignments``).

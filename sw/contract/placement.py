@@ -6,7 +6,10 @@ by cell (row ``4 * cell + slot``: i, f, g, o of cell 0, then of cell 1, ...), so
 four gates sit in four neighbouring PEs at one local row and are read in one cycle; a GRU
 layer's cells *rotate* their four slots among those rows (:meth:`Placement.rotation`), so that
 every PE holds each slot's rows in turn and load-balanced pruning still gives every PE the
-same work.
+same work. Columns are taken ``block_columns`` at a time: a sparse entry holds one row's
+weights in a block of neighbouring columns of one segment (a layer's inputs, its recurrent
+inputs or its cell outputs), each segment padded to whole blocks, and the column space counts
+blocks.
 
 The encoder (:mod:`ese.sw.runtime.encoding`), load-balanced pruning
 (:mod:`ese.sw.compiler.pruning`), the performance model, the accumulator readout and the
@@ -30,14 +33,16 @@ def _log2(value):
 
 @dataclass(frozen=True)
 class Placement:
-    """The placement rule of a machine with ``pes`` PEs (a power of two)."""
+    """The placement rule of a machine with ``pes`` PEs whose entries hold ``block_columns``
+    columns (both powers of two)."""
 
     pes: int
+    block_columns: int = 1
 
     @classmethod
     def of(cls, config):
         """The placement of a :class:`~ese.sw.contract.config.Config`'s machine."""
-        return cls(config.pes)
+        return cls(config.pes, config.block_columns)
 
     # ---- Rows ------------------------------------------------------------------------------
 
@@ -117,3 +122,27 @@ class Placement:
         if rotated:
             slot = (slot + self.rotation(index)) % GATES
         return self.pe(index * stride + slot)
+
+    # ---- Columns ---------------------------------------------------------------------------
+
+    @property
+    def block_bits(self):
+        """log2 of ``block_columns``."""
+        return _log2(self.block_columns)
+
+    def blocks(self, columns):
+        """Column blocks of a segment of ``columns`` columns (the last one padded); works on
+        Amaranth values too."""
+        return (columns + self.block_columns - 1) >> self.block_bits
+
+    def padded(self, columns):
+        """``columns`` padded to whole column blocks."""
+        return self.blocks(columns) * self.block_columns
+
+    def blocked(self, matrix):
+        """A (rows, columns) matrix as (rows, blocks, block_columns), its last block padded
+        with zero columns."""
+        rows, columns = matrix.shape
+        padded = np.zeros((rows, self.padded(columns)), dtype=matrix.dtype)
+        padded[:, :columns] = matrix
+        return padded.reshape(rows, self.blocks(columns), self.block_columns)

@@ -3,13 +3,21 @@
 Interleaved compressed sparse column (EIE, ESE). Which PE holds which row of every matrix, and
 at which local row, is the machine's :class:`~ese.sw.contract.placement.Placement`: PE ``k``
 owns rows ``k, k + pes, ...`` of the projection and of the gate matrix ``[W_x | W_r]``, whose
-rows are interleaved cell by cell (and rotated in a GRU layer). For each column it stores
-the non-zero weights of its rows in row order, each with the number of zero rows skipped since
-the previous one (``index_bits`` wide). A longer run of zeros is bridged by padding entries of
-weight zero that skip ``2**index_bits`` rows each. Column pointers mark where each column's
-entries start; the columns of all layers form one column space::
+rows are interleaved cell by cell (and rotated in a GRU layer). Columns are taken
+``block_columns`` at a time (ESE: one). For each block of columns a PE stores an *entry* for
+each of its rows with a non-zero weight in the block, in row order: the row's
+``block_columns`` weights there, and the number of rows skipped since the previous entry
+(``index_bits`` wide). A longer run of rows is bridged by *padding entries*, whose weights are
+all zero, that skip ``2**index_bits`` rows each; no other entry is all zeros, which is what
+marks them. Column pointers mark where each block's entries start; the blocks of all layers
+form one column space, each segment padded to whole blocks::
 
     layer l:  [ x (inputs) | y_{t-1} (recurrent) | m (cells, only with a projection) ]
+
+In memory, an entry is its weights in the low bits (the block's first column lowest) and its
+run above them (:attr:`~ese.sw.contract.config.Config.entry_bits`); in a
+:class:`HardwareImage`, each PE's entries are an (entries, 1 + block_columns) integer array of
+runs and weights.
 
 The :class:`HardwareImage` also holds the shared memories (cell parameters, layer
 descriptors) and the layout of the activation vector memory, and produces the load stream
@@ -18,6 +26,7 @@ loaded image can be checked and run by the golden model.
 """
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -39,6 +48,7 @@ from ..contract.wire import channel_word
 from .quantized import QuantizedLayer, QuantizedModel
 
 __all__ = ["HardwareImage", "encode_model", "decode_image", "layout_model", "encode_columns",
+           "entry_words", "layer_segments",
            "state_load_words", "state_dump_words", "decode_state_dump"]
 
 
@@ -47,28 +57,53 @@ def ceil_div(a, b):
 
 
 def encode_columns(local, config):
-    """Encode a (rows, columns) integer matrix as one PE's entries, column by column.
+    """Encode a (rows, columns) integer matrix as one PE's entries, block by block.
 
-    Returns ``(words, counts, padding)``: the entry words in column-major order, the number of
-    entries (padding included) per column, and the number of padding entries.
+    Returns ``(entries, counts, padding)``: the entries in block-major order as an int64 array
+    (entries, 1 + block_columns) of runs and weights, the number of entries (padding
+    included) per block of columns, and the number of padding entries.
     """
-    rows, columns = local.shape
-    column_of, row_of = np.nonzero(local.T)          # ordered by column, then row
-    values = local[row_of, column_of]
+    placement = Placement.of(config)
+    blocked = placement.blocked(np.asarray(local, dtype=np.int64))
+    rows, blocks, width = blocked.shape
+    block_of, row_of = np.nonzero(blocked.any(axis=2).T)    # ordered by block, then row
     previous = np.full(len(row_of), -1, dtype=np.int64)
     continues = np.zeros(len(row_of), dtype=bool)
-    continues[1:] = column_of[1:] == column_of[:-1]
+    continues[1:] = block_of[1:] == block_of[:-1]
     previous[1:][continues[1:]] = row_of[:-1][continues[1:]]
     gap = row_of - previous - 1
     step = config.max_run + 1
     pads, run = gap // step, gap % step
-    per_nonzero = pads + 1
+    per_entry = pads + 1
+    entries = np.zeros((int(per_entry.sum()), 1 + width), dtype=np.int64)
+    entries[:, 0] = config.max_run                  # padding entries: all weights zero
+    real = np.cumsum(per_entry) - 1
+    entries[real, 0] = run
+    entries[real, 1:] = blocked[row_of, block_of]
+    counts = np.bincount(block_of, weights=per_entry, minlength=blocks).astype(np.int64)
+    return entries, counts, int(pads.sum())
+
+
+def entry_words(entries, config):
+    """Entries (runs and weights, as :func:`encode_columns` gives them) packed into entry
+    memory words of ``entries_per_read`` entries, the first in the low bits, as ints; the last
+    word's missing entries are zeros."""
+    slots = config.entries_per_read
+    entries = np.asarray(entries, dtype=np.int64).reshape(-1, 1 + config.block_columns)
     weight_mask = (1 << config.weight_bits) - 1
-    padding_word = config.max_run << config.weight_bits
-    words = np.full(int(per_nonzero.sum()), padding_word, dtype=np.int64)
-    words[np.cumsum(per_nonzero) - 1] = (values & weight_mask) | (run << config.weight_bits)
-    counts = np.bincount(column_of, weights=per_nonzero, minlength=columns).astype(np.int64)
-    return words, counts, int(pads.sum())
+    weight_shifts = np.arange(config.block_columns, dtype=object) * config.weight_bits
+    packed = ((entries[:, 1:].astype(object) & weight_mask) << weight_shifts).sum(axis=1) \
+        + (entries[:, 0].astype(object) << (config.block_columns * config.weight_bits))
+    padded = np.zeros(-(-len(packed) // slots) * slots, dtype=object)
+    padded[:len(packed)] = packed
+    slot_shifts = np.arange(slots, dtype=object) * config.entry_bits
+    return [int(w) for w in (padded.reshape(-1, slots) << slot_shifts).sum(axis=1)]
+
+
+def layer_segments(layer):
+    """A layer's segments of the column space: its inputs, its recurrent inputs and, with a
+    projection, its cell outputs (columns each)."""
+    return [layer.inputs, layer.recurrent] + ([layer.cells] if layer.proj else [])
 
 
 @dataclass
@@ -76,7 +111,7 @@ class ModelLayout:
     """Where each layer lives in the shared memories and the column space."""
 
     descriptors: list
-    columns: int             # total columns of all layers
+    columns: int             # total column blocks of all layers
     cells: int               # total cells of all layers
     vector_words: int        # activation vector memory words used
     inputs: int              # words of an input frame
@@ -84,22 +119,26 @@ class ModelLayout:
     projections_per_pe: int  # most projection rows of one layer on one PE
 
 
-def layout_model(layers, pes):
-    """Place the layers in the column space, the cell memory and the vector memory.
+def layout_model(layers, placement):
+    """Place the layers in the column space, the cell memory and the vector memory, for the
+    machine of ``placement`` (a :class:`~ese.sw.contract.placement.Placement`).
 
     The first layer's input frames live in their own double-buffered input memory; every
     other activation vector (each layer's y, and the scratch m of projected layers) lives in
-    the vector memory, where layer ``l + 1`` reads layer ``l``'s y as its input. Each
-    descriptor also holds its layer's alignment shifts (``layer.formats``, the configured
-    formats where a layer has none).
+    the vector memory, where layer ``l + 1`` reads layer ``l``'s y as its input. Each vector
+    starts on a whole block of columns (a word of the vector memory holds a block), and the
+    column space counts blocks. Each descriptor also holds its layer's alignment shifts
+    (``layer.formats``, the configured formats where a layer has none).
     """
+    pes = placement.pes
     descriptors = []
     column, cell, vector = 0, 0, 0
-    projection_cells = max((layer.cells for layer in layers if layer.proj), default=0)
+    projection_cells = max((placement.padded(layer.cells) for layer in layers if layer.proj),
+                           default=0)
     recurrent_bases = []
     for layer in layers:
         recurrent_bases.append(vector)
-        vector += layer.recurrent
+        vector += placement.padded(layer.recurrent)
     cell_output_scratch = vector
     vector += projection_cells
     for index, layer in enumerate(layers):
@@ -119,11 +158,11 @@ def layout_model(layers, pes):
             **(getattr(layer, "delta", None) or DeltaThresholds()).descriptor_fields(),
             **(getattr(layer, "formats", None) or LayerFormats()).alignments(),
         })
-        column += layer.inputs + layer.recurrent + (layer.cells if layer.proj else 0)
+        column += sum(placement.blocks(columns) for columns in layer_segments(layer))
         cell += layer.cells
     return ModelLayout(
         descriptors, columns=column, cells=cell, vector_words=max(1, vector),
-        inputs=layers[0].inputs,
+        inputs=placement.padded(layers[0].inputs),
         cells_per_pe=max(ceil_div(layer.cells, pes) for layer in layers),
         projections_per_pe=max(1, max(ceil_div(layer.proj, pes) for layer in layers)))
 
@@ -136,10 +175,11 @@ class HardwareImage:
     ----------
     config : Config
         The sized hardware parameters.
-    pointers : int64 array (pes, columns + 1)
-        Column pointers of each PE.
+    pointers : int64 array (pes, blocks + 1)
+        Column pointers of each PE (one per block of columns, and the end).
     entries : list of int64 arrays
-        Each PE's sparse entry words.
+        Each PE's sparse entries, (entries, 1 + block_columns): each entry's run, then its
+        weights.
     cell_parameters : int64 array (cells, CELL_PARAMETERS)
         Biases of i, f, g, o and peepholes w_ic, w_fc, w_oc for every cell of every layer.
     descriptors : list of dict
@@ -168,7 +208,8 @@ class HardwareImage:
         return np.array([len(e) for e in self.entries], dtype=np.int64)
 
     @property
-    def nonzeros_per_pe(self):
+    def real_entries_per_pe(self):
+        """Each PE's entries that are not padding: its multiply cycles."""
         return self.entries_per_pe - self.padding
 
     def load_words(self, block_words=None):
@@ -199,7 +240,8 @@ class HardwareImage:
         layer's input columns fill entry words ``[0, filler_words)``; every other column lies in
         ``[critical_first, words)`` (the two share a word when a column ends inside one)."""
         lanes = self.config.entries_per_read
-        filler_entries = int(self.pointers[pe][self.descriptors[0]["inputs"]])
+        filler_blocks = Placement.of(self.config).blocks(self.descriptors[0]["inputs"])
+        filler_entries = int(self.pointers[pe][filler_blocks])
         total = len(self.entries[pe])
         words = ceil_div(total, lanes)
         if filler_entries == total:
@@ -227,13 +269,8 @@ class HardwareImage:
         return section
 
     def entry_words(self, pe):
-        """PE ``pe``'s entries packed into memory words of ``entries_per_read`` entries."""
-        lanes = self.config.entries_per_read
-        entries = np.asarray(self.entries[pe], dtype=np.int64)
-        padded = np.zeros(-(-len(entries) // lanes) * lanes, dtype=np.int64)
-        padded[:len(entries)] = entries
-        shifts = np.arange(lanes, dtype=np.int64) * self.config.entry_bits
-        return [int(w) for w in (padded.reshape(-1, lanes).astype(object) << shifts).sum(axis=1)]
+        """PE ``pe``'s entries packed into memory words (:func:`entry_words`)."""
+        return entry_words(self.entries[pe], self.config)
 
 
 def state_load_words(image, states):
@@ -367,26 +404,23 @@ def encode_model(model, config):
                 layer.delta.check(config, f"layer {index}")
             except ValueError as error:
                 raise ConfigError(str(error)) from None
-    layout = layout_model(model.layers, pes)
     placement = Placement.of(config)
+    layout = layout_model(model.layers, placement)
     words = [[] for _ in range(pes)]
     counts = [[] for _ in range(pes)]
     padding = np.zeros(pes, dtype=np.int64)
     for layer in model.layers:
-        gates = layer.gate_weights
         for pe in range(pes):
-            w, n, p = encode_columns(gates[placement.gate_rows(layer.cells, pe, layer.is_gru)],
-                                     config)
-            words[pe].append(w)
-            counts[pe].append(n)
-            padding[pe] += p
+            gate_rows = placement.gate_rows(layer.cells, pe, layer.is_gru)
+            segments = [layer.input_weights[gate_rows], layer.recurrent_weights[gate_rows]]
             if layer.projection is not None:
-                w, n, p = encode_columns(
-                    layer.projection[placement.projection_rows(layer.proj, pe)], config)
+                segments.append(layer.projection[placement.projection_rows(layer.proj, pe)])
+            for segment in segments:
+                w, n, p = encode_columns(segment, config)
                 words[pe].append(w)
                 counts[pe].append(n)
                 padding[pe] += p
-    entries = [np.concatenate(w) if w else np.zeros(0, dtype=np.int64) for w in words]
+    entries = [np.concatenate(w) for w in words]
     pointers = np.stack([np.concatenate([[0], np.cumsum(np.concatenate(c))]) for c in counts])
     sized = config.sized_for(requirements(layout, [len(e) for e in entries], len(model.layers)))
     cell_parameters = np.concatenate(
@@ -402,37 +436,38 @@ def encode_model(model, config):
                          layout.descriptors, padding, formats)
 
 
-def _signed(values, bits):
-    values = np.asarray(values, dtype=np.int64) & ((1 << bits) - 1)
-    return np.where(values >> (bits - 1), values - (1 << bits), values)
-
-
-def _decode_columns(words, counts, rows, config, what):
-    """Inverse of :func:`encode_columns`; raises ImageError on anything out of place."""
-    columns = len(counts)
-    local = np.zeros((rows, columns), dtype=np.int64)
-    values = _signed(words, config.weight_bits)
-    runs = (np.asarray(words, dtype=np.int64) >> config.weight_bits)
-    if np.any(runs > config.max_run) or np.any(np.asarray(words) < 0):
-        raise ImageError(f"{what}: an entry word has bits beyond its fields")
+def _decode_columns(entries, counts, rows, columns, config, what):
+    """Inverse of :func:`encode_columns` for a segment of ``columns`` columns (``counts``
+    entries per block of them); raises ImageError on anything out of place."""
+    placement = Placement.of(config)
+    blocks, width = len(counts), config.block_columns
+    entries = np.asarray(entries, dtype=np.int64).reshape(-1, 1 + width)
+    runs, weights = entries[:, 0], entries[:, 1:]
+    low, high = -(1 << (config.weight_bits - 1)), (1 << (config.weight_bits - 1)) - 1
+    if np.any((runs < 0) | (runs > config.max_run)) or np.any((weights < low) | (weights > high)):
+        raise ImageError(f"{what}: an entry's run or weight does not fit its field")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    column_of = np.repeat(np.arange(columns), counts)
-    # Row of each entry: within a column, the running sum of (run + 1), minus one.
+    block_of = np.repeat(np.arange(blocks), counts)
+    # Row of each entry: within a block, the running sum of (run + 1), minus one.
     steps = runs + 1
     totals = np.cumsum(steps)
-    column_start_total = np.repeat(totals[starts[counts > 0]] - steps[starts[counts > 0]],
-                                   counts[counts > 0])
-    row_of = totals - column_start_total - 1
-    if len(words) and row_of.max() >= rows:
+    block_start_total = np.repeat(totals[starts[counts > 0]] - steps[starts[counts > 0]],
+                                  counts[counts > 0])
+    row_of = totals - block_start_total - 1
+    if len(entries) and row_of.max() >= rows:
         raise ImageError(f"{what}: an entry points past the PE's last row ({rows} rows)")
-    padding = values == 0
+    padding = ~weights.any(axis=1)
     if np.any(padding & (runs != config.max_run)):
-        raise ImageError(f"{what}: a zero-weight entry that is not a padding entry")
+        raise ImageError(f"{what}: an entry of zero weights that is not a padding entry")
+    # Rows rise strictly within a block (every step is at least one), so no two entries
+    # share a row of a block.
     real = ~padding
-    if np.any(local[row_of[real], column_of[real]]):
-        raise ImageError(f"{what}: two entries for one weight")
-    local[row_of[real], column_of[real]] = values[real]
-    return local
+    local = np.zeros((rows, blocks, width), dtype=np.int64)
+    local[row_of[real], block_of[real]] = weights[real]
+    local = local.reshape(rows, blocks * width)
+    if blocks != placement.blocks(columns) or np.any(local[:, columns:]):
+        raise ImageError(f"{what}: weights in the columns that pad its last block")
+    return local[:, :columns]
 
 
 def decode_image(image):
@@ -447,11 +482,11 @@ def decode_image(image):
     descriptors = image.descriptors
     if not descriptors or not descriptors[-1]["last"] or any(d["last"] for d in descriptors[:-1]):
         raise ImageError("the layer descriptors do not end with exactly one last layer")
-    total_columns = sum(d["inputs"] + d["recurrent"] + (d["cells"] if d["proj"] else 0)
-                        for d in descriptors)
-    if image.pointers.shape != (pes, total_columns + 1):
+    total_blocks = sum(placement.blocks(columns) for d in descriptors
+                       for columns in layer_segments(SimpleNamespace(**d)))
+    if image.pointers.shape != (pes, total_blocks + 1):
         raise ImageError(f"column pointers have shape {image.pointers.shape}; the layers need "
-                         f"({pes}, {total_columns + 1})")
+                         f"({pes}, {total_blocks + 1})")
     for pe in range(pes):
         pointer = image.pointers[pe]
         if pointer[0] != 0 or np.any(np.diff(pointer) < 0) or pointer[-1] != len(image.entries[pe]):
@@ -472,23 +507,26 @@ def decode_image(image):
             raise ImageError(f"layer {index}: a GRU layer with a projection")
         gates = np.zeros((GATES * cells, inputs + recurrent), dtype=np.int64)
         projection = np.zeros((proj, cells), dtype=np.int64) if proj else None
-        base = d["column_base"]
         for pe in range(pes):
             pointer = image.pointers[pe]
-            entries = np.asarray(image.entries[pe], dtype=np.int64)
+            entries = image.entries[pe]
+            block = d["column_base"]
+
+            def segment(columns, rows, what):
+                """The next segment's local matrix from its blocks' entries."""
+                nonlocal block
+                span = slice(block, block + placement.blocks(columns))
+                block = span.stop
+                return _decode_columns(entries[pointer[span.start]:pointer[span.stop]],
+                                       np.diff(pointer[span.start:span.stop + 1]), rows,
+                                       columns, config, f"layer {index} {what}, PE {pe}")
+
             rows = placement.gate_rows(cells, pe, gru)
-            span = slice(base, base + inputs + recurrent)
-            words = entries[pointer[span.start]:pointer[span.stop]]
-            local = _decode_columns(words, np.diff(pointer[span.start:span.stop + 1]),
-                                    len(rows), config, f"layer {index} gates, PE {pe}")
-            gates[rows] = local
+            gates[rows, :inputs] = segment(inputs, len(rows), "input weights")
+            gates[rows, inputs:] = segment(recurrent, len(rows), "recurrent weights")
             if proj:
-                span = slice(span.stop, span.stop + cells)
-                words = entries[pointer[span.start]:pointer[span.stop]]
                 own = placement.projection_rows(proj, pe)
-                projection[own] = _decode_columns(
-                    words, np.diff(pointer[span.start:span.stop + 1]), len(own), config,
-                    f"layer {index} projection, PE {pe}")
+                projection[own] = segment(cells, len(own), "projection")
         params = image.cell_parameters[d["cell_base"]:d["cell_base"] + cells]
         formats = image.formats[index] if image.formats else LayerFormats()
         if formats.alignments() != {name: d[name] for name in formats.alignments()}:

@@ -37,6 +37,7 @@ from ..contract.memory_map import (
     DELTA_THRESHOLDS,
     FORMAT_VERSION,
 )
+from ..contract.placement import Placement
 from .encoding import HardwareImage
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "image_bytes",
@@ -54,15 +55,19 @@ _DESCRIPTOR_FIELDS = frozenset((
     "inputs", "recurrent", "cells", "proj", "column_base", "input_base", "recurrent_base",
     "cell_output_base", "cell_base", "last", "gru", "delta",
     *(f"theta_{name}" for name in DELTA_THRESHOLDS), *ALIGNMENT_FIELDS))
-_SECTION_DTYPES = {"uint32": np.dtype("<u4"), "int32": np.dtype("<i4")}
+_SECTION_DTYPES = {"uint32": np.dtype("<u4"), "int32": np.dtype("<i4"),
+                   "int16": np.dtype("<i2")}
 
 
 def _sections(image):
     pes = image.config.pes
+    config = image.config
+    width = 1 + config.block_columns
     return {
         "pointers": image.pointers.astype("<u4"),
-        "entries": (np.concatenate(image.entries) if sum(map(len, image.entries))
-                    else np.zeros(0)).astype("<u4"),
+        # Each entry as its run and its weights, signed (16 bits each where they fit).
+        "entries": np.concatenate([np.asarray(e).reshape(-1, width) for e in image.entries])
+                     .astype("<i2" if config.weight_bits <= 16 else "<i4"),
         "cell_parameters": image.cell_parameters.astype("<i4"),
         "padding": np.asarray(image.padding if image.padding is not None
                               else np.zeros(pes), dtype="<u4"),
@@ -187,6 +192,9 @@ def _parse(header, body, path):
     if pointers.ndim != 2 or pointers.shape[0] != config.pes:
         raise ImageError(f"{path}: column pointers do not match {config.pes} PEs")
     counts = pointers[:, -1] if pointers.shape[1] else np.zeros(config.pes, dtype=np.int64)
+    if sections["entries"].shape[1:] != (1 + config.block_columns,):
+        raise ImageError(f"{path}: the entries are not (run, {config.block_columns} weights) "
+                         f"records, as Config.block_columns says")
     if counts.sum() != len(sections["entries"]) or np.any(counts < 0):
         raise ImageError(f"{path}: the column pointers do not account for the entries")
     bounds = np.concatenate([[0], np.cumsum(counts)])
@@ -257,7 +265,7 @@ def _check_layers(layers, formats, config, sections, path):
     if weights > MAX_WEIGHTS:
         raise ImageError(f"{path}: the layers describe {weights} weights, more than the "
                          f"{MAX_WEIGHTS} an image may hold")
-    layout = layout_model(shapes, config.pes)
+    layout = layout_model(shapes, Placement.of(config))
     if layout.descriptors != layers:
         raise ImageError(f"{path}: the layer descriptors do not place the layers they describe "
                          f"(bases, last-layer flag or alignment shifts inconsistent with the "

@@ -286,7 +286,7 @@ def run_benchmark(settings, log=None, cpu=True):
         "pruning": settings.pruning,
         "nonzeros": nonzeros,
         "padding_entries": summary["padding_entries"],
-        "nonzeros_per_pe_max": int(program.image.nonzeros_per_pe.max()),
+        "nonzeros_per_pe_max": int(program.image.real_entries_per_pe.max()),
         "bound_cycles": bound,
         "cycles_per_frame": cycles,
         "cycles_per_frame_all": result.cycles_per_frame,

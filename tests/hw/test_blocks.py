@@ -21,7 +21,7 @@ from ese.hw.receiver import FrameReceiver
 from ese.sw.contract.arithmetic import cell_update, gru_update, sigmoid_table, tanh_table
 from ese.sw.contract.memory_map import LoadTarget, MemoryMap, pack_fields
 from ese.sw.contract.placement import Placement
-from ese.sw.runtime.encoding import encode_columns
+from ese.sw.runtime.encoding import encode_columns, entry_words
 
 from helpers import run_simulation, stream_get, stream_put
 
@@ -92,11 +92,7 @@ async def _load_pe(ctx, dut, config, pointers, entries):
         ctx.set(dut.pointer_write.en, 1)
         await ctx.tick()
     ctx.set(dut.pointer_write.en, 0)
-    slots = config.entries_per_read
-    padded = list(entries) + [0] * (-len(entries) % slots)
-    for address in range(len(padded) // slots):
-        word = sum(int(e) << (config.entry_bits * slot)
-                   for slot, e in enumerate(padded[address * slots:(address + 1) * slots]))
+    for address, word in enumerate(entry_words(entries, config)):
         ctx.set(dut.entry_write.addr, address)
         ctx.set(dut.entry_write.data, word)
         ctx.set(dut.entry_write.en, 1)

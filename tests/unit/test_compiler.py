@@ -11,7 +11,7 @@ from ese.sw.compiler.pruning import LoadBalancedUnstructured, prune_module
 from ese.sw.compiler.quantization import quantize_model
 from ese.sw.contract.memory_map import LoadTarget
 from ese.sw.contract.placement import Placement
-from ese.sw.runtime.encoding import decode_image, encode_columns, encode_model
+from ese.sw.runtime.encoding import decode_image, encode_columns, encode_model, entry_words
 
 from helpers import FLOAT_TOLERANCE, frames
 
@@ -194,8 +194,8 @@ def test_balanced_pruning_beats_global_on_the_worst_pe():
         module.weight_hh_l0.mul_(torch.linspace(0.1, 3.0, 512)[:, None])
     balanced = ese.compile(module, ese.Config(pes=8), density=0.1, pruning="balanced")
     uneven = ese.compile(module, ese.Config(pes=8), density=0.1, pruning="global")
-    assert balanced.image.nonzeros_per_pe.max() < uneven.image.nonzeros_per_pe.max()
-    spread = balanced.image.nonzeros_per_pe
+    assert balanced.image.real_entries_per_pe.max() < uneven.image.real_entries_per_pe.max()
+    spread = balanced.image.real_entries_per_pe
     assert spread.max() - spread.min() <= 2   # rounding only
 
 
@@ -237,13 +237,32 @@ def test_column_encoding_uses_relative_indices_and_padding():
     local = np.zeros((40, 3), dtype=np.int64)
     local[[2, 3, 37], 0] = [5, -6, 7]     # gaps of 2, 0 and 33 zero rows
     local[16, 2] = 1                      # column 1 is empty; gap 16 needs one padding entry
-    words, counts, padding = encode_columns(local, config)
-    weight = lambda w: w & 0xFFF
-    run = lambda w: w >> 12
+    entries, counts, padding = encode_columns(local, config)
     assert counts.tolist() == [5, 0, 2]
     assert padding == 3
-    assert [(weight(w), run(w)) for w in words] == [
-        (5, 2), (weight(-6), 0), (0, 15), (0, 15), (7, 1), (0, 15), (1, 0)]
+    # (run, weight): a padding entry skips 16 rows with weight zero.
+    assert entries.tolist() == [[2, 5], [0, -6], [15, 0], [15, 0], [1, 7], [15, 0], [0, 1]]
+    # In memory, the weight in the low 12 bits and the run above: four to a word.
+    assert entry_words(entries, config)[0] == (5 | 2 << 12) | ((-6 & 0xFFF) << 16) \
+        | (15 << 12 << 32) | (15 << 12 << 48)
+
+
+def test_block_entries_hold_a_rows_weights_in_neighbouring_columns():
+    """With blocks of four columns, a row with a weight anywhere in a block takes an entry of
+    its four weights (zeros too); the segment's last block is padded with zero columns; a
+    block of no weights costs nothing."""
+    config = ese.Config(pes=1, block_columns=4)
+    local = np.zeros((40, 6), dtype=np.int64)
+    local[3, 0] = 5
+    local[3, 2] = -1
+    local[30, 3] = 9                      # a run of 26 rows: one padding entry
+    local[1, 5] = 2                       # the second block: columns 4, 5 and two of padding
+    entries, counts, padding = encode_columns(local, config)
+    assert counts.tolist() == [3, 1] and padding == 1
+    assert entries.tolist() == [[3, 5, 0, -1, 0], [15, 0, 0, 0, 0], [10, 0, 0, 0, 9],
+                                [1, 0, 2, 0, 0]]
+    word = entry_words(entries, config)[0]
+    assert word & ((1 << config.entry_bits) - 1) == 5 | (0xFFF << 24) | (3 << 48)
 
 
 def test_encoding_round_trips_through_the_image(tmp_path):

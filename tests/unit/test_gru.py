@@ -135,7 +135,7 @@ def test_rotation_balances_the_slots_unequal_work():
     torch.manual_seed(0)
     module = nn.GRU(40, 128)
     program = ese.compile(module, ese.Config(pes=16), density=0.25)
-    work = program.image.nonzeros_per_pe
+    work = program.image.real_entries_per_pe
     assert work.max() == work.min()
     unrotated = []
     for pe in range(16):
