@@ -49,7 +49,6 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.contract.errors import ConfigError
 from ..sw.contract.memory_map import LOAD_WORD_BITS, MemoryMap, address_bits
 from .axi import AxiStreamSignature, forward
 from .broadcast import BroadcastArbiter, VectorReader
@@ -58,13 +57,16 @@ from .cell import CellUnit
 from .dump import StateDump, dump_supported
 from .layouts import (
     SEQUENCE_BITS,
+    BlockValues,
     ChannelAccumulators,
     ChannelValues,
     DescriptorLayout,
     WritePortSignature,
+    write_element,
 )
 from .loader import WeightLoader
 from .pe import ProcessingElement, fence_latency
+from .pipeline import delay
 from .readout import AccumulatorReadout, GateReadout
 from .receiver import SLOTS, FrameReceiver
 from .sequencer import FillerControl, FrameSequencer
@@ -125,10 +127,6 @@ class LSTMAccelerator(wiring.Component):
 
     def __init__(self, config):
         config.require_sized()
-        if config.block_columns != 1:
-            raise ConfigError(f"the RTL does not yet build block entries (Config.block_columns "
-                              f"= {config.block_columns}); the golden model and the "
-                              f"performance model take them")
         self.config = config
         width = ChannelValues(config).size
         members = {
@@ -169,10 +167,12 @@ class LSTMAccelerator(wiring.Component):
         # ---- Units --------------------------------------------------------------------------
         m.submodules.loader = loader = WeightLoader(config)
         m.submodules.receiver = receiver = FrameReceiver(config)
-        m.submodules.critical = critical = VectorReader(config, config.vector_depth,
+        # The input and vector memories hold a block of columns per word.
+        block = config.block_columns
+        m.submodules.critical = critical = VectorReader(config, config.vector_depth // block,
                                                         hat_depth=config.pointer_depth)
-        m.submodules.filler = filler = VectorReader(config, SLOTS * config.input_depth,
-                                                    hat_depth=config.input_depth)
+        m.submodules.filler = filler = VectorReader(config, SLOTS * config.input_depth // block,
+                                                    hat_depth=config.input_depth // block)
         m.submodules.arbiter = arbiter = BroadcastArbiter(config)
         m.submodules.cells = cells = CellUnit(config)
         m.submodules.writeback = writeback = ProjectionWriteback(config)
@@ -190,9 +190,10 @@ class LSTMAccelerator(wiring.Component):
         # ---- Memories -----------------------------------------------------------------------
         words = ChannelValues(config)
         states = data.ArrayLayout(signed(config.cell_bits), config.channels)
-        m.submodules.inputs = inputs = Memory(shape=words, depth=SLOTS * config.input_depth,
-                                              init=[])
-        m.submodules.vector = vector = Memory(shape=words, depth=config.vector_depth, init=[])
+        m.submodules.inputs = inputs = Memory(shape=BlockValues(config),
+                                              depth=SLOTS * config.input_depth // block, init=[])
+        m.submodules.vector = vector = Memory(shape=BlockValues(config),
+                                              depth=config.vector_depth // block, init=[])
         m.submodules.cell_state = cell_state = Memory(shape=states, depth=config.cell_depth,
                                                       init=[])
         m.submodules.cell_parameters = cell_parameters = Memory(
@@ -224,11 +225,12 @@ class LSTMAccelerator(wiring.Component):
         loaded, which renews every channel in the next step."""
         config = self.config
         seq = u.sequencer
-        words = u.words
+        words = BlockValues(config)
         memories = {
             "critical_hats": (Memory(shape=words, depth=config.pointer_depth, init=[]),
                               u.critical),
-            "filler_hats": (Memory(shape=words, depth=config.input_depth, init=[]), u.filler),
+            "filler_hats": (Memory(shape=words, depth=config.input_depth // config.block_columns,
+                                   init=[]), u.filler),
             "carried_gates": (Memory(shape=GateReadout(config), depth=config.cell_depth,
                                      init=[]), u.cells),
             "carried_rows": (Memory(shape=ChannelAccumulators(config),
@@ -324,9 +326,9 @@ class LSTMAccelerator(wiring.Component):
             u.receiver.length.eq(u.first.inputs),
             self.frame_error.eq(u.receiver.error),
         ]
-        # The input memory is at least two slots deep: its address is as wide as the writer's.
-        input_write = u.inputs.write_port()
-        wiring.connect(m, u.receiver.write, input_write)
+        # The receiver writes one column of a step per word; a word holds a block of them.
+        input_write = u.inputs.write_port(granularity=1)
+        write_element(m, u.receiver.write, input_write, self.config.block_columns)
         input_read = u.inputs.read_port()
         m.d.comb += [
             input_read.addr.eq(u.filler.read_address),
@@ -343,10 +345,14 @@ class LSTMAccelerator(wiring.Component):
             u.critical.read_data.eq(vector_read.data),
         ]
         if u.dump is not None:
-            # A state dump runs only while the critical reader is idle.
+            # A state dump runs only while the critical reader is idle; it reads a column a
+            # cycle, from its block's word.
+            bits = (self.config.block_columns - 1).bit_length()
             with m.If(u.dump.reading):
-                m.d.comb += [vector_read.addr.eq(u.dump.vector_address), vector_read.en.eq(1)]
-            m.d.comb += u.dump.vector_data.eq(vector_read.data)
+                m.d.comb += [vector_read.addr.eq(u.dump.vector_address >> bits),
+                             vector_read.en.eq(1)]
+            column = delay(m, u.dump.vector_address[:bits] if bits else 0, 1, "dump_column")
+            m.d.comb += u.dump.vector_data.eq(vector_read.data[column])
         for reader in (u.critical, u.filler):
             m.d.comb += [reader.produced[0].eq(u.cells.produced),
                          reader.produced[1].eq(u.writeback.produced)]
@@ -436,15 +442,20 @@ class LSTMAccelerator(wiring.Component):
 
     def _vector_writes(self, m, u):
         """Writes of the vector memory and the cell state: the clear after a reset, else an
-        initial state from the loader, else the cell unit or the writeback."""
+        initial state from the loader, else the cell unit or the writeback. The vector
+        memory's words hold a block of columns each: the units write one column at a time."""
         config = self.config
         clear = u.sequencer
-        vector_write = u.vector.write_port()
+        vector_write = u.vector.write_port(granularity=1)
+        element = SimpleNamespace(addr=Signal(address_bits(config.vector_depth)),
+                                  data=Signal(ChannelValues(config)), en=Signal())
         loaded_vector, loaded_state = u.loader.vector_write, u.loader.state_write
+        write_element(m, element, vector_write, config.block_columns)
         with m.If(clear.clear_enable):
             m.d.comb += [
                 vector_write.addr.eq(clear.clear_address), vector_write.data.eq(0),
-                vector_write.en.eq(clear.clear_address < config.vector_depth),
+                vector_write.en.eq(Mux(clear.clear_address < config.vector_depth
+                                       // config.block_columns, -1, 0)),
                 u.state_write.addr.eq(clear.clear_address), u.state_write.data.eq(0),
                 u.state_write.en.eq(clear.clear_address < config.cell_depth),
             ]
@@ -452,8 +463,8 @@ class LSTMAccelerator(wiring.Component):
             # An initial state from the load stream (loads happen only between frame steps,
             # when neither the cell unit nor the writeback writes).
             m.d.comb += [
-                vector_write.addr.eq(loaded_vector.addr), vector_write.data.eq(loaded_vector.data),
-                vector_write.en.eq(loaded_vector.en),
+                element.addr.eq(loaded_vector.addr), element.data.eq(loaded_vector.data),
+                element.en.eq(loaded_vector.en),
                 u.state_write.addr.eq(loaded_state.addr), u.state_write.data.eq(loaded_state.data),
                 u.state_write.en.eq(loaded_state.en),
             ]
@@ -464,12 +475,11 @@ class LSTMAccelerator(wiring.Component):
                 u.state_write.en.eq(u.cells.state_write.en),
             ]
             with m.If(u.cells.vector_write.en):
-                m.d.comb += [vector_write.addr.eq(u.cells.vector_write.addr),
-                             vector_write.data.eq(u.cells.vector_write.data), vector_write.en.eq(1)]
+                m.d.comb += [element.addr.eq(u.cells.vector_write.addr),
+                             element.data.eq(u.cells.vector_write.data), element.en.eq(1)]
             with m.Elif(u.writeback.vector_write.en):
-                m.d.comb += [vector_write.addr.eq(u.writeback.vector_write.addr),
-                             vector_write.data.eq(u.writeback.vector_write.data),
-                             vector_write.en.eq(1)]
+                m.d.comb += [element.addr.eq(u.writeback.vector_write.addr),
+                             element.data.eq(u.writeback.vector_write.data), element.en.eq(1)]
 
     def _connect_control(self, m, u):
         """The frame sequencer and the filler control, between the units they drive."""

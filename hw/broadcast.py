@@ -1,6 +1,8 @@
 """The broadcast: activation vectors become a stream of (column, value) for every PE.
 
-Two :class:`VectorReader` s feed a :class:`BroadcastArbiter`:
+A word of the activation memories holds a block of ``Config.block_columns`` columns (each an
+activation per channel), and a beat of the broadcast carries one word. Two
+:class:`VectorReader` s feed a :class:`BroadcastArbiter`:
 
 * the *critical* reader reads the vectors on the frame's critical path (y_{t-1} for the gates,
   m_t for the projection, a lower layer's y for the next layer); it can *follow* a producer,
@@ -31,9 +33,9 @@ from .axi import forward
 from .layouts import (
     FENCE_BITS,
     BeatLayout,
+    BlockValues,
     BroadcastLayout,
     BroadcastValues,
-    ChannelValues,
     WritePortSignature,
 )
 
@@ -62,7 +64,8 @@ class Follow:
 
 
 def ReadJobLayout(config, depth):
-    """One segment to read: where, how long, which columns and accumulators, what to follow."""
+    """One segment to read: where, how long (in words: blocks of columns), which columns and
+    accumulators, what to follow."""
     return data.StructLayout({
         "base": unsigned(address_bits(depth)),
         "length": unsigned(count_bits(depth)),
@@ -86,28 +89,29 @@ class VectorReader(wiring.Component):
     ----------
     config : ese.Config
     depth : int
-        Depth of the memory it reads.
+        Depth of the memory it reads, in words (blocks of columns).
     hat_depth : int
-        With delta units (``Config.delta``), the columns whose last transmitted values it
-        keeps: its jobs' columns are below it.
+        With delta units (``Config.delta``), the blocks of columns whose last transmitted
+        values it keeps: its jobs' blocks are below it.
 
     Members
     -------
     jobs : In(stream.Signature(ReadJobLayout))
         Segments to read, queued (two deep) and read back to back.
     produced : In(ArrayLayout(count, 2))
-        Words written so far by each producer (cell unit, writeback) in its current job; a job
-        that follows a producer reads word ``i`` only once ``produced > i``.
+        Words each producer (cell unit, writeback) has written whole so far in its current
+        job; a job that follows a producer reads word ``i`` only once ``produced > i``.
     fresh : In(channels)
         Channels starting a new sequence; a ``masked`` job reads them as zero.
     busy : Out(1)
         A job is queued, being read, or its last activation is not yet sent.
     read_address, read_enable : Out, read_data : In
-        A synchronous read port of the memory (one activation per channel per word).
+        A synchronous read port of the memory (a block of columns, one activation per channel
+        each, per word).
     activations : Out(stream.Signature(BeatLayout))
     hat_address, hat_enable : Out, hat_data : In, hat_write : Out(WritePortSignature)
         With delta units: a synchronous read port (transparent for the write) and a write
-        port of the hat memory, one word (a value per channel) per column.
+        port of the hat memory, one word (a value per column and channel) per block.
     """
 
     def __init__(self, config, depth, hat_depth=0):
@@ -119,9 +123,9 @@ class VectorReader(wiring.Component):
         hats = {}
         if config.delta:
             hats = {"hat_address": Out(address_bits(hat_depth)), "hat_enable": Out(1),
-                    "hat_data": In(ChannelValues(config)),
+                    "hat_data": In(BlockValues(config)),
                     "hat_write": Out(WritePortSignature(address_bits(hat_depth),
-                                                        ChannelValues(config)))}
+                                                        BlockValues(config)))}
         super().__init__({
             "jobs": In(stream.Signature(ReadJobLayout(config, depth))),
             "produced": In(data.ArrayLayout(unsigned(count), Follow.PRODUCERS)),
@@ -129,7 +133,7 @@ class VectorReader(wiring.Component):
             "busy": Out(1),
             "read_address": Out(address_bits(depth)),
             "read_enable": Out(1),
-            "read_data": In(ChannelValues(config)),
+            "read_data": In(BlockValues(config)),
             "activations": Out(stream.Signature(BeatLayout(config))),
             **hats,
         })
@@ -161,9 +165,11 @@ class VectorReader(wiring.Component):
         held_bank = Signal()
         held_align = Signal.like(job.align)
         held_mask = Signal(self.config.channels)     # channels whose value is kept
-        read = Signal(ChannelValues(self.config))
-        for channel in range(self.config.channels):
-            m.d.comb += read[channel].eq(Mux(held_mask[channel], self.read_data[channel], 0))
+        read = Signal(BlockValues(self.config))
+        for column in range(self.config.block_columns):
+            for channel in range(self.config.channels):
+                m.d.comb += read[column][channel].eq(
+                    Mux(held_mask[channel], self.read_data[column][channel], 0))
         values = Signal(BroadcastValues(self.config))
         if self.config.delta:
             held_delta = Signal()
@@ -226,23 +232,26 @@ class VectorReader(wiring.Component):
             m.d.sync += active.eq(0)
         return m
 
-    def _changes(self, m, read, values, delta, theta, renew, column):
-        """Stage 1 of a delta layer's job: each channel's change against its last transmitted
-        value (zero for renewed channels), sent where it exceeds ``theta``, and the new last
-        values to write (``hat_write.en`` is the caller's)."""
+    def _changes(self, m, read, values, delta, theta, renew, block):
+        """Stage 1 of a delta layer's job: each column's and channel's change against its last
+        transmitted value (zero for renewed channels), sent where it exceeds ``theta``, and
+        the new last values to write (``hat_write.en`` is the caller's)."""
         config = self.config
-        hats = Signal(ChannelValues(config))
-        for channel in range(config.channels):
-            last = Mux(renew[channel], 0, self.hat_data[channel])
-            change = Signal(signed(config.activation_bits + 1), name=f"change{channel}")
-            sent = Signal(name=f"sent{channel}")
-            m.d.comb += [
-                change.eq(read[channel] - last),
-                sent.eq((change > theta) | (change < -theta)),
-                values[channel].eq(Mux(delta, Mux(sent, change, 0), read[channel])),
-                hats[channel].eq(Mux(sent, read[channel], last)),
-            ]
-        m.d.comb += [self.hat_write.addr.eq(column), self.hat_write.data.eq(hats)]
+        hats = Signal(BlockValues(config))
+        for column in range(config.block_columns):
+            for channel in range(config.channels):
+                name = f"{column}_{channel}" if config.block_columns > 1 else f"{channel}"
+                last = Mux(renew[channel], 0, self.hat_data[column][channel])
+                change = Signal(signed(config.activation_bits + 1), name=f"change{name}")
+                sent = Signal(name=f"sent{name}")
+                now = read[column][channel]
+                m.d.comb += [
+                    change.eq(now - last),
+                    sent.eq((change > theta) | (change < -theta)),
+                    values[column][channel].eq(Mux(delta, Mux(sent, change, 0), now)),
+                    hats[column][channel].eq(Mux(sent, now, last)),
+                ]
+        m.d.comb += [self.hat_write.addr.eq(block), self.hat_write.data.eq(hats)]
 
 
 class BroadcastArbiter(wiring.Component):

@@ -43,7 +43,7 @@ from ..sw.contract.memory_map import GRU_SLOTS, MemoryMap, address_bits, count_b
 from .activation import ActivationTable
 from .fixed import requantize
 from .layouts import GATES, ChannelValues, WritePortSignature
-from .pipeline import credited_issue, delay, output_queue_members
+from .pipeline import credited_issue, delay, output_queue_members, produced_words
 from .readout import GateReadout, GateRequestSignature, cell_issue_gap, gate_latency
 
 __all__ = ["CellUnit", "CellArithmetic", "latency", "state_latency", "operand_latency",
@@ -291,7 +291,8 @@ class CellUnit(wiring.Component):
     reading_bank : Out(1)
         The gate bank of the layer it runs (or ran last).
     produced : Out
-        Outputs written to the vector memory so far in this layer (a reader may follow it).
+        Words of the vector memory written whole so far in this layer (a reader may follow
+        it; :func:`~ese.hw.pipeline.produced_words`).
     accumulator : Out(GateRequestSignature)
         Which cell to read the gate accumulators of (every channel's, then cleared); the four
         gates arrive :func:`~ese.hw.readout.gate_latency` cycles after the request.
@@ -431,13 +432,10 @@ class CellUnit(wiring.Component):
                                        delay(m, issue, state_latency(config), "state_valid"))),
         ]
 
-        produced = Signal.like(self.produced)
-        with m.If(self.start):
-            m.d.sync += produced.eq(0)
-        with m.Elif(finished):
-            m.d.sync += produced.eq(produced + 1)
         m.d.comb += [
-            self.produced.eq(produced),
+            self.produced.eq(produced_words(m, start=self.start, finished=finished,
+                                            length=cells, block_columns=config.block_columns,
+                                            name="cell")),
             self.vector_write.addr.eq(delay(m, output_base + index, latency(config),
                                                "output_address")),
             self.vector_write.data.eq(outputs),

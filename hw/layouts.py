@@ -17,7 +17,8 @@ from amaranth.lib.wiring import Out
 
 from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
 
-__all__ = ["GATES", "FENCE_BITS", "SEQUENCE_BITS", "Target", "ChannelValues", "BroadcastValues",
+__all__ = ["GATES", "FENCE_BITS", "SEQUENCE_BITS", "Target", "ChannelValues", "BlockValues",
+           "BroadcastValues",
            "BeatLayout", "BroadcastLayout",
            "ChannelAccumulators", "DescriptorLayout", "EntryBeatSignature", "StreamSectionsLayout",
            "WritePortSignature", "ACCUMULATOR_BANKS", "gate_rows", "accumulator_rows",
@@ -38,19 +39,30 @@ def ChannelValues(config):
     return data.ArrayLayout(signed(config.activation_bits), config.channels)
 
 
+def BlockValues(config):
+    """A block of columns' activations, one per channel each: a word of the input and vector
+    memories, ``[column of the block][channel]`` (see
+    :class:`~ese.sw.contract.placement.Placement`)."""
+    return data.ArrayLayout(ChannelValues(config), config.block_columns)
+
+
 def BroadcastValues(config):
-    """What the broadcast carries per channel: an activation, or with delta units
-    (``Config.delta``) a column's change, the difference of two activations, a bit wider."""
-    return data.ArrayLayout(signed(config.activation_bits + config.delta), config.channels)
+    """What a beat carries, ``[column of the block][channel]``: activations, or with delta
+    units (``Config.delta``) the columns' changes, differences of two activations, a bit
+    wider."""
+    return data.ArrayLayout(
+        data.ArrayLayout(signed(config.activation_bits + config.delta), config.channels),
+        config.block_columns)
 
 
 def BeatLayout(config):
-    """A beat of activations, as a reader sends it and every PE takes it: a column of the
-    column space, each channel's activation for it (or change), which accumulators its
-    products go to (the target matrix's, in which gate bank), and the alignment shift of the
-    products of the column's weights (the layer's, for that kind of column)."""
+    """A beat of activations, as a reader sends it and every PE takes it: a block of columns
+    of the column space, each channel's activations for them (or changes), which
+    accumulators their products go to (the target matrix's, in which gate bank), and the
+    alignment shift of the products of their weights (the layer's, for that kind of
+    column)."""
     return data.StructLayout({
-        "column": unsigned(address_bits(config.pointer_depth)),
+        "column": unsigned(address_bits(config.pointer_depth)),     # the block's index
         "values": BroadcastValues(config),
         "target": unsigned(1),
         "bank": unsigned(1),         # the gate accumulators' bank (ACCUMULATOR_BANKS)
@@ -99,12 +111,25 @@ def StreamSectionsLayout(config):
                               for name, width, _ in MemoryMap(config).stream_fields})
 
 
-def WritePortSignature(address_width, shape):
+def WritePortSignature(address_width, shape, granularity=None):
     """A memory write request, seen from its writer: Amaranth's own memory write port
-    signature (``addr``, ``data``, ``en``), flipped, so that a unit that writes declares it
-    ``Out`` and one whose memory takes the writes ``In``, and either joins a memory's own
-    write port with ``wiring.connect``."""
-    return WritePort.Signature(addr_width=address_width, shape=shape).flip()
+    signature (``addr``, ``data``, ``en``; with ``granularity``, an enable per that many
+    elements of an array ``shape``), flipped, so that a unit that writes declares it ``Out``
+    and one whose memory takes the writes ``In``, and either joins a memory's own write port
+    with ``wiring.connect``."""
+    return WritePort.Signature(addr_width=address_width, shape=shape,
+                               granularity=granularity).flip()
+
+
+def write_element(m, element, block, block_columns):
+    """Drive ``block`` (a write port of a memory of blocks: :func:`BlockValues` words, an
+    enable per column) from ``element`` (a write request of one column's word at a column
+    address): the block's word at the address over ``block_columns``, its column's enable."""
+    bits = (block_columns - 1).bit_length()
+    m.d.comb += [block.addr.eq(element.addr >> bits),
+                 block.en.eq(element.en << (element.addr[:bits] if bits else 0))]
+    for column in range(block_columns):
+        m.d.comb += block.data[column].eq(element.data)
 
 
 #: Banks of gate accumulators: a frame step's gate products go to the bank of its parity (its

@@ -76,7 +76,8 @@ from .pipeline import delay
 
 __all__ = ["ProcessingElement", "MultiplyAccumulate", "Previous", "COLUMN_QUEUE_DEPTH",
            "QUEUE_CYCLES", "COLUMN_STAGE_CYCLES", "FETCH_CYCLES", "DECODE_CYCLES",
-           "PICK_CYCLES", "FENCE_EXIT_CYCLES", "issue_latency", "fence_latency"]
+           "PICK_CYCLES", "FENCE_EXIT_CYCLES", "ADDER_LEVELS_PER_STAGE", "tree_stages",
+           "forwarded", "issue_latency", "fence_latency"]
 
 #: Columns the column stage may run ahead of the multiplier: the column queue's depth.
 COLUMN_QUEUE_DEPTH = 4
@@ -96,9 +97,12 @@ FETCH_CYCLES = 2
 DECODE_CYCLES = 1
 #: From the word queue's head to the issue register: the pick.
 PICK_CYCLES = 1
-#: From a fence in the issue register to ``fences`` counting it: the product and add stages,
-#: which it follows behind the entries issued before it, then the count's register.
+#: From a fence in the issue register to ``fences`` counting it, with entries of one column:
+#: the product and add stages, which it follows behind the entries issued before it, then the
+#: count's register. The sum of a block entry's products adds :func:`tree_stages`.
 FENCE_EXIT_CYCLES = 3
+#: Levels of pairwise adders in one stage of the sum of a block entry's products.
+ADDER_LEVELS_PER_STAGE = 2
 #: Columns between the pointer read and the fetch stage besides the queue: the pointers on
 #: the banks' outputs, registered, and the queue's output register.
 _COLUMN_STAGES = 2
@@ -107,6 +111,13 @@ _COLUMN_STAGES = 2
 #: flight.
 _WORD_QUEUE = 7
 _VALUES_IN_FLIGHT = 8
+
+
+def tree_stages(config):
+    """Stages the sum of a block entry's products takes beyond the one register that holds a
+    single product (``ADDER_LEVELS_PER_STAGE`` levels of pairs each)."""
+    levels = (config.block_columns - 1).bit_length()
+    return max(0, -(-levels // ADDER_LEVELS_PER_STAGE) - 1)
 
 
 def issue_latency(config):
@@ -120,7 +131,7 @@ def issue_latency(config):
 def fence_latency(config):
     """Cycles from a fence's broadcast to ``fences`` counting it, in a PE with nothing else
     to do; each entry queued before it delays it a cycle more."""
-    return issue_latency(config) + FENCE_EXIT_CYCLES
+    return issue_latency(config) + FENCE_EXIT_CYCLES + tree_stages(config)
 
 
 def _tree_sum(values):
@@ -132,31 +143,43 @@ def _tree_sum(values):
 
 
 class Previous(enum.IntEnum):
-    """Where the add stage finds a row's previous value (see :class:`MultiplyAccumulate`)."""
+    """Where the add stage finds a row's previous value (see :class:`MultiplyAccumulate`);
+    ``FORWARDED + d`` is the sum written ``d + 1`` cycles before."""
     ZERO = 0            # the row was cleared by a readout (or a reset) and not written since
     MEMORY = 1          # the accumulator memory, read when the entry was issued
-    LAST = 2            # the sum written in the previous cycle (the same row, back to back)
-    SECOND = 3          # the sum written two cycles before
+    FORWARDED = 2       # the sum written in the previous cycle (the same row, back to back)
+
+
+def forwarded(config):
+    """Sums the add stage may take from its own last results instead of the accumulator
+    memory: those of the entries issued in the cycles between an entry's read of the memory
+    and its add."""
+    return 2 + tree_stages(config)
 
 
 class MultiplyAccumulate(wiring.Component):
-    """One channel's multiply-add in a PE: product, the row's previous value, and the sum.
+    """One channel's multiply-add in a PE: the products of an entry's weights with its block's
+    activations, their sum, the row's previous value, and the new sum.
 
-    An entry issued in cycle u is multiplied in cycle u (registered), held for a cycle, and
-    added in cycle u + 2 to the row's previous value, which ``previous`` selects (the same for
-    every channel, so the PE decides it once): the memory's value read in cycle u misses the
-    sums of the two entries issued just before, written in cycles u + 1 and u; those are
-    forwarded from ``total``'s last two values instead.
+    An entry issued in cycle u is multiplied in cycle u (registered), its products summed
+    over ``tree_stages + 1`` cycles (a stage adds at most two levels of pairs; with one
+    column per entry the sum is the product, held a cycle), and added in cycle u + 2 +
+    tree_stages to the row's previous value, which ``previous`` selects (the same for every
+    channel, so the PE decides it once): the memory's value read in cycle u misses the sums
+    of the :func:`forwarded` entries issued just before; those come from ``total``'s last
+    values instead.
 
     Members
     -------
-    weight : In(signed(weight_bits + max_align)), value : In(signed(activation_bits + delta))
-        The entry issued this cycle, shifted by its column's alignment, and this channel's
-        activation for its column (with delta units, its change: a bit wider).
+    weights : In(ArrayLayout(signed(weight_bits + max_align), block_columns))
+        The entry issued this cycle, shifted by its block's alignment.
+    values : In(ArrayLayout(signed(activation_bits + delta), block_columns))
+        This channel's activations for the entry's block (with delta units, their changes: a
+        bit wider).
     stored : In(signed(accumulator_bits))
         At the add stage: the row's value from the accumulator memory.
-    previous : In(Previous)
-        At the add stage: where the row's previous value is.
+    previous : In(range(Previous.FORWARDED + forwarded(config)))
+        At the add stage: where the row's previous value is (:class:`Previous`).
     total : Out(signed(accumulator_bits))
         The row's new value (written back by the PE when the add stage holds an entry).
     """
@@ -164,33 +187,47 @@ class MultiplyAccumulate(wiring.Component):
     def __init__(self, config):
         self.config = config
         super().__init__({
-            "weight": In(signed(config.weight_bits + config.max_align)),
-            "value": In(signed(config.activation_bits + config.delta)),
+            "weights": In(data.ArrayLayout(signed(config.weight_bits + config.max_align),
+                                           config.block_columns)),
+            "values": In(data.ArrayLayout(signed(config.activation_bits + config.delta),
+                                          config.block_columns)),
             "stored": In(signed(config.accumulator_bits)),
-            "previous": In(Previous),
+            "previous": In(range(Previous.FORWARDED + forwarded(config))),
             "total": Out(signed(config.accumulator_bits)),
         })
 
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        # The compiler bounds every row's sum, so a product (one term of it) fits the
-        # accumulator's width whatever its alignment.
-        product = Signal(signed(min(config.product_bits + config.delta + config.max_align,
-                                    config.accumulator_bits)))
-        added = Signal.like(product)
-        m.d.sync += [product.eq(self.weight * self.value), added.eq(product)]
-        last = Signal.like(self.total)
-        second = Signal.like(self.total)
-        m.d.sync += [last.eq(self.total), second.eq(last)]
+        # The compiler bounds every row's sum, so a product, and a sum of an entry's products
+        # (each a term of the row's sum), fit the accumulator's width whatever the alignment.
+        width = min(config.product_bits + config.delta + config.max_align
+                    + (config.block_columns - 1).bit_length(), config.accumulator_bits)
+        terms = []
+        for column in range(config.block_columns):
+            product = Signal(signed(width), name=f"product{column}")
+            m.d.sync += product.eq(self.weights[column] * self.values[column])
+            terms.append(product)
+        # The products' sum, two levels of pairs per stage, each stage registered.
+        for stage in range(tree_stages(config) + 1):
+            for _ in range(ADDER_LEVELS_PER_STAGE):
+                terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                         for i in range(0, len(terms), 2)]
+            summed = [Signal(signed(width), name=f"sum{stage}_{i}") for i in range(len(terms))]
+            m.d.sync += [register.eq(term) for register, term in zip(summed, terms)]
+            terms = summed
+        added, = terms
+        recent = [Signal.like(self.total, name=f"forwarded{d}")
+                  for d in range(forwarded(config))]
+        m.d.sync += [recent[0].eq(self.total)]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(recent, recent[1:])]
         previous = Signal.like(self.total)
         with m.Switch(self.previous):
             with m.Case(Previous.MEMORY):
                 m.d.comb += previous.eq(self.stored)
-            with m.Case(Previous.LAST):
-                m.d.comb += previous.eq(last)
-            with m.Case(Previous.SECOND):
-                m.d.comb += previous.eq(second)
+            for d, value in enumerate(recent):
+                with m.Case(Previous.FORWARDED + d):
+                    m.d.comb += previous.eq(value)
         m.d.comb += self.total.eq(previous + added)
         return m
 
@@ -278,8 +315,9 @@ class ProcessingElement(wiring.Component):
 
         # A word of the word queue: its entries' weights and accumulator rows, which slots
         # hold a real entry, and the column's flags.
+        entry_weights = data.ArrayLayout(signed(config.weight_bits), config.block_columns)
         word_layout = data.StructLayout({
-            "weights": data.ArrayLayout(signed(config.weight_bits), slots),
+            "weights": data.ArrayLayout(entry_weights, slots),
             "rows": data.ArrayLayout(unsigned(accumulator_row_bits(config)), slots),
             "real": unsigned(slots),
             "target": unsigned(1),
@@ -288,7 +326,7 @@ class ProcessingElement(wiring.Component):
         })
         u = SimpleNamespace(slot_bits=slot_bits, slots=slots, layout=layout, mm=mm,
                             pointer_bits=pointer_bits, values_layout=values_layout,
-                            word_layout=word_layout)
+                            word_layout=word_layout, entry_weights=entry_weights)
         self._activation_queue(m, u)
         self._column_stage(m, u)
         self._fetch_stage(m, u)
@@ -487,7 +525,7 @@ class ProcessingElement(wiring.Component):
         config = self.config
         offset_bits = (u.slots << config.index_bits).bit_length()    # up to slots * 2**index
         decoded_word = Signal(data.StructLayout({
-            "weights": data.ArrayLayout(signed(config.weight_bits), u.slots),
+            "weights": data.ArrayLayout(u.entry_weights, u.slots),
             "offsets": data.ArrayLayout(unsigned(offset_bits), u.slots),
             "rows": unsigned(offset_bits),                          # rows the word walks over
             "real": unsigned(u.slots), "first": unsigned(1), "target": unsigned(1),
@@ -499,14 +537,16 @@ class ProcessingElement(wiring.Component):
         with m.If(u.loaded):
             # Slot k's offset is its run plus every earlier valid slot's run and entry: the
             # earlier slots' sums are a tree of pairwise sums, so the decode stays shallow.
+            # An entry is its weights, the first column's lowest, then its run; an entry of
+            # zero weights is padding.
             runs, steps = [], []
+            weight_bits = config.block_columns * config.weight_bits
             for slot in range(u.slots):
                 raw = u.entry_data.word_select(slot, config.entry_bits)
-                weight = raw[:config.weight_bits].as_signed()
-                runs.append(raw[config.weight_bits:])
-                steps.append(Mux(flags.valid[slot], raw[config.weight_bits:] + 1, 0))
-                m.d.sync += decoded_word.weights[slot].eq(weight)
-                real.append(flags.valid[slot] & (weight != 0))
+                runs.append(raw[weight_bits:])
+                steps.append(Mux(flags.valid[slot], raw[weight_bits:] + 1, 0))
+                m.d.sync += decoded_word.weights[slot].eq(raw[:weight_bits])
+                real.append(flags.valid[slot] & (raw[:weight_bits] != 0))
             for slot in range(u.slots):
                 m.d.sync += decoded_word.offsets[slot].eq(_tree_sum(steps[:slot] + [runs[slot]]))
             m.d.sync += [
@@ -568,28 +608,28 @@ class ProcessingElement(wiring.Component):
         with m.Elif(pick):
             m.d.sync += issued.eq(issued | lowest)
 
-        # The issue register: the entry picked (its weight, its row and its column's
+        # The issue register: the entry picked (its weights, its row and its block's
         # activations) or a fence, presented to the accumulator memory and the multipliers.
         entry_valid = Signal()
         entry_fence = Signal()
-        entry_weight = Signal(signed(config.weight_bits))
+        entry_weights = Signal(u.entry_weights)
         entry_row = Signal(accumulator_row_bits(config))
         entry_values = Signal(u.values_layout)
-        chosen_weight, chosen_row = 0, 0
+        chosen_weights, chosen_row = 0, 0
         for slot in range(u.slots):
-            chosen_weight |= Mux(lowest[slot], head_word.weights[slot].as_unsigned(), 0)
+            chosen_weights |= Mux(lowest[slot], head_word.weights[slot].as_value(), 0)
             chosen_row |= Mux(lowest[slot], head_word.rows[slot], 0)
         with m.If(advance):
             m.d.sync += [entry_valid.eq(pick),
                          entry_fence.eq(u.words.r_rdy & head_word.fence)]
             with m.If(pick):
-                m.d.sync += [entry_weight.eq(chosen_weight), entry_row.eq(chosen_row),
+                m.d.sync += [entry_weights.eq(chosen_weights), entry_row.eq(chosen_row),
                              entry_values.eq(u.in_flight.r_data)]
         u.issue = entry_valid & advance
         u.issue_fence = entry_fence & advance
         u.entry_valid, u.entry_fence = entry_valid, entry_fence
         u.issue_row, u.stall = entry_row, self.readout_enable
-        u.entry_weight, u.values = entry_weight, data.View(u.values_layout, entry_values)
+        u.entry_weights, u.values = entry_weights, data.View(u.values_layout, entry_values)
 
     def _accumulate_stage(self, m, u):
         """The multiply-add: product and add stages with forwarding, the cleared flags, the
@@ -606,48 +646,58 @@ class ProcessingElement(wiring.Component):
         # is a flag per row, shared by the channels, instead of a write of zeros.
         cleared = Signal(accumulator_rows(config))
 
-        # Product stage (cycle u + 1) and add stage (u + 2) of an entry issued in cycle u.
-        product_valid, add_valid, written_valid = Signal(), Signal(), Signal()
-        product_row = Signal.like(u.issue_row)
-        add_row = Signal.like(u.issue_row)
-        written_row = Signal.like(u.issue_row)      # the row the add stage wrote last cycle
+        # An entry issued in cycle u: its products in cycle u + 1, their sum through the tree's
+        # stages, its add in cycle u + 2 + tree_stages (MultiplyAccumulate); its row beside it.
+        stages = 1 + tree_stages(config)                 # from the products to the add
+        valid = [u.issue] + [Signal(name=f"valid_s{j}") for j in range(1, stages + 2)]
+        row = [u.issue_row] + [Signal.like(u.issue_row, name=f"row_s{j}")
+                               for j in range(1, stages + 2)]
+        for j in range(1, stages + 2):
+            m.d.sync += [valid[j].eq(valid[j - 1]), row[j].eq(row[j - 1])]
+        add_valid, add_row = valid[stages + 1], row[stages + 1]
+        # The rows the add stage wrote in the cycles before (1, 2, ...: as many as the sums
+        # it forwards, less the one it adds now).
+        written = [(add_valid, add_row)] + [
+            (delay(m, add_valid, d, f"written_valid{d}"), delay(m, add_row, d, f"written_row{d}"))
+            for d in range(1, forwarded(config))]
         # The row's cleared flag is looked up in the issue cycle, from the issue register: a
-        # write in that cycle that clears it is forwarded (SECOND) anyway, and a readout in
-        # that cycle cannot be (it stalls the issue).
-        product_cleared = Signal()
-        m.d.sync += product_cleared.eq(cleared.bit_select(u.issue_row, 1))
-        m.d.sync += [
-            product_valid.eq(u.issue), product_row.eq(u.issue_row),
-            add_valid.eq(product_valid), add_row.eq(product_row),
-            written_valid.eq(add_valid), written_row.eq(add_row),
-        ]
-        stored = Signal(ChannelAccumulators(config))
-        m.d.sync += stored.eq(read.data)          # read in cycle u, used in cycle u + 2
-        previous = Signal(Previous)
-        with m.If(add_valid & (add_row == product_row)):
-            m.d.sync += previous.eq(Previous.LAST)
-        with m.Elif(written_valid & (written_row == product_row)):
-            m.d.sync += previous.eq(Previous.SECOND)
-        with m.Elif(product_cleared):
-            m.d.sync += previous.eq(Previous.ZERO)
+        # write after that which clears it is forwarded anyway, and a readout in that cycle
+        # cannot be (it stalls the issue).
+        was_cleared = delay(m, cleared.bit_select(u.issue_row, 1), stages, "was_cleared")
+        # The memory is read in cycle u, its value on the port in cycle u + 1, and it waits
+        # for the add.
+        stored = delay(m, read.data, stages, "stored")
+        # Where the row's previous value is, decided the cycle before the add: the latest sum
+        # written to the row that the memory's read missed, else the memory or zero.
+        previous = Signal(range(Previous.FORWARDED + forwarded(config)))
+        deciding = row[stages]
+        choices = [(was_written & (written_row == deciding), Previous.FORWARDED + d)
+                   for d, (was_written, written_row) in enumerate(written)]
+        choices.append((was_cleared, Previous.ZERO))
+        for index, (condition, source) in enumerate(choices):
+            with (m.If if index == 0 else m.Elif)(condition):
+                m.d.sync += previous.eq(source)
         with m.Else():
             m.d.sync += previous.eq(Previous.MEMORY)
 
-        # The entry's weight shifted onto the accumulator grid: once for every channel, into
+        # The entry's weights shifted onto the accumulator grid: once for every channel, into
         # the multipliers (a product's alignment is its weight's).
-        aligned_weight = Signal(signed(config.weight_bits + config.max_align))
-        m.d.comb += aligned_weight.eq(u.entry_weight << u.values.align)
+        aligned = Signal(data.ArrayLayout(signed(config.weight_bits + config.max_align),
+                                          config.block_columns))
+        for column in range(config.block_columns):
+            m.d.comb += aligned[column].eq(u.entry_weights[column] << u.values.align)
         totals = Signal(ChannelAccumulators(config))
         for channel in range(config.channels):
             arithmetic = MultiplyAccumulate(config)
             m.submodules[f"channel{channel}"] = arithmetic
             m.d.comb += [
-                arithmetic.weight.eq(aligned_weight),
-                arithmetic.value.eq(u.values.values[channel]),
-                arithmetic.stored.eq(stored[channel]),
+                arithmetic.weights.eq(aligned),
+                arithmetic.stored.eq(data.View(ChannelAccumulators(config), stored)[channel]),
                 arithmetic.previous.eq(previous),
                 totals[channel].eq(arithmetic.total),
             ]
+            for column in range(config.block_columns):
+                m.d.comb += arithmetic.values[column].eq(u.values.values[column][channel])
         m.d.comb += [write.addr.eq(add_row), write.data.eq(totals), write.en.eq(add_valid)]
 
         readout_cleared = Signal()
@@ -661,19 +711,19 @@ class ProcessingElement(wiring.Component):
             read_mask = Cat(u.stall & (self.readout_row == row) for row in range(len(cleared)))
             m.d.sync += cleared.eq((cleared & ~written_mask) | read_mask)
 
-        # A fence leaves when the products issued before it are written: two cycles later.
-        fence_product = Signal()
-        fence_add = Signal()
-        m.d.sync += [fence_product.eq(u.issue_fence), fence_add.eq(fence_product)]
+        # A fence leaves when the products issued before it are written: as they reach the
+        # add stage.
+        fence = [u.issue_fence] + [Signal(name=f"fence_s{j}") for j in range(1, stages + 2)]
+        m.d.sync += [fence[j].eq(fence[j - 1]) for j in range(1, stages + 2)]
         fences = Signal(FENCE_BITS)
-        with m.If(fence_add):
+        with m.If(fence[stages + 1]):
             m.d.sync += fences.eq(fences + 1)
         m.d.comb += self.fences.eq(fences)
 
         m.d.comb += self.idle.eq(
             (u.queue.level == 0) & ~u.looked_up & ~u.pointed & (u.columns.level == 0)
             & ~u.fetched & ~u.loaded & ~u.decoded & (u.words.level == 0) & ~u.entry_valid
-            & ~u.entry_fence & ~fence_product & ~fence_add & ~product_valid & ~add_valid)
+            & ~u.entry_fence & ~Cat(valid[1:]).any() & ~Cat(fence[1:]).any())
 
     # ---- Streamed entries -------------------------------------------------------------------
     #

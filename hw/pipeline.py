@@ -8,7 +8,7 @@ already in flight (credit-based flow control), which :func:`credited_issue` buil
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Signal, Value, signed
+from amaranth.hdl import Mux, Signal, Value, signed
 from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
@@ -69,3 +69,19 @@ def credited_issue(m, *, start, length, emit, output_space, latency, name, allow
     m.d.sync += in_flight.eq(in_flight + issue - finish)
     busy = (index < registered_length) | (in_flight != 0)
     return CreditedIssue(index, issue, finish, busy, registered_length, registered_emit)
+
+
+def produced_words(m, *, start, finished, length, block_columns, name):
+    """Words of a vector that a unit writing one column of it per ``finished`` has written
+    whole so far (restarting at ``start``): a word holds ``block_columns`` columns, and the
+    last, partial word is whole once all ``length`` columns are written. A reader that follows
+    the unit reads a word once it is whole; a register's output."""
+    written = Signal.like(length, name=f"{name}_written")
+    with m.If(start):
+        m.d.sync += written.eq(0)
+    with m.Elif(finished):
+        m.d.sync += written.eq(written + 1)
+    bits = (block_columns - 1).bit_length()
+    if not bits:
+        return written
+    return Mux(written == length, (written + block_columns - 1) >> bits, written >> bits)

@@ -22,6 +22,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import count_bits
+from ..sw.contract.placement import Placement
 from .broadcast import Follow, ReadJobLayout
 from .layouts import DescriptorLayout, Target
 from .receiver import SLOTS
@@ -106,7 +107,8 @@ class FrameSequencer(wiring.Component):
             "loader_busy": In(1),
             "frames_waiting": In(1),
             "load_enable": Out(1),
-            "critical_jobs": Out(stream.Signature(ReadJobLayout(config, config.vector_depth))),
+            "critical_jobs": Out(stream.Signature(
+                ReadJobLayout(config, config.vector_depth // config.block_columns))),
             "critical_busy": In(1),
             "fenced": In(1),
             "filled": In(SLOTS),
@@ -141,7 +143,12 @@ class FrameSequencer(wiring.Component):
         frame_producer = Signal(2)          # who writes the last layer's y of the last step
         layers_one = Signal()               # the model has a single layer
 
+        placement = Placement.of(config)
+
         def start_read(base, length, column_base, target, align, follow, masked=0, theta=None):
+            """A read job of the vector of ``length`` columns from column ``base`` (in the
+            vector memory, a word a block of columns) to blocks of columns from
+            ``column_base``."""
             jobs = self.critical_jobs
             if config.delta:
                 m.d.comb += [jobs.payload.delta.eq(desc.delta), jobs.payload.theta.eq(theta),
@@ -149,8 +156,8 @@ class FrameSequencer(wiring.Component):
             m.d.comb += [
                 jobs.valid.eq(1),
                 jobs.payload.align.eq(align),
-                jobs.payload.base.eq(base),
-                jobs.payload.length.eq(length),
+                jobs.payload.base.eq(base >> placement.block_bits),
+                jobs.payload.length.eq(placement.blocks(length)),
                 jobs.payload.column_base.eq(column_base),
                 jobs.payload.target.eq(target),
                 jobs.payload.bank.eq(self.slot),
@@ -196,7 +203,7 @@ class FrameSequencer(wiring.Component):
                 # reads the other bank's gate accumulators. Channels beginning a sequence read
                 # y_{t-1} as zero.
                 start_read(desc.recurrent_base, desc.recurrent,
-                           desc.column_base + desc.inputs, Target.GATES,
+                           desc.column_base + placement.blocks(desc.inputs), Target.GATES,
                            desc.recurrent_align,
                            Mux(layers_one, frame_producer, Follow.NONE), masked=1,
                            theta=desc.theta_h)
@@ -231,7 +238,8 @@ class FrameSequencer(wiring.Component):
                         m.next = "LAYER_DONE"
             with m.State("PROJECTION"):
                 start_read(desc.cell_output_base, desc.cells,
-                           desc.column_base + desc.inputs + desc.recurrent, Target.PROJECTION,
+                           desc.column_base + placement.blocks(desc.inputs)
+                           + placement.blocks(desc.recurrent), Target.PROJECTION,
                            desc.projection_align, Follow.CELLS, theta=desc.theta_m)
                 with m.If(self.critical_jobs.ready):
                     m.next = "PROJECTION_FENCE"
@@ -298,7 +306,7 @@ class FillerControl(wiring.Component):
     def __init__(self, config):
         self.config = config
         descriptor = DescriptorLayout(config)
-        layout = ReadJobLayout(config, SLOTS * config.input_depth)
+        layout = ReadJobLayout(config, SLOTS * config.input_depth // config.block_columns)
         super().__init__({
             "slot": In(range(SLOTS)),
             "frame_running": In(1),
@@ -329,7 +337,9 @@ class FillerControl(wiring.Component):
         filler_slot = Signal(range(SLOTS))
         # The jobs keep the other fields at their reset values: products to the gate
         # accumulators (Target.GATES), following no producer (Follow.NONE), unmasked.
-        m.d.comb += [self.jobs.payload.length.eq(self.inputs),
+        placement = Placement.of(config)
+        slot_words = config.input_depth // config.block_columns
+        m.d.comb += [self.jobs.payload.length.eq(placement.blocks(self.inputs)),
                      self.jobs.payload.column_base.eq(self.column_base),
                      self.jobs.payload.align.eq(self.align)]
         if config.delta:
@@ -347,7 +357,7 @@ class FillerControl(wiring.Component):
         with m.If(~self.pending):
             with m.If(current_ok):
                 m.d.comb += [self.jobs.valid.eq(1),
-                             self.jobs.payload.base.eq(slot * config.input_depth),
+                             self.jobs.payload.base.eq(slot * slot_words),
                              self.jobs.payload.bank.eq(slot)]
                 if config.delta:
                     # A state loaded before this step renews every channel.
@@ -359,7 +369,7 @@ class FillerControl(wiring.Component):
                     m.d.sync += [self.pending.eq(1), filler_slot.eq(slot)]
             with m.Elif(following_ok):
                 m.d.comb += [self.jobs.valid.eq(1),
-                             self.jobs.payload.base.eq(following * config.input_depth),
+                             self.jobs.payload.base.eq(following * slot_words),
                              self.jobs.payload.bank.eq(following)]
                 if config.delta:
                     m.d.comb += self.jobs.payload.renew.eq(self.starts[following])

@@ -23,7 +23,7 @@ from ..sw.contract.memory_map import address_bits, count_bits
 from ..sw.contract.placement import Placement
 from .fixed import requantize
 from .layouts import ChannelAccumulators, ChannelValues, WritePortSignature
-from .pipeline import credited_issue, delay, output_queue_members
+from .pipeline import credited_issue, delay, output_queue_members, produced_words
 from .readout import ROW_LATENCY, RowRequestSignature
 
 __all__ = ["ProjectionWriteback", "latency"]
@@ -46,7 +46,8 @@ class ProjectionWriteback(wiring.Component):
         if ``emit``, to the output queue.
     busy : Out(1)
     produced : Out
-        Rows written to the vector memory so far (a reader may follow it).
+        Words of the vector memory written whole so far (a reader may follow it;
+        :func:`~ese.hw.pipeline.produced_words`).
     accumulator : Out(RowRequestSignature)
         Readout request of one PE's projection row (cleared after the read); the row arrives
         one cycle after the request.
@@ -116,13 +117,9 @@ class ProjectionWriteback(wiring.Component):
                                              config.activation_format)),
             ]
         valid2 = counter.finish
-        produced = Signal.like(self.produced)
-        with m.If(self.start):
-            m.d.sync += produced.eq(0)
-        with m.Elif(valid2):
-            m.d.sync += produced.eq(produced + 1)
         m.d.comb += [
-            self.produced.eq(produced),
+            self.produced.eq(produced_words(m, start=self.start, finished=valid2, length=rows,
+                                            block_columns=config.block_columns, name="row")),
             self.vector_write.addr.eq(delay(m, output_base + index, total, "address2")),
             self.vector_write.data.eq(value),
             self.vector_write.en.eq(valid2),

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 from amaranth.hdl import Module, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -13,7 +13,14 @@ import ese
 from ese.hw.activation import ActivationTable
 from ese.hw.broadcast import BroadcastArbiter, Follow, VectorReader
 from ese.hw.cell import CellUnit, latency, state_latency
-from ese.hw.layouts import GATES, ChannelAccumulators, Target, accumulator_row, accumulator_rows
+from ese.hw.layouts import (
+    GATES,
+    BlockValues,
+    ChannelAccumulators,
+    Target,
+    accumulator_row,
+    accumulator_rows,
+)
 from ese.hw.loader import WeightLoader
 from ese.hw.pe import ProcessingElement, fence_latency
 from ese.hw.readout import AccumulatorReadout
@@ -79,7 +86,10 @@ def _pe_matrix(rows, columns, rng):
 
 
 def _beat(column, values, target, bank=0):
-    """A broadcast payload carrying one beat."""
+    """A broadcast payload carrying one beat of one column: ``values`` per channel, or per
+    column of the block and channel."""
+    if not isinstance(values[0], list):
+        values = [values]
     return {"beat": {"column": column, "values": values, "target": target, "bank": bank},
             "fence": 0}
 
@@ -403,8 +413,8 @@ class ReaderHarness(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.unit = unit = self.unit
-        memory = Memory(shape=data.ArrayLayout(signed(16), 1), depth=64,
-                        init=[[v] for v in self.contents])
+        memory = Memory(shape=BlockValues(self.unit.config), depth=64,
+                        init=[[[v]] for v in self.contents])
         m.submodules.vector = memory
         port = memory.read_port()
         m.d.comb += [port.addr.eq(unit.read_address), port.en.eq(unit.read_enable),
@@ -439,7 +449,7 @@ def test_vector_reader_skips_zeros_follows_its_producer_and_honours_back_pressur
     async def sink(ctx):
         for _ in range(sum(1 for v in values + second if v)):
             payload = await stream_get(ctx, unit.activations, stalls)
-            received.append((payload.column, payload.values[0], payload.target))
+            received.append((payload.column, payload.values[0][0], payload.target))
         await ctx.tick().repeat(5)
         received.append(("busy", ctx.get(unit.busy)))
 
@@ -459,9 +469,9 @@ def test_arbiter_puts_fences_before_critical_before_filler():
     async def bench(ctx):
         ctx.set(dut.broadcast.ready, 1)
         ctx.set(dut.critical.valid, 1)
-        ctx.set(dut.critical.payload, {"column": 1, "values": [10], "target": 0})
+        ctx.set(dut.critical.payload, {"column": 1, "values": [[10]], "target": 0})
         ctx.set(dut.filler.valid, 1)
-        ctx.set(dut.filler.payload, {"column": 2, "values": [20], "target": 1})
+        ctx.set(dut.filler.payload, {"column": 2, "values": [[20]], "target": 1})
         ctx.set(dut.fence_request, 1)
         await ctx.tick()
         ctx.set(dut.fence_request, 0)

@@ -11,6 +11,7 @@ from helpers import hardware
 CONFIGURATIONS = {
     "resident": dict(pes=4, channels=2),
     "streamed": dict(pes=4, channels=2, stream_window=8, memory_data_bits=256),
+    "blocks": dict(pes=8, channels=2, block_columns=8),
 }
 
 

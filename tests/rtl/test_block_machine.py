@@ -1,0 +1,105 @@
+"""Block entries in Verilator: entries of several columns (Config.block_columns) on random
+configurations, bit-exact with the golden model under stalls.
+
+The configurations are drawn once, from a fixed seed, over the parameters' ranges (PEs, columns
+per entry, channels) and the kinds of model (LSTM; LSTMP with peepholes, two layers; GRU, two
+layers); each is a Verilator build. Every case loads an initial state into one channel,
+restarts another mid-run, and reads the final states back out of the hardware.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from torch import nn
+
+import ese
+from ese.hw.timing import hardware_timing
+from ese.sw.compiler.performance import predict_performance
+
+from helpers import FLOAT_TOLERANCE, frames, hardware
+
+MODELS = {
+    "lstm": lambda: nn.LSTM(13, 22),
+    "lstmp-peepholes-2-layers": lambda: ese.PeepholeLSTM(13, 22, proj_size=9, num_layers=2),
+    "gru-2-layers": lambda: nn.GRU(13, 30, num_layers=2),
+}
+
+
+def _draw(count, seed):
+    """``count`` configurations: every model kind and every entry width appears, the PE and
+    channel counts drawn."""
+    rng = random.Random(seed)
+    kinds, widths = list(MODELS), [2, 4, 8, 16]
+    rng.shuffle(kinds)
+    rng.shuffle(widths)
+    return [{"model": kinds[i % len(kinds)], "block_columns": widths[i % len(widths)],
+             "pes": rng.choice([2, 4, 8]), "channels": rng.choice([1, 2])}
+            for i in range(count)]
+
+
+CASES = _draw(4, seed=2026)
+
+
+def _case_id(case):
+    return "{model}-{pes}-pes-{block_columns}-columns-{channels}-channels".format(**case)
+
+
+def _compiled(case):
+    config = hardware(case["pes"], block_columns=case["block_columns"],
+                      channels=case["channels"])
+    return ese.compile(MODELS[case["model"]](), config, density=0.3)
+
+
+def _random_state(program, rng):
+    layers = program.model.layers
+    h = rng.uniform(-0.9, 0.9, size=(len(layers), layers[0].outputs))
+    if layers[0].is_gru:
+        return h
+    return h, rng.uniform(-3, 3, size=(len(layers), layers[0].cells))
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_block_entries_are_bit_exact_with_states_loaded_and_read_back(case):
+    program = _compiled(case)
+    assert program.config.block_columns == case["block_columns"]
+    rng = np.random.default_rng(3)
+    inputs = program.inputs
+    x = frames(7, inputs, seed=1)
+    states = [_random_state(program, rng)]
+    runs = [x]
+    if case["channels"] == 2:
+        # The second channel restarts mid-run from zero state.
+        runs.append([frames(3, inputs, seed=2), frames(4, inputs, seed=3)])
+        states.append(None)
+    result = program.simulate(runs, state=states, stall_probability=0.25, seed=5,
+                              return_state=True)
+    assert result.mismatches == 0
+    outputs, final = result.outputs, result.state      # each channel's
+    assert np.array_equal(outputs[0][0], program.predict(x, state=states[0]))
+    ends = [program.predict(x, state=states[0], return_state=True)[1]]
+    if case["channels"] == 2:
+        assert np.array_equal(outputs[1][0], program.predict(runs[1][0]))
+        assert np.array_equal(outputs[1][1], program.predict(runs[1][1]))
+        ends.append(program.predict(runs[1][1], return_state=True)[1])
+    for channel, end in enumerate(ends):
+        got = final[channel]
+        if program.model.layers[0].is_gru:
+            assert np.array_equal(got, end)
+        else:
+            assert np.array_equal(got[0], end[0]) and np.array_equal(got[1], end[1])
+    assert np.abs(program.predict(x) - program.float_reference(x)).max() < FLOAT_TOLERANCE
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_the_model_predicts_the_block_machine_to_the_cycle(case):
+    """Without stalls, the performance model's frames after the first equal the RTL's to the
+    cycle: these small layers are bound by the chain, whose every hand-off the model takes
+    from the hardware's own latencies (the sum of a block's products among them)."""
+    program = _compiled(case)
+    x = frames(10, program.inputs, seed=4)
+    trace = []
+    program.predict_codes(program.encode_inputs(x)[0], trace=trace)
+    prediction = predict_performance(program.image, hardware_timing(program.config), trace)
+    result = program.simulate(x)
+    assert result.cycles_per_frame[1:] == prediction.frame_cycles[1:]
