@@ -62,6 +62,7 @@ from .layouts import (
     ChannelValues,
     DescriptorLayout,
     WritePortSignature,
+    drive_write,
     write_element,
 )
 from .loader import WeightLoader
@@ -194,10 +195,14 @@ class LSTMAccelerator(wiring.Component):
                                               depth=SLOTS * config.input_depth // block, init=[])
         m.submodules.vector = vector = Memory(shape=BlockValues(config),
                                               depth=config.vector_depth // block, init=[])
-        m.submodules.cell_state = cell_state = Memory(shape=states, depth=config.cell_depth,
+        # The cell memories hold a word of cell_lanes cells each.
+        lanes = config.cell_lanes
+        m.submodules.cell_state = cell_state = Memory(shape=data.ArrayLayout(states, lanes),
+                                                      depth=config.cell_depth // lanes,
                                                       init=[])
         m.submodules.cell_parameters = cell_parameters = Memory(
-            shape=unsigned(mm.cell_parameter_bits), depth=config.cell_depth, init=[])
+            shape=data.ArrayLayout(unsigned(mm.cell_parameter_bits), lanes),
+            depth=config.cell_depth // lanes, init=[])
         m.submodules.descriptors = descriptors = Memory(
             shape=unsigned(mm.descriptor_bits), depth=config.max_layers, init=[])
 
@@ -297,11 +302,10 @@ class LSTMAccelerator(wiring.Component):
                     self.freed[2 * index].eq(pe.freed[0]),
                     self.freed[2 * index + 1].eq(pe.freed[1]),
                 ]
-        for memory, source in ((u.cell_parameters, u.loader.cell_parameter_write),
-                               (u.descriptors, u.loader.descriptor_write)):
-            port = memory.write_port()
-            m.d.comb += [port.addr.eq(source.addr), port.data.eq(source.data),
-                         port.en.eq(source.en)]
+        # A cell's parameters go into its word's column of the cell parameter memory.
+        write_element(m, u.loader.cell_parameter_write,
+                      u.cell_parameters.write_port(granularity=1), config.cell_lanes)
+        drive_write(m, u.loader.descriptor_write, u.descriptors.write_port())
 
         layout = DescriptorLayout(config)
         descriptor_read = u.descriptors.read_port()
@@ -397,7 +401,7 @@ class LSTMAccelerator(wiring.Component):
         """The cell unit's parameters and state."""
         parameter_read = u.cell_parameters.read_port()
         state_read = u.cell_state.read_port()
-        state_write = u.cell_state.write_port()
+        state_write = u.cell_state.write_port(granularity=1)
         m.d.comb += [
             parameter_read.addr.eq(u.cells.parameter_address),
             u.cells.parameter_data.eq(parameter_read.data),
@@ -405,15 +409,25 @@ class LSTMAccelerator(wiring.Component):
             u.cells.state_data.eq(state_read.data),
         ]
         if u.dump is not None:
-            # A state dump runs only while the cell unit is idle.
+            # A state dump runs only while the cell unit is idle; it reads a cell a cycle,
+            # from its word.
+            bits = (self.config.cell_lanes - 1).bit_length()
             with m.If(u.dump.reading):
-                m.d.comb += state_read.addr.eq(u.dump.state_address)
-            m.d.comb += u.dump.state_data.eq(state_read.data)
+                m.d.comb += state_read.addr.eq(u.dump.state_address >> bits)
+            lane = delay(m, u.dump.state_address[:bits] if bits else 0, 1, "dump_lane")
+            m.d.comb += u.dump.state_data.eq(state_read.data[lane])
         u.state_write = state_write
 
     def _output_queue(self, m, u):
-        """The output queue, filled by the cell unit or the writeback."""
-        output_layout = data.StructLayout({"value": u.words, "last": unsigned(1)})
+        """The output queue, filled by the cell unit, the writeback or the state dump with
+        entries of up to ``cell_lanes`` words, which leave one word a cycle."""
+        config = self.config
+        lanes = config.cell_lanes
+        output_layout = data.StructLayout({
+            "values": data.ArrayLayout(u.words, lanes),
+            "count": range(1, lanes + 1),
+            "last": unsigned(1),
+        })
         m.submodules.output_queue = output_queue = SyncFIFOBuffered(
             width=output_layout.size, depth=self.OUTPUT_QUEUE_DEPTH)
         # The free entries, registered: counted as if this cycle wrote one more (at most one
@@ -423,63 +437,62 @@ class LSTMAccelerator(wiring.Component):
         m.d.sync += space.eq(Mux(full_soon, 0,
                                  self.OUTPUT_QUEUE_DEPTH - 1 - output_queue.level))
         writers = [u.cells, u.writeback] + ([u.dump] if u.dump is not None else [])
-        chosen = Cat(writers[-1].output_value, writers[-1].output_last)
+
+        def entry(writer):
+            return Cat(writer.output_value, writer.output_count, writer.output_last)
+
+        chosen = entry(writers[-1])
         for writer in reversed(writers[:-1]):
-            chosen = Mux(writer.output_valid, Cat(writer.output_value, writer.output_last),
-                         chosen)
+            chosen = Mux(writer.output_valid, entry(writer), chosen)
         m.d.comb += [
             *(writer.output_space.eq(space) for writer in writers),
             output_queue.w_en.eq(Cat(writer.output_valid for writer in writers).any()),
             output_queue.w_data.eq(chosen),
         ]
+        # The head entry's words leave in turn; the entry goes with its last.
         queued = data.View(output_layout, output_queue.r_data)
+        word = Signal(range(lanes))
+        final = word == queued.count - 1
         m.d.comb += [
-            self.frames_out.tdata.eq(queued.value),
-            self.frames_out.tlast.eq(queued.last),
+            self.frames_out.tdata.eq(queued.values[word]),
+            self.frames_out.tlast.eq(queued.last & final),
             self.frames_out.tvalid.eq(output_queue.r_rdy),
-            output_queue.r_en.eq(self.frames_out.tready),
+            output_queue.r_en.eq(self.frames_out.tready & final),
         ]
+        if lanes > 1:
+            with m.If(output_queue.r_rdy & self.frames_out.tready):
+                m.d.sync += word.eq(Mux(final, 0, word + 1))
 
     def _vector_writes(self, m, u):
         """Writes of the vector memory and the cell state: the clear after a reset, else an
-        initial state from the loader, else the cell unit or the writeback. The vector
-        memory's words hold a block of columns each: the units write one column at a time."""
+        initial state from the loader, else the cell unit or the writeback. A word of the
+        vector memory holds a block of columns, one of the cell state ``cell_lanes`` cells: the
+        loader writes one of them at a time, the units a cycle's."""
         config = self.config
         clear = u.sequencer
         vector_write = u.vector.write_port(granularity=1)
-        element = SimpleNamespace(addr=Signal(address_bits(config.vector_depth)),
-                                  data=Signal(ChannelValues(config)), en=Signal())
         loaded_vector, loaded_state = u.loader.vector_write, u.loader.state_write
-        write_element(m, element, vector_write, config.block_columns)
         with m.If(clear.clear_enable):
+            address = clear.clear_address
             m.d.comb += [
-                vector_write.addr.eq(clear.clear_address), vector_write.data.eq(0),
-                vector_write.en.eq(Mux(clear.clear_address < config.vector_depth
-                                       // config.block_columns, -1, 0)),
-                u.state_write.addr.eq(clear.clear_address), u.state_write.data.eq(0),
-                u.state_write.en.eq(clear.clear_address < config.cell_depth),
+                vector_write.addr.eq(address), vector_write.data.eq(0),
+                vector_write.en.eq(Mux(address < config.vector_depth // config.block_columns,
+                                       -1, 0)),
+                u.state_write.addr.eq(address), u.state_write.data.eq(0),
+                u.state_write.en.eq(Mux(address < config.cell_depth // config.cell_lanes,
+                                        -1, 0)),
             ]
         with m.Elif(loaded_vector.en | loaded_state.en):
             # An initial state from the load stream (loads happen only between frame steps,
             # when neither the cell unit nor the writeback writes).
-            m.d.comb += [
-                element.addr.eq(loaded_vector.addr), element.data.eq(loaded_vector.data),
-                element.en.eq(loaded_vector.en),
-                u.state_write.addr.eq(loaded_state.addr), u.state_write.data.eq(loaded_state.data),
-                u.state_write.en.eq(loaded_state.en),
-            ]
+            write_element(m, loaded_vector, vector_write, config.block_columns)
+            write_element(m, loaded_state, u.state_write, config.cell_lanes)
         with m.Else():
-            m.d.comb += [
-                u.state_write.addr.eq(u.cells.state_write.addr),
-                u.state_write.data.eq(u.cells.state_write.data),
-                u.state_write.en.eq(u.cells.state_write.en),
-            ]
-            with m.If(u.cells.vector_write.en):
-                m.d.comb += [element.addr.eq(u.cells.vector_write.addr),
-                             element.data.eq(u.cells.vector_write.data), element.en.eq(1)]
-            with m.Elif(u.writeback.vector_write.en):
-                m.d.comb += [element.addr.eq(u.writeback.vector_write.addr),
-                             element.data.eq(u.writeback.vector_write.data), element.en.eq(1)]
+            drive_write(m, u.cells.state_write, u.state_write)
+            with m.If(u.cells.vector_write.en.any()):
+                drive_write(m, u.cells.vector_write, vector_write)
+            with m.Elif(u.writeback.vector_write.en.any()):
+                drive_write(m, u.writeback.vector_write, vector_write)
 
     def _connect_control(self, m, u):
         """The frame sequencer and the filler control, between the units they drive."""

@@ -29,7 +29,7 @@ Channels run in lock-step: the control is shared and each channel has its own ar
 new sequence in this frame step starts from a zero cell state.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,9 +40,10 @@ from ..sw.contract.arithmetic import (
     tanh_table,
 )
 from ..sw.contract.memory_map import GRU_SLOTS, MemoryMap, address_bits, count_bits
+from ..sw.contract.placement import Placement
 from .activation import ActivationTable
 from .fixed import requantize
-from .layouts import GATES, ChannelValues, WritePortSignature
+from .layouts import GATES, BlockValues, ChannelValues, WritePortSignature, write_columns
 from .pipeline import credited_issue, delay, output_queue_members, produced_words
 from .readout import GateReadout, GateRequestSignature, cell_issue_gap, gate_latency
 
@@ -294,22 +295,31 @@ class CellUnit(wiring.Component):
         Words of the vector memory written whole so far in this layer (a reader may follow
         it; :func:`~ese.hw.pipeline.produced_words`).
     accumulator : Out(GateRequestSignature)
-        Which cell to read the gate accumulators of (every channel's, then cleared); the four
+        Which cells to read the gate accumulators of (every channel's, then cleared); the
         gates arrive :func:`~ese.hw.readout.gate_latency` cycles after the request.
     parameter_address : Out, parameter_data : In
-        Read port of the cell parameter memory (biases, peepholes; shared by the channels),
-        read a cycle before the operands reach the arithmetic, so that they are aligned then.
+        Read port of the cell parameter memory (biases, peepholes; shared by the channels; a
+        word holds ``cell_lanes`` cells), read a cycle before the operands reach the
+        arithmetic, so that they are aligned then.
     state_address : Out, state_data : In
-        Read port of the cell state memory (one state per channel per word).
+        Read port of the cell state memory (a word holds ``cell_lanes`` cells, one state per
+        channel each).
     state_write : Out(WritePortSignature)
-        Write port of the cell state memory: an LSTM's new cell state, or a GRU's h' (the
-        previous h of its next step, kept as an activation code), written with its output.
+        Write port of the cell state memory, an enable per cell: an LSTM's new cell state, or
+        a GRU's h' (the previous h of its next step, kept as an activation code), written
+        with its output.
     vector_write : Out(WritePortSignature)
-        Write port of the activation vector memory (one output per channel per word).
+        Write port of the activation vector memory (a word a block of columns, one output per
+        channel each; an enable per column).
     output_space : In
         Free entries in the output queue.
-    output_valid : Out(1), output_value : Out, output_last : Out(1)
-        A word for the output queue (written without handshake; space is reserved).
+    output_valid : Out(1), output_value : Out, output_count : Out, output_last : Out(1)
+        An entry for the output queue (written without handshake; space is reserved): the
+        cycle's outputs, ``output_count`` of them.
+
+    The unit updates ``cell_lanes`` cells at a time, each lane with its own arithmetic for
+    every channel; a layer's cells start on a word of the cell memories, and the lanes past
+    its last cell write nothing.
     """
 
     def __init__(self, config):
@@ -317,7 +327,9 @@ class CellUnit(wiring.Component):
         self.config = config
         mm = MemoryMap(config)
         cells = address_bits(config.cell_depth)
-        vector = address_bits(config.vector_depth)
+        lanes = config.cell_lanes
+        cell_words = address_bits(config.cell_depth // lanes)
+        vector_words = address_bits(config.vector_depth // config.block_columns)
         states = data.ArrayLayout(signed(config.cell_bits), config.channels)
         carried = {}
         if config.delta:
@@ -329,7 +341,7 @@ class CellUnit(wiring.Component):
             "start": In(1),
             "cells": In(count_bits(config.cell_depth)),
             "cell_base": In(cells),
-            "output_base": In(vector),
+            "output_base": In(address_bits(config.vector_depth)),
             "bias_align": In(config.align_bits),
             "peephole_align": In(config.align_bits),
             "emit": In(1),
@@ -340,12 +352,14 @@ class CellUnit(wiring.Component):
             "busy": Out(1),
             "produced": Out(count_bits(config.cell_depth)),
             "accumulator": Out(GateRequestSignature(config)),
-            "parameter_address": Out(cells),
-            "parameter_data": In(mm.cell_parameter_bits),
-            "state_address": Out(cells),
-            "state_data": In(states),
-            "state_write": Out(WritePortSignature(cells, states.size)),
-            "vector_write": Out(WritePortSignature(vector, ChannelValues(config).size)),
+            "parameter_address": Out(cell_words),
+            "parameter_data": In(data.ArrayLayout(mm.cell_parameter_bits, lanes)),
+            "state_address": Out(cell_words),
+            "state_data": In(data.ArrayLayout(states, lanes)),
+            "state_write": Out(WritePortSignature(cell_words, data.ArrayLayout(states, lanes),
+                                                  granularity=1)),
+            "vector_write": Out(WritePortSignature(vector_words, BlockValues(config),
+                                                   granularity=1)),
             **output_queue_members(config),
             **carried,
         })
@@ -354,8 +368,10 @@ class CellUnit(wiring.Component):
         m = Module()
         config = self.config
 
-        # Issue: one cell per cycle (or fewer, with fewer PEs than gates; see readout), while
-        # the output queue has room for everything in flight.
+        # Issue: cell_lanes cells per cycle (or fewer, with fewer PEs than gates; see
+        # readout), while the output queue has room for everything in flight.
+        lanes = config.cell_lanes
+        placement = Placement.of(config)
         cell_base = Signal.like(self.cell_base)
         output_base = Signal.like(self.output_base)
         fresh = Signal.like(self.fresh)
@@ -374,7 +390,7 @@ class CellUnit(wiring.Component):
         cooldown = Signal(range(gap)) if gap > 1 else None
         counter = credited_issue(m, start=self.start, length=self.cells, emit=self.emit,
                                  output_space=self.output_space, latency=latency(config),
-                                 name="cell",
+                                 name="cell", per_issue=lanes,
                                  allow=1 if cooldown is None else cooldown == 0)
         index, issue, cells = counter.index, counter.issue, counter.length
         if cooldown is not None:
@@ -382,11 +398,14 @@ class CellUnit(wiring.Component):
                 m.d.sync += cooldown.eq(gap - 1)
             with m.Elif(cooldown != 0):
                 m.d.sync += cooldown.eq(cooldown - 1)
+        # The lanes that hold a cell of the layer (the last issue may hold fewer).
+        present = Signal(lanes)
+        m.d.comb += present.eq(Cat(index + lane < cells for lane in range(lanes)))
         # The state is read operand_latency - 1 cycles after the gates are asked for, so that
         # all operands arrive together; the parameters a cycle earlier, to be aligned on the
         # way.
-        parameter_address = delay(m, cell_base + index, operand_latency(config) - 2,
-                                  "parameter_address")
+        word = (cell_base + index) >> placement.lane_bits
+        parameter_address = delay(m, word, operand_latency(config) - 2, "parameter_address")
         operand_address = delay(m, parameter_address, 1, "operand_address")
         m.d.comb += [
             self.busy.eq(counter.busy),
@@ -398,51 +417,63 @@ class CellUnit(wiring.Component):
             self.parameter_address.eq(parameter_address),
             self.state_address.eq(operand_address),
         ]
-        stored = data.View(_parameter_layout(config), self.parameter_data)
-        aligned = Signal(AlignedParameters(config))
-        m.d.sync += [aligned[f"bias_{g}"].eq(stored[f"bias_{g}"] << bias_align)
-                     for g in "ifgo"]
-        m.d.sync += [aligned[f"peephole_{g}"].eq(stored[f"peephole_{g}"] << peephole_align)
-                     for g in "ifo"]
-
-        sums = self._carry(m, cell_base + index) if config.delta else self.accumulator.data
-        outputs = Signal(ChannelValues(config))
+        sums = (self._carry(m, cell_base + index) if config.delta
+                else self.accumulator.data)
+        outputs = Signal(data.ArrayLayout(ChannelValues(config), lanes))
         new_cells = Signal(self.state_data.shape())
-        for channel in range(config.channels):
-            arithmetic = CellArithmetic(config)
-            m.submodules[f"channel{channel}"] = arithmetic
-            m.d.comb += [
-                arithmetic.gates.eq(sums[channel]),
-                arithmetic.parameters.eq(aligned),
-                arithmetic.previous.eq(self.state_data[channel]),
-                arithmetic.fresh.eq(fresh[channel]),
-                arithmetic.gru.eq(gru),
-                new_cells[channel].eq(Mux(gru, arithmetic.output, arithmetic.new_cell)),
-                outputs[channel].eq(arithmetic.output),
-            ]
+        for lane in range(lanes):
+            stored = data.View(_parameter_layout(config), self.parameter_data[lane])
+            aligned = Signal(AlignedParameters(config), name=f"aligned{lane}")
+            m.d.sync += [aligned[f"bias_{g}"].eq(stored[f"bias_{g}"] << bias_align)
+                         for g in "ifgo"]
+            m.d.sync += [aligned[f"peephole_{g}"].eq(stored[f"peephole_{g}"] << peephole_align)
+                         for g in "ifo"]
+            for channel in range(config.channels):
+                arithmetic = CellArithmetic(config)
+                name = f"channel{channel}" if lanes == 1 else f"lane{lane}_channel{channel}"
+                m.submodules[name] = arithmetic
+                m.d.comb += [
+                    arithmetic.gates.eq(sums[lane][channel]),
+                    arithmetic.parameters.eq(aligned),
+                    arithmetic.previous.eq(self.state_data[lane][channel]),
+                    arithmetic.fresh.eq(fresh[channel]),
+                    arithmetic.gru.eq(gru),
+                    new_cells[lane][channel].eq(Mux(gru, arithmetic.output,
+                                                    arithmetic.new_cell)),
+                    outputs[lane][channel].eq(arithmetic.output),
+                ]
         # An LSTM's new cell state is written when it is ready, a GRU's h' with the output.
         finished = counter.finish
-        state_address = delay(m, cell_base + index, state_latency(config), "state_address")
+        state_address = delay(m, word, state_latency(config), "state_address")
         late_address = delay(m, state_address, latency(config) - state_latency(config),
                              "state_address_late")
+        state_lanes = delay(m, present, state_latency(config), "state_lanes")
+        late_lanes = delay(m, state_lanes, latency(config) - state_latency(config),
+                           "state_lanes_late")
+        state_valid = delay(m, issue, state_latency(config), "state_valid")
         m.d.comb += [
             self.state_write.addr.eq(Mux(gru, late_address, state_address)),
             self.state_write.data.eq(new_cells),
-            self.state_write.en.eq(Mux(gru, finished,
-                                       delay(m, issue, state_latency(config), "state_valid"))),
+            self.state_write.en.eq(Mux(gru, Mux(finished, late_lanes, 0),
+                                       Mux(state_valid, state_lanes, 0))),
         ]
 
+        # The outputs go into a word of the vector memory, from the first one's column in it.
+        written = delay(m, present, latency(config), "output_lanes")
+        count = delay(m, Mux(cells - index < lanes, cells - index, lanes), latency(config),
+                      "output_count")
+        write_columns(m, self.vector_write,
+                      delay(m, output_base + index, latency(config), "output_address"),
+                      [outputs[lane] for lane in range(lanes)], Mux(finished, written, 0),
+                      config.block_columns)
         m.d.comb += [
             self.produced.eq(produced_words(m, start=self.start, finished=finished,
                                             length=cells, block_columns=config.block_columns,
-                                            name="cell")),
-            self.vector_write.addr.eq(delay(m, output_base + index, latency(config),
-                                               "output_address")),
-            self.vector_write.data.eq(outputs),
-            self.vector_write.en.eq(finished),
+                                            name="cell", count=count)),
             self.output_valid.eq(finished & counter.emit),
             self.output_value.eq(outputs),
-            self.output_last.eq(delay(m, index + 1 == cells, latency(config), "last")),
+            self.output_count.eq(count),
+            self.output_last.eq(delay(m, index + lanes >= cells, latency(config), "last")),
         ]
         return m
 
@@ -457,17 +488,18 @@ class CellUnit(wiring.Component):
         arriving = delay(m, self.accumulator.read, gate_latency(config), "carry_valid")
         m.d.comb += self.carried_address.eq(delay(m, address, gate_latency(config) - 1,
                                                   "carried_address"))
-        sums = Signal(GateReadout(config))
+        # Delta units come with one cell lane (Config refuses more).
+        sums = Signal(data.ArrayLayout(GateReadout(config), 1))
         for channel in range(config.channels):
             keep = delta & ~renew[channel]
             for gate in range(GATES):
-                m.d.sync += sums[channel][gate].eq(
-                    self.accumulator.data[channel][gate]
+                m.d.sync += sums[0][channel][gate].eq(
+                    self.accumulator.data[0][channel][gate]
                     + Mux(keep, self.carried_data[channel][gate], 0))
         m.d.comb += [
             self.carried_write.addr.eq(delay(m, address, operand_latency(config),
                                              "carried_write_address")),
-            self.carried_write.data.eq(sums),
+            self.carried_write.data.eq(sums[0]),
             self.carried_write.en.eq(delay(m, arriving & delta, 1, "carried_write")),
         ]
         return sums

@@ -135,7 +135,8 @@ class StateDump(wiring.Component):
                 m.d.sync += value[channel].eq(self.vector_data[channel])
         m.d.comb += [
             self.output_valid.eq(counter.finish),
-            self.output_value.eq(value),
+            self.output_value[0].eq(value),
+            self.output_count.eq(1),
             self.output_last.eq(last),
         ]
         return m

@@ -18,11 +18,11 @@ from amaranth.lib.wiring import Out
 from ..sw.contract.memory_map import GATES, MemoryMap, address_bits
 
 __all__ = ["GATES", "FENCE_BITS", "SEQUENCE_BITS", "Target", "ChannelValues", "BlockValues",
-           "BroadcastValues",
-           "BeatLayout", "BroadcastLayout",
-           "ChannelAccumulators", "DescriptorLayout", "EntryBeatSignature", "StreamSectionsLayout",
-           "WritePortSignature", "ACCUMULATOR_BANKS", "gate_rows", "accumulator_rows",
-           "accumulator_row_bits", "accumulator_row"]
+           "BroadcastValues", "BeatLayout", "BroadcastLayout", "ChannelAccumulators",
+           "DescriptorLayout", "EntryBeatSignature", "StreamSectionsLayout",
+           "WritePortSignature", "drive_write", "write_columns", "write_element",
+           "ACCUMULATOR_BANKS", "gate_rows", "accumulator_rows", "accumulator_row_bits",
+           "accumulator_row"]
 
 #: Width of the fence counters.
 FENCE_BITS = 3
@@ -121,15 +121,31 @@ def WritePortSignature(address_width, shape, granularity=None):
                                granularity=granularity).flip()
 
 
-def write_element(m, element, block, block_columns):
-    """Drive ``block`` (a write port of a memory of blocks: :func:`BlockValues` words, an
-    enable per column) from ``element`` (a write request of one column's word at a column
-    address): the block's word at the address over ``block_columns``, its column's enable."""
+def drive_write(m, request, port):
+    """Drive a memory's write ``port`` from a write ``request`` of the same data shape, its
+    address truncated to the port's (a memory of one word has an address of no bits; the
+    requests' addresses, :func:`~ese.sw.contract.memory_map.address_bits`, have one)."""
+    m.d.comb += [port.addr.eq(request.addr), port.data.eq(request.data),
+                 port.en.eq(request.en)]
+
+
+def write_columns(m, port, address, values, enable, block_columns):
+    """Drive ``port`` (a write port of a memory of blocks of ``block_columns`` columns: an
+    enable per column) to write ``len(values)`` consecutive columns from column ``address``
+    (a multiple of ``len(values)``, which divides ``block_columns``), those of ``enable``'s
+    bits that are set: into the block's word at the address, from its column in the word."""
+    lanes = len(values)
     bits = (block_columns - 1).bit_length()
-    m.d.comb += [block.addr.eq(element.addr >> bits),
-                 block.en.eq(element.en << (element.addr[:bits] if bits else 0))]
+    m.d.comb += [port.addr.eq(address >> bits),
+                 port.en.eq(enable << (address[:bits] if bits else 0))]
     for column in range(block_columns):
-        m.d.comb += block.data[column].eq(element.data)
+        m.d.comb += port.data[column].eq(values[column % lanes])
+
+
+def write_element(m, element, port, block_columns):
+    """Drive ``port`` (as :func:`write_columns`) from ``element``, a write request of one
+    column's word at a column address."""
+    write_columns(m, port, element.addr, [element.data], element.en, block_columns)
 
 
 #: Banks of gate accumulators: a frame step's gate products go to the bank of its parity (its

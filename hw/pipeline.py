@@ -16,11 +16,15 @@ __all__ = ["delay", "credited_issue", "CreditedIssue", "output_queue_members"]
 
 
 def output_queue_members(config):
-    """Ports of a unit that writes the output queue without a handshake, under credit."""
+    """Ports of a unit that writes the output queue without a handshake, under credit: an
+    entry holds up to ``cell_lanes`` words (one value per channel each), ``output_count`` of
+    them in use."""
+    word = data.ArrayLayout(signed(config.activation_bits), config.channels)
     return {
         "output_space": In(range(1 << 12)),     # free entries of the queue
         "output_valid": Out(1),
-        "output_value": Out(data.ArrayLayout(signed(config.activation_bits), config.channels)),
+        "output_value": Out(data.ArrayLayout(word, config.cell_lanes)),
+        "output_count": Out(range(1, config.cell_lanes + 1)),
         "output_last": Out(1),
     }
 
@@ -47,12 +51,15 @@ class CreditedIssue:
     emit: Signal       # registered: whether the items go to the output queue
 
 
-def credited_issue(m, *, start, length, emit, output_space, latency, name, allow=1):
-    """Issue items 0, 1, ..., length-1, one per cycle, into a pipeline of ``latency`` cycles.
+def credited_issue(m, *, start, length, emit, output_space, latency, name, allow=1,
+                   per_issue=1):
+    """Issue items 0, 1, ..., length-1, ``per_issue`` at a time (``index`` the first), one
+    issue per cycle, into a pipeline of ``latency`` cycles.
 
-    ``start`` (a strobe) samples ``length`` and ``emit``. While ``emit`` is set, an item is
-    issued only if ``output_space`` (free entries of the output queue) exceeds the items in
-    flight, so the queue can never overflow. Items issue only while ``allow`` is set.
+    ``start`` (a strobe) samples ``length`` and ``emit``. While ``emit`` is set, an issue
+    happens only if ``output_space`` (free entries of the output queue, one an issue) exceeds
+    the issues in flight, so the queue can never overflow. Issues happen only while ``allow``
+    is set.
     """
     registered_length = Signal.like(length, name=f"{name}_length")
     registered_emit = Signal(name=f"{name}_emit")
@@ -65,22 +72,22 @@ def credited_issue(m, *, start, length, emit, output_space, latency, name, allow
                          & (~registered_emit | (in_flight < output_space)))
     finish = delay(m, issue, latency, f"{name}_valid")
     with m.If(issue):
-        m.d.sync += index.eq(index + 1)
+        m.d.sync += index.eq(index + per_issue)
     m.d.sync += in_flight.eq(in_flight + issue - finish)
     busy = (index < registered_length) | (in_flight != 0)
     return CreditedIssue(index, issue, finish, busy, registered_length, registered_emit)
 
 
-def produced_words(m, *, start, finished, length, block_columns, name):
-    """Words of a vector that a unit writing one column of it per ``finished`` has written
-    whole so far (restarting at ``start``): a word holds ``block_columns`` columns, and the
-    last, partial word is whole once all ``length`` columns are written. A reader that follows
-    the unit reads a word once it is whole; a register's output."""
+def produced_words(m, *, start, finished, length, block_columns, name, count=1):
+    """Words of a vector that a unit writing ``count`` columns of it per ``finished`` has
+    written whole so far (restarting at ``start``): a word holds ``block_columns`` columns,
+    and the last, partial word is whole once all ``length`` columns are written. A reader that
+    follows the unit reads a word once it is whole; a register's output."""
     written = Signal.like(length, name=f"{name}_written")
     with m.If(start):
         m.d.sync += written.eq(0)
     with m.Elif(finished):
-        m.d.sync += written.eq(written + 1)
+        m.d.sync += written.eq(written + count)
     bits = (block_columns - 1).bit_length()
     if not bits:
         return written

@@ -24,6 +24,8 @@ The cell unit's gates arrive :func:`gate_latency` cycles after it asks, the writ
 cleared and nothing wrote since read as zero.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -46,19 +48,20 @@ ROW_LATENCY = REQUEST_CYCLES + 1 + RETURN_CYCLES
 
 
 def _paths(config):
-    """Return paths of a cell's gates: the PEs that hold one cell's gates, read at once."""
-    return min(config.pes, GATES)
+    """Return paths: the PEs read at once for a cycle's cells (every gate of every cell lane,
+    with enough PEs), each path choosing among the PEs that can hold its gate."""
+    return min(config.pes, GATES * config.cell_lanes)
 
 
 def cell_issue_gap(config):
-    """Fewest cycles between two cell requests, so that no PE is read twice in a cycle: the
-    cycles a cell's gates take to read (1 with four PEs or more)."""
-    return GATES // _paths(config)
+    """Fewest cycles between two requests of cells, so that no PE is read twice in a cycle:
+    the cycles the cells' gates take to read (1 with four PEs per cell lane or more)."""
+    return GATES * config.cell_lanes // _paths(config)
 
 
 def gate_latency(config):
-    """Cycles from a cell's request to its four gates: the request registers, one read per
-    cycle of the cell's gates, and the return registers."""
+    """Cycles from a request to its cells' gates: the request registers, one read per cycle
+    of the gates, and the return registers."""
     return REQUEST_CYCLES + cell_issue_gap(config) + RETURN_CYCLES
 
 
@@ -69,9 +72,10 @@ def GateReadout(config):
 
 
 class GateRequestSignature(wiring.Signature):
-    """The cell unit's gate requests, seen from the cell unit: which cell of the layer, in
-    which bank of gate accumulators, and whether the layer's cells rotate their gate slots (a
-    GRU layer); the cell's gates come back in slot order :func:`gate_latency` cycles later."""
+    """The cell unit's gate requests, seen from the cell unit: the first of ``cell_lanes``
+    cells of the layer (a multiple of ``cell_lanes``), in which bank of gate accumulators, and
+    whether the layer's cells rotate their gate slots (a GRU layer); each cell's gates come
+    back in slot order :func:`gate_latency` cycles later, ``[lane][channel][gate]``."""
 
     def __init__(self, config):
         super().__init__({
@@ -79,20 +83,21 @@ class GateRequestSignature(wiring.Signature):
             "bank": Out(1),
             "rotated": Out(1),
             "read": Out(1),
-            "data": In(GateReadout(config)),
+            "data": In(data.ArrayLayout(GateReadout(config), config.cell_lanes)),
         })
 
 
 class RowRequestSignature(wiring.Signature):
-    """The writeback's projection row requests, seen from the writeback: which PE, which of
-    its rows; the row comes back ``ROW_LATENCY`` cycles later."""
+    """The writeback's projection row requests, seen from the writeback: the PE of the first
+    of ``cell_lanes`` rows (the rest in the PEs after it), and which of their rows; the rows
+    come back ``ROW_LATENCY`` cycles later, ``[lane][channel]``."""
 
     def __init__(self, config):
         super().__init__({
             "pe": Out(max(1, Placement.of(config).pe_bits)),
             "address": Out(address_bits(config.projections_per_pe)),
             "read": Out(1),
-            "data": In(ChannelAccumulators(config)),
+            "data": In(data.ArrayLayout(ChannelAccumulators(config), config.cell_lanes)),
         })
 
 
@@ -138,76 +143,96 @@ class AccumulatorReadout(wiring.Component):
         projection_base = accumulator_row(config, Target.PROJECTION, 0)
         bank_base = accumulator_row(config, Target.GATES, 0, 1)
 
-        # Gate j of the cell asked for in cycle t is row 4n + j, read in cycle t + j // paths.
+        lanes = config.cell_lanes
+        lane_bits = placement.lane_bits
+        path_bits = (paths - 1).bit_length()
+        # Gate j of lane c's cell (cell n + c of the request, in cycle t) is row 4(n + c) + j,
+        # the request's read number 4c + j: on path (4c + j) mod paths, read in cycle
+        # t + (4c + j) // paths.
         reads = []
-        for gate in range(GATES):
-            step = gate // paths
-            valid = delay(m, gates.read, step, f"gate{gate}_read")
-            cell = delay(m, gates.cell, step, f"gate{gate}_cell")
-            bank = delay(m, gates.bank, step, f"gate{gate}_bank")
-            interleaved = Signal(len(cell) + 2, name=f"gate{gate}_row")
-            m.d.comb += interleaved.eq(placement.gate_row(cell, gate))
-            pe = interleaved[:pe_bits] if pe_bits else 0
-            row = placement.local_row(interleaved) + Mux(bank, bank_base, 0)
-            reads.append((valid, pe, row, step))
+        for lane in range(lanes):
+            for gate in range(GATES):
+                number = lane * GATES + gate
+                name = f"gate{gate}" if lanes == 1 else f"lane{lane}_gate{gate}"
+                step, path = number // paths, number % paths
+                valid = delay(m, gates.read, step, f"{name}_read")
+                cell = delay(m, gates.cell, step, f"{name}_cell")
+                bank = delay(m, gates.bank, step, f"{name}_bank")
+                interleaved = Signal(len(cell) + 2, name=f"{name}_row")
+                m.d.comb += interleaved.eq(placement.gate_row(cell + lane, gate))
+                pe = interleaved[:pe_bits] if pe_bits else 0
+                row = placement.local_row(interleaved) + Mux(bank, bank_base, 0)
+                reads.append(SimpleNamespace(lane=lane, gate=gate, name=name, valid=valid, pe=pe,
+                                             row=row, step=step, path=path))
 
-        def candidates(gate):
-            """The PEs that can hold gate ``gate`` of a cell: those on its return path."""
-            return [index for index in range(config.pes) if index % paths == gate % paths]
+        def candidates(path):
+            """The PEs on a return path: those that can hold its gates."""
+            return [index for index in range(config.pes) if index % paths == path]
 
+        # The writeback's rows are in PEs rows.pe + c (rows.pe a multiple of the lanes).
         pe_read = Signal.like(self.pe_read)
         pe_row = Signal(self.pe_row.shape())
         for index in range(config.pes):
-            with m.If(rows.read & (rows.pe == index)):
+            with m.If(rows.read & ((rows.pe >> lane_bits) == (index >> lane_bits))):
                 m.d.comb += [pe_read[index].eq(1),
                              pe_row[index].eq(projection_base + rows.address)]
-            for gate, (valid, pe, row, _) in enumerate(reads):
-                if index in candidates(gate):
-                    with m.Elif(valid & (pe == index)):
-                        m.d.comb += [pe_read[index].eq(1), pe_row[index].eq(row)]
+            for read in reads:
+                if index in candidates(read.path):
+                    with m.Elif(read.valid & (read.pe == index)):
+                        m.d.comb += [pe_read[index].eq(1), pe_row[index].eq(read.row)]
         m.d.comb += [self.pe_read.eq(delay(m, pe_read, REQUEST_CYCLES, "pe_read")),
                      self.pe_row.eq(delay(m, pe_row, REQUEST_CYCLES, "pe_row"))]
 
-        # Route each read's data back on its gate's return path, zero where the row was
-        # cleared: a path chooses among the PEs that can hold its gate. A projection row from
-        # PE p comes back on path p mod paths.
-        row_path = rows.pe[:(paths - 1).bit_length()] if paths > 1 else 0
+        # Route each read's data back on its return path, zero where the row was cleared: a
+        # path chooses among the PEs that can hold its gates. A projection row from PE p
+        # comes back on path p mod paths (a request's first read cycle is the writeback's).
+        row_paths = rows.pe[:path_bits] if paths > 1 else 0
+        row_block = rows.pe >> path_bits
         values = []
-        for gate, (valid, pe, _, step) in enumerate(reads):
-            asked = Signal(max(1, pe_bits), name=f"gate{gate}_asked")
-            if gate < paths:
-                m.d.comb += asked.eq(Mux(rows.read & (row_path == gate), rows.pe, pe))
+        for read in reads:
+            asked = Signal(max(1, pe_bits), name=f"{read.name}_asked")
+            if read.step == 0:
+                # The path serves a row where it lies among the rows' PEs.
+                serves_row = rows.read & ((row_paths >> lane_bits)
+                                          == (read.path >> lane_bits))
+                m.d.comb += asked.eq(Mux(serves_row, (row_block << path_bits) | read.path,
+                                         read.pe))
             else:
-                m.d.comb += asked.eq(pe)
-            source = delay(m, asked, REQUEST_CYCLES + 1, f"gate{gate}_source")
-            value = Signal(ChannelAccumulators(config), name=f"gate{gate}_value")
+                m.d.comb += asked.eq(read.pe)
+            source = delay(m, asked, REQUEST_CYCLES + 1, f"{read.name}_source")
+            value = Signal(ChannelAccumulators(config), name=f"{read.name}_value")
             with m.Switch(source):
-                for index in candidates(gate):
+                for index in candidates(read.path):
                     with m.Case(index):
                         with m.If(~self.pe_fresh[index]):
                             m.d.comb += value.eq(self.pe_data[index])
-            values.append(delay(m, value, RETURN_CYCLES, f"gate{gate}_returned"))
-        returned_path = delay(m, row_path, REQUEST_CYCLES + 1 + RETURN_CYCLES, "row_path")
-        with m.Switch(returned_path):
-            for path in range(paths):
-                with m.Case(path):
-                    m.d.comb += rows.data.eq(values[path])
+            values.append(delay(m, value, RETURN_CYCLES, f"{read.name}_returned"))
+        # A row of lane c came back on path (rows.pe + c) mod paths: a read of the first step.
+        returned = delay(m, row_paths, REQUEST_CYCLES + 1 + RETURN_CYCLES, "row_paths")
+        for lane in range(lanes):
+            with m.Switch(returned + lane):
+                for path in range(paths):
+                    with m.Case(path):
+                        m.d.comb += rows.data[lane].eq(values[path])
         # Gates read in later cycles arrive later: hold the earlier ones until the last is in.
-        aligned = [delay(m, value, reads_per_cell - 1 - step, f"gate{gate}_aligned")
-                   for gate, (value, (_, _, _, step)) in enumerate(zip(values, reads))]
+        aligned = [delay(m, value, reads_per_cell - 1 - read.step, f"{read.name}_aligned")
+                   for value, read in zip(values, reads)]
         # A rotated cell's slot j arrives from row 4n + (j + rotation) mod 4 (only GRU layers
-        # rotate: hardware without them, Config.gru=0, has no choice to make).
+        # rotate: hardware without them, Config.gru=0, has no choice to make). A request's
+        # cells share a local row, and so their rotation.
         if config.gru:
             rotation = delay(m, Mux(gates.rotated, placement.rotation(gates.cell)[:2], 0),
                              gate_latency(config), "rotation")
         else:
             rotation = Const(0, 2)
-        for gate in range(GATES):
-            slot = Signal(ChannelAccumulators(config), name=f"slot{gate}")
-            with m.Switch(rotation):
-                for turn in range(GATES):
-                    with m.Case(turn):
-                        m.d.comb += slot.eq(aligned[(gate + turn) % GATES])
-            for channel in range(config.channels):
-                m.d.comb += gates.data[channel][gate].eq(slot[channel])
+        for lane in range(lanes):
+            for gate in range(GATES):
+                name = f"slot{gate}" if lanes == 1 else f"lane{lane}_slot{gate}"
+                slot = Signal(ChannelAccumulators(config), name=name)
+                with m.Switch(rotation):
+                    for turn in range(GATES):
+                        with m.Case(turn):
+                            m.d.comb += slot.eq(aligned[lane * GATES + (gate + turn) % GATES])
+                for channel in range(config.channels):
+                    m.d.comb += gates.data[lane][channel][gate].eq(slot[channel])
         return m

@@ -15,14 +15,20 @@ sequence start, or a state just loaded), keeps the new one in its carried sums m
 writes y from it.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.contract.memory_map import address_bits, count_bits
 from ..sw.contract.placement import Placement
 from .fixed import requantize
-from .layouts import ChannelAccumulators, ChannelValues, WritePortSignature
+from .layouts import (
+    BlockValues,
+    ChannelAccumulators,
+    ChannelValues,
+    WritePortSignature,
+    write_columns,
+)
 from .pipeline import credited_issue, delay, output_queue_members, produced_words
 from .readout import ROW_LATENCY, RowRequestSignature
 
@@ -49,11 +55,14 @@ class ProjectionWriteback(wiring.Component):
         Words of the vector memory written whole so far (a reader may follow it;
         :func:`~ese.hw.pipeline.produced_words`).
     accumulator : Out(RowRequestSignature)
-        Readout request of one PE's projection row (cleared after the read); the row arrives
-        one cycle after the request.
+        Readout request of ``cell_lanes`` projection rows in neighbouring PEs (cleared after
+        the read); the rows arrive ``ROW_LATENCY`` cycles after the request.
     vector_write : Out(WritePortSignature)
+        Write port of the activation vector memory (a word a block of columns; an enable per
+        column).
     output_space : In
-    output_valid, output_value, output_last : Out
+    output_valid, output_value, output_count, output_last : Out
+        An entry for the output queue: the cycle's rows, ``output_count`` of them.
     delta, renew : In; carried_address : Out, carried_data : In, carried_write : Out
         With delta units: the layer is a delta layer, the channels whose carried sums count
         as zero, and the carried sums memory (one sum per channel per word, a word per row of
@@ -64,6 +73,7 @@ class ProjectionWriteback(wiring.Component):
         config.require_sized()
         self.config = config
         vector = address_bits(config.vector_depth)
+        vector_words = address_bits(config.vector_depth // config.block_columns)
         carried = {}
         if config.delta:
             carried = {"delta": In(1), "renew": In(config.channels),
@@ -80,15 +90,20 @@ class ProjectionWriteback(wiring.Component):
             "busy": Out(1),
             "produced": Out(count_bits(config.vector_depth)),
             "accumulator": Out(RowRequestSignature(config)),
-            "vector_write": Out(WritePortSignature(vector, ChannelValues(config).size)),
+            "vector_write": Out(WritePortSignature(vector_words, BlockValues(config),
+                                                   granularity=1)),
             **output_queue_members(config),
             **carried,
         })
 
     def elaborate(self, platform):
+        """The writeback writes ``cell_lanes`` rows a cycle (rows index, index + 1, ... in
+        neighbouring PEs at one local row); the lanes past the layer's last row write
+        nothing."""
         m = Module()
         config = self.config
         placement = Placement.of(config)
+        lanes = config.cell_lanes
 
         output_base = Signal.like(self.output_base)
         output_align = Signal.like(self.output_align)
@@ -97,7 +112,7 @@ class ProjectionWriteback(wiring.Component):
         total = latency(config)
         counter = credited_issue(m, start=self.start, length=self.rows, emit=self.emit,
                                  output_space=self.output_space, latency=total,
-                                 name="row")
+                                 name="row", per_issue=lanes)
         index, issue, rows = counter.index, counter.issue, counter.length
         m.d.comb += [
             self.busy.eq(counter.busy),
@@ -105,27 +120,36 @@ class ProjectionWriteback(wiring.Component):
             self.accumulator.address.eq(placement.local_row(index)),
             self.accumulator.read.eq(issue),
         ]
-        sums = (self._carry(m, output_base + index) if config.delta
+        # Delta units come with one lane (Config refuses more).
+        sums = ([self._carry(m, output_base + index)] if config.delta
                 else self.accumulator.data)
-        value = Signal(ChannelValues(config))
-        for channel in range(config.channels):
-            # A floor shift by the output's alignment, registered, then the requantization.
-            aligned = Signal(signed(config.accumulator_bits), name=f"aligned{channel}")
-            m.d.sync += [
-                aligned.eq(sums[channel] >> output_align),
-                value[channel].eq(requantize(aligned, config.product_frac_bits,
-                                             config.activation_format)),
-            ]
+        values = Signal(data.ArrayLayout(ChannelValues(config), lanes))
+        for lane in range(lanes):
+            for channel in range(config.channels):
+                # A floor shift by the output's alignment, registered, then the
+                # requantization.
+                name = f"aligned{channel}" if lanes == 1 else f"aligned{lane}_{channel}"
+                aligned = Signal(signed(config.accumulator_bits), name=name)
+                m.d.sync += [
+                    aligned.eq(sums[lane][channel] >> output_align),
+                    values[lane][channel].eq(requantize(aligned, config.product_frac_bits,
+                                                        config.activation_format)),
+                ]
         valid2 = counter.finish
+        present = Cat(index + lane < rows for lane in range(lanes))
+        written = delay(m, present, total, "row_lanes")
+        count = delay(m, Mux(rows - index < lanes, rows - index, lanes), total, "row_count")
+        write_columns(m, self.vector_write, delay(m, output_base + index, total, "address2"),
+                      [values[lane] for lane in range(lanes)], Mux(valid2, written, 0),
+                      config.block_columns)
         m.d.comb += [
             self.produced.eq(produced_words(m, start=self.start, finished=valid2, length=rows,
-                                            block_columns=config.block_columns, name="row")),
-            self.vector_write.addr.eq(delay(m, output_base + index, total, "address2")),
-            self.vector_write.data.eq(value),
-            self.vector_write.en.eq(valid2),
+                                            block_columns=config.block_columns, name="row",
+                                            count=count)),
             self.output_valid.eq(valid2 & counter.emit),
-            self.output_value.eq(value),
-            self.output_last.eq(delay(m, index + 1 == rows, total, "last2")),
+            self.output_value.eq(values),
+            self.output_count.eq(count),
+            self.output_last.eq(delay(m, index + lanes >= rows, total, "last2")),
         ]
         return m
 
@@ -143,7 +167,7 @@ class ProjectionWriteback(wiring.Component):
         sums = Signal(ChannelAccumulators(config))
         for channel in range(config.channels):
             m.d.sync += sums[channel].eq(
-                self.accumulator.data[channel]
+                self.accumulator.data[0][channel]
                 + Mux(delta & ~renew[channel], self.carried_data[channel], 0))
         m.d.comb += [
             self.carried_write.addr.eq(delay(m, address, ROW_LATENCY + 1,

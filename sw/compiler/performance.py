@@ -323,7 +323,7 @@ def step_chain_ends(image, timing, frames_masks):
     layers = image.descriptors
     placement = Placement.of(config)
     width = config.block_columns      # a reader's word is a block of columns
-    per_issue = 1                     # items the cell unit and the writeback issue at once
+    per_issue = config.cell_lanes     # items the cell unit and the writeback issue at once
     gates = {p.layer: p for p in phases if p.kind == "gates"}
     projections = {p.layer: p for p in phases if p.kind == "projection"}
     order = {(p.layer, p.kind): index for index, p in enumerate(phases)}

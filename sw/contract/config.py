@@ -56,6 +56,12 @@ class Config:
         entry's control, and load-balanced pruning keeps or drops whole blocks (Mao et al.
         2017: coarse-grained sparsity). Each layer's inputs, recurrent inputs and cell
         outputs are padded to whole blocks.
+    cell_lanes : int
+        Cells the cell unit updates per cycle, and projection rows the writeback writes per
+        cycle (ESE: 1), a power of two: each lane has its own arithmetic for every channel,
+        and the readout brings it its cell's four gates, so above one the PEs must be at least
+        four times as many (``pes >= 4 * cell_lanes``), and a cycle's outputs go into one word
+        of the vector memory (``cell_lanes <= block_columns``).
     channels : int
         Independent utterances processed in parallel on the same weights.
     weight_bits, weight_frac_bits : int
@@ -125,6 +131,7 @@ class Config:
 
     pes: int = 32
     block_columns: int = 1
+    cell_lanes: int = 1
     channels: int = 1
     weight_bits: int = 12
     weight_frac_bits: int = 10
@@ -174,6 +181,20 @@ class Config:
         if not _is_power_of_two(self.block_columns):
             raise ConfigError(f"Config.block_columns (columns per sparse entry) must be a power "
                               f"of two, not {self.block_columns}")
+        positive_int("cell_lanes", self.cell_lanes, 1, 16)
+        if not _is_power_of_two(self.cell_lanes):
+            raise ConfigError(f"Config.cell_lanes (cells updated per cycle) must be a power of "
+                              f"two, not {self.cell_lanes}")
+        if self.cell_lanes > self.block_columns:
+            raise ConfigError(
+                f"Config.cell_lanes ({self.cell_lanes}) may not exceed block_columns "
+                f"({self.block_columns}): a cycle's outputs go into one word of the vector "
+                f"memory, which holds a block of columns")
+        if self.cell_lanes > 1 and self.pes < 4 * self.cell_lanes:
+            raise ConfigError(
+                f"Config.cell_lanes = {self.cell_lanes} needs at least {4 * self.cell_lanes} "
+                f"PEs (pes = {self.pes}): each cell's four gates come from four PEs in the same "
+                f"cycle")
         positive_int("channels", self.channels, 1, 256)
         positive_int("weight_bits", self.weight_bits, 2, 32)
         positive_int("index_bits", self.index_bits, 1, 8)
@@ -260,12 +281,14 @@ class Config:
         if self.pointer_depth is not None and self.pointer_depth % 2:
             raise ConfigError(f"Config.pointer_depth must be even (two pointer banks), not "
                               f"{self.pointer_depth}")
-        for name in ("input_depth", "vector_depth"):
+        for name, word, what in (("input_depth", self.block_columns, "block_columns"),
+                                 ("vector_depth", self.block_columns, "block_columns"),
+                                 ("cell_depth", self.cell_lanes, "cell_lanes")):
             value = getattr(self, name)
-            if value is not None and value % self.block_columns:
+            if value is not None and value % word:
                 raise ConfigError(
-                    f"Config.{name} must be a multiple of block_columns "
-                    f"({self.block_columns}): a word of the memory holds a block, not {value}")
+                    f"Config.{name} must be a multiple of {what} ({word}): a word of the "
+                    f"memory holds that many, not {value}")
         if self.entry_depth is not None and self.entry_depth % self.entries_per_read:
             raise ConfigError(
                 f"Config.entry_depth must be a multiple of entries_per_read "

@@ -9,7 +9,8 @@ every PE holds each slot's rows in turn and load-balanced pruning still gives ev
 same work. Columns are taken ``block_columns`` at a time: a sparse entry holds one row's
 weights in a block of neighbouring columns of one segment (a layer's inputs, its recurrent
 inputs or its cell outputs), each segment padded to whole blocks, and the column space counts
-blocks.
+blocks. The cell unit updates ``cell_lanes`` cells at a time, a word of its memories each:
+every layer's cells start on a whole word.
 
 The encoder (:mod:`ese.sw.runtime.encoding`), load-balanced pruning
 (:mod:`ese.sw.compiler.pruning`), the performance model, the accumulator readout and the
@@ -34,15 +35,17 @@ def _log2(value):
 @dataclass(frozen=True)
 class Placement:
     """The placement rule of a machine with ``pes`` PEs whose entries hold ``block_columns``
-    columns (both powers of two)."""
+    columns and whose cell unit updates ``cell_lanes`` cells at a time (all powers of
+    two)."""
 
     pes: int
     block_columns: int = 1
+    cell_lanes: int = 1
 
     @classmethod
     def of(cls, config):
         """The placement of a :class:`~ese.sw.contract.config.Config`'s machine."""
-        return cls(config.pes, config.block_columns)
+        return cls(config.pes, config.block_columns, config.cell_lanes)
 
     # ---- Rows ------------------------------------------------------------------------------
 
@@ -146,3 +149,14 @@ class Placement:
         padded = np.zeros((rows, self.padded(columns)), dtype=matrix.dtype)
         padded[:, :columns] = matrix
         return padded.reshape(rows, self.blocks(columns), self.block_columns)
+
+    # ---- Cells -----------------------------------------------------------------------------
+
+    @property
+    def lane_bits(self):
+        """log2 of ``cell_lanes``."""
+        return _log2(self.cell_lanes)
+
+    def cell_words(self, cells):
+        """Words of the cell memories a layer of ``cells`` cells takes."""
+        return -(-cells // self.cell_lanes)

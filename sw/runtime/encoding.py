@@ -112,7 +112,8 @@ class ModelLayout:
 
     descriptors: list
     columns: int             # total column blocks of all layers
-    cells: int               # total cells of all layers
+    cells: int               # cells of the cell memories the layers take (each from a word)
+    cell_count: int          # cells of all layers
     vector_words: int        # activation vector memory words used
     inputs: int              # words of an input frame
     cells_per_pe: int        # most cells of one layer on one PE
@@ -127,7 +128,8 @@ def layout_model(layers, placement):
     other activation vector (each layer's y, and the scratch m of projected layers) lives in
     the vector memory, where layer ``l + 1`` reads layer ``l``'s y as its input. Each vector
     starts on a whole block of columns (a word of the vector memory holds a block), and the
-    column space counts blocks. Each descriptor also holds its layer's alignment shifts
+    column space counts blocks; each layer's cells start on a word of the cell memories (a
+    word holds ``cell_lanes`` cells). Each descriptor also holds its layer's alignment shifts
     (``layer.formats``, the configured formats where a layer has none).
     """
     pes = placement.pes
@@ -159,9 +161,10 @@ def layout_model(layers, placement):
             **(getattr(layer, "formats", None) or LayerFormats()).alignments(),
         })
         column += sum(placement.blocks(columns) for columns in layer_segments(layer))
-        cell += layer.cells
+        cell += placement.cell_words(layer.cells) * placement.cell_lanes
     return ModelLayout(
-        descriptors, columns=column, cells=cell, vector_words=max(1, vector),
+        descriptors, columns=column, cells=cell,
+        cell_count=sum(layer.cells for layer in layers), vector_words=max(1, vector),
         inputs=placement.padded(layers[0].inputs),
         cells_per_pe=max(ceil_div(layer.cells, pes) for layer in layers),
         projections_per_pe=max(1, max(ceil_div(layer.proj, pes) for layer in layers)))
@@ -224,7 +227,12 @@ class HardwareImage:
                 stream.record(LoadTarget.ENTRIES, pe, 0, self.entry_words(pe))
         cells = [pack_fields(dict(zip((n for n, _, _ in mm.cell_parameter_fields), row)),
                              mm.cell_parameter_fields) for row in self.cell_parameters.tolist()]
-        stream.record(LoadTarget.CELL_PARAMETERS, 0, 0, cells)
+        first = 0
+        for descriptor in self.descriptors:
+            # Each layer's cells from its cell base.
+            stream.record(LoadTarget.CELL_PARAMETERS, 0, descriptor["cell_base"],
+                          cells[first:first + descriptor["cells"]])
+            first += descriptor["cells"]
         layers = [pack_fields(d, mm.descriptor_fields) for d in self.descriptors]
         stream.record(LoadTarget.LAYER_DESCRIPTORS, 0, 0, layers)
         if config.streamed:
@@ -527,7 +535,8 @@ def decode_image(image):
             if proj:
                 own = placement.projection_rows(proj, pe)
                 projection[own] = segment(cells, len(own), "projection")
-        params = image.cell_parameters[d["cell_base"]:d["cell_base"] + cells]
+        first_cell = sum(earlier["cells"] for earlier in descriptors[:index])
+        params = image.cell_parameters[first_cell:first_cell + cells]
         formats = image.formats[index] if image.formats else LayerFormats()
         if formats.alignments() != {name: d[name] for name in formats.alignments()}:
             raise ImageError(f"layer {index}: the descriptor's alignment shifts do not match "

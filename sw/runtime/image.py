@@ -273,8 +273,8 @@ def _check_layers(layers, formats, config, sections, path):
     if sections["pointers"].shape != (config.pes, layout.columns + 1):
         raise ImageError(f"{path}: column pointers have shape {sections['pointers'].shape}; "
                          f"the layers need ({config.pes}, {layout.columns + 1})")
-    if sections["cell_parameters"].shape != (layout.cells, CELL_PARAMETERS):
+    if sections["cell_parameters"].shape != (layout.cell_count, CELL_PARAMETERS):
         raise ImageError(f"{path}: cell parameters have shape "
                          f"{sections['cell_parameters'].shape}; the layers need "
-                         f"({layout.cells}, {CELL_PARAMETERS})")
+                         f"({layout.cell_count}, {CELL_PARAMETERS})")
     return [dict(d) for d in layers]

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 from amaranth.hdl import Module, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -302,16 +302,26 @@ class CellUnitHarness(wiring.Component):
             m.submodules[f"acc{pe}"] = memory
             port = memory.read_port()
             m.d.comb += [port.addr.eq(readout.pe_row[pe]), readout.pe_data[pe].eq(port.data)]
-        params = Memory(shape=MemoryMap(config).cell_parameter_bits, depth=len(self.parameters),
-                        init=self.parameters)
-        state = Memory(shape=signed(config.cell_bits), depth=len(self.state), init=self.state)
+        # Words of cell_lanes cells (one channel).
+        lanes = config.cell_lanes
+
+        def words(values):
+            values = list(values) + [0] * (-len(values) % lanes)
+            return [values[i:i + lanes] for i in range(0, len(values), lanes)]
+        params = Memory(shape=data.ArrayLayout(MemoryMap(config).cell_parameter_bits, lanes),
+                        depth=len(words(self.parameters)), init=words(self.parameters))
+        state = Memory(shape=data.ArrayLayout(data.ArrayLayout(signed(config.cell_bits), 1),
+                                              lanes),
+                       depth=len(words(self.state)),
+                       init=[[[v] for v in word] for word in words(self.state)])
         m.submodules.params, m.submodules.state = params, state
-        p_read, s_read, s_write = params.read_port(), state.read_port(), state.write_port()
+        p_read, s_read = params.read_port(), state.read_port()
+        s_write = state.write_port(granularity=1)
         m.d.comb += [
-            p_read.addr.eq(unit.parameter_address), unit.parameter_data.eq(p_read.data),
-            s_read.addr.eq(unit.state_address), unit.state_data.eq(s_read.data),
             s_write.addr.eq(unit.state_write.addr), s_write.data.eq(unit.state_write.data),
             s_write.en.eq(unit.state_write.en),
+            p_read.addr.eq(unit.parameter_address), unit.parameter_data.eq(p_read.data),
+            s_read.addr.eq(unit.state_address), unit.state_data.eq(s_read.data),
             unit.start.eq(self.start), unit.cells.eq(self.cells), unit.cell_base.eq(0),
             unit.output_base.eq(0), unit.emit.eq(1), unit.output_space.eq(self.output_space),
             unit.gru.eq(self.gru), unit.bank.eq(self.bank),
@@ -321,14 +331,16 @@ class CellUnitHarness(wiring.Component):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-@pytest.mark.parametrize("pes", [1, 2, 8])
-def test_cell_unit_computes_the_contracts_cell_update(pes, kind):
+@pytest.mark.parametrize("pes, lanes", [(1, 1), (2, 1), (8, 1), (8, 2), (16, 4)])
+def test_cell_unit_computes_the_contracts_cell_update(pes, lanes, kind):
     """With fewer PEs than gates the cell unit must pace its requests; with more, it asks
-    for a cell every cycle and four PEs are read at once. Its first output and state leave
-    exactly the latencies it exports (for the performance model) after its start. A GRU's
-    units (read from the second bank, their slots rotated among their rows) follow the
-    contract's GRU update and keep h' as their state, written with the output."""
-    config = ese.Config(pes=pes, **UNIT)
+    for a cell every cycle and four PEs are read at once, and with cell lanes for several
+    cells (four PEs each) a cycle, the last cycle's lanes past the layer writing nothing. Its
+    first output and state leave exactly the latencies it exports (for the performance
+    model) after its start. A GRU's units (read from the second bank, their slots rotated
+    among their rows) follow the contract's GRU update and keep h' as their state, written
+    with the output."""
+    config = ese.Config(pes=pes, cell_lanes=lanes, block_columns=lanes, **UNIT)
     rng = np.random.default_rng(8)
     gru = kind == "gru"
     cells = 13
@@ -373,18 +385,22 @@ def test_cell_unit_computes_the_contracts_cell_update(pes, kind):
             await ctx.tick()
 
     async def monitor(ctx):
-        async for _clock, _reset, state_en, state_addr, state_data, valid, value, last in \
-                ctx.tick().sample(unit.state_write.en, unit.state_write.addr,
-                                  unit.state_write.data, unit.output_valid, unit.output_value,
-                                  unit.output_last):
+        async for (_clock, _reset, state_en, state_addr, state_data, valid, value, count,
+                   last) in ctx.tick().sample(unit.state_write.en, unit.state_write.addr,
+                                              unit.state_write.data, unit.output_valid,
+                                              unit.output_value, unit.output_count,
+                                              unit.output_last):
             cycles.setdefault("ticks", []).append(None)
             now = len(cycles["ticks"])
             if state_en:
                 cycles.setdefault("state", now)
-                writes[state_addr] = signed_value(state_data, config.cell_bits)
+                for lane in range(lanes):
+                    if state_en >> lane & 1:
+                        writes[state_addr * lanes + lane] = state_data[lane][0]
             if valid:
                 cycles.setdefault("output", now)
-                outputs.append((value[0], last))
+                outputs.extend((value[lane][0], last and lane == count - 1)
+                               for lane in range(count))
 
     run_simulation(harness, bench, processes=[monitor], deadline=2e-6)
     if gru:
@@ -392,6 +408,7 @@ def test_cell_unit_computes_the_contracts_cell_update(pes, kind):
         expected_cell = expected_output
     else:
         expected_cell, expected_output = cell_update(config, gates, bias, peephole, state)
+    assert sorted(writes) == list(range(cells)), "no lane past the last cell writes"
     assert [writes[n] for n in range(cells)] == expected_cell.tolist()
     assert [v for v, _ in outputs] == expected_output.tolist()
     assert [last for _, last in outputs] == [0] * (cells - 1) + [1]

@@ -1,10 +1,13 @@
-"""Block entries in Verilator: entries of several columns (Config.block_columns) on random
-configurations, bit-exact with the golden model under stalls.
+"""The latency machine's parameters in Verilator: entries of several columns
+(Config.block_columns) and cell lanes (Config.cell_lanes), on random configurations,
+bit-exact with the golden model under stalls.
 
 The configurations are drawn once, from a fixed seed, over the parameters' ranges (PEs, columns
-per entry, channels) and the kinds of model (LSTM; LSTMP with peepholes, two layers; GRU, two
-layers); each is a Verilator build. Every case loads an initial state into one channel,
-restarts another mid-run, and reads the final states back out of the hardware.
+per entry, cell lanes, channels) and the kinds of model (LSTM; LSTMP with peepholes, two
+layers; GRU, two layers); each is a Verilator build. The seed is one whose draw covers every
+entry width, one and two cell lanes for the LSTMP and the GRU, and one and two channels (the
+module checks it). Every case loads an initial state into one channel, restarts another
+mid-run, and reads the final states back out of the hardware.
 """
 
 import random
@@ -27,27 +30,36 @@ MODELS = {
 
 
 def _draw(count, seed):
-    """``count`` configurations: every model kind and every entry width appears, the PE and
-    channel counts drawn."""
+    """``count`` configurations: every model kind and every entry width in turn, the PE count,
+    the cell lanes (those the PEs and the width allow) and the channels drawn."""
     rng = random.Random(seed)
     kinds, widths = list(MODELS), [2, 4, 8, 16]
     rng.shuffle(kinds)
     rng.shuffle(widths)
-    return [{"model": kinds[i % len(kinds)], "block_columns": widths[i % len(widths)],
-             "pes": rng.choice([2, 4, 8]), "channels": rng.choice([1, 2])}
-            for i in range(count)]
+    cases = []
+    for i in range(count):
+        width, pes = widths[i % len(widths)], rng.choice([2, 4, 8])
+        lanes = rng.choice([c for c in (1, 2) if c == 1 or (c <= width and 4 * c <= pes)])
+        cases.append({"model": kinds[i % len(kinds)], "block_columns": width, "pes": pes,
+                      "cell_lanes": lanes, "channels": rng.choice([1, 2])})
+    return cases
 
 
-CASES = _draw(4, seed=2026)
+CASES = _draw(4, seed=15)
+assert {case["block_columns"] for case in CASES} == {2, 4, 8, 16}
+assert {(case["model"], case["cell_lanes"]) for case in CASES} >= {
+    ("lstmp-peepholes-2-layers", 2), ("gru-2-layers", 2)}
+assert {case["channels"] for case in CASES} == {1, 2}
 
 
 def _case_id(case):
-    return "{model}-{pes}-pes-{block_columns}-columns-{channels}-channels".format(**case)
+    return ("{model}-{pes}-pes-{block_columns}-columns-{cell_lanes}-lanes-{channels}-channels"
+            .format(**case))
 
 
 def _compiled(case):
     config = hardware(case["pes"], block_columns=case["block_columns"],
-                      channels=case["channels"])
+                      cell_lanes=case["cell_lanes"], channels=case["channels"])
     return ese.compile(MODELS[case["model"]](), config, density=0.3)
 
 
@@ -60,7 +72,7 @@ def _random_state(program, rng):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_block_entries_are_bit_exact_with_states_loaded_and_read_back(case):
+def test_random_configurations_are_bit_exact_with_states_loaded_and_read_back(case):
     program = _compiled(case)
     assert program.config.block_columns == case["block_columns"]
     rng = np.random.default_rng(3)
@@ -92,7 +104,7 @@ def test_block_entries_are_bit_exact_with_states_loaded_and_read_back(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_the_model_predicts_the_block_machine_to_the_cycle(case):
+def test_the_model_predicts_each_configuration_to_the_cycle(case):
     """Without stalls, the performance model's frames after the first equal the RTL's to the
     cycle: these small layers are bound by the chain, whose every hand-off the model takes
     from the hardware's own latencies (the sum of a block's products among them)."""
