@@ -29,7 +29,7 @@ Channels run in lock-step: the control is shared and each channel has its own ar
 new sequence in this frame step starts from a zero cell state.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -399,8 +399,7 @@ class CellUnit(wiring.Component):
             with m.Elif(cooldown != 0):
                 m.d.sync += cooldown.eq(cooldown - 1)
         # The lanes that hold a cell of the layer (the last issue may hold fewer).
-        present = Signal(lanes)
-        m.d.comb += present.eq(Cat(index + lane < cells for lane in range(lanes)))
+        present = counter.present
         # The state is read operand_latency - 1 cycles after the gates are asked for, so that
         # all operands arrive together; the parameters a cycle earlier, to be aligned on the
         # way.
@@ -460,8 +459,7 @@ class CellUnit(wiring.Component):
 
         # The outputs go into a word of the vector memory, from the first one's column in it.
         written = delay(m, present, latency(config), "output_lanes")
-        count = delay(m, Mux(cells - index < lanes, cells - index, lanes), latency(config),
-                      "output_count")
+        count = delay(m, counter.count, latency(config), "output_count")
         write_columns(m, self.vector_write,
                       delay(m, output_base + index, latency(config), "output_address"),
                       [outputs[lane] for lane in range(lanes)], Mux(finished, written, 0),
@@ -473,7 +471,7 @@ class CellUnit(wiring.Component):
             self.output_valid.eq(finished & counter.emit),
             self.output_value.eq(outputs),
             self.output_count.eq(count),
-            self.output_last.eq(delay(m, index + lanes >= cells, latency(config), "last")),
+            self.output_last.eq(delay(m, counter.final, latency(config), "last")),
         ]
         return m
 

@@ -150,6 +150,14 @@ class Previous(enum.IntEnum):
     FORWARDED = 2       # the sum written in the previous cycle (the same row, back to back)
 
 
+def shifts_sums(config):
+    """Whether the alignment shift of a block's products is applied to each channel's sum of
+    them (one shifter a channel) rather than to the entry's weights (one a column, shared by
+    the channels): where the blocks are wider than the channels are many. The sum is exact
+    either way: the shift of a sum is the sum of the shifts."""
+    return config.block_columns > config.channels
+
+
 def forwarded(config):
     """Sums the add stage may take from its own last results instead of the accumulator
     memory: those of the entries issued in the cycles between an entry's read of the memory
@@ -171,11 +179,15 @@ class MultiplyAccumulate(wiring.Component):
 
     Members
     -------
-    weights : In(ArrayLayout(signed(weight_bits + max_align), block_columns))
-        The entry issued this cycle, shifted by its block's alignment.
+    weights : In(ArrayLayout(signed(weight_bits [+ max_align]), block_columns))
+        The entry issued this cycle; shifted by its block's alignment unless the sum of its
+        products is (:func:`shifts_sums`).
     values : In(ArrayLayout(signed(activation_bits + delta), block_columns))
         This channel's activations for the entry's block (with delta units, their changes: a
         bit wider).
+    align : In(align_bits)
+        Where :func:`shifts_sums`: the block's alignment, to shift the sum of its products by
+        on the sum's last stage.
     stored : In(signed(accumulator_bits))
         At the add stage: the row's value from the accumulator memory.
     previous : In(range(Previous.FORWARDED + forwarded(config)))
@@ -186,11 +198,12 @@ class MultiplyAccumulate(wiring.Component):
 
     def __init__(self, config):
         self.config = config
+        weight_bits = config.weight_bits + (0 if shifts_sums(config) else config.max_align)
         super().__init__({
-            "weights": In(data.ArrayLayout(signed(config.weight_bits + config.max_align),
-                                           config.block_columns)),
+            "weights": In(data.ArrayLayout(signed(weight_bits), config.block_columns)),
             "values": In(data.ArrayLayout(signed(config.activation_bits + config.delta),
                                           config.block_columns)),
+            "align": In(config.align_bits),
             "stored": In(signed(config.accumulator_bits)),
             "previous": In(range(Previous.FORWARDED + forwarded(config))),
             "total": Out(signed(config.accumulator_bits)),
@@ -203,16 +216,22 @@ class MultiplyAccumulate(wiring.Component):
         # (each a term of the row's sum), fit the accumulator's width whatever the alignment.
         width = min(config.product_bits + config.delta + config.max_align
                     + (config.block_columns - 1).bit_length(), config.accumulator_bits)
+        product_bits = min(len(self.weights[0]) + len(self.values[0]), width)
         terms = []
         for column in range(config.block_columns):
-            product = Signal(signed(width), name=f"product{column}")
+            product = Signal(signed(product_bits), name=f"product{column}")
             m.d.sync += product.eq(self.weights[column] * self.values[column])
             terms.append(product)
-        # The products' sum, two levels of pairs per stage, each stage registered.
-        for stage in range(tree_stages(config) + 1):
+        # The products' sum, two levels of pairs per stage, each stage registered; where the
+        # sum takes the alignment, the last stage shifts it.
+        stages = tree_stages(config) + 1
+        align = delay(m, self.align, stages, "align") if shifts_sums(config) else 0
+        for stage in range(stages):
             for _ in range(ADDER_LEVELS_PER_STAGE):
                 terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                          for i in range(0, len(terms), 2)]
+            if stage == stages - 1 and shifts_sums(config):
+                terms = [term << align for term in terms]
             summed = [Signal(signed(width), name=f"sum{stage}_{i}") for i in range(len(terms))]
             m.d.sync += [register.eq(term) for register, term in zip(summed, terms)]
             terms = summed
@@ -680,18 +699,23 @@ class ProcessingElement(wiring.Component):
         with m.Else():
             m.d.sync += previous.eq(Previous.MEMORY)
 
-        # The entry's weights shifted onto the accumulator grid: once for every channel, into
-        # the multipliers (a product's alignment is its weight's).
-        aligned = Signal(data.ArrayLayout(signed(config.weight_bits + config.max_align),
-                                          config.block_columns))
-        for column in range(config.block_columns):
-            m.d.comb += aligned[column].eq(u.entry_weights[column] << u.values.align)
+        # The entry's weights shifted onto the accumulator grid once for every channel, into
+        # the multipliers (a product's alignment is its weight's), or each channel's sum of
+        # the products (shifts_sums).
+        if shifts_sums(config):
+            aligned = u.entry_weights
+        else:
+            aligned = Signal(data.ArrayLayout(signed(config.weight_bits + config.max_align),
+                                              config.block_columns))
+            for column in range(config.block_columns):
+                m.d.comb += aligned[column].eq(u.entry_weights[column] << u.values.align)
         totals = Signal(ChannelAccumulators(config))
         for channel in range(config.channels):
             arithmetic = MultiplyAccumulate(config)
             m.submodules[f"channel{channel}"] = arithmetic
             m.d.comb += [
                 arithmetic.weights.eq(aligned),
+                arithmetic.align.eq(u.values.align),
                 arithmetic.stored.eq(data.View(ChannelAccumulators(config), stored)[channel]),
                 arithmetic.previous.eq(previous),
                 totals[channel].eq(arithmetic.total),

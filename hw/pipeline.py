@@ -8,7 +8,7 @@ already in flight (credit-based flow control), which :func:`credited_issue` buil
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Mux, Signal, Value, signed
 from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
@@ -43,12 +43,15 @@ def delay(m, value, cycles, name):
 class CreditedIssue:
     """Signals of an issue counter (see :func:`credited_issue`)."""
 
-    index: Signal      # the item being offered this cycle
-    issue: Value       # the item at ``index`` enters the pipeline this cycle
-    finish: Value      # an item leaves the pipeline this cycle
+    index: Signal      # the first item offered this cycle
+    issue: Value       # the items from ``index`` enter the pipeline this cycle
+    finish: Value      # an issue's items leave the pipeline this cycle
     busy: Value        # items remain to issue, or some are in flight
     length: Signal     # registered item count
     emit: Signal       # registered: whether the items go to the output queue
+    present: Value     # which of an issue's places hold an item (the last may hold fewer)
+    count: Value       # how many items the issue holds
+    final: Value       # the issue holds the last item
 
 
 def credited_issue(m, *, start, length, emit, output_space, latency, name, allow=1,
@@ -59,23 +62,32 @@ def credited_issue(m, *, start, length, emit, output_space, latency, name, allow
     ``start`` (a strobe) samples ``length`` and ``emit``. While ``emit`` is set, an issue
     happens only if ``output_space`` (free entries of the output queue, one an issue) exceeds
     the issues in flight, so the queue can never overflow. Issues happen only while ``allow``
-    is set.
+    is set. The items left to issue are counted down in a register, so which places of an
+    issue hold an item, how many, and whether it is the last are comparisons of that
+    register with constants.
     """
     registered_length = Signal.like(length, name=f"{name}_length")
     registered_emit = Signal(name=f"{name}_emit")
     index = Signal.like(length, name=f"{name}_index")
+    remaining = Signal.like(length, name=f"{name}_remaining")
     in_flight = Signal(range(latency + 2), name=f"{name}_in_flight")
     issue = Signal(name=f"{name}_issue")
     with m.If(start):
-        m.d.sync += [registered_length.eq(length), registered_emit.eq(emit), index.eq(0)]
-    m.d.comb += issue.eq((index < registered_length) & allow
+        m.d.sync += [registered_length.eq(length), registered_emit.eq(emit), index.eq(0),
+                     remaining.eq(length)]
+    m.d.comb += issue.eq((remaining != 0) & allow
                          & (~registered_emit | (in_flight < output_space)))
     finish = delay(m, issue, latency, f"{name}_valid")
+    final = remaining <= per_issue
     with m.If(issue):
-        m.d.sync += index.eq(index + per_issue)
+        m.d.sync += [index.eq(index + per_issue),
+                     remaining.eq(Mux(final, 0, remaining - per_issue))]
     m.d.sync += in_flight.eq(in_flight + issue - finish)
-    busy = (index < registered_length) | (in_flight != 0)
-    return CreditedIssue(index, issue, finish, busy, registered_length, registered_emit)
+    busy = (remaining != 0) | (in_flight != 0)
+    present = Cat(remaining > place for place in range(per_issue))
+    count = Mux(final, remaining, per_issue)
+    return CreditedIssue(index, issue, finish, busy, registered_length, registered_emit,
+                         present, count, final)
 
 
 def produced_words(m, *, start, finished, length, block_columns, name, count=1):

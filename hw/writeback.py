@@ -15,7 +15,7 @@ sequence start, or a state just loaded), keeps the new one in its carried sums m
 writes y from it.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -136,9 +136,8 @@ class ProjectionWriteback(wiring.Component):
                                                         config.activation_format)),
                 ]
         valid2 = counter.finish
-        present = Cat(index + lane < rows for lane in range(lanes))
-        written = delay(m, present, total, "row_lanes")
-        count = delay(m, Mux(rows - index < lanes, rows - index, lanes), total, "row_count")
+        written = delay(m, counter.present, total, "row_lanes")
+        count = delay(m, counter.count, total, "row_count")
         write_columns(m, self.vector_write, delay(m, output_base + index, total, "address2"),
                       [values[lane] for lane in range(lanes)], Mux(valid2, written, 0),
                       config.block_columns)
@@ -149,7 +148,7 @@ class ProjectionWriteback(wiring.Component):
             self.output_valid.eq(valid2 & counter.emit),
             self.output_value.eq(values),
             self.output_count.eq(count),
-            self.output_last.eq(delay(m, index + lanes >= rows, total, "last2")),
+            self.output_last.eq(delay(m, counter.final, total, "last2")),
         ]
         return m
 
