@@ -96,11 +96,19 @@ def produced_words(m, *, start, finished, length, block_columns, name, count=1):
     and the last, partial word is whole once all ``length`` columns are written. A reader that
     follows the unit reads a word once it is whole; a register's output."""
     written = Signal.like(length, name=f"{name}_written")
-    with m.If(start):
-        m.d.sync += written.eq(0)
-    with m.Elif(finished):
-        m.d.sync += written.eq(written + count)
     bits = (block_columns - 1).bit_length()
     if not bits:
-        return written
-    return Mux(written == length, (written + block_columns - 1) >> bits, written >> bits)
+        words = written
+    else:
+        words = Signal.like(length, name=f"{name}_words")
+    with m.If(start):
+        m.d.sync += written.eq(0)
+        if bits:
+            m.d.sync += words.eq(0)
+    with m.Elif(finished):
+        after = written + count
+        m.d.sync += written.eq(after)
+        if bits:
+            m.d.sync += words.eq(Mux(after == length, (after + block_columns - 1) >> bits,
+                                     after >> bits))
+    return words
