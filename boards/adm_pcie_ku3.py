@@ -116,4 +116,14 @@ ADM_PCIE_KU3 = register(Board(
     host_clock_mhz=250.0,
     pins={"pcie_lanes": PCIE_LANES, "ddr3": DDR3_PINS},
     platform=AdmPcieKu3Platform,
+    presets={
+        # ESE's operating point: 32 PEs, 32 channels, one column per entry and one cell a
+        # cycle (FPGA 2017).
+        "ese": {"pes": 32, "channels": 32},
+        # The latency machine: one channel of 128 PEs taking blocks of eight columns (1,024
+        # multiplies a cycle) and eight cells a cycle; two entries a read keep its entry
+        # words in 2.5 BRAM36 a PE (README, "The latency machine").
+        "latency": {"pes": 128, "channels": 1, "block_columns": 8, "cell_lanes": 8,
+                    "entries_per_read": 2},
+    },
 ))

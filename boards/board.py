@@ -51,6 +51,10 @@ class Board:
         Pin assignments by interface, for the constraints and the platform.
     platform : type
         The Amaranth platform of the card.
+    presets : dict
+        Named machines for the card (``--preset NAME``): each the :class:`~ese.Config`
+        parameters that make it (PEs, columns per entry, cell lanes, entries per read,
+        channels); memory capacities are sized for the model compiled on them.
     """
 
     name: str
@@ -70,6 +74,7 @@ class Board:
     host_clock_mhz: float = 250.0
     pins: dict = field(default_factory=dict)
     platform: type = None
+    presets: dict = field(default_factory=dict)
 
     @property
     def part(self):
@@ -90,6 +95,15 @@ class Board:
     def percent(self, name, used):
         """``used`` as a percentage of the device's ``name`` resource."""
         return 100.0 * used / self.resources[name]
+
+    def preset(self, name):
+        """The Config parameters of the machine called ``name``; ConfigError names the card's
+        presets otherwise."""
+        try:
+            return dict(self.presets[name])
+        except KeyError:
+            raise ConfigError(f"the {self.title} has no preset called {name!r}; its presets "
+                              f"are: {', '.join(sorted(self.presets))}") from None
 
 
 #: Every card the project builds for, by name.

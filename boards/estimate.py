@@ -104,6 +104,7 @@ class Synthesis:
     cached: bool
     delay_levels: float = None    # path_delay's proxy
     delay_path: list = None       # the nets along its deepest path
+    cell_lanes: int = 1
 
 
 def count_resources(cells):
@@ -345,7 +346,7 @@ def synthesize(config, log=None):
             cells[cell["type"]] = cells.get(cell["type"], 0) + 1
     levels, path = lut_levels(module)
     delay, delay_nets = path_delay(module)
-    result = Synthesis(pes=config.pes, channels=config.channels,
+    result = Synthesis(pes=config.pes, channels=config.channels, cell_lanes=config.cell_lanes,
                        resources=count_resources(cells), lut_levels=levels,
                        deepest_path=path, cells=dict(sorted(cells.items())),
                        seconds=round(seconds, 1), cached=False, delay_levels=delay,
@@ -357,45 +358,63 @@ def synthesize(config, log=None):
     return result
 
 
-def _terms(pes, channels):
-    return [1.0, pes, channels, pes * channels]
+def _terms(point, lanes_vary):
+    """The fit's terms at a machine ``(pes, channels, cell lanes)``: shared, per PE, per
+    channel, per PE and channel, and where the cell lanes vary, per lane beyond the first and
+    channel (each lane has its own arithmetic for every channel)."""
+    pes, channels, lanes = point
+    terms = [1.0, pes, channels, pes * channels]
+    return terms + [(lanes - 1) * channels] if lanes_vary else terms
 
 
 def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
-             checks=((16, 2), (4, 8)), jobs=None, direct=None):
+             checks=((16, 2), (4, 8)), lane_points=((8, 1, 2), (16, 1, 4)), jobs=None,
+             direct=None):
     """Resource estimate of the system for ``config`` on ``board``'s FPGA (a
     :class:`~ese.boards.board.Board`), as a JSON-ready dict.
 
     Synthesises ``config`` directly when it is no larger than the fit's largest machine;
     otherwise synthesises the four machines ``fit_pes x fit_channels`` and the larger
-    ``checks`` machines with ``config``'s memories, fits ``a + b*P + c*C + d*P*C`` to each
-    resource and reports the fit at ``config``'s size. For LUTs and FFs the ``d`` term (per
-    PE and channel) is a small difference between small machines, so the larger machines
-    join a least-squares fit to steady it; each is also predicted from the others alone (the
-    reported check error). ``direct=True`` synthesises ``config`` itself whatever its size
-    (the 32 x 32 machine takes Yosys tens of minutes and several GB), which is what measures
-    its deepest paths.
+    ``checks`` machines with ``config``'s memories and entries (one cell lane), fits ``a +
+    b*P + c*C + d*P*C`` to each resource and reports the fit at ``config``'s size. For LUTs
+    and FFs the ``d`` term (per PE and channel) is a small difference between small machines,
+    so the larger machines join a least-squares fit to steady it; each is also predicted from
+    the others alone (the reported check error). Where ``config`` has several cell lanes, a
+    term per lane beyond the first and channel joins the fit, from the first of
+    ``lane_points`` (``(pes, channels, lanes)``, each with at least four PEs a lane), the
+    others checking it. ``direct=True`` synthesises ``config`` itself whatever its size (the
+    32 x 32 machine takes Yosys tens of minutes and several GB), which is what measures its
+    deepest paths.
     """
     config.require_sized()
-    target = (config.pes, config.channels)
+    target = (config.pes, config.channels, config.cell_lanes)
+    lanes_vary = config.cell_lanes > 1
     if direct is None:
         direct = config.pes * config.channels <= max(fit_pes) * max(fit_channels)
-    points = [target] if direct else \
-        [(p, c) for p in fit_pes for c in fit_channels] + list(checks)
+    grid = [(p, c, 1) for p in fit_pes for c in fit_channels]
+    lanes = [point for point in lane_points
+             if point[2] <= min(config.cell_lanes, config.block_columns)
+             and 4 * point[2] <= point[0]] if lanes_vary else []
+    fitted = grid + lanes[:1]
+    checked = [(p, c, 1) for p, c in checks] + lanes[1:]
+    points = [target] if direct else fitted + checked
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(synthesize, config.replace(pes=p, channels=c), log)
-                   for p, c in points]
+        futures = [pool.submit(synthesize, config.replace(pes=p, channels=c, cell_lanes=lane),
+                               log)
+                   for p, c, lane in points]
         runs = [future.result() for future in futures]
     report = {
         "board": board.name, "device": board.part,
         "tool": f"{_yosys_version()} synth_xilinx -family xcu (abc LUT mapping)",
-        "pes": config.pes, "channels": config.channels, "clock_mhz": config.clock_mhz,
+        "pes": config.pes, "channels": config.channels,
+        "block_columns": config.block_columns, "cell_lanes": config.cell_lanes,
+        "entries_per_read": config.entries_per_read, "clock_mhz": config.clock_mhz,
         "memory_data_bits": config.memory_data_bits,
-        "synthesised": [{"pes": r.pes, "channels": r.channels, **asdict(r.resources),
-                         "lut_levels": r.lut_levels, "delay_levels": r.delay_levels,
-                         "seconds": r.seconds,
+        "synthesised": [{"pes": r.pes, "channels": r.channels, "cell_lanes": r.cell_lanes,
+                         **asdict(r.resources), "lut_levels": r.lut_levels,
+                         "delay_levels": r.delay_levels, "seconds": r.seconds,
                          "cached": r.cached} for r in runs],
         "wall_seconds": round(time.monotonic() - started, 1),
     }
@@ -404,8 +423,11 @@ def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
         report["method"] = "synthesised directly"
     else:
         fields = RESOURCES + ("lut_as_memory",)
-        names = ("shared", "per_pe", "per_channel", "per_pe_channel")
-        grid_points = set(points[:len(fit_pes) * len(fit_channels)])
+        names = ("shared", "per_pe", "per_channel", "per_pe_channel") + (
+            ("per_lane_channel",) if lanes_vary else ())
+
+        def point(run):
+            return (run.pes, run.channels, run.cell_lanes)
 
         def fit(chosen, name):
             """Block RAM and DSP counts come from memory and multiplier inference: whole
@@ -413,8 +435,8 @@ def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
             and FF counts come through ABC's mapping, which moves by tens of LUTs from one
             machine to the next: they are fitted by least squares over every machine."""
             if name in ("bram36", "dsp"):
-                chosen = [r for r in chosen if (r.pes, r.channels) in grid_points]
-            matrix = np.array([_terms(r.pes, r.channels) for r in chosen])
+                chosen = [r for r in chosen if point(r) in fitted]
+            matrix = np.array([_terms(point(r), lanes_vary) for r in chosen])
             values = np.array([getattr(r.resources, name) for r in chosen], dtype=float)
             return np.linalg.lstsq(matrix, values, rcond=None)[0]
 
@@ -422,26 +444,31 @@ def estimate(config, board, log=None, fit_pes=(4, 8), fit_channels=(1, 2),
         for name in fields:
             solution = fit(runs, name)
             coefficients[name] = dict(zip(names, solution.round(2).tolist()))
-            predicted[name] = float(np.dot(_terms(*target), solution))
+            predicted[name] = float(np.dot(_terms(target, lanes_vary), solution))
         # Each larger machine, left out of the fit, checks how well the others predict it.
         report["checks"] = []
-        for index in range(len(runs) - len(checks), len(runs)):
+        for index in range(len(fitted), len(runs)):
             check_run = runs[index]
             others = runs[:index] + runs[index + 1:]
             check_error = {}
             for name in RESOURCES:
                 actual = getattr(check_run.resources, name)
-                model = float(np.dot(_terms(check_run.pes, check_run.channels),
+                model = float(np.dot(_terms(point(check_run), lanes_vary),
                                      fit(others, name)))
                 check_error[name] = round((model - actual) / actual, 4) if actual else 0.0
             report["checks"].append({"pes": check_run.pes, "channels": check_run.channels,
+                                     "cell_lanes": check_run.cell_lanes,
                                      "relative_error": check_error})
         resources = Resources(**{name: round(predicted[name], 1) for name in fields})
+        lane_text = (f" + per_lane_channel*(L-1)*C, with the lanes from {lanes[0][0]} PEs x "
+                     f"{lanes[0][1]} channel x {lanes[0][2]} lanes" if lanes_vary else "")
         report["method"] = (
             "composed: each resource fitted as shared + per_pe*P + per_channel*C + "
-            "per_pe_channel*P*C to syntheses with the target's memories at P x C in "
-            f"{list(fit_pes)} x {list(fit_channels)} (BRAM36 and DSP, exact) and also "
-            + " and ".join(f"{p} x {c}" for p, c in checks)
+            f"per_pe_channel*P*C{lane_text} to syntheses with the target's memories and "
+            f"entries at P x C in {list(fit_pes)} x {list(fit_channels)} (BRAM36 and DSP, "
+            "exact) and also "
+            + " and ".join(f"{p} x {c}" + (f" x {lane} lanes" if lane > 1 else "")
+                           for p, c, lane in checked)
             + " (LUT and FF, least squares); each check is the error on one of the larger "
               "machines when it is left out of the fit")
         report["coefficients"] = coefficients

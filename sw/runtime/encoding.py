@@ -211,6 +211,12 @@ class HardwareImage:
         return np.array([len(e) for e in self.entries], dtype=np.int64)
 
     @property
+    def nonzeros_per_pe(self):
+        """Each PE's non-zero weights."""
+        return np.array([int(np.count_nonzero(np.asarray(e)[:, 1:])) for e in self.entries],
+                        dtype=np.int64)
+
+    @property
     def real_entries_per_pe(self):
         """Each PE's entries that are not padding: its multiply cycles."""
         return self.entries_per_pe - self.padding

@@ -51,6 +51,14 @@ class EvaluationSettings:
     prune_steps: int = 1
     #: The pruning chains run: load-balanced and global (ESE's comparison), or one of them.
     kinds: tuple = ("balanced", "global")
+    #: Block entries (Config.block_columns) to compare with single weights: for each width, a
+    #: load-balanced chain from the same dense model through the densities down to the
+    #: target, pruning whole blocks of that many columns, evaluated on a machine of such
+    #: entries; empty for none.
+    block_columns: tuple = ()
+    #: The chosen width is the largest whose dev golden PER at the target density is within
+    #: this many points of single weights' (load-balanced).
+    block_budget: float = 1.0
     #: Retraining epochs after pruning to each density (in the order of ``densities``), or
     #: one count for all. The target's step gets the most (0.15 -> 0.112 removes a quarter of
     #: what is left from a network already at 15%). Set before the WordNet corpus's first run
@@ -209,6 +217,9 @@ def evaluate(settings, log=None, timing_of=None):
                                       config.replace(pes=settings.export_pes), settings.export)
                     say(f"recognizer written to {settings.export}.ese and .npz")
     report["densities"] = [rows[density] for density in settings.densities]
+    if settings.block_columns:
+        report["blocks"] = _block_study(settings, model, train_data, evaluated, work, tag,
+                                        epochs_for, rows, say, log)
     if settings.delta_thresholds:
         if timing_of is None:
             raise InputError("the delta study needs the hardware's latencies: pass timing_of "
@@ -217,6 +228,49 @@ def evaluate(settings, log=None, timing_of=None):
                                        normalisation, work, tag, timing_of, say, log)
     report["seconds"] = time.monotonic() - started
     return report
+
+
+def _block_study(settings, model, train_data, evaluated, work, tag, epochs_for, rows, say,
+                 log):
+    """Block entries against single weights (see EvaluationSettings.block_columns): per width,
+    a load-balanced chain of block pruning from the dense ``model`` through the densities
+    down to the target, and at the target the float and golden PER on each evaluated split
+    (the golden model on a machine of such entries); the width chosen on dev."""
+    import ese
+    training = settings.training
+    target = settings.target_density
+    single = rows[min(rows, key=lambda d: abs(d - target))].get("balanced")
+    study = {"budget_points": settings.block_budget, "density": target,
+             "single": single, "widths": []}
+    densities = sorted((d for d in settings.densities if d >= target or math.isclose(d, target)),
+                       reverse=True)
+    for width in sorted(settings.block_columns):
+        pruned, chain = model, [dataclasses.asdict(training), "balanced", settings.pes,
+                                settings.prune_steps, "blocks", width]
+        for density in densities:
+            chain = chain + [density, epochs_for[density]]
+            pruned = _along_chain(
+                work / f"pruned{tag}_blocks{width}_{density}.pt", chain, pruned, say,
+                f"density {density}, blocks of {width}",
+                lambda previous, density=density: prune_iteratively(
+                    previous, train_data, density, "balanced", settings.pes,
+                    settings.prune_steps, epochs_for[density], training.learning_rate / 4,
+                    training.batch, training.seed, log=log, block_columns=width))
+        config = ese.Config(pes=settings.pes, block_columns=width,
+                            weight_bits=settings.weight_bits,
+                            activation_bits=settings.activation_bits)
+        program = ese.compile(pruned.recurrent, config)
+        rates, _ = _error_rates(pruned, program, evaluated)
+        study["widths"].append({"block_columns": width, "density": density_of(pruned.recurrent),
+                                **rates,
+                                "multiply_cycles_per_pe": int(
+                                    program.image.real_entries_per_pe.max())})
+        say(f"blocks of {width} at {target}: " + _described(rates))
+    within = [row["block_columns"] for row in study["widths"]
+              if single is not None and row["dev_golden_per"]
+              <= single["dev_golden_per"] + settings.block_budget]
+    study["chosen"] = max(within) if within else None
+    return study
 
 
 def _delta_study(settings, target, train_data, evaluated, phones, normalisation, work, tag,

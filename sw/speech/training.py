@@ -143,11 +143,12 @@ def train(train_data, phones, settings, log=None, checkpoint=None):
 
 
 def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_step,
-                      learning_rate, batch, seed, log=None):
+                      learning_rate, batch, seed, log=None, block_columns=1):
     """Prune ``model``'s recurrent layers from their density to ``density`` in ``steps``
-    geometric steps,
-    retraining for ``epochs_per_step`` after each with the masks in place (pruned weights
-    stay zero); returns the pruned model (a copy, masks made permanent)."""
+    geometric steps, for ``pes`` PEs whose entries hold ``block_columns`` columns (whole
+    blocks kept or dropped), retraining for ``epochs_per_step`` after each with the masks in
+    place (pruned weights stay zero); returns the pruned model (a copy, masks made
+    permanent)."""
     import copy
 
     from torch.nn.utils import prune
@@ -162,7 +163,7 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
     for step in range(1, steps + 1):
         # Pruned weights are zeros, the smallest magnitudes, so they stay pruned.
         target = start * (density / start) ** (step / steps)
-        mask_matrices(matrices, target, Placement(pes), kind)
+        mask_matrices(matrices, target, Placement(pes, block_columns), kind)
         if log is not None:
             log(f"{kind} pruning: density {target:.3f} (step {step} of {steps})")
         train_epochs(pruned, train_data, epochs_per_step, learning_rate, batch, seed + step,

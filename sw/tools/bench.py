@@ -43,6 +43,11 @@ class BenchSettings:
     proj: int = 512
     pes: int = 32
     channels: int = 1
+    block_columns: int = 1
+    cell_lanes: int = 1
+    entries_per_read: int = 4
+    #: The board's preset these settings come from, if any (for the reports).
+    preset: str = ""
     density: float = 0.112
     pruning: str = "balanced"
     frames: int = 12
@@ -64,10 +69,26 @@ def build_program(settings):
         streaming = {"stream_window": settings.stream_window,
                      "memory_data_bits": settings.memory_bits}
     config = ese.Config(pes=settings.pes, channels=settings.channels,
+                        block_columns=settings.block_columns, cell_lanes=settings.cell_lanes,
+                        entries_per_read=settings.entries_per_read,
                         activation_queue_depth=settings.queue_depth, **streaming)
     return random_program(settings.cell, settings.inputs, settings.cells, settings.proj, config,
                           density=settings.density, pruning=settings.pruning,
                           seed=settings.seed, row_spread=settings.row_spread)
+
+
+def machine(settings):
+    """The machine a benchmark runs, for its report: the preset (if any) and the parameters
+    that make it."""
+    return {"preset": settings.preset or None, "pes": settings.pes,
+            "block_columns": settings.block_columns, "cell_lanes": settings.cell_lanes,
+            "entries_per_read": settings.entries_per_read}
+
+
+def bound_cycles(settings, nonzeros):
+    """ESE's bound: the cycles of a frame if every multiplier did useful work every cycle
+    (non-zeros over the PEs' multipliers: ``block_columns`` a PE)."""
+    return nonzeros / (settings.pes * settings.block_columns)
 
 
 def _proj(settings):
@@ -202,11 +223,11 @@ def model_benchmark(settings):
     clock = program.config.clock_mhz
     return ModelBenchReport(**{
         "measured_by": "analytical model (sw/compiler/performance.py), no RTL simulation",
-        "cell": settings.cell, "pes": settings.pes, "channels": settings.channels,
+        **machine(settings), "cell": settings.cell, "channels": settings.channels,
         "inputs": settings.inputs, "cells": settings.cells, "proj": _proj(settings),
         "density": settings.density,
         "pruning": settings.pruning, "nonzeros": nonzeros,
-        "bound_cycles": nonzeros / settings.pes,
+        "bound_cycles": bound_cycles(settings, nonzeros),
         "effective_bound_cycles": prediction.effective_bound_cycles,
         "model_cycles_per_frame": cycles,
         "model_limited_by": prediction.limited_by, "clock_mhz": clock,
@@ -274,10 +295,10 @@ def run_benchmark(settings, log=None, cpu=True):
     prediction = predict_performance(program.image, hardware_timing(program.config),
                                      trace=traces, warmup=WARMUP_FRAMES)
     nonzeros = summary["nonzeros"]
-    bound = nonzeros / settings.pes
+    bound = bound_cycles(settings, nonzeros)
     figures = {
+        **machine(settings),
         "cell": settings.cell,
-        "pes": settings.pes,
         "channels": program.config.channels,
         "inputs": settings.inputs,
         "cells": settings.cells,
@@ -286,7 +307,7 @@ def run_benchmark(settings, log=None, cpu=True):
         "pruning": settings.pruning,
         "nonzeros": nonzeros,
         "padding_entries": summary["padding_entries"],
-        "nonzeros_per_pe_max": int(program.image.real_entries_per_pe.max()),
+        "nonzeros_per_pe_max": int(program.image.nonzeros_per_pe.max()),
         "bound_cycles": bound,
         "cycles_per_frame": cycles,
         "cycles_per_frame_all": result.cycles_per_frame,

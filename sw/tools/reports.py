@@ -88,10 +88,15 @@ class SpeechDemoReport(Report):
 
 @dataclass
 class BenchPoint(Report):
-    """The machine and the layer a benchmark ran (``cell``: "lstmp" or "gru")."""
+    """The machine and the layer a benchmark ran (``cell``: "lstmp" or "gru"; ``preset``: the
+    board's named machine, or None)."""
 
     cell: str
+    preset: "str | None"
     pes: int
+    block_columns: int
+    cell_lanes: int
+    entries_per_read: int
     channels: int
     inputs: int
     cells: int

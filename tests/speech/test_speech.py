@@ -122,8 +122,9 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
     model, and run one utterance on the RTL, whose decode must equal predict's. The LSTMP's is
     a final run (``--test``); the GRU's a run of the choices, which never reads the test set.
     Both fine-tune the pruned model as delta layers over two thresholds, the GRU with an L1
-    term on its states' changes. The LSTMP's names its plots; the GRU's are drawn beside its
-    report by default."""
+    term on its states' changes, and compare block entries of two and four columns with
+    single weights. The LSTMP's names its plots; the GRU's are drawn beside its report by
+    default."""
     final = cell == "lstmp"
     report_path = tmp_path / "speech.json"
     plot_path = tmp_path / ("plot.png" if final else "speech.png")
@@ -136,7 +137,8 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
                       "--rtl-utterances", 1, "--work", tmp_path / "work",
                       "--export", tmp_path / "recognizer", "--export-pes", 2,
                       "--delta-thresholds", 0.3, 0.05, "--delta-epochs", 1,
-                      "--delta-budget", 100, *plots,
+                      "--delta-budget", 100, "--block-columns", 2, 4, "--block-budget", 100,
+                      *plots,
                       *([] if final else ["--delta-change-weight", 5]),
                       *(["--test"] if final else []), "-o", report_path)
     assert run.returncode == 0, run.stderr
@@ -160,6 +162,14 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
                              "decodes_equal_predict": True}
     assert report["model"]["cell"] == cell
     assert (tmp_path / "work" / ("dense.pt" if cell == "lstmp" else "dense_gru.pt")).exists()
+    # Block entries: a chain per width from the same dense model, whole blocks kept, each with
+    # its PERs and multiply cycles; with a budget of 100 points the widest is chosen.
+    blocks = report["blocks"]
+    assert [row["block_columns"] for row in blocks["widths"]] == [2, 4]
+    for row in blocks["widths"]:
+        assert set(row) >= rates and row["multiply_cycles_per_pe"] > 0
+    assert blocks["single"] == report["densities"][0]["balanced"]
+    assert blocks["chosen"] == 4
     # The exported recognizer: the accelerator's image and the host's output layer, decoding
     # a test utterance through the golden model.
     recognizer = speech.CompiledRecognizer(tmp_path / "recognizer")

@@ -8,6 +8,8 @@ from .common import (
     STREAM_HELP,
     UsageError,
     density_value,
+    machine,
+    machine_options,
     make_console,
     non_negative_int,
     number_in,
@@ -101,8 +103,8 @@ def cmd_bench(args):
     )
     from ..reports import StreamingBenchReport, SweepReport
     settings = BenchSettings(cell=args.cell, inputs=args.inputs, cells=args.cells,
-                             proj=args.proj, pes=args.pes,
-                             channels=args.channels, density=args.density, frames=args.frames,
+                             proj=args.proj, **machine(args), preset=args.preset or "",
+                             density=args.density, frames=args.frames,
                              seed=args.seed, queue_depth=args.queue_depth,
                              row_spread=args.row_spread, stream_window=args.stream_window,
                              memory_bits=args.memory_bits)
@@ -257,9 +259,7 @@ def register(commands):
     bench.add_argument("--cell", choices=CELLS, default="lstmp",
                        help="the layer: ESE's peephole LSTMP (default) or a GRU of --cells "
                             "units (--proj unused)")
-    bench.add_argument("--pes", type=positive_int, default=32)
-    bench.add_argument("--channels", type=positive_int, default=1,
-                       help="utterances run in lock step on the same weights")
+    machine_options(bench)
     bench.add_argument("--density", type=density_value, default=0.112)
     bench.add_argument("--inputs", type=positive_int, default=153)
     bench.add_argument("--cells", type=positive_int, default=1024)

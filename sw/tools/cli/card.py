@@ -10,9 +10,9 @@ from .common import (
     UsageError,
     existing_file,
     hardware_for,
+    machine_options,
     make_console,
     note_saturation,
-    positive_int,
     probability_value,
     window_value,
 )
@@ -160,10 +160,7 @@ def cmd_estimate(args):
 def _hardware_options(parser, image_help):
     """The options that choose the hardware of a build or an estimate (see hardware_for)."""
     parser.add_argument("--image", help=image_help)
-    parser.add_argument("--pes", type=positive_int, default=32,
-                        help="without --image: PEs, memories sized for ESE's layer")
-    parser.add_argument("--channels", type=positive_int, default=None,
-                        help="channels (default: the image's, or 1)")
+    machine_options(parser, board_option=True)
     parser.add_argument("--stream-window", type=window_value, default=0, metavar="N",
                         help="without --image: " + STREAM_HELP)
     parser.add_argument("--delta", action="store_true",

@@ -2,11 +2,13 @@
 from files, and the hardware of a build or an estimate."""
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from ...contract.config import Config
 from ...contract.errors import EseError
 
 
@@ -144,16 +146,70 @@ def window_value(text):
     return value
 
 
+#: The parameters that make a machine, which a board's preset sets and the options override,
+#: with Config's defaults (ESE's PEs, one channel, one column per entry, one cell a cycle).
+MACHINE_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Config)
+                    if field.name in ("pes", "channels", "block_columns", "cell_lanes",
+                                      "entries_per_read")}
+
+
+def machine_options(parser, board_option=False):
+    """The options that choose a machine: a board's preset (the default board's names, or
+    ``--board``'s), and the parameters that override it."""
+    from ....boards import BOARDS, DEFAULT_BOARD
+    names = sorted({name for card in BOARDS.values() for name in card.presets})
+    described = "; ".join(
+        f"{name}: " + ", ".join(f"{key} {value}" for key, value in values.items())
+        for name, values in sorted(BOARDS[DEFAULT_BOARD].presets.items()))
+    parser.add_argument("--preset", choices=names,
+                        help=f"a named machine of the card{' (--board)' * board_option} "
+                             f"({described}); the options below override its parameters")
+    parser.add_argument("--pes", type=positive_int, default=None,
+                        help=f"processing elements (default {MACHINE_DEFAULTS['pes']})")
+    parser.add_argument("--channels", type=positive_int, default=None,
+                        help="utterances run in lock step on the same weights (default 1)")
+    parser.add_argument("--block-columns", type=positive_int, default=None, metavar="K",
+                        help="columns per sparse entry: a PE multiplies K weights a cycle and "
+                             "the broadcast sends K columns a beat (default 1, as ESE)")
+    parser.add_argument("--cell-lanes", type=positive_int, default=None, metavar="C",
+                        help="cells updated a cycle, and projection rows written (default 1)")
+    parser.add_argument("--entries-per-read", type=positive_int, default=None, metavar="N",
+                        help="sparse entries a PE reads a cycle (default 4)")
+
+
+def machine(args, defaults=MACHINE_DEFAULTS):
+    """The machine the options name: their preset's parameters (on ``args.board``, or the
+    default board), overridden by the options given, ``defaults`` for the rest."""
+    from ....boards import DEFAULT_BOARD, board
+    values = dict(defaults)
+    if getattr(args, "preset", None):
+        values.update(board(getattr(args, "board", None) or DEFAULT_BOARD).preset(args.preset))
+    for name in defaults:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    return values
+
+
 def hardware_for(args):
-    """The hardware config of a build or estimate: an image's, or ESE's layer's for options."""
+    """The hardware config of a build or estimate: an image's, or ESE's layer's sized for the
+    machine the options name."""
     from ...runtime.program import load
     from ..bench import BenchSettings, build_program
     delta = {"delta": 1} if getattr(args, "delta", False) else {}
     if args.image:
+        named = [f"--{name.replace('_', '-')}" for name in ("preset", "pes", "block_columns",
+                                                            "cell_lanes", "entries_per_read")
+                 if getattr(args, name, None) is not None]
+        if named:
+            raise UsageError(f"the image fixes the machine; {', '.join(named)} name one for "
+                             f"ESE's layer, without --image")
         config = load(existing_file(args.image, "image")).config
         return config.replace(**({"channels": args.channels} if args.channels else {}), **delta)
-    program = build_program(BenchSettings(pes=args.pes, stream_window=args.stream_window))
-    return program.config.replace(channels=args.channels or 1, **delta)
+    chosen = machine(args)
+    program = build_program(BenchSettings(**chosen, preset=args.preset or "",
+                                          stream_window=args.stream_window))
+    return program.config.replace(**delta)
 
 
 def print_summary(program, path):

@@ -12,6 +12,8 @@ from .common import (
     existing_file,
     load_calibration,
     load_frames,
+    machine,
+    machine_options,
     make_console,
     note_saturation,
     positive_int,
@@ -45,7 +47,7 @@ def cmd_compile(args):
             raise UsageError(f"{path} is not a PyTorch module saved with torch.save(module) "
                              f"or an ONNX model (.onnx) ({type(error).__name__}: "
                              f"{error})") from None
-    config = Config(pes=args.pes, channels=args.channels, weight_bits=args.weight_bits,
+    config = Config(**machine(args), weight_bits=args.weight_bits,
                     activation_bits=args.activation_bits, delta=int(bool(args.delta)),
                     **streaming_settings(args.stream_window))
     calibration = load_calibration(args.calibration) if args.calibration else None
@@ -137,9 +139,7 @@ def register(commands):
                            "name, or by path through If/Loop subgraphs); default: the "
                            "graph's chain")
     comp.add_argument("-o", "--output", required=True, help="weight image to write")
-    comp.add_argument("--pes", type=positive_int, default=32)
-    comp.add_argument("--channels", type=positive_int, default=1,
-                      help="independent sequences the hardware runs in lock step")
+    machine_options(comp)
     comp.add_argument("--density", type=density_value, default=None,
                       help="prune to this density (default: keep the module's zeros)")
     comp.add_argument("--pruning", choices=["balanced", "global"], default="balanced")

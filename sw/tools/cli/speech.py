@@ -62,6 +62,7 @@ def cmd_speech_eval(args):
         export_pes=args.export_pes, test=args.test,
         delta_thresholds=tuple(args.delta_thresholds or ()), delta_epochs=args.delta_epochs,
         delta_budget=args.delta_budget, delta_change_weight=args.delta_change_weight,
+        block_columns=tuple(args.block_columns or ()), block_budget=args.block_budget,
         command=" ".join(["ese", *map(shlex.quote, sys.argv[1:])]))
     console = make_console()
     with console.status("speech evaluation") as status:
@@ -90,6 +91,19 @@ def cmd_speech_eval(args):
             f"{row[kind][f'{split}_float_per']:.2f} / {row[kind][f'{split}_golden_per']:.2f}"
             for kind in kinds for split in splits])
     console.print(table)
+    blocks = report.get("blocks")
+    if blocks:
+        table = Table(title=f"block entries at density {blocks['density']:g}, load-balanced: "
+                            f"PER (%) float / golden model, multiply cycles per PE")
+        for column in ("columns per entry", *splits, "cycles per PE"):
+            table.add_column(column)
+        for row in blocks["widths"]:
+            table.add_row(str(row["block_columns"]), *[
+                f"{row[f'{split}_float_per']:.2f} / {row[f'{split}_golden_per']:.2f}"
+                for split in splits], str(row["multiply_cycles_per_pe"]))
+        console.print(table)
+        console.print(f"chosen on dev (within {blocks['budget_points']:g} points of single "
+                      f"weights): {blocks['chosen']}")
     delta = report.get("delta")
     if delta:
         table = Table(title=f"delta layers at density {settings.target_density:g}, "
@@ -203,6 +217,14 @@ def register(commands):
                         help="PEs the exported recognizer is compiled for")
     speech.add_argument("--pruning", choices=["both", "balanced", "global"], default="both",
                         help="the pruning chains: load-balanced and global (default), or one")
+    speech.add_argument("--block-columns", type=positive_int, nargs="+", metavar="K",
+                        help="block entries of K columns against single weights: for each, a "
+                             "load-balanced chain pruning whole blocks from the same dense "
+                             "model down to the target density, with float and golden PER")
+    speech.add_argument("--block-budget", type=number_in(0.0, 1000.0, "points of PER", True),
+                        default=EvaluationSettings.block_budget,
+                        help="the chosen width's dev PER may exceed single weights' by this "
+                             "many points")
     speech.add_argument("--delta-thresholds", type=threshold_value, nargs="+",
                         metavar="THETA",
                         help="delta-aware fine-tuning of the load-balanced model at the target "
