@@ -30,7 +30,9 @@ Every latency comes in a :class:`~ese.sw.contract.timing.Timing`
 that causes it), so the model follows any configuration the hardware takes. A streamed
 configuration (``Config.stream_window``) also reads every PE's entries from the off-chip
 memory every step, one beat per cycle at most and one burst request per
-``burst_issue_cycles``: the step takes at least that long, whatever the activations. Zero
+``burst_issue_cycles``: the step takes at least that long, whatever the activations; and any
+step takes at least as many cycles as its frame has input words or its result output
+words, which stream a word a cycle. Zero
 activations are never broadcast: with a trace of the golden model the prediction follows
 them frame by frame; without one, every activation counts as non-zero. Delta layers
 (docs/arithmetic.md, "Delta layers") send only the columns that changed: their traces hold
@@ -221,6 +223,13 @@ def predict_performance(image, timing, trace=None, warmup=2):
         limited_by = "the serial chain of each step"
     elif per_pe.max() < 0.97 * cycles and limited_by == "multiply-accumulate":
         limited_by = "multiply-accumulate, with queue coupling between PEs and the chain"
+    # The frames stream in and the results out a word (a value per channel) a cycle.
+    words = max(image.descriptors[0]["inputs"], image.descriptors[-1]["recurrent"])
+    if words > cycles:
+        cycles = float(words)
+        limited_by = ("the results' stream: a word a cycle" if words
+                      == image.descriptors[-1]["recurrent"] else
+                      "the frames' stream: a word a cycle")
     beats, bursts = stream_traffic(image)
     memory = float(max(beats, timing.burst_issue_cycles * bursts))
     if memory > cycles:
