@@ -54,8 +54,8 @@ __all__ = ["PerformancePrediction", "predict_performance", "phase_demands", "str
 class Phase:
     """The work of one broadcast phase (a layer's gates or its projection), per column.
 
-    ``macs`` and ``words`` are (PEs, columns): real entries and entry words of each column in
-    each PE. ``readout`` is (PEs,): the accumulator rows read from each PE after the phase
+    ``macs`` is (PEs, columns): the real entries of each column (block of columns) in each
+    PE. ``readout`` is (PEs,): the accumulator rows read from each PE after the phase
     (a cell's four gates, or a projection row); each read takes the PE's accumulator memory
     for a cycle, in which it issues no multiply.
     """
@@ -64,23 +64,11 @@ class Phase:
     layer: int
     kind: str              # "gates" or "projection"
     macs: np.ndarray
-    words: np.ndarray
     readout: np.ndarray
 
     @property
     def columns(self):
         return self.macs.shape[1]
-
-    def cycles(self, active=None):
-        """Per PE: cycles the phase needs with its stages overlapped.
-
-        ``active`` is a boolean mask of the columns whose activation is non-zero (all if
-        None); the others are never broadcast.
-        """
-        if active is None:
-            active = np.ones(self.columns, dtype=bool)
-        active = np.asarray(active, dtype=np.int64)
-        return np.maximum(np.maximum(self.macs @ active, self.words @ active), active.sum())
 
 
 @dataclass
@@ -134,7 +122,6 @@ def phase_demands(image):
     """The :class:`Phase` s of one frame, from a HardwareImage."""
     config = image.config
     placement = Placement.of(config)
-    lanes = config.entries_per_read
     pointers = image.pointers
     real_before = []          # per PE: real entries before each entry index
     for entries in image.entries:
@@ -150,12 +137,11 @@ def phase_demands(image):
             spans.append(("projection", (gates[1], gates[1] + blocks(d["cells"]))))
         for kind, (first, stop) in spans:
             start, end = pointers[:, first:stop], pointers[:, first + 1:stop + 1]
-            words = np.where(end > start, (end - 1) // lanes - start // lanes + 1, 0)
             macs = np.stack([counts[end[pe]] - counts[start[pe]]
                              for pe, counts in enumerate(real_before)])
             rows = GATES * d["cells"] if kind == "gates" else d["proj"]
             readout = np.array([placement.rows_held(rows, pe) for pe in range(config.pes)])
-            phases.append(Phase(f"layer {index} {kind}", index, kind, macs, words, readout))
+            phases.append(Phase(f"layer {index} {kind}", index, kind, macs, readout))
     return phases
 
 

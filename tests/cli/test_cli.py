@@ -282,6 +282,41 @@ def test_bench_runs_a_gru_with_pytorchs_own_gru_beside_it():
     assert report["utilization"] > 0.9
 
 
+def test_explore_gives_the_front_and_the_smallest_machine_for_a_latency(tmp_path, capsys):
+    """`ese explore` on a small LSTMP: every valid machine of the given parameters with the
+    performance model's cycles and the resource model's resources, the Pareto front of
+    latency against LUTs (each machine on it faster than the one before and smaller than
+    every faster one), its plot, and the smallest machine meeting a latency: none faster is
+    smaller."""
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    torch.save(ese.PeepholeLSTM(40, 96, proj_size=48), path)
+    output = tmp_path / "explore.json"
+    assert main(["explore", str(path), "--pes", "4", "8", "16", "--block-columns", "1", "4",
+                 "--cell-lanes", "1", "2", "--density", "0.3", "--latency-us", "5",
+                 "-o", str(output), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads(output.read_text()) == report
+    assert output.with_suffix(".png").stat().st_size > 0
+    machines = report["machines"]
+    # Two lanes need eight PEs and blocks of two columns or more: 3 x 2 + 2 valid machines.
+    assert len(machines) == 8
+    assert {(m["pes"], m["block_columns"], m["cell_lanes"]) for m in machines} >= {
+        (4, 1, 1), (16, 4, 2)}
+    assert all(m["cycles_per_frame"] > 0 and m["lut"] > 0 for m in machines)
+    front = report["pareto_front"]
+    assert [m["latency_us"] for m in front] == sorted(m["latency_us"] for m in front)
+    assert all(a["lut"] > b["lut"] for a, b in zip(front, front[1:]))
+    for machine in machines:
+        assert any(m["latency_us"] <= machine["latency_us"] and m["lut"] <= machine["lut"]
+                   for m in front)
+    chosen = report["chosen"]
+    assert chosen["latency_us"] <= 5
+    assert not any(m["latency_us"] <= 5 and m["lut"] < chosen["lut"] and m["fits"]
+                   for m in machines)
+    assert report["ese"] == {"latency_us": 82.7, "lut": 293_920}
+
+
 def test_bench_model_only_projects_lock_step_channels(capsys):
     """`ese bench --model-only`: the analytical model for machines too big to simulate; a step
     of C channels costs one frame's cycles, but a column is skipped only where every

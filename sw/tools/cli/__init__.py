@@ -11,6 +11,7 @@
     ese run model.ese -i frames.npz          frames through the card (XDMA) or its RTL model
     ese build --board adm-pcie-ku3 --out DIR the Vivado build tree (and bitstream, with Vivado)
     ese estimate [--channels 32] [--json]    LUT, FF, DSP, BRAM on the XCKU060 (Yosys)
+    ese explore [--latency-us X]             latency against resources over the design space
     ese corpus DIR [--utterances N]          a phone-labelled speech corpus (espeak-ng)
     ese speech-eval [--corpus DIR]           train, prune, quantize, phone error rates
 

@@ -8,6 +8,7 @@ from .common import (
     STREAM_HELP,
     UsageError,
     density_value,
+    existing_file,
     machine,
     machine_options,
     make_console,
@@ -212,6 +213,75 @@ def _print_bench(r, console):
     console.print(table)
 
 
+def cmd_explore(args):
+    from ..explore import ExploreSettings, explore, plot_front
+    if args.calibrate:
+        return _calibrate(args)
+    settings = ExploreSettings(
+        model=str(existing_file(args.model, "model file")) if args.model else "",
+        cell=args.cell, density=args.density, board=args.board, pes=tuple(args.pes),
+        block_columns=tuple(args.block_columns), cell_lanes=tuple(args.cell_lanes),
+        channels=tuple(args.channels), entries_per_read=tuple(args.entries_per_read or ()),
+        frames=args.frames, seed=args.seed, latency_us=args.latency_us or 0.0)
+    console = make_console()
+    with console.status("exploring") as status:
+        report = explore(settings, log=lambda text: status.update(text))
+    output = Path(args.output) if args.output else None
+    if output:
+        output.write_text(json.dumps(report, indent=1) + "\n")
+    plot = args.plot or (output.with_suffix(".png") if output else None)
+    if plot:
+        plot_front(report, plot)
+    if args.json:
+        print(json.dumps(report))
+        return 0 if not args.latency_us or report["chosen"] else 1
+    from rich.table import Table
+    table = Table(title=f"Pareto front: {report['settings']['model'] or 'ESE layer'} on the "
+                        f"{report['device']} (performance model; resource model)")
+    for heading in ("PEs", "columns", "lanes", "channels", "reads", "cycles", "us",
+                    "frames/s", "LUT %", "FF %", "DSP %", "BRAM %"):
+        table.add_column(heading, justify="right")
+    for row in report["pareto_front"]:
+        table.add_row(*map(str, (row["pes"], row["block_columns"], row["cell_lanes"],
+                                 row["channels"], row["entries_per_read"])),
+                      f"{row['cycles_per_frame']:.0f}", f"{row['latency_us']:.2f}",
+                      f"{row['frames_per_second']:,.0f}",
+                      *(f"{row[name + '_percent']:.1f}" for name in ("lut", "ff", "dsp",
+                                                                     "bram36")))
+    console.print(table)
+    console.print(f"{len(report['machines'])} machines, "
+                  f"{sum(r['fits'] for r in report['machines'])} fit the device; ESE: "
+                  f"{report['ese']['latency_us']} us, {report['ese']['lut']:,} LUTs")
+    if args.latency_us:
+        chosen = report["chosen"]
+        console.print(
+            f"smallest machine meeting {args.latency_us:g} us: " + (
+                ", ".join(f"{key} {chosen[key]}" for key in (
+                    "pes", "block_columns", "cell_lanes", "channels", "entries_per_read"))
+                + f" ({chosen['latency_us']:.2f} us, {chosen['lut_percent']:.1f}% LUT)"
+                if chosen else "none of these"))
+    if plot:
+        console.print(f"plot written to {plot}")
+    return 0 if not args.latency_us or report["chosen"] else 1
+
+
+def _calibrate(args):
+    """Fit the generator's resource model to syntheses of its calibration machines."""
+    from ....boards import board
+    from ....boards.estimate import synthesize
+    from ....boards.resource_model import MODEL_PATH, calibrate
+    console = make_console()
+    with console.status("calibrating the resource model") as status:
+        model = calibrate(board(args.board), synthesize, log=lambda text: status.update(text))
+    path = Path(args.output) if args.output else MODEL_PATH
+    path.write_text(json.dumps(model.to_dict(), indent=1) + "\n")
+    worst = {name: max(abs(errors[name]) for errors in model.residuals.values())
+             for name in ("lut", "ff", "dsp", "bram36")}
+    console.print(f"resource model written to {path}; largest error on its machines: "
+                  + ", ".join(f"{name} {100 * value:.1f}%" for name, value in worst.items()))
+    return 0
+
+
 def cmd_soak(args):
     from ..soak import SoakSettings, run_soak
     settings = SoakSettings(cell=args.cell, frames=args.frames, channels=args.channels,
@@ -306,6 +376,42 @@ def register(commands):
     bench.add_argument("--seed", type=seed_value, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
+
+    explore = commands.add_parser(
+        "explore", help="the design space: latency (performance model) against resources "
+                        "(resource model), its Pareto front and the smallest machine for a "
+                        "latency")
+    explore.add_argument("model", nargs="?",
+                         help="a .pt module, .onnx model or .ese image (default: ESE's layer, "
+                              "or with --cell gru a GRU of its size)")
+    explore.add_argument("--cell", choices=CELLS, default="lstmp")
+    explore.add_argument("--density", type=density_value, default=0.112,
+                         help="pruning of a float model (load-balanced, in each machine's "
+                              "blocks)")
+    from ....boards import BOARDS, DEFAULT_BOARD
+    explore.add_argument("--board", choices=sorted(BOARDS), default=DEFAULT_BOARD)
+    explore.add_argument("--pes", type=positive_int, nargs="+", default=[16, 32, 64, 128, 256])
+    explore.add_argument("--block-columns", type=positive_int, nargs="+",
+                         default=[1, 2, 4, 8, 16], metavar="K")
+    explore.add_argument("--cell-lanes", type=positive_int, nargs="+", default=[1, 2, 4, 8],
+                         metavar="C")
+    explore.add_argument("--channels", type=positive_int, nargs="+", default=[1])
+    explore.add_argument("--entries-per-read", type=positive_int, nargs="+", metavar="N",
+                         help="default: 4 for entries of one column, 2 for blocks")
+    explore.add_argument("--frames", type=positive_int, default=8,
+                         help="random frames whose zeros the model follows")
+    explore.add_argument("--latency-us", type=number_in(0.0, 1e6, "a latency in us", False),
+                         help="name the smallest machine (in LUTs) of the front that meets "
+                              "this latency per frame")
+    explore.add_argument("--seed", type=seed_value, default=0)
+    explore.add_argument("-o", "--output", help="write the report as JSON here (with "
+                                                "--calibrate: the resource model)")
+    explore.add_argument("--plot", help="PNG of latency against LUTs (default: beside -o)")
+    explore.add_argument("--calibrate", action="store_true",
+                         help="fit the generator's resource model to syntheses of small "
+                              "machines (minutes of Yosys) and write it")
+    explore.add_argument("--json", action="store_true")
+    explore.set_defaults(run=cmd_explore)
 
     soak = commands.add_parser(
         "soak", help="stream many frames through the simulated machine, checking every one")
