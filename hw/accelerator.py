@@ -451,7 +451,8 @@ class LSTMAccelerator(wiring.Component):
         ]
         # The head entry's words leave in turn; the entry goes with its last.
         queued = data.View(output_layout, output_queue.r_data)
-        word = Signal(range(lanes))
+        # With one lane the head entry has a single word (a zero-width counter would not lint).
+        word = Signal(range(lanes)) if lanes > 1 else 0
         final = word == queued.count - 1
         m.d.comb += [
             self.frames_out.tdata.eq(queued.values[word]),
