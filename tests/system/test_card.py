@@ -38,7 +38,8 @@ def module_file(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("channels", [1, 2, 3, 32])
+# One channel, a number of channels that is no power of two, and ESE's 32.
+@pytest.mark.parametrize("channels", [1, 3, 32])
 def test_the_readme_flow_runs_on_the_build_trees_rtl_and_equals_predict(module_file, tmp_path,
                                                                         channels, capsys):
     image, tree = tmp_path / "model.ese", tmp_path / "tree"

@@ -171,3 +171,29 @@ def test_the_model_counts_blocks_of_columns_as_the_broadcast_sends_them():
     assert gates.macs.sum() + projection.macs.sum() == program.image.real_entries_per_pe.sum()
     prediction = predict_performance(program.image, hardware_timing(program.config))
     assert prediction.cycles_per_frame > 0
+
+
+def test_the_explorers_figures_are_the_performance_models_for_the_machines_compiled(tmp_path):
+    """ese explore's cycles per frame for the machines of a small LSTMP are the performance
+    model's for each machine as compiled, on frames like the RTL's, within 2% (the model is
+    held to the RTL's cycles, machine by machine, in tests/rtl/test_latency_machine.py)."""
+    from ese.hw.timing import hardware_timing
+    from ese.sw.compiler.performance import predict_performance
+    from ese.sw.tools.explore import ExploreSettings, _compile, explore
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    torch.save(ese.PeepholeLSTM(13, 22, proj_size=9), path)
+    settings = ExploreSettings(model=str(path), density=0.3, pes=(8,), block_columns=(4,),
+                               cell_lanes=(1, 2), frames=10)
+    report = explore(settings)
+    assert [row["cell_lanes"] for row in report["machines"]] == [1, 2]
+    for row in report["machines"]:
+        fields = {name: row[name] for name in ("pes", "block_columns", "cell_lanes",
+                                               "channels", "entries_per_read")}
+        program = _compile(settings, fields)
+        assert program.config.block_columns == 4
+        x = frames(10, program.inputs, seed=9)
+        trace = []
+        program.predict_codes(program.encode_inputs(x)[0], trace=trace)
+        prediction = predict_performance(program.image, hardware_timing(program.config), trace)
+        assert abs(row["cycles_per_frame"] / prediction.cycles_per_frame - 1) < 0.02
