@@ -115,3 +115,27 @@ def test_the_model_predicts_each_configuration_to_the_cycle(case):
     prediction = predict_performance(program.image, hardware_timing(program.config), trace)
     result = program.simulate(x)
     assert result.cycles_per_frame[1:] == prediction.frame_cycles[1:]
+
+
+def test_an_explored_machine_runs_in_rtl_as_the_explorer_says(tmp_path):
+    """ese explore's cycles per frame for a machine of the GRU case above (8 PEs, blocks of 8
+    columns, two cell lanes) are what its RTL runs, within 5%: the same module, pruned as the
+    explorer prunes it, compiled with the tests' fixed capacities (which share that case's
+    Verilator build and change no cycle)."""
+    import torch
+
+    from ese.sw.tools.explore import ExploreSettings, explore
+    torch.manual_seed(0)
+    module = MODELS["gru-2-layers"]()
+    path = tmp_path / "model.pt"
+    torch.save(module, path)
+    settings = ExploreSettings(model=str(path), density=0.3, pes=(8,), block_columns=(8,),
+                               cell_lanes=(2,), entries_per_read=(4,), frames=10)
+    (row,) = explore(settings)["machines"]
+    program = ese.compile(module, hardware(8, block_columns=8, cell_lanes=2, channels=1),
+                          density=0.3)
+    x = frames(10, program.inputs, seed=9)
+    result = program.simulate(x)
+    assert result.mismatches == 0
+    rtl = np.mean(result.cycles_per_frame[2:-1])
+    assert abs(row["cycles_per_frame"] / rtl - 1) < 0.05, (row, rtl)
