@@ -297,6 +297,7 @@ def test_explore_gives_the_front_and_the_smallest_machine_for_a_latency(tmp_path
                  "-o", str(output), "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert json.loads(output.read_text()) == report
+    assert report["command"].startswith("ese ")    # the command line that made the report
     assert output.with_suffix(".png").stat().st_size > 0
     machines = report["machines"]
     # Two lanes need eight PEs and blocks of two columns or more: 3 x 2 + 2 valid machines.

@@ -1,6 +1,8 @@
 """Commands that measure: the demo, the benchmark and the soak."""
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from ..workloads import CELLS
@@ -226,6 +228,8 @@ def cmd_explore(args):
     console = make_console()
     with console.status("exploring") as status:
         report = explore(settings, log=lambda text: status.update(text))
+    # The report names the command that made it (as speech-eval's does).
+    report = {"command": " ".join(["ese", *map(shlex.quote, sys.argv[1:])]), **report}
     output = Path(args.output) if args.output else None
     if output:
         output.write_text(json.dumps(report, indent=1) + "\n")
