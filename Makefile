@@ -44,8 +44,10 @@ lz4:
 demo: espeak $(STAMP)
 	$(BIN)/ese demo
 
+# On every core: most of a test's time is one process (a simulation, a conversion, a
+# training), so two workers on CI's two cores take about half the time.
 test: espeak tclsh lz4 $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # The fast loop: everything but Verilator and the slow tests, in under a minute.
 check: espeak tclsh $(STAMP)
