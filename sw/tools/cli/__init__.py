@@ -20,6 +20,7 @@ one-line message and exit status 2, never a traceback.
 """
 
 import os
+import shlex
 import sys
 
 from ...contract.errors import EseError
@@ -42,6 +43,9 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The command line as given, for the reports that name the command which made them.
+    args.command_line = " ".join(
+        ["ese", *map(shlex.quote, map(str, sys.argv[1:] if argv is None else argv))])
     try:
         return args.run(args)
     except EseError as error:

@@ -1,8 +1,6 @@
 """Commands that measure: the demo, the benchmark and the soak."""
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 from ..workloads import CELLS
@@ -229,7 +227,7 @@ def cmd_explore(args):
     with console.status("exploring") as status:
         report = explore(settings, log=lambda text: status.update(text))
     # The report names the command that made it (as speech-eval's does).
-    report = {"command": " ".join(["ese", *map(shlex.quote, sys.argv[1:])]), **report}
+    report = {"command": args.command_line, **report}
     output = Path(args.output) if args.output else None
     if output:
         output.write_text(json.dumps(report, indent=1) + "\n")

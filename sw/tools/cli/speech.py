@@ -1,8 +1,6 @@
 """Commands of the speech study: the corpus, the evaluation and the formats study."""
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 from .common import (
@@ -63,7 +61,7 @@ def cmd_speech_eval(args):
         delta_thresholds=tuple(args.delta_thresholds or ()), delta_epochs=args.delta_epochs,
         delta_budget=args.delta_budget, delta_change_weight=args.delta_change_weight,
         block_columns=tuple(args.block_columns or ()), block_budget=args.block_budget,
-        command=" ".join(["ese", *map(shlex.quote, sys.argv[1:])]))
+        command=args.command_line)
     console = make_console()
     with console.status("speech evaluation") as status:
         report = evaluate(settings, log=lambda text: status.update(text),
