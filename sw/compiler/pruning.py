@@ -9,6 +9,13 @@ entries (``Config.block_columns``) whole blocks of a row's neighbouring columns,
 sum of their weights' magnitudes (Mao et al. 2017), since a block costs its PE a cycle
 whatever it holds.
 
+Load-balanced pruning can also balance column banks (``column_banks``): each PE's columns dealt
+to banks (column, or block, ``c`` in bank ``c mod banks``) and every (PE, bank) pruned to the
+same density, as bank-balanced sparsity does (Cao et al., FPGA 2019). That is the balance a
+machine of column lanes (several columns a beat, each to its own lane) would need so that no lane
+waits for another; no such machine is built here, and the pattern is measured for its accuracy
+(``ese speech-eval --column-banks``).
+
 Both are ``torch.nn.utils.prune`` methods, so they work for one-shot pruning in
 :func:`ese.compile` and for iterative pruning with retraining (prune, train, prune again: a new
 mask only ever removes weights the previous one kept).
@@ -52,6 +59,12 @@ def _check_density(density):
     return float(density)
 
 
+def _check_banks(banks):
+    if isinstance(banks, bool) or not isinstance(banks, int) or banks < 1:
+        raise ConfigError(f"column_banks must be a positive integer, not {banks!r}")
+    return banks
+
+
 def _keep_largest(scores, keep):
     """Mask keeping the ``keep`` largest of a 1-D score tensor (ties broken by position)."""
     mask = torch.zeros_like(scores)
@@ -78,12 +91,18 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
     slots, rotated :
         A GRU's gate matrices: the gate slot of each group of rows, and the rotation of the
         slots (see :meth:`Placement.owners`).
+    column_banks : int
+        Balance every (PE, bank) rather than every PE: the columns (or blocks) ``c`` with the
+        same ``c mod column_banks`` form a bank (bank-balanced sparsity; see the module's
+        docstring). 1, the default, balances PEs alone.
     """
 
     PRUNING_TYPE = "global"   # the method needs the whole matrix to see which row is where
 
-    def __init__(self, density, placement, rows_per_group, slots=None, rotated=False):
+    def __init__(self, density, placement, rows_per_group, slots=None, rotated=False,
+                 column_banks=1):
         self.density = _check_density(density)
+        self.column_banks = _check_banks(column_banks)
         if not isinstance(placement, Placement):
             raise TypeError(f"placement must be a Placement, not {type(placement).__name__}")
         self.placement = placement
@@ -99,28 +118,35 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
         kept = torch.zeros_like(scores)
         owner = torch.as_tensor(self.placement.owners(t.shape[0], self.rows_per_group,
                                                       self.slots, self.rotated))
+        blocks = scores.shape[1]
+        banks = [torch.arange(bank, blocks, self.column_banks)
+                 for bank in range(min(self.column_banks, blocks))]
         for pe in range(self.placement.pes):
             rows = torch.nonzero(owner == pe).flatten()
             if len(rows) == 0:
                 continue
-            block = scores[rows].flatten()
-            keep = min(int(round(self.density * block.numel())), int(alive[rows].sum().item()))
-            kept[rows] = _keep_largest(block, keep).view(len(rows), -1)
+            for columns in banks:
+                at = (rows[:, None], columns[None, :])
+                block = scores[at].flatten()
+                keep = min(int(round(self.density * block.numel())),
+                           int(alive[at].sum().item()))
+                kept[at] = _keep_largest(block, keep).view(len(rows), -1)
         return _columns_of(kept, t.shape[1], width).to(default_mask.dtype)
 
     @classmethod
     def apply(cls, module, name, density, placement, rows_per_group, slots=None, rotated=False,
-              importance_scores=None):
+              column_banks=1, importance_scores=None):
         return super().apply(module, name, density=density, placement=placement,
                              rows_per_group=rows_per_group, slots=slots, rotated=rotated,
-                             importance_scores=importance_scores)
+                             column_banks=column_banks, importance_scores=importance_scores)
 
 
 def load_balanced_unstructured(module, name, density, placement, rows_per_group, slots=None,
-                               rotated=False):
-    """Prune ``module.<name>`` load-balanced per PE (like ``prune.l1_unstructured``)."""
+                               rotated=False, column_banks=1):
+    """Prune ``module.<name>`` load-balanced per PE, or per (PE, column bank) (like
+    ``prune.l1_unstructured``)."""
     LoadBalancedUnstructured.apply(module, name, density, placement, rows_per_group, slots,
-                                   rotated)
+                                   rotated, column_banks)
     return module
 
 
@@ -159,18 +185,23 @@ def global_unstructured(module, name, density, placement=Placement(1)):
     return module
 
 
-def mask_matrices(matrices, density, placement, kind="balanced"):
+def mask_matrices(matrices, density, placement, kind="balanced", column_banks=1):
     """Attach ``torch.nn.utils.prune`` masks of ``density`` to ``matrices`` (from a
     converter's ``prunable``), load-balanced per PE of ``placement`` (a
-    :class:`~ese.sw.contract.placement.Placement`) or by one threshold per matrix; they stay
-    (and keep pruned weights at zero through training) until ``prune.remove``."""
+    :class:`~ese.sw.contract.placement.Placement`), and per column bank of each PE where
+    ``column_banks`` > 1, or by one threshold per matrix; they stay (and keep pruned weights
+    at zero through training) until ``prune.remove``."""
     if kind not in PRUNING_KINDS:
         raise ConfigError(f"pruning must be one of {', '.join(PRUNING_KINDS)}, not {kind!r}")
     density = _check_density(density)
+    if _check_banks(column_banks) > 1 and kind != "balanced":
+        raise ConfigError(f"column banks balance load-balanced pruning; {kind!r} pruning has "
+                          "no banks (use --pruning balanced, or column_banks=1)")
     for matrix in matrices:
         if kind == "balanced":
             load_balanced_unstructured(matrix.owner, matrix.name, density, placement,
-                                       matrix.rows_per_group, matrix.slots, matrix.rotated)
+                                       matrix.rows_per_group, matrix.slots, matrix.rotated,
+                                       column_banks)
         else:
             global_unstructured(matrix.owner, matrix.name, density, placement)
 

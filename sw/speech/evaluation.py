@@ -59,6 +59,11 @@ class EvaluationSettings:
     #: The chosen width is the largest whose dev golden PER at the target density is within
     #: this many points of single weights' (load-balanced).
     block_budget: float = 1.0
+    #: Column banks to compare with single weights balanced per PE: for each count, the same
+    #: chain with every (PE, bank) balanced (bank-balanced sparsity, the balance column lanes
+    #: would need; see ese.sw.compiler.pruning), evaluated on a machine of single weights;
+    #: empty for none.
+    column_banks: tuple = ()
     #: Retraining epochs after pruning to each density (in the order of ``densities``), or
     #: one count for all. The target's step gets the most (0.15 -> 0.112 removes a quarter of
     #: what is left from a network already at 15%). Set before the WordNet corpus's first run
@@ -220,6 +225,9 @@ def evaluate(settings, log=None, timing_of=None):
     if settings.block_columns:
         report["blocks"] = _block_study(settings, model, train_data, evaluated, work, tag,
                                         epochs_for, rows, say, log)
+    if settings.column_banks:
+        report["banks"] = _bank_study(settings, model, train_data, evaluated, work, tag,
+                                      epochs_for, rows, say, log)
     if settings.delta_thresholds:
         if timing_of is None:
             raise InputError("the delta study needs the hardware's latencies: pass timing_of "
@@ -230,47 +238,83 @@ def evaluate(settings, log=None, timing_of=None):
     return report
 
 
-def _block_study(settings, model, train_data, evaluated, work, tag, epochs_for, rows, say,
-                 log):
-    """Block entries against single weights (see EvaluationSettings.block_columns): per width,
-    a load-balanced chain of block pruning from the dense ``model`` through the densities
-    down to the target, and at the target the float and golden PER on each evaluated split
-    (the golden model on a machine of such entries); the width chosen on dev."""
+def _pattern_chain(settings, model, train_data, evaluated, work, tag, epochs_for, say, log,
+                   block_columns=1, column_banks=1):
+    """A load-balanced chain from the dense ``model`` through the densities down to the
+    target, pruning blocks of ``block_columns`` columns balanced per (PE, ``column_banks``
+    bank); at the target, the float and golden PER on each evaluated split (the golden model
+    on a machine of such entries) and the multiply cycles of the busiest PE."""
     import ese
     training = settings.training
     target = settings.target_density
-    single = rows[min(rows, key=lambda d: abs(d - target))].get("balanced")
-    study = {"budget_points": settings.block_budget, "density": target,
-             "single": single, "widths": []}
     densities = sorted((d for d in settings.densities if d >= target or math.isclose(d, target)),
                        reverse=True)
-    for width in sorted(settings.block_columns):
-        pruned, chain = model, [dataclasses.asdict(training), "balanced", settings.pes,
-                                settings.prune_steps, "blocks", width]
-        for density in densities:
-            chain = chain + [density, epochs_for[density]]
-            pruned = _along_chain(
-                work / f"pruned{tag}_blocks{width}_{density}.pt", chain, pruned, say,
-                f"density {density}, blocks of {width}",
-                lambda previous, density=density: prune_iteratively(
-                    previous, train_data, density, "balanced", settings.pes,
-                    settings.prune_steps, epochs_for[density], training.learning_rate / 4,
-                    training.batch, training.seed, log=log, block_columns=width))
-        config = ese.Config(pes=settings.pes, block_columns=width,
-                            weight_bits=settings.weight_bits,
-                            activation_bits=settings.activation_bits)
-        program = ese.compile(pruned.recurrent, config)
-        rates, _ = _error_rates(pruned, program, evaluated)
-        study["widths"].append({"block_columns": width, "density": density_of(pruned.recurrent),
-                                **rates,
-                                "multiply_cycles_per_pe": int(
-                                    program.image.real_entries_per_pe.max())})
-        say(f"blocks of {width} at {target}: " + _described(rates))
-    within = [row["block_columns"] for row in study["widths"]
+    pruned, chain = model, [dataclasses.asdict(training), "balanced", settings.pes,
+                            settings.prune_steps]
+    if column_banks > 1:
+        chain, name, described = chain + ["banks", column_banks], f"banks{column_banks}", \
+            f"{column_banks} column banks"
+    else:
+        chain, name, described = chain + ["blocks", block_columns], f"blocks{block_columns}", \
+            f"blocks of {block_columns}"
+    for density in densities:
+        chain = chain + [density, epochs_for[density]]
+        pruned = _along_chain(
+            work / f"pruned{tag}_{name}_{density}.pt", chain, pruned, say,
+            f"density {density}, {described}",
+            lambda previous, density=density: prune_iteratively(
+                previous, train_data, density, "balanced", settings.pes,
+                settings.prune_steps, epochs_for[density], training.learning_rate / 4,
+                training.batch, training.seed, log=log, block_columns=block_columns,
+                column_banks=column_banks))
+    config = ese.Config(pes=settings.pes, block_columns=block_columns,
+                        weight_bits=settings.weight_bits,
+                        activation_bits=settings.activation_bits)
+    program = ese.compile(pruned.recurrent, config)
+    rates, _ = _error_rates(pruned, program, evaluated)
+    say(f"{described} at {target}: " + _described(rates))
+    return {"density": density_of(pruned.recurrent), **rates,
+            "multiply_cycles_per_pe": int(program.image.real_entries_per_pe.max())}
+
+
+def _chosen(single, rows, key, budget):
+    """The largest ``key`` among ``rows`` whose dev golden PER is within ``budget`` points of
+    ``single`` weights' (None where none is)."""
+    within = [row[key] for row in rows
               if single is not None and row["dev_golden_per"]
-              <= single["dev_golden_per"] + settings.block_budget]
-    study["chosen"] = max(within) if within else None
-    return study
+              <= single["dev_golden_per"] + budget]
+    return max(within) if within else None
+
+
+def _block_study(settings, model, train_data, evaluated, work, tag, epochs_for, rows, say,
+                 log):
+    """Block entries against single weights (see EvaluationSettings.block_columns): per width,
+    a load-balanced chain of block pruning (:func:`_pattern_chain`); the width chosen on
+    dev."""
+    target = settings.target_density
+    single = rows[min(rows, key=lambda d: abs(d - target))].get("balanced")
+    widths = [{"block_columns": width,
+               **_pattern_chain(settings, model, train_data, evaluated, work, tag, epochs_for,
+                                say, log, block_columns=width)}
+              for width in sorted(settings.block_columns)]
+    return {"budget_points": settings.block_budget, "density": target, "single": single,
+            "widths": widths,
+            "chosen": _chosen(single, widths, "block_columns", settings.block_budget)}
+
+
+def _bank_study(settings, model, train_data, evaluated, work, tag, epochs_for, rows, say, log):
+    """Column banks against single weights balanced per PE (see
+    EvaluationSettings.column_banks): per count, a chain balanced per (PE, bank)
+    (:func:`_pattern_chain`); the most banks within the block study's budget, on dev."""
+    target = settings.target_density
+    single = rows[min(rows, key=lambda d: abs(d - target))].get("balanced")
+    banks = [{"column_banks": count,
+              **_pattern_chain(settings, model, train_data, evaluated, work, tag, epochs_for,
+                               say, log, column_banks=count)}
+             for count in sorted(settings.column_banks)]
+    return {"budget_points": settings.block_budget, "density": target, "single": single,
+            "banks": banks,
+            "chosen": _chosen(single, banks, "column_banks", settings.block_budget)}
 
 
 def _delta_study(settings, target, train_data, evaluated, phones, normalisation, work, tag,

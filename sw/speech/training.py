@@ -143,10 +143,11 @@ def train(train_data, phones, settings, log=None, checkpoint=None):
 
 
 def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_step,
-                      learning_rate, batch, seed, log=None, block_columns=1):
+                      learning_rate, batch, seed, log=None, block_columns=1, column_banks=1):
     """Prune ``model``'s recurrent layers from their density to ``density`` in ``steps``
     geometric steps, for ``pes`` PEs whose entries hold ``block_columns`` columns (whole
-    blocks kept or dropped), retraining for ``epochs_per_step`` after each with the masks in
+    blocks kept or dropped), balanced per (PE, column bank) where ``column_banks`` > 1
+    (see ese.sw.compiler.pruning), retraining for ``epochs_per_step`` after each with the masks in
     place (pruned weights stay zero); returns the pruned model (a copy, masks made
     permanent)."""
     import copy
@@ -163,7 +164,7 @@ def prune_iteratively(model, train_data, density, kind, pes, steps, epochs_per_s
     for step in range(1, steps + 1):
         # Pruned weights are zeros, the smallest magnitudes, so they stay pruned.
         target = start * (density / start) ** (step / steps)
-        mask_matrices(matrices, target, Placement(pes, block_columns), kind)
+        mask_matrices(matrices, target, Placement(pes, block_columns), kind, column_banks)
         if log is not None:
             log(f"{kind} pruning: density {target:.3f} (step {step} of {steps})")
         train_epochs(pruned, train_data, epochs_per_step, learning_rate, batch, seed + step,

@@ -122,9 +122,9 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
     model, and run one utterance on the RTL, whose decode must equal predict's. The LSTMP's is
     a final run (``--test``); the GRU's a run of the choices, which never reads the test set.
     Both fine-tune the pruned model as delta layers over two thresholds, the GRU with an L1
-    term on its states' changes, and compare block entries of two and four columns with
-    single weights. The LSTMP's names its plots; the GRU's are drawn beside its report by
-    default."""
+    term on its states' changes, and compare block entries of two and four columns, and
+    column banks of two, with single weights. The LSTMP's names its plots; the GRU's are
+    drawn beside its report by default."""
     final = cell == "lstmp"
     report_path = tmp_path / "speech.json"
     plot_path = tmp_path / ("plot.png" if final else "speech.png")
@@ -138,6 +138,7 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
                       "--export", tmp_path / "recognizer", "--export-pes", 2,
                       "--delta-thresholds", 0.3, 0.05, "--delta-epochs", 1,
                       "--delta-budget", 100, "--block-columns", 2, 4, "--block-budget", 100,
+                      "--column-banks", 2,
                       *plots,
                       *([] if final else ["--delta-change-weight", 5]),
                       *(["--test"] if final else []), "-o", report_path)
@@ -170,6 +171,11 @@ def test_speech_eval_runs_the_whole_pipeline_in_small(small_corpus, tmp_path, ce
         assert set(row) >= rates and row["multiply_cycles_per_pe"] > 0
     assert blocks["single"] == report["densities"][0]["balanced"]
     assert blocks["chosen"] == 4
+    # Column banks: a chain balanced per (PE, bank), from the same dense model.
+    banks = report["banks"]
+    (row,) = banks["banks"]
+    assert row["column_banks"] == 2 and set(row) >= rates and row["multiply_cycles_per_pe"] > 0
+    assert banks["single"] == blocks["single"] and banks["chosen"] == 2
     # The exported recognizer: the accelerator's image and the host's output layer, decoding
     # a test utterance through the golden model.
     recognizer = speech.CompiledRecognizer(tmp_path / "recognizer")

@@ -165,6 +165,43 @@ def test_load_balanced_pruning_keeps_each_pes_largest_weights():
         assert rows[kept].min() >= rows[~kept].max()
 
 
+@pytest.mark.parametrize("banks, width", [(2, 1), (4, 1), (3, 1), (2, 2)])
+def test_bank_balanced_pruning_gives_every_pe_and_column_bank_the_same_work(banks, width):
+    """Bank-balanced sparsity (Cao et al., FPGA 2019): columns (or blocks of columns) c with
+    the same c mod banks form a bank, and every (PE, bank) keeps its own largest share."""
+    torch.manual_seed(1)
+    weight = torch.randn(32, 24)
+    with torch.no_grad():   # big columns in bank 0: balancing per PE alone favours it
+        weight[:, ::banks * width] *= 10
+    placement = Placement(4, width)
+    mask = LoadBalancedUnstructured(0.25, placement, 32, column_banks=banks).compute_mask(
+        weight, torch.ones_like(weight))
+    kept = placement.blocked(mask.numpy()).any(axis=2)       # (rows, blocks)
+    scores = np.abs(placement.blocked(weight.numpy())).sum(axis=2)
+    blocks = kept.shape[1]
+    for pe in range(4):
+        for bank in range(banks):
+            held = kept[pe::4, bank::banks]
+            assert held.sum() == round(0.25 * held.size), (pe, bank)
+            score = scores[pe::4, bank::banks]
+            assert score[held].min() >= score[~held].max()
+    # Per PE alone, the large bank takes more than its share.
+    per_pe = LoadBalancedUnstructured(0.25, placement, 32).compute_mask(
+        weight, torch.ones_like(weight))
+    kept_per_pe = placement.blocked(per_pe.numpy()).any(axis=2)
+    assert kept_per_pe[:, 0:blocks:banks].sum() > kept[:, 0:blocks:banks].sum()
+
+
+def test_column_banks_are_refused_for_global_pruning_by_name():
+    module = nn.LSTMCell(8, 8)
+    matrices = ese.sw.compiler.converters.converter_for(module).prunable(module)
+    with pytest.raises(ese.ConfigError, match="column banks.*global"):
+        ese.sw.compiler.pruning.mask_matrices(matrices, 0.5, Placement(4), "global",
+                                               column_banks=2)
+    with pytest.raises(ese.ConfigError, match="column_banks must be a positive integer"):
+        LoadBalancedUnstructured(0.5, Placement(4), 8, column_banks=0)
+
+
 def test_global_pruning_uses_one_threshold():
     module = nn.LSTMCell(10, 12)
     original = module.weight_hh.detach().abs().clone()

@@ -61,6 +61,7 @@ def cmd_speech_eval(args):
         delta_thresholds=tuple(args.delta_thresholds or ()), delta_epochs=args.delta_epochs,
         delta_budget=args.delta_budget, delta_change_weight=args.delta_change_weight,
         block_columns=tuple(args.block_columns or ()), block_budget=args.block_budget,
+        column_banks=tuple(args.column_banks or ()),
         command=args.command_line)
     console = make_console()
     with console.status("speech evaluation") as status:
@@ -102,6 +103,19 @@ def cmd_speech_eval(args):
         console.print(table)
         console.print(f"chosen on dev (within {blocks['budget_points']:g} points of single "
                       f"weights): {blocks['chosen']}")
+    banks = report.get("banks")
+    if banks:
+        table = Table(title=f"column banks at density {banks['density']:g}, balanced per (PE, "
+                            f"bank): PER (%) float / golden model, multiply cycles per PE")
+        for column in ("banks", *splits, "cycles per PE"):
+            table.add_column(column)
+        for row in banks["banks"]:
+            table.add_row(str(row["column_banks"]), *[
+                f"{row[f'{split}_float_per']:.2f} / {row[f'{split}_golden_per']:.2f}"
+                for split in splits], str(row["multiply_cycles_per_pe"]))
+        console.print(table)
+        console.print(f"chosen on dev (within {banks['budget_points']:g} points of single "
+                      f"weights balanced per PE): {banks['chosen']}")
     delta = report.get("delta")
     if delta:
         table = Table(title=f"delta layers at density {settings.target_density:g}, "
@@ -219,10 +233,15 @@ def register(commands):
                         help="block entries of K columns against single weights: for each, a "
                              "load-balanced chain pruning whole blocks from the same dense "
                              "model down to the target density, with float and golden PER")
+    speech.add_argument("--column-banks", type=positive_int, nargs="+", metavar="B",
+                        help="single weights balanced per (PE, column bank) against per PE "
+                             "(bank-balanced sparsity, the balance column lanes would need): "
+                             "for each B, a chain from the same dense model, column c in bank "
+                             "c mod B")
     speech.add_argument("--block-budget", type=number_in(0.0, 1000.0, "points of PER", True),
                         default=EvaluationSettings.block_budget,
-                        help="the chosen width's dev PER may exceed single weights' by this "
-                             "many points")
+                        help="the chosen block width's (or bank count's) dev PER may exceed "
+                             "single weights' by this many points")
     speech.add_argument("--delta-thresholds", type=threshold_value, nargs="+",
                         metavar="THETA",
                         help="delta-aware fine-tuning of the load-balanced model at the target "
