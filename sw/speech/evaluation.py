@@ -223,11 +223,11 @@ def evaluate(settings, log=None, timing_of=None):
                     say(f"recognizer written to {settings.export}.ese and .npz")
     report["densities"] = [rows[density] for density in settings.densities]
     if settings.block_columns:
-        report["blocks"] = _block_study(settings, model, train_data, evaluated, work, tag,
-                                        epochs_for, rows, say, log)
+        report["blocks"] = _pattern_study(settings, model, train_data, evaluated, work, tag,
+                                          epochs_for, rows, say, log, "block_columns")
     if settings.column_banks:
-        report["banks"] = _bank_study(settings, model, train_data, evaluated, work, tag,
-                                      epochs_for, rows, say, log)
+        report["banks"] = _pattern_study(settings, model, train_data, evaluated, work, tag,
+                                         epochs_for, rows, say, log, "column_banks")
     if settings.delta_thresholds:
         if timing_of is None:
             raise InputError("the delta study needs the hardware's latencies: pass timing_of "
@@ -286,35 +286,21 @@ def _chosen(single, rows, key, budget):
     return max(within) if within else None
 
 
-def _block_study(settings, model, train_data, evaluated, work, tag, epochs_for, rows, say,
-                 log):
-    """Block entries against single weights (see EvaluationSettings.block_columns): per width,
-    a load-balanced chain of block pruning (:func:`_pattern_chain`); the width chosen on
-    dev."""
+def _pattern_study(settings, model, train_data, evaluated, work, tag, epochs_for, rows, say,
+                   log, key):
+    """Block entries (``key`` "block_columns", see EvaluationSettings.block_columns) or column
+    banks ("column_banks") against single weights balanced per PE: per value, a load-balanced
+    chain of that pattern (:func:`_pattern_chain`); the largest value within
+    ``settings.block_budget`` points of single weights chosen on dev."""
     target = settings.target_density
     single = rows[min(rows, key=lambda d: abs(d - target))].get("balanced")
-    widths = [{"block_columns": width,
-               **_pattern_chain(settings, model, train_data, evaluated, work, tag, epochs_for,
-                                say, log, block_columns=width)}
-              for width in sorted(settings.block_columns)]
+    measured = [{key: value,
+                 **_pattern_chain(settings, model, train_data, evaluated, work, tag,
+                                  epochs_for, say, log, **{key: value})}
+                for value in sorted(getattr(settings, key))]
     return {"budget_points": settings.block_budget, "density": target, "single": single,
-            "widths": widths,
-            "chosen": _chosen(single, widths, "block_columns", settings.block_budget)}
-
-
-def _bank_study(settings, model, train_data, evaluated, work, tag, epochs_for, rows, say, log):
-    """Column banks against single weights balanced per PE (see
-    EvaluationSettings.column_banks): per count, a chain balanced per (PE, bank)
-    (:func:`_pattern_chain`); the most banks within the block study's budget, on dev."""
-    target = settings.target_density
-    single = rows[min(rows, key=lambda d: abs(d - target))].get("balanced")
-    banks = [{"column_banks": count,
-              **_pattern_chain(settings, model, train_data, evaluated, work, tag, epochs_for,
-                               say, log, column_banks=count)}
-             for count in sorted(settings.column_banks)]
-    return {"budget_points": settings.block_budget, "density": target, "single": single,
-            "banks": banks,
-            "chosen": _chosen(single, banks, "column_banks", settings.block_budget)}
+            "widths" if key == "block_columns" else "banks": measured,
+            "chosen": _chosen(single, measured, key, settings.block_budget)}
 
 
 def _delta_study(settings, target, train_data, evaluated, phones, normalisation, work, tag,
