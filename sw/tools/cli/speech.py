@@ -90,32 +90,7 @@ def cmd_speech_eval(args):
             f"{row[kind][f'{split}_float_per']:.2f} / {row[kind][f'{split}_golden_per']:.2f}"
             for kind in kinds for split in splits])
     console.print(table)
-    blocks = report.get("blocks")
-    if blocks:
-        table = Table(title=f"block entries at density {blocks['density']:g}, load-balanced: "
-                            f"PER (%) float / golden model, multiply cycles per PE")
-        for column in ("columns per entry", *splits, "cycles per PE"):
-            table.add_column(column)
-        for row in blocks["widths"]:
-            table.add_row(str(row["block_columns"]), *[
-                f"{row[f'{split}_float_per']:.2f} / {row[f'{split}_golden_per']:.2f}"
-                for split in splits], str(row["multiply_cycles_per_pe"]))
-        console.print(table)
-        console.print(f"chosen on dev (within {blocks['budget_points']:g} points of single "
-                      f"weights): {blocks['chosen']}")
-    banks = report.get("banks")
-    if banks:
-        table = Table(title=f"column banks at density {banks['density']:g}, balanced per (PE, "
-                            f"bank): PER (%) float / golden model, multiply cycles per PE")
-        for column in ("banks", *splits, "cycles per PE"):
-            table.add_column(column)
-        for row in banks["banks"]:
-            table.add_row(str(row["column_banks"]), *[
-                f"{row[f'{split}_float_per']:.2f} / {row[f'{split}_golden_per']:.2f}"
-                for split in splits], str(row["multiply_cycles_per_pe"]))
-        console.print(table)
-        console.print(f"chosen on dev (within {banks['budget_points']:g} points of single "
-                      f"weights balanced per PE): {banks['chosen']}")
+    _print_pattern_studies(console, report, splits)
     delta = report.get("delta")
     if delta:
         table = Table(title=f"delta layers at density {settings.target_density:g}, "
@@ -146,6 +121,31 @@ def cmd_speech_eval(args):
                       f"{rtl['bitexact']}, decodes equal predict {rtl['decodes_equal_predict']}")
     console.print(f"report written to {output}, plot to {plot}")
     return 0 if not rtl or (rtl["bitexact"] and rtl["decodes_equal_predict"]) else 1
+
+
+
+def _print_pattern_studies(console, report, splits):
+    """The block-entry and column-bank studies of a speech-eval report, as tables."""
+    from rich.table import Table
+    for name, rows, key, heading, title in (
+            ("blocks", "widths", "block_columns", "columns per entry",
+             "block entries at density {:g}, load-balanced"),
+            ("banks", "banks", "column_banks", "banks",
+             "column banks at density {:g}, balanced per (PE, bank)")):
+        study = report.get(name)
+        if not study:
+            continue
+        table = Table(title=title.format(study["density"])
+                      + ": PER (%) float / golden model, multiply cycles per PE")
+        for column in (heading, *splits, "cycles per PE"):
+            table.add_column(column)
+        for row in study[rows]:
+            table.add_row(str(row[key]), *[
+                f"{row[f'{split}_float_per']:.2f} / {row[f'{split}_golden_per']:.2f}"
+                for split in splits], str(row["multiply_cycles_per_pe"]))
+        console.print(table)
+        console.print(f"chosen on dev (golden PER at most {study['budget_points']:g} above "
+                      f"single weights balanced per PE): {study['chosen']}")
 
 
 def cmd_formats_study(args):
