@@ -116,12 +116,13 @@ def cmd_speech_eval(args):
         console.print(f"chosen on dev (within {delta['budget_points']:g} points): "
                       f"{delta['chosen']}")
     rtl = report.get("rtl")
-    if rtl:
+    if rtl and rtl["utterances"]:
         console.print(f"RTL on {rtl['utterances']} {rtl['split']} utterances: bit-exact "
                       f"{rtl['bitexact']}, decodes equal predict {rtl['decodes_equal_predict']}")
+    elif rtl:
+        console.print("RTL: no utterance run (--rtl-utterances 0)")
     console.print(f"report written to {output}, plot to {plot}")
     return 0 if not rtl or (rtl["bitexact"] and rtl["decodes_equal_predict"]) else 1
-
 
 
 def _print_pattern_studies(console, report, splits):
