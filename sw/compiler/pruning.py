@@ -11,10 +11,11 @@ whatever it holds.
 
 Load-balanced pruning can also balance column banks (``column_banks``): each PE's columns dealt
 to banks (column, or block, ``c`` in bank ``c mod banks``) and every (PE, bank) pruned to the
-same density, as bank-balanced sparsity does (Cao et al., FPGA 2019). That is the balance a
-machine of column lanes (several columns a beat, each to its own lane) would need so that no lane
-waits for another; no such machine is built here, and the pattern is measured for its accuracy
-(``ese speech-eval --column-banks``).
+same density. That is the balance a machine of column lanes (several columns a beat, each to
+its own lane) would need so that no lane waits for another, since a lane works through its
+bank of every row its PE holds. Bank-balanced sparsity (Cao et al., FPGA 2019) asks more:
+equal non-zeros in every bank of every row. No such machine is built here, and the pattern is
+measured for its accuracy (``ese speech-eval --column-banks``).
 
 Both are ``torch.nn.utils.prune`` methods, so they work for one-shot pruning in
 :func:`ese.compile` and for iterative pruning with retraining (prune, train, prune again: a new
@@ -93,8 +94,8 @@ class LoadBalancedUnstructured(prune.BasePruningMethod):
         slots (see :meth:`Placement.owners`).
     column_banks : int
         Balance every (PE, bank) rather than every PE: the columns (or blocks) ``c`` with the
-        same ``c mod column_banks`` form a bank (bank-balanced sparsity; see the module's
-        docstring). 1, the default, balances PEs alone.
+        same ``c mod column_banks`` form a bank (a PE's share of each bank balanced, as
+        column lanes would need; see the module's docstring). 1, the default, balances PEs alone.
     """
 
     PRUNING_TYPE = "global"   # the method needs the whole matrix to see which row is where

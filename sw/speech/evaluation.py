@@ -60,8 +60,8 @@ class EvaluationSettings:
     #: this many points of single weights' (load-balanced).
     block_budget: float = 1.0
     #: Column banks to compare with single weights balanced per PE: for each count, the same
-    #: chain with every (PE, bank) balanced (bank-balanced sparsity, the balance column lanes
-    #: would need; see ese.sw.compiler.pruning), evaluated on a machine of single weights;
+    #: chain with every (PE, bank) balanced (the balance column lanes would need; see
+    #: ese.sw.compiler.pruning), evaluated on a machine of single weights;
     #: empty for none.
     column_banks: tuple = ()
     #: Retraining epochs after pruning to each density (in the order of ``densities``), or
@@ -249,18 +249,15 @@ def _pattern_chain(settings, model, train_data, evaluated, work, tag, epochs_for
     target = settings.target_density
     densities = sorted((d for d in settings.densities if d >= target or math.isclose(d, target)),
                        reverse=True)
+    pattern, count, described = (
+        ("banks", column_banks, f"{column_banks} column banks") if column_banks > 1
+        else ("blocks", block_columns, f"blocks of {block_columns}"))
     pruned, chain = model, [dataclasses.asdict(training), "balanced", settings.pes,
-                            settings.prune_steps]
-    if column_banks > 1:
-        chain, name, described = chain + ["banks", column_banks], f"banks{column_banks}", \
-            f"{column_banks} column banks"
-    else:
-        chain, name, described = chain + ["blocks", block_columns], f"blocks{block_columns}", \
-            f"blocks of {block_columns}"
+                            settings.prune_steps, pattern, count]
     for density in densities:
         chain = chain + [density, epochs_for[density]]
         pruned = _along_chain(
-            work / f"pruned{tag}_{name}_{density}.pt", chain, pruned, say,
+            work / f"pruned{tag}_{pattern}{count}_{density}.pt", chain, pruned, say,
             f"density {density}, {described}",
             lambda previous, density=density: prune_iteratively(
                 previous, train_data, density, "balanced", settings.pes,

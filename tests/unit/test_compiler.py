@@ -167,8 +167,9 @@ def test_load_balanced_pruning_keeps_each_pes_largest_weights():
 
 @pytest.mark.parametrize("banks, width", [(2, 1), (4, 1), (3, 1), (2, 2)])
 def test_bank_balanced_pruning_gives_every_pe_and_column_bank_the_same_work(banks, width):
-    """Bank-balanced sparsity (Cao et al., FPGA 2019): columns (or blocks of columns) c with
-    the same c mod banks form a bank, and every (PE, bank) keeps its own largest share."""
+    """Column banks (the balance column lanes would need; bank-balanced sparsity, Cao et al.,
+    FPGA 2019, balances each row's banks too): columns (or blocks of columns) c with the same
+    c mod banks form a bank, and every (PE, bank) keeps its own largest share."""
     torch.manual_seed(1)
     weight = torch.randn(32, 24)
     with torch.no_grad():   # big columns in bank 0: balancing per PE alone favours it

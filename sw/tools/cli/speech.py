@@ -236,7 +236,7 @@ def register(commands):
                              "model down to the target density, with float and golden PER")
     speech.add_argument("--column-banks", type=positive_int, nargs="+", metavar="B",
                         help="single weights balanced per (PE, column bank) against per PE "
-                             "(bank-balanced sparsity, the balance column lanes would need): "
+                             "(the balance column lanes would need): "
                              "for each B, a chain from the same dense model, column c in bank "
                              "c mod B")
     speech.add_argument("--block-budget", type=number_in(0.0, 1000.0, "points of PER", True),
