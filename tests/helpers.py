@@ -29,6 +29,19 @@ def hardware(pes, **overrides):
     return ese.Config(pes=pes, **capacities)
 
 
+def pruned_like(module, config, density, kind="balanced"):
+    """A copy of a PyTorch module pruned as ``ese.compile(module, config, density=...)``
+    prunes it (through the converter's matrices, as training does), for comparisons with
+    PyTorch's own forward pass."""
+    from ese.sw.compiler.converters import converter_for
+    from ese.sw.compiler.pruning import prune_module
+    from ese.sw.contract.placement import Placement
+    module = copy.deepcopy(module)
+    prune_module(module, converter_for(module).prunable(module), density, Placement.of(config),
+                 kind)
+    return module.eval()
+
+
 def frames(count, inputs, seed=0, scale=1.0):
     return np.random.default_rng(seed).normal(scale=scale, size=(count, inputs))
 

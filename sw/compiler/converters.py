@@ -3,12 +3,17 @@
 A registry maps module types to converters, so supporting a new layer type is one new converter
 class. Each converter knows three things about its module type: which options it can map onto
 the hardware (:meth:`Converter.check`), which weight matrices are pruned and how their rows are
-dealt to PEs (:meth:`Converter.prunable`), and how to read the weights into a
-:class:`~ese.sw.compiler.model.ModelDescription` (:meth:`Converter.describe`). It can also run
-the float module over one sequence (:meth:`Converter.run_float`), the reference that tests and
-reports compare the fixed-point results with.
+dealt to PEs (:meth:`Converter.prunable`, for pruning while training), and how to read the
+weights into a :class:`~ese.sw.compiler.model.ModelDescription` (:meth:`Converter.describe`).
+
+PyTorch's parameter names (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``,
+``weight_hr_l0``; a cell's without ``_l0``; ``PeepholeLSTM``'s ``bias_l0`` and
+``weight_peephole_l0``) map onto the description in one place, :func:`describe_parameters`,
+which the live modules' converters and the readers of ``state_dict`` files, TorchScript
+archives and ``torch.export`` programs (:mod:`.frontends`) all use.
 """
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +26,8 @@ from .model import LayerDescription, ModelDescription
 from .peephole import PeepholeLSTM
 
 __all__ = ["Converter", "PrunableMatrix", "converter_for", "describe", "supported_modules",
-           "gru_layer", "gru_prunable", "GRU_INPUT_SLOTS", "GRU_RECURRENT_SLOTS"]
+           "gru_layer", "gru_prunable", "describe_parameters", "GRU_INPUT_SLOTS",
+           "GRU_RECURRENT_SLOTS"]
 
 #: The slots (``GRU_SLOTS``) of PyTorch's GRU gate blocks r, z, n: in W_ih n is the
 #: candidate's input part n_x, in W_hh its recurrent part n_h.
@@ -118,6 +124,110 @@ def _check_sizes(module, **sizes):
                 f"input and one cell")
 
 
+#: PyTorch's names of a recurrent layer's parameters: role, then ``_l{k}`` for layer k of a
+#: stack (absent in a cell) and ``_reverse`` for a bidirectional layer's backward direction.
+PARAMETER_NAME = re.compile(r"^(?P<role>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr|bias|"
+                            r"weight_peephole)(?:_l(?P<layer>\d+))?(?P<reverse>_reverse)?$")
+#: Kinds of layer by the gate blocks in W_hh's rows.
+_KIND_OF_GATES = {4: "lstm", 3: "gru", 1: "rnn"}
+
+
+def _stack_parameters(module):
+    """A stack's parameters by PyTorch's names, as the module shows them (through any pruning
+    mask attached), leaving out those that are None."""
+    found = {}
+    for layer in range(module.num_layers):
+        for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "bias",
+                     "weight_peephole"):
+            value = getattr(module, f"{role}_l{layer}", None)
+            if isinstance(value, torch.Tensor):
+                found[f"{role}_l{layer}"] = value
+    return found
+
+
+def _cell_parameters(module):
+    return {role: getattr(module, role) for role in ("weight_ih", "weight_hh", "bias_ih",
+                                                     "bias_hh")
+            if isinstance(getattr(module, role, None), torch.Tensor)}
+
+
+def recurrent_kind(parameters):
+    """The kind of recurrent layer ("lstm", "gru" or "rnn") whose parameters, by PyTorch's
+    names, ``parameters`` holds (or None): W_hh has 4, 3 or 1 gate blocks of rows."""
+    for name, value in parameters.items():
+        match = PARAMETER_NAME.match(name)
+        if match and match["role"] == "weight_hh" and len(value.shape) == 2:
+            projection = parameters.get(name.replace("weight_hh", "weight_hr"))
+            hidden = projection.shape[1] if projection is not None else value.shape[1]
+            gates, rest = divmod(value.shape[0], hidden) if hidden else (0, 1)
+            return None if rest else _KIND_OF_GATES.get(gates)
+    return None
+
+
+def describe_parameters(parameters, what, kind=None):
+    """The :class:`ModelDescription` of one PyTorch recurrent module from its parameters.
+
+    ``parameters`` maps PyTorch's names (:data:`PARAMETER_NAME`: ``weight_ih_l0``, ...; a
+    cell's ``weight_ih``, ...) to tensors or arrays; ``what`` names the module in messages.
+    Each layer's kind follows from W_hh's rows (4 gate blocks: an LSTM, 3: a GRU); ``kind``,
+    where the source says it, must agree. An LSTM's biases add up (``bias_ih + bias_hh``, or
+    PeepholeLSTM's one ``bias``); its peepholes and projection come along; a GRU's weights go
+    through :func:`gru_layer`.
+    """
+    layers, stacked = {}, set()
+    for name, value in parameters.items():
+        match = PARAMETER_NAME.match(name)
+        if match is None:
+            raise UnsupportedModelError(
+                f"{what}: parameter {name!r} is not a recurrent layer's (PyTorch names them "
+                f"weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, weight_hr_l0)")
+        if match["reverse"]:
+            raise UnsupportedModelError(
+                f"{what} is bidirectional ({name}): the accelerator runs frames in time order "
+                f"only; use bidirectional=False")
+        stacked.add(match["layer"] is not None)
+        value = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+        layers.setdefault(int(match["layer"] or 0), {})[match["role"]] = _array(
+            value, f"{what} parameter {name}")
+    if len(stacked) > 1:
+        raise UnsupportedModelError(f"{what} mixes a cell's parameter names (weight_ih) with "
+                                    f"a stack's (weight_ih_l0)")
+    described = []
+    for index in range(len(layers)):
+        found = layers.get(index, {})
+        missing = [role for role in ("weight_ih", "weight_hh") if role not in found]
+        if missing:
+            raise UnsupportedModelError(
+                f"{what} has no {' or '.join(f'{role}_l{index}' for role in missing)}: "
+                f"layer {index} of {len(layers)} is incomplete")
+        layer_kind = recurrent_kind({"weight_hh": found["weight_hh"],
+                                     **({"weight_hr": found["weight_hr"]}
+                                        if "weight_hr" in found else {})})
+        if layer_kind is None:
+            raise UnsupportedModelError(
+                f"{what} layer {index}: weight_hh has shape {found['weight_hh'].shape}, which "
+                f"is no LSTM's (4H, H), GRU's (3H, H) or RNN's (H, H)")
+        if kind is not None and layer_kind != kind:
+            raise UnsupportedModelError(f"{what} layer {index} holds the weights of a "
+                                        f"{layer_kind.upper()}, not of a {kind.upper()}")
+        if layer_kind == "rnn":
+            raise UnsupportedModelError(
+                f"{what} layer {index} is a simple RNN (torch.nn.RNN: W_hh has one gate "
+                f"block); ese compiles LSTM and GRU layers")
+        if layer_kind == "gru":
+            described.append(gru_layer(found["weight_ih"], found["weight_hh"],
+                                       found.get("bias_ih"), found.get("bias_hh")))
+            continue
+        rows = found["weight_hh"].shape[0]
+        bias = found.get("bias")
+        if bias is None:
+            bias = found.get("bias_ih", np.zeros(rows)) + found.get("bias_hh", np.zeros(rows))
+        described.append(LayerDescription(
+            input_weights=found["weight_ih"], recurrent_weights=found["weight_hh"], bias=bias,
+            peephole=found.get("weight_peephole"), projection=found.get("weight_hr")))
+    return ModelDescription(described, source=what)
+
+
 def _stacked_prunable(module):
     """Prunable matrices of a stack named like torch.nn.LSTM (weight_ih_l0, weight_hh_l0, ...)."""
     found = []
@@ -150,17 +260,6 @@ class Converter:
         """A :class:`ModelDescription` of the module's current weights."""
         raise NotImplementedError
 
-    def run_float(self, module, frames):
-        """Run the module in floating point over one sequence from zero state.
-
-        ``frames`` is a (frames, inputs) numpy array; returns (frames, outputs) float64.
-        """
-        raise NotImplementedError
-
-    @staticmethod
-    def _as_tensor(module, frames):
-        parameter = next(module.parameters())
-        return torch.as_tensor(np.asarray(frames), dtype=parameter.dtype, device=parameter.device)
 
 
 @register(nn.LSTM, "torch.nn.LSTM (unidirectional)")
@@ -184,24 +283,7 @@ class TorchLSTMConverter(Converter):
         return _stacked_prunable(module)
 
     def describe(self, module):
-        layers = []
-        for layer in range(module.num_layers):
-            get = lambda name: getattr(module, f"{name}_l{layer}", None)
-            bias = np.zeros(4 * module.hidden_size)
-            if module.bias:
-                bias = _array(get("bias_ih"), "bias_ih") + _array(get("bias_hh"), "bias_hh")
-            layers.append(LayerDescription(
-                input_weights=_array(get("weight_ih"), f"weight_ih_l{layer}"),
-                recurrent_weights=_array(get("weight_hh"), f"weight_hh_l{layer}"),
-                bias=bias,
-                projection=_array(get("weight_hr"), f"weight_hr_l{layer}")
-                if module.proj_size else None))
-        return ModelDescription(layers, source="torch.nn.LSTM")
-
-    def run_float(self, module, frames):
-        with torch.no_grad():
-            output, _ = module(self._as_tensor(module, frames))   # unbatched (time, features)
-        return output.to(torch.float64).cpu().numpy()
+        return describe_parameters(_stack_parameters(module), "torch.nn.LSTM", "lstm")
 
 
 @register(nn.LSTMCell, "torch.nn.LSTMCell")
@@ -218,24 +300,7 @@ class TorchLSTMCellConverter(Converter):
                 PrunableMatrix(module, "weight_hh", module.hidden_size)]
 
     def describe(self, module):
-        bias = np.zeros(4 * module.hidden_size)
-        if module.bias:
-            bias = _array(module.bias_ih, "bias_ih") + _array(module.bias_hh, "bias_hh")
-        layer = LayerDescription(input_weights=_array(module.weight_ih, "weight_ih"),
-                                 recurrent_weights=_array(module.weight_hh, "weight_hh"),
-                                 bias=bias)
-        return ModelDescription([layer], source="torch.nn.LSTMCell")
-
-    def run_float(self, module, frames):
-        inputs = self._as_tensor(module, frames)
-        h = inputs.new_zeros(module.hidden_size)
-        c = inputs.new_zeros(module.hidden_size)
-        outputs = []
-        with torch.no_grad():
-            for frame in inputs:
-                h, c = module(frame, (h, c))
-                outputs.append(h)
-        return torch.stack(outputs).to(torch.float64).cpu().numpy()
+        return describe_parameters(_cell_parameters(module), "torch.nn.LSTMCell", "lstm")
 
 
 @register(PeepholeLSTM, "ese.PeepholeLSTM")
@@ -250,23 +315,7 @@ class PeepholeLSTMConverter(Converter):
         return _stacked_prunable(module)
 
     def describe(self, module):
-        layers = []
-        for layer in range(module.num_layers):
-            p = module.layer_parameters(layer)
-            bias = (_array(p["bias"], f"bias_l{layer}") if p["bias"] is not None
-                    else np.zeros(4 * module.hidden_size))
-            layers.append(LayerDescription(
-                input_weights=_array(p["input_weights"], f"weight_ih_l{layer}"),
-                recurrent_weights=_array(p["recurrent_weights"], f"weight_hh_l{layer}"),
-                bias=bias,
-                peephole=_array(p["peephole"], f"weight_peephole_l{layer}"),
-                projection=_array(p["projection"], f"weight_hr_l{layer}")))
-        return ModelDescription(layers, source="ese.PeepholeLSTM")
-
-    def run_float(self, module, frames):
-        with torch.no_grad():
-            output, _ = module(self._as_tensor(module, frames))
-        return output.to(torch.float64).cpu().numpy()
+        return describe_parameters(_stack_parameters(module), "ese.PeepholeLSTM", "lstm")
 
 
 def gru_layer(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
@@ -330,20 +379,7 @@ class TorchGRUConverter(Converter):
                                      for layer in range(module.num_layers)], module.hidden_size)
 
     def describe(self, module):
-        layers = []
-        for layer in range(module.num_layers):
-            get = lambda name: getattr(module, f"{name}_l{layer}", None)
-            layers.append(gru_layer(
-                _array(get("weight_ih"), f"weight_ih_l{layer}"),
-                _array(get("weight_hh"), f"weight_hh_l{layer}"),
-                _array(get("bias_ih"), f"bias_ih_l{layer}") if module.bias else None,
-                _array(get("bias_hh"), f"bias_hh_l{layer}") if module.bias else None))
-        return ModelDescription(layers, source="torch.nn.GRU")
-
-    def run_float(self, module, frames):
-        with torch.no_grad():
-            output, _ = module(self._as_tensor(module, frames))   # unbatched (time, features)
-        return output.to(torch.float64).cpu().numpy()
+        return describe_parameters(_stack_parameters(module), "torch.nn.GRU", "gru")
 
 
 @register(nn.GRUCell, "torch.nn.GRUCell")
@@ -359,18 +395,4 @@ class TorchGRUCellConverter(Converter):
         return gru_prunable(module, [("weight_ih", "weight_hh")], module.hidden_size)
 
     def describe(self, module):
-        layer = gru_layer(_array(module.weight_ih, "weight_ih"),
-                          _array(module.weight_hh, "weight_hh"),
-                          _array(module.bias_ih, "bias_ih") if module.bias else None,
-                          _array(module.bias_hh, "bias_hh") if module.bias else None)
-        return ModelDescription([layer], source="torch.nn.GRUCell")
-
-    def run_float(self, module, frames):
-        inputs = self._as_tensor(module, frames)
-        h = inputs.new_zeros(module.hidden_size)
-        outputs = []
-        with torch.no_grad():
-            for frame in inputs:
-                h = module(frame, h)
-                outputs.append(h)
-        return torch.stack(outputs).to(torch.float64).cpu().numpy()
+        return describe_parameters(_cell_parameters(module), "torch.nn.GRUCell", "gru")

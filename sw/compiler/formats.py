@@ -20,7 +20,8 @@ from ..contract.arithmetic import LayerFormats
 from ..contract.errors import InputError
 from ..contract.memory_map import GRU_SLOTS
 
-__all__ = ["choose_formats", "float_forward", "calibration_sequences", "coarsening"]
+__all__ = ["choose_formats", "float_forward", "float_outputs", "calibration_sequences",
+           "coarsening"]
 
 
 def coarsening(values, fmt, low, high):
@@ -86,20 +87,26 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def float_forward(description, frames):
-    """Run a :class:`~ese.sw.compiler.model.ModelDescription` in float64 from zero state.
+def float_forward(description, frames, state=None):
+    """Run a :class:`~ese.sw.compiler.model.ModelDescription` in float64, from zero state or
+    from ``state``: each layer's ``(y0, c0)`` (a GRU layer's c0 unused).
 
     Returns the list of every layer's outputs y, each (frames, outputs): the same equations
     as PyTorch's (gates i, f, g, o; peepholes; projection; or a GRU's), with the same real
-    weights.
+    weights. This is every front end's float reference: what a compiled program is compared
+    with, whatever framework the model came from.
     """
     sequence = np.asarray(frames, dtype=np.float64)
     outputs = []
-    for layer in description.layers:
+    for index, layer in enumerate(description.layers):
         cells = layer.cells
         from_input = sequence @ layer.input_weights.T + layer.bias
         y = np.zeros(layer.recurrent)
         c = np.zeros(cells)
+        if state is not None:
+            y = np.asarray(state[index][0], dtype=np.float64).reshape(layer.recurrent)
+            if not layer.is_gru:
+                c = np.asarray(state[index][1], dtype=np.float64).reshape(cells)
         peephole = layer.peephole if layer.peephole is not None else np.zeros((3, cells))
         result = np.empty((len(sequence), layer.outputs))
         for t in range(len(sequence)):
@@ -122,6 +129,12 @@ def float_forward(description, frames):
         outputs.append(result)
         sequence = result
     return outputs
+
+
+def float_outputs(description, frames, state=None):
+    """The last layer's outputs of :func:`float_forward`: what a program's float reference
+    returns."""
+    return float_forward(description, frames, state)[-1]
 
 
 def choose_formats(description, config, calibration=None, runs=None):

@@ -26,29 +26,27 @@ The operators' tensors map onto the description exactly:
   give them to ``Program.predict(x, state=...)`` at run time); a constant non-zero initial
   state is refused with that advice.
 
-The result is an :class:`ImportedRecurrent`, a PyTorch module of the same equations, so pruning
-(``torch.nn.utils.prune``) and the float reference work as for any module; the tests hold it
-against onnxruntime.
+Exporters seldom write W, R, B and P as initializers alone: ``torch.onnx.export`` and others
+reorder and reshape them with ``Unsqueeze``, ``Reshape``, ``Concat``, ``Slice``, ``Transpose``,
+``Squeeze`` or ``Cast`` nodes, sometimes inside ``If`` branches. Every such input that depends
+only on initializers and ``Constant`` nodes is computed before import by the ``onnx``
+package's own reference evaluator (``onnx.reference.ReferenceEvaluator``) on the sub-graph
+that produces it, wherever the node lies; one that depends on a graph input is refused naming
+the node, the input and the graph input.
+
+The result is a :class:`~ese.sw.compiler.model.ModelDescription`, whose float forward pass
+(:func:`~ese.sw.compiler.formats.float_forward`) the tests hold against onnxruntime.
 """
 
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..contract.errors import UnsupportedModelError
-from .converters import (
-    Converter,
-    PrunableMatrix,
-    _array,
-    gru_layer,
-    gru_prunable,
-    register,
-)
+from .converters import gru_layer
 from .model import LayerDescription, ModelDescription
 
-__all__ = ["ImportedRecurrent", "import_onnx", "is_onnx_model", "recurrent_nodes"]
+__all__ = ["import_onnx", "recurrent_nodes"]
 
 #: The recurrent operators ese compiles.
 RECURRENT_OPS = ("LSTM", "GRU")
@@ -61,125 +59,6 @@ GRU_GATE_ORDER = (1, 0, 2)
 #: Operators that pass a sequence through between chained nodes, changing only its shape.
 _SHAPE_OPS = {"Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Flatten"}
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
-
-
-class ImportedRecurrent(nn.Module):
-    """Recurrent layers imported from ONNX, each an LSTM or a GRU (``kinds``).
-
-    An LSTM layer ``k`` has ``weight_ih_l{k}`` (4H, I), ``weight_hh_l{k}`` (4H, H), ``bias_l{k}``
-    (4H) and, with peepholes, ``peephole_l{k}`` (3, H), gates in the order i, f, g, o; a GRU
-    layer has PyTorch's ``weight_ih_l{k}`` (3H, I), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}``
-    and ``bias_hh_l{k}`` (3H), gates in the order r, z, n. ``forward`` runs one unbatched
-    sequence (frames, inputs) from zero state, or from ``state`` (h0, c0) of shape (layers, H)
-    (a GRU layer's c0 unused)."""
-
-    def __init__(self, layers, source):
-        super().__init__()
-        self.num_layers = len(layers)
-        self.hidden_sizes = []
-        self.kinds = []
-        self.source = source
-        for index, layer in enumerate(layers):
-            tensor = lambda a: (nn.Parameter(torch.tensor(a, dtype=torch.float64),  # noqa: E731
-                                             requires_grad=False) if a is not None else None)
-            self.register_parameter(f"weight_ih_l{index}", tensor(layer["W"]))
-            self.register_parameter(f"weight_hh_l{index}", tensor(layer["R"]))
-            if layer["kind"] == "gru":
-                self.register_parameter(f"bias_ih_l{index}", tensor(layer["B"][0]))
-                self.register_parameter(f"bias_hh_l{index}", tensor(layer["B"][1]))
-            else:
-                self.register_parameter(f"bias_l{index}", tensor(layer["B"]))
-                self.register_parameter(f"peephole_l{index}", tensor(layer["P"]))
-            self.hidden_sizes.append(layer["R"].shape[1])
-            self.kinds.append(layer["kind"])
-
-    def layer(self, index):
-        """An LSTM layer's (W, R, B, P), or a GRU layer's (W, R, B_ih, B_hh)."""
-        get = lambda name: getattr(self, f"{name}_l{index}")     # noqa: E731
-        if self.kinds[index] == "gru":
-            return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
-        return get("weight_ih"), get("weight_hh"), get("bias"), get("peephole")
-
-    def forward(self, x, state=None):
-        sequence = torch.as_tensor(x, dtype=torch.float64)
-        for index in range(self.num_layers):
-            hidden = self.hidden_sizes[index]
-            h = sequence.new_zeros(hidden) if state is None else torch.as_tensor(
-                state[0][index], dtype=torch.float64)
-            outputs = []
-            if self.kinds[index] == "gru":
-                w, r, b_ih, b_hh = self.layer(index)
-                b_ih = b_ih if b_ih is not None else sequence.new_zeros(3 * hidden)
-                b_hh = b_hh if b_hh is not None else sequence.new_zeros(3 * hidden)
-                for frame in sequence:
-                    xr, xz, xn = (frame @ w.T + b_ih).reshape(3, hidden)
-                    hr, hz, hn = (h @ r.T + b_hh).reshape(3, hidden)
-                    reset, update = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-                    h = (1 - update) * torch.tanh(xn + reset * hn) + update * h
-                    outputs.append(h)
-            else:
-                w, r, b, p = self.layer(index)
-                c = sequence.new_zeros(hidden) if state is None else torch.as_tensor(
-                    state[1][index], dtype=torch.float64)
-                p = p if p is not None else sequence.new_zeros(3, hidden)
-                for frame in sequence:
-                    i, f, g, o = (frame @ w.T + h @ r.T + b).reshape(4, hidden)
-                    i = torch.sigmoid(i + p[0] * c)
-                    f = torch.sigmoid(f + p[1] * c)
-                    c = f * c + i * torch.tanh(g)
-                    h = torch.sigmoid(o + p[2] * c) * torch.tanh(c)
-                    outputs.append(h)
-            sequence = torch.stack(outputs)
-        return sequence
-
-
-@register(ImportedRecurrent, "ONNX LSTM and GRU (ese.compile('model.onnx'))")
-class ImportedRecurrentConverter(Converter):
-    """LSTM and GRU layers read from an ONNX graph (see the module's documentation)."""
-
-    def source(self, module):
-        return module.source
-
-    def prunable(self, module):
-        found = []
-        for index, (hidden, kind) in enumerate(zip(module.hidden_sizes, module.kinds)):
-            if kind == "gru":
-                found += gru_prunable(module, [(f"weight_ih_l{index}", f"weight_hh_l{index}")],
-                                      hidden)
-            else:
-                found.append(PrunableMatrix(module, f"weight_ih_l{index}", hidden))
-                found.append(PrunableMatrix(module, f"weight_hh_l{index}", hidden))
-        return found
-
-    def describe(self, module):
-        layers = []
-        for index, kind in enumerate(module.kinds):
-            w, r, b, p = module.layer(index)
-            array = lambda tensor, name: (_array(tensor, f"{name}_l{index}")  # noqa: E731
-                                          if tensor is not None else None)
-            if kind == "gru":
-                layers.append(gru_layer(array(w, "weight_ih"), array(r, "weight_hh"),
-                                        array(b, "bias_ih"), array(p, "bias_hh")))
-            else:
-                layers.append(LayerDescription(
-                    input_weights=array(w, "weight_ih"), recurrent_weights=array(r, "weight_hh"),
-                    bias=array(b, "bias"), peephole=array(p, "peephole")))
-        return ModelDescription(layers, source=module.source)
-
-    def run_float(self, module, frames):
-        with torch.no_grad():
-            return module(self._as_tensor(module, frames)).cpu().numpy()
-
-
-def is_onnx_model(model):
-    """Whether ``model`` is an ONNX file name or an ``onnx.ModelProto``."""
-    if isinstance(model, (str, Path)):
-        return str(model).endswith(".onnx") or Path(model).is_file()
-    try:
-        import onnx
-    except ImportError:
-        return False
-    return isinstance(model, onnx.ModelProto)
 
 
 def _load(model):
@@ -196,8 +75,9 @@ def _load(model):
     try:
         return onnx.load(str(path))
     except Exception as error:      # onnx raises DecodeError and others for a bad file
-        raise UnsupportedModelError(f"{path} is not an ONNX model ({type(error).__name__}: "
-                                    f"{error})") from None
+        raise UnsupportedModelError(
+            f"{path} is neither an ONNX model nor a file of torch.save, torch.jit.save or "
+            f"torch.export.save ({type(error).__name__}: {error})") from None
 
 
 class _Graphs:
@@ -207,30 +87,45 @@ class _Graphs:
     def __init__(self, model):
         from onnx import AttributeProto, numpy_helper
         self.numpy_helper = numpy_helper
+        self.model = model
         self.nodes = []               # (path, node, depth): depth 0 is the main graph
+        self.order = {}               # id(node) -> position in a walk that is topological
         self.constants = {}           # name -> numpy array (initializers, Constant nodes)
         self.producers = {}           # name -> node
         self.inputs = set()           # names of graph inputs that are not initializers
+        self.outer = {}               # id(node) -> names its subgraphs read from outside
         self.main = model.graph
 
         def walk(graph, path, depth=0):
+            """Walk ``graph``; return the names it reads from the graphs around it."""
             for tensor in graph.initializer:
                 self.constants[tensor.name] = numpy_helper.to_array(tensor)
             initialized = {tensor.name for tensor in graph.initializer}
             self.inputs |= {i.name for i in graph.input if i.name not in initialized}
+            defined = initialized | {i.name for i in graph.input}
+            read = set()
             for index, node in enumerate(graph.node):
                 label = node.name or f"{node.op_type}_{index}"
                 self.nodes.append((f"{path}{label}", node, depth))
+                self.order[id(node)] = len(self.order)
                 for output in node.output:
                     self.producers[output] = node
                 if node.op_type == "Constant":
                     self._constant(node)
+                read |= {name for name in node.input if name}
+                outer = set()
                 for attribute in node.attribute:
                     if attribute.type == AttributeProto.GRAPH:
-                        walk(attribute.g, f"{path}{label}.{attribute.name}/", depth + 1)
+                        outer |= walk(attribute.g, f"{path}{label}.{attribute.name}/",
+                                      depth + 1)
                     elif attribute.type == AttributeProto.GRAPHS:
                         for k, sub in enumerate(attribute.graphs):
-                            walk(sub, f"{path}{label}.{attribute.name}[{k}]/", depth + 1)
+                            outer |= walk(sub, f"{path}{label}.{attribute.name}[{k}]/",
+                                          depth + 1)
+                self.outer[id(node)] = outer
+                read |= outer
+                defined |= set(node.output)
+            return read - defined
 
         walk(model.graph, "")
 
@@ -248,6 +143,47 @@ class _Graphs:
                 return None
             name, seen = node.input[0], seen + 1
         return self.constants.get(name)
+
+    def fold(self, name):
+        """``(value, None)`` where ``name`` depends only on initializers and Constant nodes,
+        computed by onnx's reference evaluator on the nodes that produce it (through the
+        subgraphs of If, Loop and Scan nodes among them); ``(None, input)`` naming the graph
+        input (or subgraph input) it depends on otherwise."""
+        value = self.constant(name)
+        if value is not None:
+            return value, None
+        from onnx import helper
+        from onnx.reference import ReferenceEvaluator
+        needed, leaves, stack, seen = {}, set(), [name], set()
+        while stack:
+            current = stack.pop()
+            if not current or current in seen:
+                continue
+            seen.add(current)
+            if current in self.constants:
+                leaves.add(current)
+                continue
+            node = self.producers.get(current)
+            if node is None:
+                return None, current
+            if id(node) not in needed:
+                needed[id(node)] = node
+                stack.extend(node.input)
+                stack.extend(self.outer[id(node)])
+        nodes = sorted(needed.values(), key=lambda node: self.order[id(node)])
+        initializers = [self.numpy_helper.from_array(np.asarray(self.constants[leaf]), leaf)
+                        for leaf in sorted(leaves)]
+        output = helper.make_value_info(name, helper.make_empty_tensor_value_info(name).type)
+        graph = helper.make_graph(nodes, "weights", [], [output], initializers)
+        model = helper.make_model(graph, opset_imports=list(self.model.opset_import),
+                                  ir_version=self.model.ir_version)
+        try:
+            return np.asarray(ReferenceEvaluator(model).run(None, {})[0]), None
+        except Exception as error:   # the reference evaluator raises many kinds
+            raise UnsupportedModelError(
+                f"{name!r} is computed from constants by nodes onnx's reference evaluator "
+                f"cannot run ({type(error).__name__}: {error}); simplify the graph (for "
+                f"example with onnxsim) or export the weights as initializers") from None
 
 
 def _attributes(node):
@@ -404,11 +340,16 @@ def _layer(graphs, path, node, attributes):
             if required:
                 raise UnsupportedModelError(f"{op} node {path} has no {what}")
             return None
-        value = graphs.constant(name)
+        value, blocking = graphs.fold(name)
         if value is None:
             raise UnsupportedModelError(
-                f"{op} node {path}: its {what} {name!r} is not a constant (an initializer or "
-                f"a Constant node); ese compiles trained weights")
+                f"{op} node {path}: its {what} {name!r} depends on {blocking!r}, which is "
+                f"not a constant (a graph input, or an input of a subgraph): ese compiles "
+                f"trained weights, fixed in the file; make {blocking!r} an initializer")
+        if not np.issubdtype(value.dtype, np.floating):
+            raise UnsupportedModelError(
+                f"{op} node {path}: its {what} {name!r} holds {value.dtype} values; ese "
+                f"compiles floating-point weights")
         return np.asarray(value, dtype=np.float64)
 
     gates = 4 if op == "LSTM" else 3
@@ -435,9 +376,8 @@ def _layer(graphs, path, node, attributes):
         # Inputs: X, W, R, B, sequence_lens, initial_h.
         bias = (None if b is None else
                 tuple(reorder(half[:, None])[:, 0] for half in np.split(b[0], 2)))
-        return {"kind": "gru", "W": reorder(w[0]), "R": reorder(r[0]),
-                "B": bias or (None, None), "P": None,
-                "states": [_initial_state(graphs, path, node, 5, "initial_h"), None]}
+        layer = gru_layer(reorder(w[0]), reorder(r[0]), *(bias or (None, None)))
+        return layer, [_initial_state(graphs, path, node, 5, "initial_h"), None]
     bias = np.zeros(4 * hidden)
     if b is not None:
         bias = reorder((b[0, :4 * hidden] + b[0, 4 * hidden:])[:, None])[:, 0]
@@ -451,15 +391,19 @@ def _layer(graphs, path, node, attributes):
         peephole = np.stack([blocks[k] for k in PEEPHOLE_ORDER])
     states = [_initial_state(graphs, path, node, 5, "initial_h"),
               _initial_state(graphs, path, node, 6, "initial_c")]
-    return {"kind": "lstm", "W": reorder(w[0]), "R": reorder(r[0]), "B": bias, "P": peephole,
-            "states": states}
+    return LayerDescription(input_weights=reorder(w[0]), recurrent_weights=reorder(r[0]),
+                            bias=bias, peephole=peephole), states
 
 
 def import_onnx(model, node=None):
-    """An :class:`ImportedRecurrent` of an ONNX model's LSTM or GRU node, or chain of them.
+    """The :class:`~ese.sw.compiler.model.ModelDescription` of an ONNX model's LSTM or GRU
+    node, or chain of them.
 
     ``node``: None (the main graph's recurrent nodes, which must form one chain), a node's
-    name or path (see :func:`recurrent_nodes`), or a list of them in chain order.
+    name or path (see :func:`recurrent_nodes`), or a list of them in chain order. The
+    description's ``notes`` name the nodes (``"nodes"``) and, per layer, the graph inputs
+    that hold its initial state (``"state_inputs"``: ``[initial_h, initial_c]``, None where
+    absent or zero).
     """
     graphs = _Graphs(_load(model))
     found = [(path, n, depth) for path, n, depth in graphs.nodes
@@ -497,18 +441,17 @@ def import_onnx(model, node=None):
             raise UnsupportedModelError(
                 f"{current.op_type} node {path} does not read {before.op_type} node "
                 f"{before_path}'s output Y: they are not one chain of layers{hint}")
-    layers = []
+    layers, states = [], []
     for path, current in chosen:
-        layers.append(_layer(graphs, path, current, _check_node(path, current)))
+        layer, state = _layer(graphs, path, current, _check_node(path, current))
+        layers.append(layer)
+        states.append(state)
     for index in range(1, len(layers)):
-        if layers[index]["W"].shape[1] != layers[index - 1]["R"].shape[1]:
+        if layers[index].inputs != layers[index - 1].outputs:
             raise UnsupportedModelError(
-                f"node {chosen[index][0]} takes {layers[index]['W'].shape[1]} inputs but "
-                f"{chosen[index - 1][0]} produces {layers[index - 1]['R'].shape[1]}")
+                f"node {chosen[index][0]} takes {layers[index].inputs} inputs but "
+                f"{chosen[index - 1][0]} produces {layers[index - 1].outputs}")
     ops = sorted({current.op_type for _, current in chosen}, key=RECURRENT_OPS.index)
-    module = ImportedRecurrent(layers, source=f"ONNX {' and '.join(ops)} "
-                                              + ", ".join(p for p, _ in chosen))
-    module.nodes = [p for p, _ in chosen]
-    # Graph inputs that hold each layer's (initial_h, initial_c), None where absent or zero.
-    module.state_inputs = [layer["states"] for layer in layers]
-    return module.eval()
+    return ModelDescription(
+        layers, source=f"ONNX {' and '.join(ops)} " + ", ".join(p for p, _ in chosen),
+        notes={"nodes": [p for p, _ in chosen], "state_inputs": states})

@@ -1,12 +1,12 @@
-"""The compiler's pipeline: a PyTorch module becomes a :class:`~ese.sw.runtime.program.Program`.
+"""The compiler's pipeline: a trained model becomes a :class:`~ese.sw.runtime.program.Program`.
 
-``ese.compile`` runs the steps in the order the data flows: convert (the registry of
-:mod:`.converters`), prune (:mod:`.pruning`), quantize (:mod:`.quantization`) and encode per PE
-(:mod:`ese.sw.runtime.encoding`). Its result belongs to the runtime, which runs and saves it
-without the compiler.
+``ese.compile`` runs the steps in the order the data flows: read the model into a
+:class:`~.model.ModelDescription` (the registry of front ends, :mod:`.frontends`), prune the
+description (:func:`.pruning.prune_description`), choose formats (:mod:`.formats`), quantize
+(:mod:`.quantization`) and encode per PE (:mod:`ese.sw.runtime.encoding`). Its result belongs
+to the runtime, which runs and saves it without the compiler; the pruned description stays
+with it as the float reference (:func:`.formats.float_forward`).
 """
-
-import copy
 
 import numpy as np
 
@@ -16,23 +16,27 @@ from ..contract.errors import ConfigError
 from ..contract.placement import Placement
 from ..runtime.encoding import encode_model
 from ..runtime.program import Program
-from .converters import converter_for
-from .formats import calibration_sequences, choose_formats, float_forward
-from .pruning import PRUNING_KINDS, prune_module
+from .formats import calibration_sequences, choose_formats, float_forward, float_outputs
+from .frontends import read_model
+from .pruning import PRUNING_KINDS, prune_description
 from .quantization import quantize_model
 
 __all__ = ["compile"]
 
 
 def compile(module, config=None, density=None, pruning="balanced", calibration=None,
-            formats="auto", node=None, delta=None):
-    """Compile a PyTorch LSTM or GRU (or an ONNX graph's) for the accelerator.
+            formats="auto", node=None, delta=None, submodule=None, trust_pickle=False):
+    """Compile a trained LSTM or GRU, from any front end (:mod:`.frontends`), for the
+    accelerator.
 
     Parameters
     ----------
-    module : torch.nn.LSTM, LSTMCell, GRU, GRUCell, ese.PeepholeLSTM, an ONNX file or ModelProto
-        The trained model. It is not modified. From ONNX, the LSTM and GRU operators' nodes
-        (see :mod:`.onnx_import`).
+    module : a model or a model file's path
+        The trained model, not modified: ``torch.nn.LSTM``, ``LSTMCell``, ``GRU``,
+        ``GRUCell``, ``ese.PeepholeLSTM`` or a model holding them (see ``submodule``); a
+        ``state_dict``; a TorchScript module or archive; a ``torch.export`` program or
+        ``.pt2`` archive; an ONNX model or file (the LSTM and GRU operators' nodes, see
+        :mod:`.onnx_import`); a ``torch.save`` file. Files are told apart by their content.
     config : Config, optional
         Hardware parameters; ``Config()`` (ESE's) by default. Capacities left as None are
         sized for the model.
@@ -54,6 +58,13 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
         "auto" (the default) chooses each matrix's, peepholes' and biases' format from their
         values (see :mod:`.formats`); "configured" keeps ``config``'s formats everywhere (ESE's
         fixed formats; whatever lies beyond them saturates).
+    submodule : str or list of str, optional
+        PyTorch: the recurrent submodule (or chain of them) of a larger model to compile, by
+        its name in ``named_modules()`` or the state_dict (``"encoder.rnn"``);
+        :func:`.frontends.recurrent_parts` lists them.
+    trust_pickle : bool
+        Read a file of ``torch.save(module)``, which runs code from the file
+        (``torch.load(weights_only=False)``). Without it such files are refused.
     delta : thresholds, optional
         Make the layers delta layers (docs/arithmetic.md, "Delta layers"), which transmit
         only the columns that changed by more than a threshold: ``(theta_x, theta_h)`` or
@@ -69,21 +80,12 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
         raise ConfigError(f"config must be an ese.Config, not {type(config).__name__}")
     if pruning not in PRUNING_KINDS:
         raise ConfigError(f"pruning must be one of {', '.join(PRUNING_KINDS)}, not {pruning!r}")
-    from .onnx_import import import_onnx, is_onnx_model
-    if is_onnx_model(module):
-        module = import_onnx(module, node=node)
-    elif node is not None:
-        raise ConfigError("node= picks an LSTM or GRU node of an ONNX model; this model is a "
-                          f"{type(module).__name__}")
-    converter = converter_for(module)
-    pruned = copy.deepcopy(module).cpu()
-    if density is not None:
-        prune_module(pruned, converter.prunable(pruned), density, Placement.of(config),
-                     pruning)
-    pruned.eval()
-    description = converter.describe(pruned)
     if formats not in ("auto", "configured"):
         raise ConfigError(f"formats must be 'auto' or 'configured', not {formats!r}")
+    source = read_model(module, submodule=submodule, node=node, trust_pickle=trust_pickle)
+    description = source
+    if density is not None:
+        description = prune_description(source, density, Placement.of(config), pruning)
     sequences = runs = None
     if calibration is not None:
         sequences = calibration_sequences(calibration, description.inputs)
@@ -95,10 +97,13 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
     model, report = quantize_model(description, config, chosen)
     image = encode_model(model, config)
     model.config = image.config
-    metadata = {"source": converter.source(module), "density": density,
+    metadata = {"source": source.source, "density": density,
                 "pruning": pruning if density is not None else None}
-    program = Program(model, image, report, metadata, pruned_module=pruned,
-                      run_float=converter.run_float)
+    for name in ("nodes", "state_inputs"):
+        if name in source.notes:
+            metadata[name] = source.notes[name]
+    program = Program(model, image, report, metadata, float_model=description,
+                      run_float=float_outputs)
     if delta is not None:
         program = program.with_delta(delta)
     if sequences is not None:

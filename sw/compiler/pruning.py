@@ -17,19 +17,29 @@ bank of every row its PE holds. Bank-balanced sparsity (Cao et al., FPGA 2019) a
 equal non-zeros in every bank of every row. No such machine is built here, and the pattern is
 measured for its accuracy (``ese speech-eval --column-banks``).
 
-Both are ``torch.nn.utils.prune`` methods, so they work for one-shot pruning in
-:func:`ese.compile` and for iterative pruning with retraining (prune, train, prune again: a new
-mask only ever removes weights the previous one kept).
+Both are ``torch.nn.utils.prune`` methods, so they work for iterative pruning with retraining
+(prune, train, prune again: a new mask only ever removes weights the previous one kept) on a
+PyTorch module's parameters, and for the one-shot pruning of :func:`ese.compile`, which prunes
+the :class:`~ese.sw.compiler.model.ModelDescription` whatever front end made it
+(:func:`prune_description`). Both deal rows to PEs by the one rule of
+:meth:`~ese.sw.contract.placement.Placement.owners`, so a module pruned for training and the
+same module pruned by the compiler keep the same weights.
 """
 
+import dataclasses
+
+import numpy as np
 import torch
+from torch import nn
 from torch.nn.utils import prune
 
 from ..contract.errors import ConfigError
 from ..contract.placement import Placement
+from .converters import GRU_INPUT_SLOTS, GRU_RECURRENT_SLOTS, PrunableMatrix
 
 __all__ = ["LoadBalancedUnstructured", "GlobalBlocks", "load_balanced_unstructured",
-           "global_unstructured", "mask_matrices", "prune_module", "PRUNING_KINDS"]
+           "global_unstructured", "mask_matrices", "prune_module", "prune_description",
+           "PRUNING_KINDS"]
 
 
 def _block_scores(t, default_mask, width):
@@ -217,3 +227,46 @@ def prune_module(module, matrices, density, placement, kind="balanced"):
     for matrix in matrices:
         prune.remove(matrix.owner, matrix.name)
     return module
+
+
+def prune_description(description, density, placement, kind="balanced"):
+    """A copy of a :class:`~ese.sw.compiler.model.ModelDescription` with its weight matrices
+    pruned to ``density`` (one-shot, as :func:`prune_module`).
+
+    The matrices are pruned as PyTorch's modules hold them: an LSTM layer's W_x and W_r (gate
+    rows i, f, g, o of a cell interleaved) and its projection; a GRU layer's three gate
+    blocks of W_x (r, z, n_x) and of W_r (r, z, n_h), in their rotated slots, without the
+    slot each matrix leaves empty. So the weights kept are those :func:`prune_module` keeps
+    in the module the description came from.
+    """
+    holder = nn.Module()
+    matrices, places = [], []
+
+    def add(index, attribute, rows, rows_per_group, slots=None, rotated=False):
+        name = f"{attribute}_l{index}"
+        values = getattr(description.layers[index], attribute)[rows]
+        holder.register_parameter(name, nn.Parameter(torch.tensor(values), requires_grad=False))
+        matrices.append(PrunableMatrix(holder, name, rows_per_group, slots, rotated))
+        places.append((index, attribute, rows, name))
+
+    for index, layer in enumerate(description.layers):
+        cells = layer.cells
+        if layer.is_gru:
+            for attribute, slots in (("input_weights", GRU_INPUT_SLOTS),
+                                     ("recurrent_weights", GRU_RECURRENT_SLOTS)):
+                rows = np.concatenate([np.arange(slot * cells, (slot + 1) * cells)
+                                       for slot in slots])
+                add(index, attribute, rows, cells, slots, rotated=True)
+            continue
+        add(index, "input_weights", slice(None), cells)
+        add(index, "recurrent_weights", slice(None), cells)
+        if layer.projection is not None:
+            add(index, "projection", slice(None), layer.proj)
+    prune_module(holder, matrices, density, placement, kind)
+    layers = [dataclasses.replace(layer) for layer in description.layers]
+    for index, attribute, rows, name in places:
+        values = getattr(layers[index], attribute).copy()
+        values[rows] = getattr(holder, name).detach().numpy()
+        setattr(layers[index], attribute, values)
+    return dataclasses.replace(description, layers=layers,
+                               notes=dict(description.notes, density=density, pruning=kind))

@@ -43,19 +43,22 @@ class Program:
         Saturated values and non-zeros.
     metadata : dict
         Where the program came from (source module, density, pruning kind).
-    pruned_module : torch.nn.Module or None
-        The float module with the pruned weights, for comparisons (None after loading).
+    float_model : ModelDescription or None
+        The model in real numbers with the pruned weights, whatever front end it came from
+        (:class:`ese.sw.compiler.model.ModelDescription`), for comparisons (None after
+        loading).
     run_float : callable or None
-        Runs ``pruned_module`` over checked frames (the compiler's converter gives it), so
-        that the runtime itself never imports PyTorch.
+        Runs ``float_model`` over checked frames from a state (the compiler gives
+        :func:`ese.sw.compiler.formats.float_outputs`), so that the runtime itself never
+        imports the compiler.
     """
 
-    def __init__(self, model, image, report, metadata, pruned_module=None, run_float=None):
+    def __init__(self, model, image, report, metadata, float_model=None, run_float=None):
         self.model = model
         self.image = image
         self.report = report
         self.metadata = metadata
-        self.pruned_module = pruned_module
+        self.float_model = float_model
         self.run_float = run_float
         self._golden = GoldenModel(model)
 
@@ -150,14 +153,25 @@ class Program:
         cell format (a GRU layer's c is its h, which the cell unit keeps in the cell state
         memory; a c given for it is not used). Values beyond a format saturate; NaN,
         infinities and wrong shapes raise :class:`InputError`."""
+        encoded = []
+        for index, (y, cell) in enumerate(self.state_rows(state)):
+            layer = self.model.layers[index]
+            y_codes, _ = quantize(y, layer.formats.format(self.config, "output"))
+            c_codes = (y_codes.copy() if layer.is_gru
+                       else quantize(cell, self.config.cell_format)[0])
+            encoded.append((y_codes, c_codes))
+        return encoded
+
+    def state_rows(self, state):
+        """``(h, c)`` in PyTorch's shapes (see :meth:`predict`; ``h`` alone where every layer
+        is a GRU) as each layer's real ``(y, c)`` (a GRU layer's c zeros)."""
         outputs, cells = self._state_sizes()
         if self.hidden_state_only:
             if isinstance(state, tuple):
                 raise InputError("a GRU's state is h0 alone, an array (layers, hidden) as "
                                  "nn.GRU takes it (or a list of one array per layer), not a "
                                  "tuple such as an LSTM's (h0, c0)")
-            h, c = state, np.zeros(sum(cells))
-            parts = [_state_rows("h0", h, outputs), [np.zeros(n) for n in cells]]
+            parts = [_state_rows("h0", state, outputs), [np.zeros(n) for n in cells]]
         else:
             try:
                 h, c = state
@@ -165,14 +179,7 @@ class Program:
                 raise InputError("a state is a pair (h0, c0) of arrays") from None
             parts = [_state_rows(name, values, sizes)
                      for name, values, sizes in (("h0", h, outputs), ("c0", c, cells))]
-        encoded = []
-        for index, (y, cell) in enumerate(zip(*parts)):
-            layer = self.model.layers[index]
-            y_codes, _ = quantize(y, layer.formats.format(self.config, "output"))
-            c_codes = (y_codes.copy() if layer.is_gru
-                       else quantize(cell, self.config.cell_format)[0])
-            encoded.append((y_codes, c_codes))
-        return encoded
+        return list(zip(*parts))
 
     def decode_state(self, codes):
         """Each layer's ``(y, c)`` codes as ``(h, c)`` in PyTorch's shapes: (layers, size),
@@ -218,12 +225,16 @@ class Program:
         from ...sim.runner import simulate
         return simulate(self, frames, **options)
 
-    def float_reference(self, frames):
-        """The float PyTorch module with the same pruned weights, over the same frames."""
-        if self.pruned_module is None or self.run_float is None:
-            raise ValueError("this program was loaded from an image and has no float module")
+    def float_reference(self, frames, state=None):
+        """The model in float64 with the same pruned weights, over the same frames, from
+        zero state or from ``state`` (as :meth:`predict` takes it): the equations of the
+        source framework (PyTorch's, ONNX's operators, ...), against which the fixed-point
+        results are measured."""
+        if self.float_model is None or self.run_float is None:
+            raise ValueError("this program was loaded from an image and has no float model")
         frames = check_frames(frames, self.inputs)
-        return self.run_float(self.pruned_module, frames)
+        return self.run_float(self.float_model, frames,
+                              None if state is None else self.state_rows(state))
 
     # Describing.
 
@@ -270,7 +281,7 @@ class Program:
             return self
         image = encode_model(self.model, config)
         model = dataclasses.replace(self.model, config=image.config)
-        return Program(model, image, self.report, self.metadata, self.pruned_module,
+        return Program(model, image, self.report, self.metadata, self.float_model,
                        self.run_float)
 
     def with_delta(self, delta):
@@ -284,7 +295,7 @@ class Program:
             for layer, chosen in zip(self.model.layers, thresholds)])
         check_model_bounds(model, self.config)
         image = encode_model(model, self.config)
-        return Program(model, image, self.report, self.metadata, self.pruned_module,
+        return Program(model, image, self.report, self.metadata, self.float_model,
                        self.run_float)
 
     def _has_gru(self):

@@ -118,22 +118,36 @@ def cpu_latency_us(program, repeats=7, frames=200):
     figure is the median of ``repeats`` runs, the kinds taking turns.
     """
     import torch
-    module = program.pruned_module
-    gru = isinstance(module, torch.nn.GRU)
+
+    from ..compiler.converters import GRU_INPUT_SLOTS, GRU_RECURRENT_SLOTS
+    layer = program.float_model.layers[0]
+    gru = layer.is_gru
+    cells = layer.cells
+    tensor = lambda array: torch.tensor(array, dtype=torch.float32)    # noqa: E731
     if gru:
-        weights = {"input_weights": module.weight_ih_l0, "recurrent_weights": module.weight_hh_l0,
-                   "bias_ih": module.bias_ih_l0, "bias_hh": module.bias_hh_l0}
+        # PyTorch's form of the description's slots: W_ih (r, z, n_x), W_hh (r, z, n_h).
+        rows = lambda slots: np.concatenate([np.arange(s * cells, (s + 1) * cells)  # noqa: E731
+                                             for s in slots])
+        bias_hh = np.zeros(3 * cells)
+        bias_hh[2 * cells:] = layer.bias[rows(GRU_RECURRENT_SLOTS)][2 * cells:]
+        weights = {"input_weights": tensor(layer.input_weights[rows(GRU_INPUT_SLOTS)]),
+                   "recurrent_weights": tensor(layer.recurrent_weights[rows(GRU_RECURRENT_SLOTS)]),
+                   "bias_ih": tensor(layer.bias[rows(GRU_INPUT_SLOTS)]),
+                   "bias_hh": tensor(bias_hh)}
+        module = torch.nn.GRU(layer.inputs, cells)
         with torch.no_grad():
-            weights = {k: v.detach().float() for k, v in weights.items()}
+            for ours, theirs in (("input_weights", "weight_ih_l0"),
+                                 ("recurrent_weights", "weight_hh_l0"),
+                                 ("bias_ih", "bias_ih_l0"), ("bias_hh", "bias_hh_l0")):
+                getattr(module, theirs).copy_(weights[ours])
         matrix_names = ("input_weights", "recurrent_weights")
     else:
-        layer = module.layer_parameters(0)
-        with torch.no_grad():
-            weights = {k: v.detach().float() for k, v in layer.items() if v is not None}
+        weights = {name: tensor(getattr(layer, name))
+                   for name in ("input_weights", "recurrent_weights", "bias", "peephole",
+                                "projection") if getattr(layer, name) is not None}
         matrix_names = ("input_weights", "recurrent_weights", "projection")
     sparse = {**weights, **{k: weights[k].to_sparse_csr() for k in matrix_names}}
     xs = torch.randn(frames, program.inputs)
-    cells = module.hidden_size
 
     def lstmp(matrices, multiply):
         bias, peep = matrices["bias"], matrices["peephole"]
@@ -162,7 +176,7 @@ def cpu_latency_us(program, repeats=7, frames=200):
         return h
 
     def fused(_matrices, _multiply):
-        module(xs.to(next(module.parameters()).dtype))
+        module(xs)
 
     step = gru_step if gru else lstmp
     dense_mv = torch.mv

@@ -29,7 +29,8 @@ ESE_POINT = {"latency_us": ESE_LATENCY_US, "lut": ESE_REPORTED["lut"]}
 
 @dataclass
 class ExploreSettings:
-    model: str = ""                  # a .pt/.onnx/.ese file; "" for ESE's layer
+    model: str = ""                  # a model file (any front end's) or .ese; "" for ESE's
+    source: dict = field(default_factory=dict)   # submodule, node, trust_pickle for it
     cell: str = "lstmp"              # ESE's layer or a GRU of its size (without a model)
     density: float = 0.112
     board: str = "adm-pcie-ku3"
@@ -79,13 +80,7 @@ def _compile(settings, fields):
         image = encode_model(model, config)
         model.config = image.config
         return Program(model, image, program.report, program.metadata)
-    module = settings.model if settings.model.endswith(".onnx") else _load_module(settings.model)
-    return ese.compile(module, config, density=settings.density)
-
-
-def _load_module(path):
-    import torch
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return ese.compile(settings.model, config, density=settings.density, **settings.source)
 
 
 def explore(settings, log=None):

@@ -140,7 +140,7 @@ def test_the_readme_flow_loads_its_own_image_on_the_build_trees_hardware(tmp_pat
     parameters (what Accelerator.load does with the card's) must lay it out again, not
     refuse it (issue 13's first finding)."""
     import torch
-    torch.save(ese.PeepholeLSTM(13, 22, proj_size=9), tmp_path / "module.pt")
+    torch.save(ese.PeepholeLSTM(13, 22, proj_size=9).state_dict(), tmp_path / "module.pt")
     image, tree = tmp_path / "model.ese", tmp_path / "tree"
     assert main(["compile", str(tmp_path / "module.pt"), "-o", str(image), "--pes", "4",
                  "--density", "0.3"]) == 0

@@ -128,7 +128,7 @@ def test_an_explored_machine_runs_in_rtl_as_the_explorer_says(tmp_path):
     torch.manual_seed(0)
     module = MODELS["gru-2-layers"]()
     path = tmp_path / "model.pt"
-    torch.save(module, path)
+    torch.save(module.state_dict(), path)
     settings = ExploreSettings(model=str(path), density=0.3, pes=(8,), block_columns=(8,),
                                cell_lanes=(2,), entries_per_read=(4,), frames=10)
     (row,) = explore(settings)["machines"]

@@ -34,7 +34,7 @@ def module_file(tmp_path_factory):
     import ese
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "module.pt"
-    torch.save(ese.PeepholeLSTM(13, 22, proj_size=9), path)
+    torch.save(ese.PeepholeLSTM(13, 22, proj_size=9).state_dict(), path)
     return path
 
 

@@ -182,7 +182,7 @@ def test_the_explorers_figures_are_the_performance_models_for_the_machines_compi
     from ese.sw.tools.explore import ExploreSettings, _compile, explore
     torch.manual_seed(0)
     path = tmp_path / "model.pt"
-    torch.save(ese.PeepholeLSTM(13, 22, proj_size=9), path)
+    torch.save(ese.PeepholeLSTM(13, 22, proj_size=9).state_dict(), path)
     settings = ExploreSettings(model=str(path), density=0.3, pes=(8,), block_columns=(4,),
                                cell_lanes=(1, 2), frames=10)
     report = explore(settings)

@@ -44,13 +44,21 @@ def test_predict_is_close_to_the_float_module(module):
     (nn.LSTM(4, 8, bidirectional=True), "bidirectional"),
     (nn.Linear(4, 8), "Linear is not supported"),
     (nn.RNN(4, 8), "RNN is not supported"),
-    ("not a module", "torch.nn.Module"),
 ])
 def test_unsupported_modules_name_what_is_supported(module, message):
     with pytest.raises(ese.UnsupportedModelError, match=message) as error:
         ese.compile(module, ese.Config(pes=4))
     assert all(name in str(error.value) for name in ("torch.nn.LSTMCell", "ese.PeepholeLSTM",
                                                       "torch.nn.GRU", "torch.nn.GRUCell"))
+
+
+def test_an_object_of_no_front_end_is_refused_naming_the_front_ends():
+    with pytest.raises(ese.UnsupportedModelError, match="not a builtins.int") as error:
+        ese.compile(42, ese.Config(pes=4))
+    assert all(name in str(error.value) for name in ("ONNX", "TorchScript", "torch.export",
+                                                      "state_dict", "PyTorch module"))
+    with pytest.raises(ese.UnsupportedModelError, match="no such model file"):
+        ese.compile("no/such/model.pt", ese.Config(pes=4))
 
 
 def _with_parameter(name, value):

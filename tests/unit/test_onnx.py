@@ -127,8 +127,7 @@ def test_peepholes_and_initial_states_as_graph_inputs_in_either_layout(layout):
                                "c0": c0[None, None]})[0][:, 0, 0]
     program = ese.compile(model(layout), ese.Config(pes=4))
     assert program.model.layers[0].peephole.any()
-    with torch.no_grad():
-        imported = program.pruned_module(torch.tensor(x), (h0[None], c0[None])).numpy()
+    imported = program.float_reference(x, state=(h0[None], c0[None]))
     assert np.abs(imported - expected).max() < 1e-5
     assert np.abs(program.predict(x, state=(h0[None], c0[None])) - expected).max() \
         < FLOAT_TOLERANCE
@@ -227,7 +226,7 @@ def test_an_onnx_file_compiles_and_its_nodes_are_listed_in_errors(tmp_path):
     assert len(ese.compile(str(path), ese.Config(pes=2)).model.layers) == 2
     with pytest.raises(ese.UnsupportedModelError, match="its LSTM and GRU nodes are first, second"):
         ese.compile(path, ese.Config(pes=2), node="third")
-    with pytest.raises(ese.UnsupportedModelError, match="no such ONNX file"):
+    with pytest.raises(ese.UnsupportedModelError, match="absent.onnx: no such model file"):
         ese.compile(tmp_path / "absent.onnx", ese.Config(pes=2))
 
 
@@ -342,7 +341,7 @@ def test_a_gru_node_with_its_initial_h_as_a_graph_input_in_either_layout(layout)
     h0 = rng.uniform(-0.8, 0.8, size=hidden)
     expected = _run(model(0), {"x": x[:, None], "h0": h0[None, None]})[0][:, 0, 0]
     program = ese.compile(model(layout), ese.Config(pes=4))
-    assert program.pruned_module.state_inputs == [["h0", None]]
+    assert program.metadata["state_inputs"] == [["h0", None]]
     assert np.abs(program.predict(x, state=h0[None]) - expected).max() < FLOAT_TOLERANCE
     assert np.abs(program.predict(x) - expected).max() > 10 * FLOAT_TOLERANCE
 

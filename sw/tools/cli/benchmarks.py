@@ -12,6 +12,8 @@ from .common import (
     machine,
     machine_options,
     make_console,
+    model_source,
+    model_source_options,
     non_negative_int,
     number_in,
     positive_int,
@@ -219,7 +221,8 @@ def cmd_explore(args):
         return _calibrate(args)
     settings = ExploreSettings(
         model=str(existing_file(args.model, "model file")) if args.model else "",
-        cell=args.cell, density=args.density, board=args.board, pes=tuple(args.pes),
+        source=model_source(args), cell=args.cell, density=args.density, board=args.board,
+        pes=tuple(args.pes),
         block_columns=tuple(args.block_columns), cell_lanes=tuple(args.cell_lanes),
         channels=tuple(args.channels), entries_per_read=tuple(args.entries_per_read or ()),
         frames=args.frames, seed=args.seed, latency_us=args.latency_us or 0.0)
@@ -384,8 +387,9 @@ def register(commands):
                         "(resource model), its Pareto front and the smallest machine for a "
                         "latency")
     explore.add_argument("model", nargs="?",
-                         help="a .pt module, .onnx model or .ese image (default: ESE's layer, "
-                              "or with --cell gru a GRU of its size)")
+                         help="a model file (see ese compile) or .ese image (default: ESE's "
+                              "layer, or with --cell gru a GRU of its size)")
+    model_source_options(explore)
     explore.add_argument("--cell", choices=CELLS, default="lstmp")
     explore.add_argument("--density", type=density_value, default=0.112,
                          help="pruning of a float model (load-balanced, in each machine's "

@@ -153,6 +153,28 @@ MACHINE_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Co
                                       "entries_per_read")}
 
 
+def model_source_options(parser):
+    """The options that pick what of a model file to compile."""
+    parser.add_argument("--submodule", nargs="+", metavar="NAME",
+                        help="PyTorch: the recurrent submodule, or chain of them, of a larger "
+                             "model (its name in named_modules() or the state_dict, e.g. "
+                             "encoder.rnn); --list-parts names them")
+    parser.add_argument("--node", nargs="+", metavar="NAME",
+                        help="ONNX: the LSTM or GRU node, or chain of nodes, to compile (by "
+                             "name, or by path through If/Loop subgraphs); default: the "
+                             "graph's chain")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="read a file of torch.save(module), which runs code from the "
+                             "file (torch.load(weights_only=False)); trusted files only")
+
+
+def model_source(args):
+    """``ese.compile``'s keywords from :func:`model_source_options`."""
+    one = lambda names: None if not names else names[0] if len(names) == 1 else names  # noqa: E731
+    return {"submodule": one(args.submodule), "node": one(args.node),
+            "trust_pickle": args.trust_pickle}
+
+
 def machine_options(parser, board_option=False):
     """The options that choose a machine: a board's preset (the default board's names, or
     ``--board``'s), and the parameters that override it."""

@@ -15,6 +15,8 @@ from .common import (
     machine,
     machine_options,
     make_console,
+    model_source,
+    model_source_options,
     note_saturation,
     positive_int,
     print_summary,
@@ -28,33 +30,25 @@ from .common import (
 
 
 def cmd_compile(args):
-    import torch
-
     from ...compiler.pipeline import compile
     from ...contract.config import Config
+    path = existing_file(args.model, "model file")
+    if args.list_parts:
+        from ...compiler.frontends import recurrent_parts
+        parts = recurrent_parts(path, trust_pickle=args.trust_pickle)
+        print("\n".join(repr(part) for part in parts) if parts
+              else f"{path} holds no recurrent layer ese compiles")
+        return 0
+    if not args.output:
+        raise UsageError("compile needs -o/--output, the weight image to write")
     if args.delta and len(args.delta) not in (2, 3):
         raise UsageError("--delta takes 2 or 3 thresholds: THETA_X THETA_H [THETA_M]")
-    path = existing_file(args.model, "model file")
-    if path.suffix == ".onnx":
-        module = path
-    else:
-        if args.node:
-            raise UsageError("--node picks an LSTM or GRU node of an ONNX model (a .onnx file)")
-        try:
-            # A full module pickle: only load files you trust.
-            module = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:   # torch.load raises many types for a file it cannot read
-            raise UsageError(f"{path} is not a PyTorch module saved with torch.save(module) "
-                             f"or an ONNX model (.onnx) ({type(error).__name__}: "
-                             f"{error})") from None
     config = Config(**machine(args), weight_bits=args.weight_bits,
                     activation_bits=args.activation_bits, delta=int(bool(args.delta)),
                     **streaming_settings(args.stream_window))
     calibration = load_calibration(args.calibration) if args.calibration else None
-    program = compile(module, config, density=args.density, pruning=args.pruning,
-                      calibration=calibration, formats=args.formats,
-                      node=(args.node if not args.node or len(args.node) > 1
-                            else args.node[0]) or None,
+    program = compile(path, config, density=args.density, pruning=args.pruning,
+                      calibration=calibration, formats=args.formats, **model_source(args),
                       delta=tuple(args.delta) if args.delta else None)
     program.save(args.output)
     print_summary(program, args.output)
@@ -130,15 +124,17 @@ def cmd_verilog(args):
 
 def register(commands):
     """Add the model commands to the parser's subcommands."""
-    comp = commands.add_parser("compile", help="compile a saved PyTorch module or an ONNX "
-                                               "model to an image")
-    comp.add_argument("model", help="file written by torch.save(module) (trusted files only), "
-                                    "or an ONNX model (.onnx) with LSTM or GRU nodes")
-    comp.add_argument("--node", nargs="+", metavar="NAME",
-                      help="ONNX: the LSTM or GRU node, or chain of nodes, to compile (by "
-                           "name, or by path through If/Loop subgraphs); default: the "
-                           "graph's chain")
-    comp.add_argument("-o", "--output", required=True, help="weight image to write")
+    comp = commands.add_parser("compile", help="compile a saved model (PyTorch, TorchScript, "
+                                               "torch.export, ONNX) to an image")
+    comp.add_argument("model", help="a model file, told apart by its content: a state_dict "
+                                    "(torch.save(module.state_dict())), a TorchScript archive "
+                                    "(torch.jit.save), a torch.export program (.pt2), an ONNX "
+                                    "model with LSTM or GRU nodes, or torch.save(module) "
+                                    "with --trust-pickle")
+    model_source_options(comp)
+    comp.add_argument("--list-parts", action="store_true",
+                      help="list the recurrent submodules or nodes the model holds, and exit")
+    comp.add_argument("-o", "--output", help="weight image to write")
     machine_options(comp)
     comp.add_argument("--density", type=density_value, default=None,
                       help="prune to this density (default: keep the module's zeros)")
