@@ -247,8 +247,9 @@ def _check_node(path, node):
     return attributes
 
 
-def _initial_state(graphs, path, node, position, what):
-    """Check an initial_h or initial_c input: absent, zero, or a graph input."""
+def _initial_state(graphs, path, node, position, what, hidden):
+    """Check an initial_h or initial_c input: absent, zero, or a graph input; a constant one
+    of hidden_size values per sequence."""
     op = node.op_type
     name = node.input[position] if len(node.input) > position else ""
     if not name:
@@ -263,6 +264,13 @@ def _initial_state(graphs, path, node, position, what):
             f"{op} node {path}: its {what} {name!r} is computed in the graph from values "
             f"ese cannot see; make it a graph input (and give it to predict(state=...)) or "
             f"leave it out")
+    if value.ndim != 3 or value.shape[2] != hidden:
+        raise UnsupportedModelError(
+            f"{op} node {path}: its {what} {name!r} has shape {value.shape}, which does not "
+            f"end in hidden_size={hidden}: the graph is malformed (ONNX's LSTM has no "
+            f"projection; torch.onnx.export(dynamo=True) writes an nn.LSTM with proj_size "
+            f"this way, without its projection); export the LSTM without proj_size, or "
+            f"compile the PyTorch module itself")
     if np.any(value != 0):
         raise UnsupportedModelError(
             f"{op} node {path}: its {what} {name!r} is a constant non-zero state; programs "
@@ -377,7 +385,7 @@ def _layer(graphs, path, node, attributes):
         bias = (None if b is None else
                 tuple(reorder(half[:, None])[:, 0] for half in np.split(b[0], 2)))
         layer = gru_layer(reorder(w[0]), reorder(r[0]), *(bias or (None, None)))
-        return layer, [_initial_state(graphs, path, node, 5, "initial_h"), None]
+        return layer, [_initial_state(graphs, path, node, 5, "initial_h", hidden), None]
     bias = np.zeros(4 * hidden)
     if b is not None:
         bias = reorder((b[0, :4 * hidden] + b[0, 4 * hidden:])[:, None])[:, 0]
@@ -389,8 +397,8 @@ def _layer(graphs, path, node, attributes):
                                         f"(1, {3 * hidden})")
         blocks = p.reshape(3, hidden)
         peephole = np.stack([blocks[k] for k in PEEPHOLE_ORDER])
-    states = [_initial_state(graphs, path, node, 5, "initial_h"),
-              _initial_state(graphs, path, node, 6, "initial_c")]
+    states = [_initial_state(graphs, path, node, 5, "initial_h", hidden),
+              _initial_state(graphs, path, node, 6, "initial_c", hidden)]
     return LayerDescription(input_weights=reorder(w[0]), recurrent_weights=reorder(r[0]),
                             bias=bias, peephole=peephole), states
 

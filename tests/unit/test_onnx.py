@@ -1,13 +1,15 @@
 """ONNX import, against onnxruntime as the reference.
 
-Models come two ways: PyTorch modules exported with ``torch.onnx.export`` (the TorchScript
-exporter, ``dynamo=False``, which needs only the onnx package), and graphs built with
+Models come two ways: PyTorch modules exported with ``torch.onnx.export`` (both of its
+exporters: the TorchScript one, ``dynamo=False``, and the dynamo one, which needs
+onnxscript), and graphs built with
 ``onnx.helper`` straight from the LSTM operator's definition (onnx/docs/Operators.md, "LSTM":
 W, R, B in gate order i, o, f, c; P in order i, o, f; layout 0 is [seq, batch, ...], 1 is
 [batch, seq, ...]), with peepholes, initial states as graph inputs, two chained nodes, an
-``If`` whose branches hold the LSTMs and a ``Loop`` whose body holds one. onnxruntime runs
-each graph; the compiled program must agree within FLOAT_TOLERANCE, and its float reference
-(the imported weights in PyTorch) within 1e-5.
+``If`` whose branches hold the LSTMs and a ``Loop`` whose body holds one, and weights that
+other operators compute from initializers (as exporters write them). onnxruntime runs each
+graph; the compiled program must agree within FLOAT_TOLERANCE, and its float reference (the
+imported description's float forward pass) within 1e-5.
 """
 
 import io
@@ -393,4 +395,153 @@ def test_what_a_gru_node_needs_that_the_hardware_lacks_is_refused(attributes, me
     node = _gru_node("gru", "x", "y", _gru_weights(rng, 4, 6), 6, initializers, **attributes)
     model = _model([node], [_value("x", [5, 1, 4])], [_value("y", None)], initializers)
     with pytest.raises(ese.UnsupportedModelError, match=message):
+        ese.compile(model, ese.Config(pes=2))
+
+
+# Graphs as exporters write them: the weights computed from initializers by other operators.
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::torch.jit.TracerWarning", "ignore::FutureWarning")
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript-exporter", "dynamo-exporter"])
+@pytest.mark.parametrize("make", [lambda: nn.LSTM(5, 8, num_layers=2),
+                                  lambda: nn.GRU(5, 8, num_layers=2)], ids=["lstm", "gru"])
+def test_both_pytorch_exporters_write_graphs_ese_reads(make, dynamo, tmp_path):
+    """torch.onnx.export's two exporters: the TorchScript one builds zero initial states from
+    Shape, Gather and Expand; the dynamo one (onnxscript) writes W, R and B through
+    Transpose, Reshape and Concat nodes. Both compile and agree with onnxruntime and with
+    PyTorch's own forward pass."""
+    torch.manual_seed(3)
+    module = make().eval()
+    x = frames(12, 5, seed=4)
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(module, (torch.zeros(12, 1, 5),), str(path), dynamo=dynamo,
+                      input_names=["x"])
+    model = onnx.load(str(path))
+    expected = _run(model, {model.graph.input[0].name: x[:, None]})[0].reshape(12, -1)
+    with torch.no_grad():
+        reference = module(torch.tensor(x, dtype=torch.float32))[0].numpy()
+    program = ese.compile(path, ese.Config(pes=4))
+    assert len(program.model.layers) == 2
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
+    assert np.abs(program.float_reference(x) - reference).max() < 1e-5
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::FutureWarning")
+def test_the_dynamo_exporters_lstm_with_projection_is_refused_naming_why(tmp_path):
+    """ONNX's LSTM has no projection: torch.onnx.export(dynamo=True) writes an nn.LSTM with
+    proj_size as an LSTM of proj_size cells whose initial_c has hidden_size values, which
+    onnxruntime cannot run either."""
+    path = tmp_path / "lstmp.onnx"
+    torch.onnx.export(nn.LSTM(3, 6, proj_size=2).eval(), (torch.zeros(4, 1, 3),), str(path),
+                      dynamo=True)
+    with pytest.raises(ese.UnsupportedModelError, match="initial_c .*ONNX's LSTM has no "
+                                                        "projection"):
+        ese.compile(path, ese.Config(pes=2))
+
+
+def _through(op, value, name, nodes, initializers):
+    """Nodes that compute ``value`` (float32) from an initializer through the operator
+    ``op``; returns the name of their output."""
+    value = value.astype(np.float32)
+    constant = lambda array, suffix: initializers.append(  # noqa: E731
+        numpy_helper.from_array(np.asarray(array), f"{name}_{suffix}")) or f"{name}_{suffix}"
+    if op == "Unsqueeze":
+        source = constant(value[0], "source")
+        inputs = [source, constant(np.array([0], dtype=np.int64), "axes")]
+    elif op == "Squeeze":
+        source = constant(value[None], "source")
+        inputs = [source, constant(np.array([0], dtype=np.int64), "axes")]
+    elif op == "Reshape":
+        source = constant(value.ravel(), "source")
+        inputs = [source, constant(np.array(value.shape, dtype=np.int64), "shape")]
+    elif op == "Transpose":
+        perm = list(reversed(range(value.ndim)))
+        source = constant(np.ascontiguousarray(value.transpose(perm)), "source")
+        nodes.append(helper.make_node(op, [source], [name], perm=perm))
+        return name
+    elif op == "Concat":
+        half = value.shape[1] // 2
+        inputs = [constant(value[:, :half], "first"), constant(value[:, half:], "second")]
+        nodes.append(helper.make_node(op, inputs, [name], axis=1))
+        return name
+    elif op == "Slice":
+        padded = np.concatenate([value, np.ones((1, 3) + value.shape[2:], np.float32)], axis=1)
+        inputs = [constant(padded, "source"), constant(np.array([0], dtype=np.int64), "starts"),
+                  constant(np.array([value.shape[1]], dtype=np.int64), "ends"),
+                  constant(np.array([1], dtype=np.int64), "axes")]
+    elif op == "Cast":
+        source = constant(value.astype(np.float64), "source")
+        nodes.append(helper.make_node(op, [source], [name], to=TensorProto.FLOAT))
+        return name
+    nodes.append(helper.make_node(op, inputs, [name]))
+    return name
+
+
+@pytest.mark.parametrize("op", ["Unsqueeze", "Reshape", "Concat", "Slice", "Transpose",
+                                "Squeeze", "Cast"])
+def test_weights_computed_from_initializers_are_evaluated(op):
+    """W, R and B each come out of an ``op`` node over initializers; onnx's reference
+    evaluator computes them before import."""
+    rng = np.random.default_rng(5)
+    inputs, hidden, steps = 6, 8, 10
+    weights = _lstm_weights(rng, inputs, hidden, peepholes=False)
+    nodes, initializers = [], []
+    names = [_through(op, weights[key], f"lstm_{key}", nodes, initializers)
+             for key in ("W", "R", "B")]
+    nodes.append(helper.make_node("LSTM", ["x", *names], ["y"], name="lstm",
+                                  hidden_size=hidden))
+    model = _model(nodes, [_value("x", [steps, 1, inputs])], [_value("y", [steps, 1, 1, hidden])],
+                   initializers)
+    x = frames(steps, inputs, seed=6)
+    expected = _run(model, {"x": x[:, None]})[0][:, 0, 0]
+    program = ese.compile(model, ese.Config(pes=4))
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
+
+
+def test_weights_computed_inside_an_if_branch_are_evaluated():
+    """An If whose then-branch holds a GRU node (as exporters nest them), its W and R made
+    there by Unsqueeze from the outer graph's initializers and its B by a Concat inside the
+    branch; the branch reads x from the outer graph."""
+    rng = np.random.default_rng(8)
+    inputs, hidden, steps = 5, 6, 9
+    weights = _gru_weights(rng, inputs, hidden)
+    nodes, initializers = [], []
+    names = [_through(op, weights[key], f"gru_{key}", nodes, initializers)
+             for key, op in (("W", "Unsqueeze"), ("R", "Unsqueeze"), ("B", "Concat"))]
+    branch_nodes = nodes
+    branch_nodes.append(helper.make_node("GRU", ["x", *names], ["y_then"], name="gru",
+                                         hidden_size=hidden, linear_before_reset=1))
+    then_branch = helper.make_graph(branch_nodes, "then_branch", [],
+                                    [_value("y_then", [steps, 1, 1, hidden])])
+    else_branch = helper.make_graph(
+        [helper.make_node("Identity", ["zeros"], ["y_else"])], "else_branch", [],
+        [_value("y_else", [steps, 1, 1, hidden])])
+    initializers.append(numpy_helper.from_array(np.array(True), "cond"))
+    initializers.append(numpy_helper.from_array(np.zeros((steps, 1, 1, hidden), np.float32),
+                                                "zeros"))
+    choose = helper.make_node("If", ["cond"], ["y"], name="choose", then_branch=then_branch,
+                              else_branch=else_branch)
+    model = _model([choose], [_value("x", [steps, 1, inputs])],
+                   [_value("y", [steps, 1, 1, hidden])], initializers)
+    x = frames(steps, inputs, seed=9)
+    expected = _run(model, {"x": x[:, None]})[0][:, 0, 0]
+    program = ese.compile(model, ese.Config(pes=4), node="choose.then_branch/gru")
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
+
+
+def test_weights_that_depend_on_a_graph_input_are_refused_naming_it():
+    rng = np.random.default_rng(2)
+    weights = _lstm_weights(rng, 4, 5, peepholes=False)
+    initializers = []
+    node = _lstm_node("lstm", "x", "y", weights, 5, initializers)
+    node.input[1] = "scaled_W"
+    scale = helper.make_node("Mul", ["lstm_W", "gain"], ["scaled_W"])
+    model = _model([scale, node], [_value("x", [6, 1, 4]), _value("gain", [1])],
+                   [_value("y", [6, 1, 1, 5])], initializers)
+    with pytest.raises(ese.UnsupportedModelError,
+                       match="its W 'scaled_W' depends on 'gain', which is not a constant"):
         ese.compile(model, ese.Config(pes=2))
