@@ -198,10 +198,14 @@ def _describe_named(parameters, submodule, what, kinds=None):
             f"{what} holds no recurrent layer's parameters (weight_ih_l0, weight_hh_l0, ...; "
             f"a cell's weight_ih, weight_hh)")
     if submodule is None:
-        if len(groups) > 1:
+        others = [name for name in parameters if name.rpartition(".")[0] not in groups]
+        if len(groups) > 1 or others:
             raise UnsupportedModelError(
-                f"{what} holds several recurrent modules ({listed}); pick one, or a chain, "
-                f"with submodule= (--submodule)")
+                f"{what} is more than one recurrent module: it holds the recurrent modules "
+                f"{listed}" + (f" and other parameters ({', '.join(others[:3])}"
+                               f"{', ...' if len(others) > 3 else ''})" if others else "")
+                + "; pick one, or a chain of them, with submodule= (--submodule); the rest "
+                  "of the model runs on the host")
         chosen = list(groups)
     else:
         chosen = _names(submodule)

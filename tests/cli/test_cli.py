@@ -400,3 +400,39 @@ def test_run_on_a_missing_card_says_so(tmp_path, image):
                       "--device", tmp_path / "xdma9")
     assert run.returncode == 2 and "no XDMA device" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+class _Tagger(torch.nn.Module):
+    """A model as users save it: an LSTMP stack inside, a classifier head around it."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.LSTM(6, 10, num_layers=2, proj_size=4)
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        y, _ = self.encoder(x)
+        return self.head(y)
+
+
+def test_compile_reads_a_torchscript_archives_submodule_and_a_state_dict(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = _Tagger().eval()
+    archive, weights = tmp_path / "tagger.pt", tmp_path / "weights.pt"
+    torch.jit.save(torch.jit.script(model), str(archive))
+    torch.save(model.state_dict(), weights)
+    assert main(["compile", str(archive), "--list-parts"]) == 0
+    assert capsys.readouterr().out.strip() == "'encoder'"
+    run = ese_command("compile", archive, "-o", tmp_path / "x.ese", "--pes", "4")
+    assert run.returncode == 2 and "--submodule" in run.stderr and "'encoder'" in run.stderr
+    expected = ese.compile(model.encoder, ese.Config(pes=4), density=0.5)
+    for path in (archive, weights):
+        out = tmp_path / f"{path.stem}.ese"
+        assert main(["compile", str(path), "--submodule", "encoder", "-o", str(out),
+                     "--pes", "4", "--density", "0.5"]) == 0
+        assert all(a.equals(b) for a, b in zip(ese.load(out).model.layers,
+                                                expected.model.layers))
+        capsys.readouterr()
+        assert main(["info", str(out)]) == 0
+        described = capsys.readouterr().out
+        assert f"{path.name} encoder, 6->10 cells->4 proj; 4->10 cells->4 proj" in described
