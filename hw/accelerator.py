@@ -522,7 +522,7 @@ class LSTMAccelerator(wiring.Component):
             u.cells.cell_base.eq(seq.cells_base), u.cells.output_base.eq(seq.cells_output_base),
             u.cells.bias_align.eq(seq.cells_bias_align),
             u.cells.peephole_align.eq(seq.cells_peephole_align),
-            u.cells.gru.eq(seq.cells_gru),
+            u.cells.gru.eq(seq.cells_gru), u.cells.rnn.eq(seq.cells_rnn),
             u.cells.bank.eq(seq.cells_bank),
             u.cells.emit.eq(seq.cells_emit),
             u.writeback.start.eq(seq.writeback_start), u.writeback.rows.eq(seq.writeback_rows),

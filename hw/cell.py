@@ -133,6 +133,8 @@ class CellArithmetic(wiring.Component):
         The channel begins a new sequence: the previous state counts as zero.
     gru : In(1)
         The layer is a GRU (held for the whole layer).
+    rnn : In(1)
+        The layer is a simple RNN (with ``gru``): z is held at zero, so h' = n.
     new_cell : Out(signed(cell_bits))
     output : Out(signed(activation_bits))
         m, or a GRU's h'.
@@ -146,6 +148,7 @@ class CellArithmetic(wiring.Component):
             "previous": In(signed(config.cell_bits)),
             "fresh": In(1),
             "gru": In(1),
+            "rnn": In(1),
             "new_cell": Out(signed(config.cell_bits)),
             "output": Out(signed(config.activation_bits)),
         })
@@ -160,6 +163,7 @@ class CellArithmetic(wiring.Component):
         grid = gru_candidate_frac_bits(config)
         # Without the GRU update (Config.gru=0) its datapath is never built.
         gru = self.gru if config.gru else Const(0, 1)
+        rnn = self.rnn if config.gru else Const(0, 1)
 
         m.submodules.sigmoid = sigmoid = ActivationTable(sigmoid_table(config), lookups=3)
         m.submodules.tanh = tanh = ActivationTable(tanh_table(config), lookups=2)
@@ -218,8 +222,9 @@ class CellArithmetic(wiring.Component):
         hidden6 = Signal(signed(hidden_format.bits))    # a GRU's n_h
         m.d.sync += [
             new_cell.eq(requantize(mixed, 2 * act.frac, config.cell_format)),
-            kept6.eq(kept),
-            opened6.eq((1 << act.frac) - f),
+            # A simple RNN's z is zero: nothing of h kept, all of n let through.
+            kept6.eq(Mux(rnn, 0, kept)),
+            opened6.eq(Mux(rnn, 1 << act.frac, (1 << act.frac) - f)),
             reset6.eq(i),
             hidden6.eq(requantize(total(at5["gate_o"], at5["bias_o"]), acc_frac,
                                   hidden_format)),
@@ -346,6 +351,7 @@ class CellUnit(wiring.Component):
             "peephole_align": In(config.align_bits),
             "emit": In(1),
             "gru": In(1),
+            "rnn": In(1),
             "bank": In(1),
             "reading_bank": Out(1),
             "fresh": In(config.channels),
@@ -378,13 +384,14 @@ class CellUnit(wiring.Component):
         bias_align = Signal.like(self.bias_align)
         peephole_align = Signal.like(self.peephole_align)
         gru = Signal() if config.gru else Const(0, 1)      # Config.gru=0: LSTM cells only
+        rnn = Signal() if config.gru else Const(0, 1)      # a simple RNN: a GRU, z held at 0
         bank = Signal()
         with m.If(self.start):
             m.d.sync += [cell_base.eq(self.cell_base), output_base.eq(self.output_base),
                          fresh.eq(self.fresh), bias_align.eq(self.bias_align),
                          peephole_align.eq(self.peephole_align), bank.eq(self.bank)]
             if config.gru:
-                m.d.sync += gru.eq(self.gru)
+                m.d.sync += [gru.eq(self.gru), rnn.eq(self.rnn)]
         gap = cell_issue_gap(config)
         # Cycles before the next cell may issue (none when cells issue every cycle).
         cooldown = Signal(range(gap)) if gap > 1 else None
@@ -437,6 +444,7 @@ class CellUnit(wiring.Component):
                     arithmetic.previous.eq(self.state_data[lane][channel]),
                     arithmetic.fresh.eq(fresh[channel]),
                     arithmetic.gru.eq(gru),
+                    arithmetic.rnn.eq(rnn),
                     new_cells[lane][channel].eq(Mux(gru, arithmetic.output,
                                                     arithmetic.new_cell)),
                     outputs[lane][channel].eq(arithmetic.output),

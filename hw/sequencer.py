@@ -69,7 +69,7 @@ class FrameSequencer(wiring.Component):
         Send a fence behind the work broadcast so far.
     cells_busy, writeback_busy : In(1)
     cells_start, cells_count, cells_base, cells_output_base, cells_bias_align, \
-    cells_peephole_align, cells_gru, cells_bank, cells_emit : Out
+    cells_peephole_align, cells_gru, cells_rnn, cells_bank, cells_emit : Out
         Start the cell unit on a layer's cells (with its biases' and peepholes' alignments,
         in the step's gate bank; a GRU layer's units, whose step is an LSTM's without
         projection: h_{t-1} is both the recurrent broadcast's y_{t-1} and the update's
@@ -122,6 +122,7 @@ class FrameSequencer(wiring.Component):
             "cells_bias_align": Out(descriptor["bias_align"].shape),
             "cells_peephole_align": Out(descriptor["peephole_align"].shape),
             "cells_gru": Out(1),
+            "cells_rnn": Out(1),
             "cells_bank": Out(1),
             "cells_delta": Out(1),
             "cells_emit": Out(1),
@@ -228,6 +229,7 @@ class FrameSequencer(wiring.Component):
                                  self.cells_bias_align.eq(desc.bias_align),
                                  self.cells_peephole_align.eq(desc.peephole_align),
                                  self.cells_gru.eq(desc.gru),
+                                 self.cells_rnn.eq(desc.rnn),
                                  self.cells_bank.eq(self.slot),
                                  self.cells_delta.eq(desc.delta),
                                  self.cells_emit.eq(desc.last & (desc.proj == 0))]

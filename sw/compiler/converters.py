@@ -26,13 +26,15 @@ from .model import LayerDescription, ModelDescription
 from .peephole import PeepholeLSTM
 
 __all__ = ["Converter", "PrunableMatrix", "converter_for", "describe", "supported_modules",
-           "gru_layer", "gru_prunable", "describe_parameters", "GRU_INPUT_SLOTS",
-           "GRU_RECURRENT_SLOTS"]
+           "gru_layer", "gru_prunable", "rnn_layer", "rnn_prunable", "describe_parameters",
+           "GRU_INPUT_SLOTS", "GRU_RECURRENT_SLOTS", "RNN_SLOTS"]
 
 #: The slots (``GRU_SLOTS``) of PyTorch's GRU gate blocks r, z, n: in W_ih n is the
 #: candidate's input part n_x, in W_hh its recurrent part n_h.
 GRU_INPUT_SLOTS = tuple(GRU_SLOTS.index(name) for name in ("r", "z", "n_x"))
 GRU_RECURRENT_SLOTS = tuple(GRU_SLOTS.index(name) for name in ("r", "z", "n_h"))
+#: The slot of a simple RNN's W_ih and W_hh: n_x, for both (``STRUCTURAL_ZEROS``).
+RNN_SLOTS = (GRU_SLOTS.index("n_x"),)
 
 _REGISTRY = {}
 
@@ -211,9 +213,9 @@ def describe_parameters(parameters, what, kind=None):
             raise UnsupportedModelError(f"{what} layer {index} holds the weights of a "
                                         f"{layer_kind.upper()}, not of a {kind.upper()}")
         if layer_kind == "rnn":
-            raise UnsupportedModelError(
-                f"{what} layer {index} is a simple RNN (torch.nn.RNN: W_hh has one gate "
-                f"block); ese compiles LSTM and GRU layers")
+            described.append(rnn_layer(found["weight_ih"], found["weight_hh"],
+                                       found.get("bias_ih"), found.get("bias_hh")))
+            continue
         if layer_kind == "gru":
             described.append(gru_layer(found["weight_ih"], found["weight_hh"],
                                        found.get("bias_ih"), found.get("bias_hh")))
@@ -349,6 +351,35 @@ def gru_layer(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
                             bias=bias, kind="gru")
 
 
+def rnn_layer(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """A simple RNN layer's description (h' = tanh(W_ih x + b_ih + W_hh h + b_hh)) from
+    PyTorch's tensors as numpy arrays: W_ih (H, I), W_hh (H, H), biases (H) or None. W, U and
+    the biases' sum take the n_x slot; r, z and n_h stay empty (``STRUCTURAL_ZEROS``)."""
+    hidden = weight_hh.shape[1] if weight_hh.ndim == 2 else 0
+    if (weight_ih.ndim != 2 or weight_hh.ndim != 2 or hidden == 0
+            or weight_ih.shape[0] != hidden or weight_hh.shape[0] != hidden):
+        raise UnsupportedModelError(
+            f"a simple RNN layer's weights are W_ih (H, inputs) and W_hh (H, H), not shapes "
+            f"{weight_ih.shape} and {weight_hh.shape}")
+    rows = slice(RNN_SLOTS[0] * hidden, (RNN_SLOTS[0] + 1) * hidden)
+    input_weights = np.zeros((GATES * hidden, weight_ih.shape[1]))
+    recurrent_weights = np.zeros((GATES * hidden, hidden))
+    bias = np.zeros(GATES * hidden)
+    input_weights[rows], recurrent_weights[rows] = weight_ih, weight_hh
+    for part in (bias_ih, bias_hh):
+        if part is not None:
+            bias[rows] += part
+    return LayerDescription(input_weights=input_weights, recurrent_weights=recurrent_weights,
+                            bias=bias, kind="rnn")
+
+
+def rnn_prunable(module, names, hidden):
+    """A simple RNN's W_ih and W_hh of ``hidden`` units, named ``names`` (pairs), dealt to
+    the PEs as the n_x slot of rotated GRU units."""
+    return [PrunableMatrix(module, name, hidden, RNN_SLOTS, rotated=True)
+            for pair in names for name in pair]
+
+
 def gru_prunable(module, names, hidden):
     """A GRU's W_ih and W_hh of ``hidden`` units, named ``names`` (pairs), dealt to the PEs
     in rotated slots."""
@@ -396,3 +427,52 @@ class TorchGRUCellConverter(Converter):
 
     def describe(self, module):
         return describe_parameters(_cell_parameters(module), "torch.nn.GRUCell", "gru")
+
+
+def _check_tanh(module, name):
+    if module.nonlinearity != "tanh":
+        raise UnsupportedModelError(
+            f"{name} has nonlinearity={module.nonlinearity!r}: the cell unit's tables are "
+            f"sigmoid and tanh, so a simple RNN runs with nonlinearity='tanh' (the default) "
+            f"only (ese compiles {', '.join(supported_modules())})")
+
+
+@register(nn.RNN, "torch.nn.RNN (tanh, unidirectional)")
+class TorchRNNConverter(Converter):
+    """``torch.nn.RNN`` with tanh: any layer count, with or without biases and batch_first;
+    each layer runs as a GRU whose update gate is held at zero."""
+
+    def check(self, module):
+        if module.bidirectional:
+            raise UnsupportedModelError(
+                "bidirectional RNNs are not supported: the accelerator runs frames in time "
+                f"order only; use bidirectional=False (ese compiles "
+                f"{', '.join(supported_modules())})")
+        _check_tanh(module, "torch.nn.RNN")
+        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
+        for name, parameter in module.named_parameters():
+            _array(parameter[:0], f"torch.nn.RNN parameter {name}")
+
+    def prunable(self, module):
+        return rnn_prunable(module, [(f"weight_ih_l{layer}", f"weight_hh_l{layer}")
+                                     for layer in range(module.num_layers)], module.hidden_size)
+
+    def describe(self, module):
+        return describe_parameters(_stack_parameters(module), "torch.nn.RNN", "rnn")
+
+
+@register(nn.RNNCell, "torch.nn.RNNCell (tanh)")
+class TorchRNNCellConverter(Converter):
+    """``torch.nn.RNNCell`` with tanh: one simple RNN layer; the output is h."""
+
+    def check(self, module):
+        _check_tanh(module, "torch.nn.RNNCell")
+        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
+        for name, parameter in module.named_parameters():
+            _array(parameter[:0], f"torch.nn.RNNCell parameter {name}")
+
+    def prunable(self, module):
+        return rnn_prunable(module, [("weight_ih", "weight_hh")], module.hidden_size)
+
+    def describe(self, module):
+        return describe_parameters(_cell_parameters(module), "torch.nn.RNNCell", "rnn")

@@ -92,9 +92,9 @@ def float_forward(description, frames, state=None):
     from ``state``: each layer's ``(y0, c0)`` (a GRU layer's c0 unused).
 
     Returns the list of every layer's outputs y, each (frames, outputs): the same equations
-    as PyTorch's (gates i, f, g, o; peepholes; projection; or a GRU's), with the same real
-    weights. This is every front end's float reference: what a compiled program is compared
-    with, whatever framework the model came from.
+    as PyTorch's (gates i, f, g, o; peepholes; projection; or a GRU's, or a simple RNN's),
+    with the same real weights. This is every front end's float reference: what a compiled
+    program is compared with, whatever framework the model came from.
     """
     sequence = np.asarray(frames, dtype=np.float64)
     outputs = []
@@ -111,6 +111,10 @@ def float_forward(description, frames, state=None):
         result = np.empty((len(sequence), layer.outputs))
         for t in range(len(sequence)):
             gates = (from_input[t] + layer.recurrent_weights @ y).reshape(4, cells)
+            if layer.is_rnn:
+                y = np.tanh(gates[GRU_SLOTS.index("n_x")])
+                result[t] = y
+                continue
             if layer.is_gru:
                 slot = dict(zip(GRU_SLOTS, gates))
                 r, z = _sigmoid(slot["r"]), _sigmoid(slot["z"])

@@ -125,7 +125,7 @@ def read_model(model, submodule=None, node=None, trust_pickle=False):
     ``trust_pickle``)."""
     front_end, found = _find(model)
     if node is not None and not isinstance(front_end, OnnxFrontEnd):
-        raise ConfigError(f"node= picks an LSTM or GRU node of an ONNX model; this model is a "
+        raise ConfigError(f"node= picks a recurrent node of an ONNX model; this model is a "
                           f"{front_end.name} one (pick its parts with submodule=)")
     if submodule is not None and isinstance(front_end, OnnxFrontEnd):
         raise ConfigError("submodule= picks a submodule of a PyTorch model; an ONNX model's "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..contract.errors import UnsupportedModelError
-from ..contract.memory_map import CELL_KINDS, GRU_SLOTS
+from ..contract.memory_map import CELL_KINDS, STRUCTURAL_ZEROS, structural_zero_rows
 from ..runtime.quantized import LayerShape, StackShape
 
 __all__ = ["LayerDescription", "ModelDescription"]
@@ -36,11 +36,12 @@ class LayerDescription(LayerShape):
         w_ic, w_fc, w_oc.
     projection : array (proj, cells) or None
         W_ym; without it the layer's output y is m = o * tanh(c).
-    kind : "lstm" or "gru"
+    kind : "lstm", "gru" or "rnn"
         A GRU layer's slots are r, z, n_x, n_h (``GRU_SLOTS``): the n_h rows of
         ``input_weights`` and the n_x rows of ``recurrent_weights`` are zero, the biases are
         b_ir + b_hr, b_iz + b_hz, b_in, b_hn, and there are no peepholes and no projection;
-        its output y is h.
+        its output y is h. A simple RNN's (h' = tanh(W x + U h + b)) W, U and b lie in the n_x
+        slot alone (``STRUCTURAL_ZEROS``); it runs on the GRU's update with z held at 0.
     """
 
     input_weights: np.ndarray
@@ -89,15 +90,17 @@ class LayerDescription(LayerShape):
             raise UnsupportedModelError(f"a layer is one of {', '.join(CELL_KINDS)}, not "
                                         f"{self.kind!r}")
         if self.is_gru:
+            name = self.kind.upper()
             if self.peephole is not None or self.projection is not None:
-                raise UnsupportedModelError("a GRU layer has no peepholes and no projection")
-            slot = {name: index for index, name in enumerate(GRU_SLOTS)}
-            if (np.any(self.input_weights[slot["n_h"] * cells:(slot["n_h"] + 1) * cells])
-                    or np.any(self.recurrent_weights[slot["n_x"] * cells:
-                                                     (slot["n_x"] + 1) * cells])):
-                raise UnsupportedModelError(
-                    "a GRU layer's n_h slot takes no input weights and its n_x slot no "
-                    "recurrent weights")
+                raise UnsupportedModelError(f"a {name} layer has no peepholes and no projection")
+            for part, array in (("input", self.input_weights),
+                                ("recurrent", self.recurrent_weights), ("bias", self.bias)):
+                if any(np.any(array[rows])
+                       for rows in structural_zero_rows(self.kind, part, cells)):
+                    raise UnsupportedModelError(
+                        f"a {name} layer's {part} rows in the slots "
+                        f"{', '.join(STRUCTURAL_ZEROS[self.kind][part])} are zero "
+                        f"(ese.sw.contract.memory_map.STRUCTURAL_ZEROS)")
 
 
 @dataclass
@@ -127,6 +130,6 @@ class ModelDescription(StackShape):
             if layer.peephole is not None:
                 text += " (peepholes)"
             if layer.is_gru:
-                text = text.replace("cells", "GRU units")
+                text = text.replace("cells", f"{layer.kind.upper()} units")
             parts.append(text)
         return "; ".join(parts)

@@ -1,14 +1,15 @@
-"""ONNX import: the ``LSTM`` and ``GRU`` operators of an ONNX graph become a model the compiler
-runs.
+"""ONNX import: the ``LSTM``, ``GRU`` and ``RNN`` operators of an ONNX graph become a model the
+compiler runs.
 
 ``ese.compile("model.onnx", cfg)`` (or an ``onnx.ModelProto``) reads the graph with the ``onnx``
-package and finds its recurrent nodes (LSTM and GRU), in the graph itself and in the subgraphs
+package and finds its recurrent nodes (LSTM, GRU, RNN), in the graph itself and in the subgraphs
 of ``If``, ``Loop`` and ``Scan`` nodes, which is where exported models often keep them. Without
 ``node=`` the graph's own recurrent nodes must form one chain (each reads the previous one's
 Y), which becomes the layers; ``node="name"`` or a list of names picks one node or a chain
 anywhere. Each node must be what the hardware computes, per the operators' definitions
-(onnx/docs/Operators.md, "LSTM" and "GRU", opset 14): direction ``forward``, the default
-activations (Sigmoid, Tanh, Tanh for an LSTM; Sigmoid, Tanh for a GRU), no ``clip``; an LSTM's
+(onnx/docs/Operators.md, "LSTM", "GRU" and "RNN", opset 14): direction ``forward``, the
+default activations (Sigmoid, Tanh, Tanh for an LSTM; Sigmoid, Tanh for a GRU; Tanh for an
+RNN), no ``clip``; an LSTM's
 ``input_forget`` 0; a GRU's ``linear_before_reset`` 1; ``layout`` 0 or 1. Anything else is
 refused naming the attribute.
 
@@ -22,6 +23,8 @@ The operators' tensors map onto the description exactly:
   slots. With ``linear_before_reset=1`` the candidate is tanh(W_h x + Wb_h + r * (R_h h +
   Rb_h)), PyTorch's definition; with 0 (ONNX's default) the reset gate multiplies h before
   R_h, which needs r before the candidate's recurrent products: refused, with that said.
+* RNN: W [1, H, I], R [1, H, H] and B [1, 2H] (Wb, Rb, which add up): h' = tanh(W x + R h +
+  Wb + Rb), a simple RNN (:func:`~ese.sw.compiler.converters.rnn_layer`).
 * initial_h (and an LSTM's initial_c) may be absent, zero constants, or graph inputs (then
   give them to ``Program.predict(x, state=...)`` at run time); a constant non-zero initial
   state is refused with that advice.
@@ -43,13 +46,13 @@ from pathlib import Path
 import numpy as np
 
 from ..contract.errors import UnsupportedModelError
-from .converters import gru_layer
+from .converters import gru_layer, rnn_layer
 from .model import LayerDescription, ModelDescription
 
 __all__ = ["import_onnx", "recurrent_nodes"]
 
 #: The recurrent operators ese compiles.
-RECURRENT_OPS = ("LSTM", "GRU")
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 #: ONNX's LSTM gate blocks (i, o, f, c) in the description's order (i, f, g, o).
 GATE_ORDER = (0, 2, 3, 1)
 #: ONNX's peepholes (i, o, f) in the description's order (i, f, o).
@@ -58,7 +61,10 @@ PEEPHOLE_ORDER = (0, 2, 1)
 GRU_GATE_ORDER = (1, 0, 2)
 #: Operators that pass a sequence through between chained nodes, changing only its shape.
 _SHAPE_OPS = {"Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Flatten"}
-_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
+                        "RNN": ["Tanh"]}
+#: Gate blocks of each operator's W and R.
+_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
 def _load(model):
@@ -192,7 +198,7 @@ def _attributes(node):
 
 
 def recurrent_nodes(model):
-    """Every LSTM and GRU node of an ONNX model, as ``path``: the node's name (or
+    """Every recurrent (LSTM, GRU, RNN) node of an ONNX model, as ``path``: the node's name (or
     ``LSTM_<index>``, ``GRU_<index>``) after the names of the nodes whose subgraphs hold it
     (``If_0.then_branch/lstm``)."""
     return [path for path, node, _ in _Graphs(_load(model)).nodes
@@ -360,7 +366,7 @@ def _layer(graphs, path, node, attributes):
                 f"compiles floating-point weights")
         return np.asarray(value, dtype=np.float64)
 
-    gates = 4 if op == "LSTM" else 3
+    gates = _GATES[op]
     hidden = attributes.get("hidden_size")
     w, r = tensor(1, "W"), tensor(2, "R")
     if w.ndim != 3 or w.shape[0] != 1 or r.ndim != 3 or r.shape[0] != 1:
@@ -370,7 +376,7 @@ def _layer(graphs, path, node, attributes):
     if w.shape[1] != gates * hidden or r.shape[1:] != (gates * hidden, hidden):
         raise UnsupportedModelError(f"{op} node {path}: W {w.shape} and R {r.shape} do not fit "
                                     f"hidden_size={hidden}")
-    order = GATE_ORDER if op == "LSTM" else GRU_GATE_ORDER
+    order = {"LSTM": GATE_ORDER, "GRU": GRU_GATE_ORDER, "RNN": (0,)}[op]
 
     def reorder(matrix):
         blocks = matrix.reshape(gates, hidden, -1)
@@ -380,6 +386,11 @@ def _layer(graphs, path, node, attributes):
     if b is not None and b.shape != (1, 2 * gates * hidden):
         raise UnsupportedModelError(f"{op} node {path}: B has shape {b.shape}, not "
                                     f"(1, {2 * gates * hidden})")
+    if op == "RNN":
+        # Inputs: X, W, R, B, sequence_lens, initial_h.
+        bias = (None, None) if b is None else np.split(b[0], 2)
+        layer = rnn_layer(w[0], r[0], *bias)
+        return layer, [_initial_state(graphs, path, node, 5, "initial_h", hidden), None]
     if op == "GRU":
         # Inputs: X, W, R, B, sequence_lens, initial_h.
         bias = (None if b is None else
@@ -404,7 +415,7 @@ def _layer(graphs, path, node, attributes):
 
 
 def import_onnx(model, node=None):
-    """The :class:`~ese.sw.compiler.model.ModelDescription` of an ONNX model's LSTM or GRU
+    """The :class:`~ese.sw.compiler.model.ModelDescription` of an ONNX model's recurrent
     node, or chain of them.
 
     ``node``: None (the main graph's recurrent nodes, which must form one chain), a node's
@@ -418,11 +429,11 @@ def import_onnx(model, node=None):
              if n.op_type in RECURRENT_OPS]
     if not found:
         others = sorted({n.op_type for _, n, _ in graphs.nodes if n.op_type in
-                         ("RNN", "Scan", "Loop")})
+                         ("Scan", "Loop")})
         raise UnsupportedModelError(
-            "the ONNX model holds no LSTM or GRU node" + (
-                f" (it has {', '.join(others)}; ese compiles the LSTM and GRU operators)"
-                if others else ""))
+            "the ONNX model holds no LSTM, GRU or RNN node" + (
+                f" (it has {', '.join(others)}, whose bodies hold none; ese compiles the LSTM, "
+                f"GRU and RNN operators)" if others else ""))
     names = {}
     for path, n, _ in found:
         names[path] = (path, n)
@@ -433,15 +444,15 @@ def import_onnx(model, node=None):
         chosen = [(path, n) for path, n, depth in found if depth == 0]
         if not chosen:
             raise UnsupportedModelError(
-                f"the ONNX graph's LSTM and GRU nodes all lie in subgraphs ({listed}); pick "
+                f"the ONNX graph's recurrent nodes all lie in subgraphs ({listed}); pick "
                 f"one or a chain with node=")
     else:
         wanted = [node] if isinstance(node, str) else list(node)
         missing = [w for w in wanted if w not in names]
         if missing:
             raise UnsupportedModelError(
-                f"no LSTM or GRU node {', '.join(map(repr, missing))} in the ONNX model; its "
-                f"LSTM and GRU nodes are {listed}")
+                f"no recurrent node {', '.join(map(repr, missing))} in the ONNX model; its "
+                f"recurrent nodes are {listed}")
         chosen = [names[w] for w in wanted]
     for (before_path, before), (path, current) in zip(chosen, chosen[1:]):
         if not _reads(graphs, current, before):

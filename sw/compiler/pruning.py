@@ -35,7 +35,7 @@ from torch.nn.utils import prune
 
 from ..contract.errors import ConfigError
 from ..contract.placement import Placement
-from .converters import GRU_INPUT_SLOTS, GRU_RECURRENT_SLOTS, PrunableMatrix
+from .converters import GRU_INPUT_SLOTS, GRU_RECURRENT_SLOTS, RNN_SLOTS, PrunableMatrix
 
 __all__ = ["LoadBalancedUnstructured", "GlobalBlocks", "load_balanced_unstructured",
            "global_unstructured", "mask_matrices", "prune_module", "prune_description",
@@ -236,8 +236,8 @@ def prune_description(description, density, placement, kind="balanced"):
     The matrices are pruned as PyTorch's modules hold them: an LSTM layer's W_x and W_r (gate
     rows i, f, g, o of a cell interleaved) and its projection; a GRU layer's three gate
     blocks of W_x (r, z, n_x) and of W_r (r, z, n_h), in their rotated slots, without the
-    slot each matrix leaves empty. So the weights kept are those :func:`prune_module` keeps
-    in the module the description came from.
+    slot each matrix leaves empty; a simple RNN's W and U, in the n_x slot. So the weights
+    kept are those :func:`prune_module` keeps in the module the description came from.
     """
     holder = nn.Module()
     matrices, places = [], []
@@ -252,8 +252,11 @@ def prune_description(description, density, placement, kind="balanced"):
     for index, layer in enumerate(description.layers):
         cells = layer.cells
         if layer.is_gru:
-            for attribute, slots in (("input_weights", GRU_INPUT_SLOTS),
-                                     ("recurrent_weights", GRU_RECURRENT_SLOTS)):
+            slots_of = {"input_weights": GRU_INPUT_SLOTS,
+                        "recurrent_weights": GRU_RECURRENT_SLOTS}
+            if layer.is_rnn:
+                slots_of = {"input_weights": RNN_SLOTS, "recurrent_weights": RNN_SLOTS}
+            for attribute, slots in slots_of.items():
                 rows = np.concatenate([np.arange(slot * cells, (slot + 1) * cells)
                                        for slot in slots])
                 add(index, attribute, rows, cells, slots, rotated=True)

@@ -382,12 +382,14 @@ def gru_candidate_frac_bits(config):
     return max(config.product_frac_bits, 2 * config.activation_frac_bits)
 
 
-def gru_update(config, gates, bias, previous, sigmoid=None, tanh=None, formats=None):
+def gru_update(config, gates, bias, previous, sigmoid=None, tanh=None, formats=None,
+               rnn=False):
     """One GRU update in integers, exactly as the hardware's cell unit does it.
 
     PyTorch's ``nn.GRU``: r = sigmoid(W_ir x + b_ir + W_hr h + b_hr), z = sigmoid(W_iz x +
     b_iz + W_hz h + b_hz), n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n +
-    z * h, computed as h' = n + z * (h - n).
+    z * h, computed as h' = n + z * (h - n). With ``rnn`` (a simple RNN's layer, see
+    :data:`~ese.sw.contract.memory_map.CELL_KINDS`) z is held at zero, so h' = n.
 
     Parameters
     ----------
@@ -417,6 +419,8 @@ def gru_update(config, gates, bias, previous, sigmoid=None, tanh=None, formats=N
                                                         << bias_shift)
     r = sigmoid.lookup(requantize(total("r"), acc_frac, act))
     z = sigmoid.lookup(requantize(total("z"), acc_frac, act))
+    if rnn:
+        z = np.zeros_like(z)
     hidden = requantize(total("n_h"), acc_frac, gru_hidden_format(config))
     grid = gru_candidate_frac_bits(config)
     candidate = (total("n_x") << (grid - acc_frac)) + ((r * hidden) << (grid - 2 * frac))

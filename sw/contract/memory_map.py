@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "DELTA_THRESHOLDS", "GATES", "PEEPHOLES",
            "CELL_PARAMETERS",
-           "CELL_KINDS", "GRU_SLOTS", "LoadTarget",
+           "CELL_KINDS", "GRU_SLOTS", "STRUCTURAL_ZEROS", "structural_zero_rows", "LoadTarget",
            "RECORD_HEADER_WORDS", "LOAD_WORD_BITS", "MemoryMap", "words_per_element",
            "pack_fields", "unpack_fields", "address_bits", "count_bits", "state_dump_supported"]
 
@@ -50,7 +50,7 @@ __all__ = ["FORMAT_VERSION", "ALIGNMENT_FIELDS", "DELTA_THRESHOLDS", "GATES", "P
 #: the column pointers count blocks of columns, each layer's segments and vectors are padded
 #: to whole blocks, and the image stores each entry as its run and its weights (see
 #: ese.sw.runtime.encoding).
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 
 #: The layer descriptor's alignment shifts (``Config.align_bits`` wide each; see
 #: ``ese.sw.contract.arithmetic.LayerFormats.alignments``).
@@ -66,8 +66,12 @@ DELTA_THRESHOLDS = ("x", "h", "m")
 #: Gate rows per cell (i, f, g, o): the encoding interleaves them cell by cell across the PEs
 #: and the hardware keeps one accumulator row each.
 GATES = 4
-#: The kinds of recurrent layer the hardware runs; a layer descriptor's ``gru`` bit says which.
-CELL_KINDS = ("lstm", "gru")
+#: The kinds of recurrent layer the hardware runs; a layer descriptor's ``gru`` and ``rnn`` bits
+#: say which. A simple RNN (Elman's: h' = tanh(W x + U h + b), ``torch.nn.RNN``) runs on the
+#: GRU's update with its update gate held at zero (``rnn``: z = 0, so h' = n), its weights and
+#: bias in the n_x slot alone (both W and U: a slot's row reads every column of [x; h]) and
+#: its r, z and n_h slots empty, so n = tanh(n_x + r * 0).
+CELL_KINDS = ("lstm", "gru", "rnn")
 #: What a GRU layer keeps in the four gate slots of a cell (the LSTM's i, f, g, o): the sums of
 #: its reset gate r (W_ir x + W_hr h), its update gate z (W_iz x + W_hz h), its candidate's
 #: input part n_x (W_in x) and recurrent part n_h (W_hn h, which r multiplies before it meets
@@ -76,6 +80,21 @@ CELL_KINDS = ("lstm", "gru")
 #: and f), and n_h the one it carries furthest (o), which is when the GRU update needs them
 #: (see ``ese.hw.cell``).
 GRU_SLOTS = ("r", "z", "n_x", "n_h")
+#: The slots a layer of each kind leaves empty, by part: its input weights', its recurrent
+#: weights' and its biases' rows there are structural zeros, which the encoding holds no entry
+#: for, no count of weights includes and an image's loader refuses to find non-zero.
+STRUCTURAL_ZEROS = {
+    "lstm": {"input": (), "recurrent": (), "bias": ()},
+    "gru": {"input": ("n_h",), "recurrent": ("n_x",), "bias": ()},
+    "rnn": {"input": ("r", "z", "n_h"), "recurrent": ("r", "z", "n_h"), "bias": ("r", "z", "n_h")},
+}
+
+
+def structural_zero_rows(kind, part, cells):
+    """The rows of a layer's stacked gate matrix (or bias) of ``part`` ("input",
+    "recurrent" or "bias") that a layer of ``kind`` leaves zero, as ``slice`` s."""
+    return [slice(GRU_SLOTS.index(slot) * cells, (GRU_SLOTS.index(slot) + 1) * cells)
+            for slot in STRUCTURAL_ZEROS[kind][part]]
 #: Peephole weights per cell (w_ic, w_fc, w_oc).
 PEEPHOLES = 3
 #: Parameters of a cell in the cell parameter memory: a bias per gate, then the peepholes
@@ -211,7 +230,8 @@ class MemoryMap:
             ("cell_output_base", address_bits(c.vector_depth), False),
             ("cell_base", address_bits(c.cell_depth), False),
             ("last", 1, False),
-            ("gru", 1, False),                     # 1: a GRU layer (see GRU_SLOTS)
+            ("gru", 1, False),                     # 1: a GRU layer (see GRU_SLOTS), or an RNN's
+            ("rnn", 1, False),                     # 1: a simple RNN (gru too; z held at 0)
             ("delta", 1, False),                   # 1: a delta layer, with thresholds:
         ] + [(f"theta_{name}", c.activation_bits, False) for name in DELTA_THRESHOLDS] + [
             (name, c.align_bits, False) for name in ALIGNMENT_FIELDS]

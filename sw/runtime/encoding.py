@@ -35,12 +35,13 @@ from ..contract.errors import ConfigError, ImageError
 from ..contract.memory_map import (
     CELL_PARAMETERS,
     GATES,
-    GRU_SLOTS,
     LOAD_WORD_BITS,
     RECORD_HEADER_WORDS,
+    STRUCTURAL_ZEROS,
     LoadTarget,
     MemoryMap,
     pack_fields,
+    structural_zero_rows,
     words_per_element,
 )
 from ..contract.placement import Placement
@@ -155,7 +156,8 @@ def layout_model(layers, placement):
             "cell_output_base": cell_output_scratch if layer.proj else recurrent_bases[index],
             "cell_base": cell,
             "last": int(index == len(layers) - 1),
-            "gru": int(getattr(layer, "kind", "lstm") == "gru"),
+            "gru": int(getattr(layer, "kind", "lstm") in ("gru", "rnn")),
+            "rnn": int(getattr(layer, "kind", "lstm") == "rnn"),
             "delta": int(getattr(layer, "delta", None) is not None),
             **(getattr(layer, "delta", None) or DeltaThresholds()).descriptor_fields(),
             **(getattr(layer, "formats", None) or LayerFormats()).alignments(),
@@ -407,8 +409,9 @@ def encode_model(model, config):
     pes = config.pes
     for index, layer in enumerate(model.layers):
         if layer.is_gru and not config.gru:
-            raise ConfigError(f"layer {index} is a GRU, and this hardware has no GRU update "
-                              f"(Config.gru=0); build it with Config(gru=1), the default")
+            raise ConfigError(f"layer {index} is a {layer.kind.upper()}, which runs on the GRU "
+                              f"update, and this hardware has none (Config.gru=0); build it "
+                              f"with Config(gru=1), the default")
         if layer.delta is not None:
             if not config.delta:
                 raise ConfigError(f"layer {index} is a delta layer, and this hardware sends "
@@ -517,8 +520,12 @@ def decode_image(image):
             raise ImageError(f"layer {index}: inconsistent sizes {cells} cells, {inputs} inputs, "
                              f"{recurrent} recurrent, {proj} projection")
         gru = bool(d["gru"])
+        kind = "rnn" if d["rnn"] else "gru" if gru else "lstm"
+        if d["rnn"] and not gru:
+            raise ImageError(f"layer {index}: a simple RNN layer not marked as running on the "
+                             f"GRU update")
         if gru and proj:
-            raise ImageError(f"layer {index}: a GRU layer with a projection")
+            raise ImageError(f"layer {index}: a {kind.upper()} layer with a projection")
         gates = np.zeros((GATES * cells, inputs + recurrent), dtype=np.int64)
         projection = np.zeros((proj, cells), dtype=np.int64) if proj else None
         for pe in range(pes):
@@ -547,16 +554,21 @@ def decode_image(image):
         if formats.alignments() != {name: d[name] for name in formats.alignments()}:
             raise ImageError(f"layer {index}: the descriptor's alignment shifts do not match "
                              f"the layer's formats")
-        n_h, n_x = GRU_SLOTS.index("n_h"), GRU_SLOTS.index("n_x")
-        if gru and (np.any(gates[n_h * cells:(n_h + 1) * cells, :inputs])
-                    or np.any(gates[n_x * cells:(n_x + 1) * cells, inputs:])
-                    or np.any(params[:, GATES:])):
-            raise ImageError(f"layer {index}: a GRU layer with input weights in its n_h slot, "
-                             f"recurrent weights in its n_x slot or peepholes")
+        bias = params[:, :GATES].T.reshape(-1)
+        parts = {"input weights": (gates[:, :inputs], "input"),
+                 "recurrent weights": (gates[:, inputs:], "recurrent"), "biases": (bias, "bias")}
+        for what, (values, part) in parts.items():
+            for slot, rows in zip(STRUCTURAL_ZEROS[kind][part],
+                                  structural_zero_rows(kind, part, cells)):
+                if np.any(values[rows]):
+                    raise ImageError(f"layer {index}: a {kind.upper()} layer with {what} in "
+                                     f"its {slot} slot, which it leaves empty")
+        if gru and np.any(params[:, GATES:]):
+            raise ImageError(f"layer {index}: a {kind.upper()} layer with peepholes")
         layers.append(QuantizedLayer(
             input_weights=gates[:, :inputs], recurrent_weights=gates[:, inputs:],
             bias=params[:, :GATES].T.reshape(-1).copy(), peephole=params[:, GATES:].T.copy(),
-            projection=projection, formats=formats, kind="gru" if gru else "lstm",
+            projection=projection, formats=formats, kind=kind,
             delta=DeltaThresholds.from_descriptor(d)))
     for index in range(1, len(layers)):
         if layers[index].inputs != layers[index - 1].outputs:

@@ -148,7 +148,7 @@ class GoldenModel:
         cells = layer.cells
         if layer.is_gru:
             h = gru_update(self.config, gates.reshape(4, cells), bias, c, self.sigmoid,
-                           self.tanh, layer.formats)
+                           self.tanh, layer.formats, rnn=layer.is_rnn)
             return h, h
         return cell_update(self.config, gates.reshape(4, cells), bias, layer.peephole, c,
                            self.sigmoid, self.tanh, layer.formats, counts)

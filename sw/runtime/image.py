@@ -53,7 +53,7 @@ MAX_WEIGHTS = 1 << 26
 #: The layer descriptor's fields (see ese.sw.runtime.encoding.layout_model).
 _DESCRIPTOR_FIELDS = frozenset((
     "inputs", "recurrent", "cells", "proj", "column_base", "input_base", "recurrent_base",
-    "cell_output_base", "cell_base", "last", "gru", "delta",
+    "cell_output_base", "cell_base", "last", "gru", "rnn", "delta",
     *(f"theta_{name}" for name in DELTA_THRESHOLDS), *ALIGNMENT_FIELDS))
 _SECTION_DTYPES = {"uint32": np.dtype("<u4"), "int32": np.dtype("<i4"),
                    "int16": np.dtype("<i2")}
@@ -250,7 +250,8 @@ def _check_layers(layers, formats, config, sections, path):
         for name, value in d.items():
             _count(value, f"layer {index}'s {name}", path, limit=1 << 24)
     shapes = [SimpleNamespace(inputs=d["inputs"], recurrent=d["recurrent"], cells=d["cells"],
-                              proj=d["proj"], formats=f, kind="gru" if d["gru"] else "lstm",
+                              proj=d["proj"], formats=f,
+                              kind="rnn" if d["rnn"] else "gru" if d["gru"] else "lstm",
                               delta=DeltaThresholds.from_descriptor(d))
               for d, f in zip(layers, formats)]
     for index, shape in enumerate(shapes):

@@ -21,16 +21,24 @@ __all__ = ["LayerShape", "StackShape", "QuantizedLayer", "QuantizedModel",
 
 class LayerShape:
     """Sizes of a layer, read off its ``input_weights`` and ``projection`` arrays, and its
-    kind (``self.kind``: "lstm" or "gru", :data:`~ese.sw.contract.memory_map.CELL_KINDS`).
+    kind (``self.kind``: "lstm", "gru" or "rnn", :data:`~ese.sw.contract.memory_map.CELL_KINDS`).
 
     A GRU layer keeps the LSTM's shapes: four gate slots per cell
     (:data:`~ese.sw.contract.memory_map.GRU_SLOTS`), where n_h has no input weights and n_x
-    no recurrent ones (structural zeros, which no count of weights includes).
+    no recurrent ones; a simple RNN's weights and bias lie in n_x alone (structural zeros,
+    :data:`~ese.sw.contract.memory_map.STRUCTURAL_ZEROS`, which no count of weights
+    includes).
     """
 
     @property
     def is_gru(self):
-        return self.kind == "gru"
+        """Whether the layer runs on the GRU's update: a GRU, or a simple RNN (a GRU with its
+        update gate held at zero; :data:`~ese.sw.contract.memory_map.CELL_KINDS`)."""
+        return self.kind in ("gru", "rnn")
+
+    @property
+    def is_rnn(self):
+        return self.kind == "rnn"
 
     @property
     def cells(self):
@@ -58,7 +66,9 @@ class LayerShape:
         """Weights of the layer's matrices (zeros included), without a GRU's structural
         zeros: the size of PyTorch's own matrices."""
         count = sum(m.size for m in self.matrices().values())
-        if self.is_gru:
+        if self.is_rnn:
+            count -= 3 * self.cells * (self.inputs + self.recurrent)
+        elif self.is_gru:
             count -= self.cells * (self.inputs + self.recurrent)
         return count
 
@@ -98,8 +108,8 @@ class QuantizedLayer(LayerShape):
     ``peephole`` is always present (zeros where the source had none); ``projection`` is None
     where the layer has no projection. ``formats`` says which fixed-point format each kind of
     value has (the configured ones by default; see
-    :class:`~ese.sw.contract.arithmetic.LayerFormats`). ``kind`` is "lstm" or "gru" (then the
-    gate slots are :data:`~ese.sw.contract.memory_map.GRU_SLOTS`, the peepholes zero and
+    :class:`~ese.sw.contract.arithmetic.LayerFormats`). ``kind`` is "lstm", "gru" or "rnn" (then
+    the gate slots are :data:`~ese.sw.contract.memory_map.GRU_SLOTS`, the peepholes zero and
     there is no projection). ``delta`` holds a delta layer's thresholds
     (:class:`~ese.sw.contract.arithmetic.DeltaThresholds`; docs/arithmetic.md, "Delta layers"),
     None for a layer that multiplies every column every frame.

@@ -113,7 +113,7 @@ def test_compile_an_onnx_model(tmp_path, capsys):
     assert main(["compile", str(path), "-o", str(out), "--pes", "2", "--node", "/LSTM"]) == 0
     assert len(ese.load(out).model.layers) == 1
     assert main(["compile", str(path), "-o", str(out), "--node", "missing"]) == 2
-    assert "its LSTM and GRU nodes are /LSTM, /LSTM_1" in capsys.readouterr().err
+    assert "its recurrent nodes are /LSTM, /LSTM_1" in capsys.readouterr().err
 
 
 def test_compile_delta_layers_and_info_shows_their_thresholds(tmp_path, capsys):

@@ -54,6 +54,9 @@ CASES = {
     "gru-global-pruning-8-pes": (lambda: nn.GRU(17, 30), 8, 0.25, {"pruning": "global"}),
     "grucell-dense-2-pes": (lambda: nn.GRUCell(11, 19), 2, None, {}),
     "gru-one-pe": (lambda: nn.GRU(5, 7), 1, 0.6, {}),
+    # Simple RNNs: the GRU's update with z held at zero, W and U in the n_x slot.
+    "rnn-2-layers": (lambda: nn.RNN(13, 22, num_layers=2), 4, 0.3, {}),
+    "rnncell-dense-8-pes": (lambda: nn.RNNCell(11, 19), 8, None, {}),
 }
 
 

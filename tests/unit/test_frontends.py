@@ -172,7 +172,7 @@ def test_the_file_content_not_its_name_decides(encoder, tmp_path):
 
 
 def test_the_options_of_one_front_end_are_refused_by_another(encoder):
-    with pytest.raises(ese.ConfigError, match="node= picks an LSTM or GRU node of an ONNX "
+    with pytest.raises(ese.ConfigError, match="node= picks a recurrent node of an ONNX "
                                               "model; this model is a PyTorch module one"):
         ese.compile(encoder, CONFIG, node="rnn")
 

@@ -226,7 +226,7 @@ def test_an_onnx_file_compiles_and_its_nodes_are_listed_in_errors(tmp_path):
     path = tmp_path / "chain.onnx"
     onnx.save(model, path)
     assert len(ese.compile(str(path), ese.Config(pes=2)).model.layers) == 2
-    with pytest.raises(ese.UnsupportedModelError, match="its LSTM and GRU nodes are first, second"):
+    with pytest.raises(ese.UnsupportedModelError, match="its recurrent nodes are first, second"):
         ese.compile(path, ese.Config(pes=2), node="third")
     with pytest.raises(ese.UnsupportedModelError, match="absent.onnx: no such model file"):
         ese.compile(tmp_path / "absent.onnx", ese.Config(pes=2))
@@ -269,7 +269,7 @@ def test_constant_states_and_unchained_nodes_are_refused():
     with pytest.raises(ese.UnsupportedModelError, match="not one chain of layers; pick one"):
         ese.compile(model, ese.Config(pes=2))
     assert len(ese.compile(model, ese.Config(pes=2), node="right").model.layers) == 1
-    with pytest.raises(ese.ConfigError, match="node= picks an LSTM or GRU node of an ONNX model"):
+    with pytest.raises(ese.ConfigError, match="node= picks a recurrent node of an ONNX model"):
         ese.compile(nn.LSTM(4, 6), ese.Config(pes=2), node="right")
 
 

@@ -160,7 +160,7 @@ def model_source_options(parser):
                              "model (its name in named_modules() or the state_dict, e.g. "
                              "encoder.rnn); --list-parts names them")
     parser.add_argument("--node", nargs="+", metavar="NAME",
-                        help="ONNX: the LSTM or GRU node, or chain of nodes, to compile (by "
+                        help="ONNX: the LSTM, GRU or RNN node, or chain of nodes, to compile (by "
                              "name, or by path through If/Loop subgraphs); default: the "
                              "graph's chain")
     parser.add_argument("--trust-pickle", action="store_true",

@@ -129,7 +129,7 @@ def register(commands):
     comp.add_argument("model", help="a model file, told apart by its content: a state_dict "
                                     "(torch.save(module.state_dict())), a TorchScript archive "
                                     "(torch.jit.save), a torch.export program (.pt2), an ONNX "
-                                    "model with LSTM or GRU nodes, or torch.save(module) "
+                                    "model with LSTM, GRU or RNN nodes, or torch.save(module) "
                                     "with --trust-pickle")
     model_source_options(comp)
     comp.add_argument("--list-parts", action="store_true",
