@@ -160,7 +160,9 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     cycles = (completed.tolist() if paced
               else np.diff(np.concatenate([[sequence_cycle], completed])).tolist())
     decoded = program.decode_outputs(output_codes)
-    outputs = decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
+    outputs = (program.returned(decoded[:, 0]) if plan.single else
+               [[program.returned(sequence) for sequence in channel]
+                for channel in plan.channel_outputs(decoded)])
     final = None
     if return_state:
         states = program.states_from_dump(result["state"])

@@ -11,12 +11,15 @@ it:
 front end                 takes
 ========================  =====================================================================
 ONNX                      an ``onnx.ModelProto``, or a file that parses as one (:mod:`.onnx_import`)
+Keras 3                   a Keras model or recurrent layer, or a ``.keras`` file
+                          (:mod:`.keras_import`; the optional extra ``ese-lstm[keras]``)
 TorchScript               a ``torch.jit.ScriptModule``, or an archive of ``torch.jit.save``
                           (a zip holding ``code/``): parameters read, no code run
 torch.export              an ``ExportedProgram``, or a ``.pt2`` archive of ``torch.export.save``
 PyTorch state_dict        a mapping of names to tensors, or a ``torch.save`` file that
                           ``torch.load(weights_only=True)`` reads as one
-PyTorch module            a live ``torch.nn.Module`` (:mod:`.converters`), or a pickled module
+PyTorch module            a live ``torch.nn.Module`` (:mod:`.converters`; Brevitas' ``QuantLSTM``
+                          and ``QuantRNN``, :mod:`.brevitas_import`), or a pickled module
                           from ``torch.save(module)``, only with ``trust_pickle=True``
                           (``torch.load(weights_only=False)`` runs code from the file)
 ========================  =====================================================================
@@ -146,8 +149,16 @@ def _names(submodule):
 
 
 def _chain(descriptions, source):
-    layers = [layer for description in descriptions for layer in description.layers]
-    return ModelDescription(layers, source=source)
+    """Descriptions one after another as one stack; each one's trained weights' notes renumbered
+    to the stack's layers."""
+    layers, trained = [], {}
+    for description in descriptions:
+        for name, grid in description.notes.get("trained_weights", {}).items():
+            index, _, matrix = name.partition(".")
+            trained[f"layer{int(index[5:]) + len(layers)}.{matrix}"] = grid
+        layers += description.layers
+    return ModelDescription(layers, source=source,
+                            notes={"trained_weights": trained} if trained else {})
 
 
 # ONNX.
@@ -169,6 +180,34 @@ class OnnxFrontEnd(FrontEnd):
     def parts(self, model, trust_pickle=False):
         from .onnx_import import recurrent_nodes
         return recurrent_nodes(model.path if isinstance(model, FileContent) else model)
+
+
+# Keras.
+
+@register_front_end
+class KerasFrontEnd(FrontEnd):
+    name = "Keras 3"
+
+    def takes(self, model):
+        from .keras_import import is_keras_object
+        return is_keras_object(model)
+
+    def takes_file(self, content):
+        return content.container == "hdf5" or (
+            content.container == "zip" and {"config.json", "model.weights.h5"} <= set(
+                content.names))
+
+    def _load(self, model):
+        from .keras_import import load_keras_file
+        return load_keras_file(model.path) if isinstance(model, FileContent) else model
+
+    def read(self, model, submodule=None, node=None, trust_pickle=False):
+        from .keras_import import import_keras
+        return import_keras(self._load(model), submodule)
+
+    def parts(self, model, trust_pickle=False):
+        from .keras_import import recurrent_layers
+        return recurrent_layers(self._load(model))
 
 
 # PyTorch: parameters by name (state_dict, TorchScript, torch.export).
@@ -394,18 +433,31 @@ class StateDictFrontEnd(FrontEnd):
 def _module_parts(module):
     """The names of a module's submodules that a converter reads ("" for itself), leaving
     out those inside another one."""
+    from .brevitas_import import is_brevitas_recurrent
     from .converters import _REGISTRY
     found = []
     for name, sub in module.named_modules():
         if any(name.startswith(f"{outer}.") or outer == "" for outer in found):
             continue
-        if any(cls in _REGISTRY for cls in type(sub).__mro__):
+        if is_brevitas_recurrent(sub) or any(cls in _REGISTRY for cls in type(sub).__mro__):
             found.append(name)
     return found
 
 
+def _describe_module(module, name=""):
+    """A recurrent module's description, its source named (with ``name``, its path)."""
+    from .brevitas_import import describe_brevitas, is_brevitas_recurrent
+    from .converters import converter_for
+    if is_brevitas_recurrent(module):
+        return describe_brevitas(module, f"brevitas.nn.{type(module).__name__} {name}".strip())
+    converter = converter_for(module)          # refuses what is not supported, by name
+    description = converter.describe(module)
+    description.source = f"{converter.source(module)} {name}".strip()
+    return description
+
+
 def _read_module(module, submodule):
-    from .converters import converter_for, supported_modules
+    from .converters import supported_modules
     if submodule is None:
         parts = _module_parts(module)
         if parts and parts != [""]:
@@ -413,10 +465,7 @@ def _read_module(module, submodule):
                 f"{type(module).__name__} is not itself a recurrent layer; its recurrent "
                 f"submodules are {', '.join(map(repr, parts))}: pick one, or a chain of them, "
                 f"with submodule= (--submodule); the rest of the model runs on the host")
-        converter = converter_for(module)          # refuses what is not supported, by name
-        description = converter.describe(module)
-        description.source = converter.source(module)
-        return description
+        return _describe_module(module)
     descriptions = []
     for name in _names(submodule):
         try:
@@ -426,10 +475,7 @@ def _read_module(module, submodule):
                 f"{type(module).__name__} has no submodule {name!r}; its recurrent submodules "
                 f"are {', '.join(map(repr, _module_parts(module))) or 'none'} (ese compiles "
                 f"{', '.join(supported_modules())})") from None
-        converter = converter_for(sub)
-        description = converter.describe(sub)
-        description.source = f"{converter.source(sub)} {name}"
-        descriptions.append(description)
+        descriptions.append(_describe_module(sub, name))
     if len(descriptions) == 1:
         return descriptions[0]
     return _chain(descriptions, f"{type(module).__name__} " + ", ".join(_names(submodule)))

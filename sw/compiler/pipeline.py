@@ -19,7 +19,7 @@ from ..runtime.program import Program
 from .formats import calibration_sequences, choose_formats, float_forward, float_outputs
 from .frontends import read_model
 from .pruning import PRUNING_KINDS, prune_description
-from .quantization import quantize_model
+from .quantization import quantize_model, requantization
 
 __all__ = ["compile"]
 
@@ -95,11 +95,14 @@ def compile(module, config=None, density=None, pruning="balanced", calibration=N
     else:
         chosen = [LayerFormats() for _ in description.layers]
     model, report = quantize_model(description, config, chosen)
+    trained = source.notes.get("trained_weights")
+    if trained:
+        report.requantized = requantization(description, model, config, trained)
     image = encode_model(model, config)
     model.config = image.config
     metadata = {"source": source.source, "density": density,
                 "pruning": pruning if density is not None else None}
-    for name in ("nodes", "state_inputs"):
+    for name in ("nodes", "state_inputs", "last_frame_only", "trained_weights"):
         if name in source.notes:
             metadata[name] = source.notes[name]
     program = Program(model, image, report, metadata, float_model=description,

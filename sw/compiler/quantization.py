@@ -12,7 +12,7 @@ saturation logic and still be exact.
 
 import numpy as np
 
-from ..contract.arithmetic import LayerFormats, quantize
+from ..contract.arithmetic import LayerFormats, dequantize, quantize
 from ..contract.errors import ConfigError
 from ..runtime.quantized import (
     QuantizationReport,
@@ -21,7 +21,7 @@ from ..runtime.quantized import (
     check_accumulator_bound,
 )
 
-__all__ = ["quantize_model"]
+__all__ = ["quantize_model", "requantization"]
 
 
 def quantize_model(description, config, formats=None):
@@ -65,3 +65,19 @@ def quantize_model(description, config, formats=None):
     report.nonzeros = model.nonzero_count()
     report.weights = model.weight_count()
     return model, report
+
+
+def requantization(description, model, config, names):
+    """Per matrix named in ``names`` (``layer0.input_weights``, as a front end notes its
+    trained quantizers), the largest difference between the description's weights and the
+    quantized model's: 0 where the trained weights lie on the chosen format's grid."""
+    found = {}
+    for name in names:
+        index, _, matrix = name.partition(".")
+        index = int(index[len("layer"):])
+        layer = model.layers[index]
+        values = getattr(description.layers[index], matrix)
+        codes = getattr(layer, matrix)
+        difference = np.abs(dequantize(codes, layer.formats.format(config, matrix)) - values)
+        found[name] = float(difference.max()) if difference.size else 0.0
+    return found

@@ -329,7 +329,9 @@ class Accelerator:
         await self.check_errors()
         self._aborted = False
         decoded = program.decode_outputs(outputs)
-        decoded = decoded[:, 0] if plan.single else plan.channel_outputs(decoded)
+        decoded = (program.returned(decoded[:, 0]) if plan.single else
+                   [[program.returned(sequence) for sequence in channel]
+                    for channel in plan.channel_outputs(decoded)])
         return (decoded, final) if return_state else decoded
 
     async def _dump_state(self, plan):

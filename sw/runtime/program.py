@@ -126,14 +126,27 @@ class Program:
         -------
         array (frames, outputs), and (h_n, c_n) with ``return_state``
             The last layer's output for every frame, decoded from fixed point: exactly what
-            the hardware produces.
+            the hardware produces; the last frame's alone, (outputs,), where the model's last
+            layer returns only it (:attr:`last_frame_only`).
         """
         codes, _ = self.encode_inputs(frames)
         final = [] if return_state else None
-        outputs = self.decode_outputs(self.predict_codes(
+        outputs = self.returned(self.decode_outputs(self.predict_codes(
             codes, state=self.encode_state(state) if state is not None else None,
-            final=final))
+            final=final)))
         return (outputs, self.decode_state(final)) if return_state else outputs
+
+    @property
+    def last_frame_only(self):
+        """Whether the model's last layer returns its last frame's output alone (a Keras
+        layer with ``return_sequences=False``), and so do :meth:`predict`, :meth:`simulate`
+        and the driver; the hardware computes every frame's."""
+        return bool(self.metadata.get("last_frame_only"))
+
+    def returned(self, outputs):
+        """One sequence's outputs (frames, outputs) as the model returns them: all, or the
+        last frame's (:attr:`last_frame_only`)."""
+        return outputs[-1] if self.last_frame_only else outputs
 
     # State.
 
@@ -233,8 +246,8 @@ class Program:
         if self.float_model is None or self.run_float is None:
             raise ValueError("this program was loaded from an image and has no float model")
         frames = check_frames(frames, self.inputs)
-        return self.run_float(self.float_model, frames,
-                              None if state is None else self.state_rows(state))
+        return self.returned(self.run_float(self.float_model, frames,
+                                            None if state is None else self.state_rows(state)))
 
     # Describing.
 
@@ -264,6 +277,7 @@ class Program:
                          and (name != "peephole" or np.any(layer.peephole))}
                         for layer in self.model.layers],
             "calibration": dict(self.report.calibration),
+            "requantized": dict(self.report.requantized),
         }
 
     # Files.

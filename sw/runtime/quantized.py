@@ -148,12 +148,16 @@ class QuantizationReport:
     ``calibration`` (empty without calibration frames) holds what the compiler measured on
     them: ``frames``, the ``saturated`` counts of the run (inputs, cell states, projection
     outputs) and ``max_error``, the largest distance of the outputs from the float model.
+    ``requantized`` (empty unless the model was trained with weight quantizers, as Brevitas'
+    are) holds, per matrix (``layer0.input_weights``), the largest difference between the
+    trained quantized weights and the program's: 0 where they landed on the format's grid.
     """
 
     saturated: dict = field(default_factory=dict)
     nonzeros: int = 0
     weights: int = 0
     calibration: dict = field(default_factory=dict)
+    requantized: dict = field(default_factory=dict)
 
     @property
     def saturated_total(self):
@@ -164,17 +168,24 @@ class QuantizationReport:
         return self.nonzeros / self.weights if self.weights else 0.0
 
     def to_dict(self):
-        return {"saturated": dict(self.saturated), "nonzeros": self.nonzeros,
-                "weights": self.weights, "calibration": dict(self.calibration)}
+        values = {"saturated": dict(self.saturated), "nonzeros": self.nonzeros,
+                  "weights": self.weights, "calibration": dict(self.calibration)}
+        if self.requantized:            # only models trained with weight quantizers have it
+            values["requantized"] = dict(self.requantized)
+        return values
 
     @classmethod
     def from_dict(cls, values):
         calibration = values.get("calibration", {})
         if not isinstance(calibration, dict):
             raise ValueError("the calibration record is not a mapping")
+        requantized = values.get("requantized", {})
+        if not isinstance(requantized, dict):
+            raise ValueError("the requantization record is not a mapping")
         return cls(saturated={str(k): int(v) for k, v in values["saturated"].items()},
                    nonzeros=int(values["nonzeros"]), weights=int(values["weights"]),
-                   calibration=calibration)
+                   calibration=calibration,
+                   requantized={str(k): float(v) for k, v in requantized.items()})
 
 
 @dataclass

@@ -134,6 +134,36 @@ def test_rtl_follows_the_formats_chosen_from_calibration(case):
     assert np.abs(predicted - program.float_reference(x)).max() < FLOAT_TOLERANCE
 
 
+def _keras_gru_into_simple_rnn():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([keras.Input((None, 13)),
+                             keras.layers.GRU(22, return_sequences=True),
+                             keras.layers.SimpleRNN(16, return_sequences=True)])
+
+
+def _brevitas_quantlstm():
+    import torch
+    from brevitas.nn import QuantLSTM
+    from brevitas.quant import Int8WeightPerTensorFixedPoint
+    torch.manual_seed(2)
+    return QuantLSTM(13, 22, num_layers=2, weight_quant=Int8WeightPerTensorFixedPoint).eval()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("make", [_keras_gru_into_simple_rnn, _brevitas_quantlstm],
+                         ids=["keras-gru-simplernn", "brevitas-quantlstm-2-layers"])
+def test_models_of_other_frameworks_run_bit_exact(make):
+    """A Keras model and a Brevitas QuantLSTM (their forward passes are held to the program in
+    tests/unit/test_keras.py and test_brevitas.py) run on the RTL bit-exact, pruned."""
+    program = ese.compile(make(), hardware(4), density=0.3)
+    x = frames(10, 13, seed=8)
+    result = program.simulate(x, stall_probability=0.25, seed=3)
+    assert result.mismatches == 0 and np.array_equal(result.outputs, program.predict(x))
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
                             "ignore::torch.jit.TracerWarning")
 def test_an_onnx_export_runs_bit_exact():

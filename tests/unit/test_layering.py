@@ -61,6 +61,9 @@ DEFERRED_UPWARDS = {
 #: Third-party packages each layer may import at module level (others may import them too).
 HEAVY = {
     "torch": {"compiler"},
+    # The optional front ends' packages: inside the functions that read their models only.
+    "keras": set(),
+    "brevitas": set(),
     "amaranth": {"hw", "sim", "boards"},
     "cocotb": {"sim"},
     "cocotbext": {"sim"},
@@ -69,6 +72,8 @@ HEAVY = {
 #: Where a heavy package may be imported inside a function.
 HEAVY_DEFERRED = {
     "torch": {"compiler", "speech", "tools"},
+    "keras": {"compiler"},
+    "brevitas": {"compiler"},
     "amaranth": {"hw", "sim", "boards", "tools"},
     "cocotb": {"sim"},
     "cocotbext": {"sim"},
@@ -228,6 +233,23 @@ def test_a_host_that_only_runs_images_imports_neither_torch_nor_amaranth(tmp_pat
                     str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], check=True,
                    env=environment, timeout=120)
     assert np.array_equal(np.load(tmp_path / "y.npy"), program.predict(x))
+
+
+OPTIONAL_FRONT_ENDS = """
+import sys
+import torch
+import ese
+ese.compile(torch.nn.LSTM(4, 6), ese.Config(pes=2), density=0.5)
+loaded = sorted(m for m in ("keras", "brevitas") if m in sys.modules)
+assert not loaded, f"compiling a PyTorch module imported {loaded}"
+for blocked in ("keras", "brevitas"):
+    sys.modules[blocked] = None           # as if the extras were not installed
+ese.compile(torch.nn.GRU(4, 6), ese.Config(pes=2))
+"""
+
+
+def test_the_optional_front_ends_are_imported_only_for_their_models():
+    subprocess.run([sys.executable, "-c", OPTIONAL_FRONT_ENDS], check=True, timeout=120)
 
 
 @pytest.mark.parametrize("module", ["ese.sw.contract.registers", "ese.sw.runtime.program",

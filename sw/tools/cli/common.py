@@ -252,6 +252,12 @@ def print_summary(program, path):
     for index, formats in enumerate(s["formats"]):
         print(f"  layer {index} formats: " + ", ".join(
             f"{name} {text.split(' ')[0]}" for name, text in formats.items()))
+    if s["requantized"]:
+        exact = [name for name, value in s["requantized"].items() if value == 0]
+        moved = {name: value for name, value in s["requantized"].items() if value}
+        print(f"  trained quantized weights: {len(exact)} matrices on their grid"
+              + "".join(f"; {name} requantized by up to {value:.2e}"
+                        for name, value in moved.items()))
     calibration = s["calibration"]
     if calibration:
         saturated = ", ".join(f"{k} {v}" for k, v in calibration["saturated"].items())
