@@ -100,8 +100,7 @@ def _check(layer, last):
     if kind == "Bidirectional":
         raise UnsupportedModelError(
             f"Keras layer {name!r} is Bidirectional, which ese does not compile yet: the "
-            f"accelerator runs frames in time order; compile its forward layer alone "
-            f"(submodule=) only if that is the model you mean")
+            f"accelerator runs frames in time order only")
     if kind not in RECURRENT_LAYERS:
         raise UnsupportedModelError(f"Keras layer {name!r} is a {kind}; ese compiles "
                                     f"{', '.join(RECURRENT_LAYERS)} layers")

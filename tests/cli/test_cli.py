@@ -436,3 +436,24 @@ def test_compile_reads_a_torchscript_archives_submodule_and_a_state_dict(tmp_pat
         assert main(["info", str(out)]) == 0
         described = capsys.readouterr().out
         assert f"{path.name} encoder, 6->10 cells->4 proj; 4->10 cells->4 proj" in described
+
+
+@pytest.mark.slow
+def test_the_front_end_table_holds_every_row_within_its_tolerance(capsys):
+    """ese frontends (the README's table of front ends; reports/frontends.json adds --rtl):
+    every row the hardware runs is within 1e-5 of its framework in float and within
+    FLOAT_TOLERANCE in fixed point, but Brevitas with its own 8-bit activations (within 3
+    steps of its output quantizer, tests/unit/test_brevitas.py); the rest are refused by name."""
+    from helpers import FLOAT_TOLERANCE
+    assert main(["frontends", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
+    refused = [row for row in rows if "refused" in row]
+    assert {row["layer"] for row in refused} == {"bidirectional LSTM", "Bidirectional",
+                                                 "GRU (reset_after=False)"}
+    for row in rows:
+        if "refused" in row:
+            continue
+        if "8-bit activations" in row["layer"]:
+            assert row["predict_error"] < 3 / 128
+        else:
+            assert row["float_error"] < 1e-5 and row["predict_error"] < FLOAT_TOLERANCE, row

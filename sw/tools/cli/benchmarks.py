@@ -215,6 +215,30 @@ def _print_bench(r, console):
     console.print(table)
 
 
+def cmd_frontends(args):
+    from ..frontends_table import frontends_table
+    console = make_console()
+    with console.status("compiling") as status:
+        rows = frontends_table(rtl=args.rtl, log=lambda text: status.update(text))
+    report = {"command": args.command_line, "rows": rows}
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    for row in rows:
+        what = f"{row['front_end']}: {row['layer']} (against {row['reference']})"
+        if "refused" in row:
+            console.print(f"{what}: refused: {row['refused']}", markup=False)
+            continue
+        rtl = ("" if "rtl_bitexact" not in row else
+               "; RTL bit-exact" if row["rtl_bitexact"] else "; RTL DIFFERS")
+        console.print(f"{what}: float reference {row['float_error']:.1e}, predict "
+                      f"{row['predict_error']:.1e} (density {row['density']}){rtl}",
+                      markup=False)
+    return 0 if all(row.get("rtl_bitexact", True) for row in rows) else 1
+
+
 def cmd_explore(args):
     from ..explore import ExploreSettings, explore, plot_front
     if args.calibrate:
@@ -315,6 +339,14 @@ def cmd_soak(args):
 
 def register(commands):
     """Add the benchmarks commands to the parser's subcommands."""
+    frontends = commands.add_parser(
+        "frontends", help="each front end and layer kind compiled, against its framework's "
+                          "forward pass (and with --rtl on the RTL)")
+    frontends.add_argument("--rtl", action="store_true",
+                           help="also run each program on the RTL in Verilator")
+    frontends.add_argument("--json", action="store_true")
+    frontends.add_argument("-o", "--output", metavar="FILE", help="write the JSON report")
+    frontends.set_defaults(run=cmd_frontends)
     demo = commands.add_parser("demo", help="compile a small LSTMP, simulate it, report")
     demo.add_argument("--pes", type=positive_int, default=4, help="processing elements")
     demo.add_argument("--density", type=density_value, default=0.3, help="weights kept")
