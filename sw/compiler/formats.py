@@ -14,6 +14,8 @@ Without calibration frames the inputs and outputs keep the configured format, an
 saturates is reported as before.
 """
 
+import dataclasses
+
 import numpy as np
 
 from ..contract.arithmetic import LayerFormats
@@ -91,37 +93,47 @@ def float_forward(description, frames, state=None):
     """Run a :class:`~ese.sw.compiler.model.ModelDescription` in float64, from zero state or
     from ``state``: each layer's ``(y0, c0)`` (a GRU layer's c0 unused).
 
-    Returns the list of every layer's outputs y, each (frames, outputs): the same equations
+    Returns the list of every layer's outputs y, each (frames, outputs), in time order (a
+    bidirectional layer's backward half runs over the frames in reverse): the same equations
     as PyTorch's (gates i, f, g, o; peepholes; projection; or a GRU's, or a simple RNN's),
     with the same real weights. This is every front end's float reference: what a compiled
     program is compared with, whatever framework the model came from.
     """
     sequence = np.asarray(frames, dtype=np.float64)
-    outputs = []
-    for index, layer in enumerate(description.layers):
-        cells = layer.cells
-        from_input = sequence @ layer.input_weights.T + layer.bias
-        y = np.zeros(layer.recurrent)
-        c = np.zeros(cells)
-        if state is not None:
-            y = np.asarray(state[index][0], dtype=np.float64).reshape(layer.recurrent)
-            if not layer.is_gru:
-                c = np.asarray(state[index][1], dtype=np.float64).reshape(cells)
-        peephole = layer.peephole if layer.peephole is not None else np.zeros((3, cells))
-        result = np.empty((len(sequence), layer.outputs))
-        for t in range(len(sequence)):
-            gates = (from_input[t] + layer.recurrent_weights @ y).reshape(4, cells)
-            if layer.is_rnn:
-                y = np.tanh(gates[GRU_SLOTS.index("n_x")])
-                result[t] = y
-                continue
-            if layer.is_gru:
-                slot = dict(zip(GRU_SLOTS, gates))
-                r, z = _sigmoid(slot["r"]), _sigmoid(slot["z"])
-                n = np.tanh(slot["n_x"] + r * slot["n_h"])
-                y = (1 - z) * n + z * y
-                result[t] = y
-                continue
+    outputs = [None] * len(description.layers)
+    for stage in description.stages():
+        for index in stage:
+            layer = description.layers[index]
+            backward = layer.direction == "backward"
+            start = None if state is None else state[index]
+            result = _layer_forward(layer, sequence[::-1] if backward else sequence, start)
+            outputs[index] = result[::-1] if backward else result
+        sequence = np.concatenate([outputs[index] for index in stage], axis=1)
+    return outputs
+
+
+def _layer_forward(layer, sequence, state):
+    """One layer over a sequence (frames, inputs) from zero state or ``state`` (y0, c0)."""
+    cells = layer.cells
+    from_input = sequence @ layer.input_weights.T + layer.bias
+    y = np.zeros(layer.recurrent)
+    c = np.zeros(cells)
+    if state is not None:
+        y = np.asarray(state[0], dtype=np.float64).reshape(layer.recurrent)
+        if not layer.is_gru:
+            c = np.asarray(state[1], dtype=np.float64).reshape(cells)
+    peephole = layer.peephole if layer.peephole is not None else np.zeros((3, cells))
+    result = np.empty((len(sequence), layer.outputs))
+    for t in range(len(sequence)):
+        gates = (from_input[t] + layer.recurrent_weights @ y).reshape(4, cells)
+        if layer.is_rnn:
+            y = np.tanh(gates[GRU_SLOTS.index("n_x")])
+        elif layer.is_gru:
+            slot = dict(zip(GRU_SLOTS, gates))
+            r, z = _sigmoid(slot["r"]), _sigmoid(slot["z"])
+            n = np.tanh(slot["n_x"] + r * slot["n_h"])
+            y = (1 - z) * n + z * y
+        else:
             i = _sigmoid(gates[0] + peephole[0] * c)
             f = _sigmoid(gates[1] + peephole[1] * c)
             g = np.tanh(gates[2])
@@ -129,16 +141,15 @@ def float_forward(description, frames, state=None):
             o = _sigmoid(gates[3] + peephole[2] * c)
             m = o * np.tanh(c)
             y = layer.projection @ m if layer.projection is not None else m
-            result[t] = y
-        outputs.append(result)
-        sequence = result
-    return outputs
+        result[t] = y
+    return result
 
 
 def float_outputs(description, frames, state=None):
-    """The last layer's outputs of :func:`float_forward`: what a program's float reference
-    returns."""
-    return float_forward(description, frames, state)[-1]
+    """The model's outputs by :func:`float_forward` (its last stage's: a bidirectional
+    layer's halves concatenated): what a program's float reference returns."""
+    outputs = float_forward(description, frames, state)
+    return np.concatenate([outputs[index] for index in description.stages()[-1]], axis=1)
 
 
 def choose_formats(description, config, calibration=None, runs=None):
@@ -163,36 +174,50 @@ def choose_formats(description, config, calibration=None, runs=None):
         outputs = [np.concatenate([run[k].ravel() for run in runs])
                    for k in range(len(description.layers))]
     weight, bias, act = config.weight_format, config.bias_format, config.activation_format
-    chosen = []
-    for index, layer in enumerate(description.layers):
-        if index:
-            input_shift, input_low, input_high = chosen[-1].output, chosen[-1].output, \
-                chosen[-1].output
-        elif inputs is not None:
-            input_shift = coarsening(inputs, act, -limit, limit)
-            input_low, input_high = input_shift, limit
-        else:
-            input_shift = input_low = input_high = 0
-        input_weights, input_shift = _pair(layer.input_weights, weight, input_shift,
-                                           input_low, input_high, limit)
-        if layer.projection is not None:
-            # y may be coarser than its values need, so that a W_r of small weights can be
-            # finer: both are this layer's choice (the next layer reads y as it is).
-            output_low = (coarsening(outputs[index], act, 0, limit) if outputs is not None
-                          else 0)
-            recurrent_weights, output_shift = _pair(layer.recurrent_weights, weight,
-                                                    output_low, output_low, limit, limit)
-        else:
-            recurrent_weights, output_shift = _pair(layer.recurrent_weights, weight, 0, 0, 0,
-                                                    limit)
-        chosen.append(LayerFormats(
-            input=input_shift,
-            output=output_shift,
-            input_weights=input_weights,
-            recurrent_weights=recurrent_weights,
-            projection=(coarsening(layer.projection, weight, 0, limit)
-                        if layer.projection is not None else 0),
-            peephole=(coarsening(layer.peephole, weight, 0, limit)
-                      if layer.peephole is not None else 0),
-            bias=coarsening(layer.bias, bias, 0, limit)))
+    chosen = [None] * len(description.layers)
+    stage_output = None          # the shift of the previous stage's output y
+    for stage in description.stages():
+        for index in stage:
+            layer = description.layers[index]
+            if index != stage[0]:
+                # A bidirectional layer's backward half reads the forward half's input as it is.
+                given = chosen[stage[0]].input
+                input_shift, input_low, input_high = given, given, given
+            elif stage_output is not None:
+                input_shift, input_low, input_high = stage_output, stage_output, stage_output
+            elif inputs is not None:
+                input_shift = coarsening(inputs, act, -limit, limit)
+                input_low, input_high = input_shift, limit
+            else:
+                input_shift = input_low = input_high = 0
+            input_weights, input_shift = _pair(layer.input_weights, weight, input_shift,
+                                               input_low, input_high, limit)
+            if layer.projection is not None:
+                # y may be coarser than its values need, so that a W_r of small weights can
+                # be finer: both are this layer's choice (the next layer reads y as it is).
+                output_low = (coarsening(outputs[index], act, 0, limit) if outputs is not None
+                              else 0)
+                recurrent_weights, output_shift = _pair(layer.recurrent_weights, weight,
+                                                        output_low, output_low, limit, limit)
+            else:
+                recurrent_weights, output_shift = _pair(layer.recurrent_weights, weight, 0, 0,
+                                                        0, limit)
+            chosen[index] = LayerFormats(
+                input=input_shift,
+                output=output_shift,
+                input_weights=input_weights,
+                recurrent_weights=recurrent_weights,
+                projection=(coarsening(layer.projection, weight, 0, limit)
+                            if layer.projection is not None else 0),
+                peephole=(coarsening(layer.peephole, weight, 0, limit)
+                          if layer.peephole is not None else 0),
+                bias=coarsening(layer.bias, bias, 0, limit))
+        # The stage's halves share one output format (the next stage reads them as one
+        # vector): the coarser, each W_r kept within the alignment range beside it.
+        stage_output = max(chosen[index].output for index in stage)
+        for index in stage:
+            formats = chosen[index]
+            chosen[index] = dataclasses.replace(
+                formats, output=stage_output,
+                recurrent_weights=min(formats.recurrent_weights, limit - stage_output))
     return chosen

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..contract.errors import UnsupportedModelError
 from ..contract.memory_map import CELL_KINDS, STRUCTURAL_ZEROS, structural_zero_rows
-from ..runtime.quantized import LayerShape, StackShape
+from ..runtime.quantized import DIRECTIONS, LayerShape, StackShape
 
 __all__ = ["LayerDescription", "ModelDescription"]
 
@@ -36,6 +36,10 @@ class LayerDescription(LayerShape):
         w_ic, w_fc, w_oc.
     projection : array (proj, cells) or None
         W_ym; without it the layer's output y is m = o * tanh(c).
+    direction : "forward" or "backward"
+        A backward layer is the second half of a bidirectional layer (see
+        :class:`~ese.sw.runtime.quantized.StackShape`): it reads the forward half's input in
+        reverse time order.
     kind : "lstm", "gru" or "rnn"
         A GRU layer's slots are r, z, n_x, n_h (``GRU_SLOTS``): the n_h rows of
         ``input_weights`` and the n_x rows of ``recurrent_weights`` are zero, the biases are
@@ -50,6 +54,7 @@ class LayerDescription(LayerShape):
     peephole: "np.ndarray | None" = None
     projection: "np.ndarray | None" = None
     kind: str = "lstm"
+    direction: str = "forward"
 
     def __post_init__(self):
         self.input_weights = np.asarray(self.input_weights, dtype=np.float64)
@@ -86,6 +91,9 @@ class LayerDescription(LayerShape):
             array = getattr(self, name)
             if array is not None and not np.all(np.isfinite(array)):
                 raise UnsupportedModelError(f"{name} holds NaN or infinite values")
+        if self.direction not in DIRECTIONS:
+            raise UnsupportedModelError(f"a layer's direction is one of {', '.join(DIRECTIONS)}, "
+                                        f"not {self.direction!r}")
         if self.kind not in CELL_KINDS:
             raise UnsupportedModelError(f"a layer is one of {', '.join(CELL_KINDS)}, not "
                                         f"{self.kind!r}")
@@ -105,7 +113,8 @@ class LayerDescription(LayerShape):
 
 @dataclass
 class ModelDescription(StackShape):
-    """A stack of LSTM layers; layer ``k + 1`` reads layer ``k``'s output ``y``."""
+    """A stack of recurrent layers in stages (a layer, or a bidirectional layer's two halves);
+    each stage reads the output of the one before it (:class:`StackShape`)."""
 
     layers: list
     source: str = "unknown"
@@ -114,12 +123,9 @@ class ModelDescription(StackShape):
     def __post_init__(self):
         if not self.layers:
             raise UnsupportedModelError("a model needs at least one layer")
-        for index in range(1, len(self.layers)):
-            before, after = self.layers[index - 1], self.layers[index]
-            if after.inputs != before.outputs:
-                raise UnsupportedModelError(
-                    f"layer {index} takes {after.inputs} inputs but layer {index - 1} "
-                    f"produces {before.outputs}")
+        problem = self.stage_problem()
+        if problem:
+            raise UnsupportedModelError(problem)
 
     def summary(self):
         parts = []
@@ -131,5 +137,7 @@ class ModelDescription(StackShape):
                 text += " (peepholes)"
             if layer.is_gru:
                 text = text.replace("cells", f"{layer.kind.upper()} units")
+            if layer.direction == "backward":
+                text = f"backward {text}"
             parts.append(text)
         return "; ".join(parts)

@@ -34,6 +34,7 @@ def quantize_model(description, config, formats=None):
     report = QuantizationReport()
     layers = []
     formats = formats or [LayerFormats() for _ in description.layers]
+    reads_m = description.reads_cell_outputs()
     for index, (layer, chosen) in enumerate(zip(description.layers, formats)):
         chosen.check(config, layer.proj, f"layer {index}")
         if layer.is_gru and config.cell_bits < config.activation_bits:
@@ -57,9 +58,8 @@ def quantize_model(description, config, formats=None):
             peephole=peephole,
             projection=(convert("projection", layer.projection)
                         if layer.projection is not None else None),
-            formats=chosen, kind=layer.kind)
-        check_accumulator_bound(quantized, config, index,
-                                input_is_m=index > 0 and description.layers[index - 1].proj == 0)
+            formats=chosen, kind=layer.kind, direction=layer.direction)
+        check_accumulator_bound(quantized, config, index, input_is_m=reads_m[index])
         layers.append(quantized)
     model = QuantizedModel(config, layers, source=description.source)
     report.nonzeros = model.nonzero_count()

@@ -46,10 +46,10 @@ from ..contract.memory_map import (
 )
 from ..contract.placement import Placement
 from ..contract.wire import channel_word
-from .quantized import QuantizedLayer, QuantizedModel
+from .quantized import QuantizedLayer, QuantizedModel, StackShape
 
 __all__ = ["HardwareImage", "encode_model", "decode_image", "layout_model", "encode_columns",
-           "entry_words", "layer_segments",
+           "entry_words", "layer_segments", "stage_format_problem",
            "state_load_words", "state_dump_words", "decode_state_dump"]
 
 
@@ -134,6 +134,12 @@ def layout_model(layers, placement):
     (``layer.formats``, the configured formats where a layer has none).
     """
     pes = placement.pes
+    stack = StackShape()
+    stack.layers = layers
+    passes = stack.passes()
+    # Each pass's last layer ends a frame step and sends its y to the host; each pass's
+    # first layer reads frames from it (descriptor 0 while its pass runs).
+    ends = {run.last for run in passes}
     descriptors = []
     column, cell, vector = 0, 0, 0
     projection_cells = max((placement.padded(layer.cells) for layer in layers if layer.proj),
@@ -155,7 +161,7 @@ def layout_model(layers, placement):
             "recurrent_base": recurrent_bases[index],
             "cell_output_base": cell_output_scratch if layer.proj else recurrent_bases[index],
             "cell_base": cell,
-            "last": int(index == len(layers) - 1),
+            "last": int(index in ends),
             "gru": int(getattr(layer, "kind", "lstm") in ("gru", "rnn")),
             "rnn": int(getattr(layer, "kind", "lstm") == "rnn"),
             "delta": int(getattr(layer, "delta", None) is not None),
@@ -167,7 +173,7 @@ def layout_model(layers, placement):
     return ModelLayout(
         descriptors, columns=column, cells=cell,
         cell_count=sum(layer.cells for layer in layers), vector_words=max(1, vector),
-        inputs=placement.padded(layers[0].inputs),
+        inputs=max(placement.padded(layers[run.first].inputs) for run in passes),
         cells_per_pe=max(ceil_div(layer.cells, pes) for layer in layers),
         projections_per_pe=max(1, max(ceil_div(layer.proj, pes) for layer in layers)))
 
@@ -194,6 +200,10 @@ class HardwareImage:
     formats : list of LayerFormats
         Each layer's formats (the descriptors hold their alignment shifts; the host needs
         the input and output formats, and decoding the rest).
+    directions : list of str, or None
+        Each layer's direction (:data:`~ese.sw.runtime.quantized.DIRECTIONS`) where the model
+        has a bidirectional layer: the host runs its passes; None where every layer runs
+        forward. The hardware needs none of it: each pass's descriptors are loaded in turn.
     """
 
     config: object
@@ -203,6 +213,7 @@ class HardwareImage:
     descriptors: list
     padding: np.ndarray = field(default=None)
     formats: list = field(default=None)
+    directions: list = field(default=None)
 
     @property
     def memory_map(self):
@@ -407,6 +418,10 @@ def encode_model(model, config):
     :class:`HardwareImage`, whose ``config`` is sized.
     """
     pes = config.pes
+    if model.bidirectional and config.streamed:
+        raise ConfigError("a bidirectional model runs in passes, each loading its layers' "
+                          "descriptors, and weights streamed from DDR (Config.stream_window) "
+                          "run one pass of every layer; build it with the weights on chip")
     for index, layer in enumerate(model.layers):
         if layer.is_gru and not config.gru:
             raise ConfigError(f"layer {index} is a {layer.kind.upper()}, which runs on the GRU "
@@ -449,8 +464,10 @@ def encode_model(model, config):
     for index, (descriptor, layer) in enumerate(zip(layout.descriptors, model.layers)):
         layer.formats.check(sized, layer.proj, f"layer {index}")
         pack_fields(descriptor, mm.descriptor_fields)
+    directions = ([layer.direction for layer in model.layers] if model.bidirectional
+                  else None)
     return HardwareImage(sized, pointers.astype(np.int64), entries, cell_parameters,
-                         layout.descriptors, padding, formats)
+                         layout.descriptors, padding, formats, directions)
 
 
 def _decode_columns(entries, counts, rows, columns, config, what):
@@ -497,8 +514,12 @@ def decode_image(image):
     pes = config.pes
     placement = Placement.of(config)
     descriptors = image.descriptors
-    if not descriptors or not descriptors[-1]["last"] or any(d["last"] for d in descriptors[:-1]):
-        raise ImageError("the layer descriptors do not end with exactly one last layer")
+    directions = image.directions or ["forward"] * len(descriptors)
+    if len(directions) != len(descriptors):
+        raise ImageError(f"the image names {len(directions)} layers' directions for "
+                         f"{len(descriptors)} layers")
+    if not descriptors or not descriptors[-1]["last"]:
+        raise ImageError("the layer descriptors do not end with a last layer")
     total_blocks = sum(placement.blocks(columns) for d in descriptors
                        for columns in layer_segments(SimpleNamespace(**d)))
     if image.pointers.shape != (pes, total_blocks + 1):
@@ -569,12 +590,28 @@ def decode_image(image):
             input_weights=gates[:, :inputs], recurrent_weights=gates[:, inputs:],
             bias=params[:, :GATES].T.reshape(-1).copy(), peephole=params[:, GATES:].T.copy(),
             projection=projection, formats=formats, kind=kind,
-            delta=DeltaThresholds.from_descriptor(d)))
-    for index in range(1, len(layers)):
-        if layers[index].inputs != layers[index - 1].outputs:
-            raise ImageError(f"layer {index} takes {layers[index].inputs} inputs but layer "
-                             f"{index - 1} produces {layers[index - 1].outputs}")
-        if layers[index].formats.input != layers[index - 1].formats.output:
-            raise ImageError(f"layer {index} reads its input in another format than layer "
-                             f"{index - 1} writes it")
-    return QuantizedModel(config, layers)
+            delta=DeltaThresholds.from_descriptor(d), direction=directions[index]))
+    model = QuantizedModel(config, layers)
+    problem = model.stage_problem() or stage_format_problem(layers, model.stages())
+    if problem:
+        raise ImageError(problem)
+    ends = [index for index, d in enumerate(descriptors) if d["last"]]
+    if ends != [run.last for run in model.passes()]:
+        raise ImageError("the layer descriptors' last-layer flags do not end the passes the "
+                         "layers run in")
+    return model
+
+
+def stage_format_problem(layers, stages):
+    """What breaks the formats' chain between stages (a message), or None: each stage reads
+    its input in the format the stage before writes it, and a bidirectional layer's halves
+    read one input format and write one output format."""
+    for number, stage in enumerate(stages):
+        formats = [layers[index].formats for index in stage]
+        if len({f.input for f in formats}) > 1 or len({f.output for f in formats}) > 1:
+            return (f"the halves of bidirectional layer {stage[0]} read or write their "
+                    f"vectors in different formats")
+        if number and formats[0].input != layers[stages[number - 1][0]].formats.output:
+            return (f"layer {stage[0]} reads its input in another format than the layer "
+                    f"before it writes it")
+    return None

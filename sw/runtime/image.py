@@ -38,7 +38,8 @@ from ..contract.memory_map import (
     FORMAT_VERSION,
 )
 from ..contract.placement import Placement
-from .encoding import HardwareImage
+from .encoding import HardwareImage, stage_format_problem
+from .quantized import DIRECTIONS, StackShape
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "write_image", "read_image", "image_bytes",
            "MAX_HEADER_BYTES", "MAX_WEIGHTS"]
@@ -90,6 +91,8 @@ def image_bytes(image, metadata):
         "sections": table,
         "metadata": metadata,
     }
+    if image.directions:                # only a model with a bidirectional layer has them
+        header["directions"] = list(image.directions)
     header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     content = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes), len(body))
     content += header_bytes + bytes(body)
@@ -199,19 +202,41 @@ def _parse(header, body, path):
         raise ImageError(f"{path}: the column pointers do not account for the entries")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     entries = [sections["entries"][bounds[k]:bounds[k + 1]] for k in range(config.pes)]
-    formats = _check_formats(header["formats"], header["layers"], config, path)
-    descriptors = _check_layers(header["layers"], formats, config, sections, path)
+    directions = _check_directions(header.get("directions"), header["layers"], path)
+    formats = _check_formats(header["formats"], header["layers"], config, path, directions)
+    descriptors = _check_layers(header["layers"], formats, config, sections, path, directions)
     image = HardwareImage(config, pointers, entries, sections["cell_parameters"], descriptors,
-                          sections["padding"], formats)
+                          sections["padding"], formats, directions)
     metadata = header.get("metadata", {})
     if not isinstance(metadata, dict):
         raise ImageError(f"{path}: metadata is malformed")
     return image, metadata
 
 
-def _check_formats(formats, layers, config, path):
+def _check_directions(directions, layers, path):
+    """Each layer's direction where the header names them (a bidirectional model), else
+    None."""
+    if directions is None:
+        return None
+    if (not isinstance(directions, list) or not isinstance(layers, list)
+            or len(directions) != len(layers) or "backward" not in directions
+            or not all(d in DIRECTIONS for d in directions)):
+        raise ImageError(f"{path}: the layers' directions are malformed (one per layer, each "
+                         f"one of {', '.join(DIRECTIONS)}, given only for a model with a "
+                         f"backward layer)")
+    return directions
+
+
+def _stages(directions, count):
+    stack = StackShape()
+    stack.layers = [SimpleNamespace(direction=d)
+                    for d in (directions or ["forward"] * count)]
+    return stack.stages()
+
+
+def _check_formats(formats, layers, config, path, directions=None):
     """Each layer's formats: a mapping of counts the hardware's alignment shifts hold, the
-    input of each layer the output of the one before."""
+    input of each stage the output of the one before."""
     if (not isinstance(formats, list) or not isinstance(layers, list)
             or len(formats) != len(layers)
             or not all(isinstance(f, dict) and set(f) == set(LayerFormats.NAMES)
@@ -230,14 +255,15 @@ def _check_formats(formats, layers, config, path):
             chosen.check(config, bool(proj), f"layer {index}")
         except ValueError as error:
             raise ImageError(f"{path}: {error}") from None
-        if index and chosen.input != checked[-1].output:
-            raise ImageError(f"{path}: layer {index} reads its input in another format than "
-                             f"layer {index - 1} writes it")
         checked.append(chosen)
+    problem = stage_format_problem([SimpleNamespace(formats=f) for f in checked],
+                                   _stages(directions, len(checked)))
+    if problem:
+        raise ImageError(f"{path}: {problem}")
     return checked
 
 
-def _check_layers(layers, formats, config, sections, path):
+def _check_layers(layers, formats, config, sections, path, directions=None):
     """The layer descriptors, checked against the sizes they give, the sections and the
     hardware before anything is allocated from them."""
     from .encoding import layout_model
@@ -252,8 +278,10 @@ def _check_layers(layers, formats, config, sections, path):
     shapes = [SimpleNamespace(inputs=d["inputs"], recurrent=d["recurrent"], cells=d["cells"],
                               proj=d["proj"], formats=f,
                               kind="rnn" if d["rnn"] else "gru" if d["gru"] else "lstm",
+                              direction=direction,
                               delta=DeltaThresholds.from_descriptor(d))
-              for d, f in zip(layers, formats)]
+              for d, f, direction in zip(layers, formats,
+                                         directions or ["forward"] * len(layers))]
     for index, shape in enumerate(shapes):
         if shape.delta is not None:
             try:

@@ -14,7 +14,7 @@ import numpy as np
 from ..contract.arithmetic import DeltaThresholds, LayerFormats
 from ..contract.errors import CapacityError, ConfigError
 
-__all__ = ["LayerShape", "StackShape", "QuantizedLayer", "QuantizedModel",
+__all__ = ["LayerShape", "StackShape", "Pass", "DIRECTIONS", "QuantizedLayer", "QuantizedModel",
            "QuantizationReport", "check_accumulator_bound", "check_model_bounds",
            "delta_thresholds", "real_thresholds"]
 
@@ -80,8 +80,36 @@ class LayerShape:
         return found
 
 
+#: A layer's direction: "forward" reads the frames in time order; "backward" is the second half
+#: of a bidirectional layer: it reads the same input as the forward layer before it, in
+#: reverse time order, and its outputs (put back in time order) follow that layer's in the
+#: stage's output, as PyTorch, ONNX and Keras concatenate them.
+DIRECTIONS = ("forward", "backward")
+
+
+@dataclass(frozen=True)
+class Pass:
+    """Layers ``first`` to ``last`` run as one sequence by the hardware: a run of
+    unidirectional layers, or one half of a bidirectional layer (``backward``: its frames in
+    reverse time order). A pass's first layer reads frames from the host; its last layer's
+    outputs go back to it."""
+
+    first: int
+    last: int
+    backward: bool = False
+
+    @property
+    def layers(self):
+        return range(self.first, self.last + 1)
+
+
 class StackShape:
-    """Sizes and counts of a stack of layers (``self.layers``)."""
+    """Sizes and counts of a stack of layers (``self.layers``).
+
+    The layers form *stages*: a forward layer alone, or a bidirectional layer's forward and
+    backward halves (:data:`DIRECTIONS`). Stage ``s + 1`` reads stage ``s``'s output: its
+    layer's y, or its two halves' ys concatenated, forward first.
+    """
 
     @property
     def inputs(self):
@@ -89,7 +117,67 @@ class StackShape:
 
     @property
     def outputs(self):
-        return self.layers[-1].outputs
+        return sum(self.layers[index].outputs for index in self.stages()[-1])
+
+    @property
+    def bidirectional(self):
+        """Some layer is bidirectional (it has a backward half)."""
+        return any(getattr(layer, "direction", "forward") == "backward" for layer in self.layers)
+
+    def stages(self):
+        """The stages, as lists of layer indices (see the class's documentation)."""
+        stages = []
+        for index, layer in enumerate(self.layers):
+            if getattr(layer, "direction", "forward") == "backward" and stages \
+                    and len(stages[-1]) == 1:
+                stages[-1].append(index)
+            else:
+                stages.append([index])
+        return stages
+
+    def stage_problem(self):
+        """What makes the layers no stack of stages (a message), or None."""
+        stages = self.stages()
+        for number, stage in enumerate(stages):
+            layers = [self.layers[index] for index in stage]
+            directions = [getattr(layer, "direction", "forward") for layer in layers]
+            if any(direction not in DIRECTIONS for direction in directions):
+                return f"a layer's direction is one of {', '.join(DIRECTIONS)}"
+            if directions[0] != "forward":
+                return (f"layer {stage[0]} runs backward without the forward half of a "
+                        f"bidirectional layer before it")
+            if len(layers) == 2 and layers[1].inputs != layers[0].inputs:
+                return (f"the halves of bidirectional layer {stage[0]} read {layers[0].inputs} "
+                        f"and {layers[1].inputs} inputs")
+            if number:
+                produced = sum(self.layers[index].outputs for index in stages[number - 1])
+                if layers[0].inputs != produced:
+                    return (f"layer {stage[0]} takes {layers[0].inputs} inputs but the layer "
+                            f"before it produces {produced}")
+        return None
+
+    def passes(self):
+        """The :class:`Pass` es the hardware runs the stack in: each run of unidirectional
+        stages as one, each half of a bidirectional stage as one."""
+        found = []
+        for stage in self.stages():
+            if len(stage) == 2:
+                found += [Pass(stage[0], stage[0]), Pass(stage[1], stage[1], backward=True)]
+            elif found and not found[-1].backward:
+                # A unidirectional stage joins the run before it (a bidirectional stage's
+                # forward half is always followed by its backward one in the list).
+                found[-1] = Pass(found[-1].first, stage[0])
+            else:
+                found.append(Pass(stage[0], stage[0]))
+        return found
+
+    def reads_cell_outputs(self):
+        """For each layer, whether its input is cell outputs m, never beyond 1.0 (its previous
+        stage's layers have no projection)."""
+        stages = self.stages()
+        return [number > 0 and all(self.layers[earlier].proj == 0
+                                   for earlier in stages[number - 1])
+                for number, stage in enumerate(stages) for _ in stage]
 
     def weight_count(self):
         """Weights in all sparse matrices (zeros included; see :meth:`LayerShape.weight_count`)."""
@@ -98,7 +186,6 @@ class StackShape:
     def nonzero_count(self):
         return sum(int(np.count_nonzero(m)) for layer in self.layers
                    for m in layer.matrices().values())
-
 
 
 @dataclass
@@ -123,6 +210,7 @@ class QuantizedLayer(LayerShape):
     formats: LayerFormats = field(default_factory=LayerFormats)
     kind: str = "lstm"
     delta: "DeltaThresholds | None" = None
+    direction: str = "forward"
 
     @property
     def gate_weights(self):
@@ -133,7 +221,7 @@ class QuantizedLayer(LayerShape):
         names = ("input_weights", "recurrent_weights", "bias", "peephole")
         same = all(np.array_equal(getattr(self, n), getattr(other, n)) for n in names)
         if (self.formats != other.formats or self.kind != other.kind
-                or self.delta != other.delta):
+                or self.delta != other.delta or self.direction != other.direction):
             return False
         if (self.projection is None) != (other.projection is None):
             return False
@@ -255,7 +343,7 @@ def check_model_bounds(model, config):
     """:func:`check_accumulator_bound` for every layer of ``model``."""
     for index, layer in enumerate(model.layers):
         check_accumulator_bound(layer, config, index,
-                                input_is_m=index > 0 and model.layers[index - 1].proj == 0)
+                                input_is_m=model.reads_cell_outputs()[index])
 
 
 def real_thresholds(entry, what="a layer"):

@@ -72,8 +72,9 @@ HEAVY = {
 #: Where a heavy package may be imported inside a function.
 HEAVY_DEFERRED = {
     "torch": {"compiler", "speech", "tools"},
-    "keras": {"compiler"},
-    "brevitas": {"compiler"},
+    # and the tools' table of front ends (ese frontends), which builds their models.
+    "keras": {"compiler", "tools"},
+    "brevitas": {"compiler", "tools"},
     "amaranth": {"hw", "sim", "boards", "tools"},
     "cocotb": {"sim"},
     "cocotbext": {"sim"},
