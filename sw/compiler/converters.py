@@ -134,16 +134,22 @@ PARAMETER_NAME = re.compile(r"^(?P<role>weight_ih|weight_hh|bias_ih|bias_hh|weig
 _KIND_OF_GATES = {4: "lstm", 3: "gru", 1: "rnn"}
 
 
+def _suffixes(module):
+    """The parameter name suffixes of a stack's directions: "" and, bidirectional, "_reverse"."""
+    return ("", "_reverse") if getattr(module, "bidirectional", False) else ("",)
+
+
 def _stack_parameters(module):
     """A stack's parameters by PyTorch's names, as the module shows them (through any pruning
     mask attached), leaving out those that are None."""
     found = {}
     for layer in range(module.num_layers):
-        for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "bias",
-                     "weight_peephole"):
-            value = getattr(module, f"{role}_l{layer}", None)
-            if isinstance(value, torch.Tensor):
-                found[f"{role}_l{layer}"] = value
+        for suffix in _suffixes(module):
+            for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "bias",
+                         "weight_peephole"):
+                value = getattr(module, f"{role}_l{layer}{suffix}", None)
+                if isinstance(value, torch.Tensor):
+                    found[f"{role}_l{layer}{suffix}"] = value
     return found
 
 
@@ -174,7 +180,8 @@ def describe_parameters(parameters, what, kind=None):
     Each layer's kind follows from W_hh's rows (4 gate blocks: an LSTM, 3: a GRU); ``kind``,
     where the source says it, must agree. An LSTM's biases add up (``bias_ih + bias_hh``, or
     PeepholeLSTM's one ``bias``); its peepholes and projection come along; a GRU's weights go
-    through :func:`gru_layer`.
+    through :func:`gru_layer`. A bidirectional stack's ``_reverse`` parameters become each
+    layer's backward half, after its forward one (PyTorch's h_n order).
     """
     layers, stacked = {}, set()
     for name, value in parameters.items():
@@ -183,20 +190,22 @@ def describe_parameters(parameters, what, kind=None):
             raise UnsupportedModelError(
                 f"{what}: parameter {name!r} is not a recurrent layer's (PyTorch names them "
                 f"weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, weight_hr_l0)")
-        if match["reverse"]:
-            raise UnsupportedModelError(
-                f"{what} is bidirectional ({name}): the accelerator runs frames in time order "
-                f"only; use bidirectional=False")
         stacked.add(match["layer"] is not None)
         value = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
-        layers.setdefault(int(match["layer"] or 0), {})[match["role"]] = _array(
-            value, f"{what} parameter {name}")
+        key = (int(match["layer"] or 0), bool(match["reverse"]))
+        layers.setdefault(key, {})[match["role"]] = _array(value, f"{what} parameter {name}")
+    bidirectional = any(reverse for _, reverse in layers)
+    count = 1 + max(layer for layer, _ in layers)
+    if bidirectional and sorted(layers) != [(k, r) for k in range(count) for r in (False, True)]:
+        raise UnsupportedModelError(f"{what} has _reverse parameters for some layers only: a "
+                                    f"bidirectional stack has both directions in every layer")
     if len(stacked) > 1:
         raise UnsupportedModelError(f"{what} mixes a cell's parameter names (weight_ih) with "
                                     f"a stack's (weight_ih_l0)")
     described = []
-    for index in range(len(layers)):
-        found = layers.get(index, {})
+    for key in sorted(layers) if bidirectional else [(k, False) for k in range(count)]:
+        index, reverse = key
+        found = layers.get(key, {})
         missing = [role for role in ("weight_ih", "weight_hh") if role not in found]
         if missing:
             raise UnsupportedModelError(
@@ -212,32 +221,39 @@ def describe_parameters(parameters, what, kind=None):
         if kind is not None and layer_kind != kind:
             raise UnsupportedModelError(f"{what} layer {index} holds the weights of a "
                                         f"{layer_kind.upper()}, not of a {kind.upper()}")
+        direction = "backward" if reverse else "forward"
         if layer_kind == "rnn":
-            described.append(rnn_layer(found["weight_ih"], found["weight_hh"],
-                                       found.get("bias_ih"), found.get("bias_hh")))
-            continue
-        if layer_kind == "gru":
-            described.append(gru_layer(found["weight_ih"], found["weight_hh"],
-                                       found.get("bias_ih"), found.get("bias_hh")))
-            continue
-        rows = found["weight_hh"].shape[0]
-        bias = found.get("bias")
-        if bias is None:
-            bias = found.get("bias_ih", np.zeros(rows)) + found.get("bias_hh", np.zeros(rows))
-        described.append(LayerDescription(
-            input_weights=found["weight_ih"], recurrent_weights=found["weight_hh"], bias=bias,
-            peephole=found.get("weight_peephole"), projection=found.get("weight_hr")))
+            layer = rnn_layer(found["weight_ih"], found["weight_hh"], found.get("bias_ih"),
+                              found.get("bias_hh"))
+        elif layer_kind == "gru":
+            layer = gru_layer(found["weight_ih"], found["weight_hh"], found.get("bias_ih"),
+                              found.get("bias_hh"))
+        else:
+            rows = found["weight_hh"].shape[0]
+            bias = found.get("bias")
+            if bias is None:
+                bias = (found.get("bias_ih", np.zeros(rows))
+                        + found.get("bias_hh", np.zeros(rows)))
+            layer = LayerDescription(
+                input_weights=found["weight_ih"], recurrent_weights=found["weight_hh"],
+                bias=bias, peephole=found.get("weight_peephole"),
+                projection=found.get("weight_hr"))
+        layer.direction = direction
+        described.append(layer)
     return ModelDescription(described, source=what)
 
 
 def _stacked_prunable(module):
-    """Prunable matrices of a stack named like torch.nn.LSTM (weight_ih_l0, weight_hh_l0, ...)."""
+    """Prunable matrices of a stack named like torch.nn.LSTM (weight_ih_l0, weight_hh_l0, ...;
+    a bidirectional one's ``_reverse`` ones too)."""
     found = []
     for layer in range(module.num_layers):
-        found.append(PrunableMatrix(module, f"weight_ih_l{layer}", module.hidden_size))
-        found.append(PrunableMatrix(module, f"weight_hh_l{layer}", module.hidden_size))
-        if module.proj_size:
-            found.append(PrunableMatrix(module, f"weight_hr_l{layer}", module.proj_size))
+        for suffix in _suffixes(module):
+            found.append(PrunableMatrix(module, f"weight_ih_l{layer}{suffix}", module.hidden_size))
+            found.append(PrunableMatrix(module, f"weight_hh_l{layer}{suffix}", module.hidden_size))
+            if module.proj_size:
+                found.append(PrunableMatrix(module, f"weight_hr_l{layer}{suffix}",
+                                            module.proj_size))
     return found
 
 
@@ -264,16 +280,11 @@ class Converter:
 
 
 
-@register(nn.LSTM, "torch.nn.LSTM (unidirectional)")
+@register(nn.LSTM, "torch.nn.LSTM")
 class TorchLSTMConverter(Converter):
     """``torch.nn.LSTM``: any layer count, with or without projection, biases and batch_first."""
 
     def check(self, module):
-        if module.bidirectional:
-            raise UnsupportedModelError(
-                f"bidirectional LSTMs are not supported: the accelerator runs frames in time "
-                f"order only; use bidirectional=False (ese compiles "
-                f"{', '.join(supported_modules())})")
         if module.mode != "LSTM":
             raise UnsupportedModelError(f"torch.nn.{module.mode} is not supported; ese compiles "
                                         f"{', '.join(supported_modules())}")
@@ -391,23 +402,19 @@ def gru_prunable(module, names, hidden):
     return found
 
 
-@register(nn.GRU, "torch.nn.GRU (unidirectional)")
+@register(nn.GRU, "torch.nn.GRU")
 class TorchGRUConverter(Converter):
     """``torch.nn.GRU``: any layer count, with or without biases and batch_first."""
 
     def check(self, module):
-        if module.bidirectional:
-            raise UnsupportedModelError(
-                "bidirectional GRUs are not supported: the accelerator runs frames in time "
-                f"order only; use bidirectional=False (ese compiles "
-                f"{', '.join(supported_modules())})")
         _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
         for name, parameter in module.named_parameters():
             _array(parameter[:0], f"torch.nn.GRU parameter {name}")
 
     def prunable(self, module):
-        return gru_prunable(module, [(f"weight_ih_l{layer}", f"weight_hh_l{layer}")
-                                     for layer in range(module.num_layers)], module.hidden_size)
+        return gru_prunable(module, [(f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}")
+                                     for layer in range(module.num_layers)
+                                     for suffix in _suffixes(module)], module.hidden_size)
 
     def describe(self, module):
         return describe_parameters(_stack_parameters(module), "torch.nn.GRU", "gru")
@@ -437,25 +444,21 @@ def _check_tanh(module, name):
             f"only (ese compiles {', '.join(supported_modules())})")
 
 
-@register(nn.RNN, "torch.nn.RNN (tanh, unidirectional)")
+@register(nn.RNN, "torch.nn.RNN (tanh)")
 class TorchRNNConverter(Converter):
     """``torch.nn.RNN`` with tanh: any layer count, with or without biases and batch_first;
     each layer runs as a GRU whose update gate is held at zero."""
 
     def check(self, module):
-        if module.bidirectional:
-            raise UnsupportedModelError(
-                "bidirectional RNNs are not supported: the accelerator runs frames in time "
-                f"order only; use bidirectional=False (ese compiles "
-                f"{', '.join(supported_modules())})")
         _check_tanh(module, "torch.nn.RNN")
         _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
         for name, parameter in module.named_parameters():
             _array(parameter[:0], f"torch.nn.RNN parameter {name}")
 
     def prunable(self, module):
-        return rnn_prunable(module, [(f"weight_ih_l{layer}", f"weight_hh_l{layer}")
-                                     for layer in range(module.num_layers)], module.hidden_size)
+        return rnn_prunable(module, [(f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}")
+                                     for layer in range(module.num_layers)
+                                     for suffix in _suffixes(module)], module.hidden_size)
 
     def describe(self, module):
         return describe_parameters(_stack_parameters(module), "torch.nn.RNN", "rnn")

@@ -103,8 +103,69 @@ class Program:
         codes) starts from a state and ``final``, a list, receives the state after the last
         frame (see ``GoldenModel.run``).
         """
-        return self._golden.run(codes, trace=trace, saturated=saturated, state=state,
-                                final=final)
+        if not self.model.bidirectional:
+            return self._golden.run(codes, trace=trace, saturated=saturated, state=state,
+                                    final=final)
+        return self.run_passes(codes, trace=trace, saturated=saturated, state=state,
+                               final=final)[0]
+
+    # Bidirectional layers: passes.
+
+    def run_passes(self, codes, trace=None, saturated=None, state=None, final=None):
+        """The golden model over a model's passes (:meth:`QuantizedModel.passes
+        <ese.sw.runtime.quantized.StackShape.passes>`), as the host schedules them on the
+        hardware: each pass a sequence through its layers, a backward half's frames in
+        reverse time order, each stage's input its previous stage's outputs concatenated.
+
+        Returns ``(outputs, runs)``: the model's output codes (frames, outputs), and for each
+        pass ``(Pass, inputs, outputs)``: the codes the pass reads and writes, in the order
+        the hardware reads and writes them (a backward pass's reversed). The other arguments
+        are :meth:`predict_codes`'s, for every layer.
+        """
+        model = self.model
+        stages = model.stages()
+        stage_of = {index: number for number, stage in enumerate(stages) for index in stage}
+        produced, runs = {}, []
+        for run in model.passes():
+            number = stage_of[run.first]
+            inputs = (np.asarray(codes, dtype=np.int64) if number == 0 else np.concatenate(
+                [produced[index] for index in stages[number - 1]], axis=1))
+            if run.backward:
+                inputs = inputs[::-1]
+            layers = list(run.layers)
+            local_saturated = {} if saturated is not None else None
+            local_final = [] if final is not None else None
+            golden = self._pass_golden(run)
+            outputs = golden.run(inputs, trace=trace, saturated=local_saturated,
+                                 state=None if state is None else [state[i] for i in layers],
+                                 final=local_final)
+            for key, count in (local_saturated or {}).items():
+                local, _, name = key.partition(".")
+                key = f"layer{run.first + int(local[len('layer'):])}.{name}"
+                saturated[key] = saturated.get(key, 0) + count
+            if final is not None:
+                final.extend(local_final)
+            runs.append((run, inputs, outputs))
+            produced[run.last] = outputs[::-1] if run.backward else outputs
+        return np.concatenate([produced[index] for index in stages[-1]], axis=1), runs
+
+    def _pass_golden(self, run):
+        from .quantized import QuantizedModel
+        cache = self.__dict__.setdefault("_pass_goldens", {})
+        if run not in cache:
+            cache[run] = GoldenModel(QuantizedModel(
+                self.model.config, self.model.layers[run.first:run.last + 1]))
+        return cache[run]
+
+    def check_unidirectional(self, what):
+        """Refuse ``what`` (a way of running) for a model with a bidirectional layer, which
+        runs whole utterances in passes."""
+        if self.model.bidirectional:
+            raise InputError(
+                f"{what} is not available for a bidirectional model: its backward half reads "
+                f"the utterance from its end, so the model runs whole utterances, one pass of "
+                f"the hardware after another (Program.predict, simulate and Accelerator.run "
+                f"on one sequence)")
 
     def predict(self, frames, state=None, return_state=False):
         """Run one sequence of frames through the golden model.
@@ -228,7 +289,9 @@ class Program:
         """A context in which :meth:`Utterance.run` takes one utterance in pieces, carrying
         the state from each piece to the next: the outputs are exactly those of one
         :meth:`predict` on the frames joined. See :meth:`Accelerator.utterance
-        <ese.sw.runtime.driver.Accelerator.utterance>` for the card."""
+        <ese.sw.runtime.driver.Accelerator.utterance>` for the card. Refused for a
+        bidirectional model, which needs each utterance whole."""
+        self.check_unidirectional("an utterance in pieces (Program.utterance)")
         return Utterance(self)
 
     def simulate(self, frames, **options):

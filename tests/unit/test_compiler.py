@@ -41,10 +41,8 @@ def test_predict_is_close_to_the_float_module(module):
 
 
 @pytest.mark.parametrize("module, message", [
-    (nn.LSTM(4, 8, bidirectional=True), "bidirectional"),
     (nn.Linear(4, 8), "Linear is not supported"),
     (nn.RNN(4, 8, nonlinearity="relu"), "nonlinearity='relu'"),
-    (nn.RNN(4, 8, bidirectional=True), "bidirectional RNNs"),
 ])
 def test_unsupported_modules_name_what_is_supported(module, message):
     with pytest.raises(ese.UnsupportedModelError, match=message) as error:

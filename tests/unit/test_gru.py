@@ -175,7 +175,6 @@ def test_gru_images_round_trip_and_refuse_what_a_gru_cannot_hold(tmp_path):
 
 
 @pytest.mark.parametrize("module, message", [
-    (nn.GRU(4, 8, bidirectional=True), "bidirectional GRUs are not supported"),
     (nn.GRU(4, 8, num_layers=2, dropout=0.5), "training mode with dropout=0.5.*eval"),
     (nn.GRUCell(0, 3), "input_size=0"),
 ])
