@@ -135,6 +135,10 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
     """
     if not 0.0 <= stall_probability < 1.0:
         raise InputError(f"stall_probability must be in [0, 1), not {stall_probability}")
+    if program.model.bidirectional:
+        return _simulate_passes(program, frames, stall_probability=stall_probability, seed=seed,
+                                log=log, keep=keep, timeout_cycles=timeout_cycles, paced=paced,
+                                waves=waves, state=state, return_state=return_state)
     plan = plan_steps(program, frames, state=state)
     expected = plan.expected
     started = time.monotonic()
@@ -178,9 +182,63 @@ def simulate(program, frames, *, stall_probability=0.0, seed=0, log=None, keep=N
         state=final)
 
 
+def _simulate_passes(program, frames, *, stall_probability, seed, log, keep, timeout_cycles,
+                     paced, waves, state, return_state):
+    """A bidirectional model on the RTL: one simulation, its passes one after another as the
+    host schedules them (:meth:`Program.run_passes`): the whole image, the first pass's
+    frames, then for each later pass a load of its layers' descriptors alone and its frames,
+    a backward pass's in reverse time order. Each pass is given the frames the golden model
+    computes for it (which are the hardware's own when the passes before were bit-exact, as
+    the comparison of every pass's outputs checks); ``output_codes`` holds every word each
+    pass sent, pass after pass."""
+    if isinstance(frames, (list, tuple)) or state is not None or return_state:
+        raise InputError(
+            "a bidirectional model runs one whole sequence at a time, from zero state: give "
+            "simulate one (frames, inputs) array, without state= or return_state= (predict "
+            "takes both)")
+    started = time.monotonic()
+    codes, _ = program.encode_inputs(frames)
+    expected_outputs, runs = program.run_passes(codes)
+    image = program.image
+    passes = []
+    for number, (run, inputs, _) in enumerate(runs):
+        starts = np.zeros((len(inputs), 1), dtype=bool)
+        starts[0] = True
+        passes.append((image.load_words() if number == 0 else image.pass_load_words(run),
+                       inputs[:, None, :], starts))
+    expected = np.concatenate([outputs for _, _, outputs in runs], axis=1)[:, None, :]
+    result, build = run_testbench(program, "run_passes", codes, expected,
+                                  stall_probability=stall_probability, seed=seed, log=log,
+                                  keep=keep, timeout_cycles=timeout_cycles,
+                                  options={"paced": bool(paced)}, waves=waves, passes=passes)
+    wall = time.monotonic() - started - build.seconds
+    produced = [result[f"outputs_{number}"] for number in range(len(runs))]
+    for (run, _, outputs), sent in zip(runs, produced):
+        if sent.shape != (len(outputs), 1, outputs.shape[1]):
+            raise SimulationError(f"pass {run} produced outputs of shape {sent.shape}, expected "
+                                  f"{(len(outputs), 1, outputs.shape[1])}")
+    by_layer = {run.last: (sent[::-1] if run.backward else sent)[:, 0]
+                for (run, _, _), sent in zip(runs, produced)}
+    assembled = np.concatenate([by_layer[index] for index in program.model.stages()[-1]],
+                               axis=1)
+    started_cycle, loaded_cycle, sequence_cycle = (int(v) for v in result["markers"])
+    completed = result["completed"]
+    cycles = (completed.tolist() if paced
+              else np.diff(np.concatenate([[sequence_cycle], completed])).tolist())
+    return SimulationResult(
+        outputs=program.returned(program.decode_outputs(assembled)),
+        output_codes=np.concatenate(produced, axis=2), expected_codes=expected,
+        cycles_per_frame=[int(c) for c in cycles], load_cycles=loaded_cycle - started_cycle,
+        build_seconds=build.seconds, build_cached=build.cached, wall_seconds=wall,
+        clock_mhz=program.config.clock_mhz, stall_probability=stall_probability, paced=paced,
+        details={"flags": json.loads(str(result["flags"])), "passes": len(runs),
+                 "build_directory": str(build.directory),
+                 "build_recorded_seconds": build.recorded_seconds})
+
+
 def run_testbench(program, testcase, codes, expected, *, starts=None, stall_probability=0.0,
                   seed=0, log=None, keep=None, timeout_cycles=None, options=None,
-                  module="ese.sim.testbench", waves=None, extra_load=None):
+                  module="ese.sim.testbench", waves=None, extra_load=None, passes=None):
     """Run one cocotb test on ``program``'s hardware: ``testcase`` of ``module``
     (:mod:`ese.sim.testbench` by default; a test's own scenarios elsewhere).
 
@@ -191,7 +249,9 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
     Returns ``(results, build)``: the arrays the test saved (empty if it saved none) and the
     :class:`~ese.sim.build.SimulatorBuild`. A failing test raises SimulationError. ``waves``:
     a path for an FST trace of the run; ``extra_load``: load words sent after the image's
-    (an initial state).
+    (an initial state). ``passes`` (for ``run_passes``): a list of ``(load_words, codes,
+    starts)``, each pass's load stream (the image's, then its layers' descriptors), frames and
+    sequence starts, in place of ``codes`` and the image's load stream.
     """
     if program.config.streamed:
         raise InputError(
@@ -229,8 +289,14 @@ def run_testbench(program, testcase, codes, expected, *, starts=None, stall_prob
         load_words = program.image.load_words()
         if extra_load is not None:
             load_words = np.concatenate([load_words, np.asarray(extra_load, dtype=np.uint32)])
+        arrays = {}
+        for number, (words, pass_codes, pass_starts) in enumerate(passes or []):
+            arrays.update({f"load_words_{number}": np.asarray(words, dtype=np.uint32),
+                           f"inputs_{number}": pass_codes,
+                           f"starts_{number}": np.asarray(pass_starts, dtype=bool)})
         np.savez(job, load_words=load_words, inputs=codes, expected=expected,
-                 starts=np.asarray(starts, dtype=bool), settings=json.dumps(settings))
+                 starts=np.asarray(starts, dtype=bool), settings=json.dumps(settings),
+                 passes=len(passes or []), **arrays)
         result_path = _run_testbench(module, TOPLEVEL, testcase, build, work, job, seed,
                                      "the testbench", waves=waves)
         if result_path is None:

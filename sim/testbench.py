@@ -165,3 +165,33 @@ async def run_job(dut):
              flags=json.dumps(flags))
     assert not flags["load_error"], "the accelerator flagged a malformed load record"
     assert not flags["frame_error"], "the accelerator flagged a frame of the wrong length"
+
+
+@cocotb.test()
+async def run_passes(dut):
+    """Run a bidirectional model's passes (the job's ``passes`` of them): the image, then each
+    pass's frames, every pass after the first after a load of its own layers' descriptors
+    alone (``load_words_<p>``): the weights stay where the image put them. Writes each
+    pass's outputs (``outputs_<p>``) and every step's completion cycle."""
+    job, settings, bench = open_job(dut)
+    await bench.reset()
+    started = bench.cycle()
+    results, completed, loaded, sequence_start = {}, [], None, None
+    for number in range(int(job["passes"])):
+        await bench.load(job[f"load_words_{number}"])
+        loaded = loaded if loaded is not None else bench.cycle()
+        await ClockCycles(dut.clk, 2)
+        sequence_start = sequence_start if sequence_start is not None else bench.cycle()
+        outputs, done = await bench.run_sequence(job[f"inputs_{number}"],
+                                                 settings["timeout_cycles"],
+                                                 paced=settings.get("paced", False),
+                                                 starts=job[f"starts_{number}"])
+        results[f"outputs_{number}"] = np.array(outputs, dtype=np.int64)
+        completed += list(done)
+    flags = error_flags(dut)
+    np.savez(os.environ["ESE_SIM_RESULT"], **results,
+             completed=np.array(completed, dtype=np.int64),
+             markers=np.array([started, loaded, sequence_start], dtype=np.int64),
+             flags=json.dumps(flags))
+    assert not flags["load_error"], "the accelerator flagged a malformed load record"
+    assert not flags["frame_error"], "the accelerator flagged a frame of the wrong length"

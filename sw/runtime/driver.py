@@ -153,6 +153,7 @@ class Accelerator:
         self._image_words = 0        # words of the stored (padded) load stream
         self._results_read = 0       # result packets read, counted like Register.STEPS_OUT
         self._aborted = False        # a run did not finish: reset() before the next
+        self._loaded_pass = 0        # the pass of a bidirectional model the card holds
 
     async def identify(self):
         """Read and check the card's identity and parameters; returns HardwareInfo."""
@@ -199,6 +200,7 @@ class Accelerator:
         await self._load(len(words), "the weight image")
         self.program = program
         self._image_words = len(words)
+        self._loaded_pass = 0
         return program
 
     async def _store(self, address, words, what):
@@ -213,12 +215,12 @@ class Accelerator:
         if stored != len(words):
             raise DeviceError(f"the card stored {stored} of {len(words)} words of {what}")
 
-    async def _load(self, words, what):
-        """Load the first ``words`` words stored at the image address into the memories (the
-        card resets its core first: every state is cleared, then loaded if the words hold
-        one)."""
+    async def _load(self, words, what, address=None):
+        """Load the first ``words`` words stored at the image address (or ``address``) into
+        the memories (the card resets its core first: every state is cleared, then loaded if
+        the words hold one)."""
         write = self.transport.write_register
-        await write(Register.IMAGE_ADDRESS, self.image_address)
+        await write(Register.IMAGE_ADDRESS, self.image_address if address is None else address)
         await write(Register.IMAGE_WORDS, words)
         await write(Register.CONTROL, Control.LOAD_IMAGE)
         await self._wait_until_clear(Status.LOADING, f"loading {what}")
@@ -299,32 +301,22 @@ class Accelerator:
         if carry and state is not None:
             raise InputError("a run either carries the card's state on or starts from a "
                              "given state, not both")
+        if program.model.bidirectional:
+            if not isinstance(frames, np.ndarray) or carry or state is not None or return_state:
+                raise InputError(
+                    "a bidirectional model runs one whole sequence at a time, from zero "
+                    "state: give run one (frames, inputs) array, without state=, carry or "
+                    "return_state= (Program.predict takes a state)")
+            return await self._run_passes(frames)
         plan = plan_steps(program, frames, golden=False, state=state, carry=carry)
         if plan.has_initial_state:
             await self._load_state(plan)
+        if self._loaded_pass:
+            await self._load_pass(program.model.passes()[0])
         # Until this run has read every result, an interruption leaves the card and the
         # transport holding its steps: the next run must reset first.
         self._aborted = True
-        config = program.config
-        bits = config.activation_bits
-        steps = pack_steps(plan.codes, plan.starts, bits)
-        result_bytes = program.outputs * word_bytes(config.channels, bits)
-        outputs = np.empty((plan.steps, config.channels, program.outputs), dtype=np.int64)
-        # Two steps in flight: the card buffers two, and reading each result before sending
-        # the step after next never leaves it waiting for the host.
-        ahead = min(2, len(steps))
-        for index, step in enumerate(steps[:ahead]):
-            await self._send("frames", step, f"frame step {index + 1}")
-        for index in range(plan.steps):
-            data = await self._receive(result_bytes, f"result for frame step {index + 1} of "
-                                                     f"{plan.steps}")
-            if len(data) != result_bytes:
-                raise DeviceError(f"the result of frame step {index + 1} has {len(data)} bytes, "
-                                  f"not {result_bytes}; reset the card (Accelerator.reset)")
-            outputs[index] = unpack_result(data, config.channels, program.outputs, bits)
-            if index + ahead < len(steps):
-                await self._send("frames", steps[index + ahead],
-                                 f"frame step {index + ahead + 1}")
+        outputs = await self._run_steps(plan.codes, plan.starts, program.outputs)
         final = await self._dump_state(plan) if return_state else None
         await self.check_errors()
         self._aborted = False
@@ -333,6 +325,77 @@ class Accelerator:
                    [[program.returned(sequence) for sequence in channel]
                     for channel in plan.channel_outputs(decoded)])
         return (decoded, final) if return_state else decoded
+
+    async def _run_steps(self, codes, starts, outputs_count):
+        """Send frame steps (codes (steps, channels, inputs), starts (steps, channels)) and
+        read each step's result of ``outputs_count`` words; returns the output codes (steps,
+        channels, outputs)."""
+        config = self.program.config
+        bits = config.activation_bits
+        steps = pack_steps(codes, starts, bits)
+        result_bytes = outputs_count * word_bytes(config.channels, bits)
+        outputs = np.empty((len(steps), config.channels, outputs_count), dtype=np.int64)
+        # Two steps in flight: the card buffers two, and reading each result before sending
+        # the step after next never leaves it waiting for the host.
+        ahead = min(2, len(steps))
+        for index, step in enumerate(steps[:ahead]):
+            await self._send("frames", step, f"frame step {index + 1}")
+        for index in range(len(steps)):
+            data = await self._receive(result_bytes, f"result for frame step {index + 1} of "
+                                                     f"{len(steps)}")
+            if len(data) != result_bytes:
+                raise DeviceError(f"the result of frame step {index + 1} has {len(data)} bytes, "
+                                  f"not {result_bytes}; reset the card (Accelerator.reset)")
+            outputs[index] = unpack_result(data, config.channels, outputs_count, bits)
+            if index + ahead < len(steps):
+                await self._send("frames", steps[index + ahead],
+                                 f"frame step {index + ahead + 1}")
+        return outputs
+
+    async def _load_pass(self, run):
+        """Make ``run`` (a :class:`~.quantized.Pass`) the pass the card runs: its layers'
+        descriptors, stored behind the image and loaded alone (the weights stay; the load
+        clears every state, and each pass starts from zero)."""
+        words = self.program.image.pass_load_words(run)
+        address = self.image_address + 4 * self._image_words
+        self._check_memory_range(self._image_words + len(words), self.program.config)
+        await self._store(address, words, f"the descriptors of pass {run}")
+        await self._load(len(words), f"the descriptors of pass {run}", address=address)
+        self._loaded_pass = self.program.model.passes().index(run)
+
+    async def _run_passes(self, frames):
+        """A bidirectional model's passes on the card, one after another: each pass's
+        descriptors loaded (the first pass's are the image's own), its frames sent (a
+        backward half's in reverse time order), each stage's input the card's own outputs of
+        the stage before, concatenated."""
+        program = self.program
+        model = program.model
+        codes, _ = program.encode_inputs(frames)
+        stages = model.stages()
+        stage_of = {index: number for number, stage in enumerate(stages) for index in stage}
+        produced = {}
+        self._aborted = True
+        for number, run in enumerate(model.passes()):
+            if number or self._loaded_pass:
+                await self._load_pass(run)
+                self._aborted = True
+            stage = stage_of[run.first]
+            inputs = codes if stage == 0 else np.concatenate(
+                [produced[index] for index in stages[stage - 1]], axis=1)
+            if run.backward:
+                inputs = inputs[::-1]
+            steps = np.zeros((len(inputs), program.config.channels, inputs.shape[1]),
+                             dtype=np.int64)
+            steps[:, 0] = inputs
+            starts = np.zeros(steps.shape[:2], dtype=bool)
+            starts[0] = True
+            outputs = (await self._run_steps(steps, starts,
+                                             model.layers[run.last].outputs))[:, 0]
+            produced[run.last] = outputs[::-1] if run.backward else outputs
+        await self.check_errors()
+        self._aborted = False
+        assembled = np.concatenate([produced[index] for index in stages[-1]], axis=1)
+        return program.returned(program.decode_outputs(assembled))
 
     async def _dump_state(self, plan):
         """The state the card holds, read back through the results stream."""
@@ -357,7 +420,10 @@ class Accelerator:
         the pieces joined. The first piece may start from ``state=``. Pieces take the forms
         of :meth:`run` with one sequence per channel; since the channels run in lock step,
         every piece gives each channel of the utterance the same number of frames. Nothing
-        else may run on the card in between (a run of its own starts every channel anew)."""
+        else may run on the card in between (a run of its own starts every channel anew).
+        Refused for a bidirectional model, which needs each utterance whole."""
+        if self.program is not None:
+            self.program.check_unidirectional("an utterance in pieces (Accelerator.utterance)")
         return CardUtterance(self)
 
     async def counters(self):

@@ -262,6 +262,17 @@ class HardwareImage:
             stream.pad(block_words)
         return stream.words()
 
+    def pass_load_words(self, run):
+        """The load stream that makes pass ``run`` (a :class:`~.quantized.Pass`) the one the
+        hardware runs: its layers' descriptors from descriptor 0, nothing else (the weights
+        stay where the whole image put them)."""
+        mm = self.memory_map
+        stream = _LoadStream(mm)
+        stream.record(LoadTarget.LAYER_DESCRIPTORS, 0, 0,
+                      [pack_fields(d, mm.descriptor_fields)
+                       for d in self.descriptors[run.first:run.last + 1]])
+        return stream.words()
+
     def stream_split(self, pe):
         """PE ``pe``'s entry sections: ``(filler_words, critical_first, words)``: the first
         layer's input columns fill entry words ``[0, filler_words)``; every other column lies in

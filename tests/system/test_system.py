@@ -218,7 +218,44 @@ def test_delta_layers_streamed_in_pieces_and_from_loaded_states():
     _check_pieces_and_states(program, a, b, state)
 
 
+def test_a_bidirectional_lstm_runs_in_passes_through_the_driver(program):
+    """A bidirectional LSTMP on the same build as the others: the driver loads the image,
+    runs the forward half's pass, loads the backward half's descriptors alone and runs its
+    frames in reverse, and puts the two halves together as PyTorch does; a second run loads
+    the forward pass's descriptors again first. Utterances in pieces are refused by name."""
+    import torch
+    torch.manual_seed(5)
+    module = torch.nn.LSTM(13, 22, proj_size=9, bidirectional=True).eval()
+    bidirectional = ese.compile(module, program.config, density=0.3)
+    assert [run.backward for run in bidirectional.model.passes()] == [False, True]
+    a = frames(7, 13, seed=21)
+    outputs, counters = run_system(bidirectional, [a], testcase="bidirectional_passes",
+                                   module=__name__,
+                                   stall_probability=0.25, seed=13)
+    first, again = outputs[0]
+    assert first.shape == (7, 18)
+    assert np.array_equal(first, bidirectional.predict(a))
+    assert np.array_equal(again, bidirectional.predict(a[:4]))
+    assert counters["steps_out"] == 2 * (7 + 4)
+
+
 # cocotb scenarios (run in the simulator by the tests above).
+
+@cocotb.test()
+async def bidirectional_passes(dut):
+    """See test_a_bidirectional_lstm_runs_in_passes_through_the_driver."""
+    settings, bench, frames, limit = await loaded(dut)
+    driver = bench.driver
+    a = frames[0][0]
+    first = await with_timeout(driver.run(a), *limit)
+    again = await with_timeout(driver.run(a[:4]), *limit)
+    try:
+        driver.utterance()
+    except ese.InputError as error:
+        assert "bidirectional" in str(error), str(error)
+    else:
+        raise AssertionError("an utterance in pieces was accepted for a bidirectional model")
+    await save(bench, [[first, again]])
 
 @cocotb.test()
 async def utterances_in_pieces_and_initial_states(dut):
