@@ -25,8 +25,9 @@ tests state the tolerance against Brevitas' forward pass from those activations'
 The weights map as ``torch.nn.LSTM``'s do: the gate parameters ``input_gate_params``,
 ``forget_gate_params``, ``cell_gate_params``, ``output_gate_params`` are the description's i, f,
 g, o; a ``QuantRNN``'s ``gate_params`` its n_x slot (:func:`~.converters.rnn_layer`).
-Bidirectional layers, coupled input and forget gates (``coupled_input_forget_gates``) and a
-``QuantRNN`` with ``nonlinearity="relu"`` are refused by name.
+A bidirectional module's second direction (Brevitas' ``reverse_input``) is each layer's backward
+half. Coupled input and forget gates (``coupled_input_forget_gates``) and a ``QuantRNN`` with
+``nonlinearity="relu"`` are refused by name.
 """
 
 import numpy as np
@@ -70,51 +71,52 @@ def _bias(params):
     return None if bias is None else bias.detach().to("cpu").double().numpy()
 
 
+def _describe_layer(layer, kind, what, index, trained):
+    """One direction of one layer (Brevitas' ``_QuantLSTMLayer`` or ``_QuantRNNLayer``)."""
+    if kind == "QuantRNN":
+        if type(layer.cell.act_fn).__name__ != "Tanh":
+            raise UnsupportedModelError(
+                f"{what} has nonlinearity={type(layer.cell.act_fn).__name__.lower()!r}: the "
+                f"cell unit's tables are sigmoid and tanh; use nonlinearity='tanh'")
+        params = layer.gate_params
+        return rnn_layer(
+            _weights(params.input_weight, f"layer{index}.input_weights", trained),
+            _weights(params.hidden_weight, f"layer{index}.recurrent_weights", trained),
+            _bias(params))
+    if getattr(layer, "cifg", False):
+        raise UnsupportedModelError(
+            f"{what} couples its input and forget gates (coupled_input_forget_gates=True), "
+            f"which the hardware does not compute; train it with separate gates")
+    gates = [getattr(layer, name) for name in _LSTM_GATES]
+    parts = {}
+    for part, attribute in (("input_weights", "input_weight"),
+                            ("recurrent_weights", "hidden_weight")):
+        per_gate = {}
+        parts[part] = np.concatenate([
+            _weights(getattr(gate, attribute), f"{part}.{name}", per_gate)
+            for gate, name in zip(gates, "ifgo")])
+        grids = {str(v) for v in per_gate.values()}
+        trained[f"layer{index}.{part}"] = (next(iter(per_gate.values())) if len(grids) == 1
+                                           else {"bits": max(v["bits"]
+                                                             for v in per_gate.values()),
+                                                 "scale": "per gate"})
+    biases = [_bias(gate) for gate in gates]
+    cells = layer.hidden_size
+    return LayerDescription(
+        input_weights=parts["input_weights"], recurrent_weights=parts["recurrent_weights"],
+        bias=(np.zeros(4 * cells) if any(b is None for b in biases)
+              else np.concatenate(biases)))
+
+
 def describe_brevitas(module, what=None):
     """The :class:`ModelDescription` of a ``QuantLSTM`` or ``QuantRNN`` (see the module's
     documentation)."""
     kind = type(module).__name__
     what = what or f"brevitas.nn.{kind}"
-    if getattr(module, "num_directions", 1) != 1 or any(len(layer) != 1
-                                                        for layer in module.layers):
-        raise UnsupportedModelError(
-            f"{what} is bidirectional: the accelerator runs frames in time order only; use "
-            f"bidirectional=False")
     trained, layers = {}, []
-    for index, directions in enumerate(module.layers):
-        layer = directions[0]
-        if kind == "QuantRNN":
-            if type(layer.cell.act_fn).__name__ != "Tanh":
-                raise UnsupportedModelError(
-                    f"{what} has nonlinearity={type(layer.cell.act_fn).__name__.lower()!r}: the "
-                    f"cell unit's tables are sigmoid and tanh; use nonlinearity='tanh'")
-            params = layer.gate_params
-            layers.append(rnn_layer(
-                _weights(params.input_weight, f"layer{index}.input_weights", trained),
-                _weights(params.hidden_weight, f"layer{index}.recurrent_weights", trained),
-                _bias(params)))
-            continue
-        if getattr(layer, "cifg", False):
-            raise UnsupportedModelError(
-                f"{what} couples its input and forget gates (coupled_input_forget_gates=True), "
-                f"which the hardware does not compute; train it with separate gates")
-        gates = [getattr(layer, name) for name in _LSTM_GATES]
-        parts = {}
-        for part, attribute in (("input_weights", "input_weight"),
-                                ("recurrent_weights", "hidden_weight")):
-            per_gate = {}
-            parts[part] = np.concatenate([
-                _weights(getattr(gate, attribute), f"{part}.{name}", per_gate)
-                for gate, name in zip(gates, "ifgo")])
-            grids = {str(v) for v in per_gate.values()}
-            trained[f"layer{index}.{part}"] = (next(iter(per_gate.values()))
-                                              if len(grids) == 1 else
-                                              {"bits": max(v["bits"] for v in per_gate.values()),
-                                               "scale": "per gate"})
-        biases = [_bias(gate) for gate in gates]
-        cells = layer.hidden_size
-        layers.append(LayerDescription(
-            input_weights=parts["input_weights"], recurrent_weights=parts["recurrent_weights"],
-            bias=(np.zeros(4 * cells) if any(b is None for b in biases)
-                  else np.concatenate(biases))))
+    for directions in module.layers:
+        for direction, layer in zip(("forward", "backward"), directions):
+            described = _describe_layer(layer, kind, what, len(layers), trained)
+            described.direction = direction
+            layers.append(described)
     return ModelDescription(layers, source=what, notes={"trained_weights": trained})

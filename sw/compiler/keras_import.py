@@ -29,7 +29,11 @@ The weights map onto the description exactly:
 * SimpleRNN: ``kernel`` (I, H), ``recurrent_kernel`` (H, H), ``bias`` (H): h' = tanh(x W + h U
   + b) (:func:`~ese.sw.compiler.converters.rnn_layer`).
 
-``Bidirectional`` wrappers are refused by name (bidirectional layers are not built yet).
+A ``Bidirectional`` wrapper (``merge_mode="concat"``, Keras' default) is a bidirectional layer:
+its ``forward_layer`` the forward half, its ``backward_layer`` (Keras' copy with
+``go_backwards=True``) the backward one, their outputs concatenated forward first, as Keras
+does; with ``return_sequences=False`` the program returns the forward half's last frame and
+the backward half's first (its last step), as Keras does.
 """
 
 import os
@@ -95,12 +99,17 @@ def _activation_name(function):
     return getattr(function, "__name__", str(function))
 
 
-def _check(layer, last):
+def _check(layer, last, backward=False):
     kind, name = _kind(layer), layer.name
     if kind == "Bidirectional":
-        raise UnsupportedModelError(
-            f"Keras layer {name!r} is Bidirectional, which ese does not compile yet: the "
-            f"accelerator runs frames in time order only")
+        if layer.merge_mode != "concat":
+            raise UnsupportedModelError(
+                f"Keras Bidirectional {name!r} has merge_mode={layer.merge_mode!r}: ese "
+                f"concatenates a bidirectional layer's halves (merge_mode='concat', Keras' "
+                f"default)")
+        _check(layer.forward_layer, last)
+        _check(layer.backward_layer, last, backward=True)
+        return
     if kind not in RECURRENT_LAYERS:
         raise UnsupportedModelError(f"Keras layer {name!r} is a {kind}; ese compiles "
                                     f"{', '.join(RECURRENT_LAYERS)} layers")
@@ -113,10 +122,10 @@ def _check(layer, last):
             f"Keras {kind} {name!r} has recurrent_activation="
             f"{_activation_name(layer.recurrent_activation)!r}: the hardware's gates use the "
             f"sigmoid; use recurrent_activation='sigmoid' (Keras 3's default)")
-    if layer.go_backwards:
+    if layer.go_backwards != backward:
         raise UnsupportedModelError(
-            f"Keras {kind} {name!r} has go_backwards=True: the accelerator runs frames in time "
-            f"order only")
+            f"Keras {kind} {name!r} has go_backwards={layer.go_backwards}: ese runs a layer "
+            f"backward only as the backward half of a Bidirectional wrapper")
     if kind == "GRU" and not layer.reset_after:
         raise UnsupportedModelError(
             f"Keras GRU {name!r} has reset_after=False (the reset gate applied to h before "
@@ -174,7 +183,14 @@ def import_keras(model, submodule=None):
         raise UnsupportedModelError("the Keras model holds no recurrent layer")
     for index, layer in enumerate(chosen):
         _check(layer, last=index == len(chosen) - 1)
-    described = [_describe(layer) for layer in chosen]
+    described = []
+    for layer in chosen:
+        if _kind(layer) == "Bidirectional":
+            halves = [_describe(layer.forward_layer), _describe(layer.backward_layer)]
+            halves[1].direction = "backward"
+            described += halves
+        else:
+            described.append(_describe(layer))
     return ModelDescription(
         described, source="Keras " + ", ".join(f"{_kind(layer)} {layer.name}"
                                                for layer in chosen),

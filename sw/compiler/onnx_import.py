@@ -7,7 +7,9 @@ of ``If``, ``Loop`` and ``Scan`` nodes, which is where exported models often kee
 ``node=`` the graph's own recurrent nodes must form one chain (each reads the previous one's
 Y), which becomes the layers; ``node="name"`` or a list of names picks one node or a chain
 anywhere. Each node must be what the hardware computes, per the operators' definitions
-(onnx/docs/Operators.md, "LSTM", "GRU" and "RNN", opset 14): direction ``forward``, the
+(onnx/docs/Operators.md, "LSTM", "GRU" and "RNN", opset 14): direction ``forward`` or
+``bidirectional`` (its W, R, B, P hold the forward direction first, then the reverse one,
+which becomes the layer's backward half), the
 default activations (Sigmoid, Tanh, Tanh for an LSTM; Sigmoid, Tanh for a GRU; Tanh for an
 RNN), no ``clip``; an LSTM's
 ``input_forget`` 0; a GRU's ``linear_before_reset`` 1; ``layout`` 0 or 1. Anything else is
@@ -213,11 +215,13 @@ def _check_node(path, node):
     op = node.op_type
     attributes = _attributes(node)
     direction = _text(attributes.get("direction", b"forward"))
-    if direction != "forward":
+    if direction not in ("forward", "bidirectional"):
         raise UnsupportedModelError(
-            f"{op} node {path}: attribute direction={direction!r} is not supported: the "
-            f"accelerator runs frames in time order only (direction='forward')")
-    default = _DEFAULT_ACTIVATIONS[op]
+            f"{op} node {path}: attribute direction={direction!r} is not supported: ese runs a "
+            f"layer forward, or both ways as a bidirectional layer (direction='forward' or "
+            f"'bidirectional'), not backward alone")
+    # One list of activations per direction (a bidirectional node's lists one after another).
+    default = _DEFAULT_ACTIVATIONS[op] * (2 if direction == "bidirectional" else 1)
     activations = [_text(a) for a in attributes.get("activations", default)]
     if activations != default:
         raise UnsupportedModelError(
@@ -368,10 +372,13 @@ def _layer(graphs, path, node, attributes):
 
     gates = _GATES[op]
     hidden = attributes.get("hidden_size")
+    directions = 2 if _text(attributes.get("direction", b"forward")) == "bidirectional" else 1
     w, r = tensor(1, "W"), tensor(2, "R")
-    if w.ndim != 3 or w.shape[0] != 1 or r.ndim != 3 or r.shape[0] != 1:
+    if (w.ndim != 3 or w.shape[0] != directions or r.ndim != 3
+            or r.shape[0] != directions):
         raise UnsupportedModelError(
-            f"{op} node {path}: W {w.shape} and R {r.shape} must have one direction")
+            f"{op} node {path}: W {w.shape} and R {r.shape} must have {directions} "
+            f"direction(s)")
     hidden = hidden or r.shape[2]
     if w.shape[1] != gates * hidden or r.shape[1:] != (gates * hidden, hidden):
         raise UnsupportedModelError(f"{op} node {path}: W {w.shape} and R {r.shape} do not fit "
@@ -383,35 +390,41 @@ def _layer(graphs, path, node, attributes):
         return np.concatenate([blocks[k] for k in order]).reshape(gates * hidden, -1)
 
     b = tensor(3, "B", required=False)
-    if b is not None and b.shape != (1, 2 * gates * hidden):
+    if b is not None and b.shape != (directions, 2 * gates * hidden):
         raise UnsupportedModelError(f"{op} node {path}: B has shape {b.shape}, not "
-                                    f"(1, {2 * gates * hidden})")
-    if op == "RNN":
-        # Inputs: X, W, R, B, sequence_lens, initial_h.
-        bias = (None, None) if b is None else np.split(b[0], 2)
-        layer = rnn_layer(w[0], r[0], *bias)
-        return layer, [_initial_state(graphs, path, node, 5, "initial_h", hidden), None]
-    if op == "GRU":
-        # Inputs: X, W, R, B, sequence_lens, initial_h.
-        bias = (None if b is None else
-                tuple(reorder(half[:, None])[:, 0] for half in np.split(b[0], 2)))
-        layer = gru_layer(reorder(w[0]), reorder(r[0]), *(bias or (None, None)))
-        return layer, [_initial_state(graphs, path, node, 5, "initial_h", hidden), None]
-    bias = np.zeros(4 * hidden)
-    if b is not None:
-        bias = reorder((b[0, :4 * hidden] + b[0, 4 * hidden:])[:, None])[:, 0]
-    p = tensor(7, "P", required=False)
-    peephole = None
-    if p is not None:
-        if p.shape != (1, 3 * hidden):
-            raise UnsupportedModelError(f"LSTM node {path}: P has shape {p.shape}, not "
-                                        f"(1, {3 * hidden})")
-        blocks = p.reshape(3, hidden)
-        peephole = np.stack([blocks[k] for k in PEEPHOLE_ORDER])
+                                    f"({directions}, {2 * gates * hidden})")
+    p = tensor(7, "P", required=False) if op == "LSTM" else None
+    if p is not None and p.shape != (directions, 3 * hidden):
+        raise UnsupportedModelError(f"LSTM node {path}: P has shape {p.shape}, not "
+                                    f"({directions}, {3 * hidden})")
+    # Inputs: X, W, R, B, sequence_lens, initial_h (and an LSTM's initial_c, P).
     states = [_initial_state(graphs, path, node, 5, "initial_h", hidden),
-              _initial_state(graphs, path, node, 6, "initial_c", hidden)]
-    return LayerDescription(input_weights=reorder(w[0]), recurrent_weights=reorder(r[0]),
-                            bias=bias, peephole=peephole), states
+              _initial_state(graphs, path, node, 6, "initial_c", hidden) if op == "LSTM"
+              else None]
+    found = []
+    for index in range(directions):
+        if op == "RNN":
+            bias = (None, None) if b is None else np.split(b[index], 2)
+            layer = rnn_layer(w[index], r[index], *bias)
+        elif op == "GRU":
+            bias = (None, None) if b is None else tuple(
+                reorder(half[:, None])[:, 0] for half in np.split(b[index], 2))
+            layer = gru_layer(reorder(w[index]), reorder(r[index]), *bias)
+        else:
+            bias = np.zeros(4 * hidden)
+            if b is not None:
+                bias = reorder((b[index, :4 * hidden] + b[index, 4 * hidden:])[:, None])[:, 0]
+            peephole = None
+            if p is not None:
+                blocks = p[index].reshape(3, hidden)
+                peephole = np.stack([blocks[k] for k in PEEPHOLE_ORDER])
+            layer = LayerDescription(input_weights=reorder(w[index]),
+                                     recurrent_weights=reorder(r[index]), bias=bias,
+                                     peephole=peephole)
+        # ONNX's second direction is the reverse one, its Y and states second, as PyTorch's.
+        layer.direction = "backward" if index else "forward"
+        found.append((layer, states))
+    return found
 
 
 def import_onnx(model, node=None):
@@ -460,16 +473,16 @@ def import_onnx(model, node=None):
             raise UnsupportedModelError(
                 f"{current.op_type} node {path} does not read {before.op_type} node "
                 f"{before_path}'s output Y: they are not one chain of layers{hint}")
-    layers, states = [], []
+    layers, states, produced = [], [], None
     for path, current in chosen:
-        layer, state = _layer(graphs, path, current, _check_node(path, current))
-        layers.append(layer)
-        states.append(state)
-    for index in range(1, len(layers)):
-        if layers[index].inputs != layers[index - 1].outputs:
+        found = _layer(graphs, path, current, _check_node(path, current))
+        if produced is not None and found[0][0].inputs != produced:
             raise UnsupportedModelError(
-                f"node {chosen[index][0]} takes {layers[index].inputs} inputs but "
-                f"{chosen[index - 1][0]} produces {layers[index - 1].outputs}")
+                f"node {path} takes {found[0][0].inputs} inputs but the node before it "
+                f"produces {produced}")
+        produced = sum(layer.outputs for layer, _ in found)
+        layers += [layer for layer, _ in found]
+        states += [state for _, state in found]
     ops = sorted({current.op_type for _, current in chosen}, key=RECURRENT_OPS.index)
     return ModelDescription(
         layers, source=f"ONNX {' and '.join(ops)} " + ", ".join(p for p, _ in chosen),

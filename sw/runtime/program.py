@@ -206,8 +206,15 @@ class Program:
 
     def returned(self, outputs):
         """One sequence's outputs (frames, outputs) as the model returns them: all, or the
-        last frame's (:attr:`last_frame_only`)."""
-        return outputs[-1] if self.last_frame_only else outputs
+        last frame's (:attr:`last_frame_only`), which for a bidirectional last layer is its
+        forward half's last frame and its backward half's first (the last it computed)."""
+        if not self.last_frame_only:
+            return outputs
+        last = self.model.stages()[-1]
+        if len(last) == 1:
+            return outputs[-1]
+        forward = self.model.layers[last[0]].outputs
+        return np.concatenate([outputs[-1, :forward], outputs[0, forward:]])
 
     # State.
 

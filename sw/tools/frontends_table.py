@@ -10,9 +10,9 @@ through the program's float reference (the description's float forward pass,
 figures are the largest absolute differences of each from the framework's outputs, over the
 frames. Pruned rows compare with the framework's model holding the same pruned weights (the
 framework's own forward pass on them). With ``rtl`` each program also runs on the generated
-RTL in Verilator, and the row says whether every output word equals ``predict``'s. Rows whose
-layer kind the hardware does not run (bidirectional layers, a GRU whose reset gate comes
-before its recurrent product) record the refusal's message instead.
+RTL in Verilator (a bidirectional model in its passes), and the row says whether every output
+word equals ``predict``'s. Rows whose layer kind the hardware does not run (a GRU whose reset
+gate comes before its recurrent product) record the refusal's message instead.
 """
 
 import io
@@ -127,11 +127,12 @@ def _onnx(kind):
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)],
                                       ir_version=8)
         else:
-            module = (nn.LSTM(6, 16, num_layers=2) if kind == "LSTM"
-                      else nn.GRU(6, 16, num_layers=2)).eval()
+            module = {"LSTM": lambda: nn.LSTM(6, 16, num_layers=2),
+                      "GRU": lambda: nn.GRU(6, 16, num_layers=2),
+                      "biLSTM": lambda: nn.LSTM(6, 16, bidirectional=True)}[kind]().eval()
             buffer = io.BytesIO()
             torch.onnx.export(module, (torch.zeros(FRAMES, 1, 6),), buffer, input_names=["x"],
-                              dynamo=kind == "GRU")
+                              dynamo=kind != "LSTM")
             model = onnx.load_from_string(buffer.getvalue())
         program = _compile(model, config)
         x = _frames(6, 1)
@@ -165,10 +166,11 @@ def _brevitas(kind, activations):
         options = dict(weight_quant=Int8WeightPerTensorFixedPoint)
         if not activations:
             options.update(io_quant=None, gate_acc_quant=None, bias_quant=None)
-            if kind == "QuantLSTM":
+            if kind != "QuantRNN":
                 options.update(sigmoid_quant=None, tanh_quant=None, cell_state_quant=None)
-        module = (QuantLSTM(6, 16, num_layers=2, **options) if kind == "QuantLSTM"
-                  else QuantRNN(6, 16, **options)).eval()
+        module = {"QuantLSTM": lambda: QuantLSTM(6, 16, num_layers=2, **options),
+                  "biQuantLSTM": lambda: QuantLSTM(6, 16, bidirectional=True, **options),
+                  "QuantRNN": lambda: QuantRNN(6, 16, **options)}[kind]().eval()
         program = _compile(module, config)
         # Inside Brevitas' default input quantizer's range.
         x = np.random.default_rng(1).uniform(-0.9, 0.9, size=(FRAMES, 6))
@@ -197,7 +199,8 @@ def _torch_module(name):
             "lstmcell": lambda: nn.LSTMCell(6, 16),
             "grucell": lambda: nn.GRUCell(6, 16),
             "rnncell": lambda: nn.RNNCell(6, 16),
-            "bilstm": lambda: nn.LSTM(6, 16, bidirectional=True),
+            "bilstm": lambda: nn.LSTM(6, 16, proj_size=8, bidirectional=True),
+            "bigru": lambda: nn.GRU(6, 16, bidirectional=True),
         }[name]()
     return make
 
@@ -207,13 +210,6 @@ def _keras_reset_before():
     import keras
     return keras.Sequential([keras.Input((None, 6)), keras.layers.GRU(16, reset_after=False,
                                                                       return_sequences=True)])
-
-
-def _keras_bidirectional():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    import keras
-    return keras.Sequential([keras.Input((None, 6)), keras.layers.Bidirectional(
-        keras.layers.LSTM(8, return_sequences=True))])
 
 
 #: (front end, layer kind, reference, row function).
@@ -245,8 +241,14 @@ ROWS = [
     ("Brevitas", "QuantLSTM, 2 layers, 8-bit activations", "Brevitas",
      _brevitas("QuantLSTM", True)),
     ("Brevitas", "QuantRNN, weights quantized", "Brevitas", _brevitas("QuantRNN", False)),
-    ("PyTorch", "bidirectional LSTM", "PyTorch", _refused(_torch_module("bilstm"))),
-    ("Keras 3", "Bidirectional", "Keras", _refused(_keras_bidirectional)),
+    ("PyTorch", "bidirectional LSTMP", "PyTorch", _pytorch(_torch_module("bilstm"))),
+    ("PyTorch", "bidirectional GRU", "PyTorch", _pytorch(_torch_module("bigru"))),
+    ("ONNX", "bidirectional LSTM (torch.onnx dynamo exporter)", "onnxruntime",
+     _onnx("biLSTM")),
+    ("Keras 3", "Bidirectional(LSTM)", "Keras",
+     _keras(lambda k: [k.Bidirectional(k.LSTM(12, return_sequences=True))])),
+    ("Brevitas", "QuantLSTM, bidirectional, weights quantized", "Brevitas",
+     _brevitas("biQuantLSTM", False)),
     ("Keras 3", "GRU (reset_after=False)", "Keras", _refused(_keras_reset_before)),
 ]
 

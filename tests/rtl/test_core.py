@@ -164,6 +164,26 @@ def test_models_of_other_frameworks_run_bit_exact(make):
     assert result.mismatches == 0 and np.array_equal(result.outputs, program.predict(x))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: nn.GRU(13, 12, num_layers=2, bidirectional=True),
+    lambda: nn.LSTM(13, 12, proj_size=5, num_layers=2, bidirectional=True),
+], ids=["bigru-2-layers", "bilstmp-2-layers"])
+def test_a_bidirectional_stack_runs_its_passes_bit_exact(make):
+    """Four passes in one simulation: the image, the first layer's forward half, then each
+    other half after a load of its descriptors alone (the backward halves' frames reversed,
+    the second layer reading both halves of the first); every word of every pass equals the
+    golden model's, and the outputs are PyTorch's shape."""
+    import torch
+    torch.manual_seed(8)
+    program = ese.compile(make().eval(), hardware(4, max_layers=4), density=0.4)
+    x = frames(9, 13, seed=9)
+    result = program.simulate(x, stall_probability=0.25, seed=4)
+    assert result.details["passes"] == 4 and result.mismatches == 0
+    assert result.output_codes.shape[2] == 4 * program.model.layers[0].outputs
+    assert np.array_equal(result.outputs, program.predict(x))
+    assert len(result.cycles_per_frame) == 4 * len(x)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
                             "ignore::torch.jit.TracerWarning")
 def test_an_onnx_export_runs_bit_exact():

@@ -83,6 +83,22 @@ def test_weights_off_the_grid_are_requantized_and_the_report_says_by_how_much(op
     assert np.abs(program.float_reference(x) - _brevitas(module, x)).max() < 1e-5
 
 
+@pytest.mark.parametrize("make", [
+    lambda: QuantLSTM(5, 8, num_layers=2, bidirectional=True, **FIXED, **LSTM_WEIGHTS_ONLY),
+    lambda: QuantRNN(5, 8, bidirectional=True, **FIXED, **WEIGHTS_ONLY),
+], ids=["quantlstm", "quantrnn"])
+def test_a_bidirectional_brevitas_layer_is_a_forward_and_a_backward_half(make):
+    torch.manual_seed(6)
+    module = make().eval()
+    program = ese.compile(module, CONFIG)
+    assert [layer.direction for layer in program.model.layers][:2] == ["forward", "backward"]
+    x = frames(12, 5, seed=7)
+    expected = _brevitas(module, x)
+    assert expected.shape == (12, 16)
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
+
+
 def test_a_quantlstm_inside_a_model_is_picked_by_name():
     class Tagger(nn.Module):
         def __init__(self):
@@ -102,7 +118,6 @@ def test_a_quantlstm_inside_a_model_is_picked_by_name():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: QuantLSTM(5, 8, bidirectional=True), "bidirectional"),
     (lambda: QuantLSTM(5, 8, coupled_input_forget_gates=True), "coupled_input_forget_gates"),
     (lambda: QuantRNN(5, 8, nonlinearity="relu"), "nonlinearity='relu'"),
 ])

@@ -87,7 +87,7 @@ def test_a_keras_model_with_a_head_is_compiled_in_part_and_as_a_file(tmp_path):
     (lambda: layers.LSTM(6, recurrent_activation="hard_sigmoid"),
      "recurrent_activation='hard_sigmoid'"),
     (lambda: layers.SimpleRNN(6, go_backwards=True), "go_backwards=True"),
-    (lambda: layers.Bidirectional(layers.LSTM(6)), "Bidirectional"),
+    (lambda: layers.Bidirectional(layers.LSTM(6), merge_mode="sum"), "merge_mode='sum'"),
 ])
 def test_what_the_hardware_cannot_run_is_refused_naming_the_option(layer, message):
     with pytest.raises(ese.UnsupportedModelError, match=message):
@@ -107,3 +107,22 @@ def test_without_keras_a_keras_file_asks_for_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "keras", None)       # as if keras were not installed
     with pytest.raises(ese.UnsupportedModelError, match=r"pip install 'ese-lstm\[keras\]'"):
         ese.compile(path, CONFIG)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: [layers.Bidirectional(layers.LSTM(8, return_sequences=True)),
+             layers.Bidirectional(layers.GRU(6, return_sequences=True))],
+    lambda: [layers.Bidirectional(layers.SimpleRNN(6, return_sequences=True)),
+             layers.Bidirectional(layers.LSTM(5))],
+], ids=["bilstm-bigru", "bisimplernn-bilstm-last-frame"])
+def test_bidirectional_wrappers_follow_keras(make):
+    """Keras' Bidirectional: the forward layer and its go_backwards copy, concatenated; with
+    return_sequences=False, the forward half's last step and the backward half's last step
+    (its first frame), as Keras returns them."""
+    model = _model(*make())
+    x = frames(14, 5, seed=9)
+    expected = _keras_outputs(model, x)
+    program = ese.compile(model, CONFIG)
+    assert [layer.direction for layer in program.model.layers] == ["forward", "backward"] * 2
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE

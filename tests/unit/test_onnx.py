@@ -233,8 +233,7 @@ def test_an_onnx_file_compiles_and_its_nodes_are_listed_in_errors(tmp_path):
 
 
 @pytest.mark.parametrize("attributes, message", [
-    ({"direction": "reverse"}, "direction='reverse'"),
-    ({"direction": "bidirectional"}, "direction='bidirectional'"),
+    ({"direction": "reverse"}, "direction='reverse'.*not backward alone"),
     ({"activations": ["Sigmoid", "Tanh", "Relu"]}, "activations="),
     ({"clip": 3.0}, "clip=3.0"),
     ({"input_forget": 1}, "input_forget=1"),
@@ -243,9 +242,6 @@ def test_what_the_hardware_cannot_run_is_refused_naming_the_attribute(attributes
     rng = np.random.default_rng(4)
     initializers = []
     weights = _lstm_weights(rng, 4, 6, False)
-    if attributes.get("direction") == "bidirectional":
-        weights = {k: (np.concatenate([v, v]) if v is not None else None)
-                   for k, v in weights.items()}
     node = _lstm_node("lstm", "x", "y", weights, 6, initializers, **attributes)
     model = _model([node], [_value("x", [5, 1, 4])], [_value("y", None)], initializers)
     with pytest.raises(ese.UnsupportedModelError, match=message):
@@ -545,3 +541,38 @@ def test_weights_that_depend_on_a_graph_input_are_refused_naming_it():
     with pytest.raises(ese.UnsupportedModelError,
                        match="its W 'scaled_W' depends on 'gain', which is not a constant"):
         ese.compile(model, ese.Config(pes=2))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::torch.jit.TracerWarning", "ignore::FutureWarning")
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript-exporter", "dynamo-exporter"])
+@pytest.mark.parametrize("make", [lambda: nn.LSTM(5, 8, num_layers=2, bidirectional=True),
+                                  lambda: nn.GRU(5, 8, num_layers=2, bidirectional=True)],
+                         ids=["bilstm", "bigru"])
+def test_bidirectional_nodes_are_a_forward_and_a_backward_half(make, dynamo, tmp_path):
+    """direction='bidirectional': W, R, B hold the forward direction, then the reverse one;
+    Y's two directions, concatenated by the exporter's Transpose and Reshape, are the next
+    node's input, as PyTorch's two halves are."""
+    torch.manual_seed(6)
+    module = make().eval()
+    path = tmp_path / "bidirectional.onnx"
+    torch.onnx.export(module, (torch.zeros(12, 1, 5),), str(path), dynamo=dynamo,
+                      input_names=["x"])
+    model = onnx.load(str(path))
+    x = frames(12, 5, seed=7)
+    expected = _run(model, {model.graph.input[0].name: x[:, None]})[0].reshape(12, -1)
+    program = ese.compile(path, ese.Config(pes=4))
+    assert [layer.direction for layer in program.model.layers] == ["forward", "backward"] * 2
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
+    assert np.abs(program.predict(x) - expected).max() < FLOAT_TOLERANCE
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                            "ignore::torch.jit.TracerWarning")
+def test_a_bidirectional_rnn_node_lists_an_activation_per_direction():
+    torch.manual_seed(7)
+    model = _exported(nn.RNN(5, 8, bidirectional=True).eval(), 10, 5)
+    x = frames(10, 5, seed=8)
+    expected = _run(model, {"x": x[:, None]})[0].reshape(10, -1)
+    program = ese.compile(model, ese.Config(pes=4))
+    assert np.abs(program.float_reference(x) - expected).max() < 1e-5
