@@ -327,7 +327,8 @@ class Program:
         entries = image.entries_per_pe
         return {
             "source": self.metadata.get("source"),
-            "layers": [{"kind": layer.kind, "inputs": layer.inputs, "cells": layer.cells,
+            "layers": [{"kind": layer.kind, "direction": layer.direction,
+                        "inputs": layer.inputs, "cells": layer.cells,
                         "proj": layer.proj, "peepholes": bool(np.any(layer.peephole)),
                         "delta": (None if layer.delta is None else
                                   {name: getattr(layer.delta, name)

@@ -456,3 +456,28 @@ def test_the_front_end_table_holds_every_row_within_its_tolerance(capsys):
             assert row["predict_error"] < 3 / 128
         else:
             assert row["float_error"] < 1e-5 and row["predict_error"] < FLOAT_TOLERANCE, row
+
+
+def test_compile_and_info_describe_a_bidirectional_lstmp_and_a_keras_gru(tmp_path, capsys):
+    """ese compile of a bidirectional two-layer LSTMP's state_dict and of a Keras GRU's
+    .keras file; ese info names their layers, halves and passes."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(6, 10, num_layers=2, proj_size=4, bidirectional=True)
+    torch.save(module.state_dict(), tmp_path / "bilstmp.pt")
+    keras.utils.set_random_seed(0)
+    keras.Sequential([keras.Input((None, 6)),
+                      keras.layers.GRU(8, return_sequences=True)]).save(tmp_path / "gru.keras")
+    for name in ("bilstmp.pt", "gru.keras"):
+        assert main(["compile", str(tmp_path / name), "-o", str(tmp_path / f"{name}.ese"),
+                     "--pes", "4", "--density", "0.5"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "bilstmp.pt.ese")]) == 0
+    described = capsys.readouterr().out
+    assert ("6->10 cells->4 proj; backward 6->10 cells->4 proj; 8->10 cells->4 proj; "
+            "backward 8->10 cells->4 proj") in described
+    assert ("4 passes (layer 0, layer 1 backward, layer 2, layer 3 backward)" in described)
+    assert main(["info", str(tmp_path / "gru.keras.ese")]) == 0
+    assert "Keras GRU gru, 6->8 GRU units" in capsys.readouterr().out

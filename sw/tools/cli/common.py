@@ -236,8 +236,10 @@ def hardware_for(args):
 
 def print_summary(program, path):
     s = program.summary()
-    layers = "; ".join(f"{layer['inputs']}->{layer['cells']} "
-                       f"{'GRU units' if layer['kind'] == 'gru' else 'cells'}"
+    layers = "; ".join(("backward " if layer["direction"] == "backward" else "")
+                       + f"{layer['inputs']}->{layer['cells']} "
+                       + (f"{layer['kind'].upper()} units" if layer["kind"] != "lstm"
+                          else "cells")
                        + (f"->{layer['proj']} proj" if layer["proj"] else "")
                        + (" (peepholes)" if layer["peepholes"] else "")
                        + (" (delta: thresholds " + ", ".join(
@@ -245,6 +247,12 @@ def print_summary(program, path):
                            if name != "m" or layer["proj"]) + ")" if layer["delta"] else "")
                        for layer in s["layers"])
     print(f"{path}: {s['source']}, {layers}")
+    if program.model.bidirectional:
+        passes = program.model.passes()
+        print(f"  bidirectional: runs whole sequences in {len(passes)} passes ("
+              + ", ".join(f"layer{'s' if run.last > run.first else ''} "
+                          f"{run.first}{f'-{run.last}' if run.last > run.first else ''}"
+                          f"{' backward' if run.backward else ''}" for run in passes) + ")")
     print(f"  {s['pes']} PEs, {s['nonzeros']} of {s['weights']} weights non-zero "
           f"(density {s['density']:.4f}), {s['padding_entries']} padding entries, "
           f"{s['entries_per_pe_min']}..{s['entries_per_pe_max']} entries per PE, "
