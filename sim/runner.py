@@ -190,7 +190,8 @@ def _simulate_passes(program, frames, *, stall_probability, seed, log, keep, tim
     a backward pass's in reverse time order. Each pass is given the frames the golden model
     computes for it (which are the hardware's own when the passes before were bit-exact, as
     the comparison of every pass's outputs checks); ``output_codes`` holds every word each
-    pass sent, pass after pass."""
+    pass sent, pass after pass. ``cycles_per_frame`` has every step of every pass; a later
+    pass's first step includes the load of its descriptors (``load_cycles`` is the image's)."""
     if isinstance(frames, (list, tuple)) or state is not None or return_state:
         raise InputError(
             "a bidirectional model runs one whole sequence at a time, from zero state: give "

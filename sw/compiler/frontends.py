@@ -292,10 +292,27 @@ class TorchScriptFrontEnd(FrontEnd):
             raise UnsupportedModelError(f"{model.path} is not a TorchScript archive torch "
                                         f"can read ({type(error).__name__}: {error})") from None
 
-    def _kinds(self, scripted):
+    def _kinds(self, scripted, what):
+        """The kind of each recurrent submodule, by its class's original name; a submodule
+        holding PyTorch's recurrent parameter names under another class (a custom cell, whose
+        equations ese cannot know) and an RNN whose nonlinearity is not tanh are refused."""
         kinds = {"LSTM": "lstm", "LSTMCell": "lstm", "GRU": "gru", "GRUCell": "gru",
                  "PeepholeLSTM": "lstm", "RNN": "rnn", "RNNCell": "rnn"}
-        return {name: kinds[module.original_name] for name, module in scripted.named_modules()
+        modules = dict(scripted.named_modules())
+        for prefix in _groups(dict(scripted.named_parameters())):
+            module = modules.get(prefix)
+            original = getattr(module, "original_name", None)
+            if original not in kinds:
+                raise UnsupportedModelError(
+                    f"{what}: submodule {prefix!r} is a {original}, not one of PyTorch's "
+                    f"recurrent modules ({', '.join(kinds)}), so its equations are unknown to "
+                    f"ese even where its parameters have their names")
+            nonlinearity = getattr(module, "nonlinearity", "tanh")
+            if kinds[original] == "rnn" and nonlinearity != "tanh":
+                raise UnsupportedModelError(
+                    f"{what}: {original} {prefix!r} has nonlinearity={nonlinearity!r}: the cell "
+                    f"unit's tables are sigmoid and tanh; use nonlinearity='tanh'")
+        return {name: kinds[module.original_name] for name, module in modules.items()
                 if getattr(module, "original_name", None) in kinds}
 
     def read(self, model, submodule=None, node=None, trust_pickle=False):
@@ -303,7 +320,7 @@ class TorchScriptFrontEnd(FrontEnd):
         what = (f"TorchScript archive {model.path.name}" if isinstance(model, FileContent)
                 else f"TorchScript module {scripted.original_name}")
         parameters = dict(scripted.named_parameters())
-        return _describe_named(parameters, submodule, what, self._kinds(scripted))
+        return _describe_named(parameters, submodule, what, self._kinds(scripted, what))
 
     def parts(self, model, trust_pickle=False):
         return list(_groups(dict(self._load(model).named_parameters())))
@@ -338,6 +355,12 @@ class ExportedProgramFrontEnd(FrontEnd):
         program = self._load(model)
         what = (f"torch.export program {model.path.name}" if isinstance(model, FileContent)
                 else "torch.export program")
+        relu = [str(node.target) for node in program.graph.nodes
+                if "rnn_relu" in str(getattr(node, "target", ""))]
+        if relu:
+            raise UnsupportedModelError(
+                f"{what} runs an RNN with nonlinearity='relu' ({relu[0]}): the cell unit's "
+                f"tables are sigmoid and tanh; use nonlinearity='tanh'")
         return _describe_named(dict(program.state_dict), submodule, what)
 
     def parts(self, model, trust_pickle=False):
@@ -364,13 +387,19 @@ def _torch_load(content, trust_pickle):
     except Exception as error:        # torch.load raises many kinds for a file it cannot read
         raise UnsupportedModelError(f"{content.path} is not a file torch.save wrote "
                                     f"({type(error).__name__}: {error})") from None
-    return torch.load(str(content.path), map_location="cpu", weights_only=False)
+    try:
+        return torch.load(str(content.path), map_location="cpu", weights_only=False)
+    except Exception as error:        # the pickle may name classes this process lacks
+        raise UnsupportedModelError(f"{content.path}: the pickled object cannot be loaded "
+                                    f"({type(error).__name__}: {error}); save the weights as a "
+                                    f"state_dict") from None
 
 
 @register_front_end
 class TorchSaveFrontEnd(FrontEnd):
     """Files of ``torch.save``: a ``state_dict`` (read by name), or a pickled module (with
-    ``trust_pickle`` only)."""
+    ``trust_pickle`` only). A state_dict holds weights, not the module's options: a simple
+    RNN's is read as PyTorch's default, tanh (a relu RNN's must come as its module)."""
 
     name = "PyTorch (torch.save)"
 

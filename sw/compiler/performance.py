@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..contract.errors import ConfigError
 from ..contract.memory_map import GATES, MemoryMap
 from ..contract.placement import Placement
 
@@ -178,7 +179,13 @@ def predict_performance(image, timing, trace=None, warmup=2):
     without the last: no next input fills its gaps. With several channels in lock step,
     ``trace`` is a list of every channel's trace: a column is skipped only where it is zero in
     all of them, and a step (one frame of every channel) costs what a frame costs.
+    A bidirectional model's image (``image.directions``) runs in passes, which this model
+    does not follow: it is refused by name.
     """
+    if getattr(image, "directions", None):
+        raise ConfigError("the performance model follows one frame step through every layer; "
+                          "a bidirectional model runs in passes, one utterance each: simulate "
+                          "it (Program.simulate) for its cycles")
     phases = phase_demands(image)
     config = image.config
     pes = config.pes

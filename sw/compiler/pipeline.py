@@ -126,7 +126,8 @@ def calibrate(program, sequences, runs):
         if clipped:
             saturated["input"] = saturated.get("input", 0) + clipped
         outputs = program.decode_outputs(program.predict_codes(codes, saturated=saturated))
-        reference = run[-1]
+        reference = np.concatenate([run[index] for index in program.float_model.stages()[-1]],
+                                   axis=1)
         largest = max(largest, float(np.abs(outputs - reference).max()))
         frames += len(sequence)
     return {"frames": frames, "saturated": {k: v for k, v in saturated.items() if v},

@@ -311,8 +311,6 @@ class Accelerator:
         plan = plan_steps(program, frames, golden=False, state=state, carry=carry)
         if plan.has_initial_state:
             await self._load_state(plan)
-        if self._loaded_pass:
-            await self._load_pass(program.model.passes()[0])
         # Until this run has read every result, an interruption leaves the card and the
         # transport holding its steps: the next run must reset first.
         self._aborted = True
@@ -359,6 +357,8 @@ class Accelerator:
         words = self.program.image.pass_load_words(run)
         address = self.image_address + 4 * self._image_words
         self._check_memory_range(self._image_words + len(words), self.program.config)
+        # Unknown until the load is seen to finish: a failed one leaves either pass there.
+        self._loaded_pass = None
         await self._store(address, words, f"the descriptors of pass {run}")
         await self._load(len(words), f"the descriptors of pass {run}", address=address)
         self._loaded_pass = self.program.model.passes().index(run)
@@ -376,7 +376,7 @@ class Accelerator:
         produced = {}
         self._aborted = True
         for number, run in enumerate(model.passes()):
-            if number or self._loaded_pass:
+            if number or self._loaded_pass != 0:
                 await self._load_pass(run)
                 self._aborted = True
             stage = stage_of[run.first]

@@ -203,6 +203,9 @@ def _parse(header, body, path):
     bounds = np.concatenate([[0], np.cumsum(counts)])
     entries = [sections["entries"][bounds[k]:bounds[k + 1]] for k in range(config.pes)]
     directions = _check_directions(header.get("directions"), header["layers"], path)
+    if directions and config.streamed:
+        raise ImageError(f"{path}: a bidirectional model's image for hardware that streams its "
+                         f"weights, which runs no passes")
     formats = _check_formats(header["formats"], header["layers"], config, path, directions)
     descriptors = _check_layers(header["layers"], formats, config, sections, path, directions)
     image = HardwareImage(config, pointers, entries, sections["cell_parameters"], descriptors,

@@ -272,7 +272,7 @@ class Program:
                       else dequantize(state[1], self.config.cell_format)
                       for state, layer in zip(codes, self.model.layers)])
         single = str(self.metadata.get("source", "")).startswith(
-            ("torch.nn.LSTMCell", "torch.nn.GRUCell"))
+            ("torch.nn.LSTMCell", "torch.nn.GRUCell", "torch.nn.RNNCell"))
         if self.hidden_state_only:
             return h[0] if single else h
         if single:
@@ -412,7 +412,8 @@ class Utterance:
         return False
 
     def run(self, frames):
-        """The outputs of the next piece of the utterance, from where the last one ended."""
+        """The outputs of the next piece of the utterance, from where the last one ended: every
+        frame's (also for a model whose last layer returns its last frame only)."""
         codes, _ = self.program.encode_inputs(frames)
         final = []
         outputs = self.program.predict_codes(codes, state=self.codes, final=final)

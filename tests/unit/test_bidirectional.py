@@ -118,3 +118,27 @@ def test_what_needs_an_utterance_in_pieces_is_refused_by_name():
         program.simulate([x, x])
     with pytest.raises(ese.InputError, match="one whole sequence at a time"):
         program.simulate(x, return_state=True)
+
+
+def test_calibration_measures_both_halves_and_the_performance_model_refuses_passes():
+    torch.manual_seed(9)
+    module = nn.LSTM(4, 3, bidirectional=True).eval()
+    calibration = frames(6, 4, seed=10)
+    program = ese.compile(module, CONFIG, calibration=calibration)
+    expected, _ = _torch(module, calibration)
+    measured = program.report.calibration["max_error"]
+    assert measured == pytest.approx(np.abs(program.predict(calibration) - expected).max(),
+                                     abs=1e-6)
+    from ese.hw.timing import hardware_timing
+    from ese.sw.compiler.performance import predict_performance
+    with pytest.raises(ese.ConfigError, match="runs in passes"):
+        predict_performance(program.image, hardware_timing(program.config))
+
+
+def test_a_relu_rnn_is_refused_from_torchscript_and_torch_export(tmp_path):
+    module = nn.RNN(3, 4, nonlinearity="relu").eval()
+    with pytest.raises(ese.UnsupportedModelError, match="nonlinearity='relu'"):
+        ese.compile(torch.jit.script(module), CONFIG)
+    program = torch.export.export(module, (torch.zeros(5, 1, 3),))
+    with pytest.raises(ese.UnsupportedModelError, match="nonlinearity='relu'"):
+        ese.compile(program, CONFIG)

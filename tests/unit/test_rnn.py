@@ -127,3 +127,10 @@ def test_a_relu_rnn_is_refused_naming_the_nonlinearity(module, attributes, messa
     model = module() if module else _rnn_model(np.random.default_rng(0), 4, 8, 5, **attributes)
     with pytest.raises(ese.UnsupportedModelError, match=message):
         ese.compile(model, ese.Config(pes=2))
+
+
+def test_an_rnncells_state_has_a_cells_shape():
+    torch.manual_seed(2)
+    program = ese.compile(nn.RNNCell(4, 6).eval(), ese.Config(pes=2))
+    _, h = program.predict(frames(5, 4), return_state=True)
+    assert h.shape == (6,)                  # as nn.RNNCell takes and returns it
