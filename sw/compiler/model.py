@@ -1,12 +1,14 @@
-"""The model description: what the converters produce and the rest of the compiler reads.
+"""The model description: what the front ends produce and the rest of the compiler reads.
 
 A :class:`ModelDescription` is a stack of :class:`LayerDescription` s, each an LSTM layer with
-optional peepholes and optional projection, or a GRU layer, holding real-valued (float64) numpy
-arrays. It knows nothing of PyTorch: converters (:mod:`ese.sw.compiler.converters`) fill it in,
-and quantization (:mod:`ese.sw.compiler.quantization`) turns it into integers. An LSTM's gate
-order is PyTorch's: i, f, g, o. A GRU keeps the same shapes, four slots per cell in the order
-of :data:`~ese.sw.contract.memory_map.GRU_SLOTS` (r, z, n_x, n_h): the candidate's input and
-recurrent sums stay apart, since the reset gate multiplies only the recurrent one.
+optional peepholes and optional projection, a GRU layer or a simple RNN layer, forward or a
+bidirectional layer's backward half, holding real-valued (float64) numpy arrays. It knows
+nothing of PyTorch: the front ends (:mod:`ese.sw.compiler.frontends`) fill it in, pruning and
+formats read it, and quantization (:mod:`ese.sw.compiler.quantization`) turns it into
+integers. An LSTM's gate order is PyTorch's: i, f, g, o. A GRU keeps the same shapes, four
+slots per cell in the order of :data:`~ese.sw.contract.memory_map.GRU_SLOTS` (r, z, n_x,
+n_h): the candidate's input and recurrent sums stay apart, since the reset gate multiplies
+only the recurrent one; a simple RNN's weights lie in n_x alone.
 """
 
 from dataclasses import dataclass, field
