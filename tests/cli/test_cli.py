@@ -469,7 +469,8 @@ def test_compile_and_info_describe_a_bidirectional_lstmp_and_a_keras_gru(tmp_pat
     torch.save(module.state_dict(), tmp_path / "bilstmp.pt")
     keras.utils.set_random_seed(0)
     keras.Sequential([keras.Input((None, 6)),
-                      keras.layers.GRU(8, return_sequences=True)]).save(tmp_path / "gru.keras")
+                      keras.layers.GRU(8, return_sequences=True, name="gru")]).save(
+                          tmp_path / "gru.keras")
     for name in ("bilstmp.pt", "gru.keras"):
         assert main(["compile", str(tmp_path / name), "-o", str(tmp_path / f"{name}.ese"),
                      "--pes", "4", "--density", "0.5"]) == 0
