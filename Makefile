@@ -45,7 +45,7 @@ demo: espeak $(STAMP)
 	$(BIN)/ese demo
 
 # On every core: most of a test's time is one busy process (a simulation, a conversion, a
-# training), so two workers on CI's two cores take 26 minutes where one takes 35.
+# training), so two workers on CI's two cores take 22 minutes (614 tests) where one took 35 for 501.
 test: espeak tclsh lz4 $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
