@@ -19,6 +19,7 @@ import numpy as np
 
 from ..sw.contract.errors import InputError, SimulationError
 from ..sw.runtime.encoding import state_dump_words, state_load_words
+from ..sw.runtime.quantized import PassSchedule
 from ..sw.runtime.steps import plan_steps
 from .build import DESIGNS, TOPLEVEL, build_simulator, build_tree_simulator
 
@@ -218,16 +219,15 @@ def _simulate_passes(program, frames, *, stall_probability, seed, log, keep, tim
         if sent.shape != (len(outputs), 1, outputs.shape[1]):
             raise SimulationError(f"pass {run} produced outputs of shape {sent.shape}, expected "
                                   f"{(len(outputs), 1, outputs.shape[1])}")
-    by_layer = {run.last: (sent[::-1] if run.backward else sent)[:, 0]
-                for (run, _, _), sent in zip(runs, produced)}
-    assembled = np.concatenate([by_layer[index] for index in program.model.stages()[-1]],
-                               axis=1)
+    schedule = PassSchedule(program.model, codes)
+    for (run, _, _), sent in zip(runs, produced):
+        schedule.record(run, sent[:, 0])
     started_cycle, loaded_cycle, sequence_cycle = (int(v) for v in result["markers"])
     completed = result["completed"]
     cycles = (completed.tolist() if paced
               else np.diff(np.concatenate([[sequence_cycle], completed])).tolist())
     return SimulationResult(
-        outputs=program.returned(program.decode_outputs(assembled)),
+        outputs=program.returned(program.decode_outputs(schedule.outputs())),
         output_codes=np.concatenate(produced, axis=2), expected_codes=expected,
         cycles_per_frame=[int(c) for c in cycles], load_cycles=loaded_cycle - started_cycle,
         build_seconds=build.seconds, build_cached=build.cached, wall_seconds=wall,

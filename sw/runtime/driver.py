@@ -49,6 +49,7 @@ from ..contract.registers import (
     config_from_registers,
 )
 from ..contract.wire import pack_steps, unpack_result, word_bytes
+from .quantized import PassSchedule
 
 __all__ = ["Accelerator", "DeviceError", "HardwareInfo", "XdmaTransport", "PosixDevices"]
 
@@ -371,19 +372,13 @@ class Accelerator:
         program = self.program
         model = program.model
         codes, _ = program.encode_inputs(frames)
-        stages = model.stages()
-        stage_of = {index: number for number, stage in enumerate(stages) for index in stage}
-        produced = {}
+        schedule = PassSchedule(model, codes)
         self._aborted = True
         for number, run in enumerate(model.passes()):
             if number or self._loaded_pass != 0:
                 await self._load_pass(run)
                 self._aborted = True
-            stage = stage_of[run.first]
-            inputs = codes if stage == 0 else np.concatenate(
-                [produced[index] for index in stages[stage - 1]], axis=1)
-            if run.backward:
-                inputs = inputs[::-1]
+            inputs = schedule.inputs(run)
             steps = np.zeros((len(inputs), program.config.channels, inputs.shape[1]),
                              dtype=np.int64)
             steps[:, 0] = inputs
@@ -391,11 +386,10 @@ class Accelerator:
             starts[0] = True
             outputs = (await self._run_steps(steps, starts,
                                              model.layers[run.last].outputs))[:, 0]
-            produced[run.last] = outputs[::-1] if run.backward else outputs
+            schedule.record(run, outputs)
         await self.check_errors()
         self._aborted = False
-        assembled = np.concatenate([produced[index] for index in stages[-1]], axis=1)
-        return program.returned(program.decode_outputs(assembled))
+        return program.returned(program.decode_outputs(schedule.outputs()))
 
     async def _dump_state(self, plan):
         """The state the card holds, read back through the results stream."""

@@ -23,7 +23,13 @@ from .encoding import decode_image, decode_state_dump, encode_model
 from .frames import check_frames
 from .golden import GoldenModel
 from .image import image_bytes, read_image, write_image
-from .quantized import QuantizationReport, check_model_bounds, delta_thresholds
+from .quantized import (
+    PassSchedule,
+    QuantizationReport,
+    QuantizedModel,
+    check_model_bounds,
+    delta_thresholds,
+)
 
 __all__ = ["Program", "Utterance", "load", "check_compatible"]
 
@@ -61,6 +67,7 @@ class Program:
         self.float_model = float_model
         self.run_float = run_float
         self._golden = GoldenModel(model)
+        self._pass_goldens = {}
 
     @property
     def config(self):
@@ -122,16 +129,10 @@ class Program:
         the hardware reads and writes them (a backward pass's reversed). The other arguments
         are :meth:`predict_codes`'s, for every layer.
         """
-        model = self.model
-        stages = model.stages()
-        stage_of = {index: number for number, stage in enumerate(stages) for index in stage}
-        produced, runs = {}, []
-        for run in model.passes():
-            number = stage_of[run.first]
-            inputs = (np.asarray(codes, dtype=np.int64) if number == 0 else np.concatenate(
-                [produced[index] for index in stages[number - 1]], axis=1))
-            if run.backward:
-                inputs = inputs[::-1]
+        schedule = PassSchedule(self.model, codes)
+        runs = []
+        for run in self.model.passes():
+            inputs = schedule.inputs(run)
             layers = list(run.layers)
             local_saturated = {} if saturated is not None else None
             local_final = [] if final is not None else None
@@ -146,16 +147,15 @@ class Program:
             if final is not None:
                 final.extend(local_final)
             runs.append((run, inputs, outputs))
-            produced[run.last] = outputs[::-1] if run.backward else outputs
-        return np.concatenate([produced[index] for index in stages[-1]], axis=1), runs
+            schedule.record(run, outputs)
+        return schedule.outputs(), runs
 
     def _pass_golden(self, run):
-        from .quantized import QuantizedModel
-        cache = self.__dict__.setdefault("_pass_goldens", {})
-        if run not in cache:
-            cache[run] = GoldenModel(QuantizedModel(
+        """The golden model of pass ``run``'s layers alone (made on first use)."""
+        if run not in self._pass_goldens:
+            self._pass_goldens[run] = GoldenModel(QuantizedModel(
                 self.model.config, self.model.layers[run.first:run.last + 1]))
-        return cache[run]
+        return self._pass_goldens[run]
 
     def check_unidirectional(self, what):
         """Refuse ``what`` (a way of running) for a model with a bidirectional layer, which

@@ -14,7 +14,8 @@ import numpy as np
 from ..contract.arithmetic import DeltaThresholds, LayerFormats
 from ..contract.errors import CapacityError, ConfigError
 
-__all__ = ["LayerShape", "StackShape", "Pass", "DIRECTIONS", "QuantizedLayer", "QuantizedModel",
+__all__ = ["LayerShape", "StackShape", "Pass", "PassSchedule", "DIRECTIONS", "QuantizedLayer",
+           "QuantizedModel",
            "QuantizationReport", "check_accumulator_bound", "check_model_bounds",
            "delta_thresholds", "real_thresholds"]
 
@@ -101,6 +102,40 @@ class Pass:
     @property
     def layers(self):
         return range(self.first, self.last + 1)
+
+
+class PassSchedule:
+    """The host's side of a model's passes (:meth:`StackShape.passes`), whoever runs them
+    (the golden model, the simulation, the card): what each pass reads, and the model's
+    outputs from what the passes wrote.
+
+    ``inputs(run)`` gives the codes pass ``run`` reads, in the order the hardware reads them:
+    the model's frames for the first stage, else the stage before's halves' outputs
+    concatenated (forward first), reversed in time for a backward half. ``record(run,
+    outputs)`` takes what it wrote, in the order written; ``outputs()`` is then the model's
+    (the last stage's halves concatenated, in time order).
+    """
+
+    def __init__(self, model, codes):
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.stages = model.stages()
+        self._stage_of = {index: number for number, stage in enumerate(self.stages)
+                          for index in stage}
+        self._written = {}             # each pass's last layer: its outputs in time order
+
+    def inputs(self, run):
+        number = self._stage_of[run.first]
+        inputs = self.codes if number == 0 else self._joined(self.stages[number - 1])
+        return inputs[::-1] if run.backward else inputs
+
+    def record(self, run, outputs):
+        self._written[run.last] = outputs[::-1] if run.backward else outputs
+
+    def outputs(self):
+        return self._joined(self.stages[-1])
+
+    def _joined(self, stage):
+        return np.concatenate([self._written[index] for index in stage], axis=1)
 
 
 class StackShape:
