@@ -280,57 +280,6 @@ class Converter:
 
 
 
-@register(nn.LSTM, "torch.nn.LSTM")
-class TorchLSTMConverter(Converter):
-    """``torch.nn.LSTM``: any layer count, with or without projection, biases and batch_first."""
-
-    def check(self, module):
-        if module.mode != "LSTM":
-            raise UnsupportedModelError(f"torch.nn.{module.mode} is not supported; ese compiles "
-                                        f"{', '.join(supported_modules())}")
-        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
-        for name, parameter in module.named_parameters():
-            _array(parameter[:0], f"torch.nn.LSTM parameter {name}")
-
-    def prunable(self, module):
-        return _stacked_prunable(module)
-
-    def describe(self, module):
-        return describe_parameters(_stack_parameters(module), "torch.nn.LSTM", "lstm")
-
-
-@register(nn.LSTMCell, "torch.nn.LSTMCell")
-class TorchLSTMCellConverter(Converter):
-    """``torch.nn.LSTMCell``: one layer without projection; the output is h."""
-
-    def check(self, module):
-        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
-        for name, parameter in module.named_parameters():
-            _array(parameter[:0], f"torch.nn.LSTMCell parameter {name}")
-
-    def prunable(self, module):
-        return [PrunableMatrix(module, "weight_ih", module.hidden_size),
-                PrunableMatrix(module, "weight_hh", module.hidden_size)]
-
-    def describe(self, module):
-        return describe_parameters(_cell_parameters(module), "torch.nn.LSTMCell", "lstm")
-
-
-@register(PeepholeLSTM, "ese.PeepholeLSTM")
-class PeepholeLSTMConverter(Converter):
-    """``ese.PeepholeLSTM``: peepholes, optional projection, any layer count."""
-
-    def check(self, module):
-        for name, parameter in module.named_parameters():
-            _array(parameter[:0], f"PeepholeLSTM parameter {name}")
-
-    def prunable(self, module):
-        return _stacked_prunable(module)
-
-    def describe(self, module):
-        return describe_parameters(_stack_parameters(module), "ese.PeepholeLSTM", "lstm")
-
-
 def gru_layer(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     """A GRU layer's description from PyTorch's tensors (as numpy arrays): W_ih (3H, I) and
     W_hh (3H, H) with the gates in the order r, z, n, and the biases b_ih, b_hh (3H) or None.
@@ -402,40 +351,6 @@ def gru_prunable(module, names, hidden):
     return found
 
 
-@register(nn.GRU, "torch.nn.GRU")
-class TorchGRUConverter(Converter):
-    """``torch.nn.GRU``: any layer count, with or without biases and batch_first."""
-
-    def check(self, module):
-        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
-        for name, parameter in module.named_parameters():
-            _array(parameter[:0], f"torch.nn.GRU parameter {name}")
-
-    def prunable(self, module):
-        return gru_prunable(module, [(f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}")
-                                     for layer in range(module.num_layers)
-                                     for suffix in _suffixes(module)], module.hidden_size)
-
-    def describe(self, module):
-        return describe_parameters(_stack_parameters(module), "torch.nn.GRU", "gru")
-
-
-@register(nn.GRUCell, "torch.nn.GRUCell")
-class TorchGRUCellConverter(Converter):
-    """``torch.nn.GRUCell``: one GRU layer; the output is h."""
-
-    def check(self, module):
-        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
-        for name, parameter in module.named_parameters():
-            _array(parameter[:0], f"torch.nn.GRUCell parameter {name}")
-
-    def prunable(self, module):
-        return gru_prunable(module, [("weight_ih", "weight_hh")], module.hidden_size)
-
-    def describe(self, module):
-        return describe_parameters(_cell_parameters(module), "torch.nn.GRUCell", "gru")
-
-
 def _check_tanh(module, name):
     if module.nonlinearity != "tanh":
         raise UnsupportedModelError(
@@ -444,38 +359,97 @@ def _check_tanh(module, name):
             f"only (ese compiles {', '.join(supported_modules())})")
 
 
-@register(nn.RNN, "torch.nn.RNN (tanh)")
-class TorchRNNConverter(Converter):
-    """``torch.nn.RNN`` with tanh: any layer count, with or without biases and batch_first;
-    each layer runs as a GRU whose update gate is held at zero."""
+class _PyTorchRecurrentConverter(Converter):
+    """PyTorch's recurrent modules: a stack (``weight_ih_l0``, ... and, bidirectional, their
+    ``_reverse`` twins) or a cell (``weight_ih``, ...) of one ``kind`` of layer, read by
+    :func:`describe_parameters` and pruned in the kind's slots (a GRU's rotated r, z, n; a
+    simple RNN's n_x). A simple RNN runs with tanh only."""
+
+    kind = None          # "lstm", "gru" or "rnn"
+    cell = False         # a cell module (one layer, no _l0 in its names)
+
+    @property
+    def name(self):
+        return self.display_name.split(" ")[0]
 
     def check(self, module):
-        _check_tanh(module, "torch.nn.RNN")
+        if self.kind == "rnn":
+            _check_tanh(module, self.name)
         _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
         for name, parameter in module.named_parameters():
-            _array(parameter[:0], f"torch.nn.RNN parameter {name}")
+            _array(parameter[:0], f"{self.name} parameter {name}")
 
     def prunable(self, module):
-        return rnn_prunable(module, [(f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}")
-                                     for layer in range(module.num_layers)
-                                     for suffix in _suffixes(module)], module.hidden_size)
+        if self.kind == "lstm" and not self.cell:
+            return _stacked_prunable(module)
+        pairs = ([("weight_ih", "weight_hh")] if self.cell else
+                 [(f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}")
+                  for layer in range(module.num_layers) for suffix in _suffixes(module)])
+        if self.kind == "gru":
+            return gru_prunable(module, pairs, module.hidden_size)
+        if self.kind == "rnn":
+            return rnn_prunable(module, pairs, module.hidden_size)
+        return [PrunableMatrix(module, name, module.hidden_size) for pair in pairs
+                for name in pair]
 
     def describe(self, module):
-        return describe_parameters(_stack_parameters(module), "torch.nn.RNN", "rnn")
+        parameters = _cell_parameters(module) if self.cell else _stack_parameters(module)
+        return describe_parameters(parameters, self.name, self.kind)
+
+
+@register(nn.LSTM, "torch.nn.LSTM")
+class TorchLSTMConverter(_PyTorchRecurrentConverter):
+    """``torch.nn.LSTM``: any layer count, with or without projection, biases and batch_first,
+    either direction or both."""
+
+    kind = "lstm"
+
+    def check(self, module):
+        if module.mode != "LSTM":
+            raise UnsupportedModelError(f"torch.nn.{module.mode} is not supported; ese compiles "
+                                        f"{', '.join(supported_modules())}")
+        super().check(module)
+
+
+@register(nn.LSTMCell, "torch.nn.LSTMCell")
+class TorchLSTMCellConverter(_PyTorchRecurrentConverter):
+    """``torch.nn.LSTMCell``: one layer without projection; the output is h."""
+
+    kind, cell = "lstm", True
+
+
+@register(PeepholeLSTM, "ese.PeepholeLSTM")
+class PeepholeLSTMConverter(_PyTorchRecurrentConverter):
+    """``ese.PeepholeLSTM``: peepholes, optional projection, any layer count."""
+
+    kind = "lstm"
+
+
+@register(nn.GRU, "torch.nn.GRU")
+class TorchGRUConverter(_PyTorchRecurrentConverter):
+    """``torch.nn.GRU``: any layer count, with or without biases and batch_first, either
+    direction or both."""
+
+    kind = "gru"
+
+
+@register(nn.GRUCell, "torch.nn.GRUCell")
+class TorchGRUCellConverter(_PyTorchRecurrentConverter):
+    """``torch.nn.GRUCell``: one GRU layer; the output is h."""
+
+    kind, cell = "gru", True
+
+
+@register(nn.RNN, "torch.nn.RNN (tanh)")
+class TorchRNNConverter(_PyTorchRecurrentConverter):
+    """``torch.nn.RNN`` with tanh: any layer count, with or without biases and batch_first,
+    either direction or both; each layer runs as a GRU whose update gate is held at zero."""
+
+    kind = "rnn"
 
 
 @register(nn.RNNCell, "torch.nn.RNNCell (tanh)")
-class TorchRNNCellConverter(Converter):
+class TorchRNNCellConverter(_PyTorchRecurrentConverter):
     """``torch.nn.RNNCell`` with tanh: one simple RNN layer; the output is h."""
 
-    def check(self, module):
-        _check_tanh(module, "torch.nn.RNNCell")
-        _check_sizes(module, input_size=module.input_size, hidden_size=module.hidden_size)
-        for name, parameter in module.named_parameters():
-            _array(parameter[:0], f"torch.nn.RNNCell parameter {name}")
-
-    def prunable(self, module):
-        return rnn_prunable(module, [("weight_ih", "weight_hh")], module.hidden_size)
-
-    def describe(self, module):
-        return describe_parameters(_cell_parameters(module), "torch.nn.RNNCell", "rnn")
+    kind, cell = "rnn", True
